@@ -1,0 +1,44 @@
+"""appshield: an in-process security agent for Python.
+
+It checks every process start, file access, network action and import against a YAML
+policy *before* it happens, blocks it (enforce) or only reports it (monitor), and reports
+every violation through OpenTelemetry. See README.md and docs/.
+"""
+
+from __future__ import annotations
+
+from appshield.decision import Decision
+from appshield.errors import PolicyError, PolicyViolation
+from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
+from appshield.policy import Policy, load_policy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Decision",
+    "FileOp",
+    "ImportOp",
+    "NetworkOp",
+    "Policy",
+    "PolicyError",
+    "PolicyViolation",
+    "ProcessOp",
+    "__version__",
+    "install",
+    "load_policy",
+    "uninstall",
+]
+
+
+def install(policy=None, *, mode=None):  # type: ignore[no-untyped-def]
+    """Load the policy and start checking. See appshield.runtime.install."""
+    from appshield.runtime import install as _install
+
+    return _install(policy, mode=mode)
+
+
+def uninstall() -> None:
+    """Stop checking and restore every patched attribute. See appshield.runtime.uninstall."""
+    from appshield.runtime import uninstall as _uninstall
+
+    _uninstall()

@@ -1,0 +1,29 @@
+"""The outcome of checking one operation against a policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Action", "Decision", "Mode"]
+
+Action = Literal["allow", "deny", "alert"]
+Mode = Literal["enforce", "monitor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """action: the winning action. rule_id: the deciding rule (`default:<category>` or
+    `implicit:<protection>` when no written rule decided). blocked: the operation must not
+    happen (a matching deny, or a default deny, that enforces). mode: the policy's effective
+    mode."""
+
+    action: Action
+    rule_id: str
+    blocked: bool
+    mode: Mode
+
+    @property
+    def is_violation(self) -> bool:
+        """Reported operations: a deny (blocked or not) or an alert."""
+        return self.action != "allow"

@@ -1,0 +1,38 @@
+"""The patching layer: one table of patch points, one audit hook.
+
+Each category module (`process`, `file`, `network`, `imports`) contributes:
+- `PATCHES`: a tuple of `PatchPoint` (wrapt wrappers on Python-level entry points);
+- `AUDIT_HANDLERS`: a mapping from PEP 578 audit event name to a function that turns the
+  event's arguments into `(operation, api)` or None (the backstop for C-level modules,
+  captured aliases, reloads and `__wrapped__`);
+- optionally `on_install(shield)` / `on_uninstall()` for work that is neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+from appshield.hooks import file, imports, network, process
+from appshield.hooks._patching import PatchPoint
+
+__all__ = ["CATEGORY_MODULES", "all_audit_handlers", "all_patch_points"]
+
+CATEGORY_MODULES: tuple[ModuleType, ...] = (process, file, network, imports)
+
+AuditHandler = Callable[[tuple[Any, ...]], Any]
+
+
+def all_patch_points() -> tuple[PatchPoint, ...]:
+    return tuple(p for m in CATEGORY_MODULES for p in getattr(m, "PATCHES", ()))
+
+
+def all_audit_handlers() -> Mapping[str, AuditHandler]:
+    handlers: dict[str, AuditHandler] = {}
+    for module in CATEGORY_MODULES:
+        for event, handler in getattr(module, "AUDIT_HANDLERS", {}).items():
+            if event in handlers:
+                raise RuntimeError(f"audit event {event!r} handled twice")
+            handlers[event] = handler
+    return handlers

@@ -1,0 +1,146 @@
+"""What is about to happen: one small immutable type per category.
+
+The hooks build these, `explain` and `learn` build these, and the decision engine reads them.
+They carry only plain, already-normalised data; producing them may need I/O (resolving a
+path, looking up a program on PATH), consuming them never does. All are hashable, so a
+decision can be cached on the operation itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "CATEGORIES",
+    "FileAccess",
+    "FileOp",
+    "ImportOp",
+    "NetworkOp",
+    "NetworkOperation",
+    "Operation",
+    "ProcessOp",
+    "Transport",
+]
+
+CATEGORIES: tuple[str, ...] = ("process", "file", "network", "import")
+
+FileAccess = Literal["read", "write", "delete"]
+NetworkOperation = Literal["connect", "send", "bind", "resolve"]
+Transport = Literal["tcp", "udp", "unix"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOp:
+    """A program about to be started.
+
+    executable: the absolute path of the program, symlinks resolved, as the kernel will run it.
+    argv: the full argument vector; argv[0] is also checked against `executable` deny rules.
+    shell: the command runs through a shell (os.system, os.popen, shell=True, `sh -c`).
+    trusted_location: the program was found through PATH (as it was when the shield started)
+        or sits in a folder the process cannot write; only then may a glob without `/`
+        (a bare base name such as `git`) match it.
+    unshielded: the child is a Python interpreter that will run without the same shield.
+    """
+
+    executable: str
+    argv: tuple[str, ...] = ()
+    shell: bool = False
+    cwd: str | None = None
+    trusted_location: bool = False
+    unshielded: bool = False
+
+    category = "process"
+
+    @property
+    def command_line(self) -> str:
+        return " ".join(self.argv) if self.argv else self.executable
+
+    @property
+    def target(self) -> str:
+        return self.command_line
+
+
+@dataclass(frozen=True, slots=True)
+class FileOp:
+    """A file access about to happen.
+
+    path: the normalised absolute path (`..` and `.` folded, no symlinks resolved).
+    resolved: the same path with symlinks resolved; None when the hook did not need it
+        (then rules see `path` for both). A deny matches either; an allow must match `resolved`.
+    """
+
+    path: str
+    access: FileAccess
+    resolved: str | None = None
+
+    category = "file"
+
+    @property
+    def real_path(self) -> str:
+        return self.resolved if self.resolved is not None else self.path
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkOp:
+    """A network action about to happen.
+
+    host: the name the code asked for, lower-case, no trailing dot; None when only an address
+        is known.
+    address: the canonical spelling of the IP address (`ipaddress` form, IPv4-mapped IPv6
+        folded to IPv4); None for a name not yet resolved or a unix socket path.
+    names: other names recently resolved to `address` (from the resolver memory). A host deny
+        on any of them denies.
+    port: None when there is none (resolve without port, unix sockets).
+    path: the socket path for transport `unix`.
+    """
+
+    operation: NetworkOperation
+    host: str | None = None
+    address: str | None = None
+    port: int | None = None
+    transport: Transport = "tcp"
+    names: tuple[str, ...] = ()
+    path: str | None = None
+
+    category = "network"
+
+    @property
+    def target(self) -> str:
+        if self.transport == "unix":
+            return self.path or ""
+        where = self.host or self.address or ""
+        if self.address and self.host and self.address != self.host:
+            where = f"{self.host} ({self.address})"
+        if self.port is not None:
+            if ":" in where and not where.endswith(")"):
+                return f"[{where}]:{self.port}"
+            return f"{where}:{self.port}"
+        return where
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOp:
+    """A module about to be imported, or a native library about to be loaded.
+
+    module: dotted module name; None for a bare native library load (ctypes.CDLL).
+    origin: the file the module will be loaded from, when known.
+    library: the native library path for ctypes/cffi loads.
+    """
+
+    module: str | None = None
+    origin: str | None = None
+    library: str | None = None
+
+    category = "import"
+
+    @property
+    def target(self) -> str:
+        return self.module or self.library or self.origin or ""
+
+
+Operation = ProcessOp | FileOp | NetworkOp | ImportOp

@@ -1,0 +1,106 @@
+"""Policies: loading (`loader`), the validated data (`model`) and the public `Policy` type."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from appshield.decision import Decision, Mode
+from appshield.policy.model import PolicyDocument
+
+if TYPE_CHECKING:
+    from appshield.engine import CompiledPolicy
+    from appshield.operations import Operation
+
+__all__ = ["Policy", "PolicyDocument", "load_policy"]
+
+# appshield's own installed files: protected by `protections.policy_files`.
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+StackInput = Callable[[], Sequence[str]] | Sequence[str] | None
+
+
+class Policy:
+    """A validated policy with its effective mode. Immutable; compiled on first decision.
+
+    mode: the effective mode, `mode=` argument > the file's `mode` > enforce. (The
+    `APPSHIELD_MODE` variable is applied by whoever builds the runtime configuration.)
+    """
+
+    __slots__ = ("_compiled", "document", "mode")
+
+    def __init__(self, document: PolicyDocument, *, mode: Mode | None = None) -> None:
+        self.document = document
+        self.mode: Mode = mode or document.mode or "enforce"
+        self._compiled: CompiledPolicy | None = None
+
+    @classmethod
+    def from_yaml(cls, text: str, *, filename: str | None = None) -> Policy:
+        """Parse and validate YAML text. `extends` resolve relative to `filename`'s folder
+        (or the current directory when no filename is given)."""
+        from appshield.policy.loader import load_text
+
+        return cls(load_text(text, filename=filename))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Policy:
+        from appshield.policy.loader import load_file
+
+        return cls(load_file(os.fspath(path)))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str | None = None) -> Policy:
+        from appshield.policy.loader import load_mapping
+
+        return cls(load_mapping(data, base_dir=base_dir))
+
+    @property
+    def name(self) -> str:
+        return self.document.name or (
+            os.path.basename(self.document.files[0]) if self.document.files else "inline"
+        )
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.document.files
+
+    def with_mode(self, mode: Mode | None) -> Policy:
+        if mode is None or mode == self.mode:
+            return self
+        return Policy(self.document, mode=mode)
+
+    @property
+    def compiled(self) -> CompiledPolicy:
+        compiled = self._compiled
+        if compiled is None:
+            from appshield.engine import compile_policy
+
+            protected = (*self.document.files, PACKAGE_DIR + "/**")
+            compiled = compile_policy(self.document, self.mode, protected_paths=protected)
+            self._compiled = compiled
+        return compiled
+
+    def decide(self, operation: Operation, stack: StackInput = None) -> Decision:
+        """The pure decision for one operation. `stack`: the modules on the call stack
+        (innermost first), or a callable returning them; only consulted when a candidate
+        rule has a `scope`."""
+        return self.compiled.decide(operation, stack)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Policy)
+            and other.document == self.document
+            and other.mode == self.mode
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.document.files, self.mode))
+
+    def __repr__(self) -> str:
+        return f"<Policy {self.name!r} mode={self.mode} rules={len(self.document.rules)}>"
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Parse and validate the policy file at `path`; raise `PolicyError` on any problem."""
+    return Policy.from_file(path)

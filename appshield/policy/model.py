@@ -1,0 +1,99 @@
+"""The validated policy, as plain data: what the loader produces and the engine compiles.
+
+Match values are already normalised by the loader: every field holds a tuple of
+alternatives (a list in YAML matches if any item does), variables such as `{home}` are
+expanded, host names are lower-case, ports are (low, high) pairs, CIDRs are canonical
+network strings.
+
+    field (category)          value type in `Condition.fields[field]`
+    executable (process)      tuple[str, ...]             globs
+    args (process)            tuple[tuple[str, ...], ...] each a position-by-position glob vector
+    shell, unshielded         tuple[bool, ...]
+    command_line (process)    tuple[str, ...]             globs (`*` crosses `/` and spaces)
+    path (file)               tuple[str, ...]             path globs, absolute after expansion
+    access (file)             tuple[str, ...]             read | write | delete
+    host (network)            tuple[str, ...]             host globs or IP literals, lower-case
+    cidr (network)            tuple[str, ...]             canonical networks, `ipaddress` form
+    port (network)            tuple[tuple[int, int], ...] inclusive ranges
+    operation, transport      tuple[str, ...]
+    module (import)           tuple[str, ...]             dotted globs
+    origin, library (import)  tuple[str, ...]             path globs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from appshield.decision import Action, Mode
+
+__all__ = ["MATCH_FIELDS", "Condition", "PolicyDocument", "Protections", "RuleSpec", "SourceRef"]
+
+# The match fields of each category, as the contract lists them.
+MATCH_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "process": ("executable", "args", "shell", "command_line", "unshielded"),
+    "file": ("path", "access"),
+    "network": ("host", "cidr", "port", "operation", "transport"),
+    "import": ("module", "origin", "library"),
+}
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where something was written: file (None for text given directly), 1-based line/column."""
+
+    file: str | None
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file or '<policy>'}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Match fields combined with AND; `scope` (module globs) must also hold when given.
+
+    An empty condition with no scope matches every operation of its category.
+    """
+
+    fields: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    scope: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    id: str
+    category: str
+    action: Action
+    match: Condition
+    unless: Condition | None = None
+    scope: tuple[str, ...] | None = None
+    mode: Mode | None = None
+    description: str | None = None
+    source: SourceRef | None = None
+
+
+@dataclass(frozen=True)
+class Protections:
+    policy_files: bool = True
+    unshielded_children: bool = True
+
+
+@dataclass(frozen=True)
+class PolicyDocument:
+    """A policy after `extends` are merged and `disable` applied.
+
+    rules are in file order: the rules of extended policies first, in `extends` order,
+    then the file's own. files: every policy file that contributed (for self-protection
+    and reload), the top file first.
+    """
+
+    version: int
+    name: str | None
+    mode: Mode | None
+    defaults: Mapping[str, Action]
+    rules: tuple[RuleSpec, ...]
+    protections: Protections = Protections()
+    files: tuple[str, ...] = ()

@@ -1,0 +1,44 @@
+"""What the runtime hands to the telemetry sinks for each violation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appshield.decision import Decision
+from appshield.operations import Operation
+
+__all__ = ["CallSite", "Violation"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """The calling code: the modules on the stack (innermost first) and the first frame
+    outside appshield and the standard library (the code to blame)."""
+
+    modules: tuple[str, ...] = ()
+    function: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    operation: Operation
+    decision: Decision
+    api: str  # e.g. "subprocess.Popen", "os.system", "open", "socket.connect", "import"
+    policy_name: str
+    callsite: CallSite
+    time_ns: int
+    pid: int
+
+    @property
+    def category(self) -> str:
+        return self.operation.category
+
+    @property
+    def target(self) -> str:
+        return self.operation.target
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision.blocked
