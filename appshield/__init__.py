@@ -30,11 +30,11 @@ __all__ = [
 ]
 
 
-def install(policy=None, *, mode=None):  # type: ignore[no-untyped-def]
+def install(policy=None, *, mode=None, locked=False):  # type: ignore[no-untyped-def]
     """Load the policy and start checking. See appshield.runtime.install."""
     from appshield.runtime import install as _install
 
-    return _install(policy, mode=mode)
+    return _install(policy, mode=mode, locked=locked)
 
 
 def uninstall() -> None:

@@ -118,6 +118,26 @@ class Shield:
         self.reporter = reporter
         self.locked = config.locked
         self.policy_name = config.policy.name
+        # Extra per-violation callbacks (the pytest plugin's per-test collector), after sinks.
+        self._listeners: tuple[Callable[[Violation], None], ...] = ()
+
+    def add_listener(self, listener: Callable[[Violation], None]) -> Callable[[], None]:
+        """Call `listener(violation)` for every violation, after the sinks; a failing
+        listener never reaches the app. Returns a function that removes it."""
+        self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return remove
+
+    def swap_policy(self, policy: Policy) -> None:
+        """Replace the policy for every thread at once (policy reload). The new policy is
+        compiled before the switch, so no hook ever sees a half-made one; the config keeps
+        its lock and log settings."""
+        compiled = policy.compiled
+        self.config = ShieldConfig(policy, self.config.locked, self.config.log_path)
+        self.policy, self.compiled, self.policy_name = policy, compiled, policy.name
 
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:
         """Decide; report a violation; raise `PolicyViolation` if the operation is blocked.
@@ -147,18 +167,42 @@ class Shield:
                 )
         return decision
 
+    def report_existing(self, operation: Operation, api: str) -> Decision:
+        """Report, never block, an operation that already took effect before the shield
+        started (a denied module imported before install). Reported with blocked=False."""
+        decision = self.compiled.decide(operation, None)
+        if decision.action != "allow":
+            if decision.blocked:
+                decision = Decision(decision.action, decision.rule_id, False, decision.mode)
+            self._report(operation, decision, api, CallSite(()))
+        return decision
+
     def _report(self, operation: Operation, decision: Decision, api: str, site: CallSite) -> None:
+        violation = Violation(
+            operation, decision, api, self.policy_name, site, time.time_ns(), os.getpid()
+        )
         state = thread_state
         previous = state.busy
         state.busy = True
         try:
-            self.reporter.report(
-                Violation(
-                    operation, decision, api, self.policy_name, site, time.time_ns(), os.getpid()
-                )
-            )
+            self.reporter.report(violation)
         except Exception:  # a failing sink never reaches the app
             pass
+        finally:
+            state.busy = previous
+        if self._listeners:
+            self._notify(violation)
+
+    def _notify(self, violation: Violation) -> None:
+        state = thread_state
+        previous = state.busy
+        state.busy = True
+        try:
+            for listener in self._listeners:
+                try:
+                    listener(violation)
+                except Exception:  # a failing listener never reaches the app
+                    pass
         finally:
             state.busy = previous
 
@@ -250,7 +294,8 @@ def install(
         from appshield.telemetry import make_reporter
 
         config = ShieldConfig(effective, locked, STARTUP_ENVIRON.get("APPSHIELD_LOG"))
-        shield = Shield(config, make_reporter(config, STARTUP_ENVIRON))
+        reporter = _learning_recorder(config) or make_reporter(config, STARTUP_ENVIRON)
+        shield = Shield(config, reporter)
         patcher = Patcher(hooks.all_patch_points())
         _add_audit_hook(hooks.all_audit_handlers())
         _current = shield
@@ -293,6 +338,18 @@ def uninstall() -> None:
             shield.reporter.shutdown()
         except Exception:
             pass
+
+
+def _learning_recorder(config: ShieldConfig) -> Any:
+    """`appshield learn`: with APPSHIELD_LEARN set and a policy in monitor mode, every
+    operation goes to the learning recorder instead of the telemetry sinks. Read once here,
+    at install; it costs nothing afterwards."""
+    folder = STARTUP_ENVIRON.get("APPSHIELD_LEARN")
+    if not folder or config.policy.mode != "monitor":
+        return None
+    from appshield.learn.recorder import Recorder
+
+    return Recorder(folder)
 
 
 def _null_reporter() -> Any:

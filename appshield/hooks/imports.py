@@ -1,11 +1,335 @@
-"""Interception of the imports category (patch points and audit-event handlers)."""
+"""Interception of the import category: modules by every route, and native libraries.
+
+Where an import is judged (all of these run only on a `sys.modules` miss, so a cached
+`import json` runs no appshield code at all):
+
+- `_bootstrap._load_unlocked(spec)`: every import the import system finds (the statement,
+  `__import__`, `importlib.import_module`, zipimport, extension modules). The C import code
+  looks `_find_and_load` up on the `_frozen_importlib` module at call time, and that calls
+  `_load_unlocked` through the module globals, so a module-attribute patch reaches every
+  route. The spec is known here, so `origin` is the real file, and nothing has run yet.
+- `_bootstrap._exec(spec, module)`: `importlib.reload`.
+- `module_from_spec` (in `_bootstrap` and the alias `importlib.util` took of it) and the
+  loaders' own `create_module`/`exec_module`: the spec_from_file_location route, which has no
+  find step. `spec_from_file_location("json", "/tmp/evil.py")` is judged with origin
+  /tmp/evil.py. The loader wrappers take the origin from the loader's own path, so swapping
+  a judged spec's loader does not smuggle another file in.
+- the audit event `import`: with a file name it is `_imp.create_dynamic` (an extension module
+  loaded outside the loaders); without, the C import statement, which is only judged here
+  when the Python-level patches have been removed (tamper backstop).
+- the audit event `ctypes.dlopen` (every ctypes load, `_ctypes.dlopen` aliases included) and
+  `_cffi_backend.load_library` (cffi's dlopen raises no event): operation `library`.
+
+A judged spec is remembered (by identity, with the origin it was judged for), so the inner
+layers of one import do not decide it again.
+
+`thread_state.importing` counts the import system's own file work in progress on this thread
+(listing `sys.path` folders, reading a module's source or cached bytecode, writing that
+cache). The file hooks let that through: reading modules is this category's business. It is
+0 while a module body runs, so a module's own code is checked like any other code.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint
+from appshield.hooks._state import thread_state
+from appshield.operations import ImportOp
 
-PATCHES: tuple[PatchPoint, ...] = ()
-AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {}
+__all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
+
+_state = thread_state
+_runtime: Any = None
+_MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so")
+
+
+def _shield() -> Any:
+    """The active shield. `appshield.runtime` imports this package, so it is bound lazily."""
+    global _runtime
+    runtime = _runtime
+    if runtime is None:
+        from appshield import runtime
+
+        _runtime = runtime
+    return runtime._current
+
+
+# -- which specs were judged ------------------------------------------------------------------
+
+
+class _Judged:
+    """Specs already decided: id -> (weak reference, origin judged). ModuleSpec defines
+    `__eq__` and so is unhashable; identity plus a weak reference is exact. Bounded."""
+
+    LIMIT = 2048
+
+    def __init__(self) -> None:
+        self._specs: dict[int, tuple[Any, str | None]] = {}
+        self._names: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, spec: Any, name: str | None, origin: str | None) -> None:
+        try:
+            ref = weakref.ref(spec)
+        except TypeError:
+            return
+        with self._lock:
+            if len(self._specs) >= self.LIMIT:
+                self._specs.clear()
+                self._names.clear()
+            self._specs[id(spec)] = (ref, origin)
+            if name is not None:
+                self._names[name] = origin
+
+    def has(self, spec: Any, origin: str | None) -> bool:
+        found = self._specs.get(id(spec))
+        return found is not None and found[0]() is spec and found[1] == origin
+
+    def has_name(self, name: str, origin: str | None) -> bool:
+        return name in self._names and self._names[name] == origin
+
+    def clear(self) -> None:
+        with self._lock:
+            self._specs.clear()
+            self._names.clear()
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+_judged = _Judged()
+
+
+def _spec_origin(spec: Any) -> str | None:
+    origin = getattr(spec, "origin", None)
+    if not isinstance(origin, str) or not getattr(spec, "has_location", False):
+        return None  # "built-in", "frozen", namespace packages: no file
+    return os.path.abspath(origin)
+
+
+def _judge(spec: Any, origin: str | None, api: str) -> None:
+    """Decide the import of `spec` loaded from `origin`, unless already decided."""
+    shield = _shield()
+    if shield is None or _state.busy or spec is None or _judged.has(spec, origin):
+        return
+    name = getattr(spec, "name", None)
+    op = ImportOp(name if isinstance(name, str) else None, origin)
+    shield.enforce(op, api)
+    _judged.add(spec, op.module, origin)
+
+
+# -- wrappers -----------------------------------------------------------------------------------
+
+
+def _spec_first(api: str) -> Callable[..., Any]:
+    """For `_load_unlocked(spec)`, `module_from_spec(spec)`, `_exec(spec, module)`."""
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if args:
+            _judge(args[0], _spec_origin(args[0]), api)
+        return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def _loader_path(loader: Any, spec: Any) -> str | None:
+    path = getattr(loader, "path", None)
+    if isinstance(path, str) and path:
+        return os.path.abspath(path)
+    return _spec_origin(spec)
+
+
+def _loader_exec_module(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if args:
+        module = args[0]
+        spec = getattr(module, "__spec__", None)
+        if spec is None:
+            spec = _AdHocSpec(getattr(module, "__name__", None))
+        _judge(spec, _loader_path(instance, spec), "importlib.exec_module")
+    return wrapped(*args, **kwargs)
+
+
+def _loader_create_module(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if args:
+        spec = args[0]
+        _judge(spec, _loader_path(instance, spec), "importlib.create_module")
+    return wrapped(*args, **kwargs)
+
+
+class _AdHocSpec:
+    """Stands in for a module without `__spec__` handed straight to a loader."""
+
+    has_location = False
+    origin = None
+
+    def __init__(self, name: Any) -> None:
+        self.name = name
+
+
+def _import_io(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The import system's own file work: mark it for the file hooks while it runs."""
+    state = _state
+    state.importing += 1
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        state.importing -= 1
+
+
+def _module_file_io(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """`get_data`/`set_data` of the file loaders: marked only for the loader's own module
+    file and its bytecode cache, so `SourceFileLoader(x, "/etc/shadow").get_data(...)` is
+    still an ordinary, checked file read."""
+    if not _is_module_file(instance, args[0] if args else kwargs.get("path")):
+        return wrapped(*args, **kwargs)
+    state = _state
+    state.importing += 1
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        state.importing -= 1
+
+
+def _is_module_file(loader: Any, path: Any) -> bool:
+    own = getattr(loader, "path", None)
+    if not isinstance(path, str) or not isinstance(own, str):
+        return False
+    if not own.endswith(_MODULE_SUFFIXES):
+        return False
+    if path == own:
+        return True
+    cache_dir = os.path.join(os.path.dirname(own), "__pycache__") + os.sep
+    return (
+        path.startswith(cache_dir) and path.endswith(".pyc") and "/" not in path[len(cache_dir) :]
+    )
+
+
+def _runpy_details(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """runpy finds a module and executes its code without a loader's exec_module: judge the
+    spec it found before handing the code back."""
+    details = wrapped(*args, **kwargs)
+    try:
+        spec = details[1]
+    except (TypeError, IndexError):
+        return details
+    _judge(spec, _spec_origin(spec), "runpy.run_module")
+    return details
+
+
+def _cffi_load_library(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    shield = _shield()
+    if shield is not None and not _state.busy:
+        name = args[0] if args else kwargs.get("filename")
+        shield.enforce(ImportOp(None, None, resolve_library(name)), "cffi.dlopen")
+    return wrapped(*args, **kwargs)
+
+
+_B = "_frozen_importlib"
+_BX = "_frozen_importlib_external"
+
+PATCHES: tuple[PatchPoint, ...] = (
+    PatchPoint(_B, "_load_unlocked", _spec_first("import"), "import"),
+    PatchPoint(_B, "_exec", _spec_first("importlib.reload"), "import"),
+    PatchPoint(_B, "module_from_spec", _spec_first("importlib.module_from_spec"), "import"),
+    PatchPoint(
+        "importlib.util", "module_from_spec", _spec_first("importlib.module_from_spec"), "import"
+    ),
+    PatchPoint(_BX, "_LoaderBasics.exec_module", _loader_exec_module, "import"),
+    PatchPoint(_BX, "ExtensionFileLoader.create_module", _loader_create_module, "import"),
+    PatchPoint(_BX, "ExtensionFileLoader.exec_module", _loader_exec_module, "import"),
+    PatchPoint(_BX, "PathFinder.find_spec", _import_io, "import"),
+    PatchPoint(_BX, "FileLoader.get_data", _module_file_io, "import"),
+    PatchPoint(_BX, "SourceFileLoader.set_data", _module_file_io, "import"),
+    PatchPoint("zipimport", "zipimporter.get_code", _import_io, "import", optional=True),
+    PatchPoint("runpy", "_get_module_details", _runpy_details, "import", optional=True),
+    PatchPoint("_cffi_backend", "load_library", _cffi_load_library, "import", optional=True),
+)
+
+# The patches whose presence makes the C statement's `import` event redundant.
+_PRIMARY = (("_load_unlocked", _B), ("module_from_spec", _B))
+
+
+def _layer_intact() -> bool:
+    for attribute, module_name in _PRIMARY:
+        current = sys.modules[module_name].__dict__.get(attribute)
+        if getattr(current, "_self_appshield_point", None) is None:
+            return False
+    return True
+
+
+# -- audit events -------------------------------------------------------------------------------
+
+
+def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
+    name, filename = args[0], args[1]
+    if not isinstance(name, str):
+        return None
+    if filename is None:
+        # The C import statement, before the find: the patched layer decides it later with
+        # the spec in hand, unless someone restored the originals.
+        if _layer_intact():
+            return None
+        return ImportOp(name, None), "import"
+    origin = os.path.abspath(os.fsdecode(filename))
+    if _judged.has_name(name, origin):
+        return None
+    return ImportOp(name, origin), "import"
+
+
+def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
+    return ImportOp(None, None, resolve_library(args[0])), "ctypes.dlopen"
+
+
+AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
+    "import": _on_import,
+    "ctypes.dlopen": _on_dlopen,
+}
+
+
+# -- install ------------------------------------------------------------------------------------
+
+
+def on_install(shield: Any) -> None:
+    """Report denied modules that were imported before the shield started (never raising:
+    they already ran)."""
+    global _runtime
+    from appshield import runtime
+
+    _runtime = runtime
+    _judged.clear()
+    compiled = shield.compiled
+    if not compiled.has_rules("import") and compiled.default("import") == "allow":
+        return
+    report = getattr(shield, "report_existing", None)
+    if report is None:
+        return
+    for name, module in list(sys.modules.items()):
+        if not isinstance(name, str) or module is None:
+            continue
+        spec = getattr(module, "__spec__", None)
+        origin = _spec_origin(spec) if spec is not None else None
+        report(ImportOp(name, origin), "import")
+
+
+def on_uninstall() -> None:
+    _judged.clear()
+
+
+os.register_at_fork(after_in_child=_judged.after_fork)

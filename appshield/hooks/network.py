@@ -1,11 +1,272 @@
-"""Interception of the network category (patch points and audit-event handlers)."""
+"""Interception of the network category: connect, send, bind and resolve.
+
+Where each action is seen:
+
+- `connect`, `connect_ex`, `sendto`, `sendmsg`, `bind` of every socket: the PEP 578 events
+  `socket.connect`, `socket.sendto`, `socket.sendmsg`, `socket.bind`. These methods live on
+  the C type `_socket.socket`, which cannot be patched, and the events fire for every route
+  to them (`socket.socket`, `_socket.socket`, unbound calls, captured aliases, reloads).
+  A wrapt layer on `socket.socket` would see exactly the same arguments and only add its
+  own cost to the hot path (and then the audit event would still fire), so there is none.
+- name resolution: wrapt wrappers on `_socket.getaddrinfo` (which `socket.getaddrinfo` calls)
+  and on `gethostbyname`, `gethostbyname_ex`, `gethostbyaddr` in both `socket` and
+  `_socket`. They decide *and* feed the resolver memory with the answers; the events
+  `socket.getaddrinfo`, `socket.gethostbyname`, `socket.gethostbyaddr` are the backstop
+  for calls that reach the C functions some other way.
+- asyncio resolves in an executor thread, whose stack shows nothing of the caller. So
+  `BaseEventLoop.getaddrinfo` is wrapped: the resolve is decided there, in the loop thread
+  with the caller's coroutines on the stack (so `scope` and the code location work), and the
+  executor's own getaddrinfo call is marked as already decided (`_predecided`).
+- `socket.create_connection`, http.client, urllib, requests, httpx, asyncio connections all
+  end in getaddrinfo plus a connect, so they are covered by the above.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield.hooks import _net_describe as describe
 from appshield.hooks._patching import PatchPoint
+from appshield.hooks._state import thread_state
+from appshield.operations import NetworkOp
 
-PATCHES: tuple[PatchPoint, ...] = ()
-AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {}
+__all__ = ["AUDIT_HANDLERS", "PATCHES"]
+
+_state = thread_state
+
+
+_runtime: Any = None
+
+
+def _shield() -> Any:
+    """The active shield. `appshield.runtime` imports this package, so it is bound lazily."""
+    global _runtime
+    runtime = _runtime
+    if runtime is None:
+        from appshield import runtime
+
+        _runtime = runtime
+    return runtime._current
+
+
+# -- audit events: every socket action ------------------------------------------------------
+
+
+def _on_connect(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    op = describe.address_op("connect", args[0], args[1])
+    return None if op is None else (op, "socket.connect")
+
+
+def _on_bind(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    op = describe.address_op("bind", args[0], args[1])
+    return None if op is None else (op, "socket.bind")
+
+
+def _on_sendto(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    op = describe.address_op("send", args[0], args[1])
+    return None if op is None else (op, "socket.sendto")
+
+
+def _on_sendmsg(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    if args[1] is None:  # a connected socket: its connect was already judged
+        return None
+    op = describe.address_op("send", args[0], args[1])
+    return None if op is None else (op, "socket.sendmsg")
+
+
+def _on_getaddrinfo(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    op = describe.describe_resolve(args[0], args[1] if len(args) > 1 else None)
+    return None if op is None else (op, "socket.getaddrinfo")
+
+
+def _on_gethostbyname(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    op = describe.describe_resolve(args[0], None)
+    return None if op is None else (op, "socket.gethostbyname")
+
+
+def _on_gethostbyaddr(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    op = _reverse_op(args[0])
+    return None if op is None else (op, "socket.gethostbyaddr")
+
+
+def _reverse_op(ip: Any) -> NetworkOp | None:
+    text = describe.host_text(ip)
+    if not text:
+        return None
+    address = describe.canonical(text)
+    if address is None:  # gethostbyaddr also takes a name: a forward lookup first
+        return describe.describe_resolve(text, None)
+    return NetworkOp("resolve", None, address, None, "tcp", describe.memory.names_for(address))
+
+
+AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
+    "socket.connect": _on_connect,
+    "socket.bind": _on_bind,
+    "socket.sendto": _on_sendto,
+    "socket.sendmsg": _on_sendmsg,
+    "socket.getaddrinfo": _on_getaddrinfo,
+    "socket.gethostbyname": _on_gethostbyname,
+    "socket.gethostbyaddr": _on_gethostbyaddr,
+}
+
+
+# -- asyncio: decide in the loop thread, mark the executor's call ----------------------------
+
+
+class _Predecided:
+    """Resolutions already decided in an event loop thread, waiting for the executor thread
+    that performs them. Keyed on (host, port); entries expire so that a cancelled lookup
+    cannot leave a pass lying around for long, and only executor threads consume them."""
+
+    LIFETIME = 30.0
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[Any, Any], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, host: Any, port: Any) -> None:
+        deadline = time.monotonic() + self.LIFETIME
+        with self._lock:
+            if len(self._pending) >= self.LIMIT:
+                self._pending.clear()
+            self._pending.setdefault((host, port), []).append(deadline)
+
+    def take(self, host: Any, port: Any) -> bool:
+        if not self._pending:
+            return False
+        if not threading.current_thread().name.startswith("asyncio"):
+            return False
+        now = time.monotonic()
+        with self._lock:
+            deadlines = self._pending.get((host, port))
+            while deadlines:
+                if deadlines.pop(0) > now:
+                    return True
+            self._pending.pop((host, port), None)
+            return False
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = {}
+
+
+_predecided = _Predecided()
+
+
+def _loop_getaddrinfo(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    shield = _shield()
+    if shield is None or _state.busy:
+        return wrapped(*args, **kwargs)
+    try:
+        host, port = _host_port(args, kwargs)
+        op = describe.describe_resolve(host, port)
+    except Exception:
+        return wrapped(*args, **kwargs)
+    if op is not None:
+        # This frame's callers are the application's coroutines: the stack is right here.
+        shield.enforce(op, "asyncio.getaddrinfo")
+        _predecided.add(host, port)
+    return wrapped(*args, **kwargs)
+
+
+# -- resolver wrappers: decide, then remember the answer -------------------------------------
+
+
+def _host_port(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    host = args[0] if args else kwargs.get("host")
+    port = args[1] if len(args) > 1 else kwargs.get("port")
+    return host, port
+
+
+def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    shield = _shield()
+    if shield is None or _state.busy:
+        return wrapped(*args, **kwargs)
+    try:
+        host, port = _host_port(args, kwargs)
+        op = describe.describe_resolve(host, port)
+    except Exception:
+        return wrapped(*args, **kwargs)
+    if op is None:
+        return wrapped(*args, **kwargs)
+    if not _predecided.take(host, port):
+        shield.enforce(op, "socket.getaddrinfo")
+    _state.expect = ("socket.getaddrinfo", host)
+    try:
+        infos = wrapped(*args, **kwargs)
+    finally:
+        _state.expect = None
+    describe.remember_results(host, infos)
+    return infos
+
+
+def _by_name(api: str, event: str, kind: str) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        shield = _shield()
+        if shield is None or _state.busy or len(args) != 1 or kwargs:
+            return wrapped(*args, **kwargs)
+        try:
+            op = (
+                _reverse_op(args[0]) if kind == "addr" else describe.describe_resolve(args[0], None)
+            )
+        except Exception:
+            return wrapped(*args, **kwargs)
+        if op is None:
+            return wrapped(*args, **kwargs)
+        shield.enforce(op, api)
+        _state.expect = (event, args[0])
+        try:
+            answer = wrapped(*args, **kwargs)
+        finally:
+            _state.expect = None
+        _remember_answer(kind, args[0], answer)
+        return answer
+
+    return wrapper
+
+
+def _remember_answer(kind: str, asked: Any, answer: Any) -> None:
+    try:
+        if kind == "name":
+            describe.remember_names([asked], [answer])
+        else:  # (hostname, aliases, addresses)
+            hostname, aliases, addresses = answer
+            describe.remember_names([asked, hostname, *aliases], list(addresses))
+    except (TypeError, ValueError):
+        pass
+
+
+_gethostbyname = _by_name("socket.gethostbyname", "socket.gethostbyname", "name")
+_gethostbyname_ex = _by_name("socket.gethostbyname_ex", "socket.gethostbyname", "ex")
+_gethostbyaddr = _by_name("socket.gethostbyaddr", "socket.gethostbyaddr", "addr")
+
+
+PATCHES: tuple[PatchPoint, ...] = (
+    PatchPoint("_socket", "getaddrinfo", _getaddrinfo, "network"),
+    PatchPoint("_socket", "gethostbyname", _gethostbyname, "network"),
+    PatchPoint("_socket", "gethostbyname_ex", _gethostbyname_ex, "network"),
+    PatchPoint("_socket", "gethostbyaddr", _gethostbyaddr, "network"),
+    # `from _socket import *` copied these into `socket` before we patched `_socket`.
+    PatchPoint("socket", "gethostbyname", _gethostbyname, "network"),
+    PatchPoint("socket", "gethostbyname_ex", _gethostbyname_ex, "network"),
+    PatchPoint("socket", "gethostbyaddr", _gethostbyaddr, "network"),
+    PatchPoint("asyncio.base_events", "BaseEventLoop.getaddrinfo", _loop_getaddrinfo, "network"),
+)
+
+
+def on_uninstall() -> None:
+    describe.memory.clear()
+
+
+def _after_fork_in_child() -> None:
+    _predecided.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

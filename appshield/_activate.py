@@ -1,0 +1,325 @@
+"""Start-up logic shared by every zero-code way in: the sitecustomize bootstrap,
+`import appshield.auto`, the OpenTelemetry instrumentor (and, for its checks, `appshield run`).
+
+    environment -> policy path -> install(locked=True) -> (optional) reload watcher
+
+Failing closed: a shield that was asked for and cannot start ends the process with exit code 2
+and one line on stderr. `os._exit` is used on purpose: `site` catches `Exception` around
+sitecustomize, auto-instrumentation loaders catch and log, and an app can catch `SystemExit`;
+none of them can catch `os._exit`.
+
+Activation is idempotent within a process: the first way in wins and the others are no-ops,
+so `appshield run` + `opentelemetry-instrument` + `import appshield.auto` install once.
+
+`child_would_be_unshielded(argv, env)` is for the process hooks: it tells, at spawn time,
+whether a Python child would start without this process's shield.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from appshield.runtime import ShieldHandle
+
+__all__ = [
+    "BOOTSTRAP_DIR",
+    "Activation",
+    "activate",
+    "activation",
+    "chain_sitecustomize",
+    "child_would_be_unshielded",
+    "fail_closed",
+    "is_python_program",
+]
+
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+_BOOTSTRAP_REAL = os.path.realpath(BOOTSTRAP_DIR)
+
+# Ways in that travel through the environment, so children inherit them.
+ENV_SOURCES = frozenset({"bootstrap", "opentelemetry"})
+
+
+@dataclass(frozen=True)
+class Activation:
+    """How and with what the shield of this process was switched on.
+
+    source: "bootstrap", "opentelemetry", "auto" or "disabled" (kill switch).
+    policy_env / mode_env: APPSHIELD_POLICY / APPSHIELD_MODE as they were at start-up; a
+        child must see the same values to carry the same shield.
+    policy_path: the policy file that was loaded (None under the kill switch).
+    """
+
+    source: str
+    policy_env: str | None
+    mode_env: str | None
+    policy_path: str | None
+    handle: ShieldHandle | None = None
+
+
+_activation: Activation | None = None
+
+
+def activation() -> Activation | None:
+    """The activation of this process, or None when no zero-code way in was used."""
+    return _activation
+
+
+def fail_closed(reason: str) -> NoReturn:
+    """End the process now: exit code 2, one line on stderr. Never returns."""
+    line = " ".join(reason.split("\n")[0].split())
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    try:
+        sys.stderr.write(f"appshield: refusing to run unshielded: {line}\n")
+        sys.stderr.flush()
+    except Exception:
+        os.write(2, f"appshield: refusing to run unshielded: {line}\n".encode(errors="replace"))
+    os._exit(2)
+
+
+def _describe(exc: BaseException) -> str:
+    from appshield.errors import PolicyError
+
+    if isinstance(exc, PolicyError) and exc.problems:
+        more = len(exc.problems) - 1
+        first = str(exc.problems[0])
+        return first + (f" (and {more} more; see `appshield check`)" if more else "")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if isinstance(exc, ImportError) else text
+
+
+def activate(source: str, policy: str | os.PathLike[str] | None = None) -> ShieldHandle | None:
+    """Switch the shield on, locked, or end the process (exit 2) if it cannot start.
+
+    The first call in a process decides; later calls return the same handle. Under the kill
+    switch nothing is loaded or patched and one line says so (once).
+    """
+    global _activation
+    if _activation is not None:
+        return _activation.handle
+    try:
+        from appshield import runtime
+
+        environ = runtime.STARTUP_ENVIRON
+        if runtime.KILL_SWITCH:
+            sys.stderr.write("appshield: disabled by APPSHIELD_DISABLE=1; nothing is checked\n")
+            _activation = Activation("disabled", None, None, None)
+            return None
+        path = _policy_path(policy, environ)
+        handle = runtime.install(path, locked=True)
+        _activation = Activation(
+            source,
+            environ.get("APPSHIELD_POLICY"),
+            environ.get("APPSHIELD_MODE"),
+            path,
+            handle,
+        )
+        if environ.get("APPSHIELD_RELOAD", "") not in ("", "0"):
+            from appshield.reload import start_watcher
+
+            start_watcher(path, interval=_reload_interval(environ))
+        return handle
+    except Exception as exc:  # any failure means no shield: stop here
+        fail_closed(_describe(exc))
+
+
+def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> str:
+    if policy is not None:
+        return os.path.abspath(os.fspath(policy))
+    from appshield.discovery import discover_policy
+
+    return os.path.abspath(discover_policy(environ=environ))
+
+
+def _reload_interval(environ: Mapping[str, str]) -> float:
+    try:
+        return max(0.1, float(environ.get("APPSHIELD_RELOAD_INTERVAL", "2")))
+    except ValueError:
+        return 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# sitecustomize chaining
+
+
+def chain_sitecustomize(our_file: str) -> None:
+    """Run the sitecustomize that Python would have imported without our folder: the next
+    one on sys.path after the folder holding `our_file`. It runs once, under the name
+    `sitecustomize` (it then is `sys.modules["sitecustomize"]`), and a failure in it is
+    reported the way `site` reports it, since the shield is already up by then.
+
+    Searching only *after* our own folder is what stops recursion: another copy of this
+    bootstrap further down the path would itself search only after its own folder.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.realpath(os.path.dirname(os.path.abspath(our_file)))
+    entries = list(sys.path)
+    positions = [i for i, e in enumerate(entries) if os.path.realpath(e or os.curdir) == here]
+    rest = entries[positions[-1] + 1 :] if positions else entries
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is None or spec.loader is None:
+        return
+    if spec.origin and os.path.realpath(spec.origin) == os.path.realpath(our_file):
+        return
+    module = importlib.util.module_from_spec(spec)
+    ours = sys.modules.get("sitecustomize")
+    sys.modules["sitecustomize"] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        # The same report `site` would have made for this file; the app goes on, shielded.
+        if ours is not None:
+            sys.modules["sitecustomize"] = ours
+        if sys.flags.verbose:
+            sys.excepthook(*sys.exc_info())
+        else:
+            sys.stderr.write(
+                "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
+                f"{err.__class__.__name__}: {err}\n"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# children that would start without the shield
+
+
+def is_python_program(executable: str, argv0: str | None = None) -> bool:
+    """A CPython-style interpreter: `python`, `python3`, `python3.11`, `pythonw`, `pypy3`,
+    or this very interpreter under any name."""
+    import re
+
+    pattern = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]*(\.exe)?$")
+    for candidate in (executable, argv0):
+        if candidate and pattern.match(os.path.basename(candidate)):
+            return True
+    try:
+        return bool(executable) and os.path.realpath(executable) == os.path.realpath(
+            sys.executable
+        )
+    except (OSError, ValueError):
+        return False
+
+
+# Python options that take a value (attached or as the next argument).
+_WITH_VALUE = frozenset("WX")
+_LONG_WITH_VALUE = frozenset({"--check-hash-based-pycs"})
+
+
+def isolation_flags(argv: Sequence[str]) -> set[str]:
+    """The start-up options among -I, -E and -S in a Python command line (argv[0] is the
+    interpreter). Parsing stops where Python's does: at -c/-m (their value follows), a script
+    name, `-` or `--`."""
+    found: set[str] = set()
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-", "--") or not arg.startswith("-"):
+            break
+        if arg.startswith("--"):
+            i += 2 if arg in _LONG_WITH_VALUE else 1
+            continue
+        letters = arg[1:]
+        for j, letter in enumerate(letters):
+            if letter in "IES":
+                found.add(letter)
+            if letter in "cm":
+                return found
+            if letter in _WITH_VALUE:
+                if j == len(letters) - 1:
+                    i += 1  # the value is the next argument
+                break
+        i += 1
+    return found
+
+
+def _text_env(env: Mapping[Any, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        k = os.fsdecode(key) if isinstance(key, bytes) else str(key)
+        out[k] = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+    return out
+
+
+def _has_sitecustomize(folder: str) -> bool:
+    return any(
+        os.path.exists(os.path.join(folder, name))
+        for name in ("sitecustomize.py", "sitecustomize.pyc", "sitecustomize/__init__.py")
+    )
+
+
+def _otel_bootstrap_dir() -> str | None:
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("opentelemetry.instrumentation.auto_instrumentation")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    return os.path.realpath(os.path.dirname(spec.origin))
+
+
+def _pythonpath_activates(pythonpath: str, cwd: str | None) -> bool:
+    """Would a Python started with this PYTHONPATH switch appshield on? The first folder that
+    holds a sitecustomize decides: ours does; OpenTelemetry's runs our instrumentor (when
+    APPSHIELD_POLICY is set, checked separately); anything else shadows ours."""
+    otel_dir = None
+    for entry in pythonpath.split(os.pathsep):
+        if not entry:
+            continue
+        folder = os.path.realpath(os.path.join(cwd or os.getcwd(), entry))
+        if folder == _BOOTSTRAP_REAL:
+            return True
+        if not _has_sitecustomize(folder):
+            continue
+        if otel_dir is None:
+            otel_dir = _otel_bootstrap_dir() or ""
+        return folder == otel_dir
+    return False
+
+
+def child_would_be_unshielded(
+    argv: Sequence[str | bytes],
+    env: Mapping[Any, Any] | None = None,
+    *,
+    executable: str | bytes | None = None,
+    cwd: str | None = None,
+) -> bool:
+    """True when the program about to start is a Python interpreter that would run without
+    this process's shield. For the process hooks: the result is `ProcessOp.unshielded`.
+
+    env: the child's environment (None: it inherits `os.environ` as it is now).
+    Only meaningful when this process was switched on through the environment (`appshield run`,
+    the bootstrap, `opentelemetry-instrument`): a shield installed from code cannot travel to
+    children, so then nothing is reported as unshielded (write process rules for interpreters).
+    """
+    current = _activation
+    if current is None or current.source not in ENV_SOURCES:
+        return False
+    args = [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv]
+    if isinstance(executable, bytes):
+        executable = os.fsdecode(executable)
+    program = executable or (args[0] if args else "")
+    if not is_python_program(program, args[0] if args else None):
+        return False
+    if isolation_flags(args):
+        return True
+    child_env = _text_env(os.environ if env is None else env)
+    if child_env.get("APPSHIELD_DISABLE", "") not in ("", "0"):
+        return True
+    if child_env.get("APPSHIELD_POLICY") != current.policy_env:
+        return True
+    if child_env.get("APPSHIELD_MODE") != current.mode_env:
+        return True
+    return not _pythonpath_activates(child_env.get("PYTHONPATH", ""), cwd)

@@ -1,0 +1,114 @@
+"""Operations described on the command line (`appshield explain`), built the way the hooks
+build them: programs resolved through PATH, paths normalised and resolved, IP literals in
+their canonical spelling. Shared with anything else that turns user text into operations.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from appshield.normalize import (
+    canonical_address,
+    normalize_host,
+    normalize_path,
+    resolve_path,
+    resolve_program,
+)
+from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
+
+__all__ = ["file_op", "import_op", "network_op", "parse_endpoint", "process_op"]
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
+
+
+def process_op(
+    argv: Sequence[str], *, shell: bool = False, cwd: str | None = None, unshielded: bool = False
+) -> ProcessOp:
+    """A program start. `shell` is also set for `sh -c ...` and the like."""
+    if not argv:
+        raise ValueError("no program given")
+    folder = normalize_path(cwd) if cwd else os.getcwd()
+    found, trusted = resolve_program(argv[0], path_env=os.environ.get("PATH"), cwd=folder)
+    if found is None:  # not found: describe it as given, never trusted
+        found = normalize_path(argv[0], cwd=folder) if "/" in argv[0] else argv[0]
+    via_shell = shell or (os.path.basename(argv[0]) in _SHELLS and "-c" in argv[1:])
+    return ProcessOp(
+        executable=found,
+        argv=tuple(argv),
+        shell=via_shell,
+        cwd=folder,
+        trusted_location=trusted,
+        unshielded=unshielded,
+    )
+
+
+def file_op(access: str, path: str) -> FileOp:
+    absolute = normalize_path(path)
+    return FileOp(path=absolute, access=access, resolved=resolve_path(absolute))  # type: ignore[arg-type]
+
+
+def parse_endpoint(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]:port`, `[v6]` or a bare IPv6 literal -> (host, port)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"unclosed '[' in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError(f"expected ':PORT' after ']' in {text!r}")
+        return host, _port(rest[1:], text)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, _port(port, text)
+    return text, None
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"bad port in {whole!r}")
+    return int(text)
+
+
+def network_op(
+    operation: str,
+    target: str,
+    *,
+    transport: str | None = None,
+    address: str | None = None,
+) -> NetworkOp:
+    """A network action on `target` (see `parse_endpoint`; a socket path for unix).
+    `address`: what a name resolved to, when the question is about a resolved connection."""
+    chosen = transport or ("udp" if operation == "send" else "tcp")
+    if chosen == "unix":
+        return NetworkOp(operation=operation, transport="unix", path=target)  # type: ignore[arg-type]
+    host, port = parse_endpoint(target)
+    literal = canonical_address(host)
+    if address is not None:
+        given = canonical_address(address)
+        if given is None:
+            raise ValueError(f"--address {address!r} is not an IP address")
+        address = given
+    return NetworkOp(
+        operation=operation,  # type: ignore[arg-type]
+        host=None if literal is not None else normalize_host(host),
+        address=literal if literal is not None else address,
+        port=port,
+        transport=chosen,  # type: ignore[arg-type]
+    )
+
+
+def import_op(
+    module: str | None, *, origin: str | None = None, library: str | None = None
+) -> ImportOp:
+    """An import (`module`, maybe from `origin`) or a native library load (`library`: a
+    path, or a bare name such as `libc.so.6` that the loader searches for)."""
+    if not (module or library):
+        raise ValueError("give a module name or --library")
+    return ImportOp(
+        module=module or None,
+        origin=normalize_path(origin) if origin else None,
+        library=normalize_path(library) if library and "/" in library else library or None,
+    )

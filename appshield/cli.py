@@ -1,0 +1,296 @@
+"""The `appshield` command (also `python -m appshield`).
+
+    appshield check [P...]                 validate policies; exit 0 valid, 1 invalid
+    appshield explain [--policy P] CATEGORY ...
+                                           the decision for one described operation;
+                                           exit 0 allow, 1 deny, 3 alert, 2 invalid policy
+        explain process [--shell] [--cwd D] -- PROG [ARGS...]
+        explain file read|write|delete PATH
+        explain network connect|send|bind|resolve HOST[:PORT] [--transport T] [--address A]
+        explain import MODULE [--origin PATH] [--library PATH]
+        common: --stack mod1,mod2 (modules on the call stack, for `scope`), --mode, --json
+    appshield schema                       print the JSON Schema of the policy format
+    appshield --version
+
+Subcommands come from one table, `COMMANDS`: each entry is a function that adds its parsers
+to the subparsers (setting `func`, which takes the parsed namespace and returns the exit
+code). Commands that live in other modules (`run`, `bootstrap-path`, `learn`) are listed in
+`EXTENSIONS` by module name and registered when that module is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from appshield import __version__
+from appshield.errors import PolicyError
+
+__all__ = ["COMMANDS", "EXTENSIONS", "build_parser", "main"]
+
+Register = Callable[[Any], None]
+
+EXIT_ALLOW, EXIT_DENY, EXIT_INVALID, EXIT_ALERT = 0, 1, 2, 3
+_EXIT_FOR_ACTION = {"allow": EXIT_ALLOW, "deny": EXIT_DENY, "alert": EXIT_ALERT}
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def _add_check(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="validate policies",
+        description="Validate policies (default: the discovered one). Prints every problem"
+        " as FILE:LINE:COL: message. Exit 0 when all are valid, 1 otherwise.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="P", help="policy files")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    parser.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    paths: list[str] = list(args.paths)
+    if not paths:
+        try:
+            paths = [_discover()]
+        except PolicyError as exc:
+            print(f"appshield: {exc}")
+            return 1
+    from appshield.policy.loader import load_file
+
+    failed = False
+    for path in paths:
+        try:
+            document = load_file(path)
+        except PolicyError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem)
+            continue
+        if not args.quiet:
+            count = len(document.rules)
+            print(f"{path}: valid ({count} rule{'s' if count != 1 else ''})")
+    return 1 if failed else 0
+
+
+def _discover() -> str:
+    from appshield.discovery import discover_policy
+
+    return discover_policy()
+
+
+# --- explain -----------------------------------------------------------------------------
+
+
+def _common_explain_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # The same options are accepted before and after CATEGORY; after it they must not
+    # overwrite a value given before (argparse copies sub-parser defaults up).
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--policy", metavar="P", default=default, help="policy file")
+    parser.add_argument(
+        "--mode", choices=("enforce", "monitor"), default=default, help="override the mode"
+    )
+    parser.add_argument(
+        "--stack",
+        metavar="MOD,MOD",
+        default=default,
+        help="modules on the call stack, innermost first (for rules with scope)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print the answer as JSON",
+    )
+
+
+def _add_explain(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="show the decision for a described operation",
+        description="Print the decision and the deciding rule for one operation. Exit 0 allow,"
+        " 1 deny, 3 alert, 2 invalid policy.",
+    )
+    _common_explain_options(parser, suppress=False)
+    categories = parser.add_subparsers(dest="category", metavar="CATEGORY", required=True)
+
+    def category(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = categories.add_parser(name, help=help_text)
+        _common_explain_options(sub, suppress=True)
+        sub.set_defaults(func=_explain)
+        return sub
+
+    process = category("process", "a program start: explain process -- git status")
+    process.add_argument("--shell", action="store_true", help="run through a shell")
+    process.add_argument("--cwd", metavar="D", help="the folder it starts in")
+    process.add_argument("--unshielded", action="store_true", help="an unshielded Python child")
+    process.add_argument("argv", nargs="+", metavar="PROG [ARGS...]")
+
+    file = category("file", "a file access: explain file read /etc/shadow")
+    file.add_argument("access", choices=("read", "write", "delete"))
+    file.add_argument("path")
+
+    network = category("network", "a network action: explain network connect example.com:443")
+    network.add_argument("operation", choices=("connect", "send", "bind", "resolve"))
+    network.add_argument("target", metavar="HOST[:PORT]", help="host:port, [v6]:port, or a path")
+    network.add_argument("--transport", choices=("tcp", "udp", "unix"))
+    network.add_argument("--address", metavar="IP", help="the address the name resolved to")
+
+    imports = category("import", "an import: explain import ctypes")
+    imports.add_argument("module", nargs="?")
+    imports.add_argument("--origin", metavar="PATH", help="the file it is loaded from")
+    imports.add_argument("--library", metavar="PATH", help="a native library load")
+
+
+def _operation(args: argparse.Namespace) -> Any:
+    from appshield import _describe
+
+    if args.category == "process":
+        argv = [a for a in args.argv]
+        if argv and argv[0] == "--":
+            argv = argv[1:]
+        return _describe.process_op(
+            argv, shell=args.shell, cwd=args.cwd, unshielded=args.unshielded
+        )
+    if args.category == "file":
+        return _describe.file_op(args.access, args.path)
+    if args.category == "network":
+        return _describe.network_op(
+            args.operation, args.target, transport=args.transport, address=args.address
+        )
+    return _describe.import_op(args.module, origin=args.origin, library=args.library)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from appshield.policy import Policy
+
+    try:
+        path = args.policy or _discover()
+        policy = Policy.from_file(path).with_mode(args.mode)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        operation = _operation(args)
+    except ValueError as exc:
+        print(f"appshield explain: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    stack = tuple(m for m in args.stack.split(",") if m) if args.stack else None
+    decision = policy.decide(operation, stack)
+    answer = _answer(policy, operation, decision, path)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        _print_answer(answer)
+    return _EXIT_FOR_ACTION[decision.action]
+
+
+def _answer(policy: Any, operation: Any, decision: Any, path: str) -> dict[str, Any]:
+    rule = next((r for r in policy.document.rules if r.id == decision.rule_id), None)
+    source = None
+    if rule is not None and rule.source is not None:
+        source = f"{_shown(rule.source.file or path)}:{rule.source.line}"
+    fields = {
+        name: getattr(operation, name)
+        for name in getattr(operation, "__slots__", ())
+        if not name.startswith("_")
+    }
+    return {
+        "decision": decision.action,
+        "rule": decision.rule_id,
+        "blocked": decision.blocked,
+        "mode": decision.mode,
+        "source": source,
+        "description": rule.description if rule is not None else None,
+        "category": operation.category,
+        "target": operation.target,
+        "operation": {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()},
+        "policy": os.path.abspath(path),
+    }
+
+
+def _shown(path: str) -> str:
+    """A path relative to the current folder when it is below it (shorter to read)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _print_answer(answer: dict[str, Any]) -> None:
+    print(f"decision: {answer['decision']}")
+    where = f" ({answer['source']})" if answer["source"] else ""
+    print(f"rule:     {answer['rule']}{where}")
+    if answer["description"]:
+        print(f"          {answer['description']}")
+    blocked = "yes" if answer["blocked"] else "no"
+    print(f"blocked:  {blocked} (mode {answer['mode']})")
+    print(f"{answer['category']}:{' ' * max(1, 9 - len(answer['category']))}{answer['target']}")
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def _add_schema(subparsers: Any) -> None:
+    parser = subparsers.add_parser("schema", help="print the JSON Schema of the policy format")
+    parser.set_defaults(func=_schema)
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    from appshield.policy._schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
+# --- the table ---------------------------------------------------------------------------
+
+COMMANDS: list[Register] = [_add_check, _add_explain, _add_schema]
+# Modules with a `register(subparsers)` function, added when present.
+EXTENSIONS: tuple[str, ...] = ("appshield.cli_run", "appshield.cli_learn")
+
+
+def _extension_registers() -> list[Register]:
+    found: list[Register] = []
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # not written (yet): the command is simply absent
+            raise
+        found.append(module.register)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appshield",
+        description="In-process application security for Python.",
+    )
+    parser.add_argument("--version", action="version", version=f"appshield {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in [*COMMANDS, *_extension_registers()]:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as exc:  # never a traceback for a user of the command
+        print(f"appshield: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

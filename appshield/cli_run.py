@@ -1,0 +1,162 @@
+"""`appshield run` and `appshield bootstrap-path`.
+
+    appshield run [--policy P] [--mode enforce|monitor] -- CMD [ARGS...]
+
+validates the policy first (invalid: every problem as `FILE:LINE:COL: message`, exit 2, CMD is
+not started), then replaces itself with CMD (`os.execvpe`: CMD keeps this process id, so its
+exit code and the signal that ends it reach the caller unchanged) in an environment where
+
+    PYTHONPATH       = <bootstrap folder> + the existing PYTHONPATH
+    APPSHIELD_POLICY = the policy's absolute path
+    APPSHIELD_MODE   = --mode, when given
+
+so CMD, if it is Python, and every Python child that inherits the environment starts with the
+shield on, locked. `appshield bootstrap-path` prints the bootstrap folder, for platforms where
+only environment variables can be set.
+
+The loader engineer's `appshield.cli` registers these through `register(subparsers)`;
+`python -m appshield.cli_run run ...` works on its own too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from appshield._activate import BOOTSTRAP_DIR
+
+__all__ = ["bootstrap_path", "child_environment", "main", "register", "run"]
+
+EXIT_INVALID = 2
+
+
+def register(subparsers: Any) -> None:
+    """Add `run` and `bootstrap-path` to the `appshield` command's subparsers. Each parser's
+    `func` default takes the parsed namespace and returns the exit code."""
+    run_parser = subparsers.add_parser(
+        "run",
+        help="run a command with the shield on (and in its Python children)",
+        description="Run CMD with the shield active and locked, in CMD if it is Python and in"
+        " every Python child that inherits the environment.",
+    )
+    run_parser.add_argument("--policy", metavar="P", help="policy file (default: discovered)")
+    run_parser.add_argument("--mode", choices=("enforce", "monitor"), help="override the mode")
+    run_parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    run_parser.set_defaults(func=_run_from_args)
+
+    path_parser = subparsers.add_parser(
+        "bootstrap-path",
+        help="print the folder to put first on PYTHONPATH (with APPSHIELD_POLICY set)",
+    )
+    path_parser.set_defaults(func=lambda _args: bootstrap_path())
+
+
+def bootstrap_path() -> int:
+    print(BOOTSTRAP_DIR)
+    return 0
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return run(command, policy=args.policy, mode=args.mode)
+
+
+def child_environment(
+    environ: Mapping[str, str], policy_path: str | None, mode: str | None
+) -> dict[str, str]:
+    """CMD's environment: the bootstrap folder first on PYTHONPATH (once), the policy path
+    absolute, the mode when given."""
+    env = dict(environ)
+    bootstrap = os.path.realpath(BOOTSTRAP_DIR)
+    rest = [
+        p
+        for p in env.get("PYTHONPATH", "").split(os.pathsep)
+        if p and os.path.realpath(p) != bootstrap
+    ]
+    env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *rest])
+    if policy_path is not None:
+        env["APPSHIELD_POLICY"] = os.path.abspath(policy_path)
+    if mode is not None:
+        env["APPSHIELD_MODE"] = mode
+    return env
+
+
+def _fail(message: str) -> int:
+    for line in message.splitlines() or [message]:
+        sys.stderr.write(f"{line}\n")
+    return EXIT_INVALID
+
+
+def _validated_policy(policy: str | None, mode: str | None) -> str:
+    """The absolute policy path, after loading it once: raises on anything that would stop
+    the bootstrap in CMD, so CMD is never started only to fail."""
+    from appshield.policy import load_policy
+    from appshield.runtime import resolve_mode
+
+    if policy is None:
+        from appshield.discovery import discover_policy
+
+        policy = discover_policy(environ=os.environ)
+    path = os.path.abspath(policy)
+    loaded = load_policy(path)
+    resolve_mode(mode, os.environ, loaded)  # an invalid APPSHIELD_MODE stops here, too
+    return path
+
+
+def run(command: Sequence[str], *, policy: str | None = None, mode: str | None = None) -> int:
+    """Validate, then exec CMD. Returns only on failure (the exit code)."""
+    from appshield.errors import PolicyError
+
+    if not command:
+        return _fail("appshield run: no command given (usage: appshield run [...] -- CMD)")
+    disabled = os.environ.get("APPSHIELD_DISABLE", "") not in ("", "0")
+    path: str | None = None
+    if disabled:
+        # The kill switch must work even when the policy is what broke; CMD's bootstrap
+        # prints the one line that says the shield is off.
+        path = os.path.abspath(policy) if policy else None
+    else:
+        try:
+            path = _validated_policy(policy, mode)
+        except PolicyError as exc:
+            return _fail(str(exc))
+        except (OSError, ValueError, LookupError) as exc:
+            return _fail(f"appshield run: {_reason(exc)}")
+    env = child_environment(os.environ, path, mode)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execvpe(command[0], list(command), env)
+    except FileNotFoundError:
+        sys.stderr.write(f"appshield run: command not found: {command[0]}\n")
+        return 127
+    except PermissionError:
+        sys.stderr.write(f"appshield run: permission denied: {command[0]}\n")
+        return 126
+    except OSError as exc:
+        sys.stderr.write(f"appshield run: cannot run {command[0]}: {exc.strerror or exc}\n")
+        return 126
+    return 0  # pragma: no cover - execvpe does not return
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return str(exc) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="appshield")
+    subparsers = parser.add_subparsers(dest="subcommand", required=True)
+    register(subparsers)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The decision engine: pure, no I/O, no patching.
+
+    compiled = compile_policy(document, "enforce", protected_paths=(...))
+    decision = compiled.decide(FileOp("/etc/shadow", "read"))
+
+`compile_policy` sorts and indexes the rules once; `CompiledPolicy.decide` then looks only
+at the candidate rules the indexes give for the operation (see `categories`), and caches
+decisions per operation for the categories whose rules do not depend on the call stack.
+The semantics are docs/architecture.md, "Matching semantics" and "Decision".
+"""
+
+from __future__ import annotations
+
+from appshield.engine.compiled import (
+    DEFAULT_CACHE_SIZE,
+    CompiledPolicy,
+    StackInput,
+    compile_policy,
+)
+from appshield.engine.globs import GlobError, glob_problem
+
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "CompiledPolicy",
+    "GlobError",
+    "StackInput",
+    "compile_policy",
+    "glob_problem",
+]

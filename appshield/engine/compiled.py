@@ -1,0 +1,200 @@
+"""The compiled policy: rules sorted, indexed and ready to decide.
+
+A decision looks only at candidate rules: each category has an index (see `categories`) that
+turns an operation into rule *positions*. Positions order a category's rules by action (deny,
+alert, allow) and then by file order, so scanning them in ascending order finds the winner
+first: the first matching deny names the decision; the scan goes on through the remaining
+denies only when that deny does not block, looking for one that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from appshield.decision import Action, Decision, Mode
+from appshield.engine.categories import CategoryIndex, Rule, build_category
+from appshield.engine.globs import Matcher, module_subject
+from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
+from appshield.policy.model import PolicyDocument
+
+__all__ = ["DEFAULT_CACHE_SIZE", "CompiledPolicy", "StackInput", "compile_policy"]
+
+StackInput = Callable[[], Sequence[str]] | Sequence[str] | None
+
+DEFAULT_CACHE_SIZE = 4096
+
+_OP_CATEGORY: Mapping[type, str] = {
+    ProcessOp: "process",
+    FileOp: "file",
+    NetworkOp: "network",
+    ImportOp: "import",
+}
+
+
+class _Stack:
+    """The call stack's modules, fetched on first need and at most once per decision."""
+
+    __slots__ = ("_modules", "_scopes", "_source")
+
+    def __init__(self, source: StackInput) -> None:
+        self._source = source
+        self._modules: tuple[str, ...] | None = None
+        self._scopes: dict[int, bool] = {}
+
+    def holds(self, scope: tuple[Matcher, ...]) -> bool:
+        """Any module on the stack matches any of the scope's globs."""
+        known = self._scopes.get(id(scope))
+        if known is not None:
+            return known
+        modules = self._modules
+        if modules is None:
+            source = self._source
+            if callable(source):
+                source = source()
+            self._modules = modules = tuple(
+                module_subject(m) for m in (source or ()) if isinstance(m, str)
+            )
+        result = any(match(m) for m in modules for match in scope)
+        self._scopes[id(scope)] = result
+        return result
+
+
+def _holds(rule: Rule, op: Any, stack: _Stack) -> bool:
+    for pred in rule.preds:
+        if not pred(op):
+            return False
+    if rule.scope is not None and not stack.holds(rule.scope):
+        return False
+    if rule.has_unless:
+        for pred in rule.unless_preds:
+            if not pred(op):
+                return True
+        return rule.unless_scope is not None and not stack.holds(rule.unless_scope)
+    return True
+
+
+class CompiledPolicy:
+    """A policy ready to decide. Immutable after construction except for its decision cache.
+
+    Thread-safe: the cache is a dict used only through single `get`/`__setitem__`/`clear`
+    calls, each atomic (under the GIL, and under free threading through the dict's own lock);
+    a race can at worst compute the same decision twice.
+    """
+
+    def __init__(
+        self,
+        categories: Mapping[str, CategoryIndex],
+        mode: Mode,
+        defaults: Mapping[str, Action],
+        cache_size: int,
+    ) -> None:
+        self.mode: Mode = mode
+        self._categories = categories
+        self._defaults = defaults
+        self._cache_size = cache_size
+        self._enforce = mode == "enforce"
+        # One cache per category without scoped rules; None where the stack is an input.
+        self._caches: dict[type, dict[Any, Decision] | None] = {
+            cls: ({} if cache_size > 0 and not categories[cat].needs_stack else None)
+            for cls, cat in _OP_CATEGORY.items()
+        }
+
+    def decide(self, op: Operation, stack: StackInput = None) -> Decision:
+        """The decision for `op`. `stack`: the modules on the call stack, or a callable that
+        returns them; called only when a candidate rule has a scope, at most once."""
+        cache = self._caches.get(op.__class__)
+        if cache is None:
+            return self._decide(op, stack)
+        decision = cache.get(op)
+        if decision is None:
+            decision = self._decide(op, stack)
+            if len(cache) >= self._cache_size:
+                cache.clear()
+            cache[op] = decision
+        return decision
+
+    def decide_uncached(self, op: Operation, stack: StackInput = None) -> Decision:
+        """`decide` without the cache (for benchmarks and tests)."""
+        return self._decide(op, stack)
+
+    def _decide(self, op: Operation, stack: StackInput) -> Decision:
+        index = self._categories[_OP_CATEGORY[op.__class__]]
+        rules = index.rules
+        winner: Rule | None = None
+        view: _Stack | None = None
+        for position in index.candidates(op):
+            rule = rules[position]
+            if winner is not None and rule.rank:
+                break  # past the denies: the deny that won does not block
+            if view is None and rule.needs_stack:
+                view = _Stack(stack)
+            if not _holds(rule, op, view):  # type: ignore[arg-type]
+                continue
+            if winner is None:
+                winner = rule
+                if rule.rank or rule.blocks or not self._enforce:
+                    break
+            elif rule.blocks:
+                return winner.blocked_decision
+        if winner is None:
+            return index.default_decision
+        return winner.decision
+
+    def needs_stack(self, category: str) -> bool:
+        """Some rule of the category has a `scope` or an `unless.scope`."""
+        return self._categories[category].needs_stack
+
+    def has_rules(self, category: str) -> bool:
+        """Some written or implicit rule applies to the category."""
+        return bool(self._categories[category].rules)
+
+    def default(self, category: str) -> Action:
+        return self._defaults[category]
+
+    def file_needs_resolved_path(self, access: str) -> bool:
+        """Whether `FileOp.resolved` can change the action or the blocking of a decision for
+        this access. False lets a hook skip resolving symlinks.
+
+        A path glob looks at the resolved path, so any rule (or `unless`) with a `path` field
+        for this access may care, with one exception: when the default is allow, allow rules
+        cannot change the outcome (they could only change which allow is named), so only
+        deny and alert rules count then.
+        """
+        return self._categories["file"].resolved_matters(access)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{c}={len(self._categories[c].rules)}" for c in CATEGORIES)
+        return f"<CompiledPolicy mode={self.mode} rules: {counts}>"
+
+
+def compile_policy(
+    document: PolicyDocument,
+    mode: Mode,
+    *,
+    protected_paths: tuple[str, ...] = (),
+    cache_size: int = DEFAULT_CACHE_SIZE,
+) -> CompiledPolicy:
+    """Compile `document` for the effective `mode`.
+
+    protected_paths: path globs of the policy files and appshield's own files; with
+    `protections.policy_files` they are denied for write and delete (`implicit:policy_files`).
+    cache_size: the bound of each per-category decision cache (0: no cache). A cache that
+    reaches it is cleared, which keeps the bookkeeping to one `len` per miss.
+    """
+    missing = [c for c in CATEGORIES if c not in document.defaults]
+    if missing:
+        raise ValueError(f"defaults must name every category; missing: {', '.join(missing)}")
+    protections = document.protections
+    categories = {
+        category: build_category(
+            category,
+            [r for r in document.rules if r.category == category],
+            default=document.defaults[category],
+            mode=mode,
+            protected_paths=protected_paths if protections.policy_files else (),
+            unshielded_children=protections.unshielded_children,
+        )
+        for category in CATEGORIES
+    }
+    return CompiledPolicy(categories, mode, dict(document.defaults), cache_size)

@@ -1,0 +1,263 @@
+"""Glob matchers: one small callable per pattern, never one big alternation.
+
+Three families share one translator (see docs/architecture.md, "Matching semantics"):
+
+- path globs: `/` separates segments; `*`, `?` and `[...]` stay inside a segment; `**` as a
+  whole segment is zero or more whole segments. Module globs reuse them: `a.b` is matched as
+  the path `/a/b` (see `module_subject`), so the segment trie and the fast shapes serve both.
+- plain globs (`command_line`, `args` items, host names): fnmatch-like, `*` crosses everything.
+
+The common shapes (a literal, `/a/b/**`, `*.example.com`) are answered with plain string
+operations; anything else gets its own regex, compiled on first use so that a 10,000-rule
+policy does not pay for 10,000 `re.compile` calls at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+__all__ = [
+    "GlobError",
+    "Matcher",
+    "any_matcher",
+    "glob_problem",
+    "has_magic",
+    "literal_prefix_segments",
+    "module_pattern",
+    "module_subject",
+    "path_matcher",
+    "plain_matcher",
+    "translate_path",
+    "translate_plain",
+]
+
+Matcher = Callable[[str], bool]
+
+
+class GlobError(ValueError):
+    """A pattern that cannot be a glob (a reversed `[z-a]` range)."""
+
+
+def has_magic(text: str) -> bool:
+    return "*" in text or "?" in text or "[" in text
+
+
+def _class_regex(body: str, sep: str | None) -> str:
+    """`[...]` body (without brackets) as a regex class; never matches `sep`."""
+    negate = body.startswith("!")
+    if negate:
+        body = body[1:]
+    items = []
+    k = 0
+    while k < len(body):
+        low = body[k]
+        if k + 2 < len(body) and body[k + 1] == "-":
+            high = body[k + 2]
+            if high < low:
+                raise GlobError(f"bad character range {low}-{high} in glob")
+            items.append(f"{re.escape(low)}-{re.escape(high)}")
+            k += 3
+        else:
+            items.append(re.escape(low))
+            k += 1
+    klass = "[" + ("^" if negate else "") + "".join(items) + "]"
+    # A lookahead, not `[^.../]`: a range such as `+-0` spans `/` too.
+    return klass if sep is None else f"(?!{re.escape(sep)}){klass}"
+
+
+def _translate_run(pattern: str, sep: str | None) -> str:
+    """`*`, `?`, `[...]` and literals, as fnmatch reads them; `sep` is never crossed."""
+    star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
+    one = "." if sep is None else f"[^{re.escape(sep)}]"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not (out and out[-1] == star):  # `**` inside a segment is just `*`
+                out.append(star)
+        elif c == "?":
+            out.append(one)
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape("["))
+            else:
+                out.append(_class_regex(pattern[i:j], sep))
+                i = j + 1
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
+
+
+def translate_plain(pattern: str) -> str:
+    """Regex (for fullmatch, DOTALL) of an fnmatch-like glob: `*` crosses `/`, `.`, spaces."""
+    return _translate_run(pattern, None)
+
+
+def translate_path(pattern: str) -> str:
+    """Regex (for fullmatch) of a path glob."""
+    if pattern == "**":
+        return ".*"
+    out: list[str] = []
+    slash = ""  # the separator owed before the next segment
+    for seg in pattern.split("/"):
+        if seg == "**":
+            if out and out[-1] == "(?:/[^/]*)*":
+                continue  # `**/**` is `**`; collapsing also avoids needless backtracking
+            # zero or more whole segments (at the start of a relative pattern: before it)
+            out.append("(?:/[^/]*)*" if slash else "(?:[^/]*/)*")
+            continue
+        out.append(slash + _translate_run(seg, "/"))
+        slash = "/"
+    return "".join(out)
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a usable glob, or None. For the loader's validation."""
+    try:
+        re.compile(translate_path(pattern))
+        re.compile(translate_plain(pattern))
+    except (GlobError, re.error) as exc:
+        return str(exc)
+    return None
+
+
+def _lazy_regex(regex: str, flags: int = 0) -> Matcher:
+    """A matcher that compiles its regex on first use (then answers with `fullmatch`)."""
+    compiled: Callable[[str], object] | None = None
+
+    def match(text: str) -> bool:
+        nonlocal compiled
+        if compiled is None:
+            compiled = re.compile(regex, flags).fullmatch
+        return compiled(text) is not None
+
+    return match
+
+
+def _always(_text: str) -> bool:
+    return True
+
+
+def _absolute(text: str) -> bool:
+    return not text or text.startswith("/")
+
+
+def path_matcher(pattern: str) -> Matcher:
+    """Matcher for one path glob (also base-name globs and converted module globs)."""
+    if not has_magic(pattern):
+        return pattern.__eq__  # type: ignore[return-value]
+    regex = translate_path(pattern)  # raises GlobError now, not at the first decision
+    return _path_shape(pattern) or _lazy_regex(regex)
+
+
+def _path_shape(pattern: str) -> Matcher | None:
+    """String operations for the common shapes: `P/**`, `P/**/T`, `/**/T`, `P/*S`."""
+    if pattern == "/**":
+        return _absolute
+    head, sep, tail = pattern.partition("/**")
+    if sep and not has_magic(head) and (not tail or tail.startswith("/")) and not has_magic(tail):
+        if not tail:  # P/**: P itself and everything below
+            below = head + "/"
+            return lambda text: text.startswith(below) or text == head
+        if not head:  # /**/T: any absolute path ending in /T
+            return lambda text: text.startswith("/") and text.endswith(tail)
+        return _head_tail(head, tail)
+    head, sep, tail = pattern.rpartition("/*")
+    if sep and head and not has_magic(head) and not has_magic(tail) and "/" not in tail:
+        start, size = len(head) + 1, len(head) + 1 + len(tail)
+        below = head + "/"
+        # P/*S: one segment below P that ends in S
+        return lambda text: (
+            text.startswith(below)
+            and text.endswith(tail)
+            and len(text) >= size
+            and "/" not in text[start:]
+        )
+    return None
+
+
+def _head_tail(head: str, tail: str) -> Matcher:
+    """P/**/T: P, then zero or more whole segments, then /T."""
+    size = len(head) + len(tail)
+
+    def match(text: str) -> bool:
+        if not (text.startswith(head) and text.endswith(tail)) or len(text) < size:
+            return False
+        middle = text[len(head) : len(text) - len(tail)]
+        return not middle or middle.startswith("/")
+
+    return match
+
+
+def any_matcher(patterns: Iterable[str], single: Callable[[str], Matcher]) -> Matcher:
+    """One matcher for a field's alternatives: a set lookup for the literals, then the
+    others one by one (a per-rule handful, never the policy-wide alternation)."""
+    patterns = list(patterns)
+    literals = frozenset(p for p in patterns if not has_magic(p))
+    rest = tuple(single(p) for p in patterns if has_magic(p))
+    if not rest:
+        return literals.__contains__
+    if not literals and len(rest) == 1:
+        return rest[0]
+
+    def match(text: str) -> bool:
+        if text in literals:
+            return True
+        for matcher in rest:
+            if matcher(text):
+                return True
+        return False
+
+    return match
+
+
+def plain_matcher(pattern: str) -> Matcher:
+    """Matcher for one fnmatch-like glob (command lines, argv items, host names)."""
+    if not has_magic(pattern):
+        return pattern.__eq__  # type: ignore[return-value]
+    if pattern == "*":
+        return _always
+    if pattern.startswith("*") and not has_magic(pattern[1:]):
+        return _suffix(pattern[1:])
+    if pattern.endswith("*") and not has_magic(pattern[:-1]):
+        prefix = pattern[:-1]
+        return lambda text: text.startswith(prefix)
+    return _lazy_regex(translate_plain(pattern), re.DOTALL)
+
+
+def _suffix(suffix: str) -> Matcher:
+    return lambda text: text.endswith(suffix)
+
+
+def literal_prefix_segments(pattern: str) -> list[str]:
+    """The leading segments of an absolute path glob that hold no glob character.
+
+    `/a/b/*.py` -> ["a", "b"]; a literal pattern gives all of its segments; `/**` gives [].
+    The segment trie files a rule under this prefix: only paths that walk through it can match.
+    """
+    out: list[str] = []
+    for seg in pattern.split("/")[1:]:
+        if has_magic(seg):
+            break
+        out.append(seg)
+    return out
+
+
+def module_subject(module: str) -> str:
+    """A dotted module name as the path that module globs are matched against."""
+    return "/" + module.replace(".", "/")
+
+
+def module_pattern(pattern: str) -> str:
+    """A module glob as a path glob that also matches every submodule (`ctypes` -> `/ctypes/**`)."""
+    return module_subject(pattern) + "/**"

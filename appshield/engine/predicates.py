@@ -1,0 +1,192 @@
+"""Match fields as predicates over an operation: one closure per field of a rule.
+
+A rule's fields combine with AND, so a rule is a tuple of predicates. Each predicate tests
+the alternatives of one field (a list matches if any item does).
+
+`broad` is the rule's polarity for the two places where the spec lets a rule see more than
+one spelling of a target: a deny (or alert) path glob matches `op.path` or `op.resolved`, an
+allow must match the resolved path; a deny `executable` also matches argv[0]. An `unless`
+takes the opposite polarity of its rule, so that a symlink or a forged argv[0] can neither
+switch a deny off nor keep an allow on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from appshield.engine.globs import (
+    Matcher,
+    any_matcher,
+    module_pattern,
+    module_subject,
+    path_matcher,
+    plain_matcher,
+)
+from appshield.engine.indexes import address_key, network_key
+from appshield.normalize import canonical_address
+
+__all__ = ["Pred", "host_key", "predicates"]
+
+Pred = Callable[[Any], bool]
+
+
+def _paths(globs: Sequence[str]) -> Matcher:
+    return any_matcher(globs, path_matcher)
+
+
+def _plains(globs: Sequence[str]) -> Matcher:
+    return any_matcher(globs, plain_matcher)
+
+
+def _member(attr: str, values: tuple[Any, ...]) -> Pred:
+    allowed = frozenset(values)
+    return lambda op: getattr(op, attr) in allowed
+
+
+def _executable(globs: tuple[str, ...], broad: bool) -> Pred:
+    slash_globs = [g for g in globs if "/" in g]
+    base_globs = [g for g in globs if "/" not in g]
+    with_slash = _paths(slash_globs) if slash_globs else _never
+    base_name = _paths(base_globs) if base_globs else _never
+
+    def pred(op: Any) -> bool:
+        exe = op.executable
+        if with_slash(exe) or (op.trusted_location and base_name(exe.rpartition("/")[2])):
+            return True
+        if broad and op.argv:
+            argv0 = op.argv[0]
+            return with_slash(argv0) or base_name(argv0.rpartition("/")[2])
+        return False
+
+    return pred
+
+
+def _never(_text: str) -> bool:
+    return False
+
+
+def _args(vectors: tuple[tuple[str, ...], ...]) -> Pred:
+    compiled = []
+    for vector in vectors:
+        open_ended = bool(vector) and vector[-1] == "**"
+        items = vector[:-1] if open_ended else vector
+        compiled.append((tuple(plain_matcher(g) for g in items), open_ended))
+
+    def pred(op: Any) -> bool:
+        rest = op.argv[1:]
+        for matchers, open_ended in compiled:
+            if len(rest) < len(matchers) or (not open_ended and len(rest) != len(matchers)):
+                continue
+            if all(m(a) for m, a in zip(matchers, rest, strict=False)):
+                return True
+        return False
+
+    return pred
+
+
+def _text(attr: str, matcher: Matcher) -> Pred:
+    def pred(op: Any) -> bool:
+        value = getattr(op, attr)
+        return value is not None and matcher(value)
+
+    return pred
+
+
+def _path(globs: tuple[str, ...], broad: bool) -> Pred:
+    match = _paths(globs)
+    if broad:
+        return lambda op: match(op.path) or (op.resolved is not None and match(op.resolved))
+    return lambda op: match(op.real_path)
+
+
+def host_key(pattern: str) -> str:
+    """What a host pattern is filed and matched as: an IP literal's canonical address."""
+    return canonical_address(pattern) or pattern
+
+
+def _host(patterns: tuple[str, ...]) -> Pred:
+    match = _plains([host_key(p) for p in patterns])
+
+    def pred(op: Any) -> bool:
+        if op.host is not None and match(op.host):
+            return True
+        if op.address is not None and match(op.address):
+            return True
+        return any(match(name) for name in op.names)
+
+    return pred
+
+
+def _cidr(cidrs: tuple[str, ...]) -> Pred:
+    nets = []
+    for cidr in cidrs:
+        version, prefixlen, network = network_key(cidr)
+        shift = (32 if version == 4 else 128) - prefixlen
+        nets.append((version, shift, network >> shift))
+
+    def pred(op: Any) -> bool:
+        key = address_key(op.address) if op.address is not None else None
+        if key is None:
+            return False
+        version, value = key
+        return any(v == version and value >> s == n for v, s, n in nets)
+
+    return pred
+
+
+def _port(ranges: tuple[tuple[int, int], ...]) -> Pred:
+    def pred(op: Any) -> bool:
+        port = op.port
+        return port is not None and any(low <= port <= high for low, high in ranges)
+
+    return pred
+
+
+def _module(globs: tuple[str, ...]) -> Pred:
+    match = _paths([module_pattern(g) for g in globs])
+    return lambda op: op.module is not None and match(module_subject(op.module))
+
+
+def _field(
+    category: str, name: str, values: tuple[Any, ...], broad_path: bool, broad_exec: bool
+) -> Pred:
+    builders: dict[tuple[str, str], Callable[[], Pred]] = {
+        ("process", "executable"): lambda: _executable(values, broad_exec),
+        ("process", "args"): lambda: _args(values),
+        ("process", "shell"): lambda: _member("shell", values),
+        ("process", "unshielded"): lambda: _member("unshielded", values),
+        ("process", "command_line"): lambda: _text(
+            "command_line", _plains(values)
+        ),
+        ("file", "path"): lambda: _path(values, broad_path),
+        ("file", "access"): lambda: _member("access", values),
+        ("network", "host"): lambda: _host(values),
+        ("network", "cidr"): lambda: _cidr(values),
+        ("network", "port"): lambda: _port(values),
+        ("network", "operation"): lambda: _member("operation", values),
+        ("network", "transport"): lambda: _member("transport", values),
+        ("import", "module"): lambda: _module(values),
+        ("import", "origin"): lambda: _text("origin", _paths(values)),
+        ("import", "library"): lambda: _text("library", _paths(values)),
+    }
+    builder = builders.get((category, name))
+    if builder is None:
+        raise ValueError(f"unknown match field {name!r} for category {category!r}")
+    if not values:
+        return lambda op: False  # an empty list of alternatives matches nothing
+    return builder()
+
+
+def predicates(
+    category: str, fields: Any, *, broad_path: bool, broad_exec: bool
+) -> tuple[Pred, ...]:
+    """The AND of a condition's fields. `fields` maps a field name to its alternatives.
+
+    broad_path: a path glob also matches `op.path` (not only the resolved path).
+    broad_exec: an `executable` glob also matches argv[0].
+    """
+    return tuple(
+        _field(category, name, tuple(values), broad_path, broad_exec)
+        for name, values in fields.items()
+    )

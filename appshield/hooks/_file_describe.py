@@ -1,0 +1,119 @@
+"""The arguments of a file access, turned into `FileOp`s.
+
+- path: absolute and normalised (`..` folded, no symlink resolved). A relative path is taken
+  from the folder behind `dir_fd` (through /proc/self/fd) or the current folder; a descriptor
+  is named by the path the kernel holds for it.
+- resolved: symlinks resolved, computed only when `compiled.file_needs_resolved_path(access)`
+  says a rule could care (a `realpath` costs several times an `open`). For a path that exists
+  the kernel resolves it (an O_PATH descriptor read back through /proc/self/fd, see
+  `appshield.normalize.resolve_path`), so `/proc/self/root`, symlinked folders and `..` after a
+  symlink land where the kernel lands. Calls that act on a link itself rather than on its
+  target (unlink, rmdir, rename, symlink, link's new name, mkdir, mkfifo) resolve only the
+  folder, so deleting a symlink that points at a protected file is not taken for deleting
+  the file.
+- access from open flags: O_WRONLY/O_RDWR/O_CREAT/O_TRUNC/O_APPEND write; anything but
+  O_WRONLY also reads (so `r+`, `a+`, `w+` are checked as both).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from appshield.normalize import fd_path, normalize_path, resolve_path
+from appshield.operations import FileAccess, FileOp
+
+__all__ = ["accesses", "fast_normalize", "file_op", "open_ops", "resolver_for"]
+
+_WRITE_FLAGS = os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_BOTH: tuple[FileAccess, ...] = ("read", "write")
+_READ: tuple[FileAccess, ...] = ("read",)
+_WRITE: tuple[FileAccess, ...] = ("write",)
+_access_cache: dict[int, tuple[FileAccess, ...]] = {}
+
+_runtime: Any = None
+# (compiled policy, {access: needs resolving}) for the policy last seen.
+_needs: tuple[Any, dict[str, bool]] = (None, {})
+
+
+def accesses(flags: int) -> tuple[FileAccess, ...]:
+    found = _access_cache.get(flags)
+    if found is None:
+        mode = flags & os.O_ACCMODE
+        writes = mode != os.O_RDONLY or bool(flags & _WRITE_FLAGS)
+        reads = mode != os.O_WRONLY
+        found = _BOTH if reads and writes else _WRITE if writes else _READ
+        if len(_access_cache) < 512:
+            _access_cache[flags] = found
+    return found
+
+
+def resolver_for(access: str) -> bool:
+    """Whether the active policy needs `FileOp.resolved` for this access (cached per policy)."""
+    global _needs, _runtime
+    if _runtime is None:
+        from appshield import runtime
+
+        _runtime = runtime
+    shield = _runtime._current
+    if shield is None:
+        return False
+    compiled = shield.compiled
+    cached_for, table = _needs
+    if cached_for is not compiled:
+        table = {}
+        _needs = (compiled, table)
+    needed = table.get(access)
+    if needed is None:
+        needed = table[access] = bool(compiled.file_needs_resolved_path(access))
+    return needed
+
+
+def fast_normalize(path: Any, dir_fd: int | None = None) -> str:
+    """normalize_path, without its work for the common already-clean absolute str."""
+    if (
+        path.__class__ is str
+        and path[:1] == "/"
+        and "/." not in path
+        and "//" not in path
+        and path[-1:] != "/"
+        and "\x00" not in path
+    ):
+        return path  # type: ignore[no-any-return]
+    if isinstance(path, int):
+        return fd_path(path) or f"/proc/self/fd/{path}"
+    return normalize_path(path, dir_fd=dir_fd)
+
+
+def _resolve(path: str, follow: bool) -> str:
+    if follow:
+        return resolve_path(path)
+    folder, name = os.path.split(path)
+    if not name or folder == path:
+        return resolve_path(path)
+    parent = resolve_path(folder)
+    return parent + name if parent.endswith("/") else f"{parent}/{name}"
+
+
+def file_op(
+    path: Any, access: FileAccess, *, dir_fd: int | None = None, follow: bool = True
+) -> FileOp:
+    """One access to `path` (str, bytes, PathLike or an open descriptor)."""
+    normalised = fast_normalize(path, dir_fd)
+    resolved = _resolve(normalised, follow) if resolver_for(access) else None
+    return FileOp(normalised, access, resolved)
+
+
+def open_ops(
+    path: Any, flags: int, *, dir_fd: int | None = None, cwd: str | None = None
+) -> list[FileOp]:
+    """An open with these flags: one op per access it implies, sharing one resolution."""
+    if cwd is not None and dir_fd is None and not isinstance(path, int):
+        normalised = normalize_path(path, cwd=cwd)
+    else:
+        normalised = fast_normalize(path, dir_fd)
+    wanted = accesses(flags)
+    resolved = None
+    if any(resolver_for(a) for a in wanted):
+        resolved = resolve_path(normalised)
+    return [FileOp(normalised, a, resolved) for a in wanted]

@@ -1,0 +1,52 @@
+"""Where a native library named to `dlopen` lives, so that `library` path globs can match it.
+
+`ctypes.CDLL("libc.so.6")` names no folder: the dynamic loader searches `LD_LIBRARY_PATH`,
+its cache and the system folders. Running the loader's own search (or `ldconfig`, as
+`ctypes.util.find_library` does) on every load would be slow and start processes, so this
+looks in the folders the loader would, in order, and takes the first file that exists. A
+name found nowhere is returned as given (a stated limit: a bare name a rule cannot see).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+
+__all__ = ["resolve_library"]
+
+_MULTIARCH = sysconfig.get_config_var("MULTIARCH") or ""
+_SYSTEM_DIRS = tuple(
+    d
+    for d in (
+        f"/lib/{_MULTIARCH}" if _MULTIARCH else "",
+        f"/usr/lib/{_MULTIARCH}" if _MULTIARCH else "",
+        "/lib64",
+        "/usr/lib64",
+        "/lib",
+        "/usr/lib",
+        "/usr/local/lib",
+        sysconfig.get_config_var("LIBDIR") or "",
+    )
+    if d
+)
+# Read once: the loader itself only reads LD_LIBRARY_PATH at process start.
+_LD_LIBRARY_PATH = tuple(p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p)
+
+
+def resolve_library(name: object) -> str | None:
+    """The absolute path (symlinks resolved) of the library `dlopen(name)` would load;
+    the interpreter itself for `dlopen(NULL)`; the name as given when it cannot be found."""
+    if name is None:
+        return os.path.realpath(sys.executable)
+    try:
+        text = os.fsdecode(name)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if "/" in text:
+        return os.path.realpath(text)
+    for folder in (*_LD_LIBRARY_PATH, *_SYSTEM_DIRS):
+        candidate = os.path.join(folder, text)
+        if os.path.exists(candidate):
+            return os.path.realpath(candidate)
+    return text

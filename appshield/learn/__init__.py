@@ -1,0 +1,83 @@
+"""`appshield learn`: write a least-privilege policy from what a real run did.
+
+    appshield learn [--out P] [--merge P] -- CMD [ARGS...]
+
+runs CMD with every operation observed and nothing blocked, in CMD (if it is Python) and in
+every Python child, then writes a v1 policy with `defaults: deny` in all four categories and
+one commented `allow` rule per generalised behaviour. With `--merge P` only the operations P
+does not already allow are added, as new rules appended to P's `rules:` list.
+
+The pieces, each usable on its own:
+- `records`: the observations and their JSON-lines files (one per process);
+- `recorder`: the reporter that writes them inside each shielded process;
+- `paths` and `generalise`: observations -> rule drafts (where least privilege is widened on
+  purpose: the interpreter's folders, temp names, ephemeral ports, names over addresses);
+- `render`: drafts -> YAML text with comments; `merge`: append to an existing file;
+- `runner`: start the command under the learning shield and collect what it saw.
+See docs/learning.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from appshield.learn.generalise import Draft, draft_rules
+from appshield.learn.merge import append_rules, split_by_policy
+from appshield.learn.records import Observation, Roots, read_records
+from appshield.learn.render import render_policy
+from appshield.policy import Policy
+
+__all__ = [
+    "LearnResult",
+    "Observation",
+    "Roots",
+    "learn_policy",
+    "merge_policy",
+    "not_allowed",
+    "read_records",
+]
+
+
+@dataclass
+class LearnResult:
+    """The policy text and what a reviewer should know about it."""
+
+    text: str
+    drafts: list[Draft] = field(default_factory=list)
+    skipped: list[Observation] = field(default_factory=list)
+    denied_by_rule: list[tuple[Observation, str]] = field(default_factory=list)
+
+
+def _skip_note(obs: Observation) -> str:
+    if obs.operation.category == "process":
+        return f"{obs.operation.target} (a Python child without the shield)"
+    return f"{obs.operation.target} (a native library not found on disk)"
+
+
+def learn_policy(
+    observations: Iterable[Observation], *, name: str = "learned", command: Sequence[str] = ()
+) -> LearnResult:
+    """A fresh policy that allows exactly the observations (generalised), denying the rest."""
+    drafts, skipped = draft_rules(observations)
+    notes = sorted({_skip_note(o) for o in skipped})
+    text = render_policy(drafts, name=name, command=command, skipped_notes=notes)
+    return LearnResult(text, drafts, skipped)
+
+
+def merge_policy(path: str, observations: Iterable[Observation]) -> LearnResult:
+    """The text of the policy file at `path` with rules added for what it does not allow."""
+    existing = Policy.from_file(path)
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    split = split_by_policy(existing, observations)
+    drafts, skipped = draft_rules(split.new)
+    taken = {rule.id for rule in existing.document.rules}
+    merged = append_rules(text, drafts, taken)
+    return LearnResult(merged, drafts, skipped, split.denied_by_rule)
+
+
+def not_allowed(policy: Policy, observations: Iterable[Observation]) -> list[Observation]:
+    """The observations a policy would still report (deny or alert): the self-check run on
+    every learned policy, and what the tests assert is empty."""
+    return [o for o in observations if policy.decide(o.operation, o.stack).action != "allow"]

@@ -1,0 +1,178 @@
+"""Observations: what one learning run saw, and their JSON-lines form on disk.
+
+Each recorded process writes `ops-<pid>.jsonl` into the learning folder. The first line is a
+header with the process's *roots* (the folders behind the policy variables `{prefix}`,
+`{stdlib}`, `{site_packages}`, `{tmp}`, `{home}` as that interpreter sees them); every other
+line is one distinct operation with the API that performed it, the modules on the call stack
+and a count. The same operation may appear on several lines (first sighting written at once,
+later sightings flushed at exit); readers add the counts up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from appshield.operations import FileOp, ImportOp, NetworkOp, Operation, ProcessOp
+
+__all__ = [
+    "Observation",
+    "Roots",
+    "aggregate",
+    "observation_from_json",
+    "observation_to_json",
+    "read_records",
+]
+
+_OP_TYPES: Mapping[str, type] = {
+    "process": ProcessOp,
+    "file": FileOp,
+    "network": NetworkOp,
+    "import": ImportOp,
+}
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The folders behind the policy variables, as one interpreter saw them (the same values
+    `appshield.policy.variables` expands them to in that interpreter)."""
+
+    prefix: tuple[str, ...] = ()
+    stdlib: tuple[str, ...] = ()
+    site_packages: tuple[str, ...] = ()
+    tmp: str = ""
+    home: str = ""
+    executable: str = ""
+
+    @classmethod
+    def current(cls) -> Roots:
+        from appshield.policy.variables import values
+
+        found = values(os.getcwd())
+        return cls(
+            prefix=found["prefix"],
+            stdlib=found["stdlib"],
+            site_packages=found["site_packages"],
+            tmp=found["tmp"][0],
+            home=found["home"][0],
+            executable=os.path.realpath(sys.executable) if sys.executable else "",
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Roots:
+        kinds = {f.name: f.default for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in kinds:
+                multi = isinstance(kinds[key], tuple)
+                if multi:
+                    values[key] = tuple(value) if isinstance(value, list) else (str(value),)
+                else:
+                    values[key] = str(value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One distinct operation seen while learning.
+
+    module: the code to blame (the innermost module outside appshield and the standard
+        library), for the comment on the rule; stack: every module on the call stack,
+        innermost first (so `--merge` can ask a scoped policy the same question).
+    """
+
+    operation: Operation
+    api: str = ""
+    module: str | None = None
+    stack: tuple[str, ...] = ()
+    count: int = 1
+    roots: Roots = Roots()
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.operation, self.api, self.module, self.stack, self.roots)
+
+
+def _op_to_json(op: Operation) -> dict[str, Any]:
+    data: dict[str, Any] = {"category": op.category}
+    for f in fields(op):  # type: ignore[arg-type]
+        value = getattr(op, f.name)
+        if value != f.default:
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def _op_from_json(data: Mapping[str, Any]) -> Operation:
+    kind = _OP_TYPES[data["category"]]
+    names = {f.name for f in fields(kind)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return kind(**values)  # type: ignore[no-any-return]
+
+
+def observation_to_json(obs: Observation) -> str:
+    record = {
+        "op": _op_to_json(obs.operation),
+        "api": obs.api,
+        "module": obs.module,
+        "stack": list(obs.stack),
+        "count": obs.count,
+    }
+    return json.dumps(record, separators=(",", ":"))
+
+
+def observation_from_json(line: str, roots: Roots = Roots()) -> Observation:
+    data = json.loads(line)
+    return Observation(
+        _op_from_json(data["op"]),
+        str(data.get("api", "")),
+        data.get("module"),
+        tuple(data.get("stack", ())),
+        int(data.get("count", 1)),
+        roots,
+    )
+
+
+def header_json(roots: Roots, argv: Iterable[str] = ()) -> str:
+    return json.dumps({"header": 1, "pid": os.getpid(), "roots": roots.as_json(),
+                       "argv": list(argv)}, separators=(",", ":"))
+
+
+def _read_file(path: Path) -> Iterator[Observation]:
+    roots = Roots()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if "header" in data:
+                roots = Roots.from_json(data.get("roots", {}))
+                continue
+            yield observation_from_json(line, roots)
+        except (ValueError, KeyError, TypeError):
+            # A process killed mid-write leaves a torn last line; the rest is still good.
+            continue
+
+
+def read_records(folder: str | os.PathLike[str]) -> list[Observation]:
+    """Every observation in a learning folder, repeats added up."""
+    found: list[Observation] = []
+    for path in sorted(Path(folder).glob("ops-*.jsonl")):
+        found.extend(_read_file(path))
+    return aggregate(found)
+
+
+def aggregate(observations: Iterable[Observation]) -> list[Observation]:
+    """Fold repeats of the same observation into one, adding their counts; keep first order."""
+    totals: dict[tuple[Any, ...], Observation] = {}
+    for obs in observations:
+        seen = totals.get(obs.key)
+        totals[obs.key] = obs if seen is None else replace(seen, count=seen.count + obs.count)
+    return list(totals.values())

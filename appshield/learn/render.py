@@ -1,0 +1,114 @@
+"""Rule drafts -> policy YAML text, with a comment on every rule.
+
+The text is written by hand rather than by `yaml.safe_dump` so that each rule can carry its
+comment (how often it was seen, from which modules, through which APIs) and so that merged
+rules can be appended to a file a human has edited without re-serialising it. Every string
+is written as a JSON string, which YAML reads back verbatim: no `host: no` or `port: 1:30`
+surprises, no glob character mistaken for YAML syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from appshield.learn.generalise import Draft
+from appshield.operations import CATEGORIES
+
+__all__ = ["render_policy", "render_rules", "rule_id"]
+
+_MAX_LISTED = 3
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def rule_id(draft: Draft, taken: set[str]) -> str:
+    """A readable id (letters, digits, `-`), unique among `taken` (which it joins)."""
+    text = draft.slug.replace("{", "").replace("}", "").replace("**", "all")
+    base = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60].rstrip("-")
+    if not base.startswith(draft.category):
+        base = f"{draft.category}-{base}"
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}-{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _comment(draft: Draft) -> list[str]:
+    times = "once" if draft.count == 1 else f"{draft.count} times"
+    line = f"# seen {times}"
+    if draft.modules:
+        line += f" from {_listed(draft.modules)}"
+    if draft.apis:
+        line += f" ({_listed(draft.apis)})"
+    lines = [line]
+    if draft.note:
+        lines.append(f"# {draft.note}")
+    return lines
+
+
+def render_rules(drafts: Iterable[Draft], taken: set[str], indent: str = "  ") -> str:
+    """The rules as block-sequence items at `indent`, each preceded by its comment."""
+    out: list[str] = []
+    inner = indent + "  "
+    for draft in drafts:
+        out.extend(indent + c for c in _comment(draft))
+        out.append(f"{indent}- id: {rule_id(draft, taken)}")
+        out.append(f"{inner}category: {draft.category}")
+        out.append(f"{inner}action: allow")
+        if draft.match:
+            out.append(f"{inner}match:")
+            out.extend(f"{inner}  {k}: {_flow(v)}" for k, v in draft.match.items())
+        else:
+            out.append(f"{inner}match: {{}}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def render_policy(
+    drafts: Sequence[Draft],
+    *,
+    name: str = "learned",
+    command: Sequence[str] = (),
+    skipped_notes: Sequence[str] = (),
+) -> str:
+    """A complete v1 policy: deny by default in all four categories, one allow per draft."""
+    head = ["# Written by `appshield learn`"]
+    if command:
+        head[0] += ": " + " ".join(command)[:200]
+    head += [
+        "# It allows exactly what was seen and denies everything else. Review it, then enforce",
+        "# it with `appshield run --policy FILE -- CMD`; add more runs with `--merge FILE`.",
+        "# Consider `extends: [appshield:baseline]` too (see docs/packs.md).",
+    ]
+    head += [f"# not allowed: {note}" for note in skipped_notes]
+    body = [
+        "version: 1",
+        f"name: {_scalar(name)}",
+        "mode: enforce",
+        "defaults:",
+        *(f"  {c}: deny" for c in CATEGORIES),
+    ]
+    rules = render_rules(drafts, set())
+    body.append("rules:" if rules else "rules: []")
+    return "\n".join(head + body) + "\n" + rules

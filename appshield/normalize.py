@@ -1,0 +1,220 @@
+"""Normalisers shared by the hooks (on the hot path), `explain` and the policy loader.
+
+They turn what code passed to an API into the canonical form that operations carry and that
+policies are written in:
+
+- `normalize_path`: absolute, `.`/`..` folded, no symlinks resolved. Pure string work except
+  for a relative path, which needs the current folder (or the folder behind `dir_fd`).
+  A NUL byte raises `ValueError`, exactly as the `os` functions themselves do: there is no
+  path to check because the call would fail anyway.
+- `resolve_path` / `fd_path`: symlinks resolved as the kernel resolves them.
+- `canonical_address`: one spelling per IP address (`127.1`, `0x7f.1`, `2130706433` and
+  `::ffff:127.0.0.1` are all `127.0.0.1`); None for a name.
+- `normalize_host`: the form host rules are written in.
+- `resolve_program`: where `execvp` would find a program, and whether that place is trusted.
+
+None of them raises on arbitrary text except where documented.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+__all__ = [
+    "canonical_address",
+    "fd_path",
+    "normalize_host",
+    "normalize_path",
+    "resolve_path",
+    "resolve_program",
+]
+
+PathInput = str | bytes | os.PathLike  # type: ignore[type-arg]
+
+_normpath = os.path.normpath
+
+
+def _text(path: PathInput) -> str:
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if "\x00" in path:
+        raise ValueError("embedded null byte")
+    return path
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        # The current folder was deleted: the kernel still knows where it was.
+        return os.readlink("/proc/self/cwd").removesuffix(" (deleted)")
+
+
+def normalize_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None = None) -> str:
+    """The absolute, normalised form of `path` (no symlinks resolved).
+
+    A relative path is taken relative to the folder open as `dir_fd` when given (found through
+    /proc/self/fd, so an `OSError` is raised when `dir_fd` is not an open descriptor), else
+    `cwd`, else the current folder. Raises ValueError for a NUL byte, TypeError for a type that
+    is not a path.
+    """
+    text = _text(path)
+    if not text.startswith("/"):
+        if dir_fd is not None:
+            base = os.readlink(f"/proc/self/fd/{dir_fd}")
+        else:
+            base = cwd if cwd is not None else _cwd()
+        text = f"{base}/{text}"
+    text = _normpath(text)
+    # POSIX keeps a leading `//` (implementation-defined); Linux treats it as `/`.
+    if text.startswith("//"):
+        text = "/" + text.lstrip("/")
+    return text
+
+
+def fd_path(fd: int) -> str | None:
+    """The path the kernel holds for an open descriptor, or None (closed, or not a file:
+    pipes, sockets and anonymous inodes have no path)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except (OSError, ValueError, OverflowError, TypeError):
+        return None
+    return target if target.startswith("/") else None
+
+
+def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None = None) -> str:
+    """`path` with every symlink resolved, absolute and normalised.
+
+    For a path that exists, the kernel resolves it: an `O_PATH` descriptor (which opens
+    nothing: no FIFO blocks, no device wakes up) read back through /proc/self/fd. That is three
+    system calls where `os.path.realpath` makes one `lstat` per segment, and it follows the
+    magic links (`/proc/self/root`, `/proc/self/cwd`, `/proc/<pid>/fd/N`) the way `open` does.
+    `..` is applied after the symlink before it, as the kernel does (never folded lexically
+    first). A path that does not exist yet (a file about to be created, a dangling symlink)
+    falls back to `os.path.realpath`, which resolves as much as exists and follows a dangling
+    link's text. `dir_fd` and `cwd` anchor a relative path as in `normalize_path`.
+    """
+    text = _text(path)
+    if not text.startswith("/"):
+        if dir_fd is not None:
+            text = f"{os.readlink(f'/proc/self/fd/{dir_fd}')}/{text}"
+        else:
+            text = f"{cwd if cwd is not None else _cwd()}/{text}"
+    try:
+        fd = os.open(text, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return normalize_path(os.path.realpath(text))
+    try:
+        resolved = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        resolved = ""
+    finally:
+        os.close(fd)
+    if not resolved.startswith("/"):
+        return normalize_path(os.path.realpath(text))
+    return resolved
+
+
+_IPV4_CHARS = frozenset("0123456789abcdefxABCDEFX.")
+_COMPAT_LOW = 2  # `::` and `::1` are not IPv4-compatible addresses
+
+
+def canonical_address(text: str) -> str | None:
+    """The canonical spelling of an IP address written in any form the C library accepts for
+    a numeric host, or None when `text` is not one (a name, or garbage).
+
+    IPv4 goes through `inet_aton`, which also reads the legacy forms (`127.1`, `0x7f.0.0.1`,
+    `017700000001`, `2130706433`); trailing text is refused, as glibc's getaddrinfo refuses it.
+    IPv6 may be bracketed and carry a zone (`fe80::1%eth0`; the zone is dropped). IPv4-mapped
+    (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) IPv6 fold to the IPv4 address they
+    reach, so that a rule on the IPv4 address sees them.
+    """
+    if not isinstance(text, str) or not text:
+        return None
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if ":" in text:
+        return _canonical_v6(text.partition("%")[0])
+    if not _IPV4_CHARS.issuperset(text):
+        return None
+    try:
+        packed = socket.inet_aton(text)
+    except (OSError, ValueError):
+        return None
+    return str(ipaddress.IPv4Address(packed))
+
+
+def _canonical_v6(text: str) -> str | None:
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError, UnicodeError):
+        return None
+    address = ipaddress.IPv6Address(packed)
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    value = int(address)
+    if value >> 32 == 0 and value >= _COMPAT_LOW:
+        return str(ipaddress.IPv4Address(value))
+    return str(address)
+
+
+def normalize_host(name: str) -> str:
+    """Lower-case, trailing dots dropped, non-ASCII names in their IDNA (punycode) form, as the
+    resolver will see them. Never raises: a name the IDNA codec refuses stays as lower-case
+    text (it cannot resolve anyway, and a rule can still name it)."""
+    if isinstance(name, bytes):
+        name = name.decode("ascii", "replace")
+    name = name.rstrip(".")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except (UnicodeError, ValueError):
+            pass
+    return name.lower()
+
+
+def _is_executable_file(path: str) -> bool:
+    return os.access(path, os.X_OK) and not os.path.isdir(path)
+
+
+def resolve_program(
+    argv0_or_path: str | bytes | os.PathLike,  # type: ignore[type-arg]
+    *,
+    path_env: str | None,
+    cwd: str | None = None,
+) -> tuple[str | None, bool]:
+    """Where `execvp` would find the program, symlinks resolved, and whether its place is
+    trusted: `(resolved_absolute_path | None, trusted_location)`.
+
+    A name without `/` is looked up in `path_env` (the PATH snapshot taken when the shield
+    started; None means the libc default `/bin:/usr/bin`), as `shutil.which` does: the first
+    entry holding an executable file. Found there through an absolute entry, it is trusted
+    (relative entries such as `.` or an empty entry depend on the current folder and are not).
+    A name with `/` is resolved against `cwd` and trusted only when the folder holding the
+    resolved file is not writable by this process (`os.access(folder, W_OK)`). root can write
+    everywhere, so for root only programs found through PATH are trusted.
+    Not found: `(None, False)`.
+    """
+    try:
+        name = _text(argv0_or_path)
+    except (ValueError, TypeError):
+        return None, False
+    if not name:
+        return None, False
+    base = cwd if cwd is not None else _cwd()
+    if "/" in name:
+        candidate = normalize_path(name, cwd=base)
+        if not _is_executable_file(candidate):
+            return None, False
+        resolved = resolve_path(candidate)
+        return resolved, not os.access(os.path.dirname(resolved) or "/", os.W_OK)
+    search = path_env if path_env is not None else "/bin:/usr/bin"
+    for entry in search.split(os.pathsep):
+        candidate = normalize_path(f"{entry or '.'}/{name}", cwd=base)
+        if _is_executable_file(candidate):
+            return resolve_path(candidate), entry.startswith("/")
+    return None, False

@@ -1,0 +1,109 @@
+"""Variables in path globs, expanded once when the policy is loaded.
+
+    ~ (leading)       the user's home folder
+    {home}            the user's home folder
+    {cwd}             the current directory at load time
+    {tmp}             tempfile.gettempdir()
+    {prefix}          sys.prefix
+    {stdlib}          the standard library folders (sysconfig stdlib and platstdlib)
+    {site_packages}   every site-packages folder, the user's one included when it exists
+    {policy_dir}      the folder of the policy file that holds the rule
+
+A variable with several values ({stdlib}, {site_packages}) turns one glob into several.
+Values are glob-escaped, so a home folder named `a[1]` matches only itself. Any other
+brace in a path glob is an error: there is no literal-brace syntax, and a typo such as
+`{hom}` must not silently become a pattern that never matches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import site
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Mapping
+
+__all__ = ["NAMES", "VariableError", "expand", "normalise_path_glob", "values"]
+
+NAMES = ("cwd", "home", "tmp", "prefix", "stdlib", "site_packages", "policy_dir")
+
+_TOKEN = re.compile(r"\{([^{}]*)\}|[{}]")
+
+
+class VariableError(ValueError):
+    """A glob names an unknown variable or holds a stray brace."""
+
+
+def _unique(paths: list[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for path in paths:
+        if path:
+            seen.setdefault(os.path.normpath(path), None)
+    return tuple(seen)
+
+
+def _site_packages() -> list[str]:
+    found: list[str] = []
+    getsite = getattr(site, "getsitepackages", None)  # missing in some old virtualenvs
+    if getsite is not None:
+        found.extend(getsite())
+    user = site.getusersitepackages()
+    if isinstance(user, str) and os.path.isdir(user):
+        found.append(user)
+    return found
+
+
+def values(policy_dir: str) -> dict[str, tuple[str, ...]]:
+    """The value(s) of every variable, for a rule written in `policy_dir`."""
+    paths = sysconfig.get_paths()
+    return {
+        "cwd": (os.getcwd(),),
+        "home": (os.path.expanduser("~"),),
+        "tmp": (tempfile.gettempdir(),),
+        "prefix": (sys.prefix,),
+        "stdlib": _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")]),
+        "site_packages": _unique(_site_packages()),
+        "policy_dir": (policy_dir,),
+    }
+
+
+def _escape(value: str) -> str:
+    # Only the glob characters of our syntax need escaping; a class of one is the escape.
+    return re.sub(r"([*?\[])", r"[\1]", value)
+
+
+def expand(pattern: str, variables: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Every glob that `pattern` stands for once its variables are replaced."""
+    if pattern == "~" or pattern.startswith("~/"):
+        pattern = "{home}" + pattern[1:]
+    elif pattern.startswith("~"):
+        raise VariableError(f"only a leading '~' or '~/' is supported, not {pattern!r}")
+    pieces: list[list[str]] = []
+    last = 0
+    for token in _TOKEN.finditer(pattern):
+        name = token.group(1)
+        if name is None or name not in variables:
+            shown = token.group(0)
+            raise VariableError(
+                f"unknown variable {shown!r} in {pattern!r} (known: "
+                + ", ".join("{" + n + "}" for n in NAMES)
+                + ")"
+            )
+        pieces.append([pattern[last : token.start()]])
+        pieces.append([_escape(v) for v in variables[name]])
+        last = token.end()
+    if not pieces:
+        return [pattern]
+    pieces.append([pattern[last:]])
+    return ["".join(combo) for combo in itertools.product(*pieces)]
+
+
+def normalise_path_glob(glob: str) -> str:
+    """Fold `.`, `..` and repeated slashes; a trailing `/**` stays (normpath keeps it)."""
+    out = os.path.normpath(glob)
+    if out.startswith("//"):  # POSIX lets normpath keep exactly two leading slashes
+        out = "/" + out.lstrip("/")
+    return out

@@ -1,0 +1,54 @@
+"""The `APPSHIELD_LOG` sink: one JSON object per line, to a file (appended) or `-` (stderr).
+
+The file is opened on the first line, not at install, so a process without violations never
+touches it. Lines are written with one `os.write` on an `O_APPEND` descriptor, which keeps
+lines whole when a forked child writes to the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+__all__ = ["JsonLineSink"]
+
+
+class JsonLineSink:
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self.failed = False
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        with self._lock:
+            if self.target == "-":
+                sys.stderr.write(line)
+                return
+            if self.failed:
+                return
+            try:
+                if self._fd is None:
+                    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                    self._fd = os.open(self.target, flags, 0o600)
+                os.write(self._fd, line.encode("utf-8", "backslashreplace"))
+            except OSError:
+                # An unwritable log must not turn every violation into an exception; the
+                # Python logger and OpenTelemetry still carry the reports.
+                self.failed = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+                self._fd = None
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()

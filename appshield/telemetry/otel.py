@@ -1,0 +1,373 @@
+"""The OpenTelemetry sink: a span, an event, a log record and the counters.
+
+Which providers, per signal, looked up again for every emitted violation (so an app that
+configures OpenTelemetry after appshield started is picked up from then on):
+1. providers passed in explicitly (tests, embedding);
+2. the app's global providers, when they are real ones (not the API's proxy or no-op
+   defaults) -- never set by appshield;
+3. the private pipeline built from `OTEL_*` (see `standalone.py`), for the signals that
+   the environment turns on.
+
+Nothing from `opentelemetry` is imported until a violation needs it. If the app has not
+imported `opentelemetry.context`, no span can be active, so the first violation loses
+nothing by not importing it: the private pipeline is then built on a background thread and
+the violations that arrive meanwhile wait in a bounded queue, each with the context that was
+active when it happened and its own timestamps, so their spans keep their parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, NamedTuple
+
+from appshield.hooks._state import appshield_io
+from appshield.report import Violation
+from appshield.telemetry.record import EVENT_NAME, AttributeValue
+from appshield.telemetry.settings import SIGNALS, TelemetrySettings
+from appshield.telemetry.stats import TelemetryStats
+
+__all__ = ["OTelSink", "Providers", "app_providers"]
+
+logger = logging.getLogger("appshield")
+_SCOPE = "appshield"
+_DEFAULTS = frozenset(
+    {
+        "ProxyTracerProvider",
+        "NoOpTracerProvider",
+        "ProxyLoggerProvider",
+        "NoOpLoggerProvider",
+        "_ProxyMeterProvider",
+        "NoOpMeterProvider",
+    }
+)
+
+
+class Providers(NamedTuple):
+    tracer_provider: Any = None
+    logger_provider: Any = None
+    meter_provider: Any = None
+
+
+def _configured(provider: Any) -> Any:
+    return None if type(provider).__name__ in _DEFAULTS else provider
+
+
+def app_providers() -> Providers:
+    """The app's global providers, where it set real ones. Only looks at modules the app
+    (or someone) already imported: no import happens here."""
+    modules = sys.modules
+    trace, logs, metrics = (
+        modules.get("opentelemetry.trace"),
+        modules.get("opentelemetry._logs"),
+        modules.get("opentelemetry.metrics"),
+    )
+    return Providers(
+        _configured(trace.get_tracer_provider()) if trace is not None else None,
+        _configured(logs.get_logger_provider()) if logs is not None else None,
+        _configured(metrics.get_meter_provider()) if metrics is not None else None,
+    )
+
+
+def _context(in_context: bool) -> Any:
+    module = sys.modules.get("opentelemetry.context")
+    if module is None:
+        return None
+    return module.get_current() if in_context else module.Context()
+
+
+def _event_on_active_span(ctx: Any, violation: Violation, attrs: dict[str, AttributeValue]) -> None:
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return
+    span = trace.get_current_span(ctx)
+    if span.is_recording():
+        span.add_event(EVENT_NAME, attrs, timestamp=violation.time_ns)
+
+
+def message(violation: Violation, attrs: dict[str, AttributeValue]) -> str:
+    verb = "blocked" if violation.blocked else violation.decision.action
+    return (
+        f"appshield: {verb} {violation.category} {violation.api} {attrs['appshield.target']}"
+        f" (rule {violation.decision.rule_id}, policy {violation.policy_name})"
+    )
+
+
+_Pending = tuple[Violation, dict[str, AttributeValue], Any, Providers, int]
+
+
+class OTelSink:
+    def __init__(
+        self, settings: TelemetrySettings, stats: TelemetryStats, explicit: Providers | None = None
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.explicit = explicit
+        self._private_signals = settings.private_signals
+        self._lock = threading.Lock()
+        self._pending: deque[_Pending] = deque()
+        self._private: Any = None  # PrivatePipeline once built
+        self._ready = not self._private_signals
+        self._loader: threading.Thread | None = None
+        self._tracers: dict[int, tuple[Any, Any]] = {}
+        self._loggers: dict[int, tuple[Any, Any]] = {}
+        self._instrumented: dict[int, Any] = {}
+        self._metric_target: Any = None
+        self.has_targets = bool(self._private_signals) or explicit is not None
+
+    # -- the report path (app thread, busy flag set) ------------------------------------
+
+    def emit(
+        self, violation: Violation, attrs: dict[str, AttributeValue], in_context: bool = True
+    ) -> None:
+        ctx = _context(in_context)
+        if in_context:
+            _event_on_active_span(ctx, violation, attrs)
+        app = self.explicit or app_providers()
+        if app != (None, None, None):
+            self.has_targets = True
+        if not self._ready and self._needs_private(app):
+            with self._lock:
+                if not self._ready:
+                    self._enqueue((violation, attrs, ctx, app, time.time_ns()))
+                    return
+        self._emit_now(violation, attrs, ctx, app, time.time_ns())
+
+    def _needs_private(self, app: Providers) -> bool:
+        return any(app[SIGNALS.index(s)] is None for s in self._private_signals)
+
+    def _enqueue(self, item: _Pending) -> None:
+        if len(self._pending) >= self.stats.queue_limit:
+            self.stats.drop("pending", 1)
+            return
+        self._pending.append(item)
+        if self._loader is None:
+            self._start_loader()
+
+    def _start_loader(self) -> None:
+        # The SDK cannot be imported once the interpreter has begun to exit (its import
+        # registers threading-atexit callbacks and runs a thread pool). So the loader must
+        # finish before that: a threading-atexit callback waits for it (bounded). Those
+        # callbacks run last-registered first, so ours is registered after importing
+        # concurrent.futures.thread (~5 ms, once), and runs before that module shuts its
+        # pools down.
+        import concurrent.futures.thread  # noqa: F401
+
+        self._loader = threading.Thread(
+            target=self._load, name="appshield-telemetry-init", daemon=True
+        )
+        self._loader.start()
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            try:
+                register(self._await_loader)
+            except RuntimeError:  # already exiting: flush() still waits for it
+                pass
+
+    def _await_loader(self) -> None:
+        loader = self._loader
+        if loader is not None and loader.is_alive():
+            loader.join(self.settings.flush_timeout_s)
+
+    def _emit_now(
+        self,
+        violation: Violation,
+        attrs: dict[str, AttributeValue],
+        ctx: Any,
+        app: Providers,
+        end_ns: int,
+    ) -> None:
+        private = self._private
+        span = None
+        tp = app.tracer_provider or (private.tracer_provider if private else None)
+        if tp is not None and (app.tracer_provider is not None or self.stats.admit("traces")):
+            span = _fenced(self._span, tp, violation, attrs, ctx, end_ns)
+        lp = app.logger_provider or (private.logger_provider if private else None)
+        if lp is not None and (app.logger_provider is not None or self.stats.admit("logs")):
+            _fenced(self._log, lp, violation, attrs, ctx, span)
+        mp = app.meter_provider or (private.meter_provider if private else None)
+        if mp is not None:
+            _fenced(self.instrument, mp)
+            self._metric_target = mp
+
+    def _span(
+        self, tp: Any, violation: Violation, attrs: dict[str, AttributeValue], ctx: Any, end_ns: int
+    ) -> Any:
+        from opentelemetry.trace import Status, StatusCode
+
+        tracer = self._cached(self._tracers, tp, lambda: tp.get_tracer(_SCOPE, _version()))
+        span = tracer.start_span(
+            EVENT_NAME, context=ctx, attributes=attrs, start_time=violation.time_ns
+        )
+        if violation.blocked:
+            span.set_status(Status(StatusCode.ERROR, f"blocked by {violation.decision.rule_id}"))
+        span.end(end_time=max(end_ns, violation.time_ns))
+        return span
+
+    def _log(
+        self, lp: Any, violation: Violation, attrs: dict[str, AttributeValue], ctx: Any, span: Any
+    ) -> None:
+        from opentelemetry._logs import SeverityNumber
+        from opentelemetry.trace import set_span_in_context
+
+        otel_logger = self._cached(self._loggers, lp, lambda: lp.get_logger(_SCOPE, _version()))
+        log_ctx = set_span_in_context(span, ctx) if span is not None else ctx
+        fields: dict[str, Any] = {
+            "timestamp": violation.time_ns,
+            "observed_timestamp": time.time_ns(),
+            "context": log_ctx,
+            "severity_number": SeverityNumber.WARN,
+            "severity_text": "WARN",
+            "body": message(violation, attrs),
+        }
+        try:
+            otel_logger.emit(**fields, attributes=attrs, event_name=EVENT_NAME)
+        except TypeError:  # an API from before keyword emit and event_name
+            from opentelemetry._logs import LogRecord
+
+            otel_logger.emit(LogRecord(**fields, attributes={**attrs, "event.name": EVENT_NAME}))
+
+    @staticmethod
+    def _cached(cache: dict[int, tuple[Any, Any]], provider: Any, make: Any) -> Any:
+        hit = cache.get(id(provider))
+        if hit is None or hit[0] is not provider:
+            hit = (provider, make())
+            cache[id(provider)] = hit
+        return hit[1]
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def instrument(self, meter_provider: Any) -> None:
+        """Register the observable counters on a meter provider, once. They read the
+        reporter's own tallies, so the hot path never calls into the SDK, and they report
+        only while that provider is the current one (no double counting after a switch)."""
+        if self._instrumented.get(id(meter_provider)) is meter_provider:
+            return
+        self._instrumented[id(meter_provider)] = meter_provider
+        from opentelemetry.metrics import Observation
+
+        def violations(options: Any) -> list[Any]:
+            if self._metric_target is not meter_provider:
+                return []
+            counts, _ = self.stats.snapshot()
+            return [
+                Observation(
+                    n,
+                    {"security_rule.category": c, "appshield.action": a, "security_rule.name": r},
+                )
+                for (c, a, r), n in counts.items()
+            ]
+
+        def dropped(options: Any) -> list[Any]:
+            if self._metric_target is not meter_provider:
+                return []
+            _, drops = self.stats.snapshot()
+            return [Observation(n, {"appshield.signal": s}) for s, n in drops.items()]
+
+        meter = meter_provider.get_meter(_SCOPE, _version())
+        meter.create_observable_counter(
+            "appshield.violations",
+            callbacks=[violations],
+            unit="{violation}",
+            description="Operations that matched a deny or alert rule, repeats included",
+        )
+        meter.create_observable_counter(
+            "appshield.telemetry.dropped",
+            callbacks=[dropped],
+            unit="{record}",
+            description="Violation telemetry records that could not be exported",
+        )
+
+    # -- the private pipeline -----------------------------------------------------------
+
+    def _load(self) -> None:
+        with appshield_io():
+            try:
+                from appshield.telemetry.standalone import build_pipeline
+
+                pipeline = build_pipeline(self.settings, self.stats, self.instrument)
+            except Exception as exc:  # a broken exporter setup must not break the app
+                logger.warning("appshield: private OpenTelemetry pipeline unavailable: %r", exc)
+                pipeline = None
+            if pipeline is not None and pipeline.meter_provider is not None:
+                if self._metric_target is None:
+                    self._metric_target = pipeline.meter_provider
+            self._private = pipeline
+            self._drain_pending()
+
+    def _drain_pending(self) -> None:
+        while True:
+            with self._lock:
+                batch = list(self._pending)
+                self._pending.clear()
+                if not batch:
+                    self._ready = True
+                    return
+            for item in batch:
+                try:
+                    self._emit_now(*item)
+                except Exception:
+                    self.stats.drop("pending", 1)
+
+    # -- the way out --------------------------------------------------------------------
+
+    def flush(self, deadline: float) -> None:
+        loader = self._loader
+        if loader is not None and loader.is_alive():
+            loader.join(max(0.0, deadline - time.monotonic()))
+        for provider in self._flushable():
+            remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                return
+            try:
+                provider.force_flush(remaining_ms)
+            except Exception:
+                pass
+
+    def _flushable(self) -> list[Any]:
+        seen: dict[int, Any] = {}
+        for cache in (self._tracers, self._loggers):
+            for provider, _ in cache.values():
+                seen[id(provider)] = provider
+        for provider in self._instrumented.values():
+            seen[id(provider)] = provider
+        if self._private is not None:
+            for provider in self._private.providers():
+                seen[id(provider)] = provider
+        return list(seen.values())
+
+    def shutdown_private(self) -> None:
+        private, self._private = self._private, None
+        if private is None:
+            return
+        for provider in private.providers():
+            try:
+                provider.shutdown()
+            except Exception:
+                pass
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if not self._ready:
+            # The loader thread did not survive the fork; the parent's queued records are
+            # the parent's to send.
+            self._pending.clear()
+            self._loader = None
+
+
+def _fenced(call: Any, *args: Any) -> Any:
+    """One signal failing (a broken provider, an exporter raising from a synchronous
+    processor) must not cost the others."""
+    try:
+        return call(*args)
+    except Exception:
+        return None
+
+
+def _version() -> str:
+    from appshield import __version__
+
+    return __version__

@@ -1,0 +1,134 @@
+"""The reporter the runtime calls for every violation: `report(violation)` / `shutdown()`.
+
+Per violation: count it (always), then ask the aggregator whether it is a repeat to fold.
+Only violations that are reported go on to build attributes and reach the sinks: the
+`appshield` logger, the APPSHIELD_LOG line and OpenTelemetry. Each sink is fenced on its
+own, so one that fails neither silences the others nor reaches the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from appshield.hooks._state import appshield_io
+from appshield.report import Violation
+from appshield.telemetry.aggregate import Aggregator
+from appshield.telemetry.jsonlog import JsonLineSink
+from appshield.telemetry.lifecycle import ExitHooks
+from appshield.telemetry.otel import OTelSink, Providers
+from appshield.telemetry.record import AttributeValue, violation_attributes, violation_record
+from appshield.telemetry.redact import Redactor
+from appshield.telemetry.settings import TelemetrySettings
+from appshield.telemetry.stats import TelemetryStats
+
+__all__ = ["TelemetryReporter"]
+
+logger = logging.getLogger("appshield")
+
+
+class TelemetryReporter:
+    def __init__(self, settings: TelemetrySettings, *, providers: Providers | None = None) -> None:
+        self.settings = settings
+        self.redactor = Redactor(settings.redact)
+        self.stats = TelemetryStats()
+        self.aggregator = Aggregator(settings.interval_s, settings.max_keys)
+        self.json = JsonLineSink(settings.log_path) if settings.log_path else None
+        self.otel = OTelSink(settings, self.stats, providers)
+        self.exit_hooks = ExitHooks(self.flush, settings.flush_timeout_s)
+        self._armed_signal = False
+        _forget_in_children(self)
+
+    def report(self, violation: Violation) -> None:
+        decision = violation.decision
+        self.stats.count_violation(violation.category, decision.action, decision.rule_id)
+        admitted = self.aggregator.admit(violation, time.monotonic_ns())
+        if admitted is None:
+            return  # a repeat inside the interval: counted, folded, nothing else to do
+        suppressed, evicted = admitted
+        self._emit(violation, suppressed)
+        if evicted is not None:
+            self._emit(evicted.violation, evicted.suppressed_count, summary=True)
+        if not self._armed_signal:
+            self._armed_signal = self.otel.has_targets
+            self.exit_hooks.arm(with_signal=self._armed_signal)
+
+    def _emit(self, violation: Violation, suppressed: int, summary: bool = False) -> None:
+        attrs = violation_attributes(violation, self.redactor, suppressed)
+        if summary:
+            attrs["appshield.summary"] = True
+        _fenced(self._warn, violation, attrs)
+        if self.json is not None:
+            record = violation_record(violation, self.redactor, suppressed)
+            if summary:
+                record["summary"] = True
+            _fenced(self.json.write, record)
+        _fenced(self.otel.emit, violation, attrs, not summary)
+
+    @staticmethod
+    def _warn(violation: Violation, attrs: dict[str, AttributeValue]) -> None:
+        from appshield.telemetry.otel import message
+
+        logger.warning(
+            "%s%s",
+            message(violation, attrs),
+            f" (+{attrs['appshield.suppressed_count']} repeats)"
+            if "appshield.suppressed_count" in attrs
+            else "",
+            extra={"appshield_violation": attrs},
+        )
+
+    def flush(self, deadline: float) -> None:
+        """Report what the aggregator still holds, then push every pipeline out, until
+        `deadline` (time.monotonic())."""
+        with appshield_io():
+            self.stats.export_deadline = deadline
+            try:
+                for summary in self.aggregator.drain():
+                    self._emit(summary.violation, summary.suppressed_count, summary=True)
+                self.otel.flush(deadline)
+            finally:
+                self.stats.export_deadline = None
+
+    def shutdown(self) -> None:
+        """The shield is being uninstalled: flush (bounded), stop the private pipeline and
+        give back the exit hooks."""
+        self.exit_hooks.disarm()
+        self.exit_hooks.run(wait=True)
+        with appshield_io():
+            self.otel.shutdown_private()
+        if self.json is not None:
+            self.json.close()
+
+    def reset_after_fork(self) -> None:
+        self.stats.reset_after_fork()
+        self.aggregator.reset_after_fork()
+        self.otel.reset_after_fork()
+        if self.json is not None:
+            self.json.reset_after_fork()
+
+
+def _fenced(call: Callable[..., Any], *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # one failing sink must not silence the others
+        pass
+
+
+_live: weakref.WeakSet[TelemetryReporter] = weakref.WeakSet()
+
+
+def _forget_in_children(reporter: TelemetryReporter) -> None:
+    _live.add(reporter)
+
+
+def _after_fork_in_child() -> None:
+    for reporter in list(_live):
+        reporter.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

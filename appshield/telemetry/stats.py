@@ -1,0 +1,80 @@
+"""Counters that live outside OpenTelemetry, so they work before (and without) the SDK.
+
+`violations`: every violation, by (category, action, rule): what `appshield.violations`
+reports. `dropped`: telemetry records that never left, by signal. `in_flight`: records
+handed to a private batch processor and not yet taken by its exporter; the reporter drops
+(and counts) instead of overfilling the processor's queue, which would log a warning from
+the SDK on the app's thread for every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+__all__ = ["TelemetryStats"]
+
+logger = logging.getLogger("appshield")
+
+
+class TelemetryStats:
+    def __init__(self, queue_limit: int = 2048) -> None:
+        self.queue_limit = queue_limit
+        self.violations: dict[tuple[str, str, str], int] = {}
+        self.dropped: dict[str, int] = {}
+        self._submitted: dict[str, int] = {}
+        self._taken: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._warned = False
+        # While a flush on the way out runs: exporters give up (and count) after this
+        # time.monotonic() value instead of starting another request.
+        self.export_deadline: float | None = None
+
+    def count_violation(self, category: str, action: str, rule: str) -> None:
+        key = (category, action, rule)
+        with self._lock:
+            self.violations[key] = self.violations.get(key, 0) + 1
+
+    def total_violations(self) -> int:
+        with self._lock:
+            return sum(self.violations.values())
+
+    def admit(self, signal: str) -> bool:
+        """Room in the private processor's queue for one more record of `signal`?"""
+        with self._lock:
+            submitted = self._submitted.get(signal, 0)
+            if submitted - self._taken.get(signal, 0) >= self.queue_limit:
+                room = False
+            else:
+                self._submitted[signal] = submitted + 1
+                return True
+        if not room:
+            self.drop(signal, 1)
+        return False
+
+    def taken(self, signal: str, count: int) -> None:
+        with self._lock:
+            self._taken[signal] = self._taken.get(signal, 0) + count
+
+    def drop(self, signal: str, count: int) -> None:
+        with self._lock:
+            self.dropped[signal] = self.dropped.get(signal, 0) + count
+            first = not self._warned
+            self._warned = True
+        if first:
+            logger.warning(
+                "appshield: telemetry is being dropped (exporter failing, slow or queue full);"
+                " violations are still enforced and counted, see appshield.telemetry.dropped"
+            )
+
+    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, int]]:
+        with self._lock:
+            return dict(self.violations), dict(self.dropped)
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self.violations = {}
+        self.dropped = {}
+        self._submitted = {}
+        self._taken = {}
+        self._warned = False

@@ -1,0 +1,101 @@
+"""`child_would_be_unshielded`: the spawn-time decision the process hooks use."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from appshield import _activate
+from appshield._activate import (
+    BOOTSTRAP_DIR,
+    Activation,
+    child_would_be_unshielded,
+    is_python_program,
+    isolation_flags,
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flags"),
+    [
+        (["python", "-c", "pass"], set()),
+        (["python", "-I", "x.py"], {"I"}),
+        (["python", "-Es", "x.py"], {"E"}),
+        (["python", "-bS", "-c", "-I"], {"S"}),  # -I after -c is the code's argument
+        (["python", "-c", "-E"], set()),
+        (["python", "-W", "-I", "x.py"], set()),  # -I is -W's value
+        (["python", "-WI", "-S"], {"S"}),
+        (["python", "-X", "dev", "-I"], {"I"}),
+        (["python", "--check-hash-based-pycs", "always", "-E", "x"], {"E"}),
+        (["python", "x.py", "-I"], set()),  # a script's own options
+        (["python", "-", "-I"], set()),
+        (["python", "-mpip", "-I"], set()),
+    ],
+)
+def test_isolation_flags(argv: list[str], flags: set[str]) -> None:
+    assert isolation_flags(argv) == flags
+
+
+@pytest.mark.parametrize(
+    "program",
+    ["python", "python3", "python3.13", "/usr/bin/python3.11", "pythonw", "pypy3",
+     sys.executable],
+)
+def test_python_programs(program: str) -> None:
+    assert is_python_program(program)
+
+
+@pytest.mark.parametrize("program", ["/bin/ls", "git", "pythonista-tool", "ipython"])
+def test_other_programs(program: str) -> None:
+    assert not is_python_program(program)
+
+
+POLICY = "/etc/appshield/policy.yaml"
+SHIELDED = {"PYTHONPATH": BOOTSTRAP_DIR, "APPSHIELD_POLICY": POLICY, "PATH": "/usr/bin"}
+
+
+@pytest.fixture
+def env_activated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The decision compares a child with how *this* process was switched on.
+    monkeypatch.setattr(_activate, "_activation", Activation("bootstrap", POLICY, None, POLICY))
+    yield
+
+
+@pytest.mark.usefixtures("env_activated")
+@pytest.mark.parametrize(
+    ("argv", "env", "unshielded"),
+    [
+        (["python3", "-c", "pass"], SHIELDED, False),
+        (["python3", "-I", "-c", "pass"], SHIELDED, True),
+        (["python3", "-c", "pass"], {**SHIELDED, "PYTHONPATH": ""}, True),
+        (["python3", "-c", "pass"], {**SHIELDED, "PYTHONPATH": "/x:" + BOOTSTRAP_DIR}, False),
+        (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_DISABLE": "1"}, True),
+        (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_DISABLE": "0"}, False),
+        (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_POLICY": "/tmp/p.yaml"}, True),
+        (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_MODE": "monitor"}, True),
+        (["ls", "-I"], {}, False),  # not Python: the written rules decide
+        ([b"python3", b"-c", b"pass"], {k.encode(): v.encode() for k, v in SHIELDED.items()},
+         False),
+    ],
+)
+def test_child_decision(argv: list[str], env: dict[str, str], unshielded: bool) -> None:
+    argv = [os.fsdecode(a) for a in argv]
+    assert child_would_be_unshielded(argv, env) is unshielded
+
+
+@pytest.mark.usefixtures("env_activated")
+def test_a_sitecustomize_in_front_of_the_bootstrap_shadows_it(tmp_path: os.PathLike[str]) -> None:
+    front = os.path.join(str(tmp_path), "front")
+    os.mkdir(front)
+    with open(os.path.join(front, "sitecustomize.py"), "w") as f:
+        f.write("")
+    env = {**SHIELDED, "PYTHONPATH": front + os.pathsep + BOOTSTRAP_DIR}
+    assert child_would_be_unshielded(["python3", "-c", "pass"], env)
+
+
+def test_nothing_is_unshielded_without_environment_activation() -> None:
+    assert _activate.activation() is None
+    assert not child_would_be_unshielded(["python3", "-I", "-c", "pass"], {})

@@ -1,0 +1,451 @@
+"""In-process tests of the network hooks: blocked before the connection, transparent when
+allowed, every spelling of an address, the resolver memory, threads, asyncio, fork.
+
+Real sockets on 127.0.0.1 only. Each test installs its own shield and removes it.
+"""
+
+from __future__ import annotations
+
+import _socket
+import asyncio
+import concurrent.futures
+import errno
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from appshield import runtime
+from appshield.errors import PolicyViolation
+from appshield.hooks import _net_describe, network
+from appshield.hooks._net_memory import ResolverMemory
+from appshield.policy import Policy
+from appshield.report import Violation
+
+
+class Server:
+    """A TCP listener that counts accepted connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(32)
+        self.port: int = self.sock.getsockname()[1]
+        self.count = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.count += 1
+            conn.close()
+
+    def settle(self) -> int:
+        threading.Event().wait(0.05)
+        return self.count
+
+
+@dataclass
+class Shielded:
+    denied: Server
+    allowed: Server
+    violations: list[Violation] = field(default_factory=list)
+
+
+def _policy(denied_port: int, extra: str = "", mode: str = "enforce") -> Policy:
+    return Policy.from_yaml(
+        f"""\
+version: 1
+name: net-tests
+mode: {mode}
+defaults: {{process: allow, file: allow, network: allow, import: allow}}
+rules:
+  - id: no-port
+    category: network
+    action: deny
+    match: {{port: {denied_port}}}
+"""
+        + extra
+    )
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Server, Server]]:
+    a, b = Server(), Server()
+    yield a, b
+    a.sock.close()
+    b.sock.close()
+
+
+def _install(policy: Policy) -> list[Violation]:
+    runtime.install(policy)
+    shield = runtime.active_shield()
+    assert shield is not None
+    seen: list[Violation] = []
+    shield.add_listener(seen.append)
+    return seen
+
+
+@pytest.fixture
+def shielded(servers: tuple[Server, Server]) -> Iterator[Shielded]:
+    denied, allowed = servers
+    seen = _install(_policy(denied.port))
+    try:
+        yield Shielded(denied, allowed, seen)
+    finally:
+        runtime.uninstall()
+
+
+def test_connect_is_blocked_before_the_connection(shielded: Shielded) -> None:
+    s = socket.socket()
+    with pytest.raises(PolicyViolation) as caught:
+        s.connect(("127.0.0.1", shielded.denied.port))
+    s.close()
+    assert caught.value.errno == errno.EACCES
+    assert isinstance(caught.value, PermissionError)
+    assert caught.value.rule_id == "no-port"
+    assert shielded.denied.settle() == 0
+    assert [v.api for v in shielded.violations] == ["socket.connect"]
+    assert shielded.violations[0].callsite.file == __file__
+
+
+@pytest.mark.parametrize(
+    ("family", "spelling"),
+    [
+        (socket.AF_INET, "127.0.0.1"),
+        (socket.AF_INET, "127.1"),
+        (socket.AF_INET, "0x7f000001"),
+        (socket.AF_INET, "2130706433"),
+        (socket.AF_INET, "0177.0.0.1"),
+        (socket.AF_INET, b"127.0.0.1"),
+        (socket.AF_INET6, "::ffff:127.0.0.1"),
+        (socket.AF_INET, "localhost"),
+    ],
+)
+def test_every_spelling_is_the_same_address(
+    shielded: Shielded, family: int, spelling: str | bytes
+) -> None:
+    with socket.socket(family) as s, pytest.raises(PolicyViolation):
+        s.connect((spelling, shielded.denied.port))
+    assert shielded.denied.settle() == 0
+    assert shielded.violations[-1].operation.address == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda s, a: _socket.socket.connect(s, a),
+        lambda s, a: socket.socket.connect(s, a),
+        lambda s, a: s.connect_ex(a),
+        lambda s, a: socket.create_connection(a),
+    ],
+    ids=["unbound-c", "unbound-py", "connect_ex", "create_connection"],
+)
+def test_every_route_to_connect(shielded: Shielded, how: object) -> None:
+    with socket.socket() as s, pytest.raises(PolicyViolation):
+        how(s, ("127.0.0.1", shielded.denied.port))  # type: ignore[operator]
+    assert shielded.denied.settle() == 0
+
+
+def test_allowed_calls_are_transparent(shielded: Shielded) -> None:
+    port = shielded.allowed.port
+    with socket.socket() as s:
+        assert s.connect(("127.0.0.1", port)) is None
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) == 0
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    free_port = closed.getsockname()[1]
+    closed.close()
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError) as refused:
+        s.connect(("127.0.0.1", free_port))
+    assert refused.value.errno == errno.ECONNREFUSED
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", free_port)) == errno.ECONNREFUSED
+    with pytest.raises(TypeError):
+        socket.getaddrinfo()  # type: ignore[call-arg]
+    with pytest.raises(socket.gaierror) as bad:
+        socket.getaddrinfo("no-such-host.invalid", 80)
+    assert bad.value.errno in (
+        socket.EAI_NONAME,
+        socket.EAI_AGAIN,
+        getattr(socket, "EAI_NODATA", -5),
+    )
+    assert socket.getaddrinfo(host="localhost", port=port, type=socket.SOCK_STREAM)
+    assert shielded.allowed.settle() == 2
+    assert shielded.violations == []
+
+
+def test_resolver_answers_are_unchanged(servers: tuple[Server, Server]) -> None:
+    bare = (
+        socket.getaddrinfo("localhost", 80, 0, socket.SOCK_STREAM),
+        socket.gethostbyname("localhost"),
+        socket.gethostbyname_ex("localhost"),
+    )
+    _install(_policy(servers[0].port))
+    try:
+        shielded = (
+            socket.getaddrinfo("localhost", 80, 0, socket.SOCK_STREAM),
+            socket.gethostbyname("localhost"),
+            socket.gethostbyname_ex("localhost"),
+        )
+    finally:
+        runtime.uninstall()
+    assert shielded == bare
+
+
+def test_uninstall_restores_identical_objects(servers: tuple[Server, Server]) -> None:
+    import asyncio.base_events as base_events
+
+    before = (
+        _socket.getaddrinfo,
+        _socket.gethostbyname,
+        socket.gethostbyname,
+        socket.gethostbyaddr,
+        vars(base_events.BaseEventLoop)["getaddrinfo"],
+    )
+    _install(_policy(servers[0].port))
+    assert _socket.getaddrinfo is not before[0]
+    runtime.uninstall()
+    after = (
+        _socket.getaddrinfo,
+        _socket.gethostbyname,
+        socket.gethostbyname,
+        socket.gethostbyaddr,
+        vars(base_events.BaseEventLoop)["getaddrinfo"],
+    )
+    assert all(a is b for a, b in zip(before, after, strict=True))
+
+
+HOST_RULE = """\
+  - id: no-localhost
+    category: network
+    action: deny
+    match: {host: localhost, operation: connect}
+"""
+
+
+def test_a_name_rule_denies_the_address_it_resolved_to(servers: tuple[Server, Server]) -> None:
+    _, allowed = servers
+    seen = _install(_policy(servers[0].port, HOST_RULE))
+    try:
+        _net_describe.memory.clear()
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", allowed.port))  # nothing resolved yet: just an address
+        ip = socket.gethostbyname("localhost")
+        with socket.socket() as s, pytest.raises(PolicyViolation) as caught:
+            s.connect((ip, allowed.port))
+    finally:
+        runtime.uninstall()
+    assert caught.value.rule_id == "no-localhost"
+    assert "localhost" in seen[-1].operation.names  # type: ignore[union-attr]
+
+
+def test_udp_and_unix_operations(shielded: Shielded, tmp_path: object) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, pytest.raises(PolicyViolation):
+        u.sendto(b"x", ("127.0.0.1", shielded.denied.port))
+    op = shielded.violations[-1].operation
+    assert (op.operation, op.transport) == ("send", "udp")  # type: ignore[union-attr]
+    path = os.path.join(str(tmp_path), "sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(path)  # allowed: the default allows
+    server.close()
+    described = network._on_connect((socket.socket(socket.AF_UNIX), path))
+    assert described is not None
+    assert (described[0].transport, described[0].path) == ("unix", path)
+
+
+def test_threads_are_checked(shielded: Shielded) -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            socket.create_connection(("127.0.0.1", shielded.denied.port))
+        except PolicyViolation as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 8
+    assert shielded.denied.settle() == 0
+
+
+def test_asyncio_connection_is_blocked_and_reported_out_of_band(shielded: Shielded) -> None:
+    async def main() -> None:
+        await asyncio.open_connection("127.0.0.1", shielded.denied.port)
+
+    with pytest.raises(OSError):  # asyncio may fold the denial into a plain OSError
+        asyncio.run(main())
+    assert shielded.denied.settle() == 0
+    assert any(v.api == "socket.connect" for v in shielded.violations)
+
+
+SCOPED_RESOLVE = """\
+  - id: no-resolve-from-here
+    category: network
+    action: deny
+    match: {host: localhost, operation: resolve}
+    scope: [tests.hooks.test_network]
+"""
+
+
+def test_asyncio_resolution_keeps_the_callers_stack(servers: tuple[Server, Server]) -> None:
+    """The executor thread that resolves shows none of this module; the loop wrapper does."""
+    seen = _install(_policy(servers[0].port, SCOPED_RESOLVE))
+
+    async def main() -> None:
+        await asyncio.open_connection("localhost", servers[1].port)
+
+    try:
+        with pytest.raises(PolicyViolation):
+            asyncio.run(main())
+        # The same lookup from a thread whose stack shows nothing of this module passes.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            result = pool.submit(socket.getaddrinfo, "localhost", 80).result()
+    finally:
+        runtime.uninstall()
+    assert result
+    assert seen[0].callsite.file == __file__
+    assert servers[1].settle() == 0
+
+
+def test_asyncio_allowed_name_resolves_once(servers: tuple[Server, Server]) -> None:
+    seen = _install(_policy(servers[0].port, HOST_RULE.replace("deny", "alert")))
+
+    async def main() -> None:
+        _, writer = await asyncio.open_connection("localhost", servers[1].port)
+        writer.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.uninstall()
+    assert servers[1].settle() == 1
+    assert [v.decision.rule_id for v in seen] == ["no-localhost"]
+
+
+def test_requests_retries_are_each_reported(shielded: Shielded) -> None:
+    requests = pytest.importorskip("requests")
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=Retry(total=2, connect=2, backoff_factor=0)))
+    with pytest.raises(requests.exceptions.RequestException):
+        session.get(f"http://127.0.0.1:{shielded.denied.port}/", timeout=5)
+    assert shielded.denied.settle() == 0
+    assert len(shielded.violations) == 3  # the first try and two retries, each before raising
+
+
+def test_monitor_mode_lets_it_happen(servers: tuple[Server, Server]) -> None:
+    seen = _install(_policy(servers[0].port, mode="monitor"))
+    try:
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", servers[0].port))
+    finally:
+        runtime.uninstall()
+    assert servers[0].settle() == 1
+    assert [v.decision.blocked for v in seen] == [False]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_forked_child_keeps_the_shield(shielded: Shielded) -> None:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            socket.create_connection(("127.0.0.1", shielded.denied.port))
+            code = 1
+        except PolicyViolation:
+            code = 0
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert shielded.denied.settle() == 0
+
+
+def test_tamper_reload_and_wrapped(shielded: Shielded) -> None:
+    import importlib
+
+    importlib.reload(socket)
+    with socket.socket() as s, pytest.raises(PolicyViolation):
+        s.connect(("127.0.0.1", shielded.denied.port))
+    real = _socket.getaddrinfo.__wrapped__  # type: ignore[attr-defined]
+    address = real("localhost", 80, socket.AF_INET)[0][4][0]  # the audit event still decides
+    with socket.socket() as s, pytest.raises(PolicyViolation):
+        s.connect((address, shielded.denied.port))
+    os.environ["APPSHIELD_DISABLE"] = "1"
+    try:
+        with socket.socket() as s, pytest.raises(PolicyViolation):
+            s.connect(("127.0.0.1", shielded.denied.port))
+    finally:
+        del os.environ["APPSHIELD_DISABLE"]
+    assert shielded.denied.settle() == 0
+
+
+def test_resolver_memory_bounds_and_expiry() -> None:
+    clock = [0.0]
+    mem = ResolverMemory(capacity=3, ttl=10.0)
+    import appshield.hooks._net_memory as module
+
+    real_monotonic = module.time.monotonic
+    module.time.monotonic = lambda: clock[0]  # type: ignore[assignment]
+    try:
+        mem.remember("a.example", ["10.0.0.1", "10.0.0.2"])
+        mem.remember("b.example", ["10.0.0.2"])
+        assert mem.names_for("10.0.0.2") == ("a.example", "b.example")
+        assert mem.addresses_for("a.example") == ("10.0.0.1", "10.0.0.2")
+        clock[0] = 5.0
+        mem.remember("b.example", ["10.0.0.2"])
+        clock[0] = 11.0  # a.example expired, b.example refreshed at 5 s
+        assert mem.names_for("10.0.0.2") == ("b.example",)
+        assert mem.names_for("10.0.0.1") == ()
+        assert mem.addresses_for("a.example") == ()
+        for i in range(5):
+            mem.remember(f"n{i}.example", [f"10.0.1.{i}"])
+        assert len(mem) == 3
+        assert mem.names_for("10.0.1.0") == ()
+        assert mem.names_for("10.0.1.4") == ("n4.example",)
+    finally:
+        module.time.monotonic = real_monotonic  # type: ignore[assignment]
+
+
+def test_resolver_memory_is_thread_safe() -> None:
+    mem = ResolverMemory(capacity=64, ttl=60.0)
+
+    def hammer(k: int) -> None:
+        for i in range(500):
+            mem.remember(f"h{k}-{i}.example", [f"10.{k}.{i % 256}.1"])
+            mem.names_for(f"10.{k}.{i % 256}.1")
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(mem) == 64
+
+
+def test_signature_errors_are_the_originals(shielded: Shielded) -> None:
+    with socket.socket() as s, pytest.raises(TypeError) as caught:
+        s.connect("not a tuple")  # type: ignore[arg-type]
+    assert "tuple" in str(caught.value)
+    with pytest.raises(TypeError):
+        socket.gethostbyname("localhost", "extra")  # type: ignore[call-arg]
+    assert sys.getrefcount(socket) > 0
