@@ -204,9 +204,7 @@ def is_python_program(executable: str, argv0: str | None = None) -> bool:
         if candidate and pattern.match(os.path.basename(candidate)):
             return True
     try:
-        return bool(executable) and os.path.realpath(executable) == os.path.realpath(
-            sys.executable
-        )
+        return bool(executable) and os.path.realpath(executable) == os.path.realpath(sys.executable)
     except (OSError, ValueError):
         return False
 
@@ -270,12 +268,19 @@ def _otel_bootstrap_dir() -> str | None:
     return os.path.realpath(os.path.dirname(spec.origin))
 
 
-def _pythonpath_activates(pythonpath: str, cwd: str | None) -> bool:
-    """Would a Python started with this PYTHONPATH switch appshield on? The first folder that
-    holds a sitecustomize decides: ours does; OpenTelemetry's runs our instrumentor (when
-    APPSHIELD_POLICY is set, checked separately); anything else shadows ours."""
+def _otel_skips_us(env: Mapping[str, str]) -> bool:
+    skipped = env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    names = {name.strip() for name in skipped.split(",")}
+    return bool(names & {"appshield", "*"})
+
+
+def _pythonpath_activates(env: Mapping[str, str], cwd: str | None) -> bool:
+    """Would a Python started with this environment switch appshield on? The first folder on
+    PYTHONPATH that holds a sitecustomize decides: ours does; OpenTelemetry's runs our
+    instrumentor unless told to skip it (APPSHIELD_POLICY is checked separately); anything
+    else shadows ours."""
     otel_dir = None
-    for entry in pythonpath.split(os.pathsep):
+    for entry in env.get("PYTHONPATH", "").split(os.pathsep):
         if not entry:
             continue
         folder = os.path.realpath(os.path.join(cwd or os.getcwd(), entry))
@@ -285,7 +290,7 @@ def _pythonpath_activates(pythonpath: str, cwd: str | None) -> bool:
             continue
         if otel_dir is None:
             otel_dir = _otel_bootstrap_dir() or ""
-        return folder == otel_dir
+        return folder == otel_dir and not _otel_skips_us(env)
     return False
 
 
@@ -322,4 +327,4 @@ def child_would_be_unshielded(
         return True
     if child_env.get("APPSHIELD_MODE") != current.mode_env:
         return True
-    return not _pythonpath_activates(child_env.get("PYTHONPATH", ""), cwd)
+    return not _pythonpath_activates(child_env, cwd)

@@ -29,6 +29,8 @@ from appshield.errors import PolicyError
 __all__ = ["main", "register"]
 
 EXIT_USAGE = 2
+EXIT_CANNOT_RUN = 126  # the shell's codes for a command that cannot run / is not found
+EXIT_NOT_FOUND = 127
 
 
 def register(subparsers: Any) -> None:
@@ -91,12 +93,16 @@ def learn_from_args(args: argparse.Namespace) -> int:
 def _record_and_write(args: argparse.Namespace, out: str, command: list[str]) -> int:
     from appshield.learn.runner import record
 
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        recording = record(command, args.keep)
-    else:
-        with tempfile.TemporaryDirectory(prefix="appshield-learn-") as folder:
-            recording = record(command, folder)
+    try:
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            recording = record(command, args.keep)
+        else:
+            with tempfile.TemporaryDirectory(prefix="appshield-learn-") as folder:
+                recording = record(command, folder)
+    except OSError as exc:  # CMD could not be started at all
+        sys.stderr.write(f"appshield learn: cannot run {command[0]!r}: {exc.strerror or exc}\n")
+        return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_RUN
     status = _write(args, out, recording.observations, command, recording.returncode)
     return recording.returncode if status == 0 else status
 
@@ -112,7 +118,7 @@ def _write(
             "appshield learn: nothing was observed (is CMD a Python program, or does it start"
             " one?)\n"
         )
-    name = args.name or (os.path.basename(command[0]) if command else "learned")
+    name = args.name or _default_name(command)
     try:
         if args.merge:
             result = merge_policy(args.merge, observations)
@@ -140,6 +146,21 @@ def _write(
         f" {'added to' if args.merge else 'written to'} {where}\n"
     )
     return 0
+
+
+def _default_name(command: Sequence[str]) -> str:
+    """The program's name; for `python app.py` or `python -m pkg`, the script or module."""
+    if not command:
+        return "learned"
+    program = os.path.basename(command[0])
+    if program.startswith(("python", "pypy")):
+        rest = list(command[1:])
+        if "-m" in rest[:-1]:
+            return rest[rest.index("-m") + 1]
+        scripts = [a for a in rest if not a.startswith("-")]
+        if scripts:
+            return os.path.splitext(os.path.basename(scripts[0]))[0]
+    return program
 
 
 def main(argv: Sequence[str] | None = None) -> int:

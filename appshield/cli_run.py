@@ -110,7 +110,7 @@ def _validated_policy(policy: str | None, mode: str | None) -> str:
 
 def run(command: Sequence[str], *, policy: str | None = None, mode: str | None = None) -> int:
     """Validate, then exec CMD. Returns only on failure (the exit code)."""
-    from appshield.errors import PolicyError
+    from appshield.errors import PolicyError, PolicyViolation
 
     if not command:
         return _fail("appshield run: no command given (usage: appshield run [...] -- CMD)")
@@ -135,8 +135,10 @@ def run(command: Sequence[str], *, policy: str | None = None, mode: str | None =
     except FileNotFoundError:
         sys.stderr.write(f"appshield run: command not found: {command[0]}\n")
         return 127
-    except PermissionError:
-        sys.stderr.write(f"appshield run: permission denied: {command[0]}\n")
+    except PermissionError as exc:
+        # Under a shield already (a nested `run`), the exec itself may be what is denied.
+        reason = str(exc) if isinstance(exc, PolicyViolation) else "permission denied"
+        sys.stderr.write(f"appshield run: {reason}: {command[0]}\n")
         return 126
     except OSError as exc:
         sys.stderr.write(f"appshield run: cannot run {command[0]}: {exc.strerror or exc}\n")

@@ -106,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _session_policy_path(config: pytest.Config) -> str | None:
     option = config.getoption("--appshield-policy")
     if option:
-        return os.path.abspath(option)
+        return os.path.abspath(str(option))
     ini = config.getini("appshield_policy")
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
@@ -277,12 +277,14 @@ def _check(item: pytest.Item, when: str, failed: bool) -> None:
         warnings.warn(AppshieldAlertWarning(_describe(violation).strip()), stacklevel=1)
     if not denies:
         return
-    policy = denies[0].policy_name
-    text = "\n".join(_describe(v) for v in denies)
-    header = f"appshield: {len(denies)} denied operation(s) during {when} (policy {policy!r}):"
-    item.add_report_section(when, "appshield", f"{header}\n{text}")
-    if not failed:
-        pytest.fail(f"{header}\n{text}", pytrace=False)
+    count = f"{len(denies)} denied operation" + ("s" if len(denies) > 1 else "")
+    phase = "in this test" if when == "call" else f"during {when}"
+    header = f"appshield: {count} {phase} (policy {denies[0].policy_name!r}):"
+    message = header + "\n" + "\n".join(_describe(v) for v in denies)
+    if failed:  # the phase's own error is shown; the violations are the likely cause
+        item.add_report_section(when, "appshield", message)
+    else:
+        pytest.fail(message, pytrace=False)
 
 
 def _phase(item: pytest.Item, when: str) -> Iterator[None]:

@@ -39,12 +39,18 @@ def _core() -> list[RuleSpec]:
         _rule("git-config", "file", "alert", path=("/**/.git/config",), access=("write",)),
         _rule("git", "process", "allow", executable=("git",)),
         _rule("no-netcat", "process", "deny", executable=("nc", "ncat", "/usr/bin/nc*")),
-        _rule("api", "network", "allow", host=("api.example.com", "*.svc.example.com"),
-              port=((443, 443),)),
+        _rule(
+            "api",
+            "network",
+            "allow",
+            host=("api.example.com", "*.svc.example.com"),
+            port=((443, 443),),
+        ),
         _rule("loopback", "network", "allow", cidr=("127.0.0.0/8", "::1/128")),
         _rule("no-ctypes", "import", "deny", module=("ctypes", "_ctypes")),
-        RuleSpec("yaml-no-pickle", "import", "deny", Condition({"module": ("pickle",)}),
-                 scope=("yaml",)),
+        RuleSpec(
+            "yaml-no-pickle", "import", "deny", Condition({"module": ("pickle",)}), scope=("yaml",)
+        ),
     ]
 
 
@@ -64,29 +70,35 @@ def _file_rule(i: int, rnd: random.Random) -> RuleSpec:
     if shape == 0:
         return _rule(f"f{i}-secrets", "file", "deny", path=(f"/srv/app{i}/secrets/**",))
     if shape == 1:
-        return _rule(f"f{i}-conf", "file", "deny", path=(f"/etc/app{i}/*.conf",),
-                     access=("write",))
+        return _rule(f"f{i}-conf", "file", "deny", path=(f"/etc/app{i}/*.conf",), access=("write",))
     if shape == 2:
-        return _rule(f"f{i}-data", "file", "allow",
-                     path=(f"/var/lib/app{i}/**", f"/var/cache/app{i}/**"))
+        return _rule(
+            f"f{i}-data", "file", "allow", path=(f"/var/lib/app{i}/**", f"/var/cache/app{i}/**")
+        )
     if shape == 3:
         return _rule(f"f{i}-home", "file", "deny", path=(f"/home/user{i}/.aws/credentials",))
-    return _rule(f"f{i}-logs", "file", "alert", path=(f"/var/log/app{i}/*.log",),
-                 access=("delete",))
+    return _rule(
+        f"f{i}-logs", "file", "alert", path=(f"/var/log/app{i}/*.log",), access=("delete",)
+    )
 
 
 def _network_rule(i: int, rnd: random.Random) -> RuleSpec:
     shape = rnd.randrange(4)
     if shape == 0:
-        return _rule(f"n{i}-svc", "network", "allow", host=(f"svc{i}.internal.example.net",),
-                     port=((443, 443), (8000, 8999)))
+        return _rule(
+            f"n{i}-svc",
+            "network",
+            "allow",
+            host=(f"svc{i}.internal.example.net",),
+            port=((443, 443), (8000, 8999)),
+        )
     if shape == 1:
         return _rule(f"n{i}-partner", "network", "allow", host=(f"*.partner{i}.com",))
     if shape == 2:
-        return _rule(f"n{i}-net", "network", "deny",
-                     cidr=(f"10.{(i >> 8) & 255}.{i & 255}.0/24",))
-    return _rule(f"n{i}-port", "network", "alert", port=((20000 + i % 40000,) * 2,),
-                 operation=("bind",))
+        return _rule(f"n{i}-net", "network", "deny", cidr=(f"10.{(i >> 8) & 255}.{i & 255}.0/24",))
+    return _rule(
+        f"n{i}-port", "network", "alert", port=((20000 + i % 40000,) * 2,), operation=("bind",)
+    )
 
 
 def _import_rule(i: int, rnd: random.Random) -> RuleSpec:
@@ -103,8 +115,13 @@ def _process_rule(i: int, rnd: random.Random) -> RuleSpec:
     if shape == 0:
         return _rule(f"p{i}-tool", "process", "allow", executable=(f"/opt/tool{i}/bin/*",))
     if shape == 1:
-        return _rule(f"p{i}-name", "process", "allow", executable=(f"tool{i}",),
-                     args=(("--version",), ("run", "**")))
+        return _rule(
+            f"p{i}-name",
+            "process",
+            "allow",
+            executable=(f"tool{i}",),
+            args=(("--version",), ("run", "**")),
+        )
     return _rule(f"p{i}-deny", "process", "deny", executable=(f"evil{i}",))
 
 
@@ -125,9 +142,12 @@ def generate(n: int, *, seed: int = 0, name: str | None = None) -> PolicyDocumen
 # Operations the benchmarks decide: (label, operation). Each allowed one is allowed by every
 # generated policy, whatever its size; the denied ones are denied by every one.
 SAMPLE_OPS: tuple[tuple[str, Operation], ...] = (
-    ("file open (allowed)", FileOp(
-        "/usr/lib/python3.11/json/decoder.py", "read",
-        "/usr/lib/python3.11/json/decoder.py")),
+    (
+        "file open (allowed)",
+        FileOp(
+            "/usr/lib/python3.11/json/decoder.py", "read", "/usr/lib/python3.11/json/decoder.py"
+        ),
+    ),
     ("file write (allowed)", FileOp("/tmp/work/out.txt", "write", "/tmp/work/out.txt")),
     ("file read (denied)", FileOp("/home/alice/.ssh/id_rsa", "read", "/home/alice/.ssh/id_rsa")),
     ("process (allowed)", ProcessOp("/usr/bin/git", ("git", "status"), trusted_location=True)),

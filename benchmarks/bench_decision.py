@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _policygen import SAMPLE_OPS, generate  # noqa: E402
+from _policygen import SAMPLE_OPS, generate
 
-from appshield.engine import CompiledPolicy, compile_policy  # noqa: E402
+from appshield.engine import CompiledPolicy, compile_policy
 
 SIZES = (10, 1_000, 10_000)
 
@@ -71,16 +71,23 @@ def _print(
     median = {key: statistics.median(values) for key, values in samples.items()}
     print(f"python {sys.version.split()[0]}, median ns per decision")
     print("compile ms: " + ", ".join(f"{s} rules {policies[s][1]:.1f}" for s in SIZES))
-    head = "| operation | " + " | ".join(f"{kind} {s}" for kind in ("cached", "uncached")
-                                          for s in SIZES)
+    head = "| operation | " + " | ".join(
+        f"{kind} {s}" for kind in ("cached", "uncached") for s in SIZES
+    )
     print(head + " | cached 10k/10 | uncached 10k/10 |")
     print("|---" * (3 + 2 * len(SIZES)) + "|")
     for label, _op in SAMPLE_OPS:
         cells = [f"{median[(label, s, c)]:.0f}" for c in (True, False) for s in SIZES]
-        ratios = [median[(label, SIZES[-1], c)] / median[(label, SIZES[0], c)]
-                  for c in (True, False)]
-        print(f"| {label} | " + " | ".join(cells) + " | "
-              + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+        ratios = [
+            median[(label, SIZES[-1], c)] / median[(label, SIZES[0], c)] for c in (True, False)
+        ]
+        print(
+            f"| {label} | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join(f"{r:.2f}x" for r in ratios)
+            + " |"
+        )
 
 
 def main() -> None:

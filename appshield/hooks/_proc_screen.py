@@ -76,8 +76,9 @@ def enforce_all(shield: Any, described: Iterable[Described]) -> None:
 
 
 def quietly(function: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-    """Run `function(*args, **kwargs)` as appshield's own work (its I/O is not checked). Any error means
-    the call could not be described: None, and the original call raises its own error."""
+    """Run `function(*args, **kwargs)` as appshield's own work (its I/O is not checked).
+    Any error means the call could not be described: None, and the original call then raises
+    its own error."""
     previous = _state.busy
     _state.busy = True
     try:

@@ -126,7 +126,8 @@ def _on_scandir(args: tuple[Any, ...]) -> Described | None:
 
 def _dir_fd(args: tuple[Any, ...], index: int) -> int | None:
     value = args[index] if len(args) > index else None
-    return value if isinstance(value, int) else None
+    # Some events spell "no dir_fd" as None, others as -1 (or AT_FDCWD).
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def _single(access: FileAccess, api: str, fd_index: int, follow: bool) -> Callable[..., Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from appshield.learn.generalise import Draft, draft_rules
+from appshield.learn.generalise import Draft, always_read_drafts, draft_rules
 from appshield.learn.merge import append_rules, split_by_policy
 from appshield.learn.records import Observation, Roots, read_records
 from appshield.learn.render import render_policy
@@ -60,6 +60,11 @@ def learn_policy(
 ) -> LearnResult:
     """A fresh policy that allows exactly the observations (generalised), denying the rest."""
     drafts, skipped = draft_rules(observations)
+    extra = always_read_drafts(drafts)
+    if extra:  # next to the other file rules, before the network ones
+        early = ("process", "file")
+        at = max((i + 1 for i, d in enumerate(drafts) if d.category in early), default=0)
+        drafts[at:at] = extra
     notes = sorted({_skip_note(o) for o in skipped})
     text = render_policy(drafts, name=name, command=command, skipped_notes=notes)
     return LearnResult(text, drafts, skipped)

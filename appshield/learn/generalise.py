@@ -108,15 +108,28 @@ def _arg_glob(arg: str, roots: Roots) -> str:
     return escape_glob(arg)
 
 
+# multiprocessing starts its helpers with file descriptor numbers in the code it passes
+# (`spawn_main(tracker_fd=7, pipe_handle=13)`); they differ from run to run.
+_MP_CODE = re.compile(r"^from multiprocessing[.\w]* import ")
+
+
+def _args_globs(argv: Sequence[str], roots: Roots) -> tuple[str, ...]:
+    out = []
+    for arg in argv[1:]:
+        glob = _arg_glob(arg, roots)
+        if _MP_CODE.match(arg):
+            glob = re.sub(r"\d+", "*", glob)
+        out.append(glob)
+    return tuple(out)
+
+
 def _process_drafts(observations: Sequence[Observation]) -> list[Draft]:
     groups: dict[str, list[Observation]] = defaultdict(list)
     for obs in observations:
         groups[_executable_pattern(obs.operation)].append(obs)  # type: ignore[arg-type]
     drafts = []
     for exe, group in groups.items():
-        vectors = sorted(
-            {tuple(_arg_glob(a, o.roots) for a in o.operation.argv[1:]) for o in group}  # type: ignore[union-attr]
-        )
+        vectors = sorted({_args_globs(o.operation.argv, o.roots) for o in group})  # type: ignore[union-attr]
         match: dict[str, Any] = {"executable": exe}
         if len(vectors) > MAX_ARG_VECTORS:
             match["args"] = [["**"]]
@@ -124,6 +137,22 @@ def _process_drafts(observations: Sequence[Observation]) -> list[Draft]:
             match["args"] = [list(v) for v in vectors]
         drafts.append(Draft("process", match, "run-" + posixpath.basename(exe), group))
     return drafts
+
+
+# Reads a fresh policy always allows, seen or not: tracebacks, `linecache` and `inspect` read
+# the interpreter's and the packages' sources, and a run without an exception never shows it.
+ALWAYS_READ = ("{stdlib}/**", "{site_packages}/**")
+
+
+def always_read_drafts(drafts: Sequence[Draft]) -> list[Draft]:
+    """Read rules for `ALWAYS_READ` folders that the drafts do not already have."""
+    have = {d.match.get("path") for d in drafts if d.category == "file"}
+    note = "always allowed: tracebacks, linecache and inspect read Python sources"
+    return [
+        Draft("file", {"path": glob, "access": ["read"]}, f"file-read-{glob}", [], note)
+        for glob in ALWAYS_READ
+        if glob not in have
+    ]
 
 
 # -- file -------------------------------------------------------------------------------------

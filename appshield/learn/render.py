@@ -20,6 +20,7 @@ from appshield.operations import CATEGORIES
 __all__ = ["render_policy", "render_rules", "rule_id"]
 
 _MAX_LISTED = 3
+_WIDTH = 96
 
 
 def _scalar(value: Any) -> str:
@@ -34,6 +35,14 @@ def _flow(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     return _scalar(value)
+
+
+def _field(indent: str, key: str, value: Any) -> list[str]:
+    """One match field: a flow value when it fits on a line, else a block list."""
+    line = f"{indent}{key}: {_flow(value)}"
+    if len(line) <= _WIDTH or not isinstance(value, list | tuple):
+        return [line]
+    return [f"{indent}{key}:", *(f"{indent}  - {_flow(v)}" for v in value)]
 
 
 def rule_id(draft: Draft, taken: set[str]) -> str:
@@ -56,6 +65,8 @@ def _listed(items: Sequence[str]) -> str:
 
 
 def _comment(draft: Draft) -> list[str]:
+    if not draft.observations:
+        return [f"# {draft.note}"]
     times = "once" if draft.count == 1 else f"{draft.count} times"
     line = f"# seen {times}"
     if draft.modules:
@@ -79,7 +90,8 @@ def render_rules(drafts: Iterable[Draft], taken: set[str], indent: str = "  ") -
         out.append(f"{inner}action: allow")
         if draft.match:
             out.append(f"{inner}match:")
-            out.extend(f"{inner}  {k}: {_flow(v)}" for k, v in draft.match.items())
+            for key, value in draft.match.items():
+                out.extend(_field(f"{inner}  ", key, value))
         else:
             out.append(f"{inner}match: {{}}")
     return "\n".join(out) + ("\n" if out else "")

@@ -37,12 +37,13 @@ class Checker:
         self.sink = sink
 
     def report(self, node: Node | None, message: str) -> None:
-        if node is not None and node.has_place:
+        if node is None:  # the document as a whole: its first line
+            self.sink.append(PolicyProblem(message, self.file, 1, 1))
+        elif node.has_place:
             self.sink.append(PolicyProblem(message, self.file, node.line, node.col))
-        elif node is not None and node.path:
-            self.sink.append(PolicyProblem(f"{node.path}: {message}", self.file))
-        else:
-            self.sink.append(PolicyProblem(message, self.file, 1 if self.file else None, 1))
+        else:  # from a Python mapping: the key path says where
+            prefix = f"{node.path}: " if node.path else ""
+            self.sink.append(PolicyProblem(prefix + message, self.file))
 
     # -- scalars --------------------------------------------------------------------------
 

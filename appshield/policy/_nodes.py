@@ -25,7 +25,6 @@ class Node:
         value: Any,
         line: int | None = None,
         col: int | None = None,
-        *,
         ytype: str | None = None,
         text: str | None = None,
         path: str = "",
@@ -45,7 +44,7 @@ class Node:
     def items(self) -> list[tuple[Node, Node]]:
         if self._kids is None:
             self._kids = [
-                (Node("scalar", k, path=self.path), from_python(v, _join(self.path, k)))
+                (Node("scalar", k, path=_join(self.path, k)), from_python(v, _join(self.path, k)))
                 for k, v in self.value.items()
             ]
         return self._kids  # type: ignore[no-any-return]

@@ -21,6 +21,7 @@ __all__ = [
 
 _HOST_CHARS = re.compile(r"^[a-z0-9_*?\[\]!.-]+$")
 _MODULE_SEGMENT = re.compile(r"^[A-Za-z0-9_*?\[\]!]+$")
+_ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:[]")
 _PORT_RANGE = re.compile(r"^\s*([0-9]+)\s*-\s*([0-9]+)\s*$")
 
 
@@ -84,6 +85,8 @@ def check_module_glob(glob: str) -> None:
 
 def normalise_address(text: str) -> str | None:
     """The canonical spelling of an IP literal (IPv4-mapped IPv6 as IPv4); None otherwise."""
+    if not _ADDRESS_CHARS.issuperset(text):  # cheap: most hosts are names, and
+        return None  # a failed ipaddress parse raises twice
     candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
         address = ipaddress.ip_address(candidate)

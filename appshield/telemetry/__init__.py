@@ -16,7 +16,10 @@ flag set, before it raises). The reporter:
 
 Providers: the app's own, when it configured OpenTelemetry (looked up at each report, so a
 late setup is picked up); otherwise a private pipeline built from the `OTEL_*` variables of
-the start-up environment. With none of them set nothing leaves the process. Nothing from
+the start-up environment. With none of them set nothing leaves the process.
+
+Start-up: installing costs next to nothing here. `make_reporter` returns a stand-in that
+imports the sinks (and `logging`, `json`) on the first violation; nothing from
 `opentelemetry` is imported before a violation needs it.
 
 Settings (environment, read at start-up): `APPSHIELD_LOG`, `APPSHIELD_REDACT` (`0`: keep
@@ -29,31 +32,45 @@ per-signal variants), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`
 
 from __future__ import annotations
 
-import logging
+import threading
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appshield.report import Violation
-from appshield.telemetry.otel import Providers
-from appshield.telemetry.record import violation_attributes, violation_record
-from appshield.telemetry.reporter import TelemetryReporter
-from appshield.telemetry.settings import TelemetrySettings
+
+if TYPE_CHECKING:
+    from appshield.telemetry.otel import Providers
+    from appshield.telemetry.reporter import TelemetryReporter
 
 __all__ = [
+    "DeferredReporter",
     "Providers",
     "Reporter",
     "TelemetryReporter",
     "TelemetrySettings",
+    "library_logger",
     "make_reporter",
     "violation_attributes",
     "violation_record",
 ]
 
-logger = logging.getLogger("appshield")
-# A library's logger: a NullHandler and nothing else, so Python's last-resort handler never
-# prints appshield's warnings on the app's stderr unless the app configures logging.
-if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-    logger.addHandler(logging.NullHandler())
+_LAZY = {
+    "Providers": "appshield.telemetry.otel",
+    "TelemetryReporter": "appshield.telemetry.reporter",
+    "TelemetrySettings": "appshield.telemetry.settings",
+    "violation_attributes": "appshield.telemetry.record",
+    "violation_record": "appshield.telemetry.record",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The public names load their modules on first use, keeping `install()` cheap.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 class Reporter(Protocol):
@@ -62,11 +79,56 @@ class Reporter(Protocol):
     def shutdown(self) -> None: ...
 
 
+def library_logger() -> Any:
+    """The `appshield` logger with its NullHandler (a library's logger: without it, Python's
+    last-resort handler would print appshield's warnings on the app's stderr)."""
+    import logging
+
+    logger = logging.getLogger("appshield")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
+class DeferredReporter:
+    """What `make_reporter` returns: builds the real reporter on the first violation."""
+
+    def __init__(
+        self, log_path: str | None, environ: Mapping[str, str], providers: Providers | None
+    ) -> None:
+        self._args = (log_path, dict(environ), providers)
+        self._real: TelemetryReporter | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def real(self) -> TelemetryReporter:
+        real = self._real
+        if real is None:
+            with self._lock:
+                real = self._real
+                if real is None:
+                    real = self._real = self._build()
+        return real
+
+    def _build(self) -> TelemetryReporter:
+        from appshield.telemetry.reporter import TelemetryReporter
+        from appshield.telemetry.settings import TelemetrySettings
+
+        log_path, environ, providers = self._args
+        settings = TelemetrySettings.from_environ(environ, log_path=log_path)
+        return TelemetryReporter(settings, providers=providers)
+
+    def report(self, violation: Violation) -> None:
+        self.real.report(violation)
+
+    def shutdown(self) -> None:
+        if self._real is not None:
+            self._real.shutdown()
+
+
 def make_reporter(
     config: Any, environ: Mapping[str, str], *, providers: Providers | None = None
-) -> TelemetryReporter:
+) -> DeferredReporter:
     """The reporter for one installed shield. `config.log_path` (if any) overrides
     `APPSHIELD_LOG`; `providers` overrides the provider lookup (tests, embedding)."""
-    log_path = getattr(config, "log_path", None)
-    settings = TelemetrySettings.from_environ(environ, log_path=log_path)
-    return TelemetryReporter(settings, providers=providers)
+    return DeferredReporter(getattr(config, "log_path", None), environ, providers)

@@ -17,7 +17,6 @@ active when it happened and its own timestamps, so their spans keep their parent
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -26,13 +25,14 @@ from typing import Any, NamedTuple
 
 from appshield.hooks._state import appshield_io
 from appshield.report import Violation
+from appshield.telemetry import library_logger
 from appshield.telemetry.record import EVENT_NAME, AttributeValue
 from appshield.telemetry.settings import SIGNALS, TelemetrySettings
 from appshield.telemetry.stats import TelemetryStats
 
 __all__ = ["OTelSink", "Providers", "app_providers"]
 
-logger = logging.getLogger("appshield")
+logger = library_logger()
 _SCOPE = "appshield"
 _DEFAULTS = frozenset(
     {

@@ -8,7 +8,6 @@ own, so one that fails neither silences the others nor reaches the app.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 import weakref
@@ -17,6 +16,7 @@ from typing import Any
 
 from appshield.hooks._state import appshield_io
 from appshield.report import Violation
+from appshield.telemetry import library_logger
 from appshield.telemetry.aggregate import Aggregator
 from appshield.telemetry.jsonlog import JsonLineSink
 from appshield.telemetry.lifecycle import ExitHooks
@@ -28,7 +28,7 @@ from appshield.telemetry.stats import TelemetryStats
 
 __all__ = ["TelemetryReporter"]
 
-logger = logging.getLogger("appshield")
+logger = library_logger()
 
 
 class TelemetryReporter:

@@ -9,12 +9,13 @@ the SDK on the app's thread for every record.
 
 from __future__ import annotations
 
-import logging
 import threading
+
+from appshield.telemetry import library_logger
 
 __all__ = ["TelemetryStats"]
 
-logger = logging.getLogger("appshield")
+logger = library_logger()
 
 
 class TelemetryStats:

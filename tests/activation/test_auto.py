@@ -27,7 +27,10 @@ def test_auto_discovers_up_to_the_repository_root(tmp_path: Path) -> None:
     result = run([PY, "-c", AUTO], cwd=deep)
     assert result.returncode == 0, result.stderr
     assert probe(result.stdout) == {
-        "active": True, "locked": True, "policy": "activation-test", "source": "auto"
+        "active": True,
+        "locked": True,
+        "policy": "activation-test",
+        "source": "auto",
     }
 
 

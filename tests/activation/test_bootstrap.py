@@ -26,7 +26,10 @@ def test_environment_alone_switches_the_shield_on(tmp_path: Path) -> None:
     result = run([PY, "-c", PROBE], env=bootstrap_env(policy))
     assert result.returncode == 0, result.stderr
     assert probe(result.stdout) == {
-        "active": True, "locked": True, "policy": "activation-test", "source": "bootstrap"
+        "active": True,
+        "locked": True,
+        "policy": "activation-test",
+        "source": "bootstrap",
     }
     assert result.stderr == ""
 
@@ -91,11 +94,14 @@ def test_missing_policy_fails_closed_with_one_line(tmp_path: Path) -> None:
 
 
 def test_invalid_policy_fails_closed_with_its_place(tmp_path: Path) -> None:
-    policy = policy_file(tmp_path, """
+    policy = policy_file(
+        tmp_path,
+        """
         version: 1
         defaults: {process: allow, file: allow, network: allow, import: allow}
         surprise: true
-    """)
+    """,
+    )
     result = run([PY, "-c", "print('ran')"], env=bootstrap_env(policy))
     assert result.returncode == 2
     assert "ran" not in result.stdout
@@ -124,9 +130,9 @@ def test_interpreter_without_appshield_fails_closed(tmp_path: Path) -> None:
     copy = tmp_path / "boot"
     copy.mkdir()
     (copy / "sitecustomize.py").write_text(
-        (Path(BOOTSTRAP_DIR) / "sitecustomize.py").read_text().replace(
-            "from appshield._activate", "from appshield_missing._activate"
-        )
+        (Path(BOOTSTRAP_DIR) / "sitecustomize.py")
+        .read_text()
+        .replace("from appshield._activate", "from appshield_missing._activate")
     )
     env = clean_env(PYTHONPATH=str(copy), APPSHIELD_POLICY=str(policy))
     result = run([PY, "-c", "print('ran')"], env=env)
@@ -139,12 +145,15 @@ def test_interpreter_without_appshield_fails_closed(tmp_path: Path) -> None:
 def test_kill_switch(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("s3cret")
-    policy = allow_all_but(tmp_path, f"""
+    policy = allow_all_but(
+        tmp_path,
+        f"""
         - id: no-secret
           category: file
           action: deny
           match: {{path: "{secret}"}}
-    """)
+    """,
+    )
     code = PROBE + f"\nimport appshield.auto\nprint(open({str(secret)!r}).read())"
     result = run([PY, "-c", code], env=bootstrap_env(policy, APPSHIELD_DISABLE="1"))
     assert result.returncode == 0, result.stderr
@@ -157,8 +166,7 @@ def test_kill_switch(tmp_path: Path) -> None:
 
 def test_kill_switch_wins_over_a_broken_policy(tmp_path: Path) -> None:
     env = clean_env(APPSHIELD_DISABLE="1")
-    result = run([*RUN, "--policy", str(tmp_path / "missing.yaml"), "--", PY, "-c", PROBE],
-                 env=env)
+    result = run([*RUN, "--policy", str(tmp_path / "missing.yaml"), "--", PY, "-c", PROBE], env=env)
     assert result.returncode == 0, result.stderr
     assert probe(result.stdout)["active"] is False
 

@@ -19,12 +19,15 @@ from tests.activation._helpers import PY, RUN, allow_all_but, clean_env, run
 
 
 def _policy(tmp_path: Path, secret: Path) -> Path:
-    return allow_all_but(tmp_path, f"""
+    return allow_all_but(
+        tmp_path,
+        f"""
         - id: no-secret
           category: file
           action: deny
           match: {{path: "{secret}"}}
-    """)
+    """,
+    )
 
 
 def test_forked_child_is_shielded(tmp_path: Path) -> None:
@@ -77,8 +80,20 @@ def test_gunicorn_worker_is_shielded(tmp_path: Path) -> None:
     secret.write_text("s3cret")
     policy = _policy(tmp_path, secret)
     (tmp_path / "wsgi_app.py").write_text(WSGI_APP)
-    argv = [*RUN, "--policy", str(policy), "--", str(GUNICORN), "--workers", "1",
-            "--bind", "127.0.0.1:0", "--chdir", str(tmp_path), "wsgi_app:app"]
+    argv = [
+        *RUN,
+        "--policy",
+        str(policy),
+        "--",
+        str(GUNICORN),
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--chdir",
+        str(tmp_path),
+        "wsgi_app:app",
+    ]
     env = clean_env(SECRET_PATH=str(secret))
     server = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:

@@ -34,7 +34,10 @@ def test_opentelemetry_instrument_activates(tmp_path: Path) -> None:
     result = run([str(OTEL), PY, str(_app(tmp_path))], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert probe(result.stdout) == {
-        "active": True, "locked": True, "policy": "activation-test", "source": "opentelemetry"
+        "active": True,
+        "locked": True,
+        "policy": "activation-test",
+        "source": "opentelemetry",
     }
 
 

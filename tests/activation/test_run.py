@@ -31,18 +31,26 @@ def test_shield_is_on_and_locked_in_the_command(tmp_path: Path) -> None:
     result = run([*RUN, "--policy", str(policy), "--", PY, "-c", code])
     assert result.returncode == 0, result.stderr
     assert probe(result.stdout) == {
-        "active": True, "locked": True, "policy": "activation-test", "source": "bootstrap"
+        "active": True,
+        "locked": True,
+        "policy": "activation-test",
+        "source": "bootstrap",
     }
     assert "LOCKED" in result.stdout
 
 
 def test_environment_of_the_command(tmp_path: Path) -> None:
     policy = allow_all_but(tmp_path)
-    code = "import os; print(os.environ['PYTHONPATH']); print(os.environ['APPSHIELD_POLICY']);" \
+    code = (
+        "import os; print(os.environ['PYTHONPATH']); print(os.environ['APPSHIELD_POLICY']);"
         "print(os.environ.get('APPSHIELD_MODE'))"
+    )
     env = clean_env(PYTHONPATH="/somewhere/else")
-    result = run([*RUN, "--policy", "policy.yaml", "--mode", "monitor", "--", PY, "-c", code],
-                 env=env, cwd=tmp_path)
+    result = run(
+        [*RUN, "--policy", "policy.yaml", "--mode", "monitor", "--", PY, "-c", code],
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     pythonpath, policy_env, mode = result.stdout.splitlines()
     assert pythonpath == os.pathsep.join([BOOTSTRAP_DIR, "/somewhere/else"])
@@ -63,19 +71,30 @@ def test_signal_passes_through(tmp_path: Path) -> None:
     assert result.returncode == -signal.SIGTERM, result.stderr
 
 
-def test_run_keeps_the_process_id(tmp_path: Path) -> None:
-    # exec, not a child: a supervisor's signals reach the app itself.
+def test_signal_from_outside_reaches_the_app(tmp_path: Path) -> None:
+    # exec, not a child: a supervisor's SIGTERM to the pid it started reaches the app itself.
     policy = allow_all_but(tmp_path)
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
     proc = subprocess.Popen(
-        [*RUN, "--policy", str(policy), "--", PY, "-c", "import os; print(os.getpid())"],
-        env=clean_env(), stdout=subprocess.PIPE, text=True,
+        [*RUN, "--policy", str(policy), "--", PY, "-c", code],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    out, _ = proc.communicate(timeout=60)
-    assert int(out.strip()) == proc.pid
+    assert proc.stdout is not None
+    try:
+        assert int(proc.stdout.readline()) == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.communicate()
 
 
 def test_invalid_policy_stops_before_the_command(tmp_path: Path) -> None:
-    policy = policy_file(tmp_path, """
+    policy = policy_file(
+        tmp_path,
+        """
         version: 1
         defaults: {process: allow, file: allow, network: allow, import: allow}
         rules:
@@ -83,7 +102,8 @@ def test_invalid_policy_stops_before_the_command(tmp_path: Path) -> None:
             category: network
             action: allow
             match: {port: 99999999}
-    """)
+    """,
+    )
     marker = tmp_path / "started"
     code = f"open({str(marker)!r}, 'w').close()"
     result = run([*RUN, "--policy", str(policy), "--", PY, "-c", code])
@@ -147,3 +167,27 @@ def test_appshield_script_run(tmp_path: Path) -> None:
 def test_bootstrap_folder_holds_only_sitecustomize() -> None:
     names = {n for n in os.listdir(BOOTSTRAP_DIR) if n != "__pycache__"}
     assert names == {"sitecustomize.py"}
+
+
+@pytest.mark.parametrize(
+    ("file_mode", "env_mode", "flag", "expected"),
+    [
+        ("enforce", None, "monitor", "monitor"),  # --mode beats the file
+        ("enforce", "monitor", None, "monitor"),  # APPSHIELD_MODE beats the file
+        ("monitor", "monitor", "enforce", "enforce"),  # --mode beats APPSHIELD_MODE
+    ],
+)
+def test_mode_precedence(
+    tmp_path: Path, file_mode: str, env_mode: str | None, flag: str | None, expected: str
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nmode: {file_mode}\n"
+        "defaults: {process: allow, file: allow, network: allow, import: allow}\n"
+    )
+    env = clean_env(**({"APPSHIELD_MODE": env_mode} if env_mode else {}))
+    options = ["--mode", flag] if flag else []
+    code = "from appshield import runtime; print('MODE', runtime.active_shield().policy.mode)"
+    result = run([*RUN, "--policy", str(policy), *options, "--", PY, "-c", code], env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"MODE {expected}" in result.stdout

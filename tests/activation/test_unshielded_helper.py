@@ -41,8 +41,7 @@ def test_isolation_flags(argv: list[str], flags: set[str]) -> None:
 
 @pytest.mark.parametrize(
     "program",
-    ["python", "python3", "python3.13", "/usr/bin/python3.11", "pythonw", "pypy3",
-     sys.executable],
+    ["python", "python3", "python3.13", "/usr/bin/python3.11", "pythonw", "pypy3", sys.executable],
 )
 def test_python_programs(program: str) -> None:
     assert is_python_program(program)
@@ -77,8 +76,11 @@ def env_activated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_POLICY": "/tmp/p.yaml"}, True),
         (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_MODE": "monitor"}, True),
         (["ls", "-I"], {}, False),  # not Python: the written rules decide
-        ([b"python3", b"-c", b"pass"], {k.encode(): v.encode() for k, v in SHIELDED.items()},
-         False),
+        (
+            [b"python3", b"-c", b"pass"],
+            {k.encode(): v.encode() for k, v in SHIELDED.items()},
+            False,
+        ),
     ],
 )
 def test_child_decision(argv: list[str], env: dict[str, str], unshielded: bool) -> None:
@@ -99,3 +101,14 @@ def test_a_sitecustomize_in_front_of_the_bootstrap_shadows_it(tmp_path: os.PathL
 def test_nothing_is_unshielded_without_environment_activation() -> None:
     assert _activate.activation() is None
     assert not child_would_be_unshielded(["python3", "-I", "-c", "pass"], {})
+
+
+@pytest.mark.usefixtures("env_activated")
+def test_opentelemetry_bootstrap_carries_the_shield_unless_it_skips_us() -> None:
+    otel = _activate._otel_bootstrap_dir()
+    if otel is None:
+        pytest.skip("opentelemetry-instrumentation missing")
+    env = {**SHIELDED, "PYTHONPATH": otel + os.pathsep + BOOTSTRAP_DIR}
+    assert not child_would_be_unshielded(["python3", "app.py"], env)
+    skipped = {**env, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask, appshield"}
+    assert child_would_be_unshielded(["python3", "app.py"], skipped)

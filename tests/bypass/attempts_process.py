@@ -62,7 +62,9 @@ ATTEMPTS: list[Attempt] = [
         "pathlike-argv",
         f"import subprocess, pathlib\nsubprocess.run([pathlib.Path('{TOUCH}'), CANARY])",
     ),
-    _p("env-path", "import subprocess\nsubprocess.run(['touch', CANARY], env={'PATH': '/usr/bin'})"),
+    _p(
+        "env-path", "import subprocess\nsubprocess.run(['touch', CANARY], env={'PATH': '/usr/bin'})"
+    ),
     _p(
         "env-path-work-copy",
         WORK_COPY + "import subprocess\nsubprocess.run(['git', CANARY], env={'PATH': WORK})",
@@ -105,8 +107,7 @@ ATTEMPTS: list[Attempt] = [
     ),
     _p(
         "posix-spawn",
-        f"pid = os.posix_spawn('{TOUCH}', ['touch', CANARY], dict(os.environ))\n"
-        "os.waitpid(pid, 0)",
+        f"pid = os.posix_spawn('{TOUCH}', ['touch', CANARY], dict(os.environ))\nos.waitpid(pid, 0)",
     ),
     _p(
         "posix-spawnp",

@@ -26,8 +26,8 @@ def segments_match(pattern: list[str], subject: list[str]) -> bool:
     head = pattern[0]
     if head == "**":
         return any(segments_match(pattern[1:], subject[k:]) for k in range(len(subject) + 1))
-    return bool(subject) and fnmatchcase(subject[0], head) and segments_match(
-        pattern[1:], subject[1:]
+    return (
+        bool(subject) and fnmatchcase(subject[0], head) and segments_match(pattern[1:], subject[1:])
     )
 
 
@@ -100,8 +100,9 @@ def _host(patterns: tuple[str, ...], op: Any) -> bool:
     return False
 
 
-def field_holds(name: str, values: tuple[Any, ...], op: Any, *, broad_path: bool,
-                broad_exec: bool) -> bool:
+def field_holds(
+    name: str, values: tuple[Any, ...], op: Any, *, broad_path: bool, broad_exec: bool
+) -> bool:
     if name == "executable":
         return _exe(values, op, broad_exec)
     if name == "args":
@@ -133,8 +134,9 @@ def scope_holds(scope: tuple[str, ...], stack: list[str] | None) -> bool:
     return any(module_glob(g, m) for g in scope for m in stack)
 
 
-def condition_holds(cond: Condition, op: Any, stack: list[str] | None, *, broad_path: bool,
-                    broad_exec: bool) -> bool:
+def condition_holds(
+    cond: Condition, op: Any, stack: list[str] | None, *, broad_path: bool, broad_exec: bool
+) -> bool:
     for name, values in cond.fields.items():
         if not field_holds(name, values, op, broad_path=broad_path, broad_exec=broad_exec):
             return False
@@ -143,13 +145,15 @@ def condition_holds(cond: Condition, op: Any, stack: list[str] | None, *, broad_
 
 def rule_matches(rule: RuleSpec, op: Any, stack: list[str] | None) -> bool:
     allow = rule.action == "allow"
-    if not condition_holds(rule.match, op, stack, broad_path=not allow,
-                           broad_exec=rule.action == "deny"):
+    if not condition_holds(
+        rule.match, op, stack, broad_path=not allow, broad_exec=rule.action == "deny"
+    ):
         return False
     if rule.scope is not None and not scope_holds(rule.scope, stack):
         return False
-    if rule.unless is not None and condition_holds(rule.unless, op, stack, broad_path=allow,
-                                                   broad_exec=allow):
+    if rule.unless is not None and condition_holds(
+        rule.unless, op, stack, broad_path=allow, broad_exec=allow
+    ):
         return False
     return True
 
@@ -157,23 +161,39 @@ def rule_matches(rule: RuleSpec, op: Any, stack: list[str] | None) -> bool:
 def implicit_rules(document: PolicyDocument, protected: tuple[str, ...]) -> list[RuleSpec]:
     rules = []
     if document.protections.policy_files and protected:
-        rules.append(RuleSpec("implicit:policy_files", "file", "deny",
-                              Condition({"path": protected, "access": ("write", "delete")})))
+        rules.append(
+            RuleSpec(
+                "implicit:policy_files",
+                "file",
+                "deny",
+                Condition({"path": protected, "access": ("write", "delete")}),
+            )
+        )
     if document.protections.unshielded_children:
-        rules.append(RuleSpec("implicit:unshielded_children", "process", "deny",
-                              Condition({"unshielded": (True,)})))
+        rules.append(
+            RuleSpec(
+                "implicit:unshielded_children",
+                "process",
+                "deny",
+                Condition({"unshielded": (True,)}),
+            )
+        )
     return rules
 
 
-def decide(document: PolicyDocument, mode: str, op: Any, stack: list[str] | None = None,
-           protected: tuple[str, ...] = ()) -> Decision:
+def decide(
+    document: PolicyDocument,
+    mode: str,
+    op: Any,
+    stack: list[str] | None = None,
+    protected: tuple[str, ...] = (),
+) -> Decision:
     rules = [*implicit_rules(document, protected), *document.rules]
     matching = [r for r in rules if r.category == op.category and rule_matches(r, op, stack)]
     enforce = mode == "enforce"
     if not matching:
         default = document.defaults[op.category]
-        return Decision(default, f"default:{op.category}", default == "deny" and enforce,
-                        mode)  # type: ignore[arg-type]
+        return Decision(default, f"default:{op.category}", default == "deny" and enforce, mode)  # type: ignore[arg-type]
     best = min(RANK[r.action] for r in matching)
     winner = next(r for r in matching if RANK[r.action] == best)
     blocked = enforce and any(r.action == "deny" and r.mode != "monitor" for r in matching)

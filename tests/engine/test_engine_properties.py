@@ -19,10 +19,12 @@ from appshield.policy.model import PolicyDocument
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import OPS, categories, documents, path_globs, rules, stacks
 
-QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+QUICK = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # CI's bounded sample of the slow runs (APPSHIELD_SLOW_SAMPLE=1, see .ci/run) stays short.
-SLOW_EXAMPLES = 300 if os.environ.get("APPSHIELD_SLOW_SAMPLE") else 3000
-SLOW = settings(max_examples=SLOW_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW_EXAMPLES = 200 if os.environ.get("APPSHIELD_SLOW_SAMPLE") else 3000
+SLOW = settings(
+    max_examples=SLOW_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 modes = st.sampled_from(["enforce", "monitor"])
 protected = st.lists(path_globs, max_size=2).map(tuple)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from appshield.learn import learn_policy, merge_policy, not_allowed
 from appshield.learn.records import Observation
 from appshield.operations import FileOp, NetworkOp, ProcessOp
 from appshield.policy import Policy
-from tests.learn._strategies import ROOTS
+from tests.learn._strategies import ROOTS, observations
 
 HAND_WRITTEN = """\
 # Our service's policy. Reviewed by the security team.
@@ -100,3 +103,20 @@ def test_empty_missing_and_unindented_rules(tmp_path: Path, rules: str) -> None:
     seen = [_obs(NetworkOp("connect", host="api.example.com", port=443))]
     result = merge_policy(str(path), seen)
     assert not_allowed(Policy.from_yaml(result.text), seen) == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(observations(), min_size=1, max_size=10),
+    st.lists(observations(), min_size=1, max_size=10),
+)
+def test_runs_accumulate(first: list[Observation], second: list[Observation]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.yaml"
+        start = learn_policy(first)
+        path.write_text(start.text)
+        merged = merge_policy(str(path), second)
+        assert merged.text.startswith(start.text)
+        policy = Policy.from_yaml(merged.text, filename=str(path))
+        skipped = start.skipped + merged.skipped
+        assert [o for o in not_allowed(policy, first + second) if o not in skipped] == []

@@ -17,7 +17,7 @@ from typing import Any
 POLICY = """\
 version: 1
 name: telemetry-e2e
-defaults: {process: allow, file: allow, network: allow, import: allow}
+defaults: {process: allow, file: allow, network: NETWORK, import: allow}
 rules:
   - id: no-denied-writes
     category: file
@@ -47,11 +47,11 @@ def violate(name="x"):
 """
 
 
-def write_policy(tmp_path: Path) -> tuple[Path, Path]:
+def write_policy(tmp_path: Path, network: str = "allow") -> tuple[Path, Path]:
     denied = tmp_path / "denied"
     denied.mkdir(exist_ok=True)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.replace("DENIED", str(denied)))
+    policy.write_text(POLICY.replace("DENIED", str(denied)).replace("NETWORK", network))
     return policy, denied
 
 
@@ -68,9 +68,10 @@ def run_app(
     body: str,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    network: str = "allow",
     **popen: Any,
 ) -> subprocess.CompletedProcess[str]:
-    policy, denied = write_policy(tmp_path)
+    policy, denied = write_policy(tmp_path, network)
     script = tmp_path / "app.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
     full_env = clean_env(TEST_POLICY=str(policy), TEST_DENIED=str(denied))

@@ -108,3 +108,29 @@ def test_nothing_set_means_nothing_on_the_network_and_no_sdk(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
     assert result.stderr == ""
+
+
+def test_exporter_is_exempt_from_a_network_deny_but_the_app_is_not(tmp_path: Path) -> None:
+    """network: deny by default. appshield's own OTLP export still gets through (its export
+    runs with the busy flag set), while the app's own connection to the same address is
+    denied and reported."""
+    body = """
+    import socket
+    violate()
+    host, port = os.environ["EP"].rsplit("/", 1)[-1].split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        print("app connected")
+    except PolicyViolation:
+        print("app denied")
+    """
+    with running() as receiver:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "EP": receiver.endpoint}
+        result = run_app(tmp_path, body, env, network="deny")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "app denied"
+        rules = {
+            attributes(s.attributes)["security_rule.name"]
+            for s in _by_name(receiver.spans(), "appshield.violation")
+        }
+        assert rules == {"no-denied-writes", "default:network"}

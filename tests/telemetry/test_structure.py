@@ -141,9 +141,8 @@ def test_warning_on_appshield_logger(
     assert records[0].appshield_violation["security_rule.name"] == "no-writes"
 
 
-def test_appshield_logger_has_only_a_null_handler() -> None:
-    import appshield.telemetry  # noqa: F401
-
+def test_appshield_logger_has_only_a_null_handler(reporter: TelemetryReporter) -> None:
+    reporter.report(violation())
     handlers = logging.getLogger("appshield").handlers
     assert handlers and all(isinstance(h, logging.NullHandler) for h in handlers)
 

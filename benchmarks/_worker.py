@@ -1,0 +1,147 @@
+"""One measurement in a fresh interpreter: `python _worker.py OP MODE N REPS [POLICY]`.
+
+MODE is `bare` (no appshield) or `shield` (appshield.install(POLICY) first). Prints one JSON
+list: nanoseconds per operation for each repetition. The parent (`run.py`) interleaves bare
+and shielded workers and takes medians, so that machine noise hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+Loop = Callable[[int], None]
+
+
+def _open_loop(work: str) -> Loop:
+    path = os.path.join(work, "small.txt")
+    with open(path, "w") as f:
+        f.write("x" * 100)
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            open(path, "rb").close()
+
+    return loop
+
+
+def _subprocess_loop(work: str) -> Loop:
+    def loop(n: int) -> None:
+        for _ in range(n):
+            subprocess.run(["true"], check=True)
+
+    return loop
+
+
+def _connect_loop(work: str) -> Loop:
+    port = int(os.environ["BENCH_PORT"])
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.connect(("127.0.0.1", port))
+            s.close()
+
+    return loop
+
+
+def _resolve_loop(work: str) -> Loop:
+    def loop(n: int) -> None:
+        for _ in range(n):
+            socket.getaddrinfo("localhost", 80)
+
+    return loop
+
+
+def _cached_import_loop(work: str) -> Loop:
+    import json  # noqa: F401  (already imported: the statement's cost is measured)
+
+    code = compile("for _ in range(n):\n    import json\n", "<bench>", "exec")
+
+    def loop(n: int) -> None:
+        exec(code, {"n": n})
+
+    return loop
+
+
+def _first_import_loop(work: str) -> Loop:
+    # A fresh set of tiny modules for every repetition: each import is a first import.
+    counter = [0]
+    sys.path.insert(0, work)
+
+    def loop(n: int) -> None:
+        base = counter[0]
+        counter[0] += n
+        for i in range(base, base + n):
+            with open(os.path.join(work, f"benchmod_{i}.py"), "w") as f:
+                f.write("VALUE = 1\n")
+        import importlib
+
+        importlib.invalidate_caches()
+        start_names = [f"benchmod_{i}" for i in range(base, base + n)]
+        t0 = time.perf_counter_ns()
+        for name in start_names:
+            __import__(name)
+        loop.elapsed = time.perf_counter_ns() - t0  # type: ignore[attr-defined]
+
+    return loop
+
+
+def _violation_loop(distinct: bool) -> Callable[[str], Loop]:
+    def make(work: str) -> Loop:
+        denied = os.path.join(work, "denied")
+        os.makedirs(denied, exist_ok=True)
+        counter = [0]
+
+        def loop(n: int) -> None:
+            for _ in range(n):
+                counter[0] += 1
+                target = os.path.join(denied, f"f{counter[0]}" if distinct else "same")
+                try:
+                    open(target, "w").close()
+                except PermissionError:
+                    pass
+
+        return loop
+
+    return make
+
+
+OPS: dict[str, Callable[[str], Loop]] = {
+    "open": _open_loop,
+    "subprocess": _subprocess_loop,
+    "connect": _connect_loop,
+    "getaddrinfo": _resolve_loop,
+    "import_cached": _cached_import_loop,
+    "import_first": _first_import_loop,
+    "violation_repeated": _violation_loop(False),
+    "violation_distinct": _violation_loop(True),
+}
+
+
+def main() -> None:
+    op, mode, n, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    work = tempfile.mkdtemp(prefix="appshield-bench-")
+    loop = OPS[op](work)
+    if mode == "shield":
+        import appshield
+
+        appshield.install(sys.argv[5])
+    loop(max(1, n // 10))  # warm-up: caches, lazy imports, first-violation telemetry set-up
+    results = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        loop(n)
+        elapsed = getattr(loop, "elapsed", None) or (time.perf_counter_ns() - t0)
+        results.append(elapsed / n)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""In-process tests of the import hooks: every route to a new module, native libraries,
+no appshield code on a `sys.modules` hit, the importing depth the file hooks rely on,
+modules loaded before install, and tampering with the import system's attributes.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import sysconfig
+import types
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appshield import runtime
+from appshield.errors import PolicyViolation
+from appshield.hooks import imports
+from appshield.hooks._state import thread_state
+from appshield.policy import Policy
+from appshield.report import Violation
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _policy(extra: str = "", mode: str = "enforce") -> Policy:
+    return Policy.from_yaml(
+        f"""\
+version: 1
+name: import-tests
+mode: {mode}
+defaults: {{process: allow, file: allow, network: allow, import: allow}}
+rules:
+  - id: no-evil
+    category: import
+    action: deny
+    match: {{module: [shield_evil_*, xxlimited]}}
+"""
+        + extra
+    )
+
+
+def _install(policy: Policy) -> list[Violation]:
+    runtime.install(policy)
+    shield = runtime.active_shield()
+    assert shield is not None
+    seen: list[Violation] = []
+    shield.add_listener(seen.append)
+    return seen
+
+
+@pytest.fixture
+def modules(tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path with modules whose bodies record that they ran."""
+    (tmp_path / "shield_evil_a.py").write_text(
+        "RAN = True\nimport builtins\nbuiltins.EVIL_RAN = 1\n"
+    )
+    (tmp_path / "shield_good_a.py").write_text(
+        "from appshield.hooks._state import thread_state\nDEPTH = thread_state.importing\n"
+    )
+    (tmp_path / "innocent.py").write_text("import builtins\nbuiltins.EVIL_RAN = 2\n")
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+    for name in [n for n in sys.modules if n.startswith(("shield_", "innocent"))]:
+        del sys.modules[name]
+    import builtins
+
+    builtins.__dict__.pop("EVIL_RAN", None)
+
+
+@pytest.fixture
+def shielded(modules: Path) -> Iterator[list[Violation]]:
+    seen = _install(
+        _policy(f"""\
+  - id: no-code-from-tmp
+    category: import
+    action: deny
+    match: {{origin: "{modules}/innocent*"}}
+  - id: no-native
+    category: import
+    action: deny
+    match: {{library: "/**/libm*"}}
+""")
+    )
+    try:
+        yield seen
+    finally:
+        runtime.uninstall()
+
+
+def _not_ran() -> bool:
+    import builtins
+
+    return not hasattr(builtins, "EVIL_RAN")
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        lambda: exec("import shield_evil_a"),
+        lambda: __import__("shield_evil_a"),
+        lambda: importlib.import_module("shield_evil_a"),
+        lambda: importlib.__import__("shield_evil_a"),
+    ],
+    ids=["statement", "__import__", "import_module", "importlib.__import__"],
+)
+def test_denied_import_raises_before_the_body_runs(
+    shielded: list[Violation], route: object
+) -> None:
+    with pytest.raises(PolicyViolation) as caught:
+        route()  # type: ignore[operator]
+    assert isinstance(caught.value, PermissionError)
+    assert not isinstance(caught.value, ImportError)
+    assert "shield_evil_a" not in sys.modules  # no half-initialised module is left
+    assert _not_ran()
+    assert shielded[-1].operation.module == "shield_evil_a"  # type: ignore[union-attr]
+    assert shielded[-1].callsite.file in (__file__, "<string>")
+
+
+def test_origin_is_the_real_file(shielded: list[Violation], modules: Path) -> None:
+    spec = importlib.util.spec_from_file_location("json", modules / "innocent.py")
+    assert spec is not None and spec.loader is not None
+    with pytest.raises(PolicyViolation) as caught:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    assert caught.value.rule_id == "no-code-from-tmp"
+    assert shielded[-1].operation.origin == str(modules / "innocent.py")  # type: ignore[union-attr]
+    # A loader called directly, without a spec, is judged on its own path.
+    with pytest.raises(PolicyViolation):
+        importlib.machinery.SourceFileLoader("json", str(modules / "innocent.py")).exec_module(
+            types.ModuleType("json")
+        )
+    assert _not_ran()
+
+
+def test_zipimport_and_reload(shielded: list[Violation], modules: Path) -> None:
+    archive = modules / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("shield_evil_zip.py", "import builtins\nbuiltins.EVIL_RAN = 3\n")
+    sys.path.insert(0, str(archive))
+    try:
+        with pytest.raises(PolicyViolation):
+            import shield_evil_zip  # type: ignore[import-not-found]  # noqa: F401
+    finally:
+        sys.path.remove(str(archive))
+    runtime.uninstall()
+    good = importlib.import_module("shield_good_a")
+    (modules / "shield_good_a.py").write_text("import builtins\nbuiltins.EVIL_RAN = 4\n")
+    _install(
+        _policy(f"""\
+  - id: no-reload
+    category: import
+    action: deny
+    match: {{origin: "{modules}/shield_good_a.py"}}
+""")
+    )
+    with pytest.raises(PolicyViolation):
+        importlib.reload(good)
+    assert _not_ran()
+
+
+def test_extension_module_routes(shielded: list[Violation]) -> None:
+    found = glob.glob(
+        os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload", "xxlimited.*.so")
+    )
+    if not found:
+        pytest.skip("no xxlimited extension in this build")
+    with pytest.raises(PolicyViolation):
+        import xxlimited  # noqa: F401
+    spec = importlib.util.spec_from_file_location("xxlimited", found[0])
+    assert spec is not None
+    with pytest.raises(PolicyViolation):
+        importlib.util.module_from_spec(spec)
+    import _imp
+
+    with pytest.raises(PolicyViolation):
+        _imp.create_dynamic(importlib.machinery.ModuleSpec("xxlimited", None, origin=found[0]))
+    assert "xxlimited" not in sys.modules
+
+
+def test_native_libraries(shielded: list[Violation]) -> None:
+    import _ctypes
+    import ctypes
+
+    with pytest.raises(PolicyViolation):
+        ctypes.CDLL("libm.so.6")
+    dlopen = _ctypes.dlopen
+    with pytest.raises(PolicyViolation):
+        dlopen("libm.so.6", 2)
+    library = shielded[-1].operation.library  # type: ignore[union-attr]
+    assert library is not None and library.startswith("/") and "libm" in library
+    ctypes.CDLL("libc.so.6")  # allowed
+
+
+def test_cached_import_runs_no_appshield_code(shielded: list[Violation]) -> None:
+    import json
+
+    calls: list[str] = []
+
+    def profiler(frame: types.FrameType, event: str, arg: object) -> None:
+        calls.append(frame.f_code.co_filename)
+
+    sys.setprofile(profiler)
+    try:
+        import json
+        import json.decoder  # noqa: F401
+    finally:
+        sys.setprofile(None)
+    assert not [f for f in calls if f.startswith(PACKAGE_DIR + "/appshield")]
+
+
+def test_importing_depth_covers_the_import_system_not_the_body(shielded: list[Violation]) -> None:
+    seen_depths: list[int] = []
+
+    def probe(event: str, args: tuple[object, ...]) -> None:
+        if event == "open" and str(args[0]).endswith("shield_good_a.py"):
+            seen_depths.append(thread_state.importing)
+
+    sys.addaudithook(probe)
+    module = importlib.import_module("shield_good_a")
+    assert module.DEPTH == 0  # the module body runs unmarked
+    assert seen_depths and all(d > 0 for d in seen_depths)
+    # A loader asked to read a file that is not its module is an ordinary file read.
+    loader = importlib.machinery.SourceFileLoader("x", "/etc/hostname")
+    seen_depths.clear()
+    depth_during: list[int] = []
+    original = loader.get_data
+
+    def spy(path: str) -> bytes:
+        depth_during.append(thread_state.importing)
+        return b""
+
+    assert original is not None
+    imports._module_file_io(spy, loader, ("/etc/hostname",), {})
+    assert depth_during == [0]
+    assert thread_state.importing == 0
+
+
+def test_modules_loaded_before_install_are_reported(modules: Path) -> None:
+    importlib.import_module("shield_evil_a")
+    seen: list[Violation] = []
+
+    class Collect:
+        def report(self, violation: Violation) -> None:
+            seen.append(violation)
+
+    runtime.install(_policy())
+    try:
+        shield = runtime.active_shield()
+        assert shield is not None
+        shield.reporter = Collect()
+        imports.on_install(shield)  # the install-time walk, seen by our collector
+    finally:
+        runtime.uninstall()
+    hits = [v for v in seen if v.operation.module == "shield_evil_a"]  # type: ignore[union-attr]
+    assert hits and not hits[0].decision.blocked
+
+
+def test_uninstall_restores_identical_objects() -> None:
+    import _frozen_importlib as bootstrap
+    import _frozen_importlib_external as external
+
+    before = (
+        bootstrap._load_unlocked,
+        bootstrap.module_from_spec,
+        importlib.util.module_from_spec,
+        vars(external._LoaderBasics)["exec_module"],
+        vars(external.FileLoader)["get_data"],
+    )
+    runtime.install(_policy())
+    assert bootstrap._load_unlocked is not before[0]
+    runtime.uninstall()
+    after = (
+        bootstrap._load_unlocked,
+        bootstrap.module_from_spec,
+        importlib.util.module_from_spec,
+        vars(external._LoaderBasics)["exec_module"],
+        vars(external.FileLoader)["get_data"],
+    )
+    assert all(a is b for a, b in zip(before, after, strict=True))
+
+
+def test_tamper_restoring_the_import_system(shielded: list[Violation]) -> None:
+    import _frozen_importlib as bootstrap
+    import _frozen_importlib_external as external
+
+    saved = {
+        (bootstrap, "_load_unlocked"): bootstrap._load_unlocked,
+        (bootstrap, "module_from_spec"): bootstrap.module_from_spec,
+        (external._LoaderBasics, "exec_module"): vars(external._LoaderBasics)["exec_module"],
+    }
+    try:
+        for (owner, name), proxy in saved.items():
+            setattr(owner, name, proxy.__wrapped__)
+        with pytest.raises(PolicyViolation):  # the audit backstop, by module name
+            exec("import shield_evil_a")
+    finally:
+        for (owner, name), proxy in saved.items():
+            setattr(owner, name, proxy)
+    assert _not_ran()
+
+
+def test_threads_and_monitor(modules: Path) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            importlib.import_module("shield_evil_a")
+        except PolicyViolation as exc:
+            errors.append(exc)
+
+    _install(_policy())
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        runtime.uninstall()
+    assert len(errors) == 4
+    seen = _install(_policy(mode="monitor"))
+    try:
+        importlib.import_module("shield_evil_a")
+    finally:
+        runtime.uninstall()
+    assert not _not_ran()
+    assert [v.decision.blocked for v in seen] == [False]

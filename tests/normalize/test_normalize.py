@@ -1,0 +1,334 @@
+"""The normalisers on real files, descriptors and addresses, plus fuzzing with hypothesis."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appshield.normalize import (
+    canonical_address,
+    fd_path,
+    normalize_host,
+    normalize_path,
+    resolve_path,
+    resolve_program,
+)
+
+FUZZ = settings(max_examples=300, deadline=2000)
+
+# --- normalize_path ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given_", "expected"),
+    [
+        ("/a/b/../c", "/a/c"),
+        ("/a/./b/", "/a/b"),
+        ("//x", "/x"),
+        ("///x//y", "/x/y"),
+        ("/..", "/"),
+        (b"/a/b", "/a/b"),
+        (Path("/a/../b"), "/b"),
+    ],
+)
+def test_normalize_path_absolute(given_: object, expected: str) -> None:
+    assert normalize_path(given_) == expected  # type: ignore[arg-type]
+
+
+def test_normalize_path_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert normalize_path("x/../y", cwd="/srv") == "/srv/y"
+    monkeypatch.chdir(tmp_path)
+    assert normalize_path("f") == f"{tmp_path}/f"
+    assert normalize_path("") == str(tmp_path)
+
+
+def test_normalize_path_dir_fd(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    fd = os.open(tmp_path / "sub", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert normalize_path("../f", dir_fd=fd) == f"{tmp_path}/f"
+        assert normalize_path("/abs", dir_fd=fd) == "/abs"  # dir_fd ignored, as os does
+    finally:
+        os.close(fd)
+
+
+def test_normalize_path_does_not_resolve_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("/etc")
+    assert normalize_path(tmp_path / "link" / "passwd") == f"{tmp_path}/link/passwd"
+
+
+def test_normalize_path_nul_is_value_error() -> None:
+    with pytest.raises(ValueError):
+        normalize_path("/a\x00b")
+    with pytest.raises(ValueError):
+        normalize_path(b"/a\x00b")
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=40), st.binary(max_size=40)))
+def test_normalize_path_fuzz(raw: str | bytes) -> None:
+    text = os.fsdecode(raw)
+    if "\x00" in text:
+        with pytest.raises(ValueError):
+            normalize_path(raw, cwd="/base")
+        return
+    result = normalize_path(raw, cwd="/base")
+    assert result.startswith("/") and not result.startswith("//")
+    assert normalize_path(result) == result
+    assert "/../" not in result + "/" and "/./" not in result + "/"
+
+
+# --- resolve_path / fd_path ---------------------------------------------------------------------
+
+
+def test_resolve_path_follows_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    real = os.path.realpath(tmp_path)
+    assert resolve_path(tmp_path / "link" / "f") == f"{real}/real/f"
+    # `..` after a symlink climbs from the target, as the kernel does
+    (tmp_path / "real" / "deep").mkdir()
+    (tmp_path / "up").symlink_to(tmp_path / "real" / "deep")
+    assert resolve_path(f"{tmp_path}/up/../f") == f"{real}/real/f"
+
+
+def test_resolve_path_missing_and_dangling(tmp_path: Path) -> None:
+    real = os.path.realpath(tmp_path)
+    assert resolve_path(tmp_path / "nope" / "x") == f"{real}/nope/x"
+    (tmp_path / "dangling").symlink_to(tmp_path / "target-to-be")
+    assert resolve_path(tmp_path / "dangling") == f"{real}/target-to-be"
+
+
+def test_resolve_path_proc_magic_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.path.realpath(tmp_path)
+    (tmp_path / "f").write_text("x")
+    assert resolve_path("/proc/self/root/etc/../etc/passwd") == "/etc/passwd"
+    assert resolve_path(f"/proc/{os.getpid()}/root{tmp_path}/f") == f"{real}/f"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("/proc/self/cwd/f") == f"{real}/f"
+    assert resolve_path("f") == f"{real}/f"
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert resolve_path(f"/proc/self/fd/{fd}") == f"{real}/f"
+        assert fd_path(fd) == f"{real}/f"
+    finally:
+        os.close(fd)
+
+
+def test_resolve_path_dir_fd(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert resolve_path("f", dir_fd=fd) == f"{os.path.realpath(tmp_path)}/f"
+    finally:
+        os.close(fd)
+
+
+def test_resolve_path_does_not_open_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert resolve_path(fifo) == f"{os.path.realpath(tmp_path)}/fifo"  # would block if opened
+
+
+def test_fd_path_without_a_file() -> None:
+    read, write = os.pipe()
+    try:
+        assert fd_path(read) is None
+    finally:
+        os.close(read)
+        os.close(write)
+    assert fd_path(read) is None  # closed
+    assert fd_path(-1) is None
+
+
+# --- addresses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "127.0.0.1",
+        "127.1",
+        "0x7f.1",
+        "0x7f.0.0.1",
+        "017700000001",
+        "2130706433",
+        "0177.0.0.01",
+        "::ffff:127.0.0.1",
+        "::ffff:7f00:1",
+        "[::ffff:127.0.0.1]",
+        "::127.0.0.1",
+        "0:0:0:0:0:ffff:7f00:1",
+    ],
+)
+def test_canonical_address_loopback_v4(spelling: str) -> None:
+    assert canonical_address(spelling) == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        ("[::1]", "::1"),
+        ("0:0:0:0:0:0:0:1", "::1"),
+        ("::", "::"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("[fe80::1%25eth0]", "fe80::1"),
+        ("2001:DB8::0:1", "2001:db8::1"),
+    ],
+)
+def test_canonical_address_v6(spelling: str, expected: str) -> None:
+    assert canonical_address(spelling) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "example.com",
+        "localhost",
+        "",
+        "1.2.3.4 x",
+        " 1.2.3.4",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        "::g",
+        "0x",
+    ],
+)
+def test_canonical_address_names_and_garbage(name: str) -> None:
+    assert canonical_address(name) is None
+
+
+@FUZZ
+@given(st.text(max_size=30))
+def test_canonical_address_fuzz_text(text: str) -> None:
+    result = canonical_address(text)
+    if result is not None:
+        assert canonical_address(result) == result
+        assert str(ipaddress.ip_address(result)) == result
+
+
+@FUZZ
+@given(st.text("0123456789xXabcdef.", max_size=20))
+def test_canonical_address_agrees_with_inet_aton(text: str) -> None:
+    try:
+        packed = socket.inet_aton(text)
+    except OSError:
+        assert canonical_address(text) is None
+    else:
+        assert canonical_address(text) == socket.inet_ntoa(packed)
+
+
+@FUZZ
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["dotted", "int", "hex", "octal", "mapped"]))
+def test_canonical_address_v4_spellings(value: int, form: str) -> None:
+    spelling = {
+        "dotted": str(ipaddress.IPv4Address(value)),
+        "int": str(value),
+        "hex": hex(value),
+        "octal": "0" + oct(value)[2:],
+        "mapped": f"::ffff:{ipaddress.IPv4Address(value)}",
+    }[form]
+    assert canonical_address(spelling) == str(ipaddress.IPv4Address(value))
+
+
+@FUZZ
+@given(st.integers(0, 2**128 - 1), st.booleans())
+def test_canonical_address_v6_round_trips(value: int, exploded: bool) -> None:
+    address = ipaddress.IPv6Address(value)
+    spelling = address.exploded if exploded else address.compressed.upper()
+    packed = socket.inet_pton(socket.AF_INET6, spelling)
+    assert packed == address.packed
+    expected = str(address)
+    if address.ipv4_mapped is not None:
+        expected = str(address.ipv4_mapped)
+    elif value >> 32 == 0 and value >= 2:
+        expected = str(ipaddress.IPv4Address(value))
+    assert canonical_address(spelling) == expected
+
+
+# --- hosts --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Example.COM.", "example.com"),
+        ("example.com", "example.com"),
+        ("bücher.de", "xn--bcher-kva.de"),
+        ("BÜCHER.de.", "xn--bcher-kva.de"),
+        ("", ""),
+    ],
+)
+def test_normalize_host(name: str, expected: str) -> None:
+    assert normalize_host(name) == expected
+
+
+@FUZZ
+@given(st.text(max_size=80))
+def test_normalize_host_never_raises(name: str) -> None:
+    result = normalize_host(name)
+    assert isinstance(result, str) and not result.endswith(".")
+
+
+# --- programs ------------------------------------------------------------------------------
+
+
+def _script(folder: Path, name: str) -> Path:
+    path = folder / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_resolve_program_through_path(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = _script(bin_dir, "tool")
+    (tmp_path / "notexec").write_text("")
+    path_env = f"{tmp_path}/missing:{bin_dir}"
+    assert resolve_program("tool", path_env=path_env, cwd="/") == (
+        os.path.realpath(tool),
+        True,
+    )
+    assert resolve_program("nope", path_env=path_env, cwd="/") == (None, False)
+    assert resolve_program("notexec", path_env=str(tmp_path), cwd="/") == (None, False)
+
+
+def test_relative_path_entry_is_not_trusted(tmp_path: Path) -> None:
+    tool = _script(tmp_path, "tool")
+    found = resolve_program("tool", path_env=":/nonexistent", cwd=str(tmp_path))
+    assert found == (os.path.realpath(tool), False)
+
+
+def test_program_with_slash_trusted_only_in_unwritable_folder(tmp_path: Path) -> None:
+    tool = _script(tmp_path, "tool")
+    assert resolve_program("./tool", path_env=None, cwd=str(tmp_path)) == (
+        os.path.realpath(tool),
+        False,  # tmp_path is writable
+    )
+    resolved, trusted = resolve_program("/bin/sh", path_env=None, cwd="/")
+    assert resolved == os.path.realpath("/bin/sh")
+    assert trusted is (not os.access(os.path.dirname(resolved), os.W_OK))
+
+
+def test_program_symlink_resolved(tmp_path: Path) -> None:
+    tool = _script(tmp_path, "real-tool")
+    (tmp_path / "alias").symlink_to(tool)
+    assert resolve_program("alias", path_env=str(tmp_path), cwd="/")[0] == os.path.realpath(tool)
+
+
+@FUZZ
+@given(st.text(string.printable, max_size=20))
+def test_resolve_program_never_raises(name: str) -> None:
+    resolved, trusted = resolve_program(name, path_env="/usr/bin:/bin", cwd="/")
+    assert resolved is None or resolved.startswith("/")
+    assert isinstance(trusted, bool)
