@@ -294,8 +294,10 @@ def install(
         from appshield.telemetry import make_reporter
 
         config = ShieldConfig(effective, locked, STARTUP_ENVIRON.get("APPSHIELD_LOG"))
-        reporter = _learning_recorder(config) or make_reporter(config, STARTUP_ENVIRON)
-        shield = Shield(config, reporter)
+        recorder = _learning_recorder(config)
+        shield = Shield(config, recorder or make_reporter(config, STARTUP_ENVIRON))
+        if recorder is not None:
+            recorder.watch(shield)  # every decision, not only the reported ones
         patcher = Patcher(hooks.all_patch_points())
         _add_audit_hook(hooks.all_audit_handlers())
         _current = shield

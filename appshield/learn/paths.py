@@ -41,6 +41,12 @@ _SECRET_HOME_FOLDERS = (".ssh", ".aws", ".gnupg", ".kube", ".docker", ".config/g
 
 # tempfile's random names: a prefix (default "tmp"), 8 characters of [a-z0-9_], a suffix.
 _TEMPFILE_NAME = re.compile(r"^(tmp)[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+# A uuid, or a run of 8+ hex digits holding a digit (a hash, a random id): garbage-1f2e...
+_RANDOM_RUN = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[a-f]*[0-9])[0-9a-f]{8,}"
+)
+# tempfile's bare random names (`tempfile.gettempdir()` probes the folder with one).
+_TEMPFILE_PROBE = re.compile(r"^[a-z0-9_]{8}$")
 # A run of digits at the end of a name: pytest-12, test_learn0, build-20250101.
 _NUMBERED = re.compile(r"^(.*?[A-Za-z_.\-])\d+$")
 
@@ -87,9 +93,15 @@ def runtime_read_glob(path: str) -> str | None:
 
 
 def _widen_temp_segment(segment: str) -> str:
+    if _RANDOM_RUN.search(segment):
+        # A uuid or a long hex/random run: keep the readable rest, widen the run.
+        parts = _RANDOM_RUN.split(segment)
+        return "*".join(escape_glob(p) for p in parts)
     m = _TEMPFILE_NAME.match(segment)
     if m:
         return "tmp*" + escape_glob(m.group(2) or "")
+    if _TEMPFILE_PROBE.match(segment) and any(c.isdigit() for c in segment):
+        return "????????"
     m = _NUMBERED.match(segment)
     if m:
         return escape_glob(m.group(1)) + "*"

@@ -2,10 +2,11 @@
 
 `appshield learn` starts the command with `APPSHIELD_LEARN=<folder>` and `APPSHIELD_POLICY`
 naming the *learning policy* (`LEARNING_POLICY`: every default is `alert`, monitor mode, no
-rules). Under it every operation is a violation and nothing is blocked, so the shield hands
-every operation to its reporter; when `APPSHIELD_LEARN` is set, `runtime.install` gives it a
-`Recorder` instead of the telemetry reporter (telemetry would aggregate repeats away and
-flood the exporters). The recorder:
+rules). When `APPSHIELD_LEARN` is set (and the mode is monitor), `runtime.install` gives the
+shield a `Recorder` instead of the telemetry reporter and lets it take over the decisions
+(`Recorder.watch`): every operation is recorded and allowed, so nothing is blocked, nothing
+is reported (telemetry would fold repeats away and flood the exporters), and no hook stops
+deciding early. The recorder:
 - writes each distinct operation to `<folder>/ops-<pid>.jsonl` the first time it is seen, so
   a process that ends in `os._exit` or `exec` loses only its repeat counts, never an operation;
 - counts repeats in memory and appends them at exit;
@@ -18,10 +19,13 @@ import atexit
 import os
 import sys
 import threading
+from dataclasses import replace
 from typing import Any
 
+from appshield.decision import Decision
 from appshield.hooks._state import appshield_io
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
+from appshield.operations import FileOp, Operation
 from appshield.report import Violation
 
 __all__ = ["LEARNING_POLICY", "Recorder", "blame_module"]
@@ -53,15 +57,59 @@ def blame_module(stack: tuple[str, ...]) -> str | None:
     return stack[-1] if stack else None
 
 
+# What the learning shield answers for every operation: allowed, so that nothing is blocked
+# and no hook stops early. (A hook that turns one call into several operations, such as
+# `open(..., "w+")` that reads and writes, stops deciding at the first violation; every
+# operation being allowed, each one is decided, and so recorded.)
+_RECORDED = Decision("allow", "learn:recorded", False, "monitor")
+
+
+class _RecordingDecisions:
+    """Stands in for the shield's compiled policy: records every operation it is asked about
+    and allows it. Decisions, not reports, are where every operation is seen."""
+
+    def __init__(self, inner: Any, recorder: Recorder) -> None:
+        self._inner = inner
+        self._recorder = recorder
+
+    def decide(self, operation: Operation, stack: Any = None) -> Any:
+        # The callers (Shield.enforce, the hooks' screen, report_existing) all hold the API
+        # name in a local called `api`; reading it here spares a change to every hook.
+        api = sys._getframe(1).f_locals.get("api")
+        self._recorder.saw(operation, stack, api if isinstance(api, str) else "")
+        return _RECORDED
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _modules(stack: Any) -> tuple[str, ...]:
+    if callable(stack):
+        stack = stack()
+    return tuple(stack) if stack else ()
+
+
+def _with_resolved(operation: Operation) -> Operation:
+    # A learned allow must match the resolved path, and the hooks only resolve when the
+    # policy needs it: resolve here (learning is not the hot path).
+    if isinstance(operation, FileOp) and operation.resolved is None:
+        return FileOp(operation.path, operation.access, os.path.realpath(operation.path))
+    return operation
+
+
 class Recorder:
-    """A reporter that records every operation it is given (see the module docstring)."""
+    """A reporter that records every operation the shield decides (see the module docstring).
+    `watch(shield)` must be called once the shield exists; `report` then has nothing to do."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._reset()
         atexit.register(self.flush)
         os.register_at_fork(after_in_child=self._after_fork)
+
+    def watch(self, shield: Any) -> None:
+        shield.compiled = _RecordingDecisions(shield.compiled, self)
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -70,7 +118,7 @@ class Recorder:
         self._pending: dict[tuple[Any, ...], Observation] = {}
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._reset()
 
     def _write(self, line: str) -> None:
@@ -80,9 +128,16 @@ class Recorder:
             os.write(self._fd, (header_json(Roots.current(), sys.argv) + "\n").encode())
         os.write(self._fd, (line + "\n").encode())
 
-    def report(self, violation: Violation) -> None:
-        stack = violation.callsite.modules
-        obs = Observation(violation.operation, violation.api, blame_module(stack), stack)
+    def saw(self, operation: Operation, stack: Any, api: str) -> None:
+        try:
+            with appshield_io():
+                modules = _modules(stack)
+                obs = Observation(_with_resolved(operation), api, blame_module(modules), modules)
+                self._record(obs)
+        except Exception:  # recording must never break the program being learned
+            pass
+
+    def _record(self, obs: Observation) -> None:
         key = obs.key
         with self._lock:
             if os.getpid() != self._pid:  # forked without the at-fork hook (os.fork in C)
@@ -90,11 +145,12 @@ class Recorder:
             if key not in self._seen:
                 self._seen.add(key)
                 self._write(observation_to_json(obs))
-            else:
-                held = self._pending.get(key)
-                self._pending[key] = obs if held is None else Observation(
-                    obs.operation, obs.api, obs.module, obs.stack, held.count + 1
-                )
+                return
+            held = self._pending.get(key)
+            self._pending[key] = obs if held is None else replace(held, count=held.count + 1)
+
+    def report(self, violation: Violation) -> None:
+        pass  # every operation was already recorded when it was decided
 
     def flush(self) -> None:
         with appshield_io(), self._lock:

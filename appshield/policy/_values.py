@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from appshield.normalize import canonical_address, normalize_host
+
 __all__ = [
     "check_class_brackets",
     "check_module_glob",
@@ -21,7 +23,6 @@ __all__ = [
 
 _HOST_CHARS = re.compile(r"^[a-z0-9_*?\[\]!.-]+$")
 _MODULE_SEGMENT = re.compile(r"^[A-Za-z0-9_*?\[\]!]+$")
-_ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:[]")
 _PORT_RANGE = re.compile(r"^\s*([0-9]+)\s*-\s*([0-9]+)\s*$")
 
 
@@ -84,23 +85,15 @@ def check_module_glob(glob: str) -> None:
 
 
 def normalise_address(text: str) -> str | None:
-    """The canonical spelling of an IP literal (IPv4-mapped IPv6 as IPv4); None otherwise."""
-    if not _ADDRESS_CHARS.issuperset(text):  # cheap: most hosts are names, and
-        return None  # a failed ipaddress parse raises twice
-    candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+    """The canonical spelling of an IP literal, exactly as the hooks spell the addresses of
+    operations (`127.1` and `::ffff:127.0.0.1` are `127.0.0.1`); None for a name."""
+    return canonical_address(text)
 
 
 def normalise_host(text: str) -> str:
-    host = text.strip().lower()
-    if host.endswith(".") and host != ".":
-        host = host[:-1]
+    # The same normaliser as the hooks (lower case, no trailing dot, IDNA for non-ASCII
+    # names), so that a rule is written in the form operations arrive in.
+    host = normalize_host(text.strip())
     if not host:
         raise ValueError("a host cannot be empty")
     address = normalise_address(host)

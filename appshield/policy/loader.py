@@ -64,13 +64,13 @@ def load_text(text: str, *, filename: str | None = None) -> PolicyDocument:
     if filename is None:
         source = _Source(TEXT_NAME, None, os.getcwd(), None)
     else:
-        source = _file_source(os.fspath(filename), os.fspath(filename))
+        source = _file_source(_path_text(filename), os.fspath(filename))
     return _Loader().load_top(source, text)
 
 
 def load_file(path: str | os.PathLike[str]) -> PolicyDocument:
     """Read and validate the policy file at `path`."""
-    shown = os.fspath(path)
+    shown = _path_text(path)
     try:
         with open(shown, "rb") as handle:
             raw = handle.read()
@@ -83,7 +83,7 @@ def load_file(path: str | os.PathLike[str]) -> PolicyDocument:
 
 def load_mapping(data: Mapping[str, Any], *, base_dir: str | None = None) -> PolicyDocument:
     """Validate an already-parsed policy. `extends` and `{policy_dir}` use `base_dir`."""
-    folder = os.path.abspath(base_dir) if base_dir is not None else os.getcwd()
+    folder = os.path.abspath(_path_text(base_dir)) if base_dir is not None else os.getcwd()
     source = _Source(None, None, folder, None)
     return _Loader().load_top(source, from_python(data))
 
@@ -103,6 +103,17 @@ class _Source:
 def _file_source(display: str, path: str, *, pack: bool = False) -> _Source:
     absolute = os.path.abspath(path)
     return _Source(display, absolute, os.path.dirname(absolute), os.path.realpath(absolute), pack)
+
+
+def _path_text(path: str | os.PathLike[str]) -> str:
+    """A path argument as text; one that no file can have is a `PolicyError` up front."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise PolicyError(f"a policy path must be text, not {type(path).__name__}") from None
+    if not isinstance(text, str) or "\0" in text:
+        raise PolicyError(f"{text!r} is not a usable policy path")
+    return text
 
 
 def _decode(raw: bytes, shown: str) -> str:
@@ -398,8 +409,8 @@ class _Loader:
                 ck.report(item, f"extends: no built-in pack {target!r} (see appshield/packs/)")
                 return None
             return _file_source(path, path, pack=True)
-        if not target:
-            ck.report(item, "extends: empty path")
+        if not target or "\0" in target:
+            ck.report(item, f"extends: {target!r} is not a file path")
             return None
         path = os.path.join(source.base_dir, target)
         folder = os.path.realpath(source.base_dir)

@@ -57,19 +57,32 @@ def _configured(provider: Any) -> Any:
 
 
 def app_providers() -> Providers:
-    """The app's global providers, where it set real ones. Only looks at modules the app
-    (or someone) already imported: no import happens here."""
+    """The app's global providers, where it set real ones. Only looks at modules that were
+    already imported: no import happens here. The module globals are read directly where
+    they exist, because the public getters may load and *set* a provider named by
+    `OTEL_PYTHON_*_PROVIDER`, which is the app's call to make, not appshield's."""
     modules = sys.modules
-    trace, logs, metrics = (
-        modules.get("opentelemetry.trace"),
-        modules.get("opentelemetry._logs"),
-        modules.get("opentelemetry.metrics"),
-    )
     return Providers(
-        _configured(trace.get_tracer_provider()) if trace is not None else None,
-        _configured(logs.get_logger_provider()) if logs is not None else None,
-        _configured(metrics.get_meter_provider()) if metrics is not None else None,
+        _global(modules.get("opentelemetry.trace"), "_TRACER_PROVIDER", "get_tracer_provider"),
+        _global(
+            modules.get("opentelemetry._logs._internal"), "_LOGGER_PROVIDER", "get_logger_provider"
+        ),
+        _global(
+            modules.get("opentelemetry.metrics._internal"), "_METER_PROVIDER", "get_meter_provider"
+        ),
     )
+
+
+def _global(module: Any, attribute: str, getter: str) -> Any:
+    if module is None:
+        return None
+    provider = getattr(module, attribute, _MISSING)
+    if provider is _MISSING:
+        provider = getattr(module, getter)()
+    return None if provider is None else _configured(provider)
+
+
+_MISSING = object()
 
 
 def _context(in_context: bool) -> Any:

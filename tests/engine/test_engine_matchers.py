@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appshield.engine import compile_policy, glob_problem
+from appshield.engine import compile_policy, escape, glob_problem
 from appshield.engine.globs import (
     module_pattern,
     module_subject,
@@ -223,3 +223,19 @@ def test_cached_and_uncached_agree(data: Any) -> None:
 @given(st.data())
 def test_cached_and_uncached_agree_exhaustive(data: Any) -> None:
     check_cache_transparent(data)
+
+
+@pytest.mark.parametrize("name", ["/p/[prod].yaml", "/p/a*b?.yaml", "/p/plain.yaml"])
+def test_escape_makes_a_literal_glob(name: str) -> None:
+    matcher = path_matcher(escape(name))
+    assert matcher(name)
+    assert not matcher("/p/p.yaml") and not matcher("/p/aXbY.yaml")
+
+
+def test_non_operation_and_missing_defaults_are_refused() -> None:
+    compiled = compile_policy(_doc(), "enforce")
+    with pytest.raises(TypeError):
+        compiled.decide("/etc/passwd")  # type: ignore[arg-type]
+    incomplete = PolicyDocument(1, "t", None, {"file": "allow"}, ())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="defaults"):
+        compile_policy(incomplete, "enforce")

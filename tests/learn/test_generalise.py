@@ -128,3 +128,26 @@ def test_unshielded_child_is_reported_not_allowed() -> None:
     result = learn_policy([_obs(child)])
     assert result.skipped and "# not allowed:" in result.text
     Policy.from_yaml(result.text)
+
+
+def test_multiprocessing_descriptor_numbers_are_widened() -> None:
+    code = "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=7, pipe_handle=13)"
+
+    def start(source: str) -> ProcessOp:
+        argv = ("python3", "-B", "-c", source, "--multiprocessing-fork")
+        return ProcessOp("/usr/bin/python3.11", argv, trusted_location=True)
+
+    policy, _ = _learn(start(code))
+    later = start(code.replace("=7", "=5").replace("=13", "=11"))
+    assert policy.decide(later).action == "allow"
+    assert policy.decide(FileOp(ROOTS.stdlib[0] + "/os.py", "read")).action == "allow"  # always
+
+
+def test_scratch_trees_under_tmp_collapse() -> None:
+    garbage = f"{ROOTS.tmp}/pytest-of-me/garbage-1f2e3d4c-aaaa-bbbb-cccc-0123456789ab"
+    ops = [FileOp(f"{garbage}/t{i}/f{i}.txt", "delete") for i in range(12)]
+    policy, text = _learn(*ops)
+    assert '"{tmp}/pytest-of-me/**"' in text
+    later = FileOp(f"{ROOTS.tmp}/pytest-of-me/garbage-99/x/y.txt", "delete")
+    assert policy.decide(later).action == "allow"
+    assert policy.decide(FileOp(f"{ROOTS.tmp}/other/y.txt", "delete")).action == "deny"

@@ -22,7 +22,10 @@ from appshield.normalize import (
     resolve_program,
 )
 
-FUZZ = settings(max_examples=300, deadline=2000)
+FUZZ = settings(max_examples=80, deadline=None)
+SLOW = settings(
+    max_examples=300 if os.environ.get("APPSHIELD_SLOW_SAMPLE") else 5000, deadline=None
+)
 
 # --- normalize_path ---------------------------------------------------------------------------
 
@@ -207,13 +210,24 @@ def test_canonical_address_names_and_garbage(name: str) -> None:
     assert canonical_address(name) is None
 
 
-@FUZZ
-@given(st.text(max_size=30))
-def test_canonical_address_fuzz_text(text: str) -> None:
+def check_canonical(text: str) -> None:
     result = canonical_address(text)
     if result is not None:
         assert canonical_address(result) == result
         assert str(ipaddress.ip_address(result)) == result
+
+
+@FUZZ
+@given(st.text(max_size=30))
+def test_canonical_address_fuzz_text(text: str) -> None:
+    check_canonical(text)
+
+
+@pytest.mark.slow
+@SLOW
+@given(st.one_of(st.text(max_size=40), st.text("0123456789abcdefx.:[]%", max_size=40)))
+def test_canonical_address_fuzz_exhaustive(text: str) -> None:
+    check_canonical(text)
 
 
 @FUZZ

@@ -115,11 +115,17 @@ def test_marker_with_inline_rules(pytester: pytest.Pytester) -> None:
 
         def test_unmarked():
             subprocess.run(["ls"], capture_output=True)
+
+        @pytest.mark.appshield(rules=[{"id": "typo", "category": "proces", "action": "deny",
+                                       "match": {}}])
+        def test_bad_marker():
+            pass
     """)
     )
     result = runpytest(pytester)
-    assert outcomes(result) == {"passed": 1, "failed": 1}
+    assert outcomes(result) == {"passed": 1, "failed": 1, "errors": 1}
     result.stdout.fnmatch_lines(["*test_marked*", "*rule 'no-ls' (blocked)*"])
+    result.stdout.fnmatch_lines(["*appshield marker: invalid policy*"])
 
 
 def test_marker_with_yaml_replaces_the_session_policy(pytester: pytest.Pytester) -> None:

@@ -37,10 +37,8 @@ def _rule(i: int) -> str:
 
 def test_ten_thousand_rules_load_fast() -> None:
     text = HEADER + "".join(_rule(i) for i in range(10_000))
-    best = float("inf")
-    for _ in range(2):
-        start = time.process_time()
-        document = load_text(text)
-        best = min(best, time.process_time() - start)
+    start = time.process_time()
+    document = load_text(text)
+    spent = time.process_time() - start
     assert len(document.rules) == 10_000
-    assert best < 2.0, f"10,000 rules took {best:.2f} s of CPU"
+    assert spent < 2.0, f"10,000 rules took {spent:.2f} s of CPU"

@@ -75,8 +75,8 @@ def test_flood_200k(pipeline: Pipeline) -> None:
 
 
 def test_memory_is_bounded_by_the_key_map_not_by_the_flood() -> None:
-    small, large = _memory_growth_kb(20_000), _memory_growth_kb(60_000)
-    print({"growth_kb_20k": small, "growth_kb_60k": large})
+    small, large = _memory_growth_kb(10_000), _memory_growth_kb(30_000)
+    print({"growth_kb_10k": small, "growth_kb_30k": large})
     assert large < small * 1.3 + 64
     assert large < 4 * 1024
 

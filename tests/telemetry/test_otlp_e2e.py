@@ -134,3 +134,47 @@ def test_exporter_is_exempt_from_a_network_deny_but_the_app_is_not(tmp_path: Pat
             for s in _by_name(receiver.spans(), "appshield.violation")
         }
         assert rules == {"no-denied-writes", "default:network"}
+
+
+def test_app_global_providers_for_all_signals_no_private_pipeline(tmp_path: Path) -> None:
+    """The app configured traces, logs and metrics (in memory) before the violation: all
+    three carry it, and appshield builds no pipeline of its own even with OTEL_* set."""
+    body = """
+    import threading
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    reader = InMemoryMetricReader()
+    tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(spans))
+    lp = LoggerProvider(); lp.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    trace.set_tracer_provider(tp)
+    _logs.set_logger_provider(lp)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    for _ in range(3):
+        violate()
+    data = reader.get_metrics_data()
+    total = sum(
+        p.value
+        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        if m.name == "appshield.violations" for p in m.data.data_points
+    )
+    print(json.dumps({
+        "spans": [s.name for s in spans.get_finished_spans()],
+        "logs": [r.log_record.event_name for r in logs.get_finished_logs()],
+        "count": total,
+        "threads": sorted(t.name for t in threading.enumerate()),
+    }))
+    """
+    result = run_app(tmp_path, body, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["spans"] == ["appshield.violation"]
+    assert out["logs"] == ["appshield.violation"]
+    assert out["count"] == 3
+    assert "appshield-telemetry-init" not in out["threads"]
