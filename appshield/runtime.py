@@ -343,9 +343,10 @@ def uninstall() -> None:
 
 
 def _learning_recorder(config: ShieldConfig) -> Any:
-    """`appshield learn`: with APPSHIELD_LEARN set and a policy in monitor mode, every
-    operation goes to the learning recorder instead of the telemetry sinks. Read once here,
-    at install; it costs nothing afterwards."""
+    """`appshield learn`: with APPSHIELD_LEARN set and a policy in monitor mode, the learning
+    recorder replaces the telemetry sinks and takes over the decisions (it records and allows
+    every operation; see appshield.learn.recorder). Read once here, at install; a shield
+    without it pays nothing."""
     folder = STARTUP_ENVIRON.get("APPSHIELD_LEARN")
     if not folder or config.policy.mode != "monitor":
         return None

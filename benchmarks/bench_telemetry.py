@@ -125,6 +125,31 @@ def startup(policy: Path, rounds: int) -> dict[str, float]:
     return {name: statistics.median(v) * 1e3 for name, v in samples.items()}
 
 
+SHARE = """
+import time, appshield.runtime
+t = time.perf_counter()
+from appshield.telemetry import make_reporter
+make_reporter(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+took = time.perf_counter() - t
+import sys
+loaded = [m for m in sys.modules if m.startswith(("opentelemetry", "logging", "json"))]
+print(took * 1e3, len(loaded))
+"""
+
+
+def telemetry_share(rounds: int) -> tuple[float, int]:
+    """In-process: importing appshield.telemetry and making the reporter, after the rest
+    of appshield is loaded (the part of install() that this package owns)."""
+    samples, loaded = [], 0
+    for _ in range(rounds):
+        out = subprocess.run(
+            [sys.executable, "-c", SHARE], env=_env(), capture_output=True, text=True, check=True
+        ).stdout.split()
+        samples.append(float(out[0]))
+        loaded = int(out[1])
+    return statistics.median(samples), loaded
+
+
 def per_violation(policy: Path, denied: Path, calls: int, rounds: int) -> dict[str, Any]:
     server, endpoint = _receiver()
     base = {"BENCH_POLICY": str(policy), "BENCH_DENIED": str(denied), "BENCH_CALLS": str(calls)}
@@ -162,6 +187,9 @@ def main() -> None:
         for name, ms in start.items():
             print(f"  {name:<20} {ms:8.1f}")
         print(f"  shield - bare        {start['shield'] - start['bare']:8.1f}   (target <= 50)")
+        share, loaded = telemetry_share(args.rounds)
+        print(f"  telemetry's share    {share:8.2f}   (import + make_reporter, in-process)")
+        print(f"  opentelemetry/logging/json modules loaded by it: {loaded}")
         costs = per_violation(policy, denied, args.calls, args.worker_rounds)
         print(f"\nper call, median over {args.calls} calls, median of {args.worker_rounds} runs:")
         print(

@@ -80,26 +80,38 @@ SUITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "test_socket",
             "test.test_asyncio.test_streams",
             "test.test_asyncio.test_sock_lowlevel",
+            "test.test_asyncio.test_subprocess",
             "test_importlib",
         ),
         (
             "test.test_fileio.*",
             "test.test_tempfile.*",
-            "test.test_shutil.*",
-            "test.test_pathlib.*",
-            "test.test_os.*",
-            "test.test_subprocess.ProcessTestCase.*",
-            "test.test_subprocess.POSIXProcessTestCase.test_*exec*",
+            "test.test_shutil.TestCopy.*",
+            "test.test_shutil.TestCopyTree.*",
+            "test.test_shutil.TestMove.*",
+            "test.test_shutil.TestRmTree.*",
+            "test.test_pathlib.PosixPathTest.*",
+            "test.test_os.FileTests.*",
+            "test.test_os.MakedirTests.*",
+            "test.test_os.RemoveDirsTests.*",
+            "test.test_os.TestScandir.*",
+            "test.test_os.WalkTests.*",
+            "test.test_os.SpawnTests.test_spawnv*",
+            "test.test_subprocess.ProcessTestCase.test_call_*",
+            "test.test_subprocess.ProcessTestCase.test_check_*",
+            "test.test_subprocess.ProcessTestCase.test_communicate*",
             "test.test_subprocess.RunFuncTestCase.*",
+            "test.test_subprocess.POSIXProcessTestCase.test_*exec*",
             "test.test_socket.GeneralModuleTests.*",
             "test.test_socket.BasicTCPTest.*",
             "test.test_socket.BasicUDPTest.*",
             "test.test_socket.NetworkConnectionAttributesTest.*",
             "test.test_asyncio.test_streams.*",
-            "test.test_asyncio.test_sock_lowlevel.SelectEventLoopTests.*",
+            "test.test_asyncio.test_sock_lowlevel.EPollEventLoopTests.*",
+            "test.test_asyncio.test_subprocess.SubprocessMixin.test_stdin_stdout",
+            "test.test_asyncio.test_subprocess.SubprocessThreadedWatcherTests.test_stdin_stdout",
             "test.test_importlib.test_api.*",
             "test.test_importlib.source.*",
-            "test.test_importlib.import_.*",
         ),
     ),
     "full": (MODULES_FULL, ()),
@@ -114,6 +126,11 @@ ENVIRONMENT_IGNORES: dict[str, str] = {
 
 # Differences from the bare run that are intended, as (run, test id glob) -> reason.
 EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {
+    ("*", "test.test_os.*.test_closerange"): (
+        "skips unless it finds consecutive free file descriptors, which depends on what the"
+        " tests before it in the same worker left open: it skipped in a bare run and passed"
+        " under appshield in the same suite, and passes bare when run alone"
+    ),
     ("monitor", "module:test_socket"): (
         "KNOWN BUG, to fix in telemetry: reporting a violation from a thread started with"
         " `_thread.start_new_thread` logs a warning on the `appshield` logger, and"

@@ -45,19 +45,41 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from appshield.hooks._file_describe import accesses, file_op, open_ops
+from appshield.hooks._file_cache import _memory
+from appshield.hooks._file_cache import lookup as _cache_lookup
+from appshield.hooks._file_cache import remember as _cache_remember
+from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
-from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly
+from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly, screen
 from appshield.hooks._state import thread_state
 from appshield.operations import FileAccess, FileOp, Operation
 
-__all__ = ["AUDIT_HANDLERS", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
 
 _state = thread_state
 Described = tuple[Operation, str]
 _IMPORTLIB_FILE = "<frozen importlib._bootstrap_external>"
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _module_suffixes: tuple[str, ...] | None = None
+
+
+class _NoShield:
+    compiled = None
+
+
+# The installed shield (set by on_install): the audit hook calls the handlers only while one
+# is active, so they read its current compiled policy here without going through runtime.
+_active: Any = _NoShield()
+
+
+def on_install(shield: Any) -> None:
+    global _active
+    _active = shield
+
+
+def on_uninstall() -> None:
+    global _active
+    _active = _NoShield()
 
 
 # -- the import system's own file work ------------------------------------------------------
@@ -97,15 +119,28 @@ def _import_file_work(path: Any) -> bool:
 
 
 def _on_open(args: tuple[Any, ...]) -> Described | None:
+    # The hot path of every open(). An allowed open remembered for a clean absolute path
+    # costs two dict lookups here (plus one stat when symlinks matter): see _file_cache.
     path = args[0]
-    if path.__class__ is int:
+    compiled = _active.compiled
+    if path.__class__ is str:
+        memory = _memory
+        if args[2] in memory.plain.get(path, ()) and memory.owner is compiled:
+            return None
+        if _state.importing and _import_file_work(path):
+            return None
+        if _cache_lookup(path, args[2], compiled):
+            return None
+    elif path.__class__ is int:
         return None  # an already-open descriptor: its open was decided
-    if _state.importing and _import_file_work(path):
+    elif _state.importing and _import_file_work(path):
         return None
-    wanted = accesses(args[2])
-    if len(wanted) == 1:
-        return file_op(path, wanted[0]), "open"
-    return first_violation((op, "open") for op in open_ops(path, args[2]))
+    ops = open_ops(path, args[2])
+    found = screen([(op, "open") for op in ops])
+    if found is None:
+        _cache_remember(path, args[2], ops, compiled)
+        return None
+    return found[0], found[1]
 
 
 def _listing(path: Any, api: str) -> Described | None:

@@ -145,7 +145,7 @@ def test_multiprocessing_descriptor_numbers_are_widened() -> None:
 
 def test_scratch_trees_under_tmp_collapse() -> None:
     garbage = f"{ROOTS.tmp}/pytest-of-me/garbage-1f2e3d4c-aaaa-bbbb-cccc-0123456789ab"
-    ops = [FileOp(f"{garbage}/t{i}/f{i}.txt", "delete") for i in range(12)]
+    ops = [FileOp(f"{garbage}/{name}x/sub/f.txt", "delete") for name in "abcdefghijkl"]
     policy, text = _learn(*ops)
     assert '"{tmp}/pytest-of-me/**"' in text
     later = FileOp(f"{ROOTS.tmp}/pytest-of-me/garbage-99/x/y.txt", "delete")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,10 @@ def test_policy_shaped_mappings_and_their_yaml(data: dict[str, Any]) -> None:
     _only_policy_error(lambda: load_mapping(data))
     text = yaml.safe_dump(data, allow_unicode=True)
     _only_policy_error(lambda: load_text(text))
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=timedelta(seconds=5), suppress_health_check=list(HealthCheck))
+@given(st.one_of(st.text(), st.lists(st.sampled_from(TOKENS), max_size=200).map("".join)))
+def test_exhaustive_text(text: str) -> None:
+    _only_policy_error(lambda: load_text(text, filename="fuzz.yaml"))

@@ -130,3 +130,19 @@ os.waitpid(pid, 0)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     pids = [line["pid"] for line in lines if "suppressed_count" not in line]
     assert len(set(pids)) == 2
+
+
+def test_uninstall_flushes_and_gives_sigterm_back(tmp_path: Path) -> None:
+    body = """
+import signal as _signal
+violate()
+had = _signal.getsignal(_signal.SIGTERM) is not _signal.SIG_DFL
+appshield.uninstall()
+print(json.dumps({"had": had, "restored": _signal.getsignal(_signal.SIGTERM) is _signal.SIG_DFL}))
+"""
+    with running() as receiver:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+        result = run_app(tmp_path, body, env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"had": True, "restored": True}
+        assert len(_violation_spans(receiver)) == 1
