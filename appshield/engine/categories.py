@@ -23,6 +23,8 @@ from appshield.engine.globs import (
     module_pattern,
     module_subject,
     path_matcher,
+    translate_path,
+    translate_plain,
 )
 from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie
 from appshield.engine.predicates import Pred, host_key, predicates
@@ -35,8 +37,10 @@ _ACCESSES = ("read", "write", "delete")
 
 
 class Rule:
-    """One compiled rule. `rank`: 0 deny, 1 alert, 2 allow. `blocks`: a match blocks (a deny
-    whose own mode is not monitor, under an enforcing policy)."""
+    """One rule, ready to be indexed; its predicates are built on first use (most rules of a
+    large policy are never a candidate in a given process, and building thousands of closures
+    would lengthen start-up). `rank`: 0 deny, 1 alert, 2 allow. `blocks`: a match blocks (a
+    deny whose own mode is not monitor, under an enforcing policy)."""
 
     __slots__ = (
         "blocked_decision",
@@ -45,6 +49,7 @@ class Rule:
         "has_unless",
         "id",
         "needs_stack",
+        "plain",
         "preds",
         "rank",
         "scope",
@@ -54,30 +59,60 @@ class Rule:
     )
 
     def __init__(self, spec: RuleSpec, mode: Mode) -> None:
+        _check_classes(spec)
         self.spec = spec
         self.id = spec.id
         self.rank = _RANK[spec.action]
-        allow = spec.action == "allow"
-        self.preds: tuple[Pred, ...] = predicates(
-            spec.category,
-            spec.match.fields,
-            broad_path=not allow,
-            broad_exec=spec.action == "deny",
-        )
-        self.scope = _scope(spec.scope)
         unless = spec.unless
         self.has_unless = unless is not None
-        # An exception to a deny must be hard to meet, an exception to an allow easy to meet.
-        self.unless_preds: tuple[Pred, ...] = (
-            predicates(spec.category, unless.fields, broad_path=allow, broad_exec=allow)
-            if unless is not None
-            else ()
+        self.needs_stack = spec.scope is not None or (
+            unless is not None and unless.scope is not None
         )
-        self.unless_scope = _scope(unless.scope) if unless is not None else None
-        self.needs_stack = self.scope is not None or self.unless_scope is not None
+        self.plain = not (self.has_unless or spec.scope is not None)
         self.blocks = self.rank == 0 and spec.mode != "monitor" and mode == "enforce"
         self.decision = Decision(spec.action, spec.id, self.blocks, mode)
         self.blocked_decision = Decision(spec.action, spec.id, mode == "enforce", mode)
+        self.preds: tuple[Pred, ...] | None = None
+        self.scope: tuple[Matcher, ...] | None = None
+        self.unless_preds: tuple[Pred, ...] = ()
+        self.unless_scope: tuple[Matcher, ...] | None = None
+
+    def compile(self) -> tuple[Pred, ...]:
+        """Build the predicates. Idempotent; two threads racing here build equal values, and
+        `preds` is stored last, so a reader that sees it sees the rest."""
+        spec = self.spec
+        allow = spec.action == "allow"
+        self.scope = _scope(spec.scope)
+        unless = spec.unless
+        if unless is not None:
+            # An exception to a deny must be hard to meet, an exception to an allow easy.
+            self.unless_preds = predicates(
+                spec.category, unless.fields, broad_path=allow, broad_exec=allow
+            )
+            self.unless_scope = _scope(unless.scope)
+        preds = predicates(
+            spec.category, spec.match.fields, broad_path=not allow, broad_exec=spec.action == "deny"
+        )
+        self.preds = preds
+        return preds
+
+
+_GLOB_FIELDS = ("executable", "command_line", "path", "host", "module", "origin", "library")
+
+
+def _check_classes(spec: RuleSpec) -> None:
+    """Raise GlobError now for a bad `[...]` class, rather than at the first decision."""
+    conditions = [spec.match] if spec.unless is None else [spec.match, spec.unless]
+    globs = [*(spec.scope or ()), *(g for c in conditions for g in c.scope or ())]
+    for condition in conditions:
+        for name in _GLOB_FIELDS:
+            globs.extend(condition.fields.get(name, ()))
+        for vector in condition.fields.get("args", ()):
+            globs.extend(vector)
+    for glob in globs:
+        if "[" in glob:
+            translate_path(glob)
+            translate_plain(glob)
 
 
 def _scope(globs: tuple[str, ...] | None) -> tuple[Matcher, ...] | None:

@@ -9,6 +9,7 @@ denies only when that deny does not block, looking for one that does.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -61,7 +62,7 @@ class _Stack:
 
 
 def _holds(rule: Rule, op: Any, stack: _Stack) -> bool:
-    for pred in rule.preds:
+    for pred in rule.preds or ():
         if not pred(op):
             return False
     if rule.scope is not None and not stack.holds(rule.scope):
@@ -130,10 +131,22 @@ class CompiledPolicy:
             rule = rules[position]
             if winner is not None and rule.rank:
                 break  # past the denies: the deny that won does not block
-            if view is None and rule.needs_stack:
-                view = _Stack(stack)
-            if not _holds(rule, op, view):  # type: ignore[arg-type]
-                continue
+            preds = rule.preds
+            if preds is None:
+                preds = rule.compile()
+            if rule.plain:  # fields only: test them inline, saving a call per candidate
+                failed = False
+                for pred in preds:
+                    if not pred(op):
+                        failed = True
+                        break
+                if failed:
+                    continue
+            else:
+                if view is None and rule.needs_stack:
+                    view = _Stack(stack)
+                if not _holds(rule, op, view):  # type: ignore[arg-type]
+                    continue
             if winner is None:
                 winner = rule
                 if rule.rank or rule.blocks or not self._enforce:
@@ -188,6 +201,20 @@ def compile_policy(
     missing = [c for c in CATEGORIES if c not in document.defaults]
     if missing:
         raise ValueError(f"defaults must name every category; missing: {', '.join(missing)}")
+    # Compiling creates tens of thousands of small objects (closures, tuples, trie nodes) that
+    # all stay alive; the cyclic GC would rescan the growing heap again and again for nothing.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile(document, mode, protected_paths, cache_size)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _compile(
+    document: PolicyDocument, mode: Mode, protected_paths: tuple[str, ...], cache_size: int
+) -> CompiledPolicy:
     protections = document.protections
     categories = {
         category: build_category(

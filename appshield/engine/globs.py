@@ -132,14 +132,14 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
-def _lazy_regex(regex: str, flags: int = 0) -> Matcher:
-    """A matcher that compiles its regex on first use (then answers with `fullmatch`)."""
+def _lazy_path_regex(pattern: str) -> Matcher:
+    """Like `_lazy_regex`, but the translation too waits for the first use."""
     compiled: Callable[[str], object] | None = None
 
     def match(text: str) -> bool:
         nonlocal compiled
         if compiled is None:
-            compiled = re.compile(regex, flags).fullmatch
+            compiled = re.compile(translate_path(pattern)).fullmatch
         return compiled(text) is not None
 
     return match
@@ -157,8 +157,9 @@ def path_matcher(pattern: str) -> Matcher:
     """Matcher for one path glob (also base-name globs and converted module globs)."""
     if not has_magic(pattern):
         return pattern.__eq__  # type: ignore[return-value]
-    regex = translate_path(pattern)  # raises GlobError now, not at the first decision
-    return _path_shape(pattern) or _lazy_regex(regex)
+    if "[" in pattern:
+        translate_path(pattern)  # a bad class raises GlobError now, not at the first decision
+    return _path_shape(pattern) or _lazy_path_regex(pattern)
 
 
 def _path_shape(pattern: str) -> Matcher | None:
@@ -233,7 +234,17 @@ def plain_matcher(pattern: str) -> Matcher:
     if pattern.endswith("*") and not has_magic(pattern[:-1]):
         prefix = pattern[:-1]
         return lambda text: text.startswith(prefix)
-    return _lazy_regex(translate_plain(pattern), re.DOTALL)
+    if "[" in pattern:
+        translate_plain(pattern)  # a bad class raises GlobError now
+    compiled: Callable[[str], object] | None = None
+
+    def match(text: str) -> bool:
+        nonlocal compiled
+        if compiled is None:
+            compiled = re.compile(translate_plain(pattern), re.DOTALL).fullmatch
+        return compiled(text) is not None
+
+    return match
 
 
 def _suffix(suffix: str) -> Matcher:

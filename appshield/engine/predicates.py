@@ -136,6 +136,10 @@ def _cidr(cidrs: tuple[str, ...]) -> Pred:
 
 
 def _port(ranges: tuple[tuple[int, int], ...]) -> Pred:
+    if len(ranges) == 1:
+        low, high = ranges[0]
+        return lambda op: op.port is not None and low <= op.port <= high
+
     def pred(op: Any) -> bool:
         port = op.port
         return port is not None and any(low <= port <= high for low, high in ranges)
@@ -148,34 +152,34 @@ def _module(globs: tuple[str, ...]) -> Pred:
     return lambda op: op.module is not None and match(module_subject(op.module))
 
 
+_BUILDERS: dict[tuple[str, str], Callable[[tuple[Any, ...], bool, bool], Pred]] = {
+    ("process", "executable"): lambda v, _path, broad_exec: _executable(v, broad_exec),
+    ("process", "args"): lambda v, _p, _e: _args(v),
+    ("process", "shell"): lambda v, _p, _e: _member("shell", v),
+    ("process", "unshielded"): lambda v, _p, _e: _member("unshielded", v),
+    ("process", "command_line"): lambda v, _p, _e: _text("command_line", _plains(v)),
+    ("file", "path"): lambda v, broad_path, _e: _path(v, broad_path),
+    ("file", "access"): lambda v, _p, _e: _member("access", v),
+    ("network", "host"): lambda v, _p, _e: _host(v),
+    ("network", "cidr"): lambda v, _p, _e: _cidr(v),
+    ("network", "port"): lambda v, _p, _e: _port(v),
+    ("network", "operation"): lambda v, _p, _e: _member("operation", v),
+    ("network", "transport"): lambda v, _p, _e: _member("transport", v),
+    ("import", "module"): lambda v, _p, _e: _module(v),
+    ("import", "origin"): lambda v, _p, _e: _text("origin", _paths(v)),
+    ("import", "library"): lambda v, _p, _e: _text("library", _paths(v)),
+}
+
+
 def _field(
     category: str, name: str, values: tuple[Any, ...], broad_path: bool, broad_exec: bool
 ) -> Pred:
-    builders: dict[tuple[str, str], Callable[[], Pred]] = {
-        ("process", "executable"): lambda: _executable(values, broad_exec),
-        ("process", "args"): lambda: _args(values),
-        ("process", "shell"): lambda: _member("shell", values),
-        ("process", "unshielded"): lambda: _member("unshielded", values),
-        ("process", "command_line"): lambda: _text(
-            "command_line", _plains(values)
-        ),
-        ("file", "path"): lambda: _path(values, broad_path),
-        ("file", "access"): lambda: _member("access", values),
-        ("network", "host"): lambda: _host(values),
-        ("network", "cidr"): lambda: _cidr(values),
-        ("network", "port"): lambda: _port(values),
-        ("network", "operation"): lambda: _member("operation", values),
-        ("network", "transport"): lambda: _member("transport", values),
-        ("import", "module"): lambda: _module(values),
-        ("import", "origin"): lambda: _text("origin", _paths(values)),
-        ("import", "library"): lambda: _text("library", _paths(values)),
-    }
-    builder = builders.get((category, name))
+    builder = _BUILDERS.get((category, name))
     if builder is None:
         raise ValueError(f"unknown match field {name!r} for category {category!r}")
     if not values:
         return lambda op: False  # an empty list of alternatives matches nothing
-    return builder()
+    return builder(values, broad_path, broad_exec)
 
 
 def predicates(

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -52,6 +53,7 @@ from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly, screen
 from appshield.hooks._state import thread_state
+from appshield.normalize import fd_path
 from appshield.operations import FileAccess, FileOp, Operation
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
@@ -131,16 +133,45 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
             return None
         if _cache_lookup(path, args[2], compiled):
             return None
+        if args[1] is None and path[:1] != "/" and not _wrapped.plain_os_open:
+            return _unknown_dir_fd(path, args[2])
     elif path.__class__ is int:
         return None  # an already-open descriptor: its open was decided
     elif _state.importing and _import_file_work(path):
         return None
+    if args[1] is None and not _wrapped.plain_os_open and _is_relative(path):
+        return _unknown_dir_fd(path, args[2])
     ops = open_ops(path, args[2])
     found = screen([(op, "open") for op in ops])
     if found is None:
         _cache_remember(path, args[2], ops, compiled)
         return None
     return found[0], found[1]
+
+
+def _is_relative(path: Any) -> bool:
+    text = os.fsdecode(os.fspath(path))
+    return not text.startswith("/")
+
+
+def _open_folders() -> list[int]:
+    """Descriptors of this process that name folders: what a `dir_fd` could be."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        target = fd_path(int(name))
+        if target is not None and os.path.isdir(target):
+            found.append(int(name))
+    return found
+
+
+def _unknown_dir_fd(path: Any, flags: int) -> Described | None:
+    """An os.open of a relative path that bypassed the wrapper (a captured or `__wrapped__`
+    original, a fresh `posix` module): its dir_fd may be any open folder, so the path is
+    judged against the current folder and against every one of them."""
+    described = [(op, "os.open") for op in open_ops(path, flags)]
+    for fd in _open_folders():
+        described.extend((op, "os.open") for op in open_ops(path, flags, dir_fd=fd))
+    return first_violation(described)
 
 
 def _listing(path: Any, api: str) -> Described | None:
@@ -271,10 +302,24 @@ def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str
     return args[index] if len(args) > index else kwargs.get(name)
 
 
+class _Wrapped(threading.local):
+    # os.open's wrapper is running without dir_fd: a relative path in its `open` event is
+    # relative to the current folder. Without this mark the event may come from an original
+    # os.open reached around the wrapper, whose dir_fd the event does not show.
+    plain_os_open: bool = False
+
+
+_wrapped = _Wrapped()
+
+
 def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     dir_fd = kwargs.get("dir_fd")
     if dir_fd is None:
-        return wrapped(*args, **kwargs)  # the `open` event has all it needs
+        _wrapped.plain_os_open = True  # the `open` event has all it needs
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _wrapped.plain_os_open = False
     shield = active()
     path, flags = _arg(args, kwargs, 0, "path"), _arg(args, kwargs, 1, "flags")
     if shield is None or path is None or not isinstance(flags, int):

@@ -37,19 +37,35 @@ class JsonLineSink:
                     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
                     self._fd = os.open(self.target, flags, 0o600)
                 os.write(self._fd, line.encode("utf-8", "backslashreplace"))
-            except OSError:
+            except OSError as exc:
                 # An unwritable log must not turn every violation into an exception; the
-                # Python logger and OpenTelemetry still carry the reports.
+                # Python logger and OpenTelemetry still carry the reports. Said once.
                 self.failed = True
+                self._close_quietly()
+                _warn_unwritable(self.target, exc)
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is not None:
-                try:
-                    os.close(self._fd)
-                except OSError:
-                    pass
-                self._fd = None
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
+
+
+def _warn_unwritable(target: str, exc: OSError) -> None:
+    from appshield.telemetry import library_logger
+
+    library_logger().warning(
+        "appshield: cannot write APPSHIELD_LOG %s (%s); no further lines will be written there,"
+        " violations are still reported through this logger and OpenTelemetry",
+        target,
+        exc.strerror or exc,
+    )

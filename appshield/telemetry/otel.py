@@ -172,7 +172,15 @@ class OTelSink:
         self._loader = threading.Thread(
             target=self._load, name="appshield-telemetry-init", daemon=True
         )
-        self._loader.start()
+        try:
+            self._loader.start()
+        except RuntimeError:
+            # No new threads this late in the exit (3.12): give up on the private pipeline
+            # rather than queueing forever; the logger and APPSHIELD_LOG still report.
+            self.stats.drop("pending", len(self._pending))
+            self._pending.clear()
+            self._ready = True
+            return
         register = getattr(threading, "_register_atexit", None)
         if register is not None:
             try:

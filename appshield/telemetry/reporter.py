@@ -40,8 +40,7 @@ class TelemetryReporter:
         self.json = JsonLineSink(settings.log_path) if settings.log_path else None
         self.otel = OTelSink(settings, self.stats, providers)
         self.exit_hooks = ExitHooks(self.flush, settings.flush_timeout_s)
-        self._armed_signal = False
-        _forget_in_children(self)
+        _reset_in_forked_children(self)
 
     def report(self, violation: Violation) -> None:
         decision = violation.decision
@@ -53,9 +52,9 @@ class TelemetryReporter:
         self._emit(violation, suppressed)
         if evicted is not None:
             self._emit(evicted.violation, evicted.suppressed_count, summary=True)
-        if not self._armed_signal:
-            self._armed_signal = self.otel.has_targets
-            self.exit_hooks.arm(with_signal=self._armed_signal)
+        # Cheap once settled; until then it retries (a SIGTERM handler can only be set
+        # from the main thread, and OpenTelemetry output may appear later).
+        self.exit_hooks.arm(with_signal=self.otel.has_targets)
 
     def _emit(self, violation: Violation, suppressed: int, summary: bool = False) -> None:
         attrs = violation_attributes(violation, self.redactor, suppressed)
@@ -95,14 +94,18 @@ class TelemetryReporter:
                 self.stats.export_deadline = None
 
     def shutdown(self) -> None:
-        """The shield is being uninstalled: flush (bounded), stop the private pipeline and
-        give back the exit hooks."""
+        """The shield is being uninstalled: flush, stop the private pipeline (both bounded by
+        the flush timeout, on a helper thread) and give back the exit hooks."""
         self.exit_hooks.disarm()
-        self.exit_hooks.run(wait=True)
-        with appshield_io():
-            self.otel.shutdown_private()
+        final = ExitHooks(self._flush_and_stop, self.settings.flush_timeout_s)
+        final.run(wait=True)
         if self.json is not None:
             self.json.close()
+
+    def _flush_and_stop(self, deadline: float) -> None:
+        self.flush(deadline)
+        with appshield_io():
+            self.otel.shutdown_private()
 
     def reset_after_fork(self) -> None:
         self.stats.reset_after_fork()
@@ -122,7 +125,7 @@ def _fenced(call: Callable[..., Any], *args: Any) -> None:
 _live: weakref.WeakSet[TelemetryReporter] = weakref.WeakSet()
 
 
-def _forget_in_children(reporter: TelemetryReporter) -> None:
+def _reset_in_forked_children(reporter: TelemetryReporter) -> None:
     _live.add(reporter)
 
 

@@ -20,6 +20,7 @@ when the caller sent one.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -118,4 +119,4 @@ def setup_tracing(processor: SpanProcessor | None = None) -> TracerProvider:
 
 if __name__ == "__main__":
     setup_tracing()
-    create_app().run(host="127.0.0.1", port=5000)
+    create_app().run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")))

@@ -34,6 +34,18 @@ ATTEMPTS: list[Attempt] = [
         "os-open-wrapped",
         "os.close(getattr(os.open, '__wrapped__', os.open)(CANARY, os.O_CREAT | os.O_WRONLY))",
     ),
+    _t(
+        "os-open-wrapped-dir-fd",
+        "dfd = os.open(WORK, os.O_RDONLY)\nos.chdir('/')\n"
+        "original = getattr(os.open, '__wrapped__', os.open)\n"
+        "os.close(original('canary', os.O_CREAT | os.O_WRONLY, dir_fd=dfd))",
+    ),
+    _t(
+        "fresh-posix-open-dir-fd",
+        "import sys\ndfd = os.open(WORK, os.O_RDONLY)\nos.chdir('/')\n"
+        "del sys.modules['posix']\nimport posix as fresh\n"
+        "os.close(fresh.open('canary', os.O_CREAT | os.O_WRONLY, dir_fd=dfd))",
+    ),
     _t("reload-os", "import importlib\nimportlib.reload(os)\nos.system('touch ' + CANARY)"),
     _t(
         "reload-os-spawn",

@@ -239,3 +239,37 @@ def test_non_operation_and_missing_defaults_are_refused() -> None:
     incomplete = PolicyDocument(1, "t", None, {"file": "allow"}, ())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="defaults"):
         compile_policy(incomplete, "enforce")
+
+
+WEIRD_GLOBS = st.text("ab*?[]!-^\\", max_size=8)
+WEIRD_PATH_GLOBS = st.text("ab*?[]!-/", max_size=8).map(lambda g: "/" + g)
+
+
+def check_weird_plain(glob: str, text: str) -> None:
+    if glob_problem(glob) is None:
+        assert plain_matcher(glob)(text) is fnmatchcase(text, glob)
+
+
+def check_weird_path(glob: str, path: str) -> None:
+    if glob_problem(glob) is None:
+        assert path_matcher(glob)(path) is reference.path_glob(glob, path)
+
+
+@QUICK
+@given(WEIRD_GLOBS, st.text("ab]![-^\\", max_size=5))
+def test_class_edge_cases_agree_with_fnmatch(glob: str, text: str) -> None:
+    check_weird_plain(glob, text)
+
+
+@QUICK
+@given(WEIRD_PATH_GLOBS, st.text("ab]!-/", max_size=6).map(lambda s: "/" + s))
+def test_path_edge_cases_agree_with_reference(glob: str, path: str) -> None:
+    check_weird_path(glob, path)
+
+
+@pytest.mark.slow
+@SLOW_DOCS
+@given(WEIRD_GLOBS, st.text("ab]![-^\\", max_size=5), WEIRD_PATH_GLOBS)
+def test_glob_edge_cases_exhaustive(glob: str, text: str, path_glob: str) -> None:
+    check_weird_plain(glob, text)
+    check_weird_path(path_glob, "/" + text.replace("\\", "/"))

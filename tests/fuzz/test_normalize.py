@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appshield.normalize import canonical_address, normalize_host, normalize_path, resolve_path
-from tests.fuzz._guard import FAST, SLOW, time_limit
+from tests.fuzz._guard import FAST, FAST_COSTLY, SLOW, time_limit
 
 LIMIT = 5.0
 
@@ -139,7 +139,7 @@ def test_normalize_host(name: str | bytes) -> None:
     assert normalize_host(result) == result
 
 
-@FAST
+@FAST_COSTLY  # generating from a regex is slow
 @given(st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True))
 def test_plain_hostnames_unchanged(name: str) -> None:
     assert normalize_host(name) == name

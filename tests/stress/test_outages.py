@@ -106,7 +106,16 @@ def assert_enforced(rounds: list[dict[str, int]]) -> None:
 
 
 def appshield_warnings(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "appshield" in line.lower()]
+    """appshield's lines on stderr about itself: not the per-violation warnings, which name
+    their rule and are the app's to see since it configured logging."""
+    lines = [
+        line.removeprefix("WARNING appshield: ")
+        for line in stderr.splitlines()
+        if "appshield" in line.lower() and "(rule " not in line
+    ]
+    # The reload watcher writes its message to stderr and to the logger; when the app sends
+    # the logger to stderr too, the same text shows twice. Count messages, not copies.
+    return list(dict.fromkeys(lines))
 
 
 def violation_lines(path: Path) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,19 @@ def pipeline() -> Iterator[Pipeline]:
     tp.shutdown()
     lp.shutdown()
     mp.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _give_back_process_hooks() -> Iterator[None]:
+    """Reporters made in-process arm atexit and SIGTERM; give both back after each test so
+    the pytest process is left as it was."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    from appshield.telemetry import reporter
+
+    for rep in list(reporter._live):
+        rep.exit_hooks.disarm()
+    signal.signal(signal.SIGTERM, before)
 
 
 def make_settings(**overrides: Any) -> TelemetrySettings:

@@ -70,3 +70,14 @@ def test_violation_record_keeps_the_old_call_shape() -> None:
     record = violation_record(violation(SAMPLE_OPS["process"]))
     assert record["target"] == "curl --token=[REDACTED] https://x.io"
     assert FIELDS <= set(record)
+
+
+def test_unwritable_log_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "a-file").write_text("")
+    target = str(tmp_path / "a-file" / "v.jsonl")
+    rep = TelemetryReporter(make_settings(log_path=target))
+    with caplog.at_level("WARNING", logger="appshield"):
+        for line in range(5):
+            rep.report(violation(line=line))
+    own = [r.getMessage() for r in caplog.records if "(rule " not in r.getMessage()]
+    assert len(own) == 1 and "APPSHIELD_LOG" in own[0] and target in own[0]

@@ -1,0 +1,285 @@
+"""In-process tests of the process hooks: refused before the program starts, transparent when
+allowed, judged by the resolved program, decided once per start, threads, asyncio and fork.
+Real processes and files in tmp_path; each test installs its own shield and removes it."""
+
+from __future__ import annotations
+
+import _posixsubprocess
+import asyncio
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appshield import _activate, runtime
+from appshield.errors import PolicyViolation
+from appshield.hooks import _proc_describe
+from appshield.operations import ProcessOp
+from appshield.policy import Policy
+from appshield.report import Violation
+
+TOUCH = os.path.realpath(shutil.which("touch") or "/usr/bin/touch")
+SHELL = os.path.realpath("/bin/sh")
+ALLOW_ALL = {"process": "allow", "file": "allow", "network": "allow", "import": "allow"}
+RULES = [
+    {"id": "no-touch", "category": "process", "action": "deny", "match": {"executable": "touch"}},
+    {"id": "no-shell", "category": "process", "action": "deny", "match": {"shell": True}},
+]
+
+
+@dataclass
+class World:
+    root: Path
+    canary: Path
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ops(self) -> list[ProcessOp]:
+        return [v.operation for v in self.violations]  # type: ignore[misc]
+
+
+def _install(tmp_path: Path, mode: str, rules: list[dict[str, Any]] | None = None) -> World:
+    root = Path(os.path.realpath(tmp_path))
+    world = World(root, root / "canary")
+    policy = {"version": 1, "mode": mode, "defaults": ALLOW_ALL, "rules": rules or RULES}
+    handle = runtime.install(Policy.from_mapping(policy))
+    handle._shield.add_listener(world.violations.append)
+    return world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    try:
+        yield _install(tmp_path, "enforce")
+    finally:
+        runtime.uninstall()
+
+
+@pytest.fixture
+def monitored(tmp_path: Path) -> Iterator[World]:
+    try:
+        yield _install(tmp_path, "monitor")
+    finally:
+        runtime.uninstall()
+
+
+def refused(call: Callable[[], Any]) -> PolicyViolation:
+    with pytest.raises(PolicyViolation) as info:
+        call()
+    assert info.value.errno == errno.EACCES
+    return info.value
+
+
+STARTS: dict[str, Callable[[World], Any]] = {
+    "run": lambda w: subprocess.run(["touch", w.canary]),
+    "run-bytes": lambda w: subprocess.run([b"touch", os.fsencode(w.canary)]),
+    "run-pathlike": lambda w: subprocess.run([Path(TOUCH), w.canary]),
+    "run-executable": lambda w: subprocess.run(["ls", w.canary], executable=TOUCH),
+    "run-env-path": lambda w: subprocess.run(["touch", w.canary], env={"PATH": "/usr/bin"}),
+    "run-shell": lambda w: subprocess.run(f"true; touch {w.canary}", shell=True),
+    "run-sh-c": lambda w: subprocess.run(["sh", "-c", f"touch {w.canary}"]),
+    "run-close-fds-false": lambda w: subprocess.run([TOUCH, w.canary], close_fds=False),
+    "os.system": lambda w: os.system(f"touch {w.canary}"),
+    "os.popen": lambda w: os.popen(f"touch {w.canary}").read(),
+    "os.spawnlp": lambda w: os.spawnlp(os.P_WAIT, "touch", "touch", str(w.canary)),
+    "os.spawnv": lambda w: os.spawnv(os.P_WAIT, TOUCH, ["touch", str(w.canary)]),
+    "os.posix_spawn": lambda w: os.posix_spawn(TOUCH, ["touch", str(w.canary)], {}),
+    "os.posix_spawnp": lambda w: os.posix_spawnp("touch", ["touch", str(w.canary)], os.environ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(STARTS))
+def test_denied_start_is_refused_before_it_happens(world: World, route: str) -> None:
+    refused(lambda: STARTS[route](world))
+    assert not world.canary.exists()
+
+
+def test_the_operation_names_the_resolved_program(world: World) -> None:
+    refused(lambda: subprocess.run(["ls", world.canary], executable=TOUCH))
+    op = world.ops[0]
+    assert op.executable == TOUCH and op.argv == ("ls", str(world.canary))
+    assert op.trusted_location and not op.shell and op.cwd == os.getcwd()
+    refused(lambda: subprocess.run("true", shell=True, cwd=world.root))
+    op = world.ops[1]
+    assert op.executable == SHELL and op.argv == ("/bin/sh", "-c", "true") and op.shell
+    assert op.cwd == str(world.root)
+
+
+def test_a_copy_under_an_allowed_name_is_not_trusted(tmp_path: Path) -> None:
+    root = Path(os.path.realpath(tmp_path))
+    shutil.copy(TOUCH, root / "git")
+    only_git = [
+        {"id": "only-git", "category": "process", "action": "deny", "match": {}}
+        | {"unless": {"executable": "git"}}
+    ]
+    try:
+        world = _install(tmp_path, "enforce", only_git)
+        refused(lambda: subprocess.run(["git", world.canary], env={"PATH": str(root)}))
+        refused(lambda: subprocess.run(["./git", world.canary], cwd=root))
+        assert world.ops[0].executable == str(root / "git")
+        assert not world.ops[0].trusted_location
+    finally:
+        runtime.uninstall()
+    assert not (root / "canary").exists()
+
+
+def test_a_symlink_is_judged_as_its_target(world: World) -> None:
+    os.symlink(TOUCH, world.root / "ls")
+    refused(lambda: subprocess.run([world.root / "ls", world.canary]))
+    assert world.ops[0].executable == TOUCH
+
+
+def test_shell_detection() -> None:
+    assert _proc_describe.is_shell("/usr/bin/bash", ["bash", "-lc", "x"])
+    assert _proc_describe.is_shell("/usr/bin/dash", ["sh", "-e", "-c", "x"])
+    assert _proc_describe.is_shell("/usr/bin/bash", ["bash", "-o", "pipefail", "-c", "x"])
+    assert not _proc_describe.is_shell("/usr/bin/bash", ["bash", "script.sh", "-c"])
+    assert not _proc_describe.is_shell("/usr/bin/python3", ["python3", "-c", "x"])
+
+
+# -- transparent when allowed ---------------------------------------------------------------
+
+
+def test_allowed_starts_behave_as_usual(world: World) -> None:
+    done = subprocess.run(["echo", "hi"], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "hi\n")
+    assert subprocess.check_output([sys.executable, "-c", "print(6*7)"]) == b"42\n"
+    assert subprocess.call(["false"]) == 1
+    assert os.spawnlp(os.P_WAIT, "true", "true") == 0
+    pid = os.posix_spawnp("true", ["true"], os.environ)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert not world.violations
+
+
+def test_a_missing_program_raises_the_usual_error(world: World) -> None:
+    def error() -> tuple[type, int | None, Any]:
+        with pytest.raises(OSError) as info:
+            subprocess.run(["no-such-program-xyz"])
+        return type(info.value), info.value.errno, info.value.filename
+
+    shielded = error()
+    runtime.uninstall()
+    try:
+        bare = error()
+    finally:
+        runtime.install(Policy.from_mapping({"version": 1, "defaults": ALLOW_ALL, "rules": RULES}))
+    assert shielded == bare
+
+
+def test_each_start_is_reported_once(monitored: World) -> None:
+    subprocess.run(["touch", monitored.canary])  # Popen event, then fork_exec
+    subprocess.run([TOUCH, monitored.canary], close_fds=False)  # Popen event, then posix_spawn
+    os.spawnv(os.P_WAIT, TOUCH, ["touch", str(monitored.canary)])  # wrapper, then child exec
+    pid = os.posix_spawn(TOUCH, ["touch", str(monitored.canary)], {})
+    os.waitpid(pid, 0)
+    assert monitored.canary.exists()
+    assert [v.api for v in monitored.violations] == [
+        "subprocess.Popen",
+        "subprocess.Popen",
+        "os.spawn",
+        "os.posix_spawn",
+    ]
+
+
+def test_multiprocessing_start_is_checked(tmp_path: Path) -> None:
+    import multiprocessing
+
+    rules = [
+        {
+            "id": "no-mp",
+            "category": "process",
+            "action": "deny",
+            "match": {"command_line": "*spawn_main*"},
+        }
+    ]
+    try:
+        world = _install(tmp_path, "enforce", rules)
+        process = multiprocessing.get_context("spawn").Process(target=print)
+        refused(process.start)
+        assert world.ops[0].executable == os.path.realpath(sys.executable)
+    finally:
+        runtime.uninstall()
+
+
+def test_asyncio_subprocess_is_checked(world: World) -> None:
+    async def start() -> None:
+        process = await asyncio.create_subprocess_exec("touch", str(world.canary))
+        await process.wait()
+
+    refused(lambda: asyncio.run(start()))
+    assert not world.canary.exists()
+
+
+def test_threads_are_checked(world: World) -> None:
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            subprocess.run(["true"], check=True)
+            subprocess.run(["touch", world.canary])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 3 and all(isinstance(e, PolicyViolation) for e in errors)
+
+
+def test_a_forked_child_keeps_the_shield(world: World) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(TOUCH, ["touch", str(world.canary)])
+        except PolicyViolation:
+            os._exit(0)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not world.canary.exists()
+
+
+def test_unshielded_python_child_when_started_through_the_environment(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    activation = _activate.Activation("bootstrap", "/p.yaml", None, "/p.yaml")
+    monkeypatch.setattr(_activate, "_activation", activation)
+    env = {"APPSHIELD_POLICY": "/p.yaml", "PYTHONPATH": _activate.BOOTSTRAP_DIR}
+    refused(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], env=env))
+    refused(lambda: subprocess.run([sys.executable, "-c", "pass"], env={**env, "PYTHONPATH": ""}))
+    assert all(op.unshielded for op in world.ops)
+    assert [v.decision.rule_id for v in world.violations] == ["implicit:unshielded_children"] * 2
+
+
+def test_installed_from_code_children_are_not_unshielded(world: World) -> None:
+    subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+    assert not world.violations
+
+
+def test_uninstall_restores_the_identical_objects(tmp_path: Path) -> None:
+    names = [
+        (_posixsubprocess, "fork_exec"),
+        (subprocess, "_fork_exec"),
+        (os, "posix_spawn"),
+        (os, "posix_spawnp"),
+        (os, "spawnv"),
+        (os, "spawnvpe"),
+    ]
+    before = [getattr(m, n) for m, n in names]
+    try:
+        _install(tmp_path, "enforce")
+        assert all(getattr(m, n) is not b for (m, n), b in zip(names, before, strict=True))
+    finally:
+        runtime.uninstall()
+    assert all(getattr(m, n) is b for (m, n), b in zip(names, before, strict=True))
