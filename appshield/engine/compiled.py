@@ -107,7 +107,10 @@ class CompiledPolicy:
         cache = self._caches.get(op.__class__)
         if cache is None:
             return self._decide(op, stack)
-        decision = cache.get(op)
+        try:
+            decision = cache.get(op)
+        except TypeError:  # an unhashable field (a list for argv): decide, do not cache
+            return self._decide(op, stack)
         if decision is None:
             decision = self._decide(op, stack)
             if len(cache) >= self._cache_size:

@@ -20,7 +20,7 @@ from appshield.engine.globs import (
     plain_matcher,
     translate_path,
 )
-from appshield.operations import FileOp, ImportOp, NetworkOp
+from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
 from appshield.policy.model import Condition, PolicyDocument, RuleSpec
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import (
@@ -273,3 +273,17 @@ def test_path_edge_cases_agree_with_reference(glob: str, path: str) -> None:
 def test_glob_edge_cases_exhaustive(glob: str, text: str, path_glob: str) -> None:
     check_weird_plain(glob, text)
     check_weird_path(path_glob, "/" + text.replace("\\", "/"))
+
+
+def test_bad_class_fails_at_compile_not_at_decision() -> None:
+    bad = RuleSpec("b", "file", "deny", Condition({"path": ("/a/[z-a]",)}))
+    with pytest.raises(ValueError, match="range"):
+        compile_policy(_doc(bad), "enforce")
+
+
+def test_unhashable_operation_is_decided_without_cache() -> None:
+    compiled = compile_policy(
+        _doc(RuleSpec("g", "process", "deny", Condition({"executable": ("git",)}))), "enforce"
+    )
+    op = ProcessOp("/usr/bin/git", ["git", "status"], trusted_location=True)  # type: ignore[arg-type]
+    assert compiled.decide(op).rule_id == "g"
