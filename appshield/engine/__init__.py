@@ -5,7 +5,7 @@
 
 `compile_policy` sorts and indexes the rules once; `CompiledPolicy.decide` then looks only
 at the candidate rules the indexes give for the operation (see `categories`), and caches
-decisions per operation for the categories whose rules do not depend on the call stack.
+every decision that did not consult the call stack, keyed on the operation.
 The semantics are docs/architecture.md, "Matching semantics" and "Decision".
 
 Costs: compiling indexes every rule but builds its predicates (and any regex) only when the

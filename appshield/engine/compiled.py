@@ -43,6 +43,11 @@ class _Stack:
         self._modules: tuple[str, ...] | None = None
         self._scopes: dict[int, bool] = {}
 
+    @property
+    def used(self) -> bool:
+        """Some scope was checked: the decision depends on the stack."""
+        return bool(self._scopes)
+
     def holds(self, scope: tuple[Matcher, ...]) -> bool:
         """Any module on the stack matches any of the scope's globs."""
         known = self._scopes.get(id(scope))
@@ -95,10 +100,11 @@ class CompiledPolicy:
         self._defaults = defaults
         self._cache_size = cache_size
         self._enforce = mode == "enforce"
-        # One cache per category without scoped rules; None where the stack is an input.
+        # One cache per category. A decision that consulted the call stack (a candidate's
+        # fields held and its scope was checked) is never cached: it is the only input besides
+        # the operation, so every other decision is a function of the operation alone.
         self._caches: dict[type, dict[Any, Decision] | None] = {
-            cls: ({} if cache_size > 0 and not categories[cat].needs_stack else None)
-            for cls, cat in _OP_CATEGORY.items()
+            cls: ({} if cache_size > 0 else None) for cls in _OP_CATEGORY
         }
 
     def decide(self, op: Operation, stack: StackInput = None) -> Decision:
@@ -106,23 +112,25 @@ class CompiledPolicy:
         returns them; called only when a candidate rule has a scope, at most once."""
         cache = self._caches.get(op.__class__)
         if cache is None:
-            return self._decide(op, stack)
+            return self._decide(op, stack)[0]
         try:
             decision = cache.get(op)
         except TypeError:  # an unhashable field (a list for argv): decide, do not cache
-            return self._decide(op, stack)
+            return self._decide(op, stack)[0]
         if decision is None:
-            decision = self._decide(op, stack)
-            if len(cache) >= self._cache_size:
-                cache.clear()
-            cache[op] = decision
+            decision, used_stack = self._decide(op, stack)
+            if not used_stack:
+                if len(cache) >= self._cache_size:
+                    cache.clear()
+                cache[op] = decision
         return decision
 
     def decide_uncached(self, op: Operation, stack: StackInput = None) -> Decision:
         """`decide` without the cache (for benchmarks and tests)."""
-        return self._decide(op, stack)
+        return self._decide(op, stack)[0]
 
-    def _decide(self, op: Operation, stack: StackInput) -> Decision:
+    def _decide(self, op: Operation, stack: StackInput) -> tuple[Decision, bool]:
+        """The decision, and whether the call stack was consulted to reach it."""
         category = _OP_CATEGORY.get(op.__class__)
         if category is None:
             raise TypeError(f"not an operation: {op!r}")
@@ -155,10 +163,11 @@ class CompiledPolicy:
                 if rule.rank or rule.blocks or not self._enforce:
                     break
             elif rule.blocks:
-                return winner.blocked_decision
+                return winner.blocked_decision, view is not None and view.used
+        used = view is not None and view.used
         if winner is None:
-            return index.default_decision
-        return winner.decision
+            return index.default_decision, used
+        return winner.decision, used
 
     def needs_stack(self, category: str) -> bool:
         """Some rule of the category has a `scope` or an `unless.scope`."""

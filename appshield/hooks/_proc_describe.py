@@ -24,7 +24,7 @@ operations: that equality is how the layers recognise a start already decided.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from appshield.normalize import normalize_path, resolve_path
@@ -80,15 +80,37 @@ def _runnable(path: str) -> bool:
     return os.access(path, os.X_OK) and os.path.isfile(path)
 
 
+# found program path -> (device, inode, resolved path). A hit costs one stat, which follows
+# symlinks as execve will; a link that now leads elsewhere changes the identity.
+_programs: dict[str, tuple[int, int, str]] = {}
+
+
+def resolve_program_file(found: str) -> str:
+    """`found` with symlinks resolved (through the kernel), remembered by file identity."""
+    try:
+        info = os.stat(found)
+    except OSError:
+        return resolve_path(found)
+    known = _programs.get(found)
+    if known is not None and known[0] == info.st_dev and known[1] == info.st_ino:
+        return known[2]
+    resolved = resolve_path(found)
+    if len(_programs) >= 1024:
+        _programs.clear()
+    _programs[found] = (info.st_dev, info.st_ino, resolved)
+    return resolved
+
+
 def find_program(name: str, search: Iterable[str] | None, cwd: str) -> str | None:
     """The file the kernel will run. search None: no PATH search (posix_spawn, execve)."""
     if search is None or "/" in name:
         candidate = normalize_path(name, cwd=cwd)
         return candidate if _runnable(candidate) else None
     for entry in search:
-        candidate = normalize_path(f"{entry or '.'}/{name}", cwd=cwd)
-        if _runnable(candidate):
-            return candidate
+        # Most entries do not hold the program: test the raw join first, normalise the hit.
+        raw = f"{entry}/{name}" if entry.startswith("/") else f"{cwd}/{entry or '.'}/{name}"
+        if _runnable(raw):
+            return normalize_path(raw)
     return None
 
 
@@ -149,16 +171,19 @@ def describe(
     env: Any,
     cwd: Any = None,
     *,
-    search: Iterable[str] | None = None,
+    search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
 ) -> ProcessOp | None:
     """The start of `program` with `argv` in `env` (None: this process's environment) from
-    folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name."""
+    folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
+    (or a function returning them, called only for a bare name)."""
     where = child_cwd(cwd)
     name = text(program)
+    if callable(search):
+        search = search() if "/" not in name else None
     found = find_program(name, search, where)
     if found is None:
         return None
-    resolved = resolve_path(found)
+    resolved = resolve_program_file(found)
     args = argv_text(argv) or (name,)
     return ProcessOp(
         executable=resolved,

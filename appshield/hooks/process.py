@@ -29,7 +29,9 @@ One start seen by two layers is decided once: the first layer that decides a sta
 the operation (`_Started`), and a later layer that describes an *equal* operation lets it
 through without a second decision or report. The mark is set only when the start was not
 refused, is consumed once, and for fork-based routes (`os.spawn*`, `pty.spawn`) is only honoured
-in the forked child.
+in the forked child. For Popen the later layer does not even describe the start again when it
+is handed the very argv list object the event carried (subprocess passes it on unchanged):
+that keeps `subprocess.run` within a few percent of bare Python.
 
 `unshielded` (a Python child that would run without this process's shield) is decided by
 `appshield._activate.child_would_be_unshielded`: it applies only when this process got its
@@ -64,15 +66,27 @@ Described = tuple[Operation, str]
 
 
 class _Started(threading.local):
-    # (operation, pid that set it, honoured only in a forked child?)
-    mark: tuple[ProcessOp, int, bool] | None = None
+    # (operation, pid that set it, honoured only in a forked child?, the argv object the
+    # deciding layer saw)
+    mark: tuple[ProcessOp, int, bool, Any] | None = None
 
 
 _started = _Started()
 
 
-def _mark(op: ProcessOp, *, for_child: bool = False) -> None:
-    _started.mark = (op, os.getpid(), for_child)
+def _mark(op: ProcessOp, *, for_child: bool = False, source: Any = None) -> None:
+    _started.mark = (op, os.getpid(), for_child, source)
+
+
+def _same_popen_start(argv: Any) -> bool:
+    """subprocess hands the very argv list it raised `subprocess.Popen` with to fork_exec or
+    posix_spawn, with the program and PATH candidates derived from the same arguments: that
+    start was just decided, so it needs no second description (the common, cheap case)."""
+    mark = _started.mark
+    if mark is None or mark[3] is None or mark[3] is not argv or mark[1] != os.getpid():
+        return False
+    _started.mark = None
+    return True
 
 
 def _already_decided(op: ProcessOp) -> bool:
@@ -83,7 +97,9 @@ def _already_decided(op: ProcessOp) -> bool:
     return True
 
 
-def _decided_start(op: ProcessOp | None, api: str, *, for_child: bool = False) -> Described | None:
+def _decided_start(
+    op: ProcessOp | None, api: str, *, for_child: bool = False, source: Any = None
+) -> Described | None:
     """For an audit event raised before a later layer sees the same start: decide now, mark
     the start unless it is refused, and hand a violation to the audit hook to report."""
     _started.mark = None
@@ -91,7 +107,7 @@ def _decided_start(op: ProcessOp | None, api: str, *, for_child: bool = False) -
         return None
     found = screen([(op, api)])
     if found is None or not found[2].blocked:
-        _mark(op, for_child=for_child)
+        _mark(op, for_child=for_child, source=source)
     return None if found is None else (op, api)
 
 
@@ -100,8 +116,8 @@ def _decided_start(op: ProcessOp | None, api: str, *, for_child: bool = False) -
 
 def _on_popen(args: tuple[Any, ...]) -> Described | None:
     executable, argv, cwd, env = args[:4]
-    op = describe(executable, argv, env, cwd, search=exec_path(env_mapping(env)))
-    return _decided_start(op, "subprocess.Popen")
+    op = describe(executable, argv, env, cwd, search=lambda: exec_path(env_mapping(env)))
+    return _decided_start(op, "subprocess.Popen", source=argv)
 
 
 def _on_system(args: tuple[Any, ...]) -> Described | None:
@@ -163,7 +179,7 @@ def _describe_fork_exec(args: tuple[Any, ...]) -> ProcessOp | None:
 
 def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     shield = active()
-    if shield is not None:
+    if shield is not None and not (args and _same_popen_start(args[0])):
         op = quietly(_describe_fork_exec, args)
         if op is not None and not _already_decided(op):
             shield.enforce(op, "_posixsubprocess.fork_exec")
@@ -205,7 +221,10 @@ def _posix_spawn_wrapper(search: bool) -> Callable[..., Any]:
                 kwargs = {**kwargs, "file_actions": list(actions)}
             except Exception:
                 return wrapped(*args, **kwargs)
-        described = quietly(_describe_posix_spawn, args, kwargs, search)
+        if _same_popen_start(args[1]):
+            described = quietly(_spawn_file_ops, kwargs.get("file_actions"), os.getcwd())
+        else:
+            described = quietly(_describe_posix_spawn, args, kwargs, search)
         if described:
             enforce_all(shield, described)
         _state.expect = ("os.posix_spawn", args[0])

@@ -39,7 +39,7 @@ QUICK = settings(max_examples=200, deadline=None, suppress_health_check=[HealthC
 # Whole generated policies are slow to draw: fewer examples in the default run.
 QUICK_DOCS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW_DOCS = settings(
-    max_examples=200 if os.environ.get("APPSHIELD_SLOW_SAMPLE") else 2000,
+    max_examples=100 if os.environ.get("APPSHIELD_SLOW_SAMPLE") else 2000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

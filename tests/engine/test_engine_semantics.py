@@ -200,11 +200,18 @@ def test_stack_not_fetched_when_no_candidate_needs_it() -> None:
     assert stack.calls == 1
 
 
-def test_scoped_categories_are_not_cached() -> None:
+def test_decisions_that_read_the_stack_are_not_cached() -> None:
     compiled = policy(rule("s", "import", "deny", scope=("a",), module=("m",)))
     assert compiled.needs_stack("import") and not compiled.needs_stack("file")
     assert compiled.decide(ImportOp("m"), ["a"]).action == "deny"
     assert compiled.decide(ImportOp("m"), ["b"]).action == "allow"
+    assert compiled.decide(ImportOp("m"), ["a"]).action == "deny"
+    assert ImportOp("m") not in compiled._caches[ImportOp]
+    # a decision that never reached a scope check is a function of the operation: cached
+    stack = CountingStack(["a"])
+    assert compiled.decide(ImportOp("json"), stack).action == "allow"
+    assert ImportOp("json") in compiled._caches[ImportOp]
+    assert stack.calls == 0
 
 
 # --- file paths ----------------------------------------------------------------------------

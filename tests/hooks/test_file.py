@@ -347,3 +347,21 @@ def test_uninstall_restores_the_identical_objects(tmp_path: Path) -> None:
     finally:
         runtime.uninstall()
     assert all(getattr(m, n) is b for (m, n), b in zip(names, before, strict=True))
+
+
+def test_the_import_systems_reads_are_the_import_categorys_business(tmp_path: Path) -> None:
+    import importlib
+    import sys
+
+    root = Path(os.path.realpath(tmp_path))
+    (root / "shielded_mod_xyz.py").write_text("VALUE = 42\n")
+    rule = {"id": "no-read", "category": "file", "action": "deny", "match": {"path": f"{root}/**"}}
+    runtime.install(Policy.from_mapping({"version": 1, "defaults": ALLOW_ALL, "rules": [rule]}))
+    sys.path.insert(0, str(root))
+    try:
+        assert importlib.import_module("shielded_mod_xyz").VALUE == 42
+        refused(lambda: open(root / "shielded_mod_xyz.py").read())
+    finally:
+        sys.path.remove(str(root))
+        sys.modules.pop("shielded_mod_xyz", None)
+        runtime.uninstall()
