@@ -1,11 +1,13 @@
 """Process and file hot paths: bare Python against appshield, interleaved.
 
-    python benchmarks/bench_hooks.py [--rounds 7] [--only open]
+    python benchmarks/bench_hooks.py [--rounds 7] [--only open] [--callgrind]
 
 Each row runs this file as a worker in fresh interpreters, bare and shielded one after the
 other, round after round (so machine noise hits both alike); a worker warms up, then times
 several repetitions of N operations and prints its best per-operation time. The table shows
-the median over rounds for each side and the ratio of the medians.
+the median over rounds for each side and the ratio of the medians. Wall-clock ratios swing
+by 20% or more on a shared machine; `--callgrind` adds user-space instruction counts per call
+(valgrind, runs of N and 2N operations, the difference divided by N), which do not.
 
 Policies:
 - `plain`: every default allow, one process rule, no file rules (only the implicit protection
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -115,11 +118,57 @@ def _run(name: str, mode: str, n: int, reps: int, policy: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def _instructions(name: str, mode: str, n: int, policy: str) -> int:
+    """User-space instructions of one worker run of `n` operations (one repetition)."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}/cg.out",
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            mode,
+            str(n),
+            "1",
+            policy,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    found = _COLLECTED.findall(done.stderr)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"callgrind {name} {mode} failed:\n{done.stderr[-2000:]}")
+    return int(found[-1])
+
+
+def per_op_instructions(name: str, mode: str, n: int, policy: str) -> float:
+    """The difference between runs of n and 2n operations cancels start-up out (the warm-up
+    of n/10 operations scales with n too)."""
+    one = _instructions(name, mode, n, policy)
+    two = _instructions(name, mode, 2 * n, policy)
+    return (two - one) / (n * 1.1)
+
+
+def callgrind_table(policies: dict[str, str], only: str | None) -> None:
+    print(f"\n{'operation (instructions per call)':42} {'bare':>10} {'appshield':>10} {'ratio':>7}")
+    for label, name, policy, n in CASES:
+        if only and only not in name:
+            continue
+        count = max(20, n // 100)
+        bare = per_op_instructions(name, "bare", count, policies[policy])
+        shielded = per_op_instructions(name, "shield", count, policies[policy])
+        print(f"{label:42} {bare:>10.0f} {shielded:>10.0f} {shielded / bare:>6.2f}x", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--only", help="run only the rows whose operation contains this")
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -128,7 +177,7 @@ def main() -> int:
         return 0
     policies = _policies(Path(tempfile.mkdtemp(prefix="appshield-bench-pol-")))
     print(f"{'operation':42} {'bare':>10} {'appshield':>10} {'ratio':>7}")
-    for label, name, policy, n in CASES:
+    for label, name, policy, n in CASES if args.rounds > 0 else ():
         if args.only and args.only not in name:
             continue
         bare: list[float] = []
@@ -138,6 +187,8 @@ def main() -> int:
             shielded.append(_run(name, "shield", n, args.reps, policies[policy]))
         b, s = statistics.median(bare), statistics.median(shielded)
         print(f"{label:42} {b / 1000:>8.2f}us {s / 1000:>8.2f}us {s / b:>6.2f}x", flush=True)
+    if args.callgrind:
+        callgrind_table(policies, args.only)
     return 0
 
 

@@ -18,7 +18,17 @@ from appshield.hooks._state import appshield_io
 from appshield.normalize import canonical_address, normalize_host
 from appshield.operations import NetworkOp
 
-__all__ = ["address_op", "canonical", "describe_resolve", "host_text", "remember_results"]
+__all__ = [
+    "address_op",
+    "base_op",
+    "canonical",
+    "describe_resolve",
+    "family_of",
+    "host_text",
+    "remember_results",
+    "type_of",
+    "with_names",
+]
 
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -26,8 +36,8 @@ _AF_UNIX = getattr(socket, "AF_UNIX", -1)
 _SOCK_STREAM = socket.SOCK_STREAM
 # Read the raw int attributes of the C socket type: `socket.socket.family` is a Python
 # property that builds an IntEnum on every access, several times slower.
-_family_of = _socket.socket.family.__get__
-_type_of = _socket.socket.type.__get__
+_family_of = family_of = _socket.socket.family.__get__
+_type_of = type_of = _socket.socket.type.__get__
 
 _CACHE_LIMIT = 4096
 _canonical: dict[str, str | None] = {}
@@ -58,24 +68,31 @@ def host_text(host: Any) -> str | None:
 def address_op(operation: str, sock: Any, address: Any) -> NetworkOp | None:
     """The operation for `connect`/`send`/`bind` of `sock` to `address`, names included.
     None when the address is not an internet or unix address (netlink, packet...)."""
-    family = _family_of(sock)
-    sotype = _type_of(sock)
+    base = base_op(operation, _family_of(sock), _type_of(sock), address)
+    if base is None or base.address is None:
+        return base
+    return with_names(base, memory.names_for(base.address))
+
+
+def base_op(operation: str, family: int, sotype: int, address: Any) -> NetworkOp | None:
+    """The operation without remembered names, memoised on the raw arguments (ops for
+    names are not memoised: what a name resolves to changes)."""
     try:
         key = (operation, family, sotype, address)
         base = _ops.get(key, _ops)
     except TypeError:  # an unhashable address (a list, a PathLike): no memo
-        key = None
-        base = _ops
+        return _build(operation, family, sotype, address)
     if base is _ops:
         base = _build(operation, family, sotype, address)
-        if key is not None and (base is None or base.host is None):
-            # Ops for names are not memoised: what a name resolves to changes.
+        if base is None or base.host is None:
             if len(_ops) >= _CACHE_LIMIT:
                 _ops.clear()
             _ops[key] = base
-    if base is None or base.address is None:
-        return base
-    names = memory.names_for(base.address)
+    return base  # type: ignore[return-value]
+
+
+def with_names(base: NetworkOp, names: tuple[str, ...]) -> NetworkOp:
+    """`base` with the remembered `names` of its address (memoised)."""
     if not names:
         return base
     return _with_names(base, names)

@@ -47,6 +47,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -102,7 +103,7 @@ def _suffixes() -> tuple[str, ...]:
 
 def _from_import_machinery() -> bool:
     """The Python caller (past appshield's own frames) is importlib's path machinery."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return False

@@ -56,26 +56,74 @@ def _shield() -> Any:
 # -- audit events: every socket action ------------------------------------------------------
 
 
-def _on_connect(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    op = describe.address_op("connect", args[0], args[1])
-    return None if op is None else (op, "socket.connect")
+class _AllowCache:
+    """Socket actions already decided `allow`, keyed on the raw arguments and the names the
+    resolver memory gave for the address, for the compiled policy that decided them.
+
+    Connects repeat: a service talks to the same few addresses all day. Building and hashing
+    a `NetworkOp` and asking the engine again costs more than the rest of the hook, so an
+    allowed action seen before returns at once. Only allows are cached (a violation is
+    reported every time), only while the policy's network rules ignore the call stack, and
+    the cache empties itself when the policy changes."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.owner: Any = None
+        self.entries: dict[Any, NetworkOp] = {}
+
+    def current(self, compiled: Any) -> dict[Any, NetworkOp] | None:
+        if compiled is not self.owner:
+            self.owner = compiled
+            self.entries = {}
+            self.usable = not compiled.needs_stack("network")
+        return self.entries if self.usable else None
+
+    usable = False
 
 
-def _on_bind(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    op = describe.address_op("bind", args[0], args[1])
-    return None if op is None else (op, "socket.bind")
+_allowed = _AllowCache()
+_family_of = describe.family_of
+_type_of = describe.type_of
+_names_for = describe.memory.names_for
 
 
-def _on_sendto(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    op = describe.address_op("send", args[0], args[1])
-    return None if op is None else (op, "socket.sendto")
+def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
+    base_op = describe.base_op
+    with_names = describe.with_names
+
+    def handler(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+        sock, address = args[0], args[1]
+        if address is None:  # sendmsg on a connected socket: its connect was judged
+            return None
+        base = base_op(operation, _family_of(sock), _type_of(sock), address)
+        if base is None:
+            return None
+        names = _names_for(base.address) if base.address is not None else ()
+        shield = _shield()
+        cache = _allowed.current(shield.compiled)
+        if cache is None or base.host is not None:  # ops for names are built afresh
+            return with_names(base, names), api
+        # Memoised base ops are unique per raw input; the entry keeps `base` alive, so its
+        # id cannot be reused by another op while the entry exists.
+        key = (id(base), names)
+        if cache.get(key) is base:
+            return None
+        op = with_names(base, names)
+        if shield.compiled.decide(op, None).action == "allow":
+            if len(cache) >= _AllowCache.LIMIT:
+                cache.clear()
+            cache[key] = base
+            return None
+        return op, api
+
+    return handler
 
 
-def _on_sendmsg(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    if args[1] is None:  # a connected socket: its connect was already judged
-        return None
-    op = describe.address_op("send", args[0], args[1])
-    return None if op is None else (op, "socket.sendmsg")
+_on_connect = _socket_event("connect", "socket.connect")
+_on_bind = _socket_event("bind", "socket.bind")
+_on_sendto = _socket_event("send", "socket.sendto")
+_on_sendmsg = _socket_event("send", "socket.sendmsg")
 
 
 def _on_getaddrinfo(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:

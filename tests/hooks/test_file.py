@@ -365,3 +365,26 @@ def test_the_import_systems_reads_are_the_import_categorys_business(tmp_path: Pa
         sys.path.remove(str(root))
         sys.modules.pop("shielded_mod_xyz", None)
         runtime.uninstall()
+
+
+def test_changing_a_protected_file_is_refused(world: World) -> None:
+    runtime.uninstall()
+    world.canary.write_text("precious")
+    runtime.install(_policy(world.root, "enforce"))
+    before = os.stat(world.canary)
+    refused(lambda: os.chmod(world.canary, 0o600))
+    refused(lambda: os.chown(world.canary, -1, -1))
+    refused(lambda: os.utime(world.canary, (0, 0)))
+    refused(lambda: os.truncate(world.canary, 0))
+    refused(lambda: open(world.canary, "r+"))
+    fd = os.open(world.canary, os.O_RDONLY)  # reading it is allowed
+    try:
+        refused(lambda: os.truncate(fd, 0))
+    finally:
+        os.close(fd)
+    after = os.stat(world.canary)
+    assert (after.st_mode, after.st_mtime_ns, after.st_size) == (
+        before.st_mode,
+        before.st_mtime_ns,
+        before.st_size,
+    )

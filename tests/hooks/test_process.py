@@ -283,3 +283,10 @@ def test_uninstall_restores_the_identical_objects(tmp_path: Path) -> None:
     finally:
         runtime.uninstall()
     assert all(getattr(m, n) is b for (m, n), b in zip(names, before, strict=True))
+
+
+def test_keyword_arguments_still_work(world: World) -> None:
+    assert os.spawnv(mode=os.P_WAIT, file="/usr/bin/true", args=["true"]) == 0
+    refused(lambda: os.spawnv(mode=os.P_WAIT, file=TOUCH, args=["touch", str(world.canary)]))
+    pid = os.posix_spawn("/usr/bin/true", ["true"], {}, setsid=True)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
