@@ -57,67 +57,93 @@ def _shield() -> Any:
 
 
 class _AllowCache:
-    """Socket actions already decided `allow`, keyed on the raw arguments and the names the
-    resolver memory gave for the address, for the compiled policy that decided them.
+    """Socket actions already decided `allow`: (operation, family, type, address) -> (the
+    operation without names, the remembered names it was decided with), for the compiled
+    policy that decided them.
 
-    Connects repeat: a service talks to the same few addresses all day. Building and hashing
-    a `NetworkOp` and asking the engine again costs more than the rest of the hook, so an
-    allowed action seen before returns at once. Only allows are cached (a violation is
-    reported every time), only while the policy's network rules ignore the call stack, and
-    the cache empties itself when the policy changes."""
+    Connects repeat: a service talks to the same few addresses all day, and building,
+    hashing and deciding a `NetworkOp` again costs more than the rest of the hook. Only
+    allows are cached (a violation is reported every time), only while the policy's network
+    rules ignore the call stack, and only for actions on an address (not a name); the cache
+    empties itself when the policy changes. A hit still checks the resolver memory: the
+    names of the address must be the very tuple the decision saw (the memory builds a new
+    one on every change) and none of them may have expired."""
 
     LIMIT = 4096
 
     def __init__(self) -> None:
         self.owner: Any = None
-        self.entries: dict[Any, NetworkOp] = {}
+        self.entries: dict[Any, tuple[NetworkOp, tuple[str, ...]]] = {}
+        self.usable = False
 
-    def current(self, compiled: Any) -> dict[Any, NetworkOp] | None:
-        if compiled is not self.owner:
-            self.owner = compiled
-            self.entries = {}
-            self.usable = not compiled.needs_stack("network")
-        return self.entries if self.usable else None
+    def reset_for(self, compiled: Any) -> None:
+        self.entries = {}
+        self.usable = not compiled.needs_stack("network")
+        self.owner = compiled
 
-    usable = False
+    def store(self, key: Any, base: NetworkOp, names: tuple[str, ...]) -> None:
+        entries = self.entries
+        if len(entries) >= self.LIMIT:
+            entries.clear()
+        try:
+            entries[key] = (base, names)
+        except TypeError:  # an unhashable address: simply not cached
+            pass
 
 
 _allowed = _AllowCache()
 _family_of = describe.family_of
 _type_of = describe.type_of
-_names_for = describe.memory.names_for
+_memory = describe.memory
+_monotonic = time.monotonic
 
 
 def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
-    base_op = describe.base_op
-    with_names = describe.with_names
+    """The audit handler for one socket action. The first half is the hot path (a repeat of
+    an allowed action): no Python calls beyond this function."""
+    cache = _allowed
+    by_address = _memory._by_address
 
     def handler(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-        sock, address = args[0], args[1]
+        address = args[1]
         if address is None:  # sendmsg on a connected socket: its connect was judged
             return None
-        base = base_op(operation, _family_of(sock), _type_of(sock), address)
-        if base is None:
-            return None
-        names = _names_for(base.address) if base.address is not None else ()
-        shield = _shield()
-        cache = _allowed.current(shield.compiled)
-        if cache is None or base.host is not None:  # ops for names are built afresh
-            return with_names(base, names), api
-        # Memoised base ops are unique per raw input; the entry keeps `base` alive, so its
-        # id cannot be reused by another op while the entry exists.
-        key = (id(base), names)
-        if cache.get(key) is base:
-            return None
-        op = with_names(base, names)
-        if shield.compiled.decide(op, None).action == "allow":
-            if len(cache) >= _AllowCache.LIMIT:
-                cache.clear()
-            cache[key] = base
-            return None
-        return op, api
+        sock = args[0]
+        key = (operation, _family_of(sock), _type_of(sock), address)
+        compiled = _runtime._current.compiled
+        if cache.owner is compiled:
+            try:
+                hit = cache.entries.get(key)
+            except TypeError:
+                hit = None
+            if hit is not None:
+                entry = by_address.get(hit[0].address)
+                if entry is None:
+                    if not hit[1]:
+                        return None
+                elif entry.names is hit[1] and entry.soonest > _monotonic():
+                    return None
+        return _decide_socket_event(operation, api, key, address, compiled)
 
     return handler
+
+
+def _decide_socket_event(
+    operation: str, api: str, key: Any, address: Any, compiled: Any
+) -> tuple[NetworkOp, str] | None:
+    base = describe.base_op(operation, key[1], key[2], address)
+    if base is None:
+        return None
+    names = _memory.names_for(base.address) if base.address is not None else ()
+    op = describe.with_names(base, names)
+    if base.host is not None:  # a name: what it resolves to changes, never cached
+        return op, api
+    if _allowed.owner is not compiled:
+        _allowed.reset_for(compiled)
+    if _allowed.usable and compiled.decide(op, None).action == "allow":
+        _allowed.store(key, base, names)
+        return None
+    return op, api
 
 
 _on_connect = _socket_event("connect", "socket.connect")
@@ -307,6 +333,14 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("socket", "gethostbyaddr", _gethostbyaddr, "network"),
     PatchPoint("asyncio.base_events", "BaseEventLoop.getaddrinfo", _loop_getaddrinfo, "network"),
 )
+
+
+def on_install(shield: Any) -> None:
+    global _runtime
+    from appshield import runtime
+
+    _runtime = runtime
+    _allowed.reset_for(shield.compiled)
 
 
 def on_uninstall() -> None:

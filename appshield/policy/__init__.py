@@ -74,9 +74,11 @@ class Policy:
     def compiled(self) -> CompiledPolicy:
         compiled = self._compiled
         if compiled is None:
-            from appshield.engine import compile_policy
+            from appshield.engine import compile_policy, escape
 
-            protected = (*self.document.files, PACKAGE_DIR + "/**")
+            # File names are literal paths, not globs: `[`, `*` or `?` in a name must not
+            # widen or break the protection.
+            protected = (*(escape(f) for f in self.document.files), escape(PACKAGE_DIR) + "/**")
             compiled = compile_policy(self.document, self.mode, protected_paths=protected)
             self._compiled = compiled
         return compiled
