@@ -26,7 +26,7 @@ from typing import Any
 
 from appshield.operations import FileOp
 
-__all__ = ["lookup", "remember"]
+__all__ = ["lookup", "remember", "same_file"]
 
 _LIMIT = 4096
 _stat = os.stat
@@ -53,6 +53,15 @@ def _for(compiled: Any) -> _Memory:
         memory.usable = not compiled.needs_stack("file")
         memory.owner = compiled
     return memory
+
+
+def same_file(path: str, identity: tuple[int, int]) -> bool:
+    """`path` (symlinks followed) still leads to the file with this (device, inode)."""
+    try:
+        found = _stat(path)
+    except (OSError, ValueError):
+        return False
+    return (found.st_dev, found.st_ino) == identity
 
 
 def lookup(path: str, flags: int, compiled: Any) -> bool:

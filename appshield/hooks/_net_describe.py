@@ -199,10 +199,24 @@ def remember_results(host: Any, infos: Any) -> None:
     if not text or canonical(text) is not None:
         return
     try:
-        addresses = [canonical(str(info[4][0])) for info in infos]
+        addresses = [canonical(info[4][0]) for info in infos]
     except (TypeError, IndexError):
         return
-    memory.remember(normalize_host(text), [a for a in addresses if a])
+    memory.remember(_host_name(text), [a for a in addresses if a])
+
+
+def _host_name(text: str) -> str:
+    """`normalize_host`, memoised: the same few names are looked up again and again."""
+    name = _hosts.get(text)
+    if name is None:
+        name = normalize_host(text)
+        if len(_hosts) >= _CACHE_LIMIT:
+            _hosts.clear()
+        _hosts[text] = name
+    return name
+
+
+_hosts: dict[str, str] = {}
 
 
 def remember_names(names: list[Any], addresses: list[Any]) -> None:

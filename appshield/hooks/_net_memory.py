@@ -37,8 +37,11 @@ class _Entry:
         self.names: tuple[str, ...] = ()
         self.soonest = 0.0
 
-    def refresh(self) -> None:
-        self.names = tuple(sorted(self.expiries))
+    def refresh(self, names_changed: bool = True) -> None:
+        # The names tuple is rebuilt only when the set of names changes: its identity tells
+        # the network hook's allow cache whether a decision still holds.
+        if names_changed:
+            self.names = tuple(sorted(self.expiries))
         self.soonest = min(self.expiries.values()) if self.expiries else 0.0
 
 
@@ -52,10 +55,14 @@ class ResolverMemory:
 
     def remember(self, name: str, addresses: Iterable[str]) -> None:
         """Record that `name` (already normalised) resolved to `addresses` (canonical)."""
-        expiry = time.monotonic() + self.ttl
+        now = time.monotonic()
         unique = tuple(dict.fromkeys(a for a in addresses if a))
         if not name or not unique:
             return
+        known = self._by_name.get(name)
+        if known is not None and known[0] == unique and known[1] - now > self.ttl / 2:
+            return  # the same answer, recently: nothing worth the lock
+        expiry = now + self.ttl
         with self._lock:
             self._by_name[name] = (unique, expiry)
             for address in unique:
@@ -64,8 +71,9 @@ class ResolverMemory:
                     entry = self._by_address[address] = _Entry()
                 else:
                     self._by_address.move_to_end(address)
+                new_name = name not in entry.expiries
                 entry.expiries[name] = expiry
-                entry.refresh()
+                entry.refresh(new_name)
             self._evict()
 
     def _evict(self) -> None:

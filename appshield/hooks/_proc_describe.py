@@ -71,7 +71,7 @@ def env_mapping(env: Any) -> Mapping[Any, Any] | None:
 def exec_path(env: Mapping[Any, Any] | None) -> list[str]:
     """PATH as the child will search it (`os.get_exec_path` semantics)."""
     try:
-        return [text(d) for d in os.get_exec_path(env)]
+        return [d if d.__class__ is str else text(d) for d in os.get_exec_path(env)]
     except (ValueError, TypeError):
         return os.defpath.split(os.pathsep)
 
@@ -155,10 +155,17 @@ def is_shell(resolved: str, argv: Sequence[str]) -> bool:
     return False
 
 
-def _unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
-    from appshield._activate import child_would_be_unshielded
+_would_be_unshielded: Callable[..., bool] | None = None
 
-    return child_would_be_unshielded(argv, env_mapping(env), executable=resolved, cwd=cwd)
+
+def _unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
+    global _would_be_unshielded
+    if _would_be_unshielded is None:
+        # bound on first use: appshield._activate imports the runtime, which imports hooks
+        from appshield._activate import child_would_be_unshielded
+
+        _would_be_unshielded = child_would_be_unshielded
+    return _would_be_unshielded(argv, env_mapping(env), executable=resolved, cwd=cwd)
 
 
 def child_cwd(cwd: Any) -> str:

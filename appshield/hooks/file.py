@@ -54,6 +54,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from appshield.hooks._file_cache import _memory
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
+from appshield.hooks._file_cache import same_file as _same_file
 from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly, screen
@@ -136,8 +137,12 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
         compiled = active_shield().compiled  # type: ignore[union-attr]
     if path.__class__ is str:
         memory = _memory
-        if args[2] in memory.plain.get(path, ()) and memory.owner is compiled:
-            return None
+        if memory.owner is compiled:
+            if args[2] in memory.plain.get(path, ()):
+                return None
+            identity = memory.checked.get((path, args[2]))
+            if identity is not None and _same_file(path, identity):
+                return None
         if _state.importing and _import_file_work(path):
             return None
         if _cache_lookup(path, args[2], compiled):
@@ -322,9 +327,12 @@ _wrapped = _Wrapped()
 
 
 def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    dir_fd = kwargs.get("dir_fd")
+    dir_fd = kwargs.get("dir_fd") if kwargs else None
     if dir_fd is None:
-        _wrapped.plain_os_open = True  # the `open` event has all it needs
+        path = args[0] if args else kwargs.get("path")
+        if path.__class__ is str and path[:1] == "/":
+            return wrapped(*args, **kwargs)  # absolute: the `open` event has all it needs
+        _wrapped.plain_os_open = True  # relative to the current folder, not to a dir_fd
         try:
             return wrapped(*args, **kwargs)
         finally:

@@ -47,7 +47,7 @@ __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
 
 _state = thread_state
 _runtime: Any = None
-_MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so")
+_MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".zip", ".egg", ".whl", ".pyz")
 
 
 def _shield() -> Any:
@@ -108,21 +108,24 @@ _judged = _Judged()
 
 
 def _spec_origin(spec: Any) -> str | None:
+    """The raw file a spec loads from (None for built-in, frozen, namespace modules)."""
     origin = getattr(spec, "origin", None)
     if not isinstance(origin, str) or not getattr(spec, "has_location", False):
-        return None  # "built-in", "frozen", namespace packages: no file
-    return os.path.abspath(origin)
+        return None
+    return origin
 
 
 def _judge(spec: Any, origin: str | None, api: str) -> None:
-    """Decide the import of `spec` loaded from `origin`, unless already decided."""
-    shield = _shield()
+    """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
+    unless that very spec was already decided for that very file."""
+    runtime = _runtime
+    shield = runtime._current if runtime is not None else _shield()
     if shield is None or _state.busy or spec is None or _judged.has(spec, origin):
         return
     name = getattr(spec, "name", None)
-    op = ImportOp(name if isinstance(name, str) else None, origin)
-    shield.enforce(op, api)
-    _judged.add(spec, op.module, origin)
+    absolute = os.path.abspath(origin) if origin else None
+    shield.enforce(ImportOp(name if isinstance(name, str) else None, absolute), api)
+    _judged.add(spec, name if isinstance(name, str) else None, origin)
 
 
 # -- wrappers -----------------------------------------------------------------------------------
@@ -142,7 +145,7 @@ def _spec_first(api: str) -> Callable[..., Any]:
 def _loader_path(loader: Any, spec: Any) -> str | None:
     path = getattr(loader, "path", None)
     if isinstance(path, str) and path:
-        return os.path.abspath(path)
+        return path
     return _spec_origin(spec)
 
 
@@ -187,13 +190,15 @@ def _import_io(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[
         state.importing -= 1
 
 
-def _module_file_io(
+def _module_code_io(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """`get_data`/`set_data` of the file loaders: marked only for the loader's own module
-    file and its bytecode cache, so `SourceFileLoader(x, "/etc/shadow").get_data(...)` is
-    still an ordinary, checked file read."""
-    if not _is_module_file(instance, args[0] if args else kwargs.get("path")):
+    """`get_code` of the source and bytecode loaders (and zipimport): reading the module's
+    file, its cached bytecode, and writing that cache. Marked only when the loader's own
+    file is a module file, so `SourceFileLoader(x, "/etc/shadow").get_code(x)` stays an
+    ordinary, checked file read."""
+    own = getattr(instance, "path", None) or getattr(instance, "archive", None)
+    if not isinstance(own, str) or not own.endswith(_MODULE_SUFFIXES):
         return wrapped(*args, **kwargs)
     state = _state
     state.importing += 1
@@ -201,20 +206,6 @@ def _module_file_io(
         return wrapped(*args, **kwargs)
     finally:
         state.importing -= 1
-
-
-def _is_module_file(loader: Any, path: Any) -> bool:
-    own = getattr(loader, "path", None)
-    if not isinstance(path, str) or not isinstance(own, str):
-        return False
-    if not own.endswith(_MODULE_SUFFIXES):
-        return False
-    if path == own:
-        return True
-    cache_dir = os.path.join(os.path.dirname(own), "__pycache__") + os.sep
-    return (
-        path.startswith(cache_dir) and path.endswith(".pyc") and "/" not in path[len(cache_dir) :]
-    )
 
 
 def _runpy_details(
@@ -244,34 +235,55 @@ def _cffi_load_library(
 _B = "_frozen_importlib"
 _BX = "_frozen_importlib_external"
 
+# Each import of a source module passes three of these: `_load_unlocked` (judged),
+# `_LoaderBasics.exec_module` (already judged: one lookup) and `SourceLoader.get_code`
+# (marked). The others sit on routes that skip `_load_unlocked`, or run only when a folder's
+# listing changed or a new `sys.path` entry is first seen.
 PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint(_B, "_load_unlocked", _spec_first("import"), "import"),
     PatchPoint(_B, "_exec", _spec_first("importlib.reload"), "import"),
-    PatchPoint(_B, "module_from_spec", _spec_first("importlib.module_from_spec"), "import"),
     PatchPoint(
         "importlib.util", "module_from_spec", _spec_first("importlib.module_from_spec"), "import"
     ),
     PatchPoint(_BX, "_LoaderBasics.exec_module", _loader_exec_module, "import"),
     PatchPoint(_BX, "ExtensionFileLoader.create_module", _loader_create_module, "import"),
     PatchPoint(_BX, "ExtensionFileLoader.exec_module", _loader_exec_module, "import"),
-    PatchPoint(_BX, "PathFinder.find_spec", _import_io, "import"),
-    PatchPoint(_BX, "FileLoader.get_data", _module_file_io, "import"),
-    PatchPoint(_BX, "SourceFileLoader.set_data", _module_file_io, "import"),
-    PatchPoint("zipimport", "zipimporter.get_code", _import_io, "import", optional=True),
+    PatchPoint(_BX, "SourceLoader.get_code", _module_code_io, "import"),
+    PatchPoint(_BX, "SourcelessFileLoader.get_code", _module_code_io, "import"),
+    PatchPoint(_BX, "FileFinder._fill_cache", _import_io, "import"),
+    PatchPoint(_BX, "PathFinder._path_hooks", _import_io, "import"),
+    PatchPoint("zipimport", "zipimporter.get_code", _module_code_io, "import", optional=True),
     PatchPoint("runpy", "_get_module_details", _runpy_details, "import", optional=True),
     PatchPoint("_cffi_backend", "load_library", _cffi_load_library, "import", optional=True),
 )
 
 # The patches whose presence makes the C statement's `import` event redundant.
-_PRIMARY = (("_load_unlocked", _B), ("module_from_spec", _B))
+_PRIMARY = (
+    (_B, "_load_unlocked", None),
+    (_BX, "_LoaderBasics", "exec_module"),
+)
+
+
+_intact: list[tuple[dict[str, Any], str, Any]] = []
+
+
+def _remember_layer() -> None:
+    """Note our primary proxies as installed, so `_layer_intact` is a few identity checks."""
+    _intact.clear()
+    for module_name, attribute, member in _PRIMARY:
+        owner: Any = sys.modules[module_name].__dict__
+        name = attribute
+        if member is not None:
+            owner, name = vars(owner[attribute]), member
+        current = owner.get(name)
+        if getattr(current, "_self_appshield_point", None) is not None:
+            _intact.append((owner, name, current))
 
 
 def _layer_intact() -> bool:
-    for attribute, module_name in _PRIMARY:
-        current = sys.modules[module_name].__dict__.get(attribute)
-        if getattr(current, "_self_appshield_point", None) is None:
-            return False
-    return True
+    if len(_intact) != len(_PRIMARY):
+        return False
+    return all(owner.get(name) is proxy for owner, name, proxy in _intact)
 
 
 # -- audit events -------------------------------------------------------------------------------
@@ -287,10 +299,10 @@ def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
         if _layer_intact():
             return None
         return ImportOp(name, None), "import"
-    origin = os.path.abspath(os.fsdecode(filename))
+    origin = os.fsdecode(filename)
     if _judged.has_name(name, origin):
         return None
-    return ImportOp(name, origin), "import"
+    return ImportOp(name, os.path.abspath(origin)), "import"
 
 
 def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
@@ -314,6 +326,7 @@ def on_install(shield: Any) -> None:
 
     _runtime = runtime
     _judged.clear()
+    _remember_layer()
     compiled = shield.compiled
     if not compiled.has_rules("import") and compiled.default("import") == "allow":
         return
@@ -325,11 +338,12 @@ def on_install(shield: Any) -> None:
             continue
         spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
-        report(ImportOp(name, origin), "import")
+        report(ImportOp(name, os.path.abspath(origin) if origin else None), "import")
 
 
 def on_uninstall() -> None:
     _judged.clear()
+    _intact.clear()
 
 
 os.register_at_fork(after_in_child=_judged.after_fork)

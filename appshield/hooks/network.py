@@ -259,19 +259,30 @@ def _host_port(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]
     return host, port
 
 
+_resolves_allowed = _AllowCache()
+
+
 def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     shield = _shield()
     if shield is None or _state.busy:
         return wrapped(*args, **kwargs)
     try:
         host, port = _host_port(args, kwargs)
-        op = describe.describe_resolve(host, port)
+        key = (host, port)
+        compiled = shield.compiled
+        if _resolves_allowed.owner is compiled and key in _resolves_allowed.entries:
+            op = None  # this lookup was allowed before, under this policy
+        else:
+            op = describe.describe_resolve(host, port)
     except Exception:
         return wrapped(*args, **kwargs)
-    if op is None:
-        return wrapped(*args, **kwargs)
-    if not _predecided.take(host, port):
-        shield.enforce(op, "socket.getaddrinfo")
+    if op is not None and not _predecided.take(host, port):
+        decision = shield.enforce(op, "socket.getaddrinfo")
+        if decision.action == "allow":
+            if _resolves_allowed.owner is not compiled:
+                _resolves_allowed.reset_for(compiled)
+            if _resolves_allowed.usable:
+                _resolves_allowed.store(key, op, ())
     _state.expect = ("socket.getaddrinfo", host)
     try:
         infos = wrapped(*args, **kwargs)

@@ -228,19 +228,20 @@ def test_importing_depth_covers_the_import_system_not_the_body(shielded: list[Vi
     module = importlib.import_module("shield_good_a")
     assert module.DEPTH == 0  # the module body runs unmarked
     assert seen_depths and all(d > 0 for d in seen_depths)
-    # A loader asked to read a file that is not its module is an ordinary file read.
-    loader = importlib.machinery.SourceFileLoader("x", "/etc/hostname")
+    # A loader asked for a file that is not a module is an ordinary, checked file read.
     seen_depths.clear()
-    depth_during: list[int] = []
-    original = loader.get_data
+    target = "/etc/hostname"
 
-    def spy(path: str) -> bytes:
-        depth_during.append(thread_state.importing)
-        return b""
+    def probe_other(event: str, args: tuple[object, ...]) -> None:
+        if event == "open" and args[0] == target:
+            seen_depths.append(thread_state.importing)
 
-    assert original is not None
-    imports._module_file_io(spy, loader, ("/etc/hostname",), {})
-    assert depth_during == [0]
+    sys.addaudithook(probe_other)
+    try:
+        importlib.machinery.SourceFileLoader("x", target).get_code("x")
+    except (SyntaxError, OSError, ValueError):
+        pass
+    assert seen_depths and all(d == 0 for d in seen_depths)
     assert thread_state.importing == 0
 
 
@@ -270,20 +271,20 @@ def test_uninstall_restores_identical_objects() -> None:
 
     before = (
         bootstrap._load_unlocked,
-        bootstrap.module_from_spec,
+        bootstrap._exec,
         importlib.util.module_from_spec,
         vars(external._LoaderBasics)["exec_module"],
-        vars(external.FileLoader)["get_data"],
+        vars(external.SourceLoader)["get_code"],
     )
     runtime.install(_policy())
     assert bootstrap._load_unlocked is not before[0]
     runtime.uninstall()
     after = (
         bootstrap._load_unlocked,
-        bootstrap.module_from_spec,
+        bootstrap._exec,
         importlib.util.module_from_spec,
         vars(external._LoaderBasics)["exec_module"],
-        vars(external.FileLoader)["get_data"],
+        vars(external.SourceLoader)["get_code"],
     )
     assert all(a is b for a, b in zip(before, after, strict=True))
 
@@ -294,7 +295,6 @@ def test_tamper_restoring_the_import_system(shielded: list[Violation]) -> None:
 
     saved = {
         (bootstrap, "_load_unlocked"): bootstrap._load_unlocked,
-        (bootstrap, "module_from_spec"): bootstrap.module_from_spec,
         (external._LoaderBasics, "exec_module"): vars(external._LoaderBasics)["exec_module"],
     }
     try:

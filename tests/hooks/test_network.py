@@ -21,7 +21,7 @@ import pytest
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _net_describe, network
+from appshield.hooks import _net_describe
 from appshield.hooks._net_memory import ResolverMemory
 from appshield.policy import Policy
 from appshield.report import Violation
@@ -261,9 +261,10 @@ def test_udp_and_unix_operations(shielded: Shielded, tmp_path: object) -> None:
     with socket.socket(socket.AF_UNIX) as c:
         c.connect(path)  # allowed: the default allows
     server.close()
-    described = network._on_connect((socket.socket(socket.AF_UNIX), path))
+    with socket.socket(socket.AF_UNIX) as u:
+        described = _net_describe.address_op("connect", u, path)
     assert described is not None
-    assert (described[0].transport, described[0].path) == ("unix", path)
+    assert (described.transport, described.path) == ("unix", path)
 
 
 def test_threads_are_checked(shielded: Shielded) -> None:
@@ -363,6 +364,7 @@ def test_monitor_mode_lets_it_happen(servers: tuple[Server, Server]) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_forked_child_keeps_the_shield(shielded: Shielded) -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -449,3 +451,26 @@ def test_signature_errors_are_the_originals(shielded: Shielded) -> None:
     with pytest.raises(TypeError):
         socket.gethostbyname("localhost", "extra")  # type: ignore[call-arg]
     assert sys.getrefcount(socket) > 0
+
+
+def test_a_new_policy_is_not_answered_from_the_old_ones_cache(
+    servers: tuple[Server, Server],
+) -> None:
+    denied, allowed = servers
+    _install(_policy(denied.port))
+    try:
+        for _ in range(2):  # the second time is answered from the allow caches
+            socket.getaddrinfo("localhost", allowed.port)
+            with socket.socket() as s:
+                s.connect(("127.0.0.1", allowed.port))
+    finally:
+        runtime.uninstall()
+    _install(_policy(allowed.port))
+    try:
+        with socket.socket() as s, pytest.raises(PolicyViolation):
+            s.connect(("127.0.0.1", allowed.port))
+        with pytest.raises(PolicyViolation):
+            socket.getaddrinfo("localhost", allowed.port)
+    finally:
+        runtime.uninstall()
+    assert allowed.settle() == 2
