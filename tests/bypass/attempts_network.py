@@ -185,6 +185,14 @@ ATTEMPTS: list[Attempt] = [
         "import subprocess, sys\n"
         "code = f\"import socket; socket.socket().connect(('127.0.0.1', {PORT}))\"\n"
         "subprocess.run([sys.executable, '-I', '-c', code])",
+        # A shield installed from code does not travel to children (that takes `appshield
+        # run`), so the route to a child interpreter is closed by a process rule here.
+        rules="""\
+        - id: no-python-children
+          category: process
+          action: deny
+          match: {executable: [python*, "/**/python*"]}
+        """,
     ),
     _udp(
         "net-udp-sendto",
