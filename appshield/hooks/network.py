@@ -110,7 +110,7 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
             return None
         sock = args[0]
         key = (operation, _family_of(sock), _type_of(sock), address)
-        compiled = _runtime._current.compiled
+        compiled = (_runtime or _bind_runtime())._current.compiled
         if cache.owner is compiled:
             try:
                 hit = cache.entries.get(key)
@@ -344,6 +344,12 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("socket", "gethostbyaddr", _gethostbyaddr, "network"),
     PatchPoint("asyncio.base_events", "BaseEventLoop.getaddrinfo", _loop_getaddrinfo, "network"),
 )
+
+
+def _bind_runtime() -> Any:
+    # Only reached for an event between the start of install() and on_install().
+    _shield()
+    return _runtime
 
 
 def on_install(shield: Any) -> None:
