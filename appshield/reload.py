@@ -94,12 +94,14 @@ class PolicyWatcher:
             return False
         if new == shield.policy:
             return False
-        shield.swap_policy(new)
-        self._mark = _fingerprint(self._watched())
+        # Said before the swap: a daemon thread may not outlive an app that exits as soon as
+        # it sees the new policy, and the report must not be lost.
         _say(
             f"appshield: policy reloaded from {self.path}: {new.name!r}, mode {new.mode},"
             f" {len(new.document.rules)} rules"
         )
+        shield.swap_policy(new)
+        self._mark = _fingerprint(self._watched())
         return True
 
     def start(self) -> None:

@@ -36,8 +36,29 @@ _AF_UNIX = getattr(socket, "AF_UNIX", -1)
 _SOCK_STREAM = socket.SOCK_STREAM
 # Read the raw int attributes of the C socket type: `socket.socket.family` is a Python
 # property that builds an IntEnum on every access, several times slower.
-_family_of = family_of = _socket.socket.family.__get__
-_type_of = type_of = _socket.socket.type.__get__
+_raw_family = _socket.socket.family.__get__
+_raw_type = _socket.socket.type.__get__
+
+
+def family_of(sock: Any) -> int:
+    try:
+        return _raw_family(sock)
+    except TypeError:
+        # A socket of another `_socket` module instance: on 3.12+ popping `_socket` from
+        # sys.modules and importing it again creates a new socket type, which our
+        # descriptor does not accept. Ask the object itself.
+        return int(sock.family)
+
+
+def type_of(sock: Any) -> int:
+    try:
+        return _raw_type(sock)
+    except TypeError:
+        return int(sock.type)
+
+
+_family_of = family_of
+_type_of = type_of
 
 _CACHE_LIMIT = 4096
 _canonical: dict[str, str | None] = {}

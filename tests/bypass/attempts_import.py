@@ -62,7 +62,14 @@ DENY_XXLIMITED = """\
 
 FIND_XXLIMITED = """\
 import glob, sysconfig
-SO = glob.glob(os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload", "xxlimited.*.so"))[0]
+# The folder of the interpreter's own extension modules (`lib-dynload`), found on sys.path
+# because sysconfig's paths point elsewhere inside a virtual environment.
+SO = next(
+    hit
+    for folder in [*sys.path, os.path.join(sysconfig.get_path("platstdlib"), "lib-dynload")]
+    if folder.endswith("lib-dynload")
+    for hit in glob.glob(os.path.join(folder, "xxlimited.*.so"))
+)
 """
 
 

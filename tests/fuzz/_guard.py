@@ -15,7 +15,7 @@ from types import FrameType
 
 from hypothesis import HealthCheck, settings
 
-__all__ = ["FAST", "FAST_COSTLY", "SLOW", "time_limit"]
+__all__ = ["FAST", "FAST_COSTLY", "SLOW", "SLOW_COSTLY", "time_limit"]
 
 
 class Hang(Exception):
@@ -50,3 +50,4 @@ _COMMON = {
 FAST = settings(max_examples=150, **_COMMON)  # the normal suite
 FAST_COSTLY = settings(max_examples=40, **_COMMON)  # each example compiles a policy (~20 ms)
 SLOW = settings(max_examples=500 if _SAMPLE else 5000, **_COMMON)  # @pytest.mark.slow
+SLOW_COSTLY = settings(max_examples=200 if _SAMPLE else 1000, **_COMMON)

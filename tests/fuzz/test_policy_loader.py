@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appshield import FileOp, ImportOp, NetworkOp, Policy, PolicyError, ProcessOp, load_policy
-from tests.fuzz._guard import FAST, FAST_COSTLY, SLOW, time_limit
+from tests.fuzz._guard import FAST, FAST_COSTLY, SLOW, SLOW_COSTLY, time_limit
 
 CALL_LIMIT = 10.0  # seconds; a single load normally takes a few milliseconds
 
@@ -216,7 +216,7 @@ def test_long_run_text(text: str) -> None:
 
 
 @pytest.mark.slow
-@SLOW
+@SLOW_COSTLY
 @given(policy_shaped())
 def test_long_run_policy_shaped(data: dict[str, Any]) -> None:
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
