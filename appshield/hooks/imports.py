@@ -200,12 +200,7 @@ def _module_code_io(
     own = getattr(instance, "path", None) or getattr(instance, "archive", None)
     if not isinstance(own, str) or not own.endswith(_MODULE_SUFFIXES):
         return wrapped(*args, **kwargs)
-    state = _state
-    state.importing += 1
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        state.importing -= 1
+    return _import_io(wrapped, instance, args, kwargs)
 
 
 def _runpy_details(
