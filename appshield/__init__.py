@@ -7,10 +7,18 @@ every violation through OpenTelemetry. See README.md and docs/.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from appshield.decision import Decision
 from appshield.errors import PolicyError, PolicyViolation
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
 from appshield.policy import Policy, load_policy
+
+if TYPE_CHECKING:
+    from appshield.decision import Mode
+    from appshield.runtime import ShieldHandle
 
 __version__ = "0.1.0"
 
@@ -30,8 +38,16 @@ __all__ = [
 ]
 
 
-def install(policy=None, *, mode=None, locked=False):  # type: ignore[no-untyped-def]
-    """Load the policy and start checking. See appshield.runtime.install."""
+def install(
+    policy: Policy | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    mode: Mode | None = None,
+    locked: bool = False,
+) -> ShieldHandle:
+    """Load the policy and start checking. See appshield.runtime.install.
+
+    The runtime (and with it wrapt and the hooks) is imported only here, so that
+    `import appshield` for `Policy.decide` or `explain` patches and loads nothing."""
     from appshield.runtime import install as _install
 
     return _install(policy, mode=mode, locked=locked)
