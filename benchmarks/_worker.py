@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -128,19 +129,31 @@ OPS: dict[str, Callable[[str], Loop]] = {
 def main() -> None:
     op, mode, n, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     work = tempfile.mkdtemp(prefix="appshield-bench-")
+    try:
+        print(json.dumps(measure(op, mode, n, reps, work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(op: str, mode: str, n: int, reps: int, work: str) -> list[float]:
     loop = OPS[op](work)
+    handle = None
     if mode == "shield":
         import appshield
 
-        appshield.install(sys.argv[5])
-    loop(max(1, n // 10))  # warm-up: caches, lazy imports, first-violation telemetry set-up
-    results = []
-    for _ in range(reps):
-        t0 = time.perf_counter_ns()
-        loop(n)
-        elapsed = getattr(loop, "elapsed", None) or (time.perf_counter_ns() - t0)
-        results.append(elapsed / n)
-    print(json.dumps(results))
+        handle = appshield.install(sys.argv[5])
+    try:
+        loop(max(1, n // 10))  # warm-up: caches, lazy imports, first-violation telemetry set-up
+        results = []
+        for _ in range(reps):
+            t0 = time.perf_counter_ns()
+            loop(n)
+            elapsed = getattr(loop, "elapsed", None) or (time.perf_counter_ns() - t0)
+            results.append(elapsed / n)
+        return results
+    finally:
+        if handle is not None:
+            handle.uninstall()  # so the clean-up of the work folder is not itself refused
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ Policies:
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,20 +87,32 @@ def _operation(name: str, folder: str) -> Callable[[], object]:
 
 def worker(name: str, mode: str, n: int, reps: int, policy: str) -> None:
     folder = tempfile.mkdtemp(prefix="appshield-bench-hooks-")
+    try:
+        print(_best_time(name, mode, n, reps, policy, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _best_time(name: str, mode: str, n: int, reps: int, policy: str, folder: str) -> float:
     operation = _operation(name, folder)
+    handle = None
     if mode == "shield":
         import appshield
 
-        appshield.install(policy)
-    for _ in range(max(1, n // 10)):  # warm-up: caches, branch predictors, page cache
-        operation()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter_ns()
-        for _ in range(n):
+        handle = appshield.install(policy)
+    try:
+        for _ in range(max(1, n // 10)):  # warm-up: caches, branch predictors, page cache
             operation()
-        best = min(best, (time.perf_counter_ns() - start) / n)
-    print(best)
+        best = float("inf")
+        for _ in range(reps):
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                operation()
+            best = min(best, (time.perf_counter_ns() - start) / n)
+        return best
+    finally:
+        if handle is not None:
+            handle.uninstall()  # so removing the work folder is not itself refused
 
 
 def _policies(folder: Path) -> dict[str, str]:
@@ -175,7 +189,9 @@ def main() -> int:
         name, mode, n, reps, policy = args.worker
         worker(name, mode, int(n), int(reps), policy)
         return 0
-    policies = _policies(Path(tempfile.mkdtemp(prefix="appshield-bench-pol-")))
+    policy_folder = Path(tempfile.mkdtemp(prefix="appshield-bench-pol-"))
+    atexit.register(shutil.rmtree, policy_folder, True)
+    policies = _policies(policy_folder)
     print(f"{'operation':42} {'bare':>10} {'appshield':>10} {'ratio':>7}")
     for label, name, policy, n in CASES if args.rounds > 0 else ():
         if args.only and args.only not in name:

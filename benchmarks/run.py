@@ -244,6 +244,7 @@ def main() -> int:
             results["startup_ms"] = s
     finally:
         server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

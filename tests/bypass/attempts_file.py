@@ -57,8 +57,10 @@ ATTEMPTS: list[Attempt] = [
     _w("symlink-then-write", "os.symlink(CANARY, 'link')\nopen('link', 'w').close()"),
     _w(
         "symlinked-folder-write",
-        "os.symlink(WORK, '/tmp/alias-' + str(os.getpid()))\n"
-        "open('/tmp/alias-' + str(os.getpid()) + '/canary', 'w').close()",
+        # the alias sits beside WORK (in pytest's tmp_path), outside the protected folder
+        "alias = os.path.join(os.path.dirname(WORK), 'alias')\n"
+        "os.symlink(WORK, alias)\n"
+        "open(os.path.join(alias, 'canary'), 'w').close()",
     ),
     # -- creating the canary by other calls
     _w("rename-onto", SCRATCH + "os.rename(src, CANARY)"),

@@ -8,6 +8,8 @@ A policy that loads must also compile and decide without raising.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +180,7 @@ def test_policy_shaped_mapping(data: dict[str, Any]) -> None:
 
 
 _FOLDER = Path(tempfile.mkdtemp(prefix="appshield-fuzz-"))
+atexit.register(shutil.rmtree, _FOLDER, True)
 
 
 @FAST

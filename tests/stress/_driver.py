@@ -38,6 +38,7 @@ class Listener:
         self.sock.listen(512)
         self.port = int(self.sock.getsockname()[1])
         self.count = 0
+        self._arrival = threading.Condition()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -46,8 +47,20 @@ class Listener:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.count += 1
+            with self._arrival:
+                self.count += 1
+                self._arrival.notify_all()
             conn.close()
+
+    def settled_count(self, at_least: int, timeout: float = 30.0) -> int:
+        """The count once `at_least` connections have been accepted (or the timeout passed).
+
+        A client's connect() returns once the kernel has queued the connection, before this
+        thread accepts it, so reading the count straight after the workers finish can miss
+        the last few arrivals."""
+        with self._arrival:
+            self._arrival.wait_for(lambda: self.count >= at_least, timeout)
+            return self.count
 
 
 @dataclass
@@ -245,7 +258,8 @@ def main() -> None:
     else:
         result = run_fork(setup, threads, ops, reader)
     result["counted"] = violation_count(reader)
-    result["arrived"] = {"allowed": good.count, "denied": bad.count}
+    connected = result["counts"].get("connect_ok", 0) if "counts" in result else 0
+    result["arrived"] = {"allowed": good.settled_count(connected), "denied": bad.count}
     print("RESULT " + json.dumps(result))
 
 
