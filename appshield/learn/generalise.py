@@ -353,8 +353,13 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
         match: dict[str, Any] = {"module": sorted(modules)}
         if home:
             match["origin"] = home
-        slug = "import-" + (home.strip("{}/*").split("}")[0] if home.startswith("{") else
-                            "builtin" if not home else sorted(modules)[0])
+        slug = "import-" + (
+            home.strip("{}/*").split("}")[0]
+            if home.startswith("{")
+            else "builtin"
+            if not home
+            else sorted(modules)[0]
+        )
         drafts.append(Draft("import", match, slug, seen))
     for library, seen in sorted(libraries.items()):
         match = {"library": escape_glob(library)}

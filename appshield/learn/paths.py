@@ -109,7 +109,7 @@ def _widen_temp_segment(segment: str) -> str:
 
 
 def _with_variable(path: str, var: str, folder: str, widen: bool) -> str:
-    rest = path[len(folder.rstrip("/")):].lstrip("/")
+    rest = path[len(folder.rstrip("/")) :].lstrip("/")
     if not rest:
         return "{" + var + "}"
     parts = rest.split("/")

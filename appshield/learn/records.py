@@ -141,8 +141,10 @@ def observation_from_json(line: str, roots: Roots = Roots()) -> Observation:
 
 
 def header_json(roots: Roots, argv: Iterable[str] = ()) -> str:
-    return json.dumps({"header": 1, "pid": os.getpid(), "roots": roots.as_json(),
-                       "argv": list(argv)}, separators=(",", ":"))
+    return json.dumps(
+        {"header": 1, "pid": os.getpid(), "roots": roots.as_json(), "argv": list(argv)},
+        separators=(",", ":"),
+    )
 
 
 def _read_file(path: Path) -> Iterator[Observation]:

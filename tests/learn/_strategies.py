@@ -13,9 +13,9 @@ from appshield.policy._values import normalise_address
 ROOTS = Roots.current()
 
 # Segments include glob and brace characters on purpose: the learned rules must escape them.
-_segment = st.text(
-    alphabet="abcxyz019_-.*?[]{}! ", min_size=1, max_size=8
-).filter(lambda s: s not in (".", ".."))
+_segment = st.text(alphabet="abcxyz019_-.*?[]{}! ", min_size=1, max_size=8).filter(
+    lambda s: s not in (".", "..")
+)
 _bases = st.sampled_from(
     [
         "/srv/app",

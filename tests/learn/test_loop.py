@@ -70,7 +70,10 @@ def _env(**extra: str) -> dict[str, str]:
 def appshield(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "appshield", *args],
-        capture_output=True, text=True, timeout=120, env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or _env(),
     )
 
 
@@ -95,7 +98,13 @@ def learn(tmp_path: Path, service: Service, *extra: str, merge: bool = False) ->
 
 def enforce(policy: Path, port: int, log: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return appshield(
-        "run", "--policy", str(policy), "--mode", "enforce", "--", *app(port, *extra),
+        "run",
+        "--policy",
+        str(policy),
+        "--mode",
+        "enforce",
+        "--",
+        *app(port, *extra),
         env=_env(APPSHIELD_LOG=str(log)),
     )
 
@@ -152,8 +161,13 @@ def test_learning_blocks_nothing_and_merge_adds_runs(tmp_path: Path, service: Se
     assert violations(log) == []
 
     canary = tmp_path / "canary"
-    done = appshield("learn", "--out", str(tmp_path / "other.yaml"), "--",
-                     *app(service.port, "--attack", "shell", "--target", str(canary)))
+    done = appshield(
+        "learn",
+        "--out",
+        str(tmp_path / "other.yaml"),
+        "--",
+        *app(service.port, "--attack", "shell", "--target", str(canary)),
+    )
     assert done.returncode == 0 and "DONE shell" in done.stdout
     assert canary.exists()  # learning observes, never blocks
 

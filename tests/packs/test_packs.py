@@ -41,8 +41,10 @@ def test_the_expected_packs_exist() -> None:
 
 @pytest.mark.parametrize("pack", PACKS)
 def test_pack_passes_check(tmp_path: Path, pack: str) -> None:
-    path = extending(tmp_path, pack, "python-runtime") if pack != "python-runtime" else (
-        extending(tmp_path, pack)
+    path = (
+        extending(tmp_path, pack, "python-runtime")
+        if pack != "python-runtime"
+        else (extending(tmp_path, pack))
     )
     done = subprocess.run(
         [sys.executable, "-m", "appshield", "check", str(path)], capture_output=True, text=True
@@ -171,8 +173,10 @@ def runtime(tmp_path: Path) -> Policy:
     [
         (ProcessOp("/usr/bin/uname", ("uname", "-p"), trusted_location=True), "platform"),
         (ProcessOp("/usr/sbin/ldconfig", ("/sbin/ldconfig", "-p")), "ctypes.util"),
-        (ProcessOp("/usr/bin/x86_64-linux-gnu-gcc-12", ("gcc", "-Wl,-t"), trusted_location=True),
-         "ctypes.util"),
+        (
+            ProcessOp("/usr/bin/x86_64-linux-gnu-gcc-12", ("gcc", "-Wl,-t"), trusted_location=True),
+            "ctypes.util",
+        ),
         (ProcessOp("/usr/bin/ip", ("/usr/bin/ip", "link")), "uuid"),
         (ProcessOp("/usr/sbin/ifconfig", ("/usr/sbin/ifconfig", "-a")), "uuid"),
     ],
@@ -214,7 +218,9 @@ def test_platform_processor_works_under_deny_by_default(tmp_path: Path) -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", PLATFORM_PROBE.format(policy=str(path))],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "processor " in done.stdout and "node True" in done.stdout
