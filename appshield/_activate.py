@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
     from appshield.runtime import ShieldHandle
@@ -44,8 +43,7 @@ _BOOTSTRAP_REAL = os.path.realpath(BOOTSTRAP_DIR)
 ENV_SOURCES = frozenset({"bootstrap", "opentelemetry"})
 
 
-@dataclass(frozen=True)
-class Activation:
+class Activation(NamedTuple):
     """How and with what the shield of this process was switched on.
 
     source: "bootstrap", "opentelemetry", "auto" or "disabled" (kill switch).
@@ -294,9 +292,12 @@ def _pythonpath_activates(env: Mapping[str, str], cwd: str | None) -> bool:
     return False
 
 
+_python_name: Any = None  # is_python_program's name pattern, compiled on first use
+
+
 def child_would_be_unshielded(
     argv: Sequence[str | bytes],
-    env: Mapping[Any, Any] | None = None,
+    env: Mapping[Any, Any] | Sequence[Any] | None = None,
     *,
     executable: str | bytes | None = None,
     cwd: str | None = None,
@@ -304,7 +305,8 @@ def child_would_be_unshielded(
     """True when the program about to start is a Python interpreter that would run without
     this process's shield. For the process hooks: the result is `ProcessOp.unshielded`.
 
-    env: the child's environment (None: it inherits `os.environ` as it is now).
+    env: the child's environment (None: it inherits `os.environ` as it is now), a mapping or
+    fork_exec's list of b"KEY=VALUE" (converted only when the answer depends on it).
     Only meaningful when this process was switched on through the environment (`appshield run`,
     the bootstrap, `opentelemetry-instrument`): a shield installed from code cannot travel to
     children, so then nothing is reported as unshielded (write process rules for interpreters).
@@ -316,10 +318,32 @@ def child_would_be_unshielded(
     if isinstance(executable, bytes):
         executable = os.fsdecode(executable)
     program = executable or (args[0] if args else "")
-    if not is_python_program(program, args[0] if args else None):
+    argv0 = args[0] if args else None
+    # Most children are not Python: say so without is_python_program's two realpath walks
+    # (about 60 us per start). Equal realpaths are one file, so different files (device and
+    # inode, both found) cannot be this interpreter; a name that looks like Python, or a file
+    # that cannot be looked at, goes through is_python_program itself.
+    global _python_name
+    if _python_name is None:
+        import re
+
+        _python_name = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]*(\.exe)?$")
+    if not any(c and _python_name.match(os.path.basename(c)) for c in (program, argv0)):
+        if not program:
+            return False
+        try:
+            if not os.path.samestat(os.stat(sys.executable), os.stat(program)):
+                return False
+        except (OSError, ValueError):
+            pass  # not found: is_python_program decides
+    if not is_python_program(program, argv0):
         return False
     if isolation_flags(args):
         return True
+    if env is not None and not isinstance(env, Mapping):
+        from appshield.hooks._proc_describe import env_mapping  # fork_exec's b"KEY=VALUE" list
+
+        env = env_mapping(env)
     child_env = _text_env(os.environ if env is None else env)
     if child_env.get("APPSHIELD_DISABLE", "") not in ("", "0"):
         return True

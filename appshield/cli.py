@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -185,6 +184,8 @@ def _explain(args: argparse.Namespace) -> int:
     decision = policy.decide(operation, stack)
     answer = _answer(policy, operation, decision, path)
     if args.json:
+        import json
+
         print(json.dumps(answer, indent=2))
     else:
         _print_answer(answer)
@@ -198,7 +199,7 @@ def _answer(policy: Any, operation: Any, decision: Any, path: str) -> dict[str, 
         source = f"{_shown(rule.source.file or path)}:{rule.source.line}"
     fields = {
         name: getattr(operation, name)
-        for name in getattr(operation, "__slots__", ())
+        for name in getattr(operation, "_fields", ())
         if not name.startswith("_")
     }
     return {
@@ -280,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["run"]:
+        # `appshield run` is on the start-up path of every process it shields: it parses only
+        # its own arguments instead of building (and importing) every subcommand.
+        from appshield.cli_run import main as run_main
+
+        return run_main(arguments)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -95,8 +95,7 @@ def _fail(message: str) -> int:
 def _validated_policy(policy: str | None, mode: str | None) -> str:
     """The absolute policy path, after loading it once: raises on anything that would stop
     the bootstrap in CMD, so CMD is never started only to fail."""
-    from appshield.policy import load_policy
-    from appshield.runtime import resolve_mode
+    from appshield.policy import load_policy, resolve_mode
 
     if policy is None:
         from appshield.discovery import discover_policy

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = ["Action", "Decision", "Mode"]
 
@@ -11,8 +10,7 @@ Action = Literal["allow", "deny", "alert"]
 Mode = Literal["enforce", "monitor"]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """action: the winning action. rule_id: the deciding rule (`default:<category>` or
     `implicit:<protection>` when no written rule decided). blocked: the operation must not
     happen (a matching deny, or a default deny, that enforces). mode: the policy's effective

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["PolicyError", "PolicyProblem", "PolicyViolation"]
 
 
-@dataclass(frozen=True)
-class PolicyProblem:
+class PolicyProblem(NamedTuple):
     """One problem found in a policy, with its place when it has one."""
 
     message: str

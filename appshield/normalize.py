@@ -18,9 +18,10 @@ None of them raises on arbitrary text except where documented.
 
 from __future__ import annotations
 
-import ipaddress
+# `_socket`, not `socket`: the same address parsers without importing socket (and selectors,
+# enum tables, ...) into every shielded process at start-up.
+import _socket
 import os
-import socket
 
 __all__ = [
     "canonical_address",
@@ -141,17 +142,21 @@ def canonical_address(text: str) -> str | None:
     if not _IPV4_CHARS.issuperset(text):
         return None
     try:
-        packed = socket.inet_aton(text)
+        packed = _socket.inet_aton(text)
     except (OSError, ValueError):
         return None
+    import ipaddress  # only once an address is seen: kept out of start-up
+
     return str(ipaddress.IPv4Address(packed))
 
 
 def _canonical_v6(text: str) -> str | None:
     try:
-        packed = socket.inet_pton(socket.AF_INET6, text)
+        packed = _socket.inet_pton(_socket.AF_INET6, text)
     except (OSError, ValueError, UnicodeError):
         return None
+    import ipaddress
+
     address = ipaddress.IPv6Address(packed)
     mapped = address.ipv4_mapped
     if mapped is not None:

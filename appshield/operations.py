@@ -4,12 +4,15 @@ The hooks build these, `explain` and `learn` build these, and the decision engin
 They carry only plain, already-normalised data; producing them may need I/O (resolving a
 path, looking up a program on PATH), consuming them never does. All are hashable, so a
 decision can be cached on the operation itself.
+
+They are named tuples rather than dataclasses: a frozen dataclass costs over a millisecond to
+create at import (its methods are generated and compiled), which every shielded process would
+pay at start-up, and a tuple's C-level hash and equality keep the decision cache cheap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "CATEGORIES",
@@ -30,8 +33,7 @@ NetworkOperation = Literal["connect", "send", "bind", "resolve"]
 Transport = Literal["tcp", "udp", "unix"]
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessOp:
+class ProcessOp(NamedTuple):
     """A program about to be started.
 
     executable: the absolute path of the program, symlinks resolved, as the kernel will run it.
@@ -61,8 +63,7 @@ class ProcessOp:
         return self.command_line
 
 
-@dataclass(frozen=True, slots=True)
-class FileOp:
+class FileOp(NamedTuple):
     """A file access about to happen.
 
     path: the normalised absolute path (`..` and `.` folded, no symlinks resolved).
@@ -85,8 +86,7 @@ class FileOp:
         return self.path
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkOp:
+class NetworkOp(NamedTuple):
     """A network action about to happen.
 
     host: the name the code asked for, lower-case, no trailing dot; None when only an address
@@ -123,8 +123,7 @@ class NetworkOp:
         return where
 
 
-@dataclass(frozen=True, slots=True)
-class ImportOp:
+class ImportOp(NamedTuple):
     """A module about to be imported, or a native library about to be loaded.
 
     module: dotted module name; None for a bare native library load (ctypes.CDLL).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from appshield.decision import Decision
 from appshield.operations import Operation
@@ -10,8 +10,7 @@ from appshield.operations import Operation
 __all__ = ["CallSite", "Violation"]
 
 
-@dataclass(frozen=True, slots=True)
-class CallSite:
+class CallSite(NamedTuple):
     """The calling code: the modules on the stack (innermost first) and the first frame
     outside appshield and the standard library (the code to blame)."""
 
@@ -21,8 +20,7 @@ class CallSite:
     line: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+class Violation(NamedTuple):
     operation: Operation
     decision: Decision
     api: str  # e.g. "subprocess.Popen", "os.system", "open", "socket.connect", "import"

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
 from appshield.hooks._state import thread_state
 from appshield.operations import Operation
-from appshield.policy import Policy
+from appshield.policy import Policy, resolve_mode
 from appshield.report import CallSite, Violation
 
 __all__ = [
@@ -45,17 +43,31 @@ KILL_SWITCH = STARTUP_ENVIRON.get("APPSHIELD_DISABLE", "") not in ("", "0")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _WRAPT_DIR = os.path.dirname(os.path.abspath(__import__("wrapt").__file__))
-_STDLIB_ROOTS = [p for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")) if p]
+
+
+def _library_roots() -> tuple[list[str], list[str]]:
+    """(standard library folders, site-packages folders), for telling the stdlib's frames from
+    the code to blame. Taken from `os` and `site` when they can be: `sysconfig` parses the
+    build configuration, several milliseconds of every shielded process's start-up."""
+    site = sys.modules.get("site")
+    getsitepackages = getattr(site, "getsitepackages", None)
+    if getsitepackages is None:  # `python -S`, or an old virtualenv's site.py
+        import sysconfig
+
+        stdlib = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")]
+        return stdlib, [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    return [os.path.dirname(os.__file__)], list(getsitepackages())
+
+
+_STDLIB_ROOTS, _SITE_ROOTS = _library_roots()
 _STDLIB_DIRS = tuple(
-    {p + os.sep for p in _STDLIB_ROOTS} | {os.path.realpath(p) + os.sep for p in _STDLIB_ROOTS}
+    {p + os.sep for p in _STDLIB_ROOTS if p}
+    | {os.path.realpath(p) + os.sep for p in _STDLIB_ROOTS if p}
 )
-_SITE_DIRS = tuple(
-    p + os.sep for p in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")} if p
-)
+_SITE_DIRS = tuple({p + os.sep for p in _SITE_ROOTS if p})
 
 
-@dataclass(frozen=True)
-class ShieldConfig:
+class ShieldConfig(NamedTuple):
     """Everything a shield runs with, frozen at install: CLI flags, the file and the
     environment have already been merged (see `resolve_mode`)."""
 
@@ -64,18 +76,61 @@ class ShieldConfig:
     log_path: str | None = None
 
 
-def resolve_mode(argument: str | None, environ: Mapping[str, str], policy: Policy) -> Mode:
-    """install(mode=) / --mode > APPSHIELD_MODE > the file's mode > enforce."""
-    for candidate in (argument, environ.get("APPSHIELD_MODE") or None):
-        if candidate is not None:
-            if candidate not in ("enforce", "monitor"):
-                raise ValueError(f"mode must be 'enforce' or 'monitor', not {candidate!r}")
-            return candidate  # type: ignore[return-value]
-    return policy.document.mode or "enforce"
-
-
 def _is_own_frame(filename: str) -> bool:
     return filename.startswith((_PACKAGE_DIR, _WRAPT_DIR)) or filename.startswith("<frozen")
+
+
+# co_filename -> what a frame of that file is to the call-site walk: _OWN (appshield, wrapt,
+# frozen bootstrap: skipped), _STDLIB (on the stack, blamed only when nothing else is) or
+# _BLAMABLE. Filenames are the code objects' own strings, so a hit is one dict lookup.
+_OWN, _STDLIB, _BLAMABLE = 0, 1, 2
+_frame_kinds: dict[str, int] = {}
+
+
+def _frame_kind(filename: str) -> int:
+    # A str subclass (code can be compiled with one as its filename) could lie in its
+    # methods: it is judged on its characters and never remembered (callers look up exact
+    # str only).
+    exact = filename.__class__ is str
+    kind = _frame_kinds.get(filename) if exact else None
+    if kind is None:
+        text = filename if exact else str.__getitem__(filename, slice(None))
+        if _is_own_frame(text):
+            kind = _OWN
+        elif text.startswith(_STDLIB_DIRS) and not text.startswith(_SITE_DIRS):
+            kind = _STDLIB
+        else:
+            kind = _BLAMABLE
+        if exact:
+            if len(_frame_kinds) >= 4096:
+                _frame_kinds.clear()
+            _frame_kinds[filename] = kind
+    return kind
+
+
+def _blamed_code(frame: FrameType | None) -> tuple[FrameType, Any] | None:
+    """The frame `capture_callsite` blames (the first blamable one, else the first that is not
+    appshield's own) and its code. Stops there: the modules further out are not needed.
+
+    Reading `f_code` raises the audit event `object.__getattr__` (3.11+), which costs more
+    than the rest of a step, so it is read once per frame, and not at all for this module's
+    own frames (the audit hook, `Shield.enforce`), known by their globals."""
+    fallback: tuple[FrameType, Any] | None = None
+    kinds = _frame_kinds
+    own = globals()
+    while frame is not None:
+        if frame.f_globals is not own:
+            code = frame.f_code
+            filename = code.co_filename
+            kind = kinds.get(filename) if filename.__class__ is str else None
+            if kind is None:
+                kind = _frame_kind(filename)
+            if kind == _BLAMABLE:
+                return frame, code
+            if kind == _STDLIB and fallback is None:
+                fallback = frame, code
+        frame = frame.f_back
+    return fallback
 
 
 def capture_callsite(frame: FrameType | None = None) -> CallSite:
@@ -87,17 +142,23 @@ def capture_callsite(frame: FrameType | None = None) -> CallSite:
     blame: FrameType | None = None
     fallback: FrameType | None = None
     f: FrameType | None = frame
+    kinds = _frame_kinds
+    own = globals()  # this module's frames, known without reading f_code (see _blamed_code)
     while f is not None:
+        if f.f_globals is own:
+            f = f.f_back
+            continue
         filename = f.f_code.co_filename
-        if not _is_own_frame(filename):
+        kind = kinds.get(filename) if filename.__class__ is str else None
+        if kind is None:
+            kind = _frame_kind(filename)
+        if kind != _OWN:
             name = f.f_globals.get("__name__")
             if isinstance(name, str) and (not modules or modules[-1] != name):
                 modules.append(name)
             if fallback is None:
                 fallback = f
-            if blame is None and (
-                not filename.startswith(_STDLIB_DIRS) or filename.startswith(_SITE_DIRS)
-            ):
+            if blame is None and kind == _BLAMABLE:
                 blame = f
         f = f.f_back
     chosen = blame or fallback
@@ -153,9 +214,11 @@ class Shield:
 
         decision = self.compiled.decide(operation, stack)
         if decision.action != "allow":
-            if not site:
-                site.append(capture_callsite(sys._getframe(1)))
-            self._report(operation, decision, api, site[0])
+            frame = sys._getframe(1)
+            if not self._folded(operation, decision, api, site, frame):
+                if not site:
+                    site.append(capture_callsite(frame))
+                self._report(operation, decision, api, site[0])
             if decision.blocked:
                 raise PolicyViolation(
                     decision.rule_id,
@@ -176,6 +239,36 @@ class Shield:
                 decision = Decision(decision.action, decision.rule_id, False, decision.mode)
             self._report(operation, decision, api, CallSite(()))
         return decision
+
+    def _folded(
+        self,
+        operation: Operation,
+        decision: Decision,
+        api: str,
+        site: list[CallSite],
+        frame: FrameType | None,
+    ) -> bool:
+        """Was this violation a repeat that the reporter counted and folded (nothing more to
+        report)? Asked before a report is built: an aggregated repeat needs only its key, so
+        it costs a short stack walk (to the blamed frame, not the whole stack) and a counter,
+        with no Violation, no timestamps and no telemetry. Listeners receive every violation
+        in full, so with one registered nothing is folded here."""
+        fold = getattr(self.reporter, "fold", None)
+        if fold is None or self._listeners:
+            return False
+        if site:
+            function, file, line = site[0].function, site[0].file, site[0].line
+        else:
+            chosen = _blamed_code(frame)
+            if chosen is None:
+                function = file = line = None
+            else:
+                code = chosen[1]
+                function, file, line = code.co_name, code.co_filename, chosen[0].f_lineno
+        try:
+            return fold(operation, decision, api, function, file, line) is True
+        except Exception:  # a failing sink never reaches the app: report in full instead
+            return False
 
     def _report(self, operation: Operation, decision: Decision, api: str, site: CallSite) -> None:
         violation = Violation(
@@ -380,8 +473,36 @@ def _make_audit_hook(handlers: dict[str, Callable[[tuple[Any, ...]], Any]]) -> C
     get_handler = handlers.get
     state = thread_state
     this_module = sys.modules[__name__]
+    from appshield.hooks import _file_cache as file_cache
+
+    stat = os.stat
 
     def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open":
+            # The hot path of every open(): an open the active policy allowed before (see
+            # hooks/_file_cache) is let through here, before any per-thread bookkeeping. It
+            # builds nothing and runs no code of the caller's (only an exact str is looked
+            # up: a str subclass could lie in __hash__/__eq__). Allowing is also what busy,
+            # a pending `expect` and the import machinery's own reads would all lead to.
+            # Odd arguments (code may call sys.audit("open", ...) itself) go the long way.
+            try:
+                path = args[0]
+                if type(path) is str:
+                    shield = this_module._current
+                    opened = file_cache._memory
+                    if shield is not None and opened.owner is shield.compiled:
+                        allowed = opened.plain.get(path)
+                        if allowed is not None and args[2] in allowed:
+                            return
+                        # Symlinks matter to this policy: allowed again only while the path
+                        # leads to the same file (one stat; _file_cache.same_file, inlined).
+                        seen = opened.checked.get(path)
+                        if seen is not None and args[2] in seen[2]:
+                            found = stat(seen[3])
+                            if found[1] == seen[0] and found[2] == seen[1]:
+                                return
+            except Exception:
+                pass  # decided below, as any other open
         handler = get_handler(event)
         if handler is None:
             return

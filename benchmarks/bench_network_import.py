@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from run import WORKER, Case, measure, start_listener, write_policies
+from run import Case, measure, per_op_instructions, start_listener, write_policies
 
 CASES = (
     Case("TCP connect+close, loopback", "connect", 3000, "full", "<= 1.10x"),
@@ -33,38 +31,6 @@ CASES = (
     Case("import json (cached)", "import_cached", 200000, "full", "<= 1.05x"),
     Case("first import of a module", "import_first", 300, "full", "<= 1.10x"),
 )
-
-_COLLECTED = re.compile(r"Collected : (\d+)")
-
-
-def instructions(case: Case, mode: str, n: int, policy: str, env: dict[str, str]) -> int:
-    """User-space instructions of one worker run of `n` operations (one repetition)."""
-    with tempfile.TemporaryDirectory() as out:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}/cg.out",
-            sys.executable,
-            WORKER,
-            case.op,
-            mode,
-            str(n),
-            "1",
-            policy,
-        ]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    found = _COLLECTED.findall(done.stderr)
-    if done.returncode != 0 or not found:
-        raise RuntimeError(f"callgrind {case.op} {mode} failed:\n{done.stderr[-2000:]}")
-    return int(found[-1])
-
-
-def per_op_instructions(case: Case, mode: str, policy: str, env: dict[str, str]) -> float:
-    n = max(50, case.n // 20)
-    one = instructions(case, mode, n, policy, env)
-    two = instructions(case, mode, 2 * n, policy, env)
-    # The worker also runs a warm-up of n/10 operations, which scales with n as well.
-    return (two - one) / (n * 1.1)
 
 
 def main() -> int:

@@ -3,6 +3,7 @@
     python benchmarks/run.py            # the whole table (a few minutes)
     python benchmarks/run.py --quick    # fewer rounds
     python benchmarks/run.py --only open,connect
+    python benchmarks/run.py --callgrind  # also user-space instruction counts (valgrind)
 
 Every operation is measured in fresh interpreters, bare and shielded *interleaved* round by
 round (bare, shield, bare, shield, ...), each worker warming up first and timing several
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -92,9 +94,8 @@ def bench_rules() -> list[RuleSpec]:
 
 def write_policies(folder: Path) -> dict[str, str]:
     full = generate(1000, name="bench-1000")
-    full = replace(full, rules=(*bench_rules(), *full.rules))
-    no_deny = replace(
-        full,
+    full = full._replace(rules=(*bench_rules(), *full.rules))
+    no_deny = full._replace(
         name="bench-1000-no-file-deny",
         rules=tuple(r for r in full.rules if not (r.category == "file" and r.action != "allow")),
     )
@@ -165,31 +166,103 @@ def measure(
     return {k: (statistics.median(v) if v else None) for k, v in samples.items()}
 
 
-def startup(rounds: int, policy: str, env: dict[str, str]) -> dict[str, float]:
-    commands = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "python -c 'import appshield.auto'": [sys.executable, "-c", "import appshield.auto"],
-        "appshield run -- python -c pass": [
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def instructions(case: Case, mode: str, n: int, policy: str, env: dict[str, str]) -> int:
+    """User-space instructions of one worker run of `n` operations (one repetition)."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}/cg.out",
             sys.executable,
-            "-m",
-            "appshield",
-            "run",
-            "--policy",
+            WORKER,
+            case.op,
+            mode,
+            str(n),
+            "1",
             policy,
-            "--",
-            sys.executable,
-            "-c",
-            "pass",
-        ],
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    found = _COLLECTED.findall(done.stderr)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"callgrind {case.op} {mode} failed:\n{done.stderr[-2000:]}")
+    return int(found[-1])
+
+
+def per_op_instructions(case: Case, mode: str, policy: str, env: dict[str, str]) -> float:
+    n = max(50, case.n // 20)
+    one = instructions(case, mode, n, policy, env)
+    two = instructions(case, mode, 2 * n, policy, env)
+    # The worker also runs a warm-up of n/10 operations, which scales with n as well.
+    return (two - one) / (n * 1.1)
+
+
+TYPICAL_POLICY = str(HERE.parent / "examples" / "web-service.yaml")
+APPSHIELD_SCRIPT = str(Path(sys.executable).with_name("appshield"))
+
+
+def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Label -> (command, extra environment). `import wrapt` is there for reference: the
+    share of the start-up that is wrapt's own import (the brief's patching library)."""
+    py = sys.executable
+    appshield = APPSHIELD_SCRIPT if os.path.exists(APPSHIELD_SCRIPT) else None
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "python -c pass": ([py, "-c", "pass"], {}),
+        "python -c 'import wrapt' (reference)": ([py, "-c", "import wrapt"], {}),
     }
-    run_env = {**env, "APPSHIELD_POLICY": policy}
+    named = (("typical policy", policies["typical"]), ("1,000 rules", policies["full"]))
+    for label, policy in named:
+        commands[f"import appshield.auto, {label}"] = (
+            [py, "-c", "import appshield.auto"],
+            {"APPSHIELD_POLICY": policy},
+        )
+        run = [appshield] if appshield else [py, "-m", "appshield"]
+        commands[f"appshield run, {label}"] = (
+            [*run, "run", "--policy", policy, "--", py, "-c", "pass"],
+            {},
+        )
+    return commands
+
+
+def startup(rounds: int, policies: dict[str, str], env: dict[str, str]) -> dict[str, float]:
+    """Median wall time of each start-up command, interleaved round by round. The policy cache
+    (appshield/policy/cache.py) is warmed first, as it is after a process's first start."""
+    commands = startup_commands(policies)
     times: dict[str, list[float]] = {k: [] for k in commands}
-    for _ in range(rounds):
-        for label, command in commands.items():  # interleaved
+    for round_number in range(rounds + 1):
+        for label, (command, extra) in commands.items():  # interleaved
             t0 = time.perf_counter()
-            subprocess.run(command, env=run_env, check=True, capture_output=True)
-            times[label].append((time.perf_counter() - t0) * 1000)
+            subprocess.run(command, env={**env, **extra}, check=True, capture_output=True)
+            if round_number:  # round 0 warms the page cache and the policy cache
+                times[label].append((time.perf_counter() - t0) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def startup_instructions(policies: dict[str, str], env: dict[str, str]) -> dict[str, int]:
+    """User-space instructions of each start-up command (callgrind; child processes too)."""
+    counts: dict[str, int] = {}
+    for label, (command, extra) in startup_commands(policies).items():
+        with tempfile.TemporaryDirectory() as out:
+            done = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--trace-children=yes",
+                    f"--callgrind-out-file={out}/cg.%p",
+                    *command,
+                ],
+                env={**env, **extra},
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            found = _COLLECTED.findall(done.stderr)
+            if done.returncode != 0 or not found:
+                raise RuntimeError(f"callgrind {label} failed:\n{done.stderr[-2000:]}")
+            counts[label] = sum(int(x) for x in found)
+    return counts
 
 
 def fmt_ns(value: float | None) -> str:
@@ -206,10 +279,16 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated worker ops to run (e.g. open,connect)")
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="add user-space instruction counts (valgrind): per operation, from runs of N and"
+        " 2N operations, and for each start-up command",
+    )
     args = parser.parse_args()
     rounds, reps = (3, 3) if args.quick else (7, 5)
     folder = Path(tempfile.mkdtemp(prefix="appshield-bench-policies-"))
-    policies = write_policies(folder)
+    policies = {**write_policies(folder), "typical": TYPICAL_POLICY}
     server, port = start_listener()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPSHIELD_", "OTEL_"))}
     env.update(BENCH_PORT=str(port), APPSHIELD_LOG=str(folder / "violations.jsonl"))
@@ -228,20 +307,32 @@ def main() -> int:
             violation = case.op.startswith("violation")
             ratio = "-" if violation else f"{shield / bare:.3f}x"
             sratio = f"{traced / bare:.1f}x" if traced else "-"
-            print(
+            line = (
                 f"{case.name:46} {fmt_ns(None if violation else bare):>10} {fmt_ns(shield):>10}"
-                f" {ratio:>7} {case.target:>10} {fmt_ns(traced):>10} {sratio:>7}",
-                flush=True,
+                f" {ratio:>7} {case.target:>10} {fmt_ns(traced):>10} {sratio:>7}"
             )
+            if args.callgrind and not violation:
+                policy = policies[case.policy]
+                ib = per_op_instructions(case, "bare", policy, env)
+                ish = per_op_instructions(case, "shield", policy, env)
+                line += f"  instructions/op {ib:,.0f} -> {ish:,.0f} ({ish / ib:.3f}x)"
+                m = {**m, "instructions_bare": ib, "instructions_shield": ish}
+            print(line, flush=True)
             results[case.name] = m
         if not args.only or "startup" in args.only:
-            s = startup(5 if args.quick else 15, policies["full"], env)
+            s = startup(5 if args.quick else 15, policies, env)
             base = s["python -c pass"]
+            counts = startup_instructions(policies, env) if args.callgrind else {}
             print()
             for label, ms in s.items():
                 extra = "" if label == "python -c pass" else f"  (+{ms - base:.1f} ms)"
-                print(f"start-up  {label:40} {ms:7.1f} ms{extra}")
+                if counts:
+                    extra += f"  {counts[label] / 1e6:8.1f} M instructions"
+                    if label != "python -c pass":
+                        extra += f" (+{(counts[label] - counts['python -c pass']) / 1e6:.1f} M)"
+                print(f"start-up  {label:42} {ms:7.1f} ms{extra}")
             results["startup_ms"] = s
+            results["startup_instructions"] = counts
     finally:
         server.kill()
         shutil.rmtree(folder, ignore_errors=True)

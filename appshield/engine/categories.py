@@ -297,6 +297,29 @@ class ImportIndex(CategoryIndex):
                     self.libraries.add(glob, position)
             else:
                 self.always.append(position)
+        # For `quiet`: nothing is filed where every import would reach it, and an import that
+        # meets no rule is allowed without a report.
+        self._quiet = default == "allow" and not (
+            self.always or self.modules.root[1] or self.origins.root[1]
+        )
+        self._module_tops: dict[str, Any] = self.modules.root[0]
+        self._origin_tops: dict[str, Any] = self.origins.root[0]
+
+    def quiet(self, module: str, origin: str | None) -> bool:
+        """True when ImportOp(module, origin) has no candidate rule and so is decided as the
+        default, a silent allow, whatever the call stack: the first segment of the module's
+        trie path and of the origin's leads nowhere. `origin` is normalised (as the op holds
+        it). A first import of a module no rule names costs two dict lookups."""
+        if not self._quiet:
+            return False
+        end = module.find(".")
+        top = module if end < 0 else module[:end]
+        if "/" in top or top in self._module_tops:
+            return False  # (a `/` in a module name: rare, left to the engine)
+        if origin is None:
+            return True
+        end = origin.find("/", 1)
+        return (origin[1:end] if end > 0 else origin[1:]) not in self._origin_tops
 
     def candidates(self, op: Any) -> list[int]:
         out = list(self.always)

@@ -9,15 +9,14 @@ denies only when that deny does not block, looking for one that does.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from appshield.decision import Action, Decision, Mode
-from appshield.engine.categories import CategoryIndex, Rule, build_category
+from appshield.engine.categories import CategoryIndex, Rule, _check_classes, build_category
 from appshield.engine.globs import Matcher, module_subject
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
-from appshield.policy.model import PolicyDocument
+from appshield.policy.model import PolicyDocument, RuleSpec
 
 __all__ = ["DEFAULT_CACHE_SIZE", "CompiledPolicy", "StackInput", "compile_policy"]
 
@@ -171,7 +170,15 @@ class CompiledPolicy:
 
     def needs_stack(self, category: str) -> bool:
         """Some rule of the category has a `scope` or an `unless.scope`."""
-        return self._categories[category].needs_stack
+        categories = self._categories
+        if isinstance(categories, _LazyCategories) and category not in categories:
+            return categories.scoped[category]
+        return categories[category].needs_stack
+
+    def index(self, category: str) -> CategoryIndex:
+        """The category's candidate index, for hooks that screen an operation before they
+        build it (`ImportIndex.quiet`)."""
+        return self._categories[category]
 
     def has_rules(self, category: str) -> bool:
         """Some written or implicit rule applies to the category."""
@@ -213,30 +220,57 @@ def compile_policy(
     missing = [c for c in CATEGORIES if c not in document.defaults]
     if missing:
         raise ValueError(f"defaults must name every category; missing: {', '.join(missing)}")
-    # Compiling creates tens of thousands of small objects (closures, tuples, trie nodes) that
-    # all stay alive; the cyclic GC would rescan the growing heap again and again for nothing.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _compile(document, mode, protected_paths, cache_size)
-    finally:
-        if was_enabled:
-            gc.enable()
+    # The category indexes are built on first use (`_LazyCategories`), inside whichever hook
+    # needs one first; the cyclic GC is deliberately left alone there, since pausing it is
+    # visible to the app's other threads.
+    return _compile(document, mode, protected_paths, cache_size)
+
+
+class _LazyCategories(dict[str, CategoryIndex]):
+    """Category indexes built on first use.
+
+    A process pays for compiling only the categories it exercises: a short script that never
+    opens a socket never builds the network index, and start-up (where every shielded process
+    waits) compiles nothing. Each index is a pure function of the validated document, so two
+    threads racing to build one build equal indexes and either may win.
+    """
+
+    def __init__(self, build: Callable[[str], CategoryIndex], scoped: Mapping[str, bool]) -> None:
+        super().__init__()
+        self._build = build
+        # Whether some rule of a category has a scope, known without building the index:
+        # hooks ask this when they install.
+        self.scoped = scoped
+
+    def __missing__(self, category: str) -> CategoryIndex:
+        index = self._build(category)
+        self[category] = index
+        return index
 
 
 def _compile(
     document: PolicyDocument, mode: Mode, protected_paths: tuple[str, ...], cache_size: int
 ) -> CompiledPolicy:
     protections = document.protections
-    categories = {
-        category: build_category(
+    by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
+    scoped = dict.fromkeys(CATEGORIES, False)
+    for rule in document.rules:
+        if rule.scope is not None or (rule.unless is not None and rule.unless.scope is not None):
+            scoped[rule.category] = True
+        # A bad `[...]` class fails here, when the shield starts, even though the index that
+        # holds the rule is only built later.
+        _check_classes(rule)
+        by_category[rule.category].append(rule)
+
+    def build(category: str) -> CategoryIndex:
+        return build_category(
             category,
-            [r for r in document.rules if r.category == category],
+            by_category[category],
             default=document.defaults[category],
             mode=mode,
             protected_paths=protected_paths if protections.policy_files else (),
             unshielded_children=protections.unshielded_children,
         )
-        for category in CATEGORIES
-    }
+
+    categories = _LazyCategories(build, scoped)
     return CompiledPolicy(categories, mode, dict(document.defaults), cache_size)

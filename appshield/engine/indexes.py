@@ -8,8 +8,8 @@ an index may over-approximate (return rules that then fail) but never miss one.
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
+from typing import Any
 
 from appshield.engine.globs import has_magic, literal_prefix_segments
 
@@ -114,6 +114,8 @@ class HostIndex:
 @lru_cache(maxsize=4096)
 def address_key(address: str) -> tuple[int, int] | None:
     """(IP version, integer) of an address; IPv4-mapped IPv6 folds to IPv4. None if not an IP."""
+    import ipaddress  # here, not at the top: only network decisions need it, never start-up
+
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -123,13 +125,23 @@ def address_key(address: str) -> tuple[int, int] | None:
     return ip.version, int(ip)
 
 
-_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+@lru_cache(maxsize=1)
+def _mapped_range() -> Any:
+    import ipaddress
+
+    return ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def network_key(cidr: str) -> tuple[int, int, int]:
     """(IP version, prefix length, network integer); an IPv4-mapped IPv6 network folds to IPv4."""
+    import ipaddress
+
     net = ipaddress.ip_network(cidr, strict=False)
-    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+    if (
+        isinstance(net, ipaddress.IPv6Network)
+        and net.prefixlen >= 96
+        and net.subnet_of(_mapped_range())
+    ):
         mapped = net.network_address.ipv4_mapped
         assert mapped is not None
         return 4, net.prefixlen - 96, int(mapped)

@@ -33,35 +33,43 @@ _stat = os.stat
 
 
 class _Memory:
+    """What one compiled policy allowed. Replaced whole, never emptied in place, when the
+    policy changes: an open decided under the old policy on another thread then lands in the
+    old memory, never in the new one."""
+
     __slots__ = ("checked", "owner", "plain", "usable")
 
-    def __init__(self) -> None:
-        self.owner: Any = None
-        self.usable = False
+    def __init__(self, owner: Any = None) -> None:
+        self.owner: Any = owner
+        self.usable = owner is not None and not owner.needs_stack("file")
         self.plain: dict[str, set[int]] = {}  # path -> open flags allowed before
-        self.checked: dict[tuple[str, int], tuple[int, int]] = {}
+        # path -> (inode, device, open flags allowed while the path led to that file, the
+        # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
+        # before the lookup; the bytes spare `stat` encoding the path on every hit.
+        self.checked: dict[str, tuple[int, int, set[int], bytes]] = {}
 
 
+# The memory of the policy last seen. The audit hook reads it (`_memory.owner`, `.plain`,
+# `.checked`) for the hot path, before any bookkeeping: see runtime._make_audit_hook.
 _memory = _Memory()
 
 
 def _for(compiled: Any) -> _Memory:
+    global _memory
     memory = _memory
     if memory.owner is not compiled:
-        memory.plain = {}
-        memory.checked = {}
-        memory.usable = not compiled.needs_stack("file")
-        memory.owner = compiled
+        memory = _memory = _Memory(compiled)
     return memory
 
 
-def same_file(path: str, identity: tuple[int, int]) -> bool:
-    """`path` (symlinks followed) still leads to the file with this (device, inode)."""
+def same_file(seen: tuple[int, int, set[int], bytes]) -> bool:
+    """The path of a `checked` entry (symlinks followed) still leads to the same file. The
+    audit hook inlines this for the hot path: keep the two alike."""
     try:
-        found = _stat(path)
+        found = _stat(seen[3])
     except (OSError, ValueError):
         return False
-    return (found.st_dev, found.st_ino) == identity
+    return found[1] == seen[0] and found[2] == seen[1]  # st_ino, st_dev
 
 
 def lookup(path: str, flags: int, compiled: Any) -> bool:
@@ -69,14 +77,10 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
     memory = _for(compiled)
     if flags in memory.plain.get(path, ()):
         return True
-    identity = memory.checked.get((path, flags))
-    if identity is None:
+    identity = memory.checked.get(path)
+    if identity is None or flags not in identity[2]:
         return False
-    try:
-        found = _stat(path)
-    except (OSError, ValueError):
-        return False
-    return (found.st_dev, found.st_ino) == identity
+    return same_file(identity)
 
 
 def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> None:
@@ -94,6 +98,12 @@ def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> Non
         found = _stat(resolved)
     except (OSError, ValueError):
         return  # not there (yet): nothing stable to remember
+    known = memory.checked.get(path)
+    if known is not None and known[0] == found.st_ino and known[1] == found.st_dev:
+        known[2].add(flags)
+        return
     if len(memory.checked) >= _LIMIT:
         memory.checked.clear()
-    memory.checked[(path, flags)] = (found.st_dev, found.st_ino)
+    # Another file than before (a symlink moved): the flags allowed for the old one no longer
+    # say anything about this one.
+    memory.checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import _socket
 import os
-import socket
 from typing import Any
 
 from appshield.hooks._net_memory import memory
@@ -30,10 +29,11 @@ __all__ = [
     "with_names",
 ]
 
-_AF_INET = socket.AF_INET
-_AF_INET6 = socket.AF_INET6
-_AF_UNIX = getattr(socket, "AF_UNIX", -1)
-_SOCK_STREAM = socket.SOCK_STREAM
+# From `_socket`: the plain ints, without importing `socket` (enums, selectors) at start-up.
+_AF_INET = _socket.AF_INET
+_AF_INET6 = _socket.AF_INET6
+_AF_UNIX = getattr(_socket, "AF_UNIX", -1)
+_SOCK_STREAM = _socket.SOCK_STREAM
 # Read the raw int attributes of the C socket type: `socket.socket.family` is a Python
 # property that builds an IntEnum on every access, several times slower.
 _raw_family = _socket.socket.family.__get__

@@ -13,8 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import wrapt
 
@@ -23,8 +22,7 @@ __all__ = ["PatchPoint", "Patcher", "WrapperFn"]
 WrapperFn = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
-@dataclass(frozen=True)
-class PatchPoint:
+class PatchPoint(NamedTuple):
     module: str
     attribute: str  # "system", or "socket.connect" for a class attribute
     wrapper: WrapperFn
@@ -35,8 +33,7 @@ class PatchPoint:
     lazy: bool = True
 
 
-@dataclass
-class _Applied:
+class _Applied(NamedTuple):
     point: PatchPoint
     parent: Any
     name: str

@@ -8,6 +8,9 @@ operations: that equality is how the layers recognise a start already decided.
   child's PATH (what `execvp` and subprocess do), a relative path is taken from the child's
   working folder; a program that cannot be found (or is not executable) will not start, so
   there is nothing to decide (`None`).
+  The search is remembered per (name, PATH, working folder) and checked again on every start
+  with the same system calls a search makes (`_still_found`): only the path building,
+  normalising and resolving is saved, never a check of the file system.
 - executable: the found file with every symlink resolved. A symlink named `ls` that points
   at `touch` is judged as `touch`.
 - trusted_location: the resolved file sits in a folder of PATH as it was when the shield
@@ -52,6 +55,14 @@ def text(value: Any) -> str:
 def argv_text(argv: Any) -> tuple[str, ...]:
     if argv is None:
         return ()
+    if argv.__class__ is list or argv.__class__ is tuple:
+        args = tuple(argv)
+        for arg in args:
+            if arg.__class__ is not str:
+                break
+        else:
+            return args  # the common case: already text
+        return tuple(text(a) for a in args)
     if isinstance(argv, (str, bytes, os.PathLike)):
         return (text(argv),)
     return tuple(text(a) for a in argv)
@@ -68,8 +79,37 @@ def env_mapping(env: Any) -> Mapping[Any, Any] | None:
     return pairs
 
 
-def exec_path(env: Mapping[Any, Any] | None) -> list[str]:
+# (PATH as os.environ holds it, its entries): the split of the last value seen.
+_environ_path: tuple[object, tuple[str, ...]] = (object(), ())
+
+
+def _inherited_exec_path() -> tuple[str, ...] | None:
+    """`os.get_exec_path()` for a child that inherits this environment, without its warnings
+    filter and exception round trip (a third of a Popen description): os.environ keeps its
+    values as bytes in `_data`, and the same PATH gives the same entries. None when
+    os.environ is not the standard mapping (then the caller asks os.get_exec_path)."""
+    global _environ_path
+    environ = os.environ
+    if environ.__class__ is not os._Environ:
+        return None
+    data = getattr(environ, "_data", None)
+    if data is None:
+        return None
+    value = data.get(b"PATH")
+    seen, entries = _environ_path
+    if value is not seen and value != seen:
+        path = os.fsdecode(value) if value is not None else os.defpath
+        entries = tuple(path.split(os.pathsep))
+        _environ_path = (value, entries)
+    return entries
+
+
+def exec_path(env: Mapping[Any, Any] | None = None) -> Sequence[str]:
     """PATH as the child will search it (`os.get_exec_path` semantics)."""
+    if env is None:
+        entries = _inherited_exec_path()
+        if entries is not None:
+            return entries
     try:
         return [d if d.__class__ is str else text(d) for d in os.get_exec_path(env)]
     except (ValueError, TypeError):
@@ -80,29 +120,21 @@ def _runnable(path: str) -> bool:
     return os.access(path, os.X_OK) and os.path.isfile(path)
 
 
-# found program path -> (device, inode, resolved path). A hit costs one stat, which follows
-# symlinks as execve will; a link that now leads elsewhere changes the identity.
-_programs: dict[str, tuple[int, int, str]] = {}
-
-
-def resolve_program_file(found: str) -> str:
-    """`found` with symlinks resolved (through the kernel), remembered by file identity."""
+def _identity(path: str | bytes) -> tuple[int, int, int] | None:
+    """The file `path` leads to (every symlink followed, as execve follows them): device,
+    inode and inode-change time, so that a re-used inode number is a different file."""
     try:
-        info = os.stat(found)
+        info = os.stat(path)
     except OSError:
-        return resolve_path(found)
-    known = _programs.get(found)
-    if known is not None and known[0] == info.st_dev and known[1] == info.st_ino:
-        return known[2]
-    resolved = resolve_path(found)
-    if len(_programs) >= 1024:
-        _programs.clear()
-    _programs[found] = (info.st_dev, info.st_ino, resolved)
-    return resolved
+        return None
+    return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
-def find_program(name: str, search: Iterable[str] | None, cwd: str) -> str | None:
-    """The file the kernel will run. search None: no PATH search (posix_spawn, execve)."""
+def find_program(
+    name: str, search: Iterable[str] | None, cwd: str, misses: list[str] | None = None
+) -> str | None:
+    """The file the kernel will run. search None: no PATH search (posix_spawn, execve).
+    `misses`, when given, receives the candidates tried before it, in order."""
     if search is None or "/" in name:
         candidate = normalize_path(name, cwd=cwd)
         return candidate if _runnable(candidate) else None
@@ -111,7 +143,83 @@ def find_program(name: str, search: Iterable[str] | None, cwd: str) -> str | Non
         raw = f"{entry}/{name}" if entry.startswith("/") else f"{cwd}/{entry or '.'}/{name}"
         if _runnable(raw):
             return normalize_path(raw)
+        if misses is not None:
+            misses.append(raw)
     return None
+
+
+# What a search found: (the candidates tried before it, as bytes, duplicates dropped; the
+# found file, as bytes; its `_identity`, or None when it must not be taken as a hit; its
+# resolved path; the resolved path's folder; whether that folder was on PATH at start-up;
+# whether its base name is a shell's).
+_Found = tuple[tuple[bytes, ...], bytes, tuple[int, int, int] | None, str, str, bool, bool]
+# (program name, PATH entries or None, working folder) -> what its last search found.
+_located: dict[tuple[str, tuple[str, ...] | None, str], _Found] = {}
+
+
+def _still_found(found: _Found) -> bool:
+    """Would the search that gave `found` give the same file now? Every earlier candidate must
+    still not be a runnable file (one appearing in an earlier PATH folder, or made executable
+    there, wins from then on), and the found one must still be runnable and the very same file
+    (device and inode through every symlink, as execve follows them: a replaced file or a
+    re-pointed link, a re-used inode fail). These are the system calls the search itself
+    makes; what the cache saves is building, normalising and resolving the paths again."""
+    if found[2] is None:
+        return False
+    access, x_ok = os.access, os.X_OK
+    for candidate in found[0]:
+        if access(candidate, x_ok) and os.path.isfile(candidate):
+            return False
+    try:
+        info = os.stat(found[1])
+    except OSError:
+        return False
+    return (
+        (info.st_dev, info.st_ino, info.st_ctime_ns) == found[2]
+        and info.st_mode & 0o170000 == 0o100000  # S_ISREG, as os.path.isfile
+        and access(found[1], x_ok)
+    )
+
+
+def _search(name: str, search: Sequence[str] | None, cwd: str) -> _Found | None:
+    misses: list[str] = []
+    path = find_program(name, search, cwd, misses)
+    if path is None:
+        return None
+    # The file the path leads to, before and after resolving it: the resolved path is
+    # remembered with that identity only when both agree (and the resolved path names that
+    # same file), so a link re-pointed while it was being resolved cannot leave a name and
+    # an identity of two different files in the cache.
+    before = _identity(path)
+    resolved = resolve_path(path)
+    identity = before if before is not None and before == _identity(resolved) else None
+    folder = os.path.dirname(resolved) or "/"
+    return (
+        tuple(dict.fromkeys(os.fsencode(m) for m in misses)),
+        os.fsencode(path),
+        identity,
+        resolved,
+        folder,
+        folder in _startup_dirs(),
+        os.path.basename(resolved) in SHELLS,
+    )
+
+
+def _locate(name: str, search: Sequence[str] | None, cwd: str) -> _Found | None:
+    """`find_program` and the program's resolved path, remembered per (name, PATH, folder)
+    and re-validated on every call by `_still_found`."""
+    key = (name, search if search is None or search.__class__ is tuple else tuple(search), cwd)
+    if name.__class__ is not str:  # a str subclass could lie in __hash__/__eq__: no memory
+        return _search(name, key[1], cwd)
+    found = _located.get(key)
+    if found is not None and _still_found(found):
+        return found
+    found = _search(name, key[1], cwd)
+    if found is not None:
+        if len(_located) >= 256:
+            _located.clear()
+        _located[key] = found
+    return found
 
 
 def _startup_dirs() -> frozenset[str]:
@@ -165,11 +273,22 @@ def _unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
         from appshield._activate import child_would_be_unshielded
 
         _would_be_unshielded = child_would_be_unshielded
-    return _would_be_unshielded(argv, env_mapping(env), executable=resolved, cwd=cwd)
+    # env as given: converting fork_exec's list is left to the rare case that reads it
+    return _would_be_unshielded(argv, env, executable=resolved, cwd=cwd)
 
 
 def child_cwd(cwd: Any) -> str:
-    return normalize_path(text(cwd)) if cwd is not None else normalize_path(".")
+    if cwd is not None:
+        return normalize_path(text(cwd))
+    try:
+        here = os.getcwd()
+    except OSError:
+        here = ""
+    # The kernel's answer is already absolute and normal; anything else (a deleted folder,
+    # "(unreachable)", a name such as "...", the root) goes the long way.
+    if here[:1] == "/" and "/." not in here and "//" not in here and here[-1:] != "/":
+        return here
+    return normalize_path(".")
 
 
 def describe(
@@ -184,21 +303,27 @@ def describe(
     folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
     (or a function returning them, called only for a bare name)."""
     where = child_cwd(cwd)
-    name = text(program)
-    if callable(search):
-        search = search() if "/" not in name else None
-    found = find_program(name, search, where)
+    name = program if program.__class__ is str else text(program)
+    if "/" in name:
+        search = None
+    elif callable(search):
+        search = search()
+    found = _locate(name, search, where)  # type: ignore[arg-type]
     if found is None:
         return None
-    resolved = resolve_program_file(found)
+    resolved, folder = found[3], found[4]
     args = argv_text(argv) or (name,)
+    # Positional, in field order (executable, argv, shell, cwd, trusted_location, unshielded):
+    # half the cost of keywords on this path.
     return ProcessOp(
-        executable=resolved,
-        argv=args,
-        shell=is_shell(resolved, args),
-        cwd=where,
-        trusted_location=is_trusted(resolved),
-        unshielded=_unshielded(args, env, resolved, where),
+        resolved,
+        args,
+        # is_shell, skipped when neither name is a shell's (its first test)
+        (found[6] or os.path.basename(args[0]) in SHELLS) and is_shell(resolved, args),
+        where,
+        # is_trusted: the start-up PATH part is fixed, the writable part is asked every time
+        found[5] or not os.access(folder, os.W_OK),
+        _unshielded(args, env, resolved, where),
     )
 
 

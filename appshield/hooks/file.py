@@ -25,9 +25,10 @@ Where each access is seen, and why there:
   on these and need nothing of their own; `shutil.rmtree` is also checked as a whole up front,
   so a denied tree is refused before anything in it is deleted.
 - The hot path: an allowed open of a clean absolute path is remembered per compiled policy
-  (`_file_cache`), so repeating it costs two dict lookups in the audit handler, plus one
-  `stat` (to prove the path still leads to the same file) when the policy needs symlinks
-  resolved. Measured with benchmarks/bench_hooks.py.
+  (`_file_cache`), and the audit hook itself lets a repeat through at its very top, before
+  the per-thread bookkeeping and this handler: one dict lookup, plus one `stat` (to prove
+  the path still leads to the same file) when the policy needs symlinks resolved. Measured
+  with benchmarks/run.py and benchmarks/bench_hooks.py.
 - `sqlite3.connect`: its event (SQLite opens the file in C, with no `open` event). It reads and
   may create and write, so both are checked.
 
@@ -49,12 +50,9 @@ import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from appshield.hooks._file_cache import _memory
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
-from appshield.hooks._file_cache import same_file as _same_file
 from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly, screen
@@ -66,8 +64,6 @@ __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
 
 _state = thread_state
 Described = tuple[Operation, str]
-_IMPORTLIB_FILE = "<frozen importlib._bootstrap_external>"
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _module_suffixes: tuple[str, ...] | None = None
 
 
@@ -102,15 +98,25 @@ def _suffixes() -> tuple[str, ...]:
     return _module_suffixes
 
 
+# importlib's path machinery, known by its module globals. Frames are recognised by
+# `f_globals`, never `f_code`: every `f_code` read raises the audit event
+# `object.__getattr__`, one more call of every audit hook per frame walked (about a fifth of
+# what the shield adds to a first import).
+_IMPORTLIB_GLOBALS = sys.modules["_frozen_importlib_external"].__dict__
+
+
 def _from_import_machinery() -> bool:
     """The Python caller (past appshield's own frames) is importlib's path machinery."""
     frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return False
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_OWN_DIR):
-            return filename == _IMPORTLIB_FILE
+        namespace = frame.f_globals
+        if namespace is _IMPORTLIB_GLOBALS:
+            return True
+        name = namespace.get("__name__")
+        if not (isinstance(name, str) and name.startswith("appshield.")):
+            return False
         frame = frame.f_back
     return False
 
@@ -127,8 +133,9 @@ def _import_file_work(path: Any) -> bool:
 
 
 def _on_open(args: tuple[Any, ...]) -> Described | None:
-    # The hot path of every open(). An allowed open remembered for a clean absolute path
-    # costs two dict lookups here (plus one stat when symlinks matter): see _file_cache.
+    # A remembered allowed open never gets here: the audit hook lets it through first (see
+    # runtime._make_audit_hook and _file_cache). The lookup below starts a fresh memory when
+    # the policy changed since the last open.
     path = args[0]
     compiled = _active.compiled
     if compiled is None:  # an event while install() is still running
@@ -136,13 +143,6 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
 
         compiled = active_shield().compiled  # type: ignore[union-attr]
     if path.__class__ is str:
-        memory = _memory
-        if memory.owner is compiled:
-            if args[2] in memory.plain.get(path, ()):
-                return None
-            identity = memory.checked.get((path, args[2]))
-            if identity is not None and _same_file(path, identity):
-                return None
         if _state.importing and _import_file_work(path):
             return None
         if _cache_lookup(path, args[2], compiled):
@@ -260,6 +260,8 @@ def _sqlite_path(database: Any) -> str | None:
     if database in ("", ":memory:"):
         return None
     if database.startswith("file:"):
+        from urllib.parse import parse_qs, unquote, urlsplit  # rare: kept out of start-up
+
         parts = urlsplit(database)
         query = parse_qs(parts.query)
         if query.get("mode", [""])[0] == "memory" or parts.path in ("", ":memory:"):

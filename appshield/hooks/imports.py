@@ -21,7 +21,12 @@ Where an import is judged (all of these run only on a `sys.modules` miss, so a c
   `_cffi_backend.load_library` (cffi's dlopen raises no event): operation `library`.
 
 A judged spec is remembered (by identity, with the origin it was judged for), so the inner
-layers of one import do not decide it again.
+layers of one import do not decide it again: the loader's exec_module compares it with the
+last spec judged, one identity check. Before building an operation, the engine's import index
+is asked whether any rule could name the module or its origin (`ImportIndex.quiet`); when
+none can and the default allows, the import is allowed as the engine would allow it, with no
+operation, decision or stack walk: a first import of a module that no rule names costs the
+three wrapper calls and a few dict lookups (benchmarks/run.py, `import_first`).
 
 `thread_state.importing` counts the import system's own file work in progress on this thread
 (listing `sys.path` folders, reading a module's source or cached bytecode, writing that
@@ -64,9 +69,22 @@ def _shield() -> Any:
 # -- which specs were judged ------------------------------------------------------------------
 
 
+def _nothing() -> None:
+    return None
+
+
+# The identity key of a spec. Not id(): id() raises the `builtins.id` audit event, a call of
+# every audit hook each time. object.__hash__ is a bijection of the address, so it is as
+# unique as id() among live objects (and the weak reference confirms the identity).
+_identity = object.__hash__
+
+
 class _Judged:
-    """Specs already decided: id -> (weak reference, origin judged). ModuleSpec defines
-    `__eq__` and so is unhashable; identity plus a weak reference is exact. Bounded."""
+    """Specs already decided: identity -> (weak reference, origin judged). ModuleSpec defines
+    `__eq__` and so is unhashable; identity plus a weak reference is exact. Bounded.
+
+    `last` is the most recent of them, (weak reference, origin): the inner layer of the same
+    import (the loader's exec_module) recognises it with one identity check."""
 
     LIMIT = 2048
 
@@ -74,22 +92,36 @@ class _Judged:
         self._specs: dict[int, tuple[Any, str | None]] = {}
         self._names: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self.last: tuple[Callable[[], Any], str | None] = (_nothing, None)
 
     def add(self, spec: Any, name: str | None, origin: str | None) -> None:
         try:
             ref = weakref.ref(spec)
         except TypeError:
             return
-        with self._lock:
-            if len(self._specs) >= self.LIMIT:
-                self._specs.clear()
+        specs = self._specs
+        if len(specs) >= self.LIMIT:
+            with self._lock:
+                specs.clear()
                 self._names.clear()
-            self._specs[id(spec)] = (ref, origin)
-            if name is not None:
-                self._names[name] = origin
+        specs[_identity(spec)] = (ref, origin)
+        if name is not None:
+            self._names[name] = origin
+        self.last = (ref, origin)
+
+    def remember_last(self, spec: Any, origin: str | None) -> None:
+        try:
+            self.last = (weakref.ref(spec), origin)
+        except TypeError:
+            pass
 
     def has(self, spec: Any, origin: str | None) -> bool:
-        found = self._specs.get(id(spec))
+        if origin is not None and origin.__class__ is not str:
+            return False  # a str subclass could compare equal to the origin that was judged
+        last = self.last
+        if last[0]() is spec and last[1] == origin:
+            return True
+        found = self._specs.get(_identity(spec))
         return found is not None and found[0]() is spec and found[1] == origin
 
     def has_name(self, name: str, origin: str | None) -> bool:
@@ -99,6 +131,7 @@ class _Judged:
         with self._lock:
             self._specs.clear()
             self._names.clear()
+            self.last = (_nothing, None)
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -123,9 +156,48 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
     if shield is None or _state.busy or spec is None or _judged.has(spec, origin):
         return
     name = getattr(spec, "name", None)
-    absolute = os.path.abspath(origin) if origin else None
-    shield.enforce(ImportOp(name if isinstance(name, str) else None, absolute), api)
-    _judged.add(spec, name if isinstance(name, str) else None, origin)
+    if not isinstance(name, str):
+        name = None
+    if not origin:
+        absolute = None
+    elif (
+        origin.__class__ is str
+        and origin[:1] == "/"
+        and "/." not in origin
+        and "//" not in origin
+        and origin[-1:] != "/"
+    ):
+        absolute = origin  # no `.`, `..` or empty part: abspath would return it unchanged
+    else:
+        absolute = os.path.abspath(origin)
+    # The engine's screen first: a module that no rule could name is allowed without a
+    # report, so neither an operation nor a decision is needed (nor the call stack).
+    compiled = shield.compiled
+    screen = _screen
+    if screen[0] is not compiled:
+        screen = _screen_for(compiled)
+    index = screen[1]
+    if index is not None and name.__class__ is str and index.quiet(name, absolute):
+        # Deciding it again would be as quiet: only the inner layer of this very import
+        # needs to recognise it, so it is remembered as the last spec judged, no more.
+        _judged.remember_last(spec, origin)
+        return
+    shield.enforce(ImportOp(name, absolute), api)
+    _judged.add(spec, name, origin)
+
+
+# (compiled policy, its import index) for the screen in `_judge`; the index only for the
+# engine's own compiled policy: a stand-in such as the learning recorder must see every op.
+_screen: tuple[Any, Any] = (None, None)
+
+
+def _screen_for(compiled: Any) -> tuple[Any, Any]:
+    global _screen
+    from appshield.engine.compiled import CompiledPolicy
+
+    index = compiled.index("import") if type(compiled) is CompiledPolicy else None
+    _screen = (compiled, index)
+    return _screen
 
 
 # -- wrappers -----------------------------------------------------------------------------------
@@ -157,7 +229,13 @@ def _loader_exec_module(
         spec = getattr(module, "__spec__", None)
         if spec is None:
             spec = _AdHocSpec(getattr(module, "__name__", None))
-        _judge(spec, _loader_path(instance, spec), "importlib.exec_module")
+        path = getattr(instance, "path", None)  # `_loader_path`, inlined
+        if not (isinstance(path, str) and path):
+            path = _spec_origin(spec)
+        last = _judged.last
+        # The usual case: `_load_unlocked` judged this very spec for this very file just now.
+        if last[0]() is not spec or path.__class__ is not str or last[1] != path:
+            _judge(spec, path, "importlib.exec_module")
     return wrapped(*args, **kwargs)
 
 
@@ -200,7 +278,12 @@ def _module_code_io(
     own = getattr(instance, "path", None) or getattr(instance, "archive", None)
     if not isinstance(own, str) or not own.endswith(_MODULE_SUFFIXES):
         return wrapped(*args, **kwargs)
-    return _import_io(wrapped, instance, args, kwargs)
+    state = _state  # as `_import_io`, inlined: this runs for every module read from a file
+    state.importing += 1
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        state.importing -= 1
 
 
 def _runpy_details(
@@ -276,9 +359,12 @@ def _remember_layer() -> None:
 
 
 def _layer_intact() -> bool:
-    if len(_intact) != len(_PRIMARY):
+    # Runs on every C import statement that misses sys.modules: unrolled, no generator.
+    intact = _intact
+    if len(intact) != 2:  # the two of _PRIMARY
         return False
-    return all(owner.get(name) is proxy for owner, name, proxy in _intact)
+    (owner1, name1, proxy1), (owner2, name2, proxy2) = intact
+    return owner1.get(name1) is proxy1 and owner2.get(name2) is proxy2
 
 
 # -- audit events -------------------------------------------------------------------------------
@@ -337,8 +423,10 @@ def on_install(shield: Any) -> None:
 
 
 def on_uninstall() -> None:
+    global _screen
     _judged.clear()
     _intact.clear()
+    _screen = (None, None)  # let go of the policy
 
 
 os.register_at_fork(after_in_child=_judged.after_fork)

@@ -116,7 +116,10 @@ def _decided_start(
 
 def _on_popen(args: tuple[Any, ...]) -> Described | None:
     executable, argv, cwd, env = args[:4]
-    op = describe(executable, argv, env, cwd, search=lambda: exec_path(env_mapping(env)))
+    # The child's PATH: this environment's (the common case, remembered per PATH value), else
+    # the given env's; only needed for a bare name.
+    search = exec_path if env is None else lambda: exec_path(env_mapping(env))
+    op = describe(executable, argv, env, cwd, search=search)
     return _decided_start(op, "subprocess.Popen", source=argv)
 
 

@@ -103,16 +103,17 @@ class Observation:
 
 def _op_to_json(op: Operation) -> dict[str, Any]:
     data: dict[str, Any] = {"category": op.category}
-    for f in fields(op):  # type: ignore[arg-type]
-        value = getattr(op, f.name)
-        if value != f.default:
-            data[f.name] = list(value) if isinstance(value, tuple) else value
+    defaults = type(op)._field_defaults  # operations are named tuples
+    for name in op._fields:
+        value = getattr(op, name)
+        if name not in defaults or value != defaults[name]:
+            data[name] = list(value) if isinstance(value, tuple) else value
     return data
 
 
 def _op_from_json(data: Mapping[str, Any]) -> Operation:
     kind = _OP_TYPES[data["category"]]
-    names = {f.name for f in fields(kind)}
+    names = set(kind._fields)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return kind(**values)  # type: ignore[no-any-return]
 

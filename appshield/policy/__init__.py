@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from appshield.engine import CompiledPolicy
     from appshield.operations import Operation
 
-__all__ = ["Policy", "PolicyDocument", "load_policy"]
+__all__ = ["Policy", "PolicyDocument", "load_policy", "resolve_mode"]
 
 # appshield's own installed files: protected by `protections.policy_files`.
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,9 +45,19 @@ class Policy:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Policy:
-        from appshield.policy.loader import load_file
+        from appshield.policy import cache
 
-        return cls(load_file(os.fspath(path)))
+        given = os.fspath(path)
+        if isinstance(given, str):
+            document = cache.load(given)
+            if document is not None:
+                return cls(document)
+        from appshield.policy.loader import load_file_inputs
+
+        document, (read_files, variables) = load_file_inputs(given)
+        if isinstance(given, str):
+            cache.store(given, document, read_files, variables)
+        return cls(document)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str | None = None) -> Policy:
@@ -78,7 +88,11 @@ class Policy:
 
             # File names are literal paths, not globs: `[`, `*` or `?` in a name must not
             # widen or break the protection.
-            protected = (*(escape(f) for f in self.document.files), escape(PACKAGE_DIR) + "/**")
+            protected = (
+                *(escape(f) for f in self.document.files),
+                *(_cache_protection(f) for f in self.document.files),
+                escape(PACKAGE_DIR) + "/**",
+            )
             compiled = compile_policy(self.document, self.mode, protected_paths=protected)
             self._compiled = compiled
         return compiled
@@ -103,6 +117,27 @@ class Policy:
         return f"<Policy {self.name!r} mode={self.mode} rules={len(self.document.rules)}>"
 
 
+def _cache_protection(policy_file: str) -> str:
+    from appshield.engine import escape
+    from appshield.policy.cache import cache_glob
+
+    folder, name_prefix = cache_glob(policy_file)
+    return f"{escape(folder)}/{escape(name_prefix)}*"
+
+
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Parse and validate the policy file at `path`; raise `PolicyError` on any problem."""
     return Policy.from_file(path)
+
+
+def resolve_mode(argument: str | None, environ: Mapping[str, str], policy: Policy) -> Mode:
+    """install(mode=) / --mode > APPSHIELD_MODE > the file's mode > enforce.
+
+    Here rather than in the runtime, so that `appshield run` can check the mode without
+    importing the hooks (and wrapt) into a process that only execs the command."""
+    for candidate in (argument, environ.get("APPSHIELD_MODE") or None):
+        if candidate is not None:
+            if candidate not in ("enforce", "monitor"):
+                raise ValueError(f"mode must be 'enforce' or 'monitor', not {candidate!r}")
+            return candidate  # type: ignore[return-value]
+    return policy.document.mode or "enforce"

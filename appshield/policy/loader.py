@@ -32,9 +32,17 @@ from appshield.policy.model import (
     RuleSpec,
     SourceRef,
 )
-from appshield.policy.variables import values as variable_values
+from appshield.policy.variables import LazyVariables
 
-__all__ = ["PACKS_DIR", "TEXT_NAME", "load_file", "load_mapping", "load_text"]
+__all__ = [
+    "PACKS_DIR",
+    "TEXT_NAME",
+    "LoadInputs",
+    "load_file",
+    "load_file_inputs",
+    "load_mapping",
+    "load_text",
+]
 
 PACKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packs")
 PACK_PREFIX = "appshield:"
@@ -70,6 +78,17 @@ def load_text(text: str, *, filename: str | None = None) -> PolicyDocument:
 
 def load_file(path: str | os.PathLike[str]) -> PolicyDocument:
     """Read and validate the policy file at `path`."""
+    return load_file_inputs(path)[0]
+
+
+# Everything outside the policy text that a load depended on: each file read as
+# (absolute path, real path, bytes), and each variable looked up as (folder, name) -> values.
+LoadInputs = tuple[tuple[tuple[str, str, bytes], ...], Mapping[tuple[str, str], tuple[str, ...]]]
+
+
+def load_file_inputs(path: str | os.PathLike[str]) -> tuple[PolicyDocument, LoadInputs]:
+    """`load_file`, also returning its inputs: a cached copy of the result stays valid exactly
+    as long as they are unchanged (see `appshield.policy.cache`)."""
     shown = _path_text(path)
     try:
         with open(shown, "rb") as handle:
@@ -78,7 +97,11 @@ def load_file(path: str | os.PathLike[str]) -> PolicyDocument:
         raise PolicyError(
             [PolicyProblem(f"cannot read policy: {_os_reason(exc)}", shown)]
         ) from None
-    return _Loader().load_top(_file_source(shown, shown), _decode(raw, shown))
+    loader = _Loader()
+    source = _file_source(shown, shown)
+    loader.read_files.append((source.path or "", source.real or "", raw))
+    document = loader.load_top(source, _decode(raw, shown))
+    return document, (tuple(loader.read_files), loader.variables_used)
 
 
 def load_mapping(data: Mapping[str, Any], *, base_dir: str | None = None) -> PolicyDocument:
@@ -173,6 +196,8 @@ class _Loader:
         self.files: list[str] = []
         self.seen: set[str] = set()
         self.order: dict[str | None, int] = {}
+        self.read_files: list[tuple[str, str, bytes]] = []
+        self.variables_used: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def load_top(self, source: _Source, content: str | Node) -> PolicyDocument:
         # A large policy allocates hundreds of thousands of small, acyclic objects (nodes,
@@ -245,7 +270,7 @@ class _Loader:
             return None
         entries = ck.mapping(node, "the policy", TOP_KEYS, "at the top level") or {}
         self._check_version(ck, node, entries)
-        variables = variable_values(source.base_dir)
+        variables = LazyVariables(source.base_dir, self.variables_used)
         merged = self._extends(ck, entries.get("extends"), source, [*stack, source])
         self._disable(ck, entries.get("disable"), merged)
         own = _Merged()
@@ -430,6 +455,7 @@ class _Loader:
         except OSError as exc:
             ck.report(item, f"extends: cannot read {target!r}: {_os_reason(exc)}")
             return None
+        self.read_files.append((child.path or "", child.real or "", raw))
         try:
             return raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:

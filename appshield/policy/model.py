@@ -18,13 +18,16 @@ network strings.
     operation, transport      tuple[str, ...]
     module (import)           tuple[str, ...]             dotted globs
     origin, library (import)  tuple[str, ...]             path globs
+
+The types are named tuples, not dataclasses, so that importing them at start-up is cheap
+(see `appshield.operations`); change one with `._replace(...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from appshield.decision import Action, Mode
 
@@ -39,8 +42,7 @@ MATCH_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class SourceRef:
+class SourceRef(NamedTuple):
     """Where something was written: file (None for text given directly), 1-based line/column."""
 
     file: str | None
@@ -51,19 +53,17 @@ class SourceRef:
         return f"{self.file or '<policy>'}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(NamedTuple):
     """Match fields combined with AND; `scope` (module globs) must also hold when given.
 
     An empty condition with no scope matches every operation of its category.
     """
 
-    fields: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    fields: Mapping[str, tuple[Any, ...]] = MappingProxyType({})
     scope: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class RuleSpec:
+class RuleSpec(NamedTuple):
     id: str
     category: str
     action: Action
@@ -75,14 +75,12 @@ class RuleSpec:
     source: SourceRef | None = None
 
 
-@dataclass(frozen=True)
-class Protections:
+class Protections(NamedTuple):
     policy_files: bool = True
     unshielded_children: bool = True
 
 
-@dataclass(frozen=True)
-class PolicyDocument:
+class PolicyDocument(NamedTuple):
     """A policy after `extends` are merged and `disable` applied.
 
     rules are in file order: the rules of extended policies first, in `extends` order,

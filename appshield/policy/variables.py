@@ -20,13 +20,18 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import site
 import sys
-import sysconfig
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-__all__ = ["NAMES", "VariableError", "expand", "normalise_path_glob", "values"]
+__all__ = [
+    "NAMES",
+    "LazyVariables",
+    "VariableError",
+    "expand",
+    "normalise_path_glob",
+    "value",
+    "values",
+]
 
 NAMES = ("cwd", "home", "tmp", "prefix", "stdlib", "site_packages", "policy_dir")
 
@@ -46,6 +51,8 @@ def _unique(paths: list[str]) -> tuple[str, ...]:
 
 
 def _site_packages() -> list[str]:
+    import site  # already imported at start-up unless `python -S`
+
     found: list[str] = []
     getsite = getattr(site, "getsitepackages", None)  # missing in some old virtualenvs
     if getsite is not None:
@@ -56,18 +63,65 @@ def _site_packages() -> list[str]:
     return found
 
 
+def value(name: str, policy_dir: str) -> tuple[str, ...]:
+    """The value(s) of one variable, for a rule written in `policy_dir`.
+
+    Each is computed on its own (and its modules imported only then), because the cached
+    policy (`appshield.policy.cache`) re-checks just the variables a policy used, at start-up.
+    """
+    if name == "cwd":
+        return (os.getcwd(),)
+    if name == "home":
+        return (os.path.expanduser("~"),)
+    if name == "tmp":
+        import tempfile
+
+        return (tempfile.gettempdir(),)
+    if name == "prefix":
+        return (sys.prefix,)
+    if name == "stdlib":
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        return _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")])
+    if name == "site_packages":
+        return _unique(_site_packages())
+    if name == "policy_dir":
+        return (policy_dir,)
+    raise KeyError(name)
+
+
 def values(policy_dir: str) -> dict[str, tuple[str, ...]]:
     """The value(s) of every variable, for a rule written in `policy_dir`."""
-    paths = sysconfig.get_paths()
-    return {
-        "cwd": (os.getcwd(),),
-        "home": (os.path.expanduser("~"),),
-        "tmp": (tempfile.gettempdir(),),
-        "prefix": (sys.prefix,),
-        "stdlib": _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")]),
-        "site_packages": _unique(_site_packages()),
-        "policy_dir": (policy_dir,),
-    }
+    return {name: value(name, policy_dir) for name in NAMES}
+
+
+class LazyVariables(Mapping[str, tuple[str, ...]]):
+    """The variables for one policy folder, each computed when a glob first names it.
+
+    `used` records what was looked up: a cached policy is valid only while these still
+    have the same values (a `{cwd}` rule loaded in another folder is another policy).
+    """
+
+    def __init__(self, policy_dir: str, used: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        self.policy_dir = policy_dir
+        self.used = used
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        key = (self.policy_dir, name)
+        found = self.used.get(key)
+        if found is None:
+            found = self.used[key] = value(name, self.policy_dir)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in NAMES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(NAMES)
+
+    def __len__(self) -> int:
+        return len(NAMES)
 
 
 def _escape(value: str) -> str:

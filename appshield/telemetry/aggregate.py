@@ -39,6 +39,17 @@ class _Entry:
     last_emit_ns: int
     suppressed: int
     last: Violation
+    # time.time_ns() of the latest repeat when `fold` counted it without a Violation (None
+    # when `last` is the latest): a summary carries the time of the latest repeat.
+    folded_at: int | None = None
+
+    def latest(self) -> Violation:
+        last, at = self.last, self.folded_at
+        if at is None or at <= last.time_ns:
+            return last
+        return type(last)(
+            last.operation, last.decision, last.api, last.policy_name, last.callsite, at, last.pid
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +77,40 @@ class Aggregator:
                 self._entries.move_to_end(key)
                 if now_ns - entry.last_emit_ns < self.interval_ns:
                     entry.suppressed += 1
-                    entry.last = violation
+                    entry.last, entry.folded_at = violation, None
                     return None
                 folded = entry.suppressed
                 entry.last_emit_ns, entry.suppressed, entry.last = now_ns, 0, violation
+                entry.folded_at = None
                 return folded, None
             self._entries[key] = _Entry(now_ns, 0, violation)
             evicted = None
             if len(self._entries) > self.max_keys:
                 _, old = self._entries.popitem(last=False)
                 if old.suppressed:
-                    evicted = Summary(old.last, old.suppressed)
+                    evicted = Summary(old.latest(), old.suppressed)
             return 0, evicted
+
+    def fold(self, key: Key, now_ns: int, time_ns: int) -> bool:
+        """`admit` for a repeat known only by its key (`violation_key`'s fields), before any
+        Violation is built: True when it falls inside its key's interval and is now folded
+        (time_ns: its wall-clock time, for the summary); False when it must be reported,
+        through `admit`, which then decides again under the lock."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or now_ns - entry.last_emit_ns >= self.interval_ns:
+                return False
+            self._entries.move_to_end(key)
+            entry.suppressed += 1
+            entry.folded_at = time_ns
+            return True
 
     def drain(self) -> list[Summary]:
         """Every pending count, reset: for the flush on the way out."""
         with self._lock:
-            out = [Summary(e.last, e.suppressed) for e in self._entries.values() if e.suppressed]
+            out = [
+                Summary(e.latest(), e.suppressed) for e in self._entries.values() if e.suppressed
+            ]
             for entry in self._entries.values():
                 entry.suppressed = 0
             return out

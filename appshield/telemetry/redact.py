@@ -67,16 +67,29 @@ def _substitutions() -> tuple[tuple[re.Pattern[str], str], ...]:
 
 
 class Redactor:
-    """Stateless apart from the on/off switch; safe to share between threads."""
+    """The on/off switch and a memo of recent results; safe to share between threads."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+        # text -> its redacted form. One report redacts the same target up to three times
+        # (span attribute, file.path, the APPSHIELD_LOG line), each six regex passes; a
+        # dict get/set is atomic, so sharing it between threads is safe.
+        self._done: dict[str, str] = {}
 
     def text(self, value: str) -> str:
         if not self.enabled or not value:
             return value
+        exact = value.__class__ is str  # a subclass could lie in __hash__/__eq__
+        done = self._done.get(value) if exact else None
+        if done is not None:
+            return done
+        original = value
         for pattern, replacement in _compiled().substitutions:
             value = pattern.sub(replacement, value)
+        if exact and len(original) <= 4096:  # bounded: 256 texts of at most 4 KiB each
+            if len(self._done) >= 256:
+                self._done.clear()
+            self._done[original] = value
         return value
 
     def argv(self, argv: Sequence[str]) -> list[str]:

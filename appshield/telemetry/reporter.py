@@ -56,6 +56,26 @@ class TelemetryReporter:
         # from the main thread, and OpenTelemetry output may appear later).
         self.exit_hooks.arm(with_signal=self.otel.has_targets)
 
+    def fold(
+        self,
+        operation: Any,
+        decision: Any,
+        api: str,
+        function: str | None,
+        file: str | None,
+        line: int | None,
+    ) -> bool:
+        """The runtime's shortcut for a repeat, asked before it builds a `Violation`: True
+        when this violation (its aggregation key: rule, api, operation and code location) is
+        a repeat inside the interval, now counted and folded exactly as `report` would have;
+        False when it must go through `report` (counted there)."""
+        rule_id = decision.rule_id
+        key = (rule_id, api, operation, file, line, function)
+        if not self.aggregator.fold(key, time.monotonic_ns(), time.time_ns()):
+            return False
+        self.stats.count_violation(operation.category, decision.action, rule_id)
+        return True
+
     def _emit(self, violation: Violation, suppressed: int, summary: bool = False) -> None:
         attrs = violation_attributes(violation, self.redactor, suppressed)
         if summary:
@@ -72,6 +92,8 @@ class TelemetryReporter:
     def _warn(violation: Violation, attrs: dict[str, AttributeValue]) -> None:
         from appshield.telemetry.otel import message
 
+        if not _heard(logger):
+            return
         logger.warning(
             "%s%s",
             message(violation, attrs),
@@ -113,6 +135,31 @@ class TelemetryReporter:
         self.otel.reset_after_fork()
         if self.json is not None:
             self.json.reset_after_fork()
+
+
+def _heard(log: Any) -> bool:
+    """Would a warning on `log` reach anything but a NullHandler? When the app configured no
+    logging, the record would be built (a stack walk, a thread lookup: about a sixth of a
+    distinct violation's cost) only to be dropped. Looked up at every report, so handlers,
+    levels and filters set later count. Anything unusual (a Logger subclass, a filter on the
+    logger, no handler at all, which means Python's last-resort handler) counts as heard."""
+    import logging
+
+    if log.__class__ is not logging.Logger or log.filters:
+        return True
+    if not log.isEnabledFor(logging.WARNING):
+        return False  # logger.warning would drop it too
+    found = False
+    current: Any = log
+    while current is not None:
+        for handler in current.handlers:
+            if handler.__class__ is not logging.NullHandler:
+                return True
+            found = True
+        if not current.propagate:
+            break
+        current = current.parent
+    return not found
 
 
 def _fenced(call: Callable[..., Any], *args: Any) -> None:

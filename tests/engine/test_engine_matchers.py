@@ -116,6 +116,13 @@ def test_needs_stack_has_rules_default() -> None:
     ]
     assert compiled.has_rules("process")  # implicit:unshielded_children
     assert compiled.has_rules("file") and compiled.has_rules("network")
+    # asked before and after each index is built (indexes are built on first use)
+    assert [compiled.needs_stack(c) for c in ("process", "file", "network", "import")] == [
+        False,
+        False,
+        True,
+        True,
+    ]
     assert compiled.default("process") == "deny" and compiled.default("file") == "allow"
     assert compiled.mode == "enforce"
 

@@ -6,7 +6,6 @@ The default run keeps `max_examples` small; `-m slow` runs the exhaustive versio
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -39,7 +38,7 @@ def scenarios(draw: st.DrawFn) -> tuple[PolicyDocument, str, list[Any], Any, tup
 
 
 def _with_rules(document: PolicyDocument, rules_: tuple) -> PolicyDocument:  # type: ignore[type-arg]
-    return dataclasses.replace(document, rules=rules_)
+    return document._replace(rules=rules_)
 
 
 def check_agreement(scenario: tuple) -> None:  # type: ignore[type-arg]
@@ -69,7 +68,7 @@ def check_order(scenario: tuple, permutation: list[int]) -> None:  # type: ignor
 
 def check_monotonic(scenario: tuple, extra: Any) -> None:  # type: ignore[type-arg]
     document, mode, ops, stack, protect = scenario
-    extra = dataclasses.replace(extra, category=ops[0].category)
+    extra = extra._replace(category=ops[0].category)
     before = compile_policy(document, mode, protected_paths=protect)
     for position in (0, len(document.rules)):
         rules_ = list(document.rules)

@@ -336,3 +336,51 @@ def test_threads_and_monitor(modules: Path) -> None:
         runtime.uninstall()
     assert not _not_ran()
     assert [v.decision.blocked for v in seen] == [False]
+
+
+def test_decided_once_and_only_where_a_rule_can_apply(modules: Path) -> None:
+    """One decision per import however many layers see it; a module that no rule could name
+    is let through without one (the engine's screen), while a scoped rule still gets the
+    stack and a stand-in for the compiled policy (the learning recorder) sees every import."""
+    for name in ("shield_plain", "shield_watched", "shield_scoped", "shield_recorded"):
+        (modules / f"{name}.py").write_text("X = 1\n")
+    importlib.invalidate_caches()
+    seen = _install(
+        _policy("""\
+  - id: watch
+    category: import
+    action: alert
+    match: {module: shield_watched}
+  - id: scoped
+    category: import
+    action: deny
+    match: {module: shield_scoped}
+    scope: [tests.hooks.*]
+""")
+    )
+    shield = runtime.active_shield()
+    assert shield is not None
+    decided: list[object] = []
+    real_decide = shield.compiled.decide
+
+    class StandIn:
+        def decide(self, op: object, stack: object = None) -> object:
+            decided.append(op)
+            return real_decide(op, stack)  # type: ignore[arg-type]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    real = shield.compiled
+    try:
+        importlib.import_module("shield_plain")
+        importlib.import_module("shield_watched")
+        assert [v.decision.rule_id for v in seen] == ["watch"]  # once, not once per layer
+        with pytest.raises(PolicyViolation):
+            importlib.import_module("shield_scoped")
+        shield.compiled = StandIn()
+        importlib.import_module("shield_recorded")
+    finally:
+        shield.compiled = real
+        runtime.uninstall()
+    assert [getattr(op, "module", None) for op in decided] == ["shield_recorded"]

@@ -38,7 +38,10 @@ def paths(draw: st.DrawFn) -> str:
     return posixpath.join(base, *parts)
 
 
-file_ops = st.builds(FileOp, paths(), st.sampled_from(["read", "write", "delete"]))
+# `resolved` pinned to None: builds() also draws the defaulted fields of a named tuple.
+file_ops = st.builds(
+    FileOp, paths(), st.sampled_from(["read", "write", "delete"]), resolved=st.none()
+)
 
 _word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=6)
 _host = st.lists(_word, min_size=1, max_size=3).map(lambda w: "h" + ".".join(w))

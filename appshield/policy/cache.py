@@ -1,0 +1,254 @@
+"""The validated policy, cached beside its file the way Python caches bytecode.
+
+Reading a policy needs PyYAML and the validating loader: about 25 ms of imports before the
+first rule is read, and far more for a large policy. Every process that starts under
+appshield pays that, so the result of a successful load is kept in `__pycache__` beside the
+policy file (or under `sys.pycache_prefix`), written when Python would write bytecode (not
+under `PYTHONDONTWRITEBYTECODE` / `-B`) and read whenever it is there and trustworthy.
+
+A cached policy is used only when it is exactly what loading the files again would give:
+
+- every file the load read (the policy, each `extends`, each built-in pack) still has the
+  same bytes and the same real path (so a re-pointed symlink is a miss);
+- every variable the rules used (`{cwd}`, `{tmp}`, `{home}`, ...) still has the same value;
+- the same appshield version, cache format and Python (the tag is in the file name);
+- the path was given the same way (problems and reports quote it as given).
+
+Anything else, or any doubt (unreadable, corrupt, a symlink, owned by someone else, writable
+by group or others, in such a folder), is a miss and the policy is loaded from YAML as if
+there were no cache. So the cache can make start-up faster, never the policy weaker. While a
+shield runs, the cache files of its policy are protected like the policy files themselves
+(`protections.policy_files`), so the app cannot plant a weaker policy for its next start.
+
+Deliberately only `marshal` (built in, no code execution on load) and `os`: the point is to
+import nothing else before the shield is up.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from appshield import __version__
+from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
+
+__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "store"]
+
+FORMAT = 1  # bump when the stored shape changes
+_MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
+_SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
+_UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _cache_folder(policy_path: str) -> str:
+    folder = os.path.dirname(policy_path)
+    prefix = sys.pycache_prefix
+    if prefix:  # mirror importlib: the source folder's absolute path under the prefix
+        return os.path.join(prefix, folder.lstrip(os.sep))
+    return os.path.join(folder, "__pycache__")
+
+
+def cache_path(policy_path: str) -> str:
+    """Where the cache of the policy file at (absolute) `policy_path` lives."""
+    return os.path.join(_cache_folder(policy_path), os.path.basename(policy_path) + _SUFFIX)
+
+
+def cache_glob(policy_path: str) -> tuple[str, str]:
+    """(folder, file-name prefix) of every cache of `policy_path`, any Python version: what
+    the implicit protection covers while a shield runs."""
+    return _cache_folder(policy_path), os.path.basename(policy_path) + ".appshield-"
+
+
+def _trusted(st: os.stat_result, owners: tuple[int, ...]) -> bool:
+    return st.st_uid in owners and not st.st_mode & _UNSAFE_BITS
+
+
+def _owners(policy_path: str) -> tuple[int, ...]:
+    # Whoever may write the policy itself may write its cache; so may we and root.
+    try:
+        owner = os.stat(policy_path).st_uid
+    except OSError:
+        owner = os.geteuid()
+    return (os.geteuid(), owner, 0)
+
+
+def load(given: str) -> PolicyDocument | None:
+    """The cached document for the policy file `given` (as the caller spelled it), or None
+    on any miss or doubt."""
+    try:
+        return _load(given)
+    except Exception:  # a cache is an optimisation: any surprise is a miss, never an error
+        return None
+
+
+def _load(given: str) -> PolicyDocument | None:
+    policy_path = os.path.abspath(given)
+    where = cache_path(policy_path)
+    owners = _owners(policy_path)
+    folder = os.lstat(os.path.dirname(where))
+    if not stat.S_ISDIR(folder.st_mode) or not _trusted(folder, owners):
+        return None
+    fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _trusted(st, owners):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read()
+    finally:
+        os.close(fd)
+    entry = marshal.loads(raw)
+    magic, spelled, read_files, variables, document = entry
+    if magic != _MAGIC or spelled != given:
+        return None
+    for path, real, content in read_files:
+        if os.path.realpath(path) != real:
+            return None
+        with open(path, "rb") as handle:
+            if handle.read() != content:
+                return None
+    if variables:
+        from appshield.policy.variables import value
+
+        for (policy_dir, name), expected in variables:
+            current = _tempdir_guess() if name == "tmp" else value(name, policy_dir)
+            if current != expected:
+                return None
+    return _document(document)
+
+
+def _tempdir_guess() -> tuple[str, ...]:
+    """`{tmp}` as `tempfile.gettempdir()` would find it, without importing tempfile (random,
+    shutil and the compression modules: several milliseconds of every start-up): the first
+    of TMPDIR, TEMP, TMP, /tmp, /var/tmp, /usr/tmp that is a folder we may write, else the
+    current folder. tempfile also creates a trial file there, so the two differ only for a
+    folder that passes the permission check yet refuses a new file (a full disk); then the
+    cached `{tmp}` stays the folder chosen when the cache was written (docs/policy.md)."""
+    module = sys.modules.get("tempfile")
+    if module is not None:
+        return (module.gettempdir(),)
+    candidates = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+    for folder in (*(c for c in candidates if c), "/tmp", "/var/tmp", "/usr/tmp"):
+        folder = os.path.abspath(folder)
+        if os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+            return (folder,)
+    return (os.getcwd(),)
+
+
+def store(
+    given: str,
+    document: PolicyDocument,
+    read_files: tuple[tuple[str, str, bytes], ...],
+    variables: Mapping[tuple[str, str], tuple[str, ...]],
+) -> None:
+    """Write the cache for a policy just loaded from `given`; silently skipped where Python
+    would not write bytecode, or where the folder is not one we would trust on reading."""
+    if sys.dont_write_bytecode:
+        return
+    try:
+        _store(given, document, read_files, variables)
+    except Exception:  # read-only file systems and the like: start-up just stays slower
+        return
+
+
+def _store(
+    given: str,
+    document: PolicyDocument,
+    read_files: tuple[tuple[str, str, bytes], ...],
+    variables: Mapping[tuple[str, str], tuple[str, ...]],
+) -> None:
+    policy_path = os.path.abspath(given)
+    where = cache_path(policy_path)
+    folder = os.path.dirname(where)
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    if not _trusted(os.lstat(folder), _owners(policy_path)):
+        return
+    entry = (_MAGIC, given, read_files, tuple(variables.items()), _plain(document))
+    data = marshal.dumps(entry)
+    # Written aside and renamed into place, so a reader sees the old file or the new one.
+    temporary = f"{where}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            handle.write(data)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temporary, where)
+    except OSError:
+        os.unlink(temporary)
+        raise
+
+
+# -- the document as plain data (tuples, str, int, bool, None: what marshal stores) ---------
+
+
+def _plain_condition(condition: Condition | None) -> Any:
+    if condition is None:
+        return None
+    return (tuple(condition.fields.items()), condition.scope)
+
+
+def _plain(document: PolicyDocument) -> Any:
+    rules = tuple(
+        (
+            r.id,
+            r.category,
+            r.action,
+            _plain_condition(r.match),
+            _plain_condition(r.unless),
+            r.scope,
+            r.mode,
+            r.description,
+            None if r.source is None else (r.source.file, r.source.line, r.source.column),
+        )
+        for r in document.rules
+    )
+    protections = (document.protections.policy_files, document.protections.unshielded_children)
+    return (
+        document.version,
+        document.name,
+        document.mode,
+        tuple(document.defaults.items()),
+        rules,
+        protections,
+        document.files,
+    )
+
+
+def _condition(plain: Any) -> Condition | None:
+    if plain is None:
+        return None
+    fields, scope = plain
+    return Condition(dict(fields), scope)
+
+
+def _document(plain: Any) -> PolicyDocument:
+    version, name, mode, defaults, rules, protections, files = plain
+    specs = tuple(
+        RuleSpec(
+            id=rule_id,
+            category=category,
+            action=action,
+            match=_condition(match) or Condition(),
+            unless=_condition(unless),
+            scope=scope,
+            mode=rule_mode,
+            description=description,
+            source=None if source is None else SourceRef(*source),
+        )
+        for rule_id, category, action, match, unless, scope, rule_mode, description, source in rules
+    )
+    return PolicyDocument(
+        version=version,
+        name=name,
+        mode=mode,
+        defaults=dict(defaults),
+        rules=specs,
+        protections=Protections(*protections),
+        files=files,
+    )

@@ -1,0 +1,82 @@
+"""`ImportIndex.quiet`, the screen the import hook asks before it builds an operation: whenever
+it says quiet, the engine (and the plain reference matcher) decides the default allow, with no
+rule named, for every call stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appshield.engine import compile_policy
+from appshield.operations import ImportOp
+from appshield.policy.model import Condition, PolicyDocument, RuleSpec
+from tests.engine import _engine_reference as reference
+from tests.engine._engine_strategies import documents, modules, paths, stacks
+
+QUICK = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@given(
+    documents("import"),
+    st.sampled_from(["enforce", "monitor"]),
+    st.lists(st.tuples(modules, st.one_of(st.none(), paths)), min_size=1, max_size=5),
+    stacks,
+)
+@QUICK
+def test_quiet_means_the_silent_default(
+    document: PolicyDocument, mode: str, subjects: list[tuple[str, str | None]], stack: object
+) -> None:
+    compiled = compile_policy(document, mode)  # type: ignore[arg-type]
+    index = compiled.index("import")
+    for module, origin in subjects:
+        if not index.quiet(module, origin):
+            continue
+        op = ImportOp(module, origin)
+        assert index.candidates(op) == []
+        for frames in (stack, None, ["yaml", "ctypes.util"]):
+            decision = compiled.decide(op, frames)  # type: ignore[arg-type]
+            assert decision.action == "allow" and decision.rule_id == "default:import"
+            assert decision == reference.decide(document, mode, op, frames, ())  # type: ignore[arg-type]
+
+
+def _document(default: str, *rules: RuleSpec) -> PolicyDocument:
+    defaults = {"process": "allow", "file": "allow", "network": "allow", "import": default}
+    return PolicyDocument(1, "t", None, defaults, rules)  # type: ignore[arg-type]
+
+
+def _rule(
+    rule_id: str, action: str, scope: tuple[str, ...] | None = None, **fields: Any
+) -> RuleSpec:
+    return RuleSpec(rule_id, "import", action, Condition(fields), scope=scope)  # type: ignore[arg-type]
+
+
+def test_quiet_only_where_no_rule_can_reach() -> None:
+    index = compile_policy(
+        _document(
+            "allow",
+            _rule("a", "deny", module=("ctypes", "vendor.*")),
+            _rule("b", "deny", scope=("yaml",), module=("pickle",)),
+            _rule("c", "alert", origin=("/opt/plugins/**",)),
+        ),
+        "enforce",
+    ).index("import")
+    assert index.quiet("json.decoder", "/usr/lib/python3/json/decoder.py")
+    assert index.quiet("app", None)
+    assert not index.quiet("ctypes.util", "/usr/lib/python3/ctypes/util.py")
+    assert not index.quiet("vendor.x", None)
+    assert not index.quiet("pickle", "/usr/lib/python3/pickle.py")  # a scoped rule: the stack
+    assert not index.quiet("app", "/opt/plugins/app.py")
+
+
+def test_never_quiet_when_every_import_meets_a_rule_or_the_default_speaks() -> None:
+    for document in (
+        _document("deny"),
+        _document("alert"),
+        _document("allow", _rule("any-origin", "alert", origin=("/**",))),
+        _document("allow", _rule("any-module", "deny", module=("*",))),
+        _document("allow", _rule("no-field", "alert", scope=("yaml",))),
+    ):
+        index = compile_policy(document, "enforce").index("import")
+        assert not index.quiet("app", "/srv/app.py"), document
