@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from appshield._baseline import MODULES_BEFORE_APPSHIELD as MODULES_BEFORE_APPSHIELD
 from appshield.decision import Decision
 from appshield.errors import PolicyError, PolicyViolation
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp

@@ -115,6 +115,64 @@ class Recorder:
 
     def watch(self, shield: Any) -> None:
         shield.compiled = _RecordingDecisions(shield.compiled, self)
+        self._watch_preloaded_imports()
+
+    def _watch_preloaded_imports(self) -> None:
+        """Record the app's imports of modules that appshield itself had already loaded.
+
+        Those imports are `sys.modules` hits here, which no import hook sees, yet the shield
+        that enforces the learned policy may not have loaded them (learning loads more than
+        enforcing: the loader, json, tempfile, ...): there they are first imports, judged
+        against the policy. So while learning, and only then, `builtins.__import__` is
+        wrapped to record an import statement that names one of them.
+        """
+        import builtins
+
+        from appshield._baseline import MODULES_BEFORE_APPSHIELD
+        from appshield.operations import ImportOp
+
+        # Not a snapshot: appshield goes on loading modules while learning (the first
+        # recorded operation loads the writer's), so every module the interpreter had not
+        # loaded before appshield counts. An import the hooks also saw is recorded twice,
+        # which the generaliser folds into the same rule.
+        def preloaded(name: str) -> bool:
+            return (
+                name not in MODULES_BEFORE_APPSHIELD
+                and not name.startswith("appshield")
+                and name in sys.modules
+            )
+
+        original = builtins.__import__
+        recorder = self
+        seen: set[tuple[str, str]] = set()
+
+        def observing_import(
+            name: str,
+            globals: Any = None,
+            locals: Any = None,
+            fromlist: Any = (),
+            level: int = 0,
+        ) -> Any:
+            module = original(name, globals, locals, fromlist, level)
+            if level == 0 and isinstance(name, str):
+                importer = globals.get("__name__") if isinstance(globals, dict) else None
+                if not (isinstance(importer, str) and importer.startswith("appshield")):
+                    wanted = [name[:i] for i, c in enumerate(name) if c == "."] + [name]
+                    wanted += [f"{name}.{item}" for item in fromlist or () if isinstance(item, str)]
+                    for target in wanted:
+                        key = (str(importer), target)
+                        if key not in seen and preloaded(target):
+                            seen.add(key)
+                            loaded = sys.modules.get(target)
+                            spec = getattr(loaded, "__spec__", None)
+                            origin = getattr(spec, "origin", None)
+                            if not (isinstance(origin, str) and os.path.isabs(origin)):
+                                origin = None
+                            stack = (importer,) if isinstance(importer, str) else ()
+                            recorder.saw(ImportOp(module=target, origin=origin), stack, "import")
+            return module
+
+        builtins.__import__ = observing_import
 
     def _reset(self) -> None:
         self._pid = os.getpid()
