@@ -217,7 +217,9 @@ def test_cached_import_runs_no_appshield_code(shielded: list[Violation]) -> None
     assert not [f for f in calls if f.startswith(PACKAGE_DIR + "/appshield")]
 
 
-def test_importing_depth_covers_the_import_system_not_the_body(shielded: list[Violation]) -> None:
+def test_importing_depth_covers_the_import_system_not_the_body(
+    shielded: list[Violation], tmp_path: Path
+) -> None:
     seen_depths: list[int] = []
 
     def probe(event: str, args: tuple[object, ...]) -> None:
@@ -230,7 +232,11 @@ def test_importing_depth_covers_the_import_system_not_the_body(shielded: list[Vi
     assert seen_depths and all(d > 0 for d in seen_depths)
     # A loader asked for a file that is not a module is an ordinary, checked file read.
     seen_depths.clear()
-    target = "/etc/hostname"
+    # Not valid Python, so no bytecode is ever cached for it: each call reads the file itself
+    # (a file such as /etc/hostname compiles, and its cached bytecode would be read instead).
+    not_a_module = tmp_path / "notes.txt"
+    not_a_module.write_text("this is ( not python\n")
+    target = str(not_a_module)
 
     def probe_other(event: str, args: tuple[object, ...]) -> None:
         if event == "open" and args[0] == target:
