@@ -59,7 +59,6 @@ class Rule:
     )
 
     def __init__(self, spec: RuleSpec, mode: Mode) -> None:
-        _check_classes(spec)
         self.spec = spec
         self.id = spec.id
         self.rank = _RANK[spec.action]
@@ -100,8 +99,9 @@ class Rule:
 _GLOB_FIELDS = ("executable", "command_line", "path", "host", "module", "origin", "library")
 
 
-def _check_classes(spec: RuleSpec) -> None:
-    """Raise GlobError now for a bad `[...]` class, rather than at the first decision."""
+def check_classes(spec: RuleSpec) -> None:
+    """Raise GlobError now for a bad `[...]` class, rather than at the first decision (the
+    compiler calls it for every written rule, before any index is built)."""
     conditions = [spec.match] if spec.unless is None else [spec.match, spec.unless]
     globs = [*(spec.scope or ()), *(g for c in conditions for g in c.scope or ())]
     for condition in conditions:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from appshield.decision import Action, Decision, Mode
-from appshield.engine.categories import CategoryIndex, Rule, _check_classes, build_category
+from appshield.engine.categories import CategoryIndex, Rule, build_category, check_classes
 from appshield.engine.globs import Matcher, module_subject
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
 from appshield.policy.model import PolicyDocument, RuleSpec
@@ -259,7 +259,7 @@ def _compile(
             scoped[rule.category] = True
         # A bad `[...]` class fails here, when the shield starts, even though the index that
         # holds the rule is only built later.
-        _check_classes(rule)
+        check_classes(rule)
         by_category[rule.category].append(rule)
 
     def build(category: str) -> CategoryIndex:
