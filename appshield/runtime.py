@@ -179,6 +179,10 @@ class Shield:
         self.reporter = reporter
         self.locked = config.locked
         self.policy_name = config.policy.name
+        # The modules already loaded when `install` began: the ones loaded after that were
+        # loaded by appshield itself (its policy loader, `{tmp}`'s tempfile, its hooks and
+        # sinks), not by the app, so install does not report them as the app's imports.
+        self.modules_before_install: frozenset[str] | None = None
         # Extra per-violation callbacks (the pytest plugin's per-test collector), after sinks.
         self._listeners: tuple[Callable[[Violation], None], ...] = ()
 
@@ -369,6 +373,7 @@ def install(
     """Load the policy and start checking. Installing the same policy again returns the
     active handle; installing another while one is active raises RuntimeError."""
     global _current, _handle, _patcher
+    modules_before_install = frozenset(sys.modules)
     loaded = _load(policy)
     effective = loaded.with_mode(resolve_mode(mode, STARTUP_ENVIRON, loaded))
     with _install_lock:
@@ -389,6 +394,11 @@ def install(
         config = ShieldConfig(effective, locked, STARTUP_ENVIRON.get("APPSHIELD_LOG"))
         recorder = _learning_recorder(config)
         shield = Shield(config, recorder or make_reporter(config, STARTUP_ENVIRON))
+        if recorder is None:
+            # Learning keeps every loaded module: what appshield loaded there (json, the YAML
+            # loader, ...) the app may load itself under the learned policy, with whatever
+            # those modules import in turn.
+            shield.modules_before_install = modules_before_install
         if recorder is not None:
             recorder.watch(shield)  # every decision, not only the reported ones
         patcher = Patcher(hooks.all_patch_points())

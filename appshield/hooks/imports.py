@@ -400,8 +400,8 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 
 
 def on_install(shield: Any) -> None:
-    """Report denied modules that were imported before the shield started (never raising:
-    they already ran)."""
+    """Report denied modules that the app imported before the shield started (never raising:
+    they already ran). Modules that `install` itself loaded are appshield's, not the app's."""
     global _runtime
     from appshield import runtime
 
@@ -414,9 +414,12 @@ def on_install(shield: Any) -> None:
     report = getattr(shield, "report_existing", None)
     if report is None:
         return
+    before = getattr(shield, "modules_before_install", None)
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
+        if before is not None and name not in before:
+            continue  # loaded by appshield's own install, not by the app
         spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
         report(ImportOp(name, os.path.abspath(origin) if origin else None), "import")

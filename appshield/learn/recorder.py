@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from appshield.decision import Decision
-from appshield.hooks._state import appshield_io
+from appshield.hooks._state import appshield_io, thread_state
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
 from appshield.operations import FileOp, Operation
 from appshield.report import Violation
@@ -123,8 +123,9 @@ class Recorder:
         Those imports are `sys.modules` hits here, which no import hook sees, yet the shield
         that enforces the learned policy may not have loaded them (learning loads more than
         enforcing: the loader, json, tempfile, ...): there they are first imports, judged
-        against the policy. So while learning, and only then, `builtins.__import__` is
-        wrapped to record an import statement that names one of them.
+        against the policy, and so is every module their loading imports in turn. So while
+        learning, and only then, `builtins.__import__` is wrapped to record an import
+        statement of the app that names one of them, with what loading it had loaded.
         """
         import builtins
 
@@ -145,6 +146,33 @@ class Recorder:
         original = builtins.__import__
         recorder = self
         seen: set[tuple[str, str]] = set()
+        # module -> the modules that its first import loaded (for the ones first imported
+        # through this wrapper, appshield's own imports included: those are what matter).
+        loaded_with: dict[str, frozenset[str]] = {}
+
+        def targets(name: str, globals: Any, fromlist: Any, level: int) -> list[str]:
+            if level:
+                package = globals.get("__package__") if isinstance(globals, dict) else None
+                if not isinstance(package, str) or not package:
+                    return []
+                base = package.rsplit(".", level - 1)[0] if level > 1 else package
+                name = f"{base}.{name}" if name else base
+            found = [name[:i] for i, c in enumerate(name) if c == "."] + [name]
+            found += [f"{name}.{item}" for item in fromlist or () if isinstance(item, str)]
+            return found
+
+        def record(importer: object, target: str) -> None:
+            key = (str(importer), target)
+            if key in seen:
+                return
+            seen.add(key)
+            loaded = sys.modules.get(target)
+            spec = getattr(loaded, "__spec__", None)
+            origin = getattr(spec, "origin", None)
+            if not (isinstance(origin, str) and os.path.isabs(origin)):
+                origin = None
+            stack = (importer,) if isinstance(importer, str) else ()
+            recorder.saw(ImportOp(module=target, origin=origin), stack, "import")
 
         def observing_import(
             name: str,
@@ -153,23 +181,28 @@ class Recorder:
             fromlist: Any = (),
             level: int = 0,
         ) -> Any:
+            wanted = targets(name, globals, fromlist, level) if isinstance(name, str) else []
+            # Decided before the import runs: a module this import loads is a first import,
+            # which the hooks see (or, for appshield's own work, need not see).
+            missing = [target for target in wanted if target not in sys.modules]
+            before = frozenset(sys.modules) if missing else None
             module = original(name, globals, locals, fromlist, level)
-            if level == 0 and isinstance(name, str):
-                importer = globals.get("__name__") if isinstance(globals, dict) else None
-                if not (isinstance(importer, str) and importer.startswith("appshield")):
-                    wanted = [name[:i] for i, c in enumerate(name) if c == "."] + [name]
-                    wanted += [f"{name}.{item}" for item in fromlist or () if isinstance(item, str)]
-                    for target in wanted:
-                        key = (str(importer), target)
-                        if key not in seen and preloaded(target):
-                            seen.add(key)
-                            loaded = sys.modules.get(target)
-                            spec = getattr(loaded, "__spec__", None)
-                            origin = getattr(spec, "origin", None)
-                            if not (isinstance(origin, str) and os.path.isabs(origin)):
-                                origin = None
-                            stack = (importer,) if isinstance(importer, str) else ()
-                            recorder.saw(ImportOp(module=target, origin=origin), stack, "import")
+            if before is not None:
+                new = frozenset(sys.modules) - before
+                for target in missing:
+                    loaded_with.setdefault(target, new)
+            if thread_state.busy:
+                return module  # appshield's own work, not the app's
+            importer = globals.get("__name__") if isinstance(globals, dict) else None
+            if isinstance(importer, str) and importer.startswith("appshield"):
+                return module
+            for target in wanted:
+                if target in missing or not preloaded(target):
+                    continue
+                record(importer, target)
+                for dependency in sorted(loaded_with.get(target, ())):
+                    if preloaded(dependency):
+                        record(target, dependency)
             return module
 
         builtins.__import__ = observing_import
