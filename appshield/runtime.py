@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
+from appshield.hooks._patching import WRAPT_DIR
 from appshield.hooks._state import thread_state
 from appshield.operations import Operation
 from appshield.policy import Policy, resolve_mode
@@ -42,7 +43,6 @@ STARTUP_ENVIRON: Mapping[str, str] = {
 KILL_SWITCH = STARTUP_ENVIRON.get("APPSHIELD_DISABLE", "") not in ("", "0")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_WRAPT_DIR = os.path.dirname(os.path.abspath(__import__("wrapt").__file__))
 
 
 def _library_roots() -> tuple[list[str], list[str]]:
@@ -77,7 +77,7 @@ class ShieldConfig(NamedTuple):
 
 
 def _is_own_frame(filename: str) -> bool:
-    return filename.startswith((_PACKAGE_DIR, _WRAPT_DIR)) or filename.startswith("<frozen")
+    return filename.startswith((_PACKAGE_DIR, WRAPT_DIR)) or filename.startswith("<frozen")
 
 
 # co_filename -> what a frame of that file is to the call-site walk: _OWN (appshield, wrapt,

@@ -4,20 +4,83 @@ A `PatchPoint` names a module, a (possibly dotted) attribute and a wrapt-style w
 `(wrapped, instance, args, kwargs)`. Installing replaces the attribute with a
 `wrapt.FunctionWrapper`; uninstalling restores the identical original object, but only where
 our wrapper is still in place, so a patch someone else applied on top of ours is never
-clobbered. Modules that are not imported yet are patched when they are imported (wrapt's
-post-import hooks), so installing costs no extra imports.
+clobbered. Modules that are not imported yet are patched when they are imported, so
+installing costs no extra imports.
+
+Only wrapt's C `FunctionWrapper` is needed, so it is taken from wrapt's extension module
+(`wrapt._wrappers`) without running `wrapt/__init__.py`: that imports `inspect` (and with it
+ast, dis and tokenize) for its pure-Python fallback, about a fifth of appshield's start-up.
+The extension is registered under its own name, so an app that imports wrapt later gets the
+very same classes. Where the extension is not there (`WRAPT_DISABLE_EXTENSIONS`, a pure-Python
+install, an import system that does not find wrapt on `sys.path`), wrapt is imported as usual.
+
+Patching a module when it is imported is done by the import hooks (`loaded`, called by the
+`_load_unlocked` and loader wrappers once a module has run), not by wrapt's post-import
+hooks: those put a finder in front of `sys.meta_path`, which every first import then passes.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-import wrapt
+__all__ = ["WRAPT_DIR", "FunctionWrapper", "PatchPoint", "Patcher", "WrapperFn", "loaded"]
 
-__all__ = ["PatchPoint", "Patcher", "WrapperFn"]
+
+def _wrapt_extension() -> Any:
+    """wrapt's C extension module, loaded on its own; None where it cannot be."""
+    found = sys.modules.get("wrapt._wrappers")
+    if found is not None:
+        return found
+    if os.environ.get("WRAPT_DISABLE_EXTENSIONS") or "wrapt" in sys.modules:
+        return None
+    # The import system's own path finder and loaders (always loaded: no importlib import).
+    external = sys.modules["_frozen_importlib_external"]
+    bootstrap = sys.modules["_frozen_importlib"]
+    package = external.PathFinder.find_spec("wrapt")
+    folders = getattr(package, "submodule_search_locations", None)
+    if not folders:
+        return None
+    spec = external.PathFinder.find_spec("wrapt._wrappers", list(folders))
+    if spec is None or not isinstance(spec.loader, external.ExtensionFileLoader):
+        return None
+    module = bootstrap.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sys.modules.setdefault("wrapt._wrappers", module)
+
+
+def _function_wrapper() -> tuple[type, str]:
+    """(wrapt's FunctionWrapper class, wrapt's folder)."""
+    try:
+        extension = _wrapt_extension()
+    except Exception:  # an unusual install: the ordinary import below decides
+        extension = None
+    if extension is not None:
+        return extension.FunctionWrapper, os.path.dirname(os.path.abspath(extension.__file__))
+    import wrapt
+
+    return wrapt.FunctionWrapper, os.path.dirname(os.path.abspath(wrapt.__file__))
+
+
+FunctionWrapper, WRAPT_DIR = _function_wrapper()
+
+# module name -> what patches it once it is imported (see `loaded`). Read without a lock on
+# every first import: a dict lookup is atomic, and entries change only under the Patcher lock.
+_waiting: dict[str, list[Callable[[Any], None]]] = {}
+
+
+def loaded(name: str, module: Any) -> None:
+    """A module has just been imported (its body ran): apply the patches waiting for it.
+    The import hooks call this, only when `_waiting` is not empty."""
+    appliers = _waiting.pop(name, None)
+    if appliers:
+        module = sys.modules.get(name, module)  # a module may replace itself in sys.modules
+        for apply in appliers:
+            apply(module)
+
 
 WrapperFn = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -58,9 +121,13 @@ class Patcher:
                 if module is not None:
                     self._apply(point, module)
                 elif point.lazy:
-                    wrapt.register_post_import_hook(self._on_import(point), point.module)
+                    _waiting.setdefault(point.module, []).append(self._on_import(point))
                 else:
                     self._apply(point, __import__(point.module, fromlist=["_"]))
+            # A module imported during this loop (by a point that is not lazy, before the
+            # import hooks were in place) would otherwise wait for an import that is over.
+            for name in [name for name in _waiting if name in sys.modules]:
+                loaded(name, sys.modules[name])
 
     def _on_import(self, point: PatchPoint) -> Callable[[Any], None]:
         def apply_later(module: Any) -> None:
@@ -68,18 +135,19 @@ class Patcher:
                 if self._active:
                     self._apply(point, module)
 
+        apply_later.patcher = self  # type: ignore[attr-defined]
         return apply_later
 
     def _apply(self, point: PatchPoint, module: Any) -> None:
         try:
-            parent, name, original = wrapt.resolve_path(module, point.attribute)
+            parent, name, original = _resolve(module, point.attribute)
         except AttributeError:
             if point.optional:
                 return
             raise
         if getattr(original, "_self_appshield_point", None) is not None:
             return  # already ours (the module was patched through another alias)
-        proxy = wrapt.FunctionWrapper(original, point.wrapper)
+        proxy = FunctionWrapper(original, point.wrapper)
         proxy._self_appshield_point = point
         setattr(parent, name, proxy)
         self._applied.append(_Applied(point, parent, name, original, proxy))
@@ -90,6 +158,12 @@ class Patcher:
         not_restored: list[PatchPoint] = []
         with self._lock:
             self._active = False
+            for name, appliers in list(_waiting.items()):
+                others = [a for a in appliers if getattr(a, "patcher", None) is not self]
+                if others:
+                    _waiting[name] = others
+                else:
+                    _waiting.pop(name, None)
             for applied in reversed(self._applied):
                 current = _raw_attribute(applied.parent, applied.name)
                 if current is applied.proxy:
@@ -102,6 +176,32 @@ class Patcher:
     def applied(self) -> list[tuple[PatchPoint, Any, Any]]:
         with self._lock:
             return [(a.point, a.original, a.proxy) for a in self._applied]
+
+
+def _resolve(module: Any, dotted: str) -> tuple[Any, str, Any]:
+    """(parent, last name, its current value) for `module.a.b`. On a class the value is read
+    from the `__dict__` of the class in its MRO that defines it, so a method is the function
+    (or staticmethod, classmethod) itself, not a bound method; missing: AttributeError."""
+    parent: Any = None
+    value = module
+    name = ""
+    for name in dotted.split("."):
+        parent = value
+        value = _class_attribute(parent, name) if isinstance(parent, type) else _MISSING
+        if value is _MISSING:
+            value = getattr(parent, name)
+    return parent, name, value
+
+
+_MISSING = object()
+
+
+def _class_attribute(klass: type, name: str) -> Any:
+    for base in klass.__mro__:
+        found = vars(base)
+        if name in found:
+            return found[name]
+    return _MISSING
 
 
 def _raw_attribute(parent: Any, name: str) -> Any:

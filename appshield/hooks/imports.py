@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from appshield.hooks._imp_library import resolve_library
-from appshield.hooks._patching import PatchPoint
+from appshield.hooks._patching import PatchPoint, _waiting, loaded
 from appshield.hooks._state import thread_state
 from appshield.operations import ImportOp
 
@@ -214,6 +214,21 @@ def _spec_first(api: str) -> Callable[..., Any]:
     return wrapper
 
 
+def _load_unlocked(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """`_bootstrap._load_unlocked(spec)`: judged first; once the module has run, the patch
+    points waiting for it are applied (see `_patching.loaded`)."""
+    if args:
+        _judge(args[0], _spec_origin(args[0]), "import")
+    module = wrapped(*args, **kwargs)
+    if _waiting:
+        name = getattr(module, "__name__", None)
+        if name.__class__ is str and name in _waiting:
+            loaded(name, module)
+    return module
+
+
 def _loader_path(loader: Any, spec: Any) -> str | None:
     path = getattr(loader, "path", None)
     if isinstance(path, str) and path:
@@ -236,6 +251,14 @@ def _loader_exec_module(
         # The usual case: `_load_unlocked` judged this very spec for this very file just now.
         if last[0]() is not spec or path.__class__ is not str or last[1] != path:
             _judge(spec, path, "importlib.exec_module")
+        result = wrapped(*args, **kwargs)
+        # A module run by hand (module_from_spec, then exec_module) is patched here; the
+        # usual import is patched by `_load_unlocked`, after this returns.
+        if _waiting:
+            name = getattr(spec, "name", None)
+            if name.__class__ is str and name in _waiting and sys.modules.get(name) is module:
+                loaded(name, module)
+        return result
     return wrapped(*args, **kwargs)
 
 
@@ -318,7 +341,7 @@ _BX = "_frozen_importlib_external"
 # (marked). The others sit on routes that skip `_load_unlocked`, or run only when a folder's
 # listing changed or a new `sys.path` entry is first seen.
 PATCHES: tuple[PatchPoint, ...] = (
-    PatchPoint(_B, "_load_unlocked", _spec_first("import"), "import"),
+    PatchPoint(_B, "_load_unlocked", _load_unlocked, "import"),
     PatchPoint(_B, "_exec", _spec_first("importlib.reload"), "import"),
     PatchPoint(
         "importlib.util", "module_from_spec", _spec_first("importlib.module_from_spec"), "import"

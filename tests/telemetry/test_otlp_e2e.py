@@ -9,6 +9,11 @@ from pathlib import Path
 from tests.telemetry.apps import run_app
 from tests.telemetry.otlp_receiver import attributes, running
 
+# The receiver here is healthy, and these tests are about what arrives, not about the exit
+# bound (tests/telemetry/test_outage.py): the default 2 s for the whole exit flush (loading
+# the SDK and exporter included) was once too short on a loaded CI machine.
+HEALTHY = {"APPSHIELD_FLUSH_TIMEOUT": "30"}
+
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     end = time.monotonic() + timeout
@@ -39,6 +44,7 @@ def test_standalone_pipeline_carries_attributes_and_remote_parent(tmp_path: Path
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_SERVICE_NAME": "e2e-app",
             "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+            **HEALTHY,
         }
         result = run_app(tmp_path, body, env)
         assert result.returncode == 0, result.stderr
@@ -86,7 +92,7 @@ def test_app_configured_sdk_is_used_and_span_is_child_of_app_span(tmp_path: Path
     print(json.dumps({"recording": recording}))
     """
     with running() as receiver:
-        result = run_app(tmp_path, body, {"EP": receiver.endpoint})
+        result = run_app(tmp_path, body, {"EP": receiver.endpoint, **HEALTHY})
         assert result.returncode == 0, result.stderr
         spans = receiver.spans()
         app_span = _by_name(spans, "GET /checkout")[0]
@@ -126,7 +132,7 @@ def test_exporter_is_exempt_from_a_network_deny_but_the_app_is_not(tmp_path: Pat
     """
     with running() as receiver:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "EP": receiver.endpoint}
-        result = run_app(tmp_path, body, env, network="deny")
+        result = run_app(tmp_path, body, env | HEALTHY, network="deny")
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "app denied"
         rules = {
