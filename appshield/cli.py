@@ -20,15 +20,17 @@ code). Commands that live in other modules (`run`, `bootstrap-path`, `learn`) ar
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield import __version__
 from appshield.errors import PolicyError
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["COMMANDS", "EXTENSIONS", "build_parser", "main"]
 
@@ -90,6 +92,8 @@ def _discover() -> str:
 def _common_explain_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     # The same options are accepted before and after CATEGORY; after it they must not
     # overwrite a value given before (argparse copies sub-parser defaults up).
+    import argparse
+
     default: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument("--policy", metavar="P", default=default, help="policy file")
     parser.add_argument(
@@ -269,6 +273,8 @@ def _extension_registers() -> list[Register]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # here, not at the top: `appshield run` never needs it (cli_run)
+
     parser = argparse.ArgumentParser(
         prog="appshield",
         description="In-process application security for Python.",

@@ -20,13 +20,15 @@ The loader engineer's `appshield.cli` registers these through `register(subparse
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield._activate import BOOTSTRAP_DIR
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["bootstrap_path", "child_environment", "main", "register", "run"]
 
@@ -44,7 +46,7 @@ def register(subparsers: Any) -> None:
     )
     run_parser.add_argument("--policy", metavar="P", help="policy file (default: discovered)")
     run_parser.add_argument("--mode", choices=("enforce", "monitor"), help="override the mode")
-    run_parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    run_parser.add_argument("command", nargs="...", metavar="-- CMD [ARGS...]")
     run_parser.set_defaults(func=_run_from_args)
 
     path_parser = subparsers.add_parser(
@@ -151,7 +153,49 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def simple_run_arguments(argv: Sequence[str]) -> tuple[str | None, str | None, list[str]] | None:
+    """(policy, mode, command) for the usual spellings of `run`, else None for argparse.
+
+    `appshield run` is on the start-up path of every process it shields, and argparse costs
+    more to import than the rest of the command (it brings shutil, gettext and locale). So
+    the spellings a launcher writes (`run [--policy P|--policy=P] [--mode M|--mode=M] --
+    CMD...`, or CMD from its first word that is not an option) are read here, and anything
+    else (help, an abbreviation, a repeated or unknown option, a bad mode) goes to argparse,
+    which reads these spellings exactly the same way (tests/cli/test_run_arguments.py).
+    """
+    if argv[:1] != ["run"]:
+        return None
+    found: dict[str, str] = {}
+    rest = list(argv[1:])
+    while rest:
+        word = rest[0]
+        if word == "--":
+            return found.get("policy"), found.get("mode"), rest[1:]
+        if not word.startswith("-"):
+            return found.get("policy"), found.get("mode"), rest
+        name, equals, value = word[2:].partition("=")
+        if not word.startswith("--") or name not in ("policy", "mode") or name in found:
+            return None
+        if not equals:
+            if len(rest) < 2 or rest[1].startswith("-"):
+                return None
+            value = rest[1]
+            rest = rest[2:]
+        else:
+            rest = rest[1:]
+        if name == "mode" and value not in ("enforce", "monitor"):
+            return None
+        found[name] = value
+    return found.get("policy"), found.get("mode"), []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    simple = simple_run_arguments(sys.argv[1:] if argv is None else list(argv))
+    if simple is not None:
+        policy, mode, command = simple
+        return run(command, policy=policy, mode=mode)
+    import argparse
+
     parser = argparse.ArgumentParser(prog="appshield")
     subparsers = parser.add_subparsers(dest="subcommand", required=True)
     register(subparsers)

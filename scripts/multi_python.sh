@@ -5,7 +5,8 @@
 #
 # For each interpreter present under $PYENV_ROOT/versions (default /root/.pyenv): a fresh
 # venv in /tmp, `pip install -e '.[test]'` from this checkout, then
-# `pytest tests/engine tests/policy tests/hooks tests/bypass`. Prints one summary line per
+# `pytest tests/engine tests/policy tests/hooks tests/bypass` and the `run` argument reading
+# (argparse differs between versions). Prints one summary line per
 # version and exits non-zero if any present version failed (missing ones are reported, not
 # failed). Logs: /tmp/appshield-multi-python/<version>.log
 set -uo pipefail
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 OUT=/tmp/appshield-multi-python
-SUITES=(tests/engine tests/policy tests/hooks tests/bypass)
+SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/cli/test_run_arguments.py)
 mkdir -p "$OUT"
 
 if [ "$#" -gt 0 ]; then versions=("$@"); else versions=(3.10.13 3.12.1 3.13.0); fi
