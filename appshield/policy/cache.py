@@ -85,7 +85,22 @@ def load(given: str) -> PolicyDocument | None:
         return None
 
 
+def is_valid(given: str) -> bool:
+    """Whether the policy file `given` has a valid cache, and so is a valid policy (only a
+    policy that loaded without a problem is cached), without building the document."""
+    try:
+        return _verified(given) is not None
+    except Exception:
+        return False
+
+
 def _load(given: str) -> PolicyDocument | None:
+    plain = _verified(given)
+    return None if plain is None else _document(plain)
+
+
+def _verified(given: str) -> Any:
+    """The cached plain document for `given`, once every check has passed; else None."""
     policy_path = os.path.abspath(given)
     where = cache_path(policy_path)
     owners = _owners(policy_path)
@@ -118,7 +133,7 @@ def _load(given: str) -> PolicyDocument | None:
             current = _tempdir_guess() if name == "tmp" else value(name, policy_dir)
             if current != expected:
                 return None
-    return _document(document)
+    return document
 
 
 def _tempdir_guess() -> tuple[str, ...]:

@@ -260,3 +260,30 @@ def test_tmp_guess_agrees_with_tempfile(tmp_path: Path, tmpdir: str | None) -> N
         [sys.executable, "-c", GUESS], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("True"), done.stdout
+
+
+def test_is_valid_answers_as_load_does_without_building(policy_file: Path) -> None:
+    """`appshield run` asks only whether the cache proves the policy valid."""
+    assert not cache.is_valid(str(policy_file))  # no cache yet
+    Policy.from_file(policy_file)
+    assert cache.is_valid(str(policy_file)) and _hit(policy_file)
+    (policy_file.parent / "base.yaml").write_text(BASE.replace("8080", "8081"))
+    assert not cache.is_valid(str(policy_file)) and not _hit(policy_file)
+
+
+def test_run_with_a_valid_cache_still_refuses_a_bad_mode_and_a_changed_policy(
+    policy_file: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    command = [sys.executable, "-m", "appshield", "run", "--policy", str(policy_file), "--"]
+    ok = subprocess.run([*command, sys.executable, "-c", "pass"], env=env, capture_output=True)
+    assert ok.returncode == 0, ok.stderr
+    assert cache.is_valid(str(policy_file))
+    bad_mode = subprocess.run(
+        [*command, "true"], env={**env, "APPSHIELD_MODE": "loud"}, capture_output=True, text=True
+    )
+    assert bad_mode.returncode == 2 and "loud" in bad_mode.stderr
+    policy_file.write_text(TOP.replace("action: deny", "action: nope", 1))
+    broken = subprocess.run([*command, "true"], env=env, capture_output=True, text=True)
+    assert broken.returncode == 2 and f"{policy_file}:" in broken.stderr, broken.stderr
