@@ -208,13 +208,19 @@ APPSHIELD_SCRIPT = str(Path(sys.executable).with_name("appshield"))
 
 
 def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """Label -> (command, extra environment). `import wrapt` is there for reference: the
-    share of the start-up that is wrapt's own import (the brief's patching library)."""
+    """Label -> (command, extra environment). `import wrapt` is there for reference (the
+    brief's patching library, of which appshield loads only the C extension), and so are the
+    standard-library modules appshield needs at start-up."""
     py = sys.executable
     appshield = APPSHIELD_SCRIPT if os.path.exists(APPSHIELD_SCRIPT) else None
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "python -c pass": ([py, "-c", "pass"], {}),
         "python -c 'import wrapt' (reference)": ([py, "-c", "import wrapt"], {}),
+        # The standard-library modules appshield needs, which most applications import anyway.
+        "import typing, re, threading (reference)": (
+            [py, "-c", "import typing, re, threading, weakref, contextlib"],
+            {},
+        ),
     }
     named = (("typical policy", policies["typical"]), ("1,000 rules", policies["full"]))
     for label, policy in named:
