@@ -172,7 +172,12 @@ def capture_callsite(frame: FrameType | None = None) -> CallSite:
 class Shield:
     """An installed policy: decides, reports and enforces. Hooks call `enforce`."""
 
-    def __init__(self, config: ShieldConfig, reporter: Any) -> None:
+    def __init__(
+        self,
+        config: ShieldConfig,
+        reporter: Any,
+        modules_before_install: frozenset[str] | None = None,
+    ) -> None:
         self.config = config
         self.policy = config.policy
         self.compiled = config.policy.compiled
@@ -182,7 +187,8 @@ class Shield:
         # The modules already loaded when `install` began: the ones loaded after that were
         # loaded by appshield itself (its policy loader, `{tmp}`'s tempfile, its hooks and
         # sinks), not by the app, so install does not report them as the app's imports.
-        self.modules_before_install: frozenset[str] | None = None
+        # None: report every loaded module.
+        self.modules_before_install = modules_before_install
         # Extra per-violation callbacks (the pytest plugin's per-test collector), after sinks.
         self._listeners: tuple[Callable[[Violation], None], ...] = ()
 
@@ -393,13 +399,13 @@ def install(
 
         config = ShieldConfig(effective, locked, STARTUP_ENVIRON.get("APPSHIELD_LOG"))
         recorder = _learning_recorder(config)
-        shield = Shield(config, recorder or make_reporter(config, STARTUP_ENVIRON))
         if recorder is None:
+            shield = Shield(config, make_reporter(config, STARTUP_ENVIRON), modules_before_install)
+        else:
             # Learning keeps every loaded module: what appshield loaded there (json, the YAML
             # loader, ...) the app may load itself under the learned policy, with whatever
             # those modules import in turn.
-            shield.modules_before_install = modules_before_install
-        if recorder is not None:
+            shield = Shield(config, recorder)
             recorder.watch(shield)  # every decision, not only the reported ones
         patcher = Patcher(hooks.all_patch_points())
         _add_audit_hook(hooks.all_audit_handlers())

@@ -67,19 +67,22 @@ def _function_wrapper() -> tuple[type, str]:
 
 FunctionWrapper, WRAPT_DIR = _function_wrapper()
 
-# module name -> what patches it once it is imported (see `loaded`). Read without a lock on
-# every first import: a dict lookup is atomic, and entries change only under the Patcher lock.
-_waiting: dict[str, list[Callable[[Any], None]]] = {}
+# module name -> (patcher, point) for each patch point waiting for that module to be imported
+# (see `loaded`). Read without a lock on every first import: a dict lookup is atomic, and
+# entries change only under a Patcher's lock.
+_waiting: dict[str, list[tuple[Patcher, PatchPoint]]] = {}
 
 
-def loaded(name: str, module: Any) -> None:
-    """A module has just been imported (its body ran): apply the patches waiting for it.
-    The import hooks call this, only when `_waiting` is not empty."""
-    appliers = _waiting.pop(name, None)
-    if appliers:
-        module = sys.modules.get(name, module)  # a module may replace itself in sys.modules
-        for apply in appliers:
-            apply(module)
+def loaded(name: object, module: Any) -> None:
+    """A module has just been imported (its body ran): apply the patch points waiting for it,
+    when `module` is the one registered under `name` (a private copy run by hand is not, and
+    the points keep waiting for the real import). The import hooks call this once a module
+    has run, only when `_waiting` is not empty."""
+    if type(name) is not str or sys.modules.get(name) is not module:
+        return
+    waiting = _waiting.pop(name, None)
+    for patcher, point in waiting or ():
+        patcher.apply_later(point, module)
 
 
 WrapperFn = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
@@ -121,7 +124,7 @@ class Patcher:
                 if module is not None:
                     self._apply(point, module)
                 elif point.lazy:
-                    _waiting.setdefault(point.module, []).append(self._on_import(point))
+                    _waiting.setdefault(point.module, []).append((self, point))
                 else:
                     self._apply(point, __import__(point.module, fromlist=["_"]))
             # A module imported during this loop (by a point that is not lazy, before the
@@ -129,14 +132,11 @@ class Patcher:
             for name in [name for name in _waiting if name in sys.modules]:
                 loaded(name, sys.modules[name])
 
-    def _on_import(self, point: PatchPoint) -> Callable[[Any], None]:
-        def apply_later(module: Any) -> None:
-            with self._lock:
-                if self._active:
-                    self._apply(point, module)
-
-        apply_later.patcher = self  # type: ignore[attr-defined]
-        return apply_later
+    def apply_later(self, point: PatchPoint, module: Any) -> None:
+        """A point that waited for its module (see `loaded`); nothing once uninstalled."""
+        with self._lock:
+            if self._active:
+                self._apply(point, module)
 
     def _apply(self, point: PatchPoint, module: Any) -> None:
         try:
@@ -158,8 +158,8 @@ class Patcher:
         not_restored: list[PatchPoint] = []
         with self._lock:
             self._active = False
-            for name, appliers in list(_waiting.items()):
-                others = [a for a in appliers if getattr(a, "patcher", None) is not self]
+            for name, waiting in list(_waiting.items()):
+                others = [entry for entry in waiting if entry[0] is not self]
                 if others:
                     _waiting[name] = others
                 else:

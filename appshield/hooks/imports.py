@@ -223,9 +223,7 @@ def _load_unlocked(
         _judge(args[0], _spec_origin(args[0]), "import")
     module = wrapped(*args, **kwargs)
     if _waiting:
-        name = getattr(module, "__name__", None)
-        if name.__class__ is str and name in _waiting:
-            loaded(name, module)
+        loaded(getattr(module, "__name__", None), module)
     return module
 
 
@@ -252,12 +250,11 @@ def _loader_exec_module(
         if last[0]() is not spec or path.__class__ is not str or last[1] != path:
             _judge(spec, path, "importlib.exec_module")
         result = wrapped(*args, **kwargs)
-        # A module run by hand (module_from_spec, then exec_module) is patched here; the
-        # usual import is patched by `_load_unlocked`, after this returns.
+        # Patched as soon as its body has run: here for source and extension modules, by
+        # hand or through the import system; `_load_unlocked` for the other loaders
+        # (built-in, frozen) and for a module that replaced itself in sys.modules.
         if _waiting:
-            name = getattr(spec, "name", None)
-            if name.__class__ is str and name in _waiting and sys.modules.get(name) is module:
-                loaded(name, module)
+            loaded(getattr(spec, "name", None), module)
         return result
     return wrapped(*args, **kwargs)
 
@@ -437,7 +434,7 @@ def on_install(shield: Any) -> None:
     report = getattr(shield, "report_existing", None)
     if report is None:
         return
-    before = getattr(shield, "modules_before_install", None)
+    before = shield.modules_before_install
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
