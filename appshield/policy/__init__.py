@@ -131,16 +131,16 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
 
 
 def resolve_mode(argument: str | None, environ: Mapping[str, str], policy: Policy) -> Mode:
-    """install(mode=) / --mode > APPSHIELD_MODE > the file's mode > enforce.
-
-    Here rather than in the runtime, so that `appshield run` can check the mode without
-    importing the hooks (and wrapt) into a process that only execs the command."""
+    """install(mode=) / --mode > APPSHIELD_MODE > the file's mode > enforce."""
     override = mode_override(argument, environ)
     return override if override is not None else policy.document.mode or "enforce"
 
 
 def mode_override(argument: str | None, environ: Mapping[str, str]) -> Mode | None:
-    """The mode given by argument or APPSHIELD_MODE, if any; ValueError for another word."""
+    """The mode given by argument or APPSHIELD_MODE, if any; ValueError for another word.
+
+    Here rather than in the runtime, so that `appshield run` can check the mode without
+    importing the hooks (and wrapt) into a process that only execs the command."""
     for candidate in (argument, environ.get("APPSHIELD_MODE") or None):
         if candidate is not None:
             if candidate not in ("enforce", "monitor"):
