@@ -68,7 +68,8 @@ def _check(args: argparse.Namespace) -> int:
     failed = False
     for path in paths:
         try:
-            document = load_file(path)
+            pack = _pack_name(path)
+            document = load_file(path) if pack is None else _load_pack(pack)
         except PolicyError as exc:
             failed = True
             for problem in exc.problems:
@@ -78,6 +79,32 @@ def _check(args: argparse.Namespace) -> int:
             count = len(document.rules)
             print(f"{path}: valid ({count} rule{'s' if count != 1 else ''})")
     return 1 if failed else 0
+
+
+def _pack_name(path: str) -> str | None:
+    """The built-in pack that `path` names (`appshield:NAME`, or a file of the packs folder),
+    else None."""
+    from appshield.policy.loader import PACK_PREFIX, PACKS_DIR
+
+    if path.startswith(PACK_PREFIX):
+        return path[len(PACK_PREFIX) :]
+    folder, name = os.path.split(os.path.realpath(path))
+    if folder == os.path.realpath(PACKS_DIR) and name.endswith(".yaml"):
+        return name[: -len(".yaml")]
+    return None
+
+
+def _load_pack(pack: str) -> Any:
+    """A pack is a policy to extend, without `defaults` of its own (the policy extending it
+    names them): it is checked as a policy that extends it would load it, so its problems
+    are still reported against the pack's own file."""
+    from appshield.policy.loader import PACK_PREFIX, load_text
+
+    text = (
+        f'version: 1\nextends: ["{PACK_PREFIX}{pack}"]\n'
+        "defaults: {process: allow, file: allow, network: allow, import: allow}\n"
+    )
+    return load_text(text, filename=f"<check of {PACK_PREFIX}{pack}>")
 
 
 def _discover() -> str:

@@ -52,6 +52,20 @@ def test_pack_passes_check(tmp_path: Path, pack: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_check_takes_a_pack_itself_as_a_policy_to_extend() -> None:
+    """A pack has no `defaults` of its own (the policy extending it names them): `check` on
+    the pack's file, or on `appshield:NAME`, validates it as it would be extended."""
+    files = [os.path.join(PACKS_DIR, f"{pack}.yaml") for pack in PACKS]
+    names = [f"appshield:{pack}" for pack in PACKS]
+    command = [sys.executable, "-m", "appshield", "check", *files, *names]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": valid (") == 2 * len(PACKS)
+    missing = [sys.executable, "-m", "appshield", "check", "appshield:no-such-pack"]
+    done = subprocess.run(missing, capture_output=True, text=True)
+    assert done.returncode == 1 and "no built-in pack 'appshield:no-such-pack'" in done.stdout
+
+
 @pytest.mark.parametrize("pack", PACKS)
 def test_every_rule_says_what_it_stops(tmp_path: Path, pack: str) -> None:
     p = policy(tmp_path, pack)
