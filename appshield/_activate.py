@@ -105,6 +105,7 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
     if _activation is not None:
         return _activation.handle
     try:
+        _import_importlib()
         from appshield import runtime
 
         environ = runtime.STARTUP_ENVIRON
@@ -130,6 +131,26 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
         fail_closed(_describe(exc))
 
 
+def _import_importlib() -> None:
+    """Import the `importlib` package (and the two submodules `chain_sitecustomize` uses)
+    before the shield is installed.
+
+    `importlib/__init__.py` makes `importlib._bootstrap` and `importlib._bootstrap_external`
+    the interpreter's own frozen, initialised import modules. If `importlib.machinery` or
+    `importlib.util` is imported while that `__init__` is still being read, they bind fresh
+    source copies instead, never initialised (`_bootstrap_external._bootstrap` is None), and
+    `importlib.machinery.PathFinder.find_spec` and much of `importlib.util` then fail for the
+    rest of the process. The shield's hooks can do just that: they run inside every import,
+    the first one of `importlib` included, and the file hook imports `importlib.machinery`.
+    Apps and the YAML policy loader usually import `importlib` early; a policy read from its
+    cache imports nothing, so importlib's first import would come under the shield.
+    `importlib.machinery` and `importlib.util` are frozen, and the rest is already loaded at
+    start-up: this costs a fraction of a millisecond, paid only once the shield is up anyway.
+    """
+    import importlib.machinery
+    import importlib.util  # noqa: F401
+
+
 def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> str:
     if policy is not None:
         return os.path.abspath(os.fspath(policy))
@@ -152,12 +173,22 @@ def _reload_interval(environ: Mapping[str, str]) -> float:
 def chain_sitecustomize(our_file: str) -> None:
     """Run the sitecustomize that Python would have imported without our folder: the next
     one on sys.path after the folder holding `our_file`. It runs once, under the name
-    `sitecustomize` (it then is `sys.modules["sitecustomize"]`), and a failure in it is
-    reported the way `site` reports it, since the shield is already up by then.
+    `sitecustomize` (it then is `sys.modules["sitecustomize"]`).
 
-    Searching only *after* our own folder is what stops recursion: another copy of this
-    bootstrap further down the path would itself search only after its own folder.
+    Any failure, in that file or in finding and loading it, is reported the way `site`
+    reports an error in a sitecustomize, and the app goes on: the shield is already up by
+    then, and the app would have run, with the same report, without appshield. Nothing
+    escapes to `site` either, which would blame it on our own sitecustomize.
     """
+    try:
+        _run_next_sitecustomize(our_file)
+    except Exception as err:
+        _report_like_site(err)
+
+
+def _run_next_sitecustomize(our_file: str) -> None:
+    """Searching only *after* our own folder is what stops recursion: another copy of this
+    bootstrap further down the path would itself search only after its own folder."""
     import importlib.machinery
     import importlib.util
 
@@ -175,17 +206,24 @@ def chain_sitecustomize(our_file: str) -> None:
     sys.modules["sitecustomize"] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as err:
-        # The same report `site` would have made for this file; the app goes on, shielded.
+    except BaseException:
+        # A half-run module must not stay registered as the sitecustomize.
         if ours is not None:
             sys.modules["sitecustomize"] = ours
-        if sys.flags.verbose:
-            sys.excepthook(*sys.exc_info())
         else:
-            sys.stderr.write(
-                "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
-                f"{err.__class__.__name__}: {err}\n"
-            )
+            sys.modules.pop("sitecustomize", None)
+        raise
+
+
+def _report_like_site(err: BaseException) -> None:
+    """What `site.execsitecustomize` prints for an exception raised by a sitecustomize."""
+    if sys.flags.verbose:
+        sys.excepthook(type(err), err, err.__traceback__)
+    else:
+        sys.stderr.write(
+            "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
+            f"{err.__class__.__name__}: {err}\n"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

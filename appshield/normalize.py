@@ -37,13 +37,29 @@ PathInput = str | bytes | os.PathLike  # type: ignore[type-arg]
 _normpath = os.path.normpath
 
 
+def _plain(path: PathInput) -> str | bytes:
+    """`os.fspath(path)` as an exact str or bytes: a subclass is read through its base type,
+    so no method it overrides runs (the hooks hand over values already converted once)."""
+    kind = type(path)
+    if kind is str or kind is bytes:
+        return path  # type: ignore[return-value]
+    if not issubclass(kind, (str, bytes)):
+        path = os.fspath(path)
+        kind = type(path)
+        if kind is str or kind is bytes:
+            return path  # type: ignore[return-value]
+    if issubclass(kind, str):
+        return str.__getitem__(path, slice(None))  # type: ignore[arg-type]
+    return bytes.__getitem__(path, slice(None))  # type: ignore[arg-type,no-any-return]
+
+
 def _text(path: PathInput) -> str:
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if "\x00" in path:
+    text = _plain(path)
+    if type(text) is bytes:
+        text = os.fsdecode(text)
+    if "\x00" in text:
         raise ValueError("embedded null byte")
-    return path
+    return text  # type: ignore[return-value]
 
 
 def _cwd() -> str:
@@ -86,6 +102,31 @@ def fd_path(fd: int) -> str | None:
     return target if target.startswith("/") else None
 
 
+# posix.open as it was before any patching, and the per-thread state that tells the audit
+# hook which `open` event is appshield's own (see appshield.hooks._state).
+_raw_open = __import__("posix").open
+_thread_state: object = None
+
+
+def _open_own_path(text: str) -> int:
+    """An O_PATH descriptor for `text`, opened as appshield's own call: the `open` audit
+    event it raises carries a bytes object made here and handed to nobody else, which is how
+    the audit hook knows it (nothing else on this thread can borrow that)."""
+    global _thread_state
+    state = _thread_state
+    if state is None:
+        from appshield.hooks._state import thread_state
+
+        state = _thread_state = thread_state
+    token = os.fsencode(text)
+    previous = state.own  # type: ignore[attr-defined]
+    state.own = ("open", token)  # type: ignore[attr-defined]
+    try:
+        return _raw_open(token, os.O_PATH | os.O_CLOEXEC)  # type: ignore[no-any-return]
+    finally:
+        state.own = previous  # type: ignore[attr-defined]
+
+
 def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None = None) -> str:
     """`path` with every symlink resolved, absolute and normalised.
 
@@ -105,7 +146,7 @@ def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None 
         else:
             text = f"{cwd if cwd is not None else _cwd()}/{text}"
     try:
-        fd = os.open(text, os.O_PATH | os.O_CLOEXEC)
+        fd = _open_own_path(text)
     except OSError:
         return normalize_path(os.path.realpath(text))
     try:

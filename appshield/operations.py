@@ -24,6 +24,7 @@ __all__ = [
     "Operation",
     "ProcessOp",
     "Transport",
+    "UndescribedOp",
 ]
 
 CATEGORIES: tuple[str, ...] = ("process", "file", "network", "import")
@@ -143,3 +144,25 @@ class ImportOp(NamedTuple):
 
 
 Operation = ProcessOp | FileOp | NetworkOp | ImportOp
+
+
+class UndescribedOp(NamedTuple):
+    """An operation appshield could not describe: reading its arguments raised, or they could
+    not be read without running code they define. Never decided by rules: the gate denies it
+    (rule `implicit:undescribable`) and reports it with the exception's type.
+
+    kind: the category of the hook that saw it. api: the hook's API or audit event name.
+    error: the exception type's name.
+    """
+
+    kind: str
+    api: str
+    error: str
+
+    @property
+    def category(self) -> str:
+        return self.kind
+
+    @property
+    def target(self) -> str:
+        return f"<undescribable: {self.error}>"

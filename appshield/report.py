@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from appshield.decision import Decision
-from appshield.operations import Operation
+from appshield.operations import Operation, UndescribedOp
 
 __all__ = ["CallSite", "Violation"]
 
@@ -21,13 +21,15 @@ class CallSite(NamedTuple):
 
 
 class Violation(NamedTuple):
-    operation: Operation
+    operation: Operation | UndescribedOp
     decision: Decision
     api: str  # e.g. "subprocess.Popen", "os.system", "open", "socket.connect", "import"
     policy_name: str
     callsite: CallSite
     time_ns: int
     pid: int
+    # Why it was denied when no rule decided it (`undescribable`); None for a rule's decision.
+    reason: str | None = None
 
     @property
     def category(self) -> str:

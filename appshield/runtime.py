@@ -169,6 +169,11 @@ def capture_callsite(frame: FrameType | None = None) -> CallSite:
     )
 
 
+def _stack_of_caller() -> Sequence[str]:
+    """The modules on the stack of the code that made the operation (for scoped rules)."""
+    return capture_callsite(sys._getframe(1)).modules
+
+
 class Shield:
     """An installed policy: decides, reports and enforces. Hooks call `enforce`."""
 
@@ -210,11 +215,43 @@ class Shield:
         self.config = ShieldConfig(policy, self.config.locked, self.config.log_path)
         self.policy, self.compiled, self.policy_name = policy, compiled, policy.name
 
+    def decide(self, operation: Operation) -> Decision:
+        """The pure decision for `operation` (the stack is walked only when a scoped rule
+        needs it). Raises whatever the engine raises: the gate treats that as a denial."""
+        return self.compiled.decide(operation, _stack_of_caller)
+
+    def act(self, operation: Operation, decision: Decision, api: str) -> None:
+        """A violation: report it (folded when it repeats), then raise `PolicyViolation` when
+        it is blocked. The report is made before raising, so it never depends on the exception
+        reaching the app (libraries fold or retry a PermissionError)."""
+        site: list[CallSite] = []
+        state = thread_state
+        if state.reporting:
+            # A violation committed while this thread is inside the sinks (a signal handler,
+            # an app logging handler): reported once the outer report is done.
+            self._defer(operation, decision, api, capture_callsite(sys._getframe(1)), None)
+        else:
+            state.reporting = True
+            try:
+                frame = sys._getframe(1)
+                if not self._folded(operation, decision, api, site, frame):
+                    self._report(operation, decision, api, capture_callsite(frame))
+                self._drain_deferred()
+            finally:
+                state.reporting = False
+        if decision.blocked:
+            raise PolicyViolation(
+                decision.rule_id,
+                operation.category,
+                api,
+                operation.target,
+                decision.action,
+                self.policy_name,
+            )
+
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:
         """Decide; report a violation; raise `PolicyViolation` if the operation is blocked.
-
-        The report is made before raising, so it never depends on the exception reaching the
-        app (libraries fold or retry a PermissionError)."""
+        For callers that already run inside the gate (whose errors it handles)."""
         site: list[CallSite] = [callsite] if callsite is not None else []
 
         def stack() -> Sequence[str]:
@@ -224,21 +261,46 @@ class Shield:
 
         decision = self.compiled.decide(operation, stack)
         if decision.action != "allow":
-            frame = sys._getframe(1)
-            if not self._folded(operation, decision, api, site, frame):
-                if not site:
-                    site.append(capture_callsite(frame))
-                self._report(operation, decision, api, site[0])
-            if decision.blocked:
-                raise PolicyViolation(
-                    decision.rule_id,
-                    operation.category,
-                    api,
-                    operation.target,
-                    decision.action,
-                    self.policy_name,
-                )
+            self.act(operation, decision, api)
         return decision
+
+    def report_undescribable(self, operation: Any, decision: Decision, api: str) -> None:
+        """The gate could not describe or decide an operation: report it with its reason.
+        Never folded: each one is worth seeing."""
+        site = capture_callsite(sys._getframe(1))
+        state = thread_state
+        if state.reporting:
+            self._defer(operation, decision, api, site, "undescribable")
+            return
+        state.reporting = True
+        try:
+            self._report(operation, decision, api, site, "undescribable")
+            self._drain_deferred()
+        finally:
+            state.reporting = False
+
+    _DEFERRED_LIMIT = 64
+
+    def _defer(
+        self, operation: Any, decision: Decision, api: str, site: CallSite, reason: str | None
+    ) -> None:
+        state = thread_state
+        waiting = state.deferred
+        if waiting is None:
+            waiting = state.deferred = []
+        if len(waiting) < self._DEFERRED_LIMIT:
+            waiting.append((operation, decision, api, site, reason))
+
+    def _drain_deferred(self) -> None:
+        # Bounded: a report that always commits another violation cannot loop for ever.
+        state = thread_state
+        for _ in range(self._DEFERRED_LIMIT):
+            waiting = state.deferred
+            if not waiting:
+                return
+            state.deferred = None
+            for operation, decision, api, site, reason in waiting:
+                self._report(operation, decision, api, site, reason)
 
     def report_existing(self, operation: Operation, api: str) -> Decision:
         """Report, never block, an operation that already took effect before the shield
@@ -280,34 +342,33 @@ class Shield:
         except Exception:  # a failing sink never reaches the app: report in full instead
             return False
 
-    def _report(self, operation: Operation, decision: Decision, api: str, site: CallSite) -> None:
+    def _report(
+        self,
+        operation: Any,
+        decision: Decision,
+        api: str,
+        site: CallSite,
+        reason: str | None = None,
+    ) -> None:
+        # Not an exemption: what the sinks (or a signal handler meanwhile) do on this thread
+        # is checked like any other code; `thread_state.reporting` only defers the reports
+        # of violations committed meanwhile (see Shield.act).
         violation = Violation(
-            operation, decision, api, self.policy_name, site, time.time_ns(), os.getpid()
+            operation, decision, api, self.policy_name, site, time.time_ns(), os.getpid(), reason
         )
-        state = thread_state
-        previous = state.busy
-        state.busy = True
         try:
             self.reporter.report(violation)
         except Exception:  # a failing sink never reaches the app
             pass
-        finally:
-            state.busy = previous
         if self._listeners:
             self._notify(violation)
 
     def _notify(self, violation: Violation) -> None:
-        state = thread_state
-        previous = state.busy
-        state.busy = True
-        try:
-            for listener in self._listeners:
-                try:
-                    listener(violation)
-                except Exception:  # a failing listener never reaches the app
-                    pass
-        finally:
-            state.busy = previous
+        for listener in self._listeners:
+            try:
+                listener(violation)
+            except Exception:  # a failing listener never reaches the app
+                pass
 
 
 class ShieldHandle:
@@ -394,6 +455,7 @@ def install(
             sys.stderr.write("appshield: disabled by APPSHIELD_DISABLE=1; nothing is checked\n")
             return ShieldHandle(Shield(ShieldConfig(effective, locked), _null_reporter()))
         from appshield import hooks
+        from appshield.hooks import _gate
         from appshield.hooks._patching import Patcher
         from appshield.telemetry import make_reporter
 
@@ -408,16 +470,18 @@ def install(
             shield = Shield(config, recorder)
             recorder.watch(shield)  # every decision, not only the reported ones
         patcher = Patcher(hooks.all_patch_points())
-        _add_audit_hook(hooks.all_audit_handlers())
+        _add_audit_hook()
         _current = shield
+        for module in hooks.CATEGORY_MODULES:
+            on_install = getattr(module, "on_install", None)
+            if on_install is not None:
+                on_install(shield)
+        _gate.bind(shield)
         try:
             patcher.install()
-            for module in hooks.CATEGORY_MODULES:
-                on_install = getattr(module, "on_install", None)
-                if on_install is not None:
-                    on_install(shield)
         except BaseException:
             _current = None
+            _gate.unbind()
             patcher.uninstall()
             raise
         _patcher = patcher
@@ -435,8 +499,10 @@ def uninstall() -> None:
         if shield.locked:
             raise RuntimeError("appshield: this shield is locked and cannot be uninstalled")
         from appshield import hooks
+        from appshield.hooks import _gate
 
         _current = None
+        _gate.unbind()
         for module in hooks.CATEGORY_MODULES:
             on_uninstall = getattr(module, "on_uninstall", None)
             if on_uninstall is not None:
@@ -475,72 +541,15 @@ def _null_reporter() -> Any:
     return _Null()
 
 
-def _add_audit_hook(handlers: Mapping[str, Callable[[tuple[Any, ...]], Any]]) -> None:
+def _add_audit_hook() -> None:
     global _audit_hook_added
     if _audit_hook_added:
         return
+    from appshield import hooks
+    from appshield.hooks import _gate
+
     _audit_hook_added = True
-    sys.addaudithook(_make_audit_hook(dict(handlers)))
-
-
-def _make_audit_hook(handlers: dict[str, Callable[[tuple[Any, ...]], Any]]) -> Callable[..., None]:
-    # Everything the hook uses is bound here, so it keeps working while the interpreter
-    # tears modules down at shutdown, and it can never recurse into itself (busy flag).
-    get_handler = handlers.get
-    state = thread_state
-    this_module = sys.modules[__name__]
-    from appshield.hooks import _file_cache as file_cache
-
-    stat = os.stat
-
-    def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "open":
-            # The hot path of every open(): an open the active policy allowed before (see
-            # hooks/_file_cache) is let through here, before any per-thread bookkeeping. It
-            # builds nothing and runs no code of the caller's (only an exact str is looked
-            # up: a str subclass could lie in __hash__/__eq__). Allowing is also what busy,
-            # a pending `expect` and the import machinery's own reads would all lead to.
-            # Odd arguments (code may call sys.audit("open", ...) itself) go the long way.
-            try:
-                path = args[0]
-                if type(path) is str:
-                    shield = this_module._current
-                    opened = file_cache._memory
-                    if shield is not None and opened.owner is shield.compiled:
-                        allowed = opened.plain.get(path)
-                        if allowed is not None and args[2] in allowed:
-                            return
-                        # Symlinks matter to this policy: allowed again only while the path
-                        # leads to the same file (one stat; _file_cache.same_file, inlined).
-                        seen = opened.checked.get(path)
-                        if seen is not None and args[2] in seen[2]:
-                            found = stat(seen[3])
-                            if found[1] == seen[0] and found[2] == seen[1]:
-                                return
-            except Exception:
-                pass  # decided below, as any other open
-        handler = get_handler(event)
-        if handler is None:
-            return
-        shield = this_module._current
-        if shield is None or state.busy:
-            return
-        expected = state.expect
-        if expected is not None and expected[0] == event and args and expected[1] == args[0]:
-            state.expect = None  # the wrapt layer already decided this very call
-            return
-        state.busy = True
-        try:
-            described = handler(args)
-        except Exception:
-            described = None
-        finally:
-            state.busy = False
-        if described is not None:
-            operation, api = described
-            shield.enforce(operation, api)
-
-    return appshield_audit_hook
+    sys.addaudithook(_gate.make_audit_hook(hooks.all_audit_handlers(), hooks.event_categories()))
 
 
 def _after_fork_in_child() -> None:

@@ -17,9 +17,10 @@ from typing import Any
 from appshield.hooks import file, imports, network, process
 from appshield.hooks._patching import PatchPoint
 
-__all__ = ["CATEGORY_MODULES", "all_audit_handlers", "all_patch_points"]
+__all__ = ["CATEGORY_MODULES", "all_audit_handlers", "all_patch_points", "event_categories"]
 
 CATEGORY_MODULES: tuple[ModuleType, ...] = (process, file, network, imports)
+_CATEGORY_OF_MODULE = {process: "process", file: "file", network: "network", imports: "import"}
 
 AuditHandler = Callable[[tuple[Any, ...]], Any]
 
@@ -36,3 +37,12 @@ def all_audit_handlers() -> Mapping[str, AuditHandler]:
                 raise RuntimeError(f"audit event {event!r} handled twice")
             handlers[event] = handler
     return handlers
+
+
+def event_categories() -> Mapping[str, str]:
+    """audit event -> the category of the hook that handles it (for undescribable reports)."""
+    return {
+        event: _CATEGORY_OF_MODULE[module]
+        for module in CATEGORY_MODULES
+        for event in getattr(module, "AUDIT_HANDLERS", {})
+    }

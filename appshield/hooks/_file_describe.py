@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from appshield.hooks import _gate
 from appshield.normalize import fd_path, normalize_path, resolve_path
 from appshield.operations import FileAccess, FileOp
 
@@ -31,7 +32,6 @@ _READ: tuple[FileAccess, ...] = ("read",)
 _WRITE: tuple[FileAccess, ...] = ("write",)
 _access_cache: dict[int, tuple[FileAccess, ...]] = {}
 
-_runtime: Any = None
 # (compiled policy, {access: needs resolving}) for the policy last seen.
 _needs: tuple[Any, dict[str, bool]] = (None, {})
 
@@ -50,12 +50,8 @@ def accesses(flags: int) -> tuple[FileAccess, ...]:
 
 def resolver_for(access: str) -> bool:
     """Whether the active policy needs `FileOp.resolved` for this access (cached per policy)."""
-    global _needs, _runtime
-    if _runtime is None:
-        from appshield import runtime
-
-        _runtime = runtime
-    shield = _runtime._current
+    global _needs
+    shield = _gate.shield()
     if shield is None:
         return False
     compiled = shield.compiled

@@ -39,10 +39,7 @@ def resolve_library(name: object) -> str | None:
     the interpreter itself for `dlopen(NULL)`; the name as given when it cannot be found."""
     if name is None:
         return os.path.realpath(sys.executable)
-    try:
-        text = os.fsdecode(name)  # type: ignore[arg-type]
-    except TypeError:
-        return None
+    text = os.fsdecode(name)  # type: ignore[arg-type]  # callers hand exact str or bytes
     if "/" in text:
         return os.path.realpath(text)
     for folder in (*_LD_LIBRARY_PATH, *_SYSTEM_DIRS):

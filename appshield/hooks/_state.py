@@ -1,13 +1,39 @@
-"""Per-thread state shared by the wrapt layer and the audit hook.
+"""Per-thread state shared by the gate, the wrapt layer and the audit hook.
 
-`busy`: appshield itself is working on this thread (deciding, reporting, exporting). Its own
-I/O must not be checked, and the audit hook must never recurse into itself. Only code
-inside appshield sets it, through `appshield_io()`.
+Nothing here is an exemption that other code on the same thread can fall into by timing.
+A signal handler, a finalizer or a weakref callback can run between any two bytecodes of
+appshield's own work, so "appshield is busy on this thread, let everything through" would
+let them through too. Instead:
 
-`expect`: the audit event that the wrapt layer has just decided on this thread and is about
-to trigger by calling the original function, as (event name, first argument). The audit hook
-consumes it instead of deciding (and reporting) the same operation twice. It is cleared when
-the wrapped call returns, so it never outlives the call that set it.
+`own`: the one system call appshield is about to make itself while it describes an
+operation (resolving a path through an `O_PATH` descriptor, listing /proc/self/fd, a name
+lookup), as (audit event name, the exact argument object). The audit hook lets that event
+through only when its first argument *is* that object, an object appshield made for the call
+and never handed to anyone (a fresh `bytes`). Other code cannot produce it, so it cannot
+borrow the exemption.
+
+`own_imports`: module names appshield itself imports while deciding (a lazily loaded stdlib
+helper). Compared by name: whoever else imports the same module meanwhile gains nothing the
+import was not about to give anyway.
+
+`busy`: a whole block of appshield's own work that is not a decision: exporting its private
+telemetry, the learning recorder writing its files, the policy reloader reading the policy.
+Those run on appshield's own threads (exporters, the loader, the reloader) or at exit; a
+finalizer that runs there meanwhile is a stated limit (docs/limits.md). Deciding and reporting
+never set it.
+
+`expect`: the audit event that a wrapper has just decided and is about to trigger by calling
+the original function, as (event name, the converted argument object it passes). The audit
+hook consumes it, on identity, instead of deciding the same call twice. It is set only after
+conversion, so it names the very object the C function receives.
+
+`deciding`: how many decisions are in progress on this thread (a signal handler's operation
+inside another decision is decided too, on its own).
+
+`reporting`: the sinks are running on this thread. A violation committed meanwhile (by a
+signal handler, or by an app logging handler the `appshield` logger calls) is still decided
+and enforced at once; only its report waits in `deferred` until the outer report is done, so
+the sinks are never re-entered and no sink lock is taken twice by one thread.
 """
 
 from __future__ import annotations
@@ -23,6 +49,11 @@ __all__ = ["appshield_io", "thread_state"]
 class _ThreadState(threading.local):
     busy: bool = False
     expect: tuple[str, Any] | None = None
+    own: tuple[str, Any] | None = None
+    own_imports: tuple[str, ...] = ()
+    deciding: int = 0
+    reporting: bool = False
+    deferred: list[Any] | None = None
     # Depth of imports in progress on this thread: the import system's own reads of module
     # files belong to the import category, not the file category.
     importing: int = 0
@@ -33,7 +64,9 @@ thread_state = _ThreadState()
 
 @contextmanager
 def appshield_io() -> Iterator[None]:
-    """Mark this thread as doing appshield's own work: hooks let everything through."""
+    """Mark a block of appshield's own work that is not a decision (telemetry export, the
+    learning recorder's files, the policy reloader): hooks let it through. Never used while
+    deciding or reporting on an application thread."""
     state = thread_state
     previous = state.busy
     state.busy = True

@@ -53,9 +53,11 @@ from typing import Any
 
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
+from appshield.hooks._convert import fspath_once, index_once
 from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
-from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly, screen
+from appshield.hooks import _gate
+from appshield.hooks._proc_screen import active, enforce_all, first_violation, screen
 from appshield.hooks._state import thread_state
 from appshield.normalize import fd_path
 from appshield.operations import FileAccess, FileOp, Operation
@@ -137,11 +139,7 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
     # runtime._make_audit_hook and _file_cache). The lookup below starts a fresh memory when
     # the policy changed since the last open.
     path = args[0]
-    compiled = _active.compiled
-    if compiled is None:  # an event while install() is still running
-        from appshield.runtime import active_shield
-
-        compiled = active_shield().compiled  # type: ignore[union-attr]
+    compiled = _gate.shield().compiled
     if path.__class__ is str:
         if _state.importing and _import_file_work(path):
             return None
@@ -328,6 +326,28 @@ class _Wrapped(threading.local):
 _wrapped = _Wrapped()
 
 
+def _converted(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, convert: Any
+) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """Convert one argument (positional `index` or keyword `name`) once, and the call's
+    arguments with the converted value in its place (for the original to receive)."""
+    if len(args) > index:
+        value = convert(args[index])
+        return value, (*args[:index], value, *args[index + 1 :]), dict(kwargs)
+    value = convert(kwargs[name])
+    return value, tuple(args), {**kwargs, name: value}
+
+
+def _prepare_os_open(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+    # os.open(path, flags, mode=0o777, *, dir_fd=None), converted as posix.open converts:
+    # path through os.fspath, flags and dir_fd through __index__.
+    path, args, kwargs = _converted(args, kwargs, 0, "path", fspath_once)
+    flags, args, kwargs = _converted(args, kwargs, 1, "flags", index_once)
+    dir_fd, args, kwargs = _converted(args, kwargs, 99, "dir_fd", index_once)
+    ops = open_ops(path, flags, dir_fd=dir_fd)
+    return [(op, "os.open") for op in ops], (path, args, kwargs)
+
+
 def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     dir_fd = kwargs.get("dir_fd") if kwargs else None
     if dir_fd is None:
@@ -340,13 +360,9 @@ def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         finally:
             _wrapped.plain_os_open = False
     shield = active()
-    path, flags = _arg(args, kwargs, 0, "path"), _arg(args, kwargs, 1, "flags")
-    if shield is None or path is None or not isinstance(flags, int):
+    if shield is None:
         return wrapped(*args, **kwargs)
-    ops = quietly(open_ops, path, flags, dir_fd=dir_fd)
-    if ops is None:
-        return wrapped(*args, **kwargs)
-    enforce_all(shield, [(op, "os.open") for op in ops])
+    path, args, kwargs = _gate.judge_call(shield, "file", "os.open", _prepare_os_open, args, kwargs)
     _state.expect = ("open", path)
     try:
         return wrapped(*args, **kwargs)
@@ -354,18 +370,22 @@ def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         _state.expect = None
 
 
-def _make_node_op(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> FileOp:
-    path = _arg(args, kwargs, 0, "path")
-    return file_op(path, "write", dir_fd=kwargs.get("dir_fd"), follow=False)
+def _prepare_node(args: tuple[Any, ...], kwargs: Mapping[str, Any], api: str) -> tuple[Any, Any]:
+    # mkfifo(path, mode=0o666, *, dir_fd=None) and mknod(path, mode=0o600, device=0, *,
+    # dir_fd=None): they raise no audit event, so this is the only check.
+    path, args, kwargs = _converted(args, kwargs, 0, "path", fspath_once)
+    dir_fd = None
+    if kwargs.get("dir_fd") is not None:
+        dir_fd, args, kwargs = _converted(args, kwargs, 99, "dir_fd", index_once)
+    op = file_op(path, "write", dir_fd=dir_fd, follow=False)
+    return [(op, api)], (args, kwargs)
 
 
 def _node_wrapper(api: str) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         shield = active()
         if shield is not None:
-            op = quietly(_make_node_op, args, kwargs)
-            if op is not None:
-                shield.enforce(op, api)
+            args, kwargs = _gate.judge_call(shield, "file", api, _prepare_node, args, kwargs, api)
         return wrapped(*args, **kwargs)
 
     return wrapper

@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield.hooks import _convert, _gate
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint, _waiting, loaded
 from appshield.hooks._state import thread_state
@@ -51,19 +52,12 @@ from appshield.operations import ImportOp
 __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
 
 _state = thread_state
-_runtime: Any = None
 _MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".zip", ".egg", ".whl", ".pyz")
 
 
 def _shield() -> Any:
-    """The active shield. `appshield.runtime` imports this package, so it is bound lazily."""
-    global _runtime
-    runtime = _runtime
-    if runtime is None:
-        from appshield import runtime
-
-        _runtime = runtime
-    return runtime._current
+    """The shield a wrapper consults (None outside a shield, or in appshield's own work)."""
+    return _gate.for_wrapper()
 
 
 # -- which specs were judged ------------------------------------------------------------------
@@ -151,39 +145,51 @@ def _spec_origin(spec: Any) -> str | None:
 def _judge(spec: Any, origin: str | None, api: str) -> None:
     """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
     unless that very spec was already decided for that very file."""
-    runtime = _runtime
-    shield = runtime._current if runtime is not None else _shield()
-    if shield is None or _state.busy or spec is None or _judged.has(spec, origin):
+    shield = _gate._shield
+    if shield is None or _state.busy or spec is None:
         return
-    name = getattr(spec, "name", None)
-    if not isinstance(name, str):
-        name = None
-    if not origin:
-        absolute = None
-    elif (
-        origin.__class__ is str
-        and origin[:1] == "/"
-        and "/." not in origin
-        and "//" not in origin
-        and origin[-1:] != "/"
-    ):
-        absolute = origin  # no `.`, `..` or empty part: abspath would return it unchanged
-    else:
-        absolute = os.path.abspath(origin)
-    # The engine's screen first: a module that no rule could name is allowed without a
-    # report, so neither an operation nor a decision is needed (nor the call stack).
-    compiled = shield.compiled
-    screen = _screen
-    if screen[0] is not compiled:
-        screen = _screen_for(compiled)
-    index = screen[1]
-    if index is not None and name.__class__ is str and index.quiet(name, absolute):
-        # Deciding it again would be as quiet: only the inner layer of this very import
-        # needs to recognise it, so it is remembered as the last spec judged, no more.
-        _judged.remember_last(spec, origin)
-        return
-    shield.enforce(ImportOp(name, absolute), api)
+    try:
+        if _judged.has(spec, origin):
+            return
+        name = getattr(spec, "name", None)
+        if name.__class__ is not str:
+            name = None
+        elif _state.own_imports and name in _state.own_imports:
+            return  # a helper module appshield itself imports while deciding
+        if not origin:
+            absolute = None
+        elif (
+            origin.__class__ is str
+            and origin[:1] == "/"
+            and "/." not in origin
+            and "//" not in origin
+            and origin[-1:] != "/"
+        ):
+            absolute = origin  # no `.`, `..` or empty part: abspath would return it unchanged
+        else:
+            absolute = os.path.abspath(_convert.event_text(origin))
+        # The engine's screen first: a module that no rule could name is allowed without a
+        # report, so neither an operation nor a decision is needed (nor the call stack).
+        compiled = shield.compiled
+        screen = _screen
+        if screen[0] is not compiled:
+            screen = _screen_for(compiled)
+        index = screen[1]
+        if index is not None and name is not None and index.quiet(name, absolute):
+            # Deciding it again would be as quiet: only the inner layer of this very import
+            # needs to recognise it, so it is remembered as the last spec judged, no more.
+            _judged.remember_last(spec, origin)
+            return
+    except BaseException as exc:  # not describable: the gate's denial
+        _gate.fail_closed(shield, "import", api, exc)
+    _gate.judge_call(shield, "import", api, _describe_import, name, absolute, api)
     _judged.add(spec, name, origin)
+
+
+def _describe_import(
+    name: str | None, absolute: str | None, api: str
+) -> tuple[list[tuple[ImportOp, str]], None]:
+    return [(ImportOp(name, absolute), api)], None
 
 
 # (compiled policy, its import index) for the screen in `_judge`; the index only for the
@@ -320,13 +326,27 @@ def _runpy_details(
     return details
 
 
+def _prepare_cffi(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    # load_library(filename, flags=0): the name is read once (None is the main program).
+    if args:
+        name = args[0] if args[0] is None else _convert.fspath_once(args[0])
+        args = (name, *args[1:])
+    else:
+        name = kwargs.get("filename")
+        if name is not None:
+            name = _convert.fspath_once(name)
+            kwargs = {**kwargs, "filename": name}
+    return [(ImportOp(None, None, resolve_library(name)), "cffi.dlopen")], (args, kwargs)
+
+
 def _cffi_load_library(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     shield = _shield()
-    if shield is not None and not _state.busy:
-        name = args[0] if args else kwargs.get("filename")
-        shield.enforce(ImportOp(None, None, resolve_library(name)), "cffi.dlopen")
+    if shield is not None:
+        args, kwargs = _gate.judge_call(
+            shield, "import", "cffi.dlopen", _prepare_cffi, args, kwargs
+        )
     return wrapped(*args, **kwargs)
 
 
@@ -392,7 +412,9 @@ def _layer_intact() -> bool:
 
 def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
     name, filename = args[0], args[1]
-    if not isinstance(name, str):
+    if name.__class__ is not str:
+        # The import machinery always names modules with exact str: anything else is a
+        # hand-made `sys.audit("import", ...)`, not an import.
         return None
     if filename is None:
         # The C import statement, before the find: the patched layer decides it later with
@@ -400,14 +422,16 @@ def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
         if _layer_intact():
             return None
         return ImportOp(name, None), "import"
-    origin = os.fsdecode(filename)
+    origin = _convert.event_text(filename)
     if _judged.has_name(name, origin):
         return None
     return ImportOp(name, os.path.abspath(origin)), "import"
 
 
 def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
-    return ImportOp(None, None, resolve_library(args[0])), "ctypes.dlopen"
+    name = args[0]
+    library = resolve_library(None if name is None else _convert.event_text(name))
+    return ImportOp(None, None, library), "ctypes.dlopen"
 
 
 AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
@@ -422,10 +446,6 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 def on_install(shield: Any) -> None:
     """Report denied modules that the app imported before the shield started (never raising:
     they already ran). Modules that `install` itself loaded are appshield's, not the app's."""
-    global _runtime
-    from appshield import runtime
-
-    _runtime = runtime
     _judged.clear()
     _remember_layer()
     compiled = shield.compiled

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield.hooks import _gate
 from appshield.hooks import _net_describe as describe
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._state import thread_state
@@ -39,18 +40,9 @@ __all__ = ["AUDIT_HANDLERS", "PATCHES"]
 _state = thread_state
 
 
-_runtime: Any = None
-
-
 def _shield() -> Any:
-    """The active shield. `appshield.runtime` imports this package, so it is bound lazily."""
-    global _runtime
-    runtime = _runtime
-    if runtime is None:
-        from appshield import runtime
-
-        _runtime = runtime
-    return runtime._current
+    """The shield a wrapper consults (None outside a shield, or in appshield's own work)."""
+    return _gate.for_wrapper()
 
 
 # -- audit events: every socket action ------------------------------------------------------
@@ -110,7 +102,7 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
             return None
         sock = args[0]
         key = (operation, _family_of(sock), _type_of(sock), address)
-        compiled = (_runtime or _bind_runtime())._current.compiled
+        compiled = _gate._shield.compiled
         if cache.owner is compiled:
             try:
                 hit = cache.entries.get(key)
@@ -236,7 +228,7 @@ def _loop_getaddrinfo(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     shield = _shield()
-    if shield is None or _state.busy:
+    if shield is None:
         return wrapped(*args, **kwargs)
     try:
         host, port = _host_port(args, kwargs)
@@ -264,7 +256,7 @@ _resolves_allowed = _AllowCache()
 
 def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     shield = _shield()
-    if shield is None or _state.busy:
+    if shield is None:
         return wrapped(*args, **kwargs)
     try:
         host, port = _host_port(args, kwargs)
@@ -295,7 +287,7 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
 def _by_name(api: str, event: str, kind: str) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         shield = _shield()
-        if shield is None or _state.busy or len(args) != 1 or kwargs:
+        if shield is None or len(args) != 1 or kwargs:
             return wrapped(*args, **kwargs)
         try:
             op = (
@@ -346,17 +338,7 @@ PATCHES: tuple[PatchPoint, ...] = (
 )
 
 
-def _bind_runtime() -> Any:
-    # Only reached for an event between the start of install() and on_install().
-    _shield()
-    return _runtime
-
-
 def on_install(shield: Any) -> None:
-    global _runtime
-    from appshield import runtime
-
-    _runtime = runtime
     _allowed.reset_for(shield.compiled)
 
 

@@ -47,6 +47,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield.hooks import _gate
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._proc_describe import (
     describe,
@@ -55,7 +56,7 @@ from appshield.hooks._proc_describe import (
     shell_command,
     text,
 )
-from appshield.hooks._proc_screen import active, enforce_all, first_violation, quietly, screen
+from appshield.hooks._proc_screen import active, first_violation, screen
 from appshield.hooks._state import thread_state
 from appshield.operations import Operation, ProcessOp
 
@@ -180,12 +181,19 @@ def _describe_fork_exec(args: tuple[Any, ...]) -> ProcessOp | None:
     return None
 
 
+def _prepare_fork_exec(args: tuple[Any, ...]) -> tuple[list[Described], tuple[Any, ...]]:
+    op = _describe_fork_exec(args)
+    if op is None or _already_decided(op):
+        return [], args
+    return [(op, "_posixsubprocess.fork_exec")], args
+
+
 def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     shield = active()
     if shield is not None and not (args and _same_popen_start(args[0])):
-        op = quietly(_describe_fork_exec, args)
-        if op is not None and not _already_decided(op):
-            shield.enforce(op, "_posixsubprocess.fork_exec")
+        args = _gate.judge_call(
+            shield, "process", "_posixsubprocess.fork_exec", _prepare_fork_exec, args
+        )
     return wrapped(*args, **kwargs)
 
 
@@ -224,12 +232,13 @@ def _posix_spawn_wrapper(search: bool) -> Callable[..., Any]:
                 kwargs = {**kwargs, "file_actions": list(actions)}
             except Exception:
                 return wrapped(*args, **kwargs)
-        if _same_popen_start(args[1]):
-            described = quietly(_spawn_file_ops, kwargs.get("file_actions"), os.getcwd())
-        else:
-            described = quietly(_describe_posix_spawn, args, kwargs, search)
-        if described:
-            enforce_all(shield, described)
+        def prepare() -> tuple[list[Described], None]:
+            if _same_popen_start(args[1]):
+                return _spawn_file_ops(kwargs.get("file_actions"), os.getcwd()), None
+            return _describe_posix_spawn(args, kwargs, search), None
+
+        api = "os.posix_spawnp" if search else "os.posix_spawn"
+        _gate.judge_call(shield, "process", api, prepare)
         _state.expect = ("os.posix_spawn", args[0])
         try:
             return wrapped(*args, **kwargs)
@@ -256,10 +265,13 @@ def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
         shield = active()
         if shield is None:
             return wrapped(*args, **kwargs)
-        op = quietly(_describe_spawnv, args, kwargs, with_env, search)
+        def prepare() -> tuple[list[Described], ProcessOp | None]:
+            op = _describe_spawnv(args, kwargs, with_env, search)
+            return ([] if op is None else [(op, "os.spawn")]), op
+
+        op = _gate.judge_call(shield, "process", "os.spawn", prepare)
         if op is None:
             return wrapped(*args, **kwargs)
-        shield.enforce(op, "os.spawn")
         _mark(op, for_child=True)  # the forked child's exec event is this same start
         try:
             return wrapped(*args, **kwargs)

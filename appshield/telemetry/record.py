@@ -57,6 +57,8 @@ def violation_record(
             "line": violation.callsite.line,
         },
     }
+    if violation.reason is not None:
+        record["reason"] = violation.reason
     if suppressed_count:
         record["suppressed_count"] = suppressed_count
     return record
@@ -78,6 +80,8 @@ def violation_attributes(
         "appshield.api": violation.api,
         "appshield.target": redacted_target(violation, redactor),
     }
+    if violation.reason is not None:
+        attrs["appshield.reason"] = violation.reason
     _target_attributes(violation.operation, redactor, attrs)
     site = violation.callsite
     if site.function is not None:

@@ -1,0 +1,319 @@
+"""The one enforcement gate: every hook hands its raw arguments here.
+
+    audit event / wrapper -> describe (convert once) -> decide -> report -> enforce
+
+Whatever a hook is, the gate runs its describing and deciding the same way, and fails closed:
+
+- **Any exception while describing or deciding is a denial.** An argument object that raises
+  in a dunder, a tracer or a signal handler that raises inside appshield, a `RecursionError`
+  or `MemoryError`: the operation is reported as its own kind of violation (rule
+  `implicit:undescribable`, `appshield.reason = "undescribable"`, with the exception type) and
+  the exception is raised again where Python would have delivered it, so the operation never
+  happens, in enforce and in monitor alike. Nothing that decides catches and carries on.
+- **Describing runs no tracer.** A `sys.settrace`/`sys.setprofile` function of the thread is
+  set aside while appshield describes and decides, so no tracer sees (or changes the locals
+  of) appshield's frames, and put back afterwards.
+- **Headroom at the recursion limit.** Code can call an operation a frame or two below the
+  recursion limit; appshield's own frames would then raise `RecursionError` half-way. The
+  limit is raised by `_HEADROOM` frames while a decision runs, so the decision and its report
+  complete, and set back after.
+- **The shield is handed over at install** (`bind`): hooks ask this module, never a private
+  global of the runtime.
+
+The hot path (an `open` the policy allowed before) is the first lines of the audit hook, and
+touches none of this.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from appshield.decision import Decision
+from appshield.hooks._state import thread_state
+from appshield.operations import Operation, UndescribedOp
+
+__all__ = [
+    "bind",
+    "first_violation",
+    "for_wrapper",
+    "judge_call",
+    "judge_event",
+    "make_audit_hook",
+    "own_call",
+    "own_import",
+    "plain_text",
+    "screen",
+    "shield",
+    "unbind",
+]
+
+T = TypeVar("T")
+Described = tuple[Operation, str]
+
+_state = thread_state
+_HEADROOM = 200
+
+# The active shield, set by `bind` at install and cleared by `unbind`. A module global (not
+# an attribute of an object) because the audit hook's first lines read it on every event.
+_shield: Any = None
+
+
+def bind(active: Any) -> None:
+    global _shield
+    _shield = active
+
+
+def unbind() -> None:
+    global _shield
+    _shield = None
+
+
+def shield() -> Any:
+    """The active shield, or None."""
+    return _shield
+
+
+def for_wrapper() -> Any:
+    """The shield a wrapper should consult: None when there is none, or when this thread is
+    inside a block of appshield's own non-deciding work (`appshield_io`)."""
+    if _state.busy:
+        return None
+    return _shield
+
+
+# -- running appshield's own code safely ---------------------------------------------------
+
+_gettrace = sys.gettrace
+_settrace = sys.settrace
+_getprofile = sys.getprofile
+_setprofile = sys.setprofile
+_getlimit = sys.getrecursionlimit
+_setlimit = sys.setrecursionlimit
+# A recursion limit that could not be put back (the decision ran right at the limit, where
+# lowering it again raises): put back by the next decision.
+_limit_to_restore: int | None = None
+
+
+def _enter() -> tuple[Any, Any, int]:
+    global _limit_to_restore
+    _state.deciding += 1
+    tracer = _gettrace()
+    profiler = _getprofile()
+    if tracer is not None:
+        _settrace(None)
+    if profiler is not None:
+        _setprofile(None)
+    limit = _getlimit()
+    if _limit_to_restore is not None:
+        limit, _limit_to_restore = _limit_to_restore, None
+    _setlimit(limit + _HEADROOM)
+    return tracer, profiler, limit
+
+
+def _leave(saved: tuple[Any, Any, int]) -> None:
+    global _limit_to_restore
+    tracer, profiler, limit = saved
+    try:
+        _setlimit(limit)
+    except RecursionError:
+        _limit_to_restore = limit
+    if profiler is not None:
+        _setprofile(profiler)
+    if tracer is not None:
+        _settrace(tracer)
+    _state.deciding -= 1
+
+
+def plain_text(value: object) -> str:
+    """A name for a report, read without running any code the object defines."""
+    if value.__class__ is str:
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        return str.__getitem__(value, slice(None))
+    return "?"
+
+
+def _error_name(exc: BaseException) -> str:
+    kind = type(exc)
+    return plain_text(type.__dict__["__qualname__"].__get__(kind, type))
+
+
+def fail_closed(active: Any, category: str, api: str, exc: BaseException) -> None:
+    """Report an operation that could not be described or decided, then raise `exc` again:
+    the operation does not happen, and the exception reaches the app where Python would have
+    delivered it. In monitor mode too: the operation cannot be let through unjudged."""
+    try:
+        operation = UndescribedOp(category, api, _error_name(exc))
+        mode = active.policy.mode
+        decision = Decision("deny", "implicit:undescribable", True, mode)
+        active.report_undescribable(operation, decision, api)
+    finally:
+        raise exc
+
+
+def own_call(event: str, token: Any, function: Callable[..., T], *args: Any) -> T:
+    """Call `function(*args)` as appshield's own system call: the audit event `event` whose
+    first argument is `token` (by identity) is let through once. `token` must be an object
+    appshield made for this call (a fresh bytes, say), never one it was handed."""
+    previous = _state.own
+    _state.own = (event, token)
+    try:
+        return function(*args)
+    finally:
+        _state.own = previous
+
+
+def own_import(name: str) -> Any:
+    """Import a module appshield needs while deciding (a stdlib helper kept out of start-up)."""
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    previous = _state.own_imports
+    _state.own_imports = (*previous, name)
+    try:
+        __import__(name)
+    finally:
+        _state.own_imports = previous
+    return sys.modules[name]
+
+
+# -- deciding --------------------------------------------------------------------------------
+
+
+def screen(described: Iterable[Described]) -> tuple[Operation, str, Decision] | None:
+    """The first described operation whose decision is a violation, with that decision;
+    None when every one is allowed. Pure: no report. Called inside a gate, so an error here
+    is the gate's to handle."""
+    active = _shield
+    if active is None:
+        return None
+    for operation, api in described:
+        decision = active.decide(operation)
+        if decision.action != "allow":
+            return operation, api, decision
+    return None
+
+
+def first_violation(described: Iterable[Described]) -> Described | None:
+    """For an audit handler with several operations: the one to report, or None."""
+    found = screen(described)
+    return None if found is None else (found[0], found[1])
+
+
+def judge_event(
+    active: Any,
+    handler: Callable[[tuple[Any, ...]], Described | None],
+    category: str,
+    event: str,
+    args: tuple[Any, ...],
+) -> None:
+    """An audit event: describe it with `handler`, decide, report, refuse if blocked."""
+    saved = _enter()
+    try:
+        try:
+            described = handler(args)
+            if described is None:
+                return
+            operation, api = described
+            decision = active.decide(operation)
+        except BaseException as exc:
+            fail_closed(active, category, event, exc)
+            raise  # not reached: fail_closed raises
+        if decision.action != "allow":
+            active.act(operation, decision, api)
+    finally:
+        _leave(saved)
+
+
+def judge_call(
+    active: Any,
+    category: str,
+    api: str,
+    prepare: Callable[..., tuple[Iterable[Described], T]],
+    *args: Any,
+) -> T:
+    """A wrapper's call: `prepare(*args)` converts the call's arguments once, the way the C
+    function would, and returns (the operations they describe, the converted arguments). Each
+    operation is decided and acted on in order; the converted arguments come back for the
+    wrapper to call the original with, so the OS acts on exactly what was judged."""
+    saved = _enter()
+    try:
+        try:
+            described, converted = prepare(*args)
+            decided = [(op, op_api, active.decide(op)) for op, op_api in described]
+        except BaseException as exc:
+            fail_closed(active, category, api, exc)
+            raise  # not reached
+        for operation, op_api, decision in decided:
+            if decision.action != "allow":
+                active.act(operation, decision, op_api)
+        return converted
+    finally:
+        _leave(saved)
+
+
+# -- the audit hook --------------------------------------------------------------------------
+
+
+def make_audit_hook(
+    handlers: Mapping[str, Callable[[tuple[Any, ...]], Any]],
+    categories: Mapping[str, str],
+) -> Callable[[str, tuple[Any, ...]], None]:
+    # Everything the hook uses is bound here, so it keeps working while the interpreter
+    # tears modules down at shutdown.
+    get_handler = handlers.get
+    category_of = dict(categories).get
+    state = thread_state
+    this_module = sys.modules[__name__]
+    from appshield.hooks import _file_cache as file_cache
+
+    stat = __import__("posix").stat
+
+    def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and len(args) == 3:
+            # The hot path of every open(): an open the active policy allowed before (see
+            # hooks/_file_cache) is let through here, before any per-thread bookkeeping. It
+            # builds nothing and runs no code of the caller's: only an exact str path and an
+            # exact int flags are looked up (a subclass could lie in __hash__/__eq__).
+            path = args[0]
+            flags = args[2]
+            if path.__class__ is str and flags.__class__ is int:
+                active = this_module._shield
+                opened = file_cache._memory
+                if active is not None and opened.owner is active.compiled:
+                    allowed = opened.plain.get(path)
+                    if allowed is not None and flags in allowed:
+                        return
+                    # Symlinks matter to this policy: allowed again only while the path
+                    # leads to the same file (one stat; _file_cache.same_file, inlined).
+                    seen = opened.checked.get(path)
+                    if seen is not None and flags in seen[2]:
+                        try:
+                            found = stat(seen[3])
+                        except OSError:
+                            found = None  # gone: decided in full below
+                        if found is not None and found[1] == seen[0] and found[2] == seen[1]:
+                            return
+        handler = get_handler(event)
+        if handler is None:
+            return
+        active = this_module._shield
+        if active is None or state.busy:
+            return
+        first = args[0] if args else None
+        expected = state.expect
+        if expected is not None and first is expected[1] and expected[0] == event:
+            state.expect = None  # the wrapper already decided this very call
+            return
+        own = state.own
+        if own is not None and first is own[1] and own[0] == event:
+            state.own = None  # appshield's own system call, made with its own object
+            return
+        if state.own_imports and event == "import" and first.__class__ is str:
+            if first in state.own_imports:
+                return
+        judge_event(active, handler, category_of(event, "unknown"), event, args)
+
+    return appshield_audit_hook
