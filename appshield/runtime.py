@@ -9,10 +9,12 @@ active shield and returns at once.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, NamedTuple
@@ -196,6 +198,9 @@ class Shield:
         self.modules_before_install = modules_before_install
         # Extra per-violation callbacks (the pytest plugin's per-test collector), after sinks.
         self._listeners: tuple[Callable[[Violation], None], ...] = ()
+        # Violations made but not yet taken by the reporter (see `_report`).
+        self._pending: deque[Violation] = deque()
+        self._drain_registered = False
 
     def add_listener(self, listener: Callable[[Violation], None]) -> Callable[[], None]:
         """Call `listener(violation)` for every violation, after the sinks; a failing
@@ -215,9 +220,10 @@ class Shield:
         self.config = ShieldConfig(policy, self.config.locked, self.config.log_path)
         self.policy, self.compiled, self.policy_name = policy, compiled, policy.name
 
-    def decide(self, operation: Operation) -> Decision:
-        """The pure decision for `operation` (the stack is walked only when a scoped rule
-        needs it). Raises whatever the engine raises: the gate treats that as a denial."""
+    def decide(self, operation: Operation, api: str = "") -> Decision:
+        """The pure decision for `operation` made through `api` (the stack is walked only
+        when a scoped rule needs it). Raises whatever the engine raises: the gate treats that
+        as a denial. (`api` is a local here for the learning recorder, which reads it.)"""
         return self.compiled.decide(operation, _stack_of_caller)
 
     def act(self, operation: Operation, decision: Decision, api: str) -> None:
@@ -279,7 +285,10 @@ class Shield:
         finally:
             state.reporting = False
 
-    _DEFERRED_LIMIT = 64
+    # Reports waiting on one thread while its sinks are busy: far more than a signal storm
+    # makes in one report; beyond it they are counted as dropped, never silently lost.
+    _DEFERRED_LIMIT = 100_000
+    deferred_dropped = 0
 
     def _defer(
         self, operation: Any, decision: Decision, api: str, site: CallSite, reason: str | None
@@ -288,19 +297,31 @@ class Shield:
         waiting = state.deferred
         if waiting is None:
             waiting = state.deferred = []
+            self._drain_at_exit_once()
         if len(waiting) < self._DEFERRED_LIMIT:
             waiting.append((operation, decision, api, site, reason))
+        else:
+            Shield.deferred_dropped += 1
 
-    def _drain_deferred(self) -> None:
-        # Bounded: a report that always commits another violation cannot loop for ever.
+    def _drain_deferred(self, budget: int = 16) -> None:
+        """Report up to `budget` waiting violations of this thread (all of them for None).
+        Bounded, so that a signal handler committing violations faster than they can be
+        reported does not keep the interrupted code from ever going on: the rest waits for
+        this thread's next report, or the exit."""
         state = thread_state
-        for _ in range(self._DEFERRED_LIMIT):
+        done = 0
+        while state.deferred and (budget is None or done < budget):
             waiting = state.deferred
-            if not waiting:
-                return
-            state.deferred = None
-            for operation, decision, api, site, reason in waiting:
-                self._report(operation, decision, api, site, reason)
+            take = len(waiting) if budget is None else min(len(waiting), budget - done)
+            batch, state.deferred = waiting[:take], waiting[take:] or None
+            for index, (operation, decision, api, site, reason) in enumerate(batch):
+                try:
+                    self._report(operation, decision, api, site, reason)
+                except BaseException:
+                    # Interrupted (a signal handler's exception): the rest waits again.
+                    state.deferred = batch[index + 1 :] + (state.deferred or [])
+                    raise
+            done += take
 
     def report_existing(self, operation: Operation, api: str) -> Decision:
         """Report, never block, an operation that already took effect before the shield
@@ -356,12 +377,42 @@ class Shield:
         violation = Violation(
             operation, decision, api, self.policy_name, site, time.time_ns(), os.getpid(), reason
         )
+        # Queued before anything that can be interrupted: an exception a signal handler
+        # raises inside the sinks must not cost the report. It stays queued until the
+        # reporter has taken it, and goes out with the next report, or at exit.
+        pending = self._pending
+        pending.append(violation)
         try:
-            self.reporter.report(violation)
+            while pending:
+                self.reporter.report(pending[0])
+                pending.popleft()
         except Exception:  # a failing sink never reaches the app
-            pass
+            self._drain_at_exit_once()
         if self._listeners:
             self._notify(violation)
+
+    def _drain_at_exit_once(self) -> None:
+        if not self._drain_registered:
+            self._drain_registered = True
+            atexit.register(self._drain_pending)
+
+    def _drain_pending(self) -> None:
+        pending = self._pending
+        try:
+            if thread_state.deferred and not thread_state.reporting:
+                thread_state.reporting = True
+                try:
+                    self._drain_deferred(None)
+                finally:
+                    thread_state.reporting = False
+            while pending:
+                self.reporter.report(pending[0])
+                pending.popleft()
+            flush = getattr(self.reporter, "flush_now", None)
+            if flush is not None:
+                flush()
+        except Exception:  # at exit: a failing sink must not change the exit status
+            pass
 
     def _notify(self, violation: Violation) -> None:
         for listener in self._listeners:
@@ -472,13 +523,13 @@ def install(
         patcher = Patcher(hooks.all_patch_points())
         _add_audit_hook()
         _current = shield
-        for module in hooks.CATEGORY_MODULES:
-            on_install = getattr(module, "on_install", None)
-            if on_install is not None:
-                on_install(shield)
         _gate.bind(shield)
         try:
             patcher.install()
+            for module in hooks.CATEGORY_MODULES:
+                on_install = getattr(module, "on_install", None)
+                if on_install is not None:
+                    on_install(shield)
         except BaseException:
             _current = None
             _gate.unbind()

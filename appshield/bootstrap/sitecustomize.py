@@ -7,7 +7,9 @@ imported without this folder (a user's, or the one `opentelemetry-instrument` or
 `ddtrace-run` put on the path), once.
 
 `site` prints and swallows errors raised here and would then run the app unshielded, so any
-failure ends the process with exit code 2 and one line on stderr instead.
+failure to switch the shield on ends the process with exit code 2 and one line on stderr
+instead. A failure in (or in finding and loading) the chained sitecustomize does not stop
+the app: it is reported as `site` would have reported it without appshield.
 
 This folder deliberately holds nothing but this file, so it shadows no other module.
 """

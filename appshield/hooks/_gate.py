@@ -190,7 +190,7 @@ def screen(described: Iterable[Described]) -> tuple[Operation, str, Decision] | 
     if active is None:
         return None
     for operation, api in described:
-        decision = active.decide(operation)
+        decision = active.decide(operation, api)
         if decision.action != "allow":
             return operation, api, decision
     return None
@@ -217,7 +217,7 @@ def judge_event(
             if described is None:
                 return
             operation, api = described
-            decision = active.decide(operation)
+            decision = active.decide(operation, api)
         except BaseException as exc:
             fail_closed(active, category, event, exc)
             raise  # not reached: fail_closed raises
@@ -242,7 +242,7 @@ def judge_call(
     try:
         try:
             described, converted = prepare(*args)
-            decided = [(op, op_api, active.decide(op)) for op, op_api in described]
+            decided = [(op, op_api, active.decide(op, op_api)) for op, op_api in described]
         except BaseException as exc:
             fail_closed(active, category, api, exc)
             raise  # not reached

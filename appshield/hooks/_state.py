@@ -17,10 +17,10 @@ helper). Compared by name: whoever else imports the same module meanwhile gains 
 import was not about to give anyway.
 
 `busy`: a whole block of appshield's own work that is not a decision: exporting its private
-telemetry, the learning recorder writing its files, the policy reloader reading the policy.
-Those run on appshield's own threads (exporters, the loader, the reloader) or at exit; a
-finalizer that runs there meanwhile is a stated limit (docs/limits.md). Deciding and reporting
-never set it.
+telemetry, building the telemetry on the first violation, the learning recorder writing its
+files, the policy reloader reading the policy. Those run on appshield's own threads
+(exporters, the loader, the reloader, the telemetry builder) or at exit; a finalizer that runs
+there meanwhile is a stated limit (docs/limits.md). Deciding and reporting never set it.
 
 `expect`: the audit event that a wrapper has just decided and is about to trigger by calling
 the original function, as (event name, the converted argument object it passes). The audit
@@ -38,12 +38,13 @@ the sinks are never re-entered and no sink lock is taken twice by one thread.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["appshield_io", "thread_state"]
+__all__ = ["appshield_io", "open_own", "thread_state"]
 
 
 class _ThreadState(threading.local):
@@ -74,3 +75,22 @@ def appshield_io() -> Iterator[None]:
         yield
     finally:
         state.busy = previous
+
+
+# posix.open as it was before any patching: appshield's own opens skip its own wrapper.
+_raw_open = __import__("posix").open
+
+
+def open_own(path: str, flags: int, mode: int = 0o777) -> int:
+    """`os.open` as appshield's own call (an O_PATH probe while resolving a path, the
+    APPSHIELD_LOG file). The `open` audit event it raises carries a bytes object made here
+    and handed to nobody else: the audit hook lets exactly that event through, and nothing
+    else running on this thread meanwhile (a signal handler, a finalizer) can borrow it."""
+    state = thread_state
+    token = os.fsencode(path)
+    previous = state.own
+    state.own = ("open", token)
+    try:
+        return _raw_open(token, flags, mode)  # type: ignore[no-any-return]
+    finally:
+        state.own = previous

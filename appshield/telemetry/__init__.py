@@ -32,10 +32,14 @@ per-signal variants), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`
 
 from __future__ import annotations
 
+import _thread
+import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from appshield.hooks._state import thread_state
 from appshield.report import Violation
 
 if TYPE_CHECKING:
@@ -90,6 +94,20 @@ def library_logger() -> Any:
     return logger
 
 
+def _in_an_import() -> bool:
+    """Is this thread in the middle of importing a module (holding its import lock)? A
+    helper thread that imported the same module would then wait for this one for ever."""
+    locks = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None)
+    if not locks:
+        return False
+    me = _thread.get_ident()
+    for reference in list(locks.values()):
+        lock = reference()
+        if lock is not None and getattr(lock, "owner", None) == me:
+            return True
+    return False
+
+
 class DeferredReporter:
     """What `make_reporter` returns: builds the real reporter on the first violation."""
 
@@ -99,6 +117,9 @@ class DeferredReporter:
         self._args = (log_path, dict(environ), providers)
         self._real: TelemetryReporter | None = None
         self._lock = threading.Lock()
+        self._builder: Any = None  # the lock held while the build runs
+        self._built: TelemetryReporter | None = None
+        self._failure: BaseException | None = None
 
     @property
     def real(self) -> TelemetryReporter:
@@ -107,13 +128,54 @@ class DeferredReporter:
             with self._lock:
                 real = self._real
                 if real is None:
-                    real = self._real = self._build()
-                    # From now on the runtime calls the real reporter's methods directly
-                    # (instance attributes shadow the methods below): one call less per
-                    # violation.
-                    self.report = real.report  # type: ignore[method-assign]
+                    real = self._built_on_a_helper_thread()
+                    # From now on the runtime calls the real reporter's `fold` directly
+                    # (an instance attribute shadows the method below).
                     self.fold = real.fold  # type: ignore[method-assign]
+                    self._real = real
         return real
+
+    def _built_on_a_helper_thread(self) -> TelemetryReporter:
+        """Build the real reporter on a thread of appshield's own, and wait for it.
+
+        The build loads appshield's telemetry modules (tens of milliseconds). On the app's
+        thread a signal handler that raises could interrupt it every time (a fast interval
+        timer does), and no report would ever be made. On its own thread no Python signal
+        handler runs; if the wait is interrupted, the build still finishes, and the
+        violations that arrived meanwhile wait in `_pending` for the next report (or the
+        exit)."""
+        if _in_an_import():
+            # A helper thread could wait for a module lock this thread holds (the app's
+            # `import appshield.auto` reports the modules imported before it): build here.
+            state = thread_state
+            previous = state.busy
+            state.busy = True  # appshield's own imports (docs/limits.md: this one window)
+            try:
+                return self._build()
+            finally:
+                state.busy = previous
+        if self._builder is None:
+            # A bare `_thread` thread: `threading.settrace`/`setprofile` functions, which
+            # threading.Thread installs in every new thread, never run in it.
+            self._builder = _thread.allocate_lock()
+            self._builder.acquire()
+            _thread.start_new_thread(self._build_here, ())
+        with self._builder:  # until the build is over
+            pass
+        if self._built is None:
+            raise RuntimeError("appshield: telemetry could not be set up") from self._failure
+        return self._built
+
+    def _build_here(self) -> None:
+        # appshield's own thread doing appshield's own work (imports, their bytecode
+        # writes): nothing here is the app's to judge or to report.
+        thread_state.busy = True
+        try:
+            self._built = self._build()
+        except BaseException as exc:  # handed to the waiting thread
+            self._failure = exc
+        finally:
+            self._builder.release()  # type: ignore[union-attr]
 
     def _build(self) -> TelemetryReporter:
         from appshield.telemetry.reporter import TelemetryReporter
@@ -125,6 +187,12 @@ class DeferredReporter:
 
     def report(self, violation: Violation) -> None:
         self.real.report(violation)
+
+    def flush_now(self) -> None:
+        """Push out what the sinks hold (the runtime's drain at exit)."""
+        real = self._real
+        if real is not None:
+            real.flush(time.monotonic() + real.settings.flush_timeout_s)
 
     def fold(
         self,

@@ -12,6 +12,8 @@ import sys
 import threading
 from typing import Any
 
+from appshield.hooks._state import open_own
+
 __all__ = ["JsonLineSink"]
 
 
@@ -23,6 +25,17 @@ class JsonLineSink:
         self.failed = False
 
     def write(self, record: dict[str, Any]) -> None:
+        # A signal handler that raises can interrupt a write anywhere in its Python code;
+        # the line is tried again (a few times), so such an exception does not silently cost
+        # the report. A line that fails for its own reasons still gives up quickly.
+        for _ in range(5):
+            try:
+                self._write(record)
+                return
+            except Exception:
+                continue
+
+    def _write(self, record: dict[str, Any]) -> None:
         import json  # here, not at import: ~1-2 ms of start-up for a process without violations
 
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
@@ -35,7 +48,8 @@ class JsonLineSink:
             try:
                 if self._fd is None:
                     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-                    self._fd = os.open(self.target, flags, 0o600)
+                    # Opened as appshield's own call: reporting exempts nothing else.
+                    self._fd = open_own(self.target, flags, 0o600)
                 os.write(self._fd, line.encode("utf-8", "backslashreplace"))
             except OSError as exc:
                 # An unwritable log must not turn every violation into an exception; the

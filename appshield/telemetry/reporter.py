@@ -40,16 +40,25 @@ class TelemetryReporter:
         self.json = JsonLineSink(settings.log_path) if settings.log_path else None
         self.otel = OTelSink(settings, self.stats, providers)
         self.exit_hooks = ExitHooks(self.flush, settings.flush_timeout_s)
+        # (violation, what admit answered) while that violation is being emitted.
+        self._unfinished: tuple[Violation, tuple[int, Any]] | None = None
         _reset_in_forked_children(self)
 
     def report(self, violation: Violation) -> None:
-        decision = violation.decision
-        self.stats.count_violation(violation.category, decision.action, decision.rule_id)
-        admitted = self.aggregator.admit(violation, time.monotonic_ns())
-        if admitted is None:
-            return  # a repeat inside the interval: counted, folded, nothing else to do
+        if self._unfinished is not None and self._unfinished[0] is violation:
+            # The same report again, after an exception (a signal handler's) stopped it once
+            # admitted: emitted now, not folded as a repeat of itself.
+            admitted = self._unfinished[1]
+        else:
+            decision = violation.decision
+            self.stats.count_violation(violation.category, decision.action, decision.rule_id)
+            admitted = self.aggregator.admit(violation, time.monotonic_ns())
+            if admitted is None:
+                return  # a repeat inside the interval: counted, folded, nothing else to do
+            self._unfinished = (violation, admitted)
         suppressed, evicted = admitted
         self._emit(violation, suppressed)
+        self._unfinished = None
         if evicted is not None:
             self._emit(evicted.violation, evicted.suppressed_count, summary=True)
         # Cheap once settled; until then it retries (a SIGTERM handler can only be set
@@ -85,7 +94,10 @@ class TelemetryReporter:
             record = violation_record(violation, self.redactor, suppressed)
             if summary:
                 record["summary"] = True
-            _fenced(self.json.write, record)
+            # Not fenced here: JsonLineSink.write never raises for its own reasons (it retries,
+            # then gives up quietly), and an exception a signal handler raises on the way in
+            # must reach `report`, which then emits this violation again.
+            self.json.write(record)
         _fenced(self.otel.emit, violation, attrs, not summary)
 
     @staticmethod

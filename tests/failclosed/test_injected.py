@@ -1,0 +1,300 @@
+"""Exceptions injected from outside appshield's arguments: tracers, signal handlers, floods,
+the recursion limit (issue 11, "Tracer, signal and stack cases").
+
+Each case runs in a fresh interpreter (control without the shield, enforce, monitor) and is
+judged by the outside world: canary files under a folder the policy denies writing, and a
+loopback listener whose port the policy denies. The properties:
+
+- enforce: no canary appears and the listener counts no connection, ever;
+- monitor: every canary that appeared (every connection made) was reported;
+- nothing hangs: each child runs under a watchdog (the subprocess timeout).
+
+The control run shows that the same code really creates the canaries without appshield.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.failclosed._child import Listener, Run, run_child
+
+# Every hooked operation, as a function of a unique name `n`: each one, if it gets through,
+# leaves FORBIDDEN/<n> behind (or a connection on the listener, for "connect").
+OPS = """\
+import socket, subprocess, sqlite3, shutil
+def _src(n):
+    path = os.path.join(ALLOWED, "src-" + n)
+    with open(path, "w"):
+        pass
+    return path
+def op_open(n): open(os.path.join(FORBIDDEN, n), "w").close()
+def op_fileio(n):
+    import io
+    io.FileIO(os.path.join(FORBIDDEN, n), "w").close()
+def op_os_open(n): os.close(os.open(os.path.join(FORBIDDEN, n), os.O_CREAT | os.O_WRONLY))
+def op_os_open_dir_fd(n):
+    os.close(os.open(n, os.O_CREAT | os.O_WRONLY, dir_fd=FOLDER_FD))
+def op_mkdir(n): os.mkdir(os.path.join(FORBIDDEN, n))
+def op_rename(n): os.rename(_src(n), os.path.join(FORBIDDEN, n))
+def op_symlink(n): os.symlink("/tmp", os.path.join(FORBIDDEN, n))
+def op_link(n): os.link(_src(n), os.path.join(FORBIDDEN, n))
+def op_mkfifo(n): os.mkfifo(os.path.join(FORBIDDEN, n))
+def op_move(n): shutil.move(_src(n), os.path.join(FORBIDDEN, n))
+def op_sqlite(n):
+    sqlite3.connect(os.path.join(FORBIDDEN, n)).execute("create table t(x)")
+def op_subprocess(n): subprocess.run(["touch", os.path.join(FORBIDDEN, n)])
+def op_posix_spawn(n):
+    os.waitpid(os.posix_spawn("/usr/bin/touch", ["touch", os.path.join(FORBIDDEN, n)],
+                              dict(os.environ)), 0)
+def op_connect(n):
+    socket.create_connection(("127.0.0.1", PORT), timeout=5).close()
+FOLDER_FD = os.open(FORBIDDEN, os.O_RDONLY)
+FILE_OPS = [op_open, op_fileio, op_os_open, op_os_open_dir_fd, op_mkdir, op_rename,
+            op_symlink, op_link, op_mkfifo, op_move, op_sqlite]
+ALL_OPS = FILE_OPS + [op_subprocess, op_posix_spawn, op_connect]
+RESULT["errors"] = {}
+def attempt(op, n):
+    try:
+        op(n)
+    except BaseException as exc:  # noqa: BLE001 - whatever stops it, the world decides
+        key = type(exc).__name__
+        RESULT["errors"][key] = RESULT["errors"].get(key, 0) + 1
+"""
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+def _reported(run: Run, name: str) -> bool:
+    return any(name in str(v.get("target", "")) for v in run.violations)
+
+
+def _assert_enforced(run: Run) -> None:
+    assert run.canaries == [], f"got through: {run.canaries}\n{run.stderr[-3000:]}"
+    assert run.connections == 0, f"{run.connections} connections got through"
+    assert "RESULT " in run.stdout, f"the child did not finish:\n{run.stderr[-3000:]}"
+
+
+def _assert_monitored(run: Run, port: int) -> None:
+    assert "RESULT " in run.stdout, f"the child did not finish:\n{run.stderr[-3000:]}"
+    unreported = [name for name in run.canaries if not _reported(run, name)]
+    assert unreported == [], f"happened without a report: {unreported}"
+    if run.connections:
+        assert _reported(run, f":{port}"), "a connection was made and not reported"
+
+
+def _check(code: str, tmp_path: Path, listener: Listener, *, control_effects: bool = True) -> None:
+    control = run_child(OPS + code, tmp_path / "control", listener, mode=None)
+    assert "RESULT " in control.stdout, control.stderr[-3000:]
+    if control_effects:
+        assert control.canaries or control.connections, "the attack does not work without it"
+    _assert_enforced(run_child(OPS + code, tmp_path / "enforce", listener, mode="enforce"))
+    monitored = run_child(OPS + code, tmp_path / "monitor", listener, mode="monitor")
+    _assert_monitored(monitored, listener.port)
+
+
+RAISING_TRACER = """\
+import sys, threading
+class TracerError(Exception):
+    pass
+def tracer(frame, event, arg):
+    # Raise only inside appshield's own frames: the app's frames are traced as usual.
+    if "/appshield/" in frame.f_code.co_filename:
+        raise TracerError(event)
+    return tracer
+"""
+
+
+def test_raising_settrace_tracer(tmp_path: Path, listener: Listener) -> None:
+    code = (
+        RAISING_TRACER
+        + """\
+sys.settrace(tracer)
+for i, op in enumerate(ALL_OPS):
+    attempt(op, f"t{i}")
+sys.settrace(None)
+"""
+    )
+    _check(code, tmp_path, listener)
+
+
+def test_raising_threading_settrace_tracer(tmp_path: Path, listener: Listener) -> None:
+    code = (
+        RAISING_TRACER
+        + """\
+threading.settrace(tracer)
+def work():
+    for i, op in enumerate(ALL_OPS):
+        attempt(op, f"th{i}")
+worker = threading.Thread(target=work)
+worker.start()
+worker.join()
+threading.settrace(None)
+"""
+    )
+    _check(code, tmp_path, listener)
+
+
+def test_raising_setprofile_function(tmp_path: Path, listener: Listener) -> None:
+    code = (
+        RAISING_TRACER
+        + """\
+sys.setprofile(tracer)
+for i, op in enumerate(ALL_OPS):
+    attempt(op, f"p{i}")
+sys.setprofile(None)
+"""
+    )
+    _check(code, tmp_path, listener)
+
+
+# The handler raises only while an operation is in flight (ARMED), so that the exception
+# lands inside the operation (and so inside appshield), never in the loop's own scaffolding,
+# which would end the child before it can report. The first statement of the except block
+# disarms: no check for pending signals comes before it.
+HAMMER = """\
+import signal, time
+class Alarm(Exception):
+    pass
+class HardAlarm(BaseException):
+    pass
+ticks = [0]
+ARMED = [False]
+def on_alarm(signum, frame):
+    ticks[0] += 1
+    if ARMED[0]:
+        raise (HardAlarm if ticks[0] % 3 == 0 else Alarm)()
+def armed_attempt(op, n):
+    try:
+        ARMED[0] = True
+        op(n)
+        ARMED[0] = False
+    except BaseException as exc:
+        ARMED[0] = False
+        key = type(exc).__name__
+        RESULT["errors"][key] = RESULT["errors"].get(key, 0) + 1
+"""
+
+
+def test_raising_sigalrm_timer_over_denied_operations(tmp_path: Path, listener: Listener) -> None:
+    code = (
+        HAMMER
+        + """\
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+end = time.monotonic() + 2
+i = 0
+while time.monotonic() < end:
+    armed_attempt(FILE_OPS[i % len(FILE_OPS)], f"s{i}")
+    i += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+RESULT["attempts"] = i
+RESULT["ticks"] = ticks[0]
+"""
+    )
+    _check(code, tmp_path, listener)
+
+
+def test_signal_handler_opening_denied_files_while_main_opens_allowed(
+    tmp_path: Path, listener: Listener
+) -> None:
+    # The handler lands inside appshield's work on the allowed opens (each a new path, so
+    # each one is described in full): nothing it does may be exempt.
+    code = """\
+import signal, time
+count = [0]
+inside = [False]
+def on_alarm(signum, frame):
+    # A report takes longer than the interval: the handler does not nest in itself.
+    if inside[0]:
+        return
+    inside[0] = True
+    count[0] += 1
+    try:
+        open(os.path.join(FORBIDDEN, f"h{count[0]}"), "w").close()
+    except PermissionError:
+        pass
+    inside[0] = False
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+end = time.monotonic() + 2
+i = 0
+while time.monotonic() < end:
+    try:
+        with open(os.path.join(ALLOWED, f"a{i % 500}"), "w"):
+            pass
+    except BaseException:
+        pass
+    i += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+RESULT["handler_runs"] = count[0]
+RESULT["allowed_opens"] = i
+"""
+    _check(code, tmp_path, listener)
+
+
+def test_signal_handler_committing_violations_during_a_flood(
+    tmp_path: Path, listener: Listener
+) -> None:
+    # Reports take locks; a handler that reports while its thread holds one must not hang.
+    code = """\
+import signal, time
+inside = [False]
+def on_alarm(signum, frame):
+    if inside[0]:  # reports take longer than the interval: no nesting in itself
+        return
+    inside[0] = True
+    for j in range(3):
+        attempt(FILE_OPS[j], f"hf{time.monotonic_ns()}-{j}")
+    inside[0] = False
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+end = time.monotonic() + 2
+i = 0
+while time.monotonic() < end:
+    attempt(FILE_OPS[i % 3], f"f{i}")
+    i += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+RESULT["flood"] = i
+"""
+    _check(code, tmp_path, listener)
+
+
+def test_every_operation_in_the_last_30_frames_before_the_recursion_limit(
+    tmp_path: Path, listener: Listener
+) -> None:
+    code = """\
+def deepest():
+    depth = [0]
+    def down(d):
+        depth[0] = d
+        down(d + 1)
+    try:
+        down(1)
+    except RecursionError:
+        pass
+    return depth[0]
+LIMIT = deepest()
+def at_depth(d, op, n):
+    if d > 1:
+        return at_depth(d - 1, op, n)
+    return attempt(op, n)
+RESULT["limit"] = LIMIT
+for i, op in enumerate(ALL_OPS):
+    for slack in range(1, 31):
+        try:
+            at_depth(LIMIT - slack, op, f"r{i}-{slack}")
+        except RecursionError:
+            pass
+"""
+    _check(code, tmp_path, listener)
