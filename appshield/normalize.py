@@ -62,6 +62,27 @@ def _text(path: PathInput) -> str:
     return text  # type: ignore[return-value]
 
 
+def _fd_number(fd: int) -> int:
+    """A descriptor as an exact int: an int subclass is read through int (its `__format__`
+    or `__str__` never decides which /proc/self/fd link is read)."""
+    kind = type(fd)  # never isinstance: it consults a `__class__` the object may fake
+    if kind is int:
+        return fd
+    if issubclass(kind, int):
+        return int.__index__(fd)
+    raise TypeError(f"a descriptor must be an int, not {type(fd).__qualname__}")
+
+
+def _folder(dir_fd: int | None, cwd: str | None) -> str:
+    """The folder a relative path starts from: the one open as `dir_fd`, else `cwd`, else
+    the current folder."""
+    if dir_fd is not None:
+        return os.readlink(f"/proc/self/fd/{_fd_number(dir_fd)}")
+    if cwd is not None:
+        return _text(cwd)
+    return _cwd()
+
+
 def _cwd() -> str:
     try:
         return os.getcwd()
@@ -80,11 +101,7 @@ def normalize_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | Non
     """
     text = _text(path)
     if not text.startswith("/"):
-        if dir_fd is not None:
-            base = os.readlink(f"/proc/self/fd/{dir_fd}")
-        else:
-            base = cwd if cwd is not None else _cwd()
-        text = f"{base}/{text}"
+        text = f"{_folder(dir_fd, cwd)}/{text}"
     text = _normpath(text)
     # POSIX keeps a leading `//` (implementation-defined); Linux treats it as `/`.
     if text.startswith("//"):
@@ -96,35 +113,18 @@ def fd_path(fd: int) -> str | None:
     """The path the kernel holds for an open descriptor, or None (closed, or not a file:
     pipes, sockets and anonymous inodes have no path)."""
     try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
+        target = os.readlink(f"/proc/self/fd/{_fd_number(fd)}")
     except (OSError, ValueError, OverflowError, TypeError):
         return None
     return target if target.startswith("/") else None
 
 
-# posix.open as it was before any patching, and the per-thread state that tells the audit
-# hook which `open` event is appshield's own (see appshield.hooks._state).
-_raw_open = __import__("posix").open
-_thread_state: object = None
-
-
 def _open_own_path(text: str) -> int:
-    """An O_PATH descriptor for `text`, opened as appshield's own call: the `open` audit
-    event it raises carries a bytes object made here and handed to nobody else, which is how
-    the audit hook knows it (nothing else on this thread can borrow that)."""
-    global _thread_state
-    state = _thread_state
-    if state is None:
-        from appshield.hooks._state import thread_state
+    """An O_PATH descriptor for `text`, opened as appshield's own call (see
+    `appshield.hooks._state.open_own`: no exemption anything else can borrow)."""
+    from appshield.hooks._state import open_own
 
-        state = _thread_state = thread_state
-    token = os.fsencode(text)
-    previous = state.own  # type: ignore[attr-defined]
-    state.own = ("open", token)  # type: ignore[attr-defined]
-    try:
-        return _raw_open(token, os.O_PATH | os.O_CLOEXEC)  # type: ignore[no-any-return]
-    finally:
-        state.own = previous  # type: ignore[attr-defined]
+    return open_own(text, os.O_PATH | os.O_CLOEXEC)
 
 
 def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None = None) -> str:
@@ -141,12 +141,11 @@ def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None 
     """
     text = _text(path)
     if not text.startswith("/"):
-        if dir_fd is not None:
-            text = f"{os.readlink(f'/proc/self/fd/{dir_fd}')}/{text}"
-        else:
-            text = f"{cwd if cwd is not None else _cwd()}/{text}"
+        text = f"{_folder(dir_fd, cwd)}/{text}"
     try:
-        fd = _open_own_path(text)
+        # "/" would be encoded as the one-byte bytes CPython shares process-wide, which
+        # cannot be a token of appshield's own call; "/." names the same folder.
+        fd = _open_own_path("/." if text == "/" else text)
     except OSError:
         return normalize_path(os.path.realpath(text))
     try:

@@ -38,11 +38,8 @@ __all__ = [
     "uninstall",
 ]
 
-# Read once, when appshield is first imported: changing these later changes nothing.
-STARTUP_ENVIRON: Mapping[str, str] = {
-    k: v for k, v in os.environ.items() if k.startswith(("APPSHIELD_", "OTEL_")) or k == "PATH"
-}
-KILL_SWITCH = STARTUP_ENVIRON.get("APPSHIELD_DISABLE", "") not in ("", "0")
+# Read once, when appshield is first imported (see appshield._startup).
+from appshield._startup import KILL_SWITCH, STARTUP_ENVIRON
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -93,7 +90,7 @@ def _frame_kind(filename: str) -> int:
     # A str subclass (code can be compiled with one as its filename) could lie in its
     # methods: it is judged on its characters and never remembered (callers look up exact
     # str only).
-    exact = filename.__class__ is str
+    exact = type(filename) is str
     kind = _frame_kinds.get(filename) if exact else None
     if kind is None:
         text = filename if exact else str.__getitem__(filename, slice(None))
@@ -124,7 +121,7 @@ def _blamed_code(frame: FrameType | None) -> tuple[FrameType, Any] | None:
         if frame.f_globals is not own:
             code = frame.f_code
             filename = code.co_filename
-            kind = kinds.get(filename) if filename.__class__ is str else None
+            kind = kinds.get(filename) if type(filename) is str else None
             if kind is None:
                 kind = _frame_kind(filename)
             if kind == _BLAMABLE:
@@ -151,7 +148,7 @@ def capture_callsite(frame: FrameType | None = None) -> CallSite:
             f = f.f_back
             continue
         filename = f.f_code.co_filename
-        kind = kinds.get(filename) if filename.__class__ is str else None
+        kind = kinds.get(filename) if type(filename) is str else None
         if kind is None:
             kind = _frame_kind(filename)
         if kind != _OWN:

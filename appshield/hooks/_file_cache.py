@@ -73,7 +73,11 @@ def same_file(seen: tuple[int, int, set[int], bytes]) -> bool:
 
 
 def lookup(path: str, flags: int, compiled: Any) -> bool:
-    """True: this open was allowed before and still leads to the same file."""
+    """True: this open was allowed before and still leads to the same file. Only an exact
+    str path and an exact int flags are looked up: a subclass's `__hash__`/`__eq__` could
+    claim to be a remembered path (`type()`, not `__class__`, which an object can fake)."""
+    if type(path) is not str or type(flags) is not int:
+        return False
     memory = _for(compiled)
     if flags in memory.plain.get(path, ()):
         return True
@@ -84,9 +88,11 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
 
 
 def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> None:
-    """Note an allowed open of a clean absolute path."""
+    """Note an allowed open of a clean absolute path (an exact str, with exact int flags)."""
+    if type(path) is not str or type(flags) is not int:
+        return
     memory = _for(compiled)
-    if not memory.usable or not ops or path.__class__ is not str or ops[0].path != path:
+    if not memory.usable or not ops or ops[0].path != path:
         return
     resolved = ops[0].resolved
     if resolved is None:

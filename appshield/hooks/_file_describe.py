@@ -13,6 +13,12 @@
   the file.
 - access from open flags: O_WRONLY/O_RDWR/O_CREAT/O_TRUNC/O_APPEND write; anything but
   O_WRONLY also reads (so `r+`, `a+`, `w+` are checked as both).
+
+Callers hand over values already converted once (see appshield/hooks/_convert.py): exact
+`str`/`bytes`/`int`. A subclass is read here through its base type all the same, so nothing
+it overrides (`__eq__`, `startswith`, `__and__`, `__format__`, ...) runs; anything else (a
+`PathLike` nobody converted) raises `Unreadable`, a denial, rather than being converted a
+second time here.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 from typing import Any
 
 from appshield.hooks import _gate
+from appshield.hooks._convert import event_index, event_path
 from appshield.normalize import fd_path, normalize_path, resolve_path
 from appshield.operations import FileAccess, FileOp
 
@@ -37,6 +44,8 @@ _needs: tuple[Any, dict[str, bool]] = (None, {})
 
 
 def accesses(flags: int) -> tuple[FileAccess, ...]:
+    if type(flags) is not int:
+        flags = event_index(flags)  # an int subclass's __and__/__hash__ must not answer
     found = _access_cache.get(flags)
     if found is None:
         mode = flags & os.O_ACCMODE
@@ -65,10 +74,14 @@ def resolver_for(access: str) -> bool:
     return needed
 
 
+def _fd(dir_fd: Any) -> int | None:
+    return None if dir_fd is None else event_index(dir_fd)
+
+
 def fast_normalize(path: Any, dir_fd: int | None = None) -> str:
     """normalize_path, without its work for the common already-clean absolute str."""
     if (
-        path.__class__ is str
+        type(path) is str
         and path[:1] == "/"
         and "/." not in path
         and "//" not in path
@@ -76,9 +89,10 @@ def fast_normalize(path: Any, dir_fd: int | None = None) -> str:
         and "\x00" not in path
     ):
         return path  # type: ignore[no-any-return]
-    if isinstance(path, int):
+    path = event_path(path)
+    if type(path) is int:
         return fd_path(path) or f"/proc/self/fd/{path}"
-    return normalize_path(path, dir_fd=dir_fd)
+    return normalize_path(path, dir_fd=_fd(dir_fd))
 
 
 def _resolve(path: str, follow: bool) -> str:
@@ -94,7 +108,7 @@ def _resolve(path: str, follow: bool) -> str:
 def file_op(
     path: Any, access: FileAccess, *, dir_fd: int | None = None, follow: bool = True
 ) -> FileOp:
-    """One access to `path` (str, bytes, PathLike or an open descriptor)."""
+    """One access to `path` (str, bytes or an open descriptor, already converted)."""
     normalised = fast_normalize(path, dir_fd)
     resolved = _resolve(normalised, follow) if resolver_for(access) else None
     return FileOp(normalised, access, resolved)
@@ -104,7 +118,9 @@ def open_ops(
     path: Any, flags: int, *, dir_fd: int | None = None, cwd: str | None = None
 ) -> list[FileOp]:
     """An open with these flags: one op per access it implies, sharing one resolution."""
-    if cwd is not None and dir_fd is None and not isinstance(path, int):
+    if type(path) is not str:
+        path = event_path(path)
+    if cwd is not None and dir_fd is None and type(path) is not int:
         normalised = normalize_path(path, cwd=cwd)
     else:
         normalised = fast_normalize(path, dir_fd)

@@ -128,10 +128,11 @@ def _leave(saved: tuple[Any, Any, int]) -> None:
 
 def plain_text(value: object) -> str:
     """A name for a report, read without running any code the object defines."""
-    if value.__class__ is str:
+    kind = type(value)
+    if kind is str:
         return value  # type: ignore[return-value]
-    if isinstance(value, str):
-        return str.__getitem__(value, slice(None))
+    if issubclass(kind, str):
+        return str.__getitem__(value, slice(None))  # type: ignore[arg-type]
     return "?"
 
 
@@ -143,11 +144,16 @@ def _error_name(exc: BaseException) -> str:
 def fail_closed(active: Any, category: str, api: str, exc: BaseException) -> None:
     """Report an operation that could not be described or decided, then raise `exc` again:
     the operation does not happen, and the exception reaches the app where Python would have
-    delivered it. In monitor mode too: the operation cannot be let through unjudged."""
+    delivered it.
+
+    In monitor mode too. What raises there is, nearly always, either the argument itself
+    (the C function converts it the same way, and would have raised the same exception) or a
+    signal handler (whose exception Python would have delivered to the app around this very
+    call): raising it again is what bare Python does. Letting the operation through instead
+    would run it unjudged, and swallow a `KeyboardInterrupt` or a timeout."""
     try:
         operation = UndescribedOp(category, api, _error_name(exc))
-        mode = active.policy.mode
-        decision = Decision("deny", "implicit:undescribable", True, mode)
+        decision = Decision("deny", "implicit:undescribable", True, active.policy.mode)
         active.report_undescribable(operation, decision, api)
     finally:
         raise exc
@@ -270,16 +276,18 @@ def make_audit_hook(
     from appshield.hooks import _file_cache as file_cache
 
     stat = __import__("posix").stat
+    exact_type = type
 
     def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open" and len(args) == 3:
             # The hot path of every open(): an open the active policy allowed before (see
             # hooks/_file_cache) is let through here, before any per-thread bookkeeping. It
-            # builds nothing and runs no code of the caller's: only an exact str path and an
-            # exact int flags are looked up (a subclass could lie in __hash__/__eq__).
+            # builds nothing and runs no code of the caller's: only an exact str path is looked
+            # up (a subclass could lie in __hash__/__eq__; `type()`, because `io.FileIO(obj)`
+            # hands the caller's own object here, and `obj.__class__` can be faked).
             path = args[0]
-            flags = args[2]
-            if path.__class__ is str and flags.__class__ is int:
+            flags = args[2]  # always an exact int: CPython computes it from the mode
+            if exact_type(path) is str:
                 active = this_module._shield
                 opened = file_cache._memory
                 if active is not None and opened.owner is active.compiled:
@@ -311,7 +319,7 @@ def make_audit_hook(
         if own is not None and first is own[1] and own[0] == event:
             state.own = None  # appshield's own system call, made with its own object
             return
-        if state.own_imports and event == "import" and first.__class__ is str:
+        if state.own_imports and event == "import" and exact_type(first) is str:
             if first in state.own_imports:
                 return
         judge_event(active, handler, category_of(event, "unknown"), event, args)

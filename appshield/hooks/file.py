@@ -11,19 +11,23 @@ Where each access is seen, and why there:
   target: a wrapt wrapper on `builtins.open` costs about 1 us a call on its own (an `open()` +
   `close()` is 6-10 us, the target is 1.15x), the audit hook about 0.4 us, and the event fires
   anyway, so a wrapper would only add cost and a second decision to avoid. So `open` is decided
-  in the audit hook, and wrapt is used only where the event lacks information:
+  in the audit hook, and wrapt is used only where the event lacks information or carries an
+  object C has not converted yet:
   - `os.open(..., dir_fd=)` (and `posix.open`): the event carries the relative path without
     its `dir_fd`; the wrapper names the file through /proc/self/fd and marks the event as
     already decided;
   - `os.mkfifo` and `os.mknod` (and the `posix` twins): they raise no event at all;
+  - `sqlite3.connect` and `shutil.rmtree`: their events carry the caller's *original*
+    argument (a `PathLike` that C or shutil converts after the event), so the wrappers
+    convert it once and hand the converted value on; the event then reads exactly that;
   - `os.posix_spawn[p]`'s `file_actions` (in `hooks.process`).
 - The other `os` calls raise events that carry `dir_fd` (`os.remove`, `os.rmdir`,
   `os.rename` for rename and replace, `os.link`, `os.symlink`, `os.mkdir`, `os.truncate`,
   `os.chmod`, `os.chown`, `os.utime`, `os.setxattr`, `os.removexattr`, `os.listdir`,
   `os.scandir`) and fire for `posix.*` and captured aliases too, so they are decided there.
-  shutil's copy, move and rmtree, `os.makedirs`, `os.removedirs`, tempfile and glob are built
-  on these and need nothing of their own; `shutil.rmtree` is also checked as a whole up front,
-  so a denied tree is refused before anything in it is deleted.
+  shutil's copy and move, `os.makedirs`, `os.removedirs`, tempfile and glob are built on these
+  and need nothing of their own; `shutil.rmtree` is also checked as a whole up front, so a
+  denied tree is refused before anything in it is deleted.
 - The hot path: an allowed open of a clean absolute path is remembered per compiled policy
   (`_file_cache`), and the audit hook itself lets a repeat through at its very top, before
   the per-thread bookkeeping and this handler: one dict lookup, plus one `stat` (to prove
@@ -31,6 +35,16 @@ Where each access is seen, and why there:
   with benchmarks/run.py and benchmarks/bench_hooks.py.
 - `sqlite3.connect`: its event (SQLite opens the file in C, with no `open` event). It reads and
   may create and write, so both are checked.
+
+Reading arguments (appshield/hooks/_convert.py has the why): the `os` events carry the path
+CPython already converted (an exact `str`/`bytes`, the `str`/`bytes` subclass instance that
+`__fspath__` returned, or the descriptor object `__index__` was called on), so handlers read
+them with `event_path`/`event_index`: through the base type's C methods, never through
+anything the object overrides; what cannot be read that way raises `Unreadable`, and the gate
+denies. Wrappers convert each argument once (`fspath_once`, `index_once`) and call the original
+with the converted values. Keyword names are read as exact `str` too: a `str` subclass key
+with a lying `__eq__` would hide `dir_fd=` from `kwargs.get` while C's argument parser, which
+compares the characters, still finds it.
 
 Access: open flags give read and/or write; listing a folder reads it; remove, unlink, rmdir,
 rmtree and the source of a rename delete; the target of a rename, link or symlink, mkdir,
@@ -44,6 +58,7 @@ set and the call comes from `<frozen importlib._bootstrap_external>`.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -51,41 +66,25 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+from appshield.hooks import _gate
+from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
-from appshield.hooks._convert import fspath_once, index_once
 from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
-from appshield.hooks import _gate
-from appshield.hooks._proc_screen import active, enforce_all, first_violation, screen
 from appshield.hooks._state import thread_state
 from appshield.normalize import fd_path
-from appshield.operations import FileAccess, FileOp, Operation
+from appshield.operations import Operation
 
-__all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
+__all__ = ["AUDIT_HANDLERS", "PATCHES"]
 
 _state = thread_state
 Described = tuple[Operation, str]
 _module_suffixes: tuple[str, ...] | None = None
-
-
-class _NoShield:
-    compiled = None
-
-
-# The installed shield (set by on_install): the audit hook calls the handlers only while one
-# is active, so they read its current compiled policy here without going through runtime.
-_active: Any = _NoShield()
-
-
-def on_install(shield: Any) -> None:
-    global _active
-    _active = shield
-
-
-def on_uninstall() -> None:
-    global _active
-    _active = _NoShield()
+_str_copy = str.__getitem__
+_dict_get = dict.get
+_dict_items = dict.items
+_ALL = slice(None)
 
 
 # -- the import system's own file work ------------------------------------------------------
@@ -94,9 +93,8 @@ def on_uninstall() -> None:
 def _suffixes() -> tuple[str, ...]:
     global _module_suffixes
     if _module_suffixes is None:
-        import importlib.machinery
-
-        _module_suffixes = (*importlib.machinery.all_suffixes(), ".pyc")
+        machinery = _gate.own_import("importlib.machinery")  # rare: kept out of start-up
+        _module_suffixes = (*machinery.all_suffixes(), ".pyc")
     return _module_suffixes
 
 
@@ -116,17 +114,19 @@ def _from_import_machinery() -> bool:
         namespace = frame.f_globals
         if namespace is _IMPORTLIB_GLOBALS:
             return True
-        name = namespace.get("__name__")
-        if not (isinstance(name, str) and name.startswith("appshield.")):
+        # Read through dict and compared as an exact str: code run with a dict subclass as
+        # its globals (exec) must not pass itself off as one of appshield's frames.
+        name = _dict_get(namespace, "__name__")
+        if not (type(name) is str and name.startswith("appshield.")):
             return False
         frame = frame.f_back
     return False
 
 
-def _import_file_work(path: Any) -> bool:
-    if not isinstance(path, str):
-        path = os.fsdecode(path) if isinstance(path, bytes) else str(path)
-    if not (path.endswith(_suffixes()) or "__pycache__" in path):
+def _import_file_work(path: str | bytes) -> bool:
+    """`path` (already read: exact str or bytes) is the import system's own file work."""
+    text = path if type(path) is str else os.fsdecode(path)
+    if not (text.endswith(_suffixes()) or "__pycache__" in text):
         return False
     return _from_import_machinery()
 
@@ -134,61 +134,111 @@ def _import_file_work(path: Any) -> bool:
 # -- audit events ---------------------------------------------------------------------------
 
 
+def _dir_fd(args: tuple[Any, ...], index: int) -> int | None:
+    """The `dir_fd` an event carries at `index`, as an exact int; None for the current folder
+    (events spell it None, -1 or AT_FDCWD)."""
+    if len(args) <= index:
+        return None
+    value = args[index]
+    if value is None:
+        return None
+    fd = event_index(value)
+    return fd if fd >= 0 else None
+
+
+def _relative(path: str | bytes) -> bool:
+    return path[:1] != ("/" if type(path) is str else b"/")
+
+
 def _on_open(args: tuple[Any, ...]) -> Described | None:
     # A remembered allowed open never gets here: the audit hook lets it through first (see
-    # runtime._make_audit_hook and _file_cache). The lookup below starts a fresh memory when
-    # the policy changed since the last open.
-    path = args[0]
-    compiled = _gate.shield().compiled
-    if path.__class__ is str:
-        if _state.importing and _import_file_work(path):
-            return None
-        if _cache_lookup(path, args[2], compiled):
-            return None
-        if args[1] is None and path[:1] != "/" and not _wrapped.plain_os_open:
-            return _unknown_dir_fd(path, args[2])
-    elif path.__class__ is int:
+    # _gate.make_audit_hook and _file_cache). The lookup below starts a fresh memory when the
+    # policy changed since the last open.
+    original, mode, raw_flags = args
+    # The converted path (exact, or read through str/bytes). An `io.FileIO(obj)` event
+    # carries the caller's object itself, which C converted by calling its __fspath__: a
+    # second call could answer differently, so event_path refuses it (Unreadable: denied).
+    path = event_path(original)
+    flags = event_index(raw_flags)
+    if type(path) is int:
         return None  # an already-open descriptor: its open was decided
-    elif _state.importing and _import_file_work(path):
+    if _state.importing and _import_file_work(path):
         return None
-    if args[1] is None and not _wrapped.plain_os_open and _is_relative(path):
-        return _unknown_dir_fd(path, args[2])
-    ops = open_ops(path, args[2])
-    found = screen([(op, "open") for op in ops])
+    compiled = _gate.shield().compiled
+    if type(path) is str and _cache_lookup(path, flags, compiled):
+        return None
+    if mode is None and _relative(path):  # an os.open: its dir_fd is not in the event
+        token = _wrapped.plain_os_open
+        if token is None or original is not token:
+            return _unknown_dir_fd(path, flags)
+        _wrapped.plain_os_open = None  # consumed: os.open's wrapper, relative to the cwd
+    ops = open_ops(path, flags)
+    found = _gate.screen([(op, "open") for op in ops])
     if found is None:
-        _cache_remember(path, args[2], ops, compiled)
+        _cache_remember(path, flags, ops, compiled)
         return None
     return found[0], found[1]
 
 
-def _is_relative(path: Any) -> bool:
-    text = os.fsdecode(os.fspath(path))
-    return not text.startswith("/")
+# posix.listdir as it was at import, for listing /proc/self/fd as appshield's own call.
+_raw_listdir = __import__("posix").listdir
+_PROC_FD = "/proc/self/fd"
 
 
 def _open_folders() -> list[int]:
     """Descriptors of this process that name folders: what a `dir_fd` could be."""
+    # appshield's own listing: its `os.listdir` event carries a bytes made here for this one
+    # call (os.fsencode builds a new object each time), which the audit hook lets through by
+    # identity. Nothing else running on this thread meanwhile can hold that object.
+    token = os.fsencode(_PROC_FD)
+    names = _gate.own_call("os.listdir", token, _raw_listdir, token)
     found = []
-    for name in os.listdir("/proc/self/fd"):
-        target = fd_path(int(name))
+    for name in names:
+        fd = int(name)
+        target = fd_path(fd)
         if target is not None and os.path.isdir(target):
-            found.append(int(name))
+            found.append(fd)
     return found
 
 
-def _unknown_dir_fd(path: Any, flags: int) -> Described | None:
+def _anchors(path: str | bytes | int, dir_fd: int | None, *names: Any) -> list[int | None]:
+    """The folder a relative `path` is taken from: [dir_fd] (None: the current folder).
+
+    A `dir_fd` that names no folder makes the call fail, with EBADF (not open) or ENOTDIR (a
+    pipe, a socket). That error is raised here, before the call, with the file names the
+    call would have put in it (`names`): letting the call go ahead to fail by itself would
+    let another thread open a folder under that number in between, unjudged."""
+    if dir_fd is None or type(path) is int or not _relative(path):  # type: ignore[arg-type]
+        return [dir_fd]
+    if fd_path(dir_fd) is None:
+        try:
+            os.fstat(dir_fd)
+        except OSError as exc:
+            code = exc.errno or errno.EBADF
+        else:
+            code = errno.ENOTDIR
+        raise OSError(code, os.strerror(code), *names)
+    return [dir_fd]
+
+
+def _one_or_first(described: list[Described]) -> Described | None:
+    if len(described) == 1:
+        return described[0]  # decided by the gate
+    return _gate.first_violation(described)
+
+
+def _unknown_dir_fd(path: str | bytes, flags: int) -> Described | None:
     """An os.open of a relative path that bypassed the wrapper (a captured or `__wrapped__`
     original, a fresh `posix` module): its dir_fd may be any open folder, so the path is
     judged against the current folder and against every one of them."""
     described = [(op, "os.open") for op in open_ops(path, flags)]
     for fd in _open_folders():
         described.extend((op, "os.open") for op in open_ops(path, flags, dir_fd=fd))
-    return first_violation(described)
+    return _gate.first_violation(described)
 
 
-def _listing(path: Any, api: str) -> Described | None:
-    if path is None:
-        path = "."
+def _listing(value: Any, api: str) -> Described | None:
+    path = "." if value is None else event_path(value)
     if _state.importing and _from_import_machinery():
         return None  # FileFinder filling its cache
     return file_op(path, "read"), api
@@ -202,90 +252,120 @@ def _on_scandir(args: tuple[Any, ...]) -> Described | None:
     return _listing(args[0], "os.scandir")
 
 
-def _dir_fd(args: tuple[Any, ...], index: int) -> int | None:
-    value = args[index] if len(args) > index else None
-    # Some events spell "no dir_fd" as None, others as -1 (or AT_FDCWD).
-    return value if isinstance(value, int) and value >= 0 else None
+def _accesses(
+    path: str | bytes | int,
+    dir_fd: int | None,
+    accesses: tuple[Any, ...],
+    api: str,
+    follow: bool,
+    names: tuple[Any, ...] = (),
+) -> list[Described]:
+    """One access per entry of `accesses` to `path` (taken from `dir_fd`); `names`: the file
+    names of the call's own error, should `dir_fd` name no folder (see _anchors)."""
+    anchor = _anchors(path, dir_fd, *names)[0]
+    return [(file_op(path, access, dir_fd=anchor, follow=follow), api) for access in accesses]
 
 
-def _single(access: FileAccess, api: str, fd_index: int, follow: bool) -> Callable[..., Any]:
+def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[..., Any]:
     def handler(args: tuple[Any, ...]) -> Described | None:
+        path = event_path(args[0])
+        dir_fd = _dir_fd(args, fd_index)
         if _state.importing and _from_import_machinery():
             return None  # __pycache__ folders and cache files
-        op = file_op(args[0], access, dir_fd=_dir_fd(args, fd_index), follow=follow)
-        return op, api
+        return _one_or_first(_accesses(path, dir_fd, (access,), api, follow, (args[0],)))
 
     return handler
 
 
 def _on_rename(args: tuple[Any, ...]) -> Described | None:
+    src, dst = event_path(args[0]), event_path(args[1])
+    src_fd, dst_fd = _dir_fd(args, 2), _dir_fd(args, 3)
     if _state.importing and _from_import_machinery():
         return None  # the atomic write of a bytecode cache file
-    src, dst = args[0], args[1]
-    return first_violation(
-        [
-            (file_op(src, "delete", dir_fd=_dir_fd(args, 2), follow=False), "os.rename"),
-            (file_op(dst, "write", dir_fd=_dir_fd(args, 3), follow=False), "os.rename"),
-        ]
+    names = (args[0], None, args[1])
+    return _gate.first_violation(
+        _accesses(src, src_fd, ("delete",), "os.rename", False, names)
+        + _accesses(dst, dst_fd, ("write",), "os.rename", False, names)
     )
 
 
 def _on_link(args: tuple[Any, ...]) -> Described | None:
-    src, dst = args[0], args[1]
+    src, dst = event_path(args[0]), event_path(args[1])
     src_fd, dst_fd = _dir_fd(args, 2), _dir_fd(args, 3)
-    return first_violation(
-        [
-            (file_op(dst, "write", dir_fd=dst_fd, follow=False), "os.link"),
-            (file_op(src, "read", dir_fd=src_fd), "os.link"),
-            (file_op(src, "write", dir_fd=src_fd), "os.link"),
-        ]
+    names = (args[0], None, args[1])
+    return _gate.first_violation(
+        _accesses(dst, dst_fd, ("write",), "os.link", False, names)
+        + _accesses(src, src_fd, ("read", "write"), "os.link", True, names)
     )
 
 
 def _on_symlink(args: tuple[Any, ...]) -> Described | None:
-    return file_op(args[1], "write", dir_fd=_dir_fd(args, 2), follow=False), "os.symlink"
+    # The link's text (args[0]) is not a file access: only the new name is written.
+    dst = event_path(args[1])
+    names = (args[0], None, args[1])
+    return _one_or_first(_accesses(dst, _dir_fd(args, 2), ("write",), "os.symlink", False, names))
 
 
 def _on_truncate(args: tuple[Any, ...]) -> Described | None:
-    return file_op(args[0], "write"), "os.truncate"
+    return file_op(event_path(args[0]), "write"), "os.truncate"
 
 
-def _sqlite_path(database: Any) -> str | None:
-    """The file behind a sqlite3 database name, or None for an in-memory database."""
-    if isinstance(database, bytes):
-        database = os.fsdecode(database)
-    database = os.fspath(database)
+def _sqlite_name(value: Any) -> str:
+    """A database name as the event carries it. Only text: on 3.11+ the event comes *before*
+    C converts the argument, so anything but str/bytes (read through the base type) is an
+    object whose conversion has not happened yet, and reading it here would be a second,
+    possibly different, conversion. The wrapper on `sqlite3.connect` converts first; what
+    reaches the event unconverted (a captured alias, `sqlite3.Connection(obj)`) is refused:
+    `Unreadable` is a TypeError, which C raises for a name it cannot read as well."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is bytes:
+        return os.fsdecode(value)
+    if issubclass(kind, str):
+        return _str_copy(value, _ALL)  # type: ignore[no-any-return]
+    if issubclass(kind, bytes):
+        return os.fsdecode(bytes.__getitem__(value, _ALL))
+    raise Unreadable(f"a database name of type {kind.__qualname__} cannot be read safely")
+
+
+def _sqlite_path(database: str) -> str | None:
+    """The file behind a sqlite3 database name (exact str), or None for a memory database."""
     if database in ("", ":memory:"):
         return None
     if database.startswith("file:"):
-        from urllib.parse import parse_qs, unquote, urlsplit  # rare: kept out of start-up
-
-        parts = urlsplit(database)
-        query = parse_qs(parts.query)
+        parse = _gate.own_import("urllib.parse")  # rare: kept out of start-up
+        parts = parse.urlsplit(database)
+        query = parse.parse_qs(parts.query)
         if query.get("mode", [""])[0] == "memory" or parts.path in ("", ":memory:"):
             return None
-        return unquote(parts.path)
-    return database  # type: ignore[no-any-return]
+        return parse.unquote(parts.path)  # type: ignore[no-any-return]
+    return database
 
 
 def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
-    database = args[0]
-    candidates = [database]
+    database = _sqlite_name(args[0])
     path = _sqlite_path(database)
     if path is None:
         return None
+    candidates = [database]
     if path != database:
         candidates.append(path)  # uri=True is not in the event: judge both readings
     ops: list[Described] = []
     for candidate in candidates:
         for access in ("read", "write"):
             ops.append((file_op(candidate, access), "sqlite3.connect"))  # type: ignore[arg-type]
-    return first_violation(ops)
+    return _gate.first_violation(ops)
 
 
 def _on_rmtree(args: tuple[Any, ...]) -> Described | None:
-    op = file_op(args[0], "delete", dir_fd=_dir_fd(args, 1), follow=False)
-    return op, "shutil.rmtree"
+    # Raised by shutil with the caller's own objects (the wrapper below hands it converted
+    # ones): a PathLike or an __index__ object reached through an unwrapped alias is
+    # Unreadable, and refused.
+    path = event_path(args[0])
+    return _one_or_first(
+        _accesses(path, _dir_fd(args, 1), ("delete",), "shutil.rmtree", False, (args[0],))
+    )
 
 
 AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
@@ -311,85 +391,213 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 
 # -- wrappers: where the event lacks what the decision needs --------------------------------
 
+# Where an argument was found: its index in the positional arguments, or its keyword name.
+Where = int | str
 
-def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
+
+def _keywords(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The call's keyword arguments under exact `str` names. Python accepts `str` subclass
+    keys in `**kwargs`; C's argument parser matches them by their characters, so they are
+    read the same way here (their `__eq__`/`__hash__` never run). Two keys that are the same
+    name (a lying `__eq__` kept both in one dict) are refused, as Python refuses a keyword
+    given twice."""
+    if not kwargs:
+        return {}
+    exact: dict[str, Any] = {}
+    for key, value in _dict_items(kwargs):  # type: ignore[arg-type]
+        exact[key if type(key) is str else _str_copy(key, _ALL)] = value
+    if len(exact) != len(kwargs):
+        raise TypeError("a keyword argument is given more than once")
+    return exact
+
+
+def _find(args: tuple[Any, ...], keywords: dict[str, Any], index: int, name: str) -> Where | None:
+    """Where the parameter `name` (positional `index`) is in this call; None when missing."""
+    if index < len(args):
+        return index
+    if name in keywords:
+        return name
+    return None
+
+
+def _value(args: tuple[Any, ...], keywords: dict[str, Any], where: Where) -> Any:
+    return args[where] if type(where) is int else keywords[where]  # type: ignore[index]
+
+
+def _put(
+    args: tuple[Any, ...], keywords: dict[str, Any], where: Where, value: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with `value` in place of the argument at `where`."""
+    if type(where) is int:
+        return (*args[:where], value, *args[where + 1 :]), keywords  # type: ignore[misc]
+    return args, {**keywords, where: value}  # type: ignore[dict-item]
+
+
+def _fresh(path: str | bytes) -> str | bytes | None:
+    """An equal copy of an exact str/bytes path that no other code holds (made here), to be
+    the object an identity token names; None when CPython shares every object of that value
+    (the empty and one-character str and bytes are singletons): no token can be made then."""
+    if len(path) < 2:
+        return None
+    return path[:-1] + path[-1:]
 
 
 class _Wrapped(threading.local):
-    # os.open's wrapper is running without dir_fd: a relative path in its `open` event is
-    # relative to the current folder. Without this mark the event may come from an original
-    # os.open reached around the wrapper, whose dir_fd the event does not show.
-    plain_os_open: bool = False
+    # The exact object os.open's wrapper passes, without dir_fd, for a relative path: the
+    # `open` event carrying *that object* is relative to the current folder. Any other
+    # relative open event may come from an original os.open reached around the wrapper (a
+    # captured alias, a signal handler's call inside this window), whose dir_fd the event
+    # does not show: it is judged against every open folder.
+    plain_os_open: Any = None
 
 
 _wrapped = _Wrapped()
 
 
-def _converted(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, convert: Any
-) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    """Convert one argument (positional `index` or keyword `name`) once, and the call's
-    arguments with the converted value in its place (for the original to receive)."""
-    if len(args) > index:
-        value = convert(args[index])
-        return value, (*args[:index], value, *args[index + 1 :]), dict(kwargs)
-    value = convert(kwargs[name])
-    return value, tuple(args), {**kwargs, name: value}
+class _OsOpenCall:
+    """os.open's arguments after conversion, for the wrapper to call the original with."""
+
+    __slots__ = ("args", "dir_fd", "keywords", "path", "token")
+
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        keywords: dict[str, Any],
+        path: str | bytes | None = None,
+        token: str | bytes | None = None,
+        dir_fd: int | None = None,
+    ) -> None:
+        self.args, self.keywords = args, keywords
+        self.path, self.token, self.dir_fd = path, token, dir_fd
 
 
-def _prepare_os_open(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
-    # os.open(path, flags, mode=0o777, *, dir_fd=None), converted as posix.open converts:
-    # path through os.fspath, flags and dir_fd through __index__.
-    path, args, kwargs = _converted(args, kwargs, 0, "path", fspath_once)
-    flags, args, kwargs = _converted(args, kwargs, 1, "flags", index_once)
-    dir_fd, args, kwargs = _converted(args, kwargs, 99, "dir_fd", index_once)
-    ops = open_ops(path, flags, dir_fd=dir_fd)
-    return [(op, "os.open") for op in ops], (path, args, kwargs)
+def _prepare_os_open(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None
+) -> tuple[list[Described], _OsOpenCall]:
+    # os.open(path, flags, mode=0o777, *, dir_fd=None), converted as posix.open converts, in
+    # its order: path through os.fspath, flags and dir_fd through __index__. `mode` is read
+    # by C alone (once), and never by appshield.
+    keywords = _keywords(kwargs)
+    path_at, flags_at = _find(args, keywords, 0, "path"), _find(args, keywords, 1, "flags")
+    if path_at is None or flags_at is None:
+        # The original raises TypeError (a required argument is missing) before it converts
+        # any argument: nothing happens, nothing to judge.
+        return [], _OsOpenCall(args, keywords)
+    path = fspath_once(_value(args, keywords, path_at))
+    flags = index_once(_value(args, keywords, flags_at))
+    raw_dir_fd = keywords.get("dir_fd")
+    dir_fd = None if raw_dir_fd is None else index_once(raw_dir_fd)
+    token = _fresh(path)
+    passed = path if token is None else token
+    args, keywords = _put(args, keywords, path_at, passed)
+    args, keywords = _put(args, keywords, flags_at, flags)
+    if dir_fd is not None:
+        keywords["dir_fd"] = dir_fd
+        _anchors(path, dir_fd, passed)  # raises the call's own error for a bad dir_fd
+    call = _OsOpenCall(args, keywords, path, token, dir_fd)
+    if dir_fd is None:
+        return [], call  # decided by its `open` event, which carries all of it
+    return [(op, "os.open") for op in open_ops(path, flags, dir_fd=dir_fd)], call
 
 
 def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    dir_fd = kwargs.get("dir_fd") if kwargs else None
-    if dir_fd is None:
-        path = args[0] if args else kwargs.get("path")
-        if path.__class__ is str and path[:1] == "/":
-            return wrapped(*args, **kwargs)  # absolute: the `open` event has all it needs
-        _wrapped.plain_os_open = True  # relative to the current folder, not to a dir_fd
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            _wrapped.plain_os_open = False
-    shield = active()
+    shield = _gate.for_wrapper()
     if shield is None:
         return wrapped(*args, **kwargs)
-    path, args, kwargs = _gate.judge_call(shield, "file", "os.open", _prepare_os_open, args, kwargs)
-    _state.expect = ("open", path)
+    if not kwargs and args and type(args[0]) is str and args[0][:1] == "/":
+        # The common case: an absolute exact str, no dir_fd. Its `open` event has all the
+        # decision needs, and carries what C converted (flags included).
+        return wrapped(*args)
+    call = _gate.judge_call(shield, "file", "os.open", _prepare_os_open, args, kwargs)
+    if call.path is None or call.token is None:
+        # Missing arguments (the original raises), or a path too short for a token of its
+        # own: its `open` event is judged without one (a relative path then against the
+        # current folder and every open folder).
+        return wrapped(*call.args, **call.keywords)
+    if call.dir_fd is None:
+        if not _relative(call.path):
+            return wrapped(*call.args, **call.keywords)
+        previous = _wrapped.plain_os_open
+        _wrapped.plain_os_open = call.token
+        try:
+            return wrapped(*call.args, **call.keywords)
+        finally:
+            _wrapped.plain_os_open = previous
+    # Decided here: the `open` event of exactly the object passed is this call's.
+    previous_expect = _state.expect
+    _state.expect = ("open", call.token)
     try:
-        return wrapped(*args, **kwargs)
+        return wrapped(*call.args, **call.keywords)
     finally:
-        _state.expect = None
+        _state.expect = previous_expect
 
 
-def _prepare_node(args: tuple[Any, ...], kwargs: Mapping[str, Any], api: str) -> tuple[Any, Any]:
+def _prepare_node(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, api: str
+) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
     # mkfifo(path, mode=0o666, *, dir_fd=None) and mknod(path, mode=0o600, device=0, *,
-    # dir_fd=None): they raise no audit event, so this is the only check.
-    path, args, kwargs = _converted(args, kwargs, 0, "path", fspath_once)
-    dir_fd = None
-    if kwargs.get("dir_fd") is not None:
-        dir_fd, args, kwargs = _converted(args, kwargs, 99, "dir_fd", index_once)
-    op = file_op(path, "write", dir_fd=dir_fd, follow=False)
-    return [(op, api)], (args, kwargs)
+    # dir_fd=None): they raise no audit event, so this is the only check. `mode` and
+    # `device` are read by C alone.
+    keywords = _keywords(kwargs)
+    path_at = _find(args, keywords, 0, "path")
+    if path_at is None:
+        return [], (args, keywords)  # the original raises TypeError before converting
+    path = fspath_once(_value(args, keywords, path_at))
+    raw_dir_fd = keywords.get("dir_fd")
+    dir_fd = None if raw_dir_fd is None else index_once(raw_dir_fd)
+    args, keywords = _put(args, keywords, path_at, path)
+    if dir_fd is not None:
+        keywords["dir_fd"] = dir_fd
+    return _accesses(path, dir_fd, ("write",), api, False), (args, keywords)
 
 
 def _node_wrapper(api: str) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        shield = active()
-        if shield is not None:
-            args, kwargs = _gate.judge_call(shield, "file", api, _prepare_node, args, kwargs, api)
+        shield = _gate.for_wrapper()
+        if shield is None:
+            return wrapped(*args, **kwargs)
+        args, kwargs = _gate.judge_call(shield, "file", api, _prepare_node, args, kwargs, api)
         return wrapped(*args, **kwargs)
 
     return wrapper
 
+
+def _prepare_converted(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, index: int, name: str
+) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Convert one path argument (and a `dir_fd` keyword) once, deciding nothing: the call's
+    own audit event decides, on exactly the converted values handed to the original."""
+    keywords = _keywords(kwargs)
+    where = _find(args, keywords, index, name)
+    if where is not None:
+        args, keywords = _put(args, keywords, where, fspath_once(_value(args, keywords, where)))
+    raw_dir_fd = keywords.get("dir_fd")
+    if raw_dir_fd is not None:
+        keywords["dir_fd"] = index_once(raw_dir_fd)
+    return [], (args, keywords)
+
+
+def _converting_wrapper(api: str, name: str) -> Callable[..., Any]:
+    """For calls whose audit event carries the caller's original argument: `sqlite3.connect`
+    (on 3.11+ the event comes before C converts `database`; on 3.10 C converts it twice, once
+    for the event and once to open the file) and `shutil.rmtree` (shutil raises the event,
+    then converts `path` again at each os call). Converted once here, the event and the
+    code after it see the same exact value."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        shield = _gate.for_wrapper()
+        if shield is None:
+            return wrapped(*args, **kwargs)
+        args, kwargs = _gate.judge_call(
+            shield, "file", api, _prepare_converted, args, kwargs, 0, name
+        )
+        return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+_wrap_sqlite_connect = _converting_wrapper("sqlite3.connect", "database")
+_wrap_rmtree = _converting_wrapper("shutil.rmtree", "path")
 
 PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("os", "open", _wrap_os_open, "file"),
@@ -398,4 +606,8 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("posix", "mkfifo", _node_wrapper("os.mkfifo"), "file", optional=True),
     PatchPoint("os", "mknod", _node_wrapper("os.mknod"), "file", optional=True),
     PatchPoint("posix", "mknod", _node_wrapper("os.mknod"), "file", optional=True),
+    PatchPoint("_sqlite3", "connect", _wrap_sqlite_connect, "file", optional=True),
+    PatchPoint("sqlite3.dbapi2", "connect", _wrap_sqlite_connect, "file", optional=True),
+    PatchPoint("sqlite3", "connect", _wrap_sqlite_connect, "file", optional=True),
+    PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )

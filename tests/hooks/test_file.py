@@ -103,7 +103,9 @@ WRITES: dict[str, Callable[[World], Any]] = {
     "open-w": lambda w: open(w.canary, "w"),
     "open-x": lambda w: open(w.canary, "x"),
     "open-a+": lambda w: open(w.canary, "a+"),
-    "io.FileIO": lambda w: io.FileIO(w.canary, "w"),
+    # io.FileIO's event carries the caller's own object: a PathLike is refused outright
+    # (test_file_io_of_a_pathlike_is_refused_even_when_allowed), so this route takes a str.
+    "io.FileIO": lambda w: io.FileIO(str(w.canary), "w"),
     "os.open": lambda w: os.open(w.canary, os.O_CREAT | os.O_WRONLY),
     "posix.open": lambda w: posix.open(str(w.canary), os.O_CREAT | os.O_WRONLY),
     "os.open-keywords": lambda w: os.open(path=w.canary, flags=os.O_CREAT | os.O_WRONLY),
@@ -388,3 +390,70 @@ def test_changing_a_protected_file_is_refused(world: World) -> None:
         before.st_mtime_ns,
         before.st_size,
     )
+
+
+# -- arguments read once, failing closed ----------------------------------------------------
+
+
+def test_file_io_of_a_pathlike_is_refused_even_when_allowed(world: World) -> None:
+    # io.FileIO's `open` event carries the caller's own object, which C has already converted
+    # by calling its __fspath__: what C got cannot be known, so the open is refused (a
+    # TypeError, reported as undescribable). open() and os.open convert first: allowed.
+    with pytest.raises(TypeError):
+        io.FileIO(world.plain)
+    assert io.FileIO(str(world.plain)).read() == b"hello\n"
+    assert open(world.plain).read() == "hello\n"
+    assert [v.decision.rule_id for v in world.violations] == ["implicit:undescribable"]
+
+
+def test_appshields_own_listing_of_open_folders_is_not_an_exemption(tmp_path: Path) -> None:
+    # An os.open of a relative path that went around the wrapper is judged against every
+    # open folder, which appshield finds by listing /proc/self/fd as its own call. The
+    # app's own listing of the same folder is judged as usual.
+    root = Path(os.path.realpath(tmp_path))
+    (root / "f").write_text("x")
+    rule = {
+        "id": "no-fd-listing",
+        "category": "file",
+        "action": "deny",
+        "match": {"path": ["/proc/self/fd", f"/proc/{os.getpid()}/fd"], "access": "read"},
+    }
+    runtime.install(Policy.from_mapping({"version": 1, "defaults": ALLOW_ALL, "rules": [rule]}))
+    folder = os.open(root, os.O_RDONLY)
+    try:
+        os.close(os.open.__wrapped__("f", os.O_RDONLY, dir_fd=folder))  # type: ignore[attr-defined]
+        refused(lambda: os.listdir("/proc/self/fd"))
+        refused(lambda: os.listdir(os.fsencode("/proc/self/fd")))
+    finally:
+        os.close(folder)
+        runtime.uninstall()
+
+
+def test_wrapper_tokens_are_objects_of_their_own() -> None:
+    from appshield.hooks.file import _fresh
+
+    for value in ("ab", "some/relative/name", b"ab", "\u20ac\u20ac"):
+        copy = _fresh(value)
+        assert copy == value and type(copy) is type(value) and copy is not value
+    # CPython shares every empty and one-character str and bytes: no token can be made.
+    assert [_fresh(v) for v in ("", "a", b"", b"a")] == [None, None, None, None]
+
+
+def test_a_lying_keyword_name_does_not_hide_dir_fd(world: World) -> None:
+    class Name(str):
+        def __eq__(self, other: object) -> bool:
+            return False
+
+        def __hash__(self) -> int:
+            return 7
+
+    folder = os.open(world.root, os.O_RDONLY)
+    cwd = os.getcwd()
+    os.chdir("/tmp")
+    try:
+        refused(lambda: os.open("canary", os.O_CREAT | os.O_WRONLY, **{Name("dir_fd"): folder}))
+        refused(lambda: os.mkfifo("canary", **{Name("dir_fd"): folder}))
+    finally:
+        os.chdir(cwd)
+        os.close(folder)
+    assert not world.canary.exists()
