@@ -14,9 +14,9 @@ Whatever a hook is, the gate runs its describing and deciding the same way, and 
   set aside while appshield describes and decides, so no tracer sees (or changes the locals
   of) appshield's frames, and put back afterwards.
 - **Headroom at the recursion limit.** Code can call an operation a frame or two below the
-  recursion limit; appshield's own frames would then raise `RecursionError` half-way. The
-  limit is raised by `_HEADROOM` frames while a decision runs, so the decision and its report
-  complete, and set back after.
+  recursion limit; appshield's own frames would then raise `RecursionError` half-way. Such a
+  decision is made again with the limit raised by `_HEADROOM` frames (set back after), so the
+  decision and its report complete; the common path pays nothing for it.
 - **The shield is handed over at install** (`bind`): hooks ask this module, never a private
   global of the runtime.
 
@@ -91,39 +91,50 @@ _getprofile = sys.getprofile
 _setprofile = sys.setprofile
 _getlimit = sys.getrecursionlimit
 _setlimit = sys.setrecursionlimit
-# A recursion limit that could not be put back (the decision ran right at the limit, where
-# lowering it again raises): put back by the next decision.
-_limit_to_restore: int | None = None
 
 
-def _enter() -> tuple[Any, Any, int]:
-    global _limit_to_restore
-    _state.deciding += 1
+def _hide_tracers() -> tuple[Any, Any] | None:
+    """Set this thread's tracer and profiler aside (None when there are none: the common
+    case costs two C calls)."""
     tracer = _gettrace()
     profiler = _getprofile()
+    if tracer is None and profiler is None:
+        return None
     if tracer is not None:
         _settrace(None)
     if profiler is not None:
         _setprofile(None)
-    limit = _getlimit()
-    if _limit_to_restore is not None:
-        limit, _limit_to_restore = _limit_to_restore, None
-    _setlimit(limit + _HEADROOM)
-    return tracer, profiler, limit
+    return tracer, profiler
 
 
-def _leave(saved: tuple[Any, Any, int]) -> None:
-    global _limit_to_restore
-    tracer, profiler, limit = saved
-    try:
-        _setlimit(limit)
-    except RecursionError:
-        _limit_to_restore = limit
+def _restore_tracers(saved: tuple[Any, Any]) -> None:
+    tracer, profiler = saved
     if profiler is not None:
         _setprofile(profiler)
     if tracer is not None:
         _settrace(tracer)
-    _state.deciding -= 1
+
+
+# A recursion limit that could not be put back (a decision that ran right at the limit, where
+# lowering it again raises): put back by the next decision that needed headroom.
+_limit_to_restore: int | None = None
+
+
+def _raise_limit() -> int:
+    global _limit_to_restore
+    limit = _getlimit()
+    if _limit_to_restore is not None:
+        limit, _limit_to_restore = _limit_to_restore, None
+    _setlimit(limit + _HEADROOM)
+    return limit
+
+
+def _lower_limit(limit: int) -> None:
+    global _limit_to_restore
+    try:
+        _setlimit(limit)
+    except RecursionError:
+        _limit_to_restore = limit
 
 
 def plain_text(value: object) -> str:
@@ -215,22 +226,50 @@ def judge_event(
     event: str,
     args: tuple[Any, ...],
 ) -> None:
-    """An audit event: describe it with `handler`, decide, report, refuse if blocked."""
-    saved = _enter()
+    """An audit event: describe it with `handler`, decide, report, refuse if blocked.
+
+    Run once as it is; if it meets the recursion limit (code can call an operation a frame
+    below it), run again with `_HEADROOM` more frames, so the decision and its report
+    complete: the headroom costs nothing on the common path."""
+    saved = _hide_tracers()
     try:
         try:
-            described = handler(args)
-            if described is None:
-                return
-            operation, api = described
-            decision = active.decide(operation, api)
-        except BaseException as exc:
-            fail_closed(active, category, event, exc)
-            raise  # not reached: fail_closed raises
-        if decision.action != "allow":
-            active.act(operation, decision, api)
+            _event_once(active, handler, category, event, args, False)
+        except RecursionError:
+            limit = _raise_limit()
+            try:
+                _event_once(active, handler, category, event, args, True)
+            finally:
+                _lower_limit(limit)
     finally:
-        _leave(saved)
+        if saved is not None:
+            _restore_tracers(saved)
+
+
+def _event_once(
+    active: Any,
+    handler: Callable[[tuple[Any, ...]], Described | None],
+    category: str,
+    event: str,
+    args: tuple[Any, ...],
+    with_headroom: bool,
+) -> None:
+    try:
+        described = handler(args)
+        if described is None:
+            return
+        operation, api = described
+        decision = active.decide(operation, api)
+    except RecursionError as exc:
+        if not with_headroom:
+            raise  # tried again with headroom
+        fail_closed(active, category, event, exc)
+        raise  # not reached: fail_closed raises
+    except BaseException as exc:
+        fail_closed(active, category, event, exc)
+        raise  # not reached
+    if decision.action != "allow":
+        active.act(operation, decision, api)
 
 
 def judge_call(
@@ -243,21 +282,46 @@ def judge_call(
     """A wrapper's call: `prepare(*args)` converts the call's arguments once, the way the C
     function would, and returns (the operations they describe, the converted arguments). Each
     operation is decided and acted on in order; the converted arguments come back for the
-    wrapper to call the original with, so the OS acts on exactly what was judged."""
-    saved = _enter()
+    wrapper to call the original with, so the OS acts on exactly what was judged (after a
+    retry at the recursion limit, the values of the retry: decided and passed on alike)."""
+    saved = _hide_tracers()
     try:
         try:
-            described, converted = prepare(*args)
-            decided = [(op, op_api, active.decide(op, op_api)) for op, op_api in described]
-        except BaseException as exc:
-            fail_closed(active, category, api, exc)
-            raise  # not reached
-        for operation, op_api, decision in decided:
-            if decision.action != "allow":
-                active.act(operation, decision, op_api)
-        return converted
+            return _call_once(active, category, api, prepare, args, False)
+        except RecursionError:
+            limit = _raise_limit()
+            try:
+                return _call_once(active, category, api, prepare, args, True)
+            finally:
+                _lower_limit(limit)
     finally:
-        _leave(saved)
+        if saved is not None:
+            _restore_tracers(saved)
+
+
+def _call_once(
+    active: Any,
+    category: str,
+    api: str,
+    prepare: Callable[..., tuple[Iterable[Described], T]],
+    args: tuple[Any, ...],
+    with_headroom: bool,
+) -> T:
+    try:
+        described, converted = prepare(*args)
+        decided = [(op, op_api, active.decide(op, op_api)) for op, op_api in described]
+    except RecursionError as exc:
+        if not with_headroom:
+            raise
+        fail_closed(active, category, api, exc)
+        raise  # not reached
+    except BaseException as exc:
+        fail_closed(active, category, api, exc)
+        raise  # not reached
+    for operation, op_api, decision in decided:
+        if decision.action != "allow":
+            active.act(operation, decision, op_api)
+    return converted
 
 
 # -- the audit hook --------------------------------------------------------------------------

@@ -1,30 +1,61 @@
-"""Turn a socket and an address (as the C socket layer receives them) into a `NetworkOp`.
+"""Turn a socket and an address (as the C socket layer received them) into a `NetworkOp`.
 
-This runs on every allowed connect, so it is built for the common case: the same socket
-kind and address tuple seen again is a dict lookup (`_ops`), and only the resolver memory
-is consulted afresh (names expire). Everything unusual (names instead of addresses, unix
-paths, other families) takes the slow path once per distinct input.
+**Reading what C read.** The socket audit events (`socket.connect`, `sendto`, `sendmsg`,
+`bind`) are raised *after* CPython converted the address itself (`getsockaddrarg`), with the
+original object. So the address is read here the way that C code read it, never through
+anything the object defines (see `appshield.hooks._convert`):
+
+- the address tuple: an exact tuple, or a tuple subclass read through `tuple` (C reads the
+  items directly, whatever `__getitem__`, `__len__` or `__iter__` say);
+- the host: an exact `str`, or `bytes` (or a subclass, whose bytes C reads directly). A `str`
+  *subclass* is refused: C encodes it with the "idna" codec, whose Python code calls the
+  object's own `encode` and `__len__`, so what C used cannot be known (and checking that the
+  class overrides nothing proves nothing: another thread can swap a method between C's call
+  and the check). A `bytearray` is refused too: C read its buffer, which another thread or a
+  signal handler can have changed since;
+- the port: `_read_port` (an exact int, an `int` subclass read through `int`, or an object
+  whose `__index__` is C code of an immutable type, such as a numpy integer, called again);
+- an AF_UNIX path: `str` (or a subclass, which C encodes in C), `bytes` (a subclass only
+  before 3.12, where a Python class cannot override the buffer C reads it through).
+
+Anything else raises `Unreadable`; the gate reports it and denies the operation. The values
+read are exact `str`/`bytes`/`int`, so every memo below hashes and compares only those: an
+object that lies in `__hash__` or `__eq__` never reaches a dict.
+
+**Speed.** This runs on every connect the hot path in `network.py` has not seen, so it is
+built for the common case: the same socket kind and address seen again is a dict lookup
+(`_ops`), and only the resolver memory is consulted afresh (names expire).
 """
 
 from __future__ import annotations
 
 import _socket
 import os
+import sys
+from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any
 
+from appshield.hooks import _gate
+from appshield.hooks._convert import Unreadable, event_index, event_tuple, type_attribute
 from appshield.hooks._net_memory import memory
-from appshield.hooks._state import appshield_io
 from appshield.normalize import canonical_address, normalize_host
 from appshield.operations import NetworkOp
 
 __all__ = [
+    "FAMILIES",
+    "OwnBytes",
     "address_op",
     "base_op",
     "canonical",
     "describe_resolve",
     "family_of",
     "host_text",
+    "raw_family",
+    "raw_type",
+    "read_address",
     "remember_results",
+    "resolve_event_host",
+    "resolve_event_port",
     "type_of",
     "with_names",
 ]
@@ -34,31 +65,142 @@ _AF_INET = _socket.AF_INET
 _AF_INET6 = _socket.AF_INET6
 _AF_UNIX = getattr(_socket, "AF_UNIX", -1)
 _SOCK_STREAM = _socket.SOCK_STREAM
+# The families whose addresses are network operations; any other (netlink, packet...) is not.
+FAMILIES = frozenset((_AF_INET, _AF_INET6, _AF_UNIX))
 # Read the raw int attributes of the C socket type: `socket.socket.family` is a Python
-# property that builds an IntEnum on every access, several times slower.
-_raw_family = _socket.socket.family.__get__
-_raw_type = _socket.socket.type.__get__
+# property that builds an IntEnum on every access, several times slower (and a subclass
+# could override it; the C getter reads the field the C methods use).
+raw_family = _raw_family = _socket.socket.family.__get__
+raw_type = _raw_type = _socket.socket.type.__get__
+# The C resolver, captured before any patching: appshield's own lookups go straight to it
+# (through `_gate.own_call`), never through the wrapper that judges the app's lookups.
+_raw_getaddrinfo = _socket.getaddrinfo
+
+_str_copy = str.__getitem__
+_bytes_copy = bytes.__getitem__
+_ALL = slice(None)
+_mro_of = type.__dict__["__mro__"].__get__
+_dict_of = type.__dict__["__dict__"].__get__
+_flags_of = type.__dict__["__flags__"].__get__
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE (3.10+): no attribute of it can be set
+# 3.12+: a Python class can implement the buffer protocol (`__buffer__`), through which C
+# reads an AF_UNIX path.
+_PYTHON_BUFFERS = sys.version_info >= (3, 12)
+# What `family` and `type` are on the C socket type (members; a getset in some builds).
+_C_FIELDS = (MemberDescriptorType, GetSetDescriptorType)
+
+
+class OwnBytes(bytes):
+    """A host name appshield hands to the resolver itself: always a new object (a plain
+    `bytes` copy of a one-letter name is shared by everyone), so the audit hook can let
+    exactly this call through by identity. It overrides nothing: C reads a `bytes`
+    subclass's own bytes."""
+
+    __slots__ = ()
+
+
+def _socket_field(sock: Any, name: str) -> int:
+    """`sock.family` / `sock.type` as the C socket methods read them."""
+    # A socket of another `_socket` module instance: on 3.12+ popping `_socket` from
+    # sys.modules and importing it again creates a new socket type, which our descriptor
+    # does not accept. Its own member descriptor is found in its MRO, on the first class
+    # that is immutable (C code made it: every class Python code makes can be changed, and
+    # a Python subclass's property or `__slots__` member of that name is skipped, as the C
+    # methods skip it) and that defines the member itself.
+    for base in _mro_of(type(sock)):
+        if not _flags_of(base) & _IMMUTABLE_TYPE:
+            continue
+        found = _dict_of(base).get(name)
+        if type(found) in _C_FIELDS and found.__objclass__ is base and found.__name__ == name:
+            value = found.__get__(sock, base)
+            if type(value) is int:
+                return value  # type: ignore[no-any-return]
+        break
+    raise Unreadable(f"a socket of type {type(sock).__qualname__} cannot be read safely")
 
 
 def family_of(sock: Any) -> int:
     try:
-        return _raw_family(sock)
+        return _raw_family(sock)  # type: ignore[no-any-return]
     except TypeError:
-        # A socket of another `_socket` module instance: on 3.12+ popping `_socket` from
-        # sys.modules and importing it again creates a new socket type, which our
-        # descriptor does not accept. Ask the object itself.
-        return int(sock.family)
+        return _socket_field(sock, "family")
 
 
 def type_of(sock: Any) -> int:
     try:
-        return _raw_type(sock)
+        return _raw_type(sock)  # type: ignore[no-any-return]
     except TypeError:
-        return int(sock.type)
+        return _socket_field(sock, "type")
 
 
 _family_of = family_of
 _type_of = type_of
+
+
+# -- reading an address as the C socket layer read it ----------------------------------------
+
+
+def _read_host(value: Any) -> str | bytes:
+    """An AF_INET/AF_INET6 host as `idna_converter` read it (see the module docstring)."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, bytes):
+        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+    if issubclass(kind, str):
+        raise Unreadable(
+            "a host of a str subclass is encoded by its own Python code (the idna codec): "
+            "pass str(host)"
+        )
+    if issubclass(kind, bytearray):
+        raise Unreadable("a bytearray host may have changed since C read it: pass bytes(host)")
+    raise Unreadable(f"a host of type {kind.__qualname__} cannot be read safely")
+
+
+def _read_port(value: Any) -> int:
+    """A port as `PyArg_ParseTuple("i")` read it: exact, an int subclass's own value, or
+    the object's `__index__` called again when that gives what C got."""
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if not issubclass(kind, int):
+        # C called its `__index__` once. Calling it again is faithful only if nothing can
+        # have changed in between: the method is C code (`event_index` checks), no class on
+        # the way can be changed (another thread could swap `__index__` between C's call and
+        # this one), and the object has no item assignment (a 0-d numpy array does).
+        for base in _mro_of(kind):
+            if not _flags_of(base) & _IMMUTABLE_TYPE:
+                raise Unreadable(f"a port of type {kind.__qualname__} cannot be read safely")
+        if type_attribute(kind, "__setitem__") is not None:
+            raise Unreadable(f"a port of type {kind.__qualname__} is mutable")
+    return event_index(value)
+
+
+def _read_unix_path(value: Any) -> str | bytes:
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, str):
+        return _str_copy(value, _ALL)  # type: ignore[no-any-return]  (C encodes it in C)
+    if issubclass(kind, bytes) and not _PYTHON_BUFFERS:
+        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+    raise Unreadable(f"an AF_UNIX address of type {kind.__qualname__} cannot be read safely")
+
+
+def read_address(family: int, address: Any) -> Any:
+    """The address of a socket event, as C read it, built from exact types only: `(host,
+    port)` for AF_INET/AF_INET6 (an IPv6 flowinfo and scope id do not change what is
+    reached, and are not read), the path for AF_UNIX. Only for `FAMILIES`."""
+    if family == _AF_UNIX:
+        return _read_unix_path(address)
+    items = event_tuple(address)
+    if items is None or not 2 <= len(items) <= 4:
+        # C accepted it, so this cannot happen; if it does, nothing is guessed.
+        raise Unreadable("an address that is not a tuple")
+    return (_read_host(items[0]), _read_port(items[1]))
+
+
+# -- operations ------------------------------------------------------------------------------
 
 _CACHE_LIMIT = 4096
 _canonical: dict[str, str | None] = {}
@@ -79,30 +221,33 @@ def canonical(text: str) -> str | None:
 
 
 def host_text(host: Any) -> str | None:
-    if isinstance(host, str):
-        return host
-    if isinstance(host, (bytes, bytearray)):
-        return bytes(host).decode("ascii", "replace")
+    """An exact `str` or `bytes` host as text (None for anything else)."""
+    kind = type(host)
+    if kind is str:
+        return host  # type: ignore[no-any-return]
+    if kind is bytes:
+        return host.decode("ascii", "replace")  # type: ignore[no-any-return]
     return None
 
 
 def address_op(operation: str, sock: Any, address: Any) -> NetworkOp | None:
     """The operation for `connect`/`send`/`bind` of `sock` to `address`, names included.
     None when the address is not an internet or unix address (netlink, packet...)."""
-    base = base_op(operation, _family_of(sock), _type_of(sock), address)
+    family = _family_of(sock)
+    if family not in FAMILIES:
+        return None
+    base = base_op(operation, family, _type_of(sock), read_address(family, address))
     if base is None or base.address is None:
         return base
     return with_names(base, memory.names_for(base.address))
 
 
 def base_op(operation: str, family: int, sotype: int, address: Any) -> NetworkOp | None:
-    """The operation without remembered names, memoised on the raw arguments (ops for
-    names are not memoised: what a name resolves to changes)."""
-    try:
-        key = (operation, family, sotype, address)
-        base = _ops.get(key, _ops)
-    except TypeError:  # an unhashable address (a list, a PathLike): no memo
-        return _build(operation, family, sotype, address)
+    """The operation without remembered names, memoised on the address as `read_address`
+    made it (exact types only). Ops for names are not memoised: what a name resolves to
+    changes."""
+    key = (operation, family, sotype, address)
+    base = _ops.get(key, _ops)
     if base is _ops:
         base = _build(operation, family, sotype, address)
         if base is None or base.host is None:
@@ -139,22 +284,20 @@ def _with_names(base: NetworkOp, names: tuple[str, ...]) -> NetworkOp:
 def _build(operation: str, family: int, sotype: int, address: Any) -> NetworkOp | None:
     if family == _AF_UNIX:
         return _unix_op(operation, address)
-    if family not in (_AF_INET, _AF_INET6):
+    if family != _AF_INET and family != _AF_INET6:
         return None
-    if not isinstance(address, tuple) or len(address) < 2:
-        return None
+    host, port = address
     transport = "tcp" if sotype == _SOCK_STREAM else "udp"
-    port = address[1] if isinstance(address[1], int) else None
-    text = host_text(address[0])
-    if text is None:
-        return None
+    text = host_text(host)
+    if text is None:  # read_address makes only str and bytes: never reached
+        raise Unreadable("a host that is neither str nor bytes")
     special = _special_host(text, family)
     literal = special or canonical(text)
     if literal is not None:
         return NetworkOp(operation, None, literal, port, transport)  # type: ignore[arg-type]
-    host = normalize_host(text)
-    resolved = _resolve_for_socket(host, family)
-    return NetworkOp(operation, host, resolved, port, transport)  # type: ignore[arg-type]
+    name = normalize_host(text)
+    resolved = _resolve_for_socket(host, name, family)
+    return NetworkOp(operation, name, resolved, port, transport)  # type: ignore[arg-type]
 
 
 def _special_host(text: str, family: int) -> str | None:
@@ -166,62 +309,117 @@ def _special_host(text: str, family: int) -> str | None:
     return None
 
 
-def _unix_op(operation: str, address: Any) -> NetworkOp:
-    try:
-        raw = os.fsdecode(address)
-    except TypeError:
-        raw = ""
-    if raw.startswith("\0"):
+def _unix_op(operation: str, address: str | bytes) -> NetworkOp:
+    raw = address if type(address) is str else os.fsdecode(address)
+    if raw.startswith("\0"):  # type: ignore[union-attr]
         path = "@" + raw[1:]  # the abstract namespace, spelled as `ss` and `lsof` do
     else:
         path = os.path.abspath(raw) if raw else raw
     return NetworkOp(operation, None, None, None, "unix", (), path)  # type: ignore[arg-type]
 
 
-def _resolve_for_socket(host: str, family: int) -> str | None:
+def _c_host_bytes(host: str | bytes) -> bytes:
+    """The bytes the C socket layer handed to the resolver for `host`: bytes as they are, an
+    ASCII str as its data, any other str through the "idna" codec (`idna_converter`)."""
+    if type(host) is bytes:
+        return host  # type: ignore[return-value]
+    if host.isascii():  # type: ignore[union-attr]
+        return host.encode("ascii")  # type: ignore[union-attr]
+    return host.encode("idna")  # type: ignore[union-attr]
+
+
+def _resolve_for_socket(host: str | bytes, name: str, family: int) -> str | None:
     """The address a connect by name will reach, so that `cidr` rules see it. The C layer
-    resolves the name again itself (a race with a changing DNS answer is a stated limit)."""
-    known = memory.addresses_for(host)
+    resolved the name itself before the event (a race with a changing DNS answer is a stated
+    limit); this looks up the very bytes it used, as appshield's own call: the token is a
+    new object made here, so nothing else on this thread can borrow the exemption."""
+    known = memory.addresses_for(name)
     if known:
         return known[0]
     try:
-        with appshield_io():
-            infos = _socket.getaddrinfo(host, None, family, _SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):
+        token = OwnBytes(_c_host_bytes(host))
+        infos = _gate.own_call(
+            "socket.getaddrinfo", token, _raw_getaddrinfo, token, None, family, _SOCK_STREAM
+        )
+    except (OSError, UnicodeError):
+        # Not resolvable now: judged by its name alone (C resolved it a moment ago).
         return None
-    addresses = [canonical(str(info[4][0])) for info in infos]
-    remember_results(host, infos)
+    addresses = [canonical(info[4][0]) for info in infos]
+    memory.remember(name, [a for a in addresses if a])
     return next((a for a in addresses if a), None)
 
 
-def describe_resolve(host: Any, port: Any) -> NetworkOp | None:
-    """The `resolve` operation for getaddrinfo(host, port); None when nothing is looked up
-    (no host, or a host that is already an address)."""
-    text = host_text(host)
+# -- resolutions -----------------------------------------------------------------------------
+
+
+def resolve_event_host(value: Any, *, none_ok: bool) -> str | bytes | None:
+    """The host of a `socket.getaddrinfo`/`gethostbyname`/`gethostbyaddr` event, as C read
+    it: None (getaddrinfo only), an exact str or bytes, or a bytes subclass (its own bytes).
+    A str subclass went through the "idna" codec's Python code and a bytearray may have
+    changed since: `Unreadable`."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return value  # type: ignore[no-any-return]
+    if value is None and none_ok:
+        return None
+    if issubclass(kind, bytes):
+        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+    return _read_host(value)  # raises for what is left
+
+
+def resolve_event_port(value: Any) -> int | str | bytes | None:
+    """The port of a `socket.getaddrinfo` event: C takes an exact int, a str (read in C) or
+    bytes, or None."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bytes or value is None:
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, str):
+        return _str_copy(value, _ALL)  # type: ignore[no-any-return]
+    if issubclass(kind, bytes):
+        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+    raise Unreadable(f"a port of type {kind.__qualname__} cannot be read safely")
+
+
+def describe_resolve(host: str | bytes | None, port: int | str | bytes | None) -> NetworkOp | None:
+    """The `resolve` operation for getaddrinfo(host, port), both already read as exact
+    types; None when nothing is looked up (no host, or a host that is already an address)."""
+    text = _c_string(host_text(host))
     if not text:
         return None
     literal = _special_host(text, _AF_INET) or canonical(text)
     if literal is not None:
         return None
-    number = port if isinstance(port, int) else _port_number(port)
-    return NetworkOp("resolve", normalize_host(text), None, number, "tcp")
+    number = port if type(port) is int else _port_number(port)
+    return NetworkOp("resolve", normalize_host(text), None, number, "tcp")  # type: ignore[arg-type]
+
+
+def _c_string(text: str | None) -> str | None:
+    """`text` as the C resolver reads it: getaddrinfo hands the host and the port on as C
+    strings, which end at the first NUL (`"evil.com\\0.good.com"` looks up `evil.com`). The
+    other entry points refuse a NUL before they look anything up."""
+    if text is not None and "\0" in text:
+        return text.partition("\0")[0]
+    return text
 
 
 def _port_number(port: Any) -> int | None:
-    text = host_text(port)
-    if text and text.isdigit():
+    text = _c_string(host_text(port))
+    if text and text.isascii() and text.isdigit():
         return int(text)
     return None
 
 
 def remember_results(host: Any, infos: Any) -> None:
-    """Record what getaddrinfo returned for `host` in the resolver memory."""
+    """Record what getaddrinfo returned for `host` (an exact str or bytes) in the resolver
+    memory. `infos` comes from the C resolver: exact tuples and strs."""
     text = host_text(host)
+    if text and "\0" in text:
+        text = _c_string(text)
     if not text or canonical(text) is not None:
         return
     try:
         addresses = [canonical(info[4][0]) for info in infos]
-    except (TypeError, IndexError):
+    except (TypeError, IndexError):  # not a resolver answer: nothing to remember
         return
     memory.remember(_host_name(text), [a for a in addresses if a])
 
@@ -242,7 +440,7 @@ _hosts: dict[str, str] = {}
 
 def remember_names(names: list[Any], addresses: list[Any]) -> None:
     """Record a gethostbyname(_ex)/gethostbyaddr answer: every name maps to every address."""
-    canon = [canonical(a) for a in addresses if isinstance(a, str)]
+    canon = [canonical(a) for a in addresses if type(a) is str]
     good = [a for a in canon if a]
     for name in names:
         text = host_text(name)

@@ -8,8 +8,11 @@ are put in `NetworkOp.names`: a deny on any of them denies.
 Bounded (the oldest addresses are dropped first) and expiring (an entry lives `ttl` seconds
 from its last resolution), so a long-running process cannot grow it without limit and a stale
 mapping does not outlive a plausible DNS TTL for long. Thread-safe: writers take a lock;
-readers only do a dict lookup, which is atomic under the GIL. Fork-safe: the child gets a
-fresh lock (a lock held by another thread at fork time would otherwise never be released).
+readers only do a dict lookup, which is atomic under the GIL. The lock is re-entrant, and
+the writers tolerate being interleaved with themselves: a signal handler (or a finalizer) that
+resolves a name while its thread is inside `remember` records its answer then and there,
+instead of waiting for ever on a lock its own thread holds. Fork-safe: the child gets a fresh
+lock (a lock held by another thread at fork time would otherwise never be released).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class ResolverMemory:
         self.ttl = ttl
         self._by_address: OrderedDict[str, _Entry] = OrderedDict()
         self._by_name: dict[str, tuple[tuple[str, ...], float]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def remember(self, name: str, addresses: Iterable[str]) -> None:
         """Record that `name` (already normalised) resolved to `addresses` (canonical)."""
@@ -65,20 +68,28 @@ class ResolverMemory:
         expiry = now + self.ttl
         with self._lock:
             self._by_name[name] = (unique, expiry)
+            by_address = self._by_address
             for address in unique:
-                entry = self._by_address.get(address)
+                # The entry stays in place while it is updated (readers take no lock); a
+                # re-entrant call may evict it meanwhile, and then it is put back.
+                entry = by_address.get(address)
                 if entry is None:
-                    entry = self._by_address[address] = _Entry()
-                else:
-                    self._by_address.move_to_end(address)
+                    entry = by_address.setdefault(address, _Entry())
                 new_name = name not in entry.expiries
                 entry.expiries[name] = expiry
                 entry.refresh(new_name)
+                try:
+                    by_address.move_to_end(address)
+                except KeyError:
+                    by_address[address] = entry
             self._evict()
 
     def _evict(self) -> None:
         while len(self._by_address) > self.capacity:
-            self._by_address.popitem(last=False)
+            try:
+                self._by_address.popitem(last=False)
+            except KeyError:  # emptied meanwhile by a re-entrant call
+                break
         if len(self._by_name) > self.capacity:
             # Names are only a shortcut for connects by name; dropping them all is cheap
             # and keeps the bound without bookkeeping their order.
@@ -101,9 +112,9 @@ class ResolverMemory:
                 return ()
             for name, expiry in list(entry.expiries.items()):
                 if expiry <= now:
-                    del entry.expiries[name]
+                    entry.expiries.pop(name, None)
             if not entry.expiries:
-                del self._by_address[address]
+                self._by_address.pop(address, None)
                 return ()
             entry.refresh()
             return entry.names
@@ -124,7 +135,7 @@ class ResolverMemory:
         return len(self._by_address)
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
 
 memory = ResolverMemory()

@@ -27,9 +27,6 @@ the original function, as (event name, the converted argument object it passes).
 hook consumes it, on identity, instead of deciding the same call twice. It is set only after
 conversion, so it names the very object the C function receives.
 
-`deciding`: how many decisions are in progress on this thread (a signal handler's operation
-inside another decision is decided too, on its own).
-
 `reporting`: the sinks are running on this thread. A violation committed meanwhile (by a
 signal handler, or by an app logging handler the `appshield` logger calls) is still decided
 and enforced at once; only its report waits in `deferred` until the outer report is done, so
@@ -52,7 +49,6 @@ class _ThreadState(threading.local):
     expect: tuple[str, Any] | None = None
     own: tuple[str, Any] | None = None
     own_imports: tuple[str, ...] = ()
-    deciding: int = 0
     reporting: bool = False
     deferred: list[Any] | None = None
     # Depth of imports in progress on this thread: the import system's own reads of module

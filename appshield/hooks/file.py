@@ -108,7 +108,7 @@ _IMPORTLIB_GLOBALS = sys.modules["_frozen_importlib_external"].__dict__
 def _from_import_machinery() -> bool:
     """The Python caller (past appshield's own frames) is importlib's path machinery."""
     frame: FrameType | None = sys._getframe(2)
-    for _ in range(4):
+    for _ in range(8):  # the handler, the gate (two frames), the audit hook, a margin
         if frame is None:
             return False
         namespace = frame.f_globals

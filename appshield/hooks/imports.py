@@ -110,7 +110,7 @@ class _Judged:
             pass
 
     def has(self, spec: Any, origin: str | None) -> bool:
-        if origin is not None and origin.__class__ is not str:
+        if origin is not None and type(origin) is not str:
             return False  # a str subclass could compare equal to the origin that was judged
         last = self.last
         if last[0]() is spec and last[1] == origin:
@@ -152,14 +152,20 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
         if _judged.has(spec, origin):
             return
         name = getattr(spec, "name", None)
-        if name.__class__ is not str:
+        kind = type(name)
+        if kind is not str:
+            if issubclass(kind, str):
+                # `__import__` hands a str subclass on as the spec's name, and the finders
+                # work on it with its own methods (`rpartition`...): the file they found may
+                # not be the module its characters name. Refused (the gate reports it).
+                raise _convert.Unreadable(f"a module name of type {kind.__qualname__}")
             name = None
         elif _state.own_imports and name in _state.own_imports:
             return  # a helper module appshield itself imports while deciding
         if not origin:
             absolute = None
         elif (
-            origin.__class__ is str
+            type(origin) is str
             and origin[:1] == "/"
             and "/." not in origin
             and "//" not in origin
@@ -253,7 +259,7 @@ def _loader_exec_module(
             path = _spec_origin(spec)
         last = _judged.last
         # The usual case: `_load_unlocked` judged this very spec for this very file just now.
-        if last[0]() is not spec or path.__class__ is not str or last[1] != path:
+        if last[0]() is not spec or type(path) is not str or last[1] != path:
             _judge(spec, path, "importlib.exec_module")
         result = wrapped(*args, **kwargs)
         # Patched as soon as its body has run: here for source and extension modules, by
@@ -412,7 +418,7 @@ def _layer_intact() -> bool:
 
 def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
     name, filename = args[0], args[1]
-    if name.__class__ is not str:
+    if type(name) is not str:
         # The import machinery always names modules with exact str: anything else is a
         # hand-made `sys.audit("import", ...)`, not an import.
         return None

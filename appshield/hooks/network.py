@@ -8,11 +8,15 @@ Where each action is seen:
   to them (`socket.socket`, `_socket.socket`, unbound calls, captured aliases, reloads).
   A wrapt layer on `socket.socket` would see exactly the same arguments and only add its
   own cost to the hot path (and then the audit event would still fire), so there is none.
+  The events come after C converted the address, with the original object: it is read the
+  way C read it (`_net_describe.read_address`), and refused when that is not possible.
 - name resolution: wrapt wrappers on `_socket.getaddrinfo` (which `socket.getaddrinfo` calls)
   and on `gethostbyname`, `gethostbyname_ex`, `gethostbyaddr` in both `socket` and
-  `_socket`. They decide *and* feed the resolver memory with the answers; the events
-  `socket.getaddrinfo`, `socket.gethostbyname`, `socket.gethostbyaddr` are the backstop
-  for calls that reach the C functions some other way.
+  `_socket`. Each converts the host and port once, as the C function would, decides on the
+  converted values (`_gate.judge_call`), calls the original *with them*, and feeds the
+  resolver memory with the answer; the events `socket.getaddrinfo`,
+  `socket.gethostbyname`, `socket.gethostbyaddr` are the backstop for calls that reach the
+  C functions some other way.
 - asyncio resolves in an executor thread, whose stack shows nothing of the caller. So
   `BaseEventLoop.getaddrinfo` is wrapped: the resolve is decided there, in the loop thread
   with the caller's coroutines on the stack (so `scope` and the code location work), and the
@@ -31,6 +35,7 @@ from typing import Any
 
 from appshield.hooks import _gate
 from appshield.hooks import _net_describe as describe
+from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._state import thread_state
 from appshield.operations import NetworkOp
@@ -38,6 +43,11 @@ from appshield.operations import NetworkOp
 __all__ = ["AUDIT_HANDLERS", "PATCHES"]
 
 _state = thread_state
+_str_copy = str.__getitem__
+_bytes_copy = bytes.__getitem__
+_ALL = slice(None)
+
+Described = tuple[NetworkOp, str]
 
 
 def _shield() -> Any:
@@ -49,9 +59,8 @@ def _shield() -> Any:
 
 
 class _AllowCache:
-    """Socket actions already decided `allow`: (operation, family, type, address) -> (the
-    operation without names, the remembered names it was decided with), for the compiled
-    policy that decided them.
+    """Actions already decided `allow`: key -> (the operation without names, the remembered
+    names it was decided with), for the compiled policy that decided them.
 
     Connects repeat: a service talks to the same few addresses all day, and building,
     hashing and deciding a `NetworkOp` again costs more than the rest of the hook. Only
@@ -59,7 +68,10 @@ class _AllowCache:
     rules ignore the call stack, and only for actions on an address (not a name); the cache
     empties itself when the policy changes. A hit still checks the resolver memory: the
     names of the address must be the very tuple the decision saw (the memory builds a new
-    one on every change) and none of them may have expired."""
+    one on every change) and none of them may have expired.
+
+    Keys are built from exact `str`/`bytes`/`int` values only (the converted arguments), so
+    a lookup never runs a `__hash__` or `__eq__` that an argument object defines."""
 
     LIMIT = 4096
 
@@ -77,10 +89,7 @@ class _AllowCache:
         entries = self.entries
         if len(entries) >= self.LIMIT:
             entries.clear()
-        try:
-            entries[key] = (base, names)
-        except TypeError:  # an unhashable address: simply not cached
-            pass
+        entries[key] = (base, names)
 
 
 _allowed = _AllowCache()
@@ -88,26 +97,48 @@ _family_of = describe.family_of
 _type_of = describe.type_of
 _memory = describe.memory
 _monotonic = time.monotonic
+_FAMILIES = describe.FAMILIES
 
 
 def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
     """The audit handler for one socket action. The first half is the hot path (a repeat of
-    an allowed action): no Python calls beyond this function."""
+    an allowed action to an exact `(str, int)` tuple): no Python calls beyond this
+    function."""
     cache = _allowed
     by_address = _memory._by_address
+    read_address = describe.read_address
+    raw_family = describe.raw_family
+    raw_type = describe.raw_type
 
     def handler(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-        address = args[1]
-        if address is None:  # sendmsg on a connected socket: its connect was judged
-            return None
         sock = args[0]
-        key = (operation, _family_of(sock), _type_of(sock), address)
+        address = args[1]
+        try:
+            # The C getters, inline: the fields the C socket methods use, whatever a
+            # subclass says, at the cost of no Python call.
+            family = raw_family(sock)
+            sotype = raw_type(sock)
+        except TypeError:  # a socket of another `_socket` module instance
+            family = _family_of(sock)
+            sotype = _type_of(sock)
+        # `type(x) is`, never `x.__class__` (a class can fake that), and only then hashed:
+        # an exact tuple of an exact str and int hashes and compares without running any
+        # code of the caller's.
+        if (
+            type(address) is not tuple
+            or len(address) != 2
+            or type(address[0]) is not str
+            or type(address[1]) is not int
+        ):
+            if address is None:  # sendmsg on a connected socket: its connect was judged
+                return None
+            if family not in _FAMILIES:
+                return None  # netlink, packet...: not a network operation
+            address = read_address(family, address)  # as C read it, or Unreadable
+        key = (operation, family, sotype, address)
         compiled = _gate._shield.compiled
         if cache.owner is compiled:
-            try:
-                hit = cache.entries.get(key)
-            except TypeError:
-                hit = None
+            hit = cache.entries.get(key)
             if hit is not None:
                 entry = by_address.get(hit[0].address)
                 if entry is None:
@@ -145,21 +176,23 @@ _on_sendmsg = _socket_event("send", "socket.sendmsg")
 
 
 def _on_getaddrinfo(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    op = describe.describe_resolve(args[0], args[1] if len(args) > 1 else None)
+    host = describe.resolve_event_host(args[0], none_ok=True)
+    port = describe.resolve_event_port(args[1])
+    op = describe.describe_resolve(host, port)
     return None if op is None else (op, "socket.getaddrinfo")
 
 
 def _on_gethostbyname(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    op = describe.describe_resolve(args[0], None)
+    op = describe.describe_resolve(describe.resolve_event_host(args[0], none_ok=False), None)
     return None if op is None else (op, "socket.gethostbyname")
 
 
 def _on_gethostbyaddr(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
-    op = _reverse_op(args[0])
+    op = _reverse_op(describe.resolve_event_host(args[0], none_ok=False))
     return None if op is None else (op, "socket.gethostbyaddr")
 
 
-def _reverse_op(ip: Any) -> NetworkOp | None:
+def _reverse_op(ip: str | bytes | None) -> NetworkOp | None:
     text = describe.host_text(ip)
     if not text:
         return None
@@ -180,20 +213,128 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 }
 
 
+# -- converting a resolver call's arguments once ---------------------------------------------
+
+# A type the C function refuses: it raises its own error before any lookup (and before its
+# audit event), so the call is passed on untouched and nothing is decided.
+_REFUSED: Any = object()
+
+
+def _plain_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments with exact `str` names. A name can be a `str` subclass whose
+    `__hash__`/`__eq__` answer differently to appshield's lookup and to C's: both look up
+    the same exact names instead. Iterating the dict runs no code of the keys'."""
+    plain: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if type(name) is not str:
+            name = _str_copy(name, _ALL)
+        if name in plain:
+            raise Unreadable("a keyword argument given twice")
+        plain[name] = value
+    return plain
+
+
+def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
+    """Positional `index` or keyword `name`; `_REFUSED` when the call has neither (the C
+    function raises its own TypeError)."""
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, _REFUSED)
+
+
+def _replace(
+    args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, value: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if len(args) > index:
+        return (*args[:index], value, *args[index + 1 :]), kwargs
+    kwargs[name] = value
+    return args, kwargs
+
+
+def _resolver_host(value: Any) -> Any:
+    """A getaddrinfo host, converted once as `socket_getaddrinfo` reads it: None, a str (C
+    encodes any str with the "idna" codec, so an exact copy reads the same), bytes (its own
+    bytes); `_REFUSED` for anything else (a bytearray too)."""
+    kind = type(value)
+    if kind is str or kind is bytes or value is None:
+        return value
+    if issubclass(kind, str):
+        return _str_copy(value, _ALL)
+    if issubclass(kind, bytes):
+        return _bytes_copy(value, _ALL)
+    return _REFUSED
+
+
+def _resolver_port(value: Any) -> Any:
+    """A getaddrinfo port as C reads it: an exact int (not a subclass: `PyLong_CheckExact`),
+    a str or bytes (their own data), None; `_REFUSED` for anything else."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bytes or value is None:
+        return value
+    if issubclass(kind, str):
+        return _str_copy(value, _ALL)
+    if issubclass(kind, bytes):
+        return _bytes_copy(value, _ALL)
+    return _REFUSED
+
+
+def _named_host(value: Any) -> Any:
+    """A gethostbyname(_ex)/gethostbyaddr argument as `PyArg_ParseTuple("et")` reads it: a
+    str, or the bytes of a bytes or bytearray (C copies them; handing it the copy is the
+    same); `_REFUSED` for anything else."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return value
+    if issubclass(kind, str):
+        return _str_copy(value, _ALL)
+    found = event_bytes_like(value)
+    return _REFUSED if found is None else found
+
+
+def _fresh(host: Any) -> tuple[Any, Any]:
+    """(the object handed to the C resolver in place of `host`, the `expect` token naming
+    it). The object is an exact copy that is a new object, so the token is something no
+    other code holds (a caller's `"localhost"` is an interned string, shared by every module
+    that spells it); C reads an exact copy exactly as it reads the original (same errors,
+    same exception attributes). A name of fewer than two characters cannot be copied into a
+    new object (CPython shares those): it gets no token, and its audit event is simply
+    decided once more."""
+    if host is None or len(host) < 2:
+        return host, None
+    copy = (host + (b"." if type(host) is bytes else "."))[:-1]
+    return copy, copy
+
+
+def _expecting(event: str, token: Any, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`call(...)`, whose audit event `event` carrying `token` was decided already. The
+    previous token is put back after, not cleared: a wrapper that ran meanwhile (from a
+    signal handler) must not drop the pending token of the call it interrupted."""
+    if token is None:
+        return call(*args, **kwargs)
+    previous = _state.expect
+    _state.expect = (event, token)
+    try:
+        return call(*args, **kwargs)
+    finally:
+        _state.expect = previous
+
+
 # -- asyncio: decide in the loop thread, mark the executor's call ----------------------------
 
 
 class _Predecided:
     """Resolutions already decided in an event loop thread, waiting for the executor thread
-    that performs them. Keyed on (host, port); entries expire so that a cancelled lookup
-    cannot leave a pass lying around for long, and only executor threads consume them."""
+    that performs them. Keyed on the converted (host, port), exact types only; entries
+    expire so that a cancelled lookup cannot leave a pass lying around for long, and only
+    executor threads consume them. The lock is re-entrant: a signal handler that resolves
+    while this thread holds it must not deadlock."""
 
     LIFETIME = 30.0
     LIMIT = 1024
 
     def __init__(self) -> None:
         self._pending: dict[tuple[Any, Any], list[float]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def add(self, host: Any, port: Any) -> None:
         deadline = time.monotonic() + self.LIFETIME
@@ -217,11 +358,30 @@ class _Predecided:
             return False
 
     def after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pending = {}
 
 
 _predecided = _Predecided()
+
+
+def _prepare_loop(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[Described], tuple[Any, ...]]:
+    # BaseEventLoop.getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0): it
+    # hands host and port to socket.getaddrinfo in an executor, which reads them as
+    # `_resolver_host`/`_resolver_port` do.
+    kwargs = _plain_kwargs(kwargs) if kwargs else {}
+    host = _resolver_host(_argument(args, kwargs, 0, "host"))
+    port = _resolver_port(_argument(args, kwargs, 1, "port"))
+    if host is _REFUSED or port is _REFUSED:
+        return [], (None, args, kwargs)  # the executor's getaddrinfo raises its own error
+    args, kwargs = _replace(args, kwargs, 0, "host", host)
+    args, kwargs = _replace(args, kwargs, 1, "port", port)
+    op = describe.describe_resolve(host, port)
+    if op is None:
+        return [], (None, args, kwargs)
+    return [(op, "asyncio.getaddrinfo")], ((host, port), args, kwargs)
 
 
 def _loop_getaddrinfo(
@@ -230,94 +390,134 @@ def _loop_getaddrinfo(
     shield = _shield()
     if shield is None:
         return wrapped(*args, **kwargs)
-    try:
-        host, port = _host_port(args, kwargs)
-        op = describe.describe_resolve(host, port)
-    except Exception:
-        return wrapped(*args, **kwargs)
-    if op is not None:
-        # This frame's callers are the application's coroutines: the stack is right here.
-        shield.enforce(op, "asyncio.getaddrinfo")
-        _predecided.add(host, port)
+    # Decided here: this frame's callers are the application's coroutines.
+    decided, args, kwargs = _gate.judge_call(
+        shield, "network", "asyncio.getaddrinfo", _prepare_loop, args, kwargs
+    )
+    if decided is not None:
+        # Only once the decision let it through: a denied lookup leaves no pass behind.
+        _predecided.add(*decided)
     return wrapped(*args, **kwargs)
 
 
-# -- resolver wrappers: decide, then remember the answer -------------------------------------
-
-
-def _host_port(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    host = args[0] if args else kwargs.get("host")
-    port = args[1] if len(args) > 1 else kwargs.get("port")
-    return host, port
-
+# -- resolver wrappers: convert once, decide, then remember the answer -----------------------
 
 _resolves_allowed = _AllowCache()
+
+
+def _prepare_getaddrinfo(
+    args: tuple[Any, ...], kwargs: dict[str, Any], compiled: Any
+) -> tuple[list[Described], tuple[Any, ...]]:
+    # getaddrinfo(host, port, family=0, type=0, proto=0, flags=0). Only host and port
+    # describe the lookup; the others are ints C converts itself (their `__index__` runs
+    # once, as without appshield, and cannot reach the token made here).
+    kwargs = _plain_kwargs(kwargs) if kwargs else {}
+    host = _resolver_host(_argument(args, kwargs, 0, "host"))
+    port = _resolver_port(_argument(args, kwargs, 1, "port"))
+    if host is _REFUSED or port is _REFUSED:
+        return [], (None, _REFUSED, None, args, kwargs)
+    passed, token = _fresh(host)
+    args, kwargs = _replace(args, kwargs, 0, "host", passed)
+    args, kwargs = _replace(args, kwargs, 1, "port", port)
+    key = (host, port)
+    predecided = _predecided.take(host, port)
+    if predecided or (_resolves_allowed.owner is compiled and key in _resolves_allowed.entries):
+        return [], (token, host, None, args, kwargs)  # decided before (loop, or an allow)
+    op = describe.describe_resolve(host, port)
+    if op is None:
+        return [], (token, host, None, args, kwargs)
+    return [(op, "socket.getaddrinfo")], (token, host, (key, op), args, kwargs)
 
 
 def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     shield = _shield()
     if shield is None:
         return wrapped(*args, **kwargs)
-    try:
-        host, port = _host_port(args, kwargs)
-        key = (host, port)
-        compiled = shield.compiled
-        if _resolves_allowed.owner is compiled and key in _resolves_allowed.entries:
-            op = None  # this lookup was allowed before, under this policy
-        else:
-            op = describe.describe_resolve(host, port)
-    except Exception:
-        return wrapped(*args, **kwargs)
-    if op is not None and not _predecided.take(host, port):
-        decision = shield.enforce(op, "socket.getaddrinfo")
-        if decision.action == "allow":
-            if _resolves_allowed.owner is not compiled:
-                _resolves_allowed.reset_for(compiled)
-            if _resolves_allowed.usable:
-                _resolves_allowed.store(key, op, ())
-    _state.expect = ("socket.getaddrinfo", host)
-    try:
-        infos = wrapped(*args, **kwargs)
-    finally:
-        _state.expect = None
+    compiled = shield.compiled
+    if not kwargs and len(args) >= 2:
+        # The hot path: a lookup this policy allowed before, with an exact host and port
+        # (the converted values are the arguments themselves; the key is hashed and
+        # compared without running any code of the caller's). Nothing here can fail but
+        # the interpreter itself (a signal's exception, the recursion limit), and then the
+        # lookup does not happen either.
+        host = args[0]
+        port = args[1]
+        kind = type(host)
+        port_kind = type(port)
+        if (
+            (kind is str or kind is bytes)
+            and (port_kind is int or port_kind is str or port_kind is bytes or port is None)
+            and _resolves_allowed.owner is compiled
+            and (host, port) in _resolves_allowed.entries
+            and not _predecided._pending  # an executor thread's pass comes first
+        ):
+            if len(host) < 2:  # see _fresh
+                infos = wrapped(*args)
+            else:
+                # `_fresh` and `_expecting`, inline: a new exact copy as the token.
+                token = (host + (b"." if kind is bytes else "."))[:-1]
+                previous = _state.expect
+                _state.expect = ("socket.getaddrinfo", token)
+                try:
+                    infos = wrapped(token, *args[1:])
+                finally:
+                    _state.expect = previous
+            describe.remember_results(host, infos)
+            return infos
+    token, host, decided, args, kwargs = _gate.judge_call(
+        shield, "network", "socket.getaddrinfo", _prepare_getaddrinfo, args, kwargs, compiled
+    )
+    if host is _REFUSED:
+        return wrapped(*args, **kwargs)  # C raises its own error, before any lookup
+    if decided is not None:
+        _remember_allow(compiled, *decided)
+    infos = _expecting("socket.getaddrinfo", token, wrapped, *args, **kwargs)
     describe.remember_results(host, infos)
     return infos
+
+
+def _remember_allow(compiled: Any, key: Any, op: NetworkOp) -> None:
+    """Cache a lookup the gate let through, if it was an allow (and not a violation that
+    monitor mode let through): decided again, purely, which a stack-free policy allows."""
+    cache = _resolves_allowed
+    if cache.owner is not compiled:
+        cache.reset_for(compiled)
+    if cache.usable and compiled.decide(op, None).action == "allow":
+        cache.store(key, op, ())
+
+
+def _prepare_by_name(name: Any, api: str, kind: str) -> tuple[list[Described], tuple[Any, Any]]:
+    host = _named_host(name)
+    if host is _REFUSED:
+        return [], (_REFUSED, None, None)
+    op = _reverse_op(host) if kind == "addr" else describe.describe_resolve(host, None)
+    return ([] if op is None else [(op, api)]), (host, *_fresh(host))
 
 
 def _by_name(api: str, event: str, kind: str) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         shield = _shield()
         if shield is None or len(args) != 1 or kwargs:
-            return wrapped(*args, **kwargs)
-        try:
-            op = (
-                _reverse_op(args[0]) if kind == "addr" else describe.describe_resolve(args[0], None)
-            )
-        except Exception:
-            return wrapped(*args, **kwargs)
-        if op is None:
-            return wrapped(*args, **kwargs)
-        shield.enforce(op, api)
-        _state.expect = (event, args[0])
-        try:
-            answer = wrapped(*args, **kwargs)
-        finally:
-            _state.expect = None
-        _remember_answer(kind, args[0], answer)
+            return wrapped(*args, **kwargs)  # no such signature: C raises its TypeError
+        host, passed, token = _gate.judge_call(
+            shield, "network", api, _prepare_by_name, args[0], api, kind
+        )
+        if host is _REFUSED:
+            return wrapped(*args)
+        answer = _expecting(event, token, wrapped, passed)
+        _remember_answer(kind, host, answer)
         return answer
 
     return wrapper
 
 
 def _remember_answer(kind: str, asked: Any, answer: Any) -> None:
-    try:
-        if kind == "name":
-            describe.remember_names([asked], [answer])
-        else:  # (hostname, aliases, addresses)
-            hostname, aliases, addresses = answer
-            describe.remember_names([asked, hostname, *aliases], list(addresses))
-    except (TypeError, ValueError):
-        pass
+    # The answer comes from the C resolver: exact str/list/tuple.
+    if kind == "name":
+        describe.remember_names([asked], [answer])
+    else:  # (hostname, aliases, addresses)
+        hostname, aliases, addresses = answer
+        describe.remember_names([asked, hostname, *aliases], list(addresses))
 
 
 _gethostbyname = _by_name("socket.gethostbyname", "socket.gethostbyname", "name")

@@ -12,10 +12,12 @@ import concurrent.futures
 import errno
 import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -474,3 +476,208 @@ def test_a_new_policy_is_not_answered_from_the_old_ones_cache(
     finally:
         runtime.uninstall()
     assert allowed.settle() == 2
+
+
+RESOLVE_RULES = """\
+  - id: no-localhost-lookup
+    category: network
+    action: alert
+    match: {host: localhost, operation: resolve}
+  - id: no-lookup-port
+    category: network
+    action: deny
+    match: {operation: resolve, port: 666}
+"""
+
+
+def test_each_wrapped_lookup_is_decided_and_reported_once(
+    servers: tuple[Server, Server],
+) -> None:
+    """The wrapper decides; the audit event its own call raises carries the wrapper's fresh
+    copy of the name, and is let through by identity instead of being decided again."""
+    seen = _install(_policy(servers[0].port, RESOLVE_RULES))
+
+    async def main() -> None:
+        await asyncio.get_running_loop().getaddrinfo("localhost", 80)
+
+    try:
+        socket.getaddrinfo("localhost", 80)
+        socket.gethostbyname("localhost")
+        socket.gethostbyname_ex(b"localhost")
+        socket.gethostbyaddr("localhost")
+        asyncio.run(main())
+    finally:
+        runtime.uninstall()
+    assert [v.api for v in seen] == [
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyname_ex",
+        "socket.gethostbyaddr",
+        "asyncio.getaddrinfo",
+    ]
+
+
+def test_a_nul_ends_the_name_and_the_port_as_it_does_for_the_resolver(
+    servers: tuple[Server, Server],
+) -> None:
+    """getaddrinfo hands host and port to the C resolver as C strings: `localhost\\0x` looks
+    up `localhost`, port `666\\0x` is port 666."""
+    seen = _install(_policy(servers[0].port, RESOLVE_RULES))
+    real = _socket.getaddrinfo.__wrapped__  # type: ignore[attr-defined]
+    try:
+        assert socket.getaddrinfo("localhost\x00.example", 80)  # alerted, as `localhost`
+        with pytest.raises(PolicyViolation) as by_port:
+            socket.getaddrinfo("localhost", "666\x00x")
+        assert real(b"localhost\x00.example", 80)  # the audit event reads it the same way
+    finally:
+        runtime.uninstall()
+    assert by_port.value.rule_id == "no-lookup-port"
+    assert [v.decision.rule_id for v in seen] == [
+        "no-localhost-lookup",
+        "no-lookup-port",
+        "no-localhost-lookup",
+    ]
+
+
+def test_code_run_by_the_resolver_call_cannot_borrow_its_token(
+    servers: tuple[Server, Server],
+) -> None:
+    """An argument's `__index__` runs inside the wrapped call, after the wrapper decided: a
+    lookup it makes with the same (interned) name is still decided on its own."""
+    seen = _install(_policy(servers[0].port, RESOLVE_RULES))
+    raw = _socket.getaddrinfo.__wrapped__  # type: ignore[attr-defined]
+    inner: list[object] = []
+
+    class Sneaky:
+        def __index__(self) -> int:
+            try:
+                inner.append(raw("localhost", 666))
+            except PolicyViolation as exc:
+                inner.append(exc)
+            return 0
+
+    try:
+        socket.getaddrinfo("localhost", 80, Sneaky())  # type: ignore[arg-type]
+    finally:
+        runtime.uninstall()
+    assert len(inner) == 1 and isinstance(inner[0], PolicyViolation)
+    assert inner[0].rule_id == "no-lookup-port"
+    assert [v.decision.rule_id for v in seen] == ["no-localhost-lookup", "no-lookup-port"]
+
+
+def test_a_connect_by_name_resolves_as_appshields_own_call(
+    servers: tuple[Server, Server],
+) -> None:
+    """The shield looks the name up itself (to judge the address it reaches), through the C
+    resolver with a token of its own: that lookup is neither judged nor reported."""
+    denied, allowed = servers
+    seen = _install(_policy(denied.port, RESOLVE_RULES.replace("alert", "deny", 1)))
+    try:
+        _net_describe.memory.clear()
+        with socket.socket() as s:
+            s.connect(("localhost", allowed.port))
+        with socket.socket() as s, pytest.raises(PolicyViolation):
+            s.connect(("localhost", denied.port))
+    finally:
+        runtime.uninstall()
+    assert allowed.settle() == 1
+    assert [v.decision.rule_id for v in seen] == ["no-port"]
+    assert seen[0].operation.address == "127.0.0.1"  # type: ignore[union-attr]
+
+
+def test_a_numpy_port_is_judged_with_its_port(shielded: Shielded) -> None:
+    """An object that is not an int but whose `__index__` is C code (a numpy integer) is
+    read as C read it: a `port` rule matches it."""
+    numpy = pytest.importorskip("numpy")
+    for kind in (numpy.int64, numpy.uint16, numpy.int32):
+        with socket.socket() as s, pytest.raises(PolicyViolation):
+            s.connect(("127.0.0.1", kind(shielded.denied.port)))
+    with socket.socket() as s:
+        s.connect(("127.0.0.1", numpy.int64(shielded.allowed.port)))
+    with socket.socket() as s, pytest.raises(TypeError):
+        s.connect(("127.0.0.1", numpy.array(shielded.denied.port)))  # mutable: refused
+    assert shielded.denied.settle() == 0
+    assert shielded.allowed.settle() == 1
+
+
+def test_arguments_that_cannot_be_read_as_c_read_them_are_refused(shielded: Shielded) -> None:
+    """A str subclass host (C encodes it by calling its own Python code), a bytearray host
+    (it may have changed since C read it) and a port whose `__index__` is Python code are
+    refused, reported as undescribable; their plain equivalents are not."""
+
+    class Host(str):
+        pass
+
+    class Index:
+        def __index__(self) -> int:
+            return shielded.allowed.port
+
+    port = shielded.allowed.port
+    for address in (
+        (Host("127.0.0.1"), port),
+        (bytearray(b"127.0.0.1"), port),
+        ("127.0.0.1", Index()),
+    ):
+        with (
+            socket.socket() as s,
+            pytest.raises(TypeError, match=r"cannot be read|encoded by|changed"),
+        ):
+            s.connect(address)
+    with socket.socket() as s:
+        s.connect((str(Host("127.0.0.1")), port))
+    assert [v.decision.rule_id for v in shielded.violations] == ["implicit:undescribable"] * 3
+    assert shielded.allowed.settle() == 1
+
+
+FOREIGN_SOCKETS = """\
+import sys, appshield
+appshield.install(sys.argv[1])
+port = int(sys.argv[2])
+for name in ("socket", "_socket"):
+    sys.modules.pop(name, None)
+import _socket  # 3.12+: a new module instance, with a socket type of its own
+
+
+class Netlink(_socket.socket):
+    family = property(lambda self: 16)
+
+
+class Slots(_socket.socket):
+    __slots__ = ("family",)
+
+
+slots = Slots()
+slots.family = 16
+for sock in (_socket.socket(), Netlink(), slots):
+    try:
+        sock.connect(("127.0.0.1", port))
+        print("connected")
+    except PermissionError:
+        print("denied")
+"""
+
+
+def test_the_socket_family_is_the_one_c_uses(
+    servers: tuple[Server, Server], tmp_path: Path
+) -> None:
+    """A subclass that says it is another family (one that is not a network operation), and
+    on 3.12+ a socket of a second `_socket` module instance, are judged by the family the C
+    methods use."""
+    denied, _ = servers
+    policy = tmp_path / "policy.yaml"
+    rule = f"{{id: no-port, category: network, action: deny, match: {{port: {denied.port}}}}}"
+    policy.write_text(
+        "version: 1\nname: t\nmode: enforce\n"
+        "defaults: {process: allow, file: allow, network: allow, import: allow}\n"
+        f"rules:\n  - {rule}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPSHIELD_", "PYTEST_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", FOREIGN_SOCKETS, str(policy), str(denied.port)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["denied"] * 3, done.stderr
+    assert denied.settle() == 0
