@@ -5,7 +5,8 @@
 #
 # For each interpreter present under $PYENV_ROOT/versions (default /root/.pyenv): a fresh
 # venv in /tmp, `pip install -e '.[test]'` from this checkout, then
-# `pytest tests/engine tests/policy tests/hooks tests/bypass` and the `run` argument reading
+# `pytest tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed`
+# and the `run` argument reading
 # (argparse differs between versions). Prints one summary line per
 # version and exits non-zero if any present version failed (missing ones are reported, not
 # failed). Logs: /tmp/appshield-multi-python/<version>.log
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 OUT=/tmp/appshield-multi-python
-SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/cli/test_run_arguments.py)
+SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed tests/cli/test_run_arguments.py)
 mkdir -p "$OUT"
 
 if [ "$#" -gt 0 ]; then versions=("$@"); else versions=(3.10.13 3.12.1 3.13.0); fi
@@ -43,7 +44,7 @@ for version in "${versions[@]}"; do
         continue
     fi
     present=()
-    for suite in "${SUITES[@]}"; do [ -d "$suite" ] && present+=("$suite"); done
+    for suite in "${SUITES[@]}"; do [ -e "$suite" ] && present+=("$suite"); done
     # -p no:cacheprovider comes from pyproject; keep the run quiet and in this checkout.
     "$venv/bin/python" -m pytest -q "${present[@]}" >>"$log" 2>&1
     status=$?
