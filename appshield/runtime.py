@@ -597,7 +597,11 @@ def _add_audit_hook() -> None:
     from appshield.hooks import _gate
 
     _audit_hook_added = True
-    sys.addaudithook(_gate.make_audit_hook(hooks.all_audit_handlers(), hooks.event_categories()))
+    sys.addaudithook(
+        _gate.make_audit_hook(
+            hooks.all_audit_handlers(), hooks.event_categories(), hooks.all_fast_paths()
+        )
+    )
 
 
 def _after_fork_in_child() -> None:

@@ -17,7 +17,13 @@ from typing import Any
 from appshield.hooks import file, imports, network, process
 from appshield.hooks._patching import PatchPoint
 
-__all__ = ["CATEGORY_MODULES", "all_audit_handlers", "all_patch_points", "event_categories"]
+__all__ = [
+    "CATEGORY_MODULES",
+    "all_audit_handlers",
+    "all_fast_paths",
+    "all_patch_points",
+    "event_categories",
+]
 
 CATEGORY_MODULES: tuple[ModuleType, ...] = (process, file, network, imports)
 _CATEGORY_OF_MODULE = {process: "process", file: "file", network: "network", imports: "import"}
@@ -46,3 +52,12 @@ def event_categories() -> Mapping[str, str]:
         for module in CATEGORY_MODULES
         for event in getattr(module, "AUDIT_HANDLERS", {})
     }
+
+
+def all_fast_paths() -> Mapping[str, Callable[[tuple[Any, ...]], bool]]:
+    """audit event -> a check the audit hook makes before the gate: True for a repeat the
+    active policy already allowed (exact types only; any doubt is False)."""
+    found: dict[str, Callable[[tuple[Any, ...]], bool]] = {}
+    for module in CATEGORY_MODULES:
+        found.update(getattr(module, "FAST_PATHS", {}))
+    return found

@@ -330,10 +330,12 @@ def _call_once(
 def make_audit_hook(
     handlers: Mapping[str, Callable[[tuple[Any, ...]], Any]],
     categories: Mapping[str, str],
+    fast_paths: Mapping[str, Callable[[tuple[Any, ...]], bool]] | None = None,
 ) -> Callable[[str, tuple[Any, ...]], None]:
     # Everything the hook uses is bound here, so it keeps working while the interpreter
     # tears modules down at shutdown.
     get_handler = handlers.get
+    get_fast = dict(fast_paths or {}).get
     category_of = dict(categories).get
     state = thread_state
     this_module = sys.modules[__name__]
@@ -374,6 +376,9 @@ def make_audit_hook(
         active = this_module._shield
         if active is None or state.busy:
             return
+        fast = get_fast(event)
+        if fast is not None and fast(args):
+            return  # a repeat the active policy allowed (exact types only)
         first = args[0] if args else None
         expected = state.expect
         if expected is not None and first is expected[1] and expected[0] == event:

@@ -151,6 +151,44 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
     return handler
 
 
+def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
+    """The audit hook's check *before* the gate, for one socket action: True only for a
+    repeat of an action the active policy allowed, to an exact `(str, int)` address (which
+    hashes and compares without running any code of the caller's). Anything else, and any
+    doubt, is False: the gate then decides in full. A connect to the same few addresses all
+    day costs this one call."""
+    cache = _allowed
+    by_address = _memory._by_address
+    raw_family = describe.raw_family
+    raw_type = describe.raw_type
+
+    def repeat_allowed(args: tuple[Any, ...]) -> bool:
+        address = args[1]
+        if (
+            type(address) is not tuple
+            or len(address) != 2
+            or type(address[0]) is not str
+            or type(address[1]) is not int
+        ):
+            return False
+        compiled = _gate._shield.compiled
+        if cache.owner is not compiled:
+            return False
+        try:
+            key = (operation, raw_family(args[0]), raw_type(args[0]), address)
+        except TypeError:  # a socket of another `_socket` module instance: the long way
+            return False
+        hit = cache.entries.get(key)
+        if hit is None:
+            return False
+        entry = by_address.get(hit[0].address)
+        if entry is None:
+            return not hit[1]
+        return entry.names is hit[1] and entry.soonest > _monotonic()
+
+    return repeat_allowed
+
+
 def _decide_socket_event(
     operation: str, api: str, key: Any, address: Any, compiled: Any
 ) -> tuple[NetworkOp, str] | None:
@@ -201,6 +239,14 @@ def _reverse_op(ip: str | bytes | None) -> NetworkOp | None:
         return describe.describe_resolve(text, None)
     return NetworkOp("resolve", None, address, None, "tcp", describe.memory.names_for(address))
 
+
+# Checked by the audit hook before the gate (see `_repeat_allowed`).
+FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {
+    "socket.connect": _repeat_allowed("connect"),
+    "socket.bind": _repeat_allowed("bind"),
+    "socket.sendto": _repeat_allowed("send"),
+    "socket.sendmsg": _repeat_allowed("send"),
+}
 
 AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
     "socket.connect": _on_connect,
