@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
+from appshield.hooks import _gate as _gate_limits
 from appshield.hooks._patching import WRAPT_DIR
 from appshield.hooks._state import thread_state
 from appshield.operations import Operation
@@ -235,13 +236,21 @@ class Shield:
             self._defer(operation, decision, api, capture_callsite(sys._getframe(1)), None)
         else:
             state.reporting = True
+            limit = None
             try:
+                # The sinks swallow their own errors: met at the recursion limit, a report
+                # would be lost without a trace, so reporting runs with headroom (a violation
+                # is not the hot path). Inside the `try`: an exception a signal handler
+                # raises on the way in must not leave `reporting` set.
+                limit = _gate_limits.raise_limit()
                 frame = sys._getframe(1)
                 if not self._folded(operation, decision, api, site, frame):
                     self._report(operation, decision, api, capture_callsite(frame))
                 self._drain_deferred()
             finally:
                 state.reporting = False
+                if limit is not None:
+                    _gate_limits.lower_limit(limit)
         if decision.blocked:
             raise PolicyViolation(
                 decision.rule_id,
@@ -270,7 +279,14 @@ class Shield:
     def report_undescribable(self, operation: Any, decision: Decision, api: str) -> None:
         """The gate could not describe or decide an operation: report it with its reason.
         Never folded: each one is worth seeing."""
-        site = capture_callsite(sys._getframe(1))
+        limit = _gate_limits.raise_limit()  # as in `act`: a report needs headroom
+        try:
+            self._report_undescribable(operation, decision, api)
+        finally:
+            _gate_limits.lower_limit(limit)
+
+    def _report_undescribable(self, operation: Any, decision: Decision, api: str) -> None:
+        site = capture_callsite(sys._getframe(2))
         state = thread_state
         if state.reporting:
             self._defer(operation, decision, api, site, "undescribable")

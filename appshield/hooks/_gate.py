@@ -40,10 +40,12 @@ __all__ = [
     "for_wrapper",
     "judge_call",
     "judge_event",
+    "lower_limit",
     "make_audit_hook",
     "own_call",
     "own_import",
     "plain_text",
+    "raise_limit",
     "screen",
     "shield",
     "unbind",
@@ -120,7 +122,7 @@ def _restore_tracers(saved: tuple[Any, Any]) -> None:
 _limit_to_restore: int | None = None
 
 
-def _raise_limit() -> int:
+def raise_limit() -> int:
     global _limit_to_restore
     limit = _getlimit()
     if _limit_to_restore is not None:
@@ -129,7 +131,7 @@ def _raise_limit() -> int:
     return limit
 
 
-def _lower_limit(limit: int) -> None:
+def lower_limit(limit: int) -> None:
     global _limit_to_restore
     try:
         _setlimit(limit)
@@ -236,11 +238,11 @@ def judge_event(
         try:
             _event_once(active, handler, category, event, args, False)
         except RecursionError:
-            limit = _raise_limit()
+            limit = raise_limit()
             try:
                 _event_once(active, handler, category, event, args, True)
             finally:
-                _lower_limit(limit)
+                lower_limit(limit)
     finally:
         if saved is not None:
             _restore_tracers(saved)
@@ -289,11 +291,11 @@ def judge_call(
         try:
             return _call_once(active, category, api, prepare, args, False)
         except RecursionError:
-            limit = _raise_limit()
+            limit = raise_limit()
             try:
                 return _call_once(active, category, api, prepare, args, True)
             finally:
-                _lower_limit(limit)
+                lower_limit(limit)
     finally:
         if saved is not None:
             _restore_tracers(saved)
