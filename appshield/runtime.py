@@ -196,8 +196,6 @@ class Shield:
         self.modules_before_install = modules_before_install
         # Extra per-violation callbacks (the pytest plugin's per-test collector), after sinks.
         self._listeners: tuple[Callable[[Violation], None], ...] = ()
-        # Violations made but not yet taken by the reporter (see `_report`).
-        self._pending: deque[Violation] = deque()
         self._drain_registered = False
 
     def add_listener(self, listener: Callable[[Violation], None]) -> Callable[[], None]:
@@ -393,7 +391,9 @@ class Shield:
         # Queued before anything that can be interrupted: an exception a signal handler
         # raises inside the sinks must not cost the report. It stays queued until the
         # reporter has taken it, and goes out with the next report, or at exit.
-        pending = self._pending
+        pending = thread_state.pending  # per thread: two threads never report one entry
+        if pending is None:
+            pending = thread_state.pending = deque()
         pending.append(violation)
         try:
             while pending:
@@ -410,7 +410,7 @@ class Shield:
             atexit.register(self._drain_pending)
 
     def _drain_pending(self) -> None:
-        pending = self._pending
+        pending = thread_state.pending or deque()
         try:
             if thread_state.deferred and not thread_state.reporting:
                 thread_state.reporting = True

@@ -51,6 +51,8 @@ class _ThreadState(threading.local):
     own_imports: tuple[str, ...] = ()
     reporting: bool = False
     deferred: list[Any] | None = None
+    # Violations this thread made that the reporter has not taken yet (Shield._report).
+    pending: Any = None
     # Depth of imports in progress on this thread: the import system's own reads of module
     # files belong to the import category, not the file category.
     importing: int = 0

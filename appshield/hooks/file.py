@@ -93,8 +93,16 @@ _ALL = slice(None)
 def _suffixes() -> tuple[str, ...]:
     global _module_suffixes
     if _module_suffixes is None:
-        machinery = _gate.own_import("importlib.machinery")  # rare: kept out of start-up
-        _module_suffixes = (*machinery.all_suffixes(), ".pyc")
+        # From the import system's own frozen module, always loaded: importing
+        # importlib.machinery here, in the middle of an import of importlib itself, would
+        # bind a half-made copy of the bootstrap (and breaks `importlib` for the process).
+        external = sys.modules["_frozen_importlib_external"]
+        _module_suffixes = (
+            *external.SOURCE_SUFFIXES,
+            *external.BYTECODE_SUFFIXES,
+            *external.EXTENSION_SUFFIXES,
+            ".pyc",
+        )
     return _module_suffixes
 
 
