@@ -1,16 +1,23 @@
 """The arguments of a process start, turned into the `ProcessOp` the kernel will run.
 
 Every route (Popen's audit event, `_posixsubprocess.fork_exec`, `os.posix_spawn`, the exec
-family, `os.system`) ends in `describe`, so one start seen by two layers yields two *equal*
-operations: that equality is how the layers recognise a start already decided.
+family, `os.system`) ends in `describe_start`, so one start seen by two layers yields two
+*equal* operations: that equality is how the layers recognise a start already decided.
+
+Everything here works on values already read as plain data (see `_proc_convert`): exact
+`str`/`bytes` (a subclass is read through its base type), an `int` descriptor, exact lists,
+tuples and dicts of those. Nothing calls a method an argument object could override; handed
+anything else, the readers raise `Unreadable` and the gate denies the start.
 
 - program: found as the kernel and libc will find it. A name without `/` is searched in the
   child's PATH (what `execvp` and subprocess do), a relative path is taken from the child's
   working folder; a program that cannot be found (or is not executable) will not start, so
-  there is nothing to decide (`None`).
+  there is nothing to decide (`None`). Paths are tested as the kernel walks them: `..` is
+  never folded lexically before a symlink is followed (`link/../x` is the folder *above the
+  link's target*, and that is where execve goes).
   The search is remembered per (name, PATH, working folder) and checked again on every start
-  with the same system calls a search makes (`_still_found`): only the path building,
-  normalising and resolving is saved, never a check of the file system.
+  with the same system calls a search makes (`_still_found`): only the path building and
+  resolving is saved, never a check of the file system.
 - executable: the found file with every symlink resolved. A symlink named `ls` that points
   at `touch` is judged as `touch`.
 - trusted_location: the resolved file sits in a folder of PATH as it was when the shield
@@ -22,18 +29,40 @@ operations: that equality is how the layers recognise a start already decided.
 - unshielded: decided by `appshield._activate.child_would_be_unshielded` (a Python child that
   would run without this process's shield; only meaningful when the shield came in through
   the environment, see that function and docs/limits.md).
+
+`Start.path` is the absolute path of the file that was judged, spelled as the kernel walks it
+(no `..` folded): the wrappers hand it to the OS instead of the name they were given, so the
+OS runs that very file even if PATH, the current folder or an earlier candidate changes
+between the decision and the start.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+from appshield.hooks._convert import Unreadable
+from appshield.hooks._proc_convert import plain
 from appshield.normalize import normalize_path, resolve_path
 from appshield.operations import ProcessOp
 
-__all__ = ["SHELLS", "describe", "env_mapping", "exec_path", "is_shell", "text"]
+__all__ = [
+    "SHELLS",
+    "Start",
+    "argv_text",
+    "describe",
+    "describe_first",
+    "describe_start",
+    "env_mapping",
+    "exec_path",
+    "is_shell",
+    "is_trusted",
+    "shell_command",
+    "text",
+    "unshielded",
+]
 
 SHELLS = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh", "fish", "csh", "tcsh"}
@@ -42,39 +71,56 @@ SHELLS = frozenset(
 _SHELL_VALUE_OPTIONS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 
 _trusted_dirs: frozenset[str] | None = None
+_modules = sys.modules
 
 
 def text(value: Any) -> str:
-    """A path or argument as text: str, bytes and PathLike; an int is a descriptor."""
-    if isinstance(value, int):
-        return f"/proc/self/fd/{value}"
-    value = os.fspath(value)
-    return os.fsdecode(value) if isinstance(value, bytes) else value
+    """A program, folder or argument read as plain data, as text: str as it is, bytes decoded
+    as the file system encoding does (a subclass of either through its base type); an int is
+    a descriptor, named by its /proc/self/fd link. Anything else: `Unreadable`."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, int):
+        return f"/proc/self/fd/{int.__index__(value)}"
+    found = plain(value)
+    if found is None:
+        raise Unreadable(f"a value of type {kind.__qualname__} cannot be read safely")
+    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
+
+
+def _arg_text(value: Any) -> str:
+    found = plain(value)
+    if found is None:
+        raise Unreadable(f"an argument of type {type(value).__qualname__} cannot be read safely")
+    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
 
 
 def argv_text(argv: Any) -> tuple[str, ...]:
+    """argv (an exact list or tuple of str/bytes, or None) as a tuple of text."""
     if argv is None:
         return ()
-    if argv.__class__ is list or argv.__class__ is tuple:
-        args = tuple(argv)
-        for arg in args:
-            if arg.__class__ is not str:
-                break
-        else:
-            return args  # the common case: already text
-        return tuple(text(a) for a in args)
-    if isinstance(argv, (str, bytes, os.PathLike)):
-        return (text(argv),)
-    return tuple(text(a) for a in argv)
+    kind = type(argv)
+    if kind is not tuple and kind is not list:
+        raise Unreadable(f"argv of type {kind.__qualname__} cannot be read safely")
+    args = tuple(argv)
+    for arg in args:  # a loop: cheaper than one C-level pass for the few items argv has
+        if type(arg) is not str:
+            return tuple(map(_arg_text, args))
+    return args  # the common case: already text
 
 
 def env_mapping(env: Any) -> Mapping[Any, Any] | None:
-    """The child's environment as a mapping: fork_exec gets a list of b"KEY=VALUE"."""
-    if env is None or isinstance(env, Mapping):
-        return env
+    """The child's environment as a mapping: None, a dict already read as plain data, or
+    fork_exec's `b"KEY=VALUE"` items (a list or tuple of bytes)."""
+    if env is None or type(env) is dict:
+        return env  # type: ignore[no-any-return]
+    kind = type(env)
+    if kind is not tuple and kind is not list:
+        raise Unreadable(f"an environment of type {kind.__qualname__} cannot be read safely")
     pairs: dict[str, str] = {}
     for item in env:
-        key, _, value = text(item).partition("=")
+        key, _, value = _arg_text(item).partition("=")
         pairs[key] = value
     return pairs
 
@@ -90,30 +136,38 @@ def _inherited_exec_path() -> tuple[str, ...] | None:
     os.environ is not the standard mapping (then the caller asks os.get_exec_path)."""
     global _environ_path
     environ = os.environ
-    if environ.__class__ is not os._Environ:
+    if type(environ) is not os._Environ:  # type: ignore[attr-defined]
         return None
-    data = getattr(environ, "_data", None)
-    if data is None:
+    data = environ.__dict__.get("_data")
+    if type(data) is not dict:
         return None
     value = data.get(b"PATH")
     seen, entries = _environ_path
-    if value is not seen and value != seen:
-        path = os.fsdecode(value) if value is not None else os.defpath
+    if value is not seen:
+        if value is None:
+            path = os.defpath
+        elif type(value) is bytes or issubclass(type(value), bytes):
+            # A bytes subclass stored by a str subclass's own `encode`: its data is what the
+            # C library's environ holds.
+            path = os.fsdecode(bytes.__getitem__(value, slice(None)))
+        else:
+            raise Unreadable("os.environ holds a PATH that is not bytes")
         entries = tuple(path.split(os.pathsep))
         _environ_path = (value, entries)
     return entries
 
 
 def exec_path(env: Mapping[Any, Any] | None = None) -> Sequence[str]:
-    """PATH as the child will search it (`os.get_exec_path` semantics)."""
+    """PATH as the child will search it (`os.get_exec_path` semantics), for `env` None (this
+    environment) or a dict already read as plain data. A PATH that `os.get_exec_path` refuses
+    (both `PATH` and `b"PATH"` set) raises as it does: the start would fail the same way."""
     if env is None:
         entries = _inherited_exec_path()
         if entries is not None:
             return entries
-    try:
-        return [d if d.__class__ is str else text(d) for d in os.get_exec_path(env)]
-    except (ValueError, TypeError):
-        return os.defpath.split(os.pathsep)
+    elif type(env) is not dict:
+        raise Unreadable(f"an environment of type {type(env).__qualname__} cannot be read safely")
+    return tuple(map(text, os.get_exec_path(env)))
 
 
 def _runnable(path: str) -> bool:
@@ -130,29 +184,26 @@ def _identity(path: str | bytes) -> tuple[int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
-def find_program(
-    name: str, search: Iterable[str] | None, cwd: str, misses: list[str] | None = None
-) -> str | None:
-    """The file the kernel will run. search None: no PATH search (posix_spawn, execve).
-    `misses`, when given, receives the candidates tried before it, in order."""
-    if search is None or "/" in name:
-        candidate = normalize_path(name, cwd=cwd)
-        return candidate if _runnable(candidate) else None
-    for entry in search:
-        # Most entries do not hold the program: test the raw join first, normalise the hit.
-        raw = f"{entry}/{name}" if entry.startswith("/") else f"{cwd}/{entry or '.'}/{name}"
-        if _runnable(raw):
-            return normalize_path(raw)
-        if misses is not None:
-            misses.append(raw)
-    return None
+class _Found(NamedTuple):
+    """What a search found."""
+
+    # The candidates tried before it, as bytes, duplicates dropped.
+    misses: tuple[bytes, ...]
+    # The found file's absolute path as the kernel walks it (no `..` folded), as bytes.
+    found: bytes
+    # Its `_identity`, or None when it must not be taken as a hit on a later search.
+    identity: tuple[int, int, int] | None
+    resolved: str
+    folder: str  # the resolved path's folder
+    on_startup_path: bool  # that folder was on PATH when the shield started
+    shell_name: bool  # the resolved base name is a shell's
+    index: int  # which PATH entry held it (0 without a search)
+    path: str  # `found` as text
+    # The candidate as subprocess spells it for fork_exec: `os.path.join(entry, name)`
+    # encoded, or the name itself when there is no search.
+    launch: bytes
 
 
-# What a search found: (the candidates tried before it, as bytes, duplicates dropped; the
-# found file, as bytes; its `_identity`, or None when it must not be taken as a hit; its
-# resolved path; the resolved path's folder; whether that folder was on PATH at start-up;
-# whether its base name is a shell's).
-_Found = tuple[tuple[bytes, ...], bytes, tuple[int, int, int] | None, str, str, bool, bool]
 # (program name, PATH entries or None, working folder) -> what its last search found.
 _located: dict[tuple[str, tuple[str, ...] | None, str], _Found] = {}
 
@@ -163,29 +214,58 @@ def _still_found(found: _Found) -> bool:
     there, wins from then on), and the found one must still be runnable and the very same file
     (device and inode through every symlink, as execve follows them: a replaced file or a
     re-pointed link, a re-used inode fail). These are the system calls the search itself
-    makes; what the cache saves is building, normalising and resolving the paths again."""
-    if found[2] is None:
+    makes; what the cache saves is building and resolving the paths again."""
+    if found.identity is None:
         return False
     access, x_ok = os.access, os.X_OK
-    for candidate in found[0]:
+    for candidate in found.misses:
         if access(candidate, x_ok) and os.path.isfile(candidate):
             return False
     try:
-        info = os.stat(found[1])
+        info = os.stat(found.found)
     except OSError:
         return False
     return (
-        (info.st_dev, info.st_ino, info.st_ctime_ns) == found[2]
+        (info.st_dev, info.st_ino, info.st_ctime_ns) == found.identity
         and info.st_mode & 0o170000 == 0o100000  # S_ISREG, as os.path.isfile
-        and access(found[1], x_ok)
+        and access(found.found, x_ok)
     )
 
 
-def _search(name: str, search: Sequence[str] | None, cwd: str) -> _Found | None:
+def _candidates(name: str, search: Sequence[str] | None, base: str) -> Iterable[tuple[str, str]]:
+    """(the path the kernel will be asked to run, subprocess's spelling of it) in the order
+    they are tried, absolute and unfolded: relative ones joined to `base`, the child's folder
+    as the kernel walks it."""
+    if search is None or "/" in name:
+        yield (name if name[:1] == "/" else f"{base}/{name}"), name
+        return
+    join = os.path.join
+    for entry in search:
+        if entry[:1] == "/":
+            yield f"{entry}/{name}", join(entry, name)
+        else:
+            yield f"{base}/{entry or '.'}/{name}", join(entry, name)
+
+
+def _first_runnable(
+    name: str, search: Sequence[str] | None, base: str, misses: list[str]
+) -> tuple[int, str, str] | None:
+    """(index, path, subprocess's spelling) of the first candidate that can run; the ones
+    tried before it go to `misses`."""
+    for index, (path, launch) in enumerate(_candidates(name, search, base)):
+        # A NUL byte cannot reach execve (the C code refuses the whole call): not a hit.
+        if "\x00" not in path and _runnable(path):
+            return index, path, launch
+        misses.append(path)
+    return None
+
+
+def _search(name: str, search: Sequence[str] | None, base: str) -> _Found | None:
     misses: list[str] = []
-    path = find_program(name, search, cwd, misses)
-    if path is None:
+    hit = _first_runnable(name, search, base, misses)
+    if hit is None:
         return None
+    index, path, launch = hit
     # The file the path leads to, before and after resolving it: the resolved path is
     # remembered with that identity only when both agree (and the resolved path names that
     # same file), so a link re-pointed while it was being resolved cannot leave a name and
@@ -194,27 +274,31 @@ def _search(name: str, search: Sequence[str] | None, cwd: str) -> _Found | None:
     resolved = resolve_path(path)
     identity = before if before is not None and before == _identity(resolved) else None
     folder = os.path.dirname(resolved) or "/"
-    return (
-        tuple(dict.fromkeys(os.fsencode(m) for m in misses)),
-        os.fsencode(path),
+    encoded = os.fsencode(path)
+    return _Found(
+        tuple(dict.fromkeys(os.fsencode(m) for m in misses if "\x00" not in m)),
+        encoded,
         identity,
         resolved,
         folder,
         folder in _startup_dirs(),
         os.path.basename(resolved) in SHELLS,
+        index,
+        path,
+        os.fsencode(launch),
     )
 
 
-def _locate(name: str, search: Sequence[str] | None, cwd: str) -> _Found | None:
-    """`find_program` and the program's resolved path, remembered per (name, PATH, folder)
-    and re-validated on every call by `_still_found`."""
-    key = (name, search if search is None or search.__class__ is tuple else tuple(search), cwd)
-    if name.__class__ is not str:  # a str subclass could lie in __hash__/__eq__: no memory
-        return _search(name, key[1], cwd)
+def _locate(name: str, search: Sequence[str] | None, base: str) -> _Found | None:
+    """The search for `name` and the program's resolved path, remembered per (name, PATH,
+    folder) and re-validated on every call by `_still_found`. Every key part is an exact
+    str (or a tuple of them), so the lookup runs no code of an argument's."""
+    entries = search if search is None or type(search) is tuple else tuple(map(text, search))
+    key = (name, entries, base)
     found = _located.get(key)
     if found is not None and _still_found(found):
         return found
-    found = _search(name, key[1], cwd)
+    found = _search(name, entries, base)
     if found is not None:
         if len(_located) >= 256:
             _located.clear()
@@ -225,7 +309,7 @@ def _locate(name: str, search: Sequence[str] | None, cwd: str) -> _Found | None:
 def _startup_dirs() -> frozenset[str]:
     global _trusted_dirs
     if _trusted_dirs is None:
-        from appshield.runtime import STARTUP_ENVIRON
+        from appshield._startup import STARTUP_ENVIRON
 
         found: set[str] = set()
         for entry in STARTUP_ENVIRON.get("PATH", os.defpath).split(os.pathsep):
@@ -242,7 +326,8 @@ def is_trusted(resolved: str) -> bool:
 
 
 def is_shell(resolved: str, argv: Sequence[str]) -> bool:
-    """A shell told to run a command string (`sh -c`, `bash -lc`, `dash -e -c`)."""
+    """A shell told to run a command string (`sh -c`, `bash -lc`, `dash -e -c`). argv is text
+    (exact str items, as `argv_text` makes it)."""
     names = {os.path.basename(resolved)}
     if argv:
         names.add(os.path.basename(argv[0]))
@@ -263,23 +348,22 @@ def is_shell(resolved: str, argv: Sequence[str]) -> bool:
     return False
 
 
-_would_be_unshielded: Callable[..., bool] | None = None
+def unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
+    """`ProcessOp.unshielded` for this start. `env`: None, a plain dict or fork_exec's bytes
+    items, as the child will get it.
+
+    Only a shield that came in through the environment (the bootstrap, `appshield run`,
+    `appshield.auto`) can have children that run without it, and those ways in import
+    `appshield._activate` before the shield exists: when it is not imported, no child is
+    unshielded. It is looked up, not imported: the hooks do not reach up into the activation
+    layer (tests/test_layering.py)."""
+    activation = _modules.get("appshield._activate")
+    if activation is None:
+        return False
+    return activation.child_would_be_unshielded(argv, env, executable=resolved, cwd=cwd)  # type: ignore[no-any-return]
 
 
-def _unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
-    global _would_be_unshielded
-    if _would_be_unshielded is None:
-        # bound on first use: appshield._activate imports the runtime, which imports hooks
-        from appshield._activate import child_would_be_unshielded
-
-        _would_be_unshielded = child_would_be_unshielded
-    # env as given: converting fork_exec's list is left to the rare case that reads it
-    return _would_be_unshielded(argv, env, executable=resolved, cwd=cwd)
-
-
-def child_cwd(cwd: Any) -> str:
-    if cwd is not None:
-        return normalize_path(text(cwd))
+def _current_folder() -> str:
     try:
         here = os.getcwd()
     except OSError:
@@ -291,6 +375,131 @@ def child_cwd(cwd: Any) -> str:
     return normalize_path(".")
 
 
+def child_cwd(cwd: Any) -> str:
+    """The child's working folder as reported: absolute and normalised."""
+    if cwd is None:
+        return _current_folder()
+    return normalize_path(text(cwd))
+
+
+def _child_folders(cwd: Any) -> tuple[str, str] | None:
+    """(the child's working folder as reported, the same folder as the kernel will walk it:
+    absolute, `..` not folded). None when the folder cannot be a path (a NUL byte: the C
+    code refuses the call)."""
+    if cwd is None:
+        here = _current_folder()
+        return here, here
+    given = text(cwd)
+    if "\x00" in given:
+        return None
+    walked = given if given[:1] == "/" else f"{_current_folder()}/{given}"
+    return normalize_path(walked), walked
+
+
+_new = tuple.__new__
+
+
+class Start(NamedTuple):
+    """A described start: the operation, and what the wrappers hand the OS so that it runs
+    exactly what was judged."""
+
+    op: ProcessOp
+    # The absolute path of the judged file as the kernel walks it (see the module docstring).
+    path: str
+    # The child's working folder as the kernel walks it (absolute), None when it inherits
+    # this process's.
+    folder: str | None
+    # Which PATH entry held the program (0 without a search), and subprocess's spelling of
+    # that candidate (`os.path.join(entry, name)`, encoded).
+    index: int
+    launch: bytes
+    encoded: bytes  # `path`, encoded
+
+
+def _start(
+    found: _Found, name: str, argv: Any, env: Any, where: str, walked: str, cwd: Any
+) -> Start:
+    (
+        _misses,
+        encoded,
+        _identity,
+        resolved,
+        folder,
+        on_startup_path,
+        shell_name,
+        index,
+        path,
+        launch,
+    ) = found  # one C-level unpacking: the hot path
+    args = argv_text(argv) or (name,)
+    # Built in C from its fields in order (executable, argv, shell, cwd, trusted_location,
+    # unshielded): the NamedTuple's own __new__ is a Python function, a tenth of a Popen
+    # description.
+    op = _new(
+        ProcessOp,
+        (
+            resolved,
+            args,
+            # is_shell, skipped when neither name is a shell's (its first test)
+            (shell_name or os.path.basename(args[0]) in SHELLS) and is_shell(resolved, args),
+            where,
+            # is_trusted: the start-up PATH part is fixed, the writable part is asked every time
+            on_startup_path or not os.access(folder, os.W_OK),
+            unshielded(args, env, resolved, where),
+        ),
+    )
+    child_folder = None if cwd is None else walked
+    return _new(Start, (op, path, child_folder, index, launch, encoded))
+
+
+def describe_start(
+    program: Any,
+    argv: Any,
+    env: Any,
+    cwd: Any = None,
+    *,
+    search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+) -> Start | None:
+    """The start of `program` with `argv` in `env` (None: this process's environment) from
+    folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
+    (or a function returning them, called only for a bare name). None when the program cannot
+    start (not found, not executable, a NUL byte in a path): nothing to decide."""
+    if cwd is None:  # the common case, without a helper call
+        where = walked = _current_folder()
+    else:
+        folders = _child_folders(cwd)
+        if folders is None:
+            return None
+        where, walked = folders
+    name = program if type(program) is str else text(program)
+    if "\x00" in name:
+        return None
+    if "/" in name:
+        search = None
+    elif callable(search):
+        search = search()
+    found = _locate(name, search, walked)  # type: ignore[arg-type]
+    return None if found is None else _start(found, name, argv, env, where, walked, cwd)
+
+
+def describe_first(programs: Sequence[Any], argv: Any, env: Any, cwd: Any = None) -> Start | None:
+    """fork_exec's start: its child tries `programs` in order (no PATH search of its own) and
+    runs the first that execve accepts; the first that can run is judged. None when none can,
+    or when one holds a NUL byte (the C code then refuses the whole call)."""
+    folders = _child_folders(cwd)
+    if folders is None:
+        return None
+    names = tuple(map(text, programs))
+    if any("\x00" in name for name in names):
+        return None
+    where, walked = folders
+    for name in names:
+        found = _locate(name, None, walked)
+        if found is not None:
+            return _start(found, name, argv, env, where, walked, cwd)
+    return None
+
+
 def describe(
     program: Any,
     argv: Any,
@@ -299,34 +508,12 @@ def describe(
     *,
     search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
 ) -> ProcessOp | None:
-    """The start of `program` with `argv` in `env` (None: this process's environment) from
-    folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
-    (or a function returning them, called only for a bare name)."""
-    where = child_cwd(cwd)
-    name = program if program.__class__ is str else text(program)
-    if "/" in name:
-        search = None
-    elif callable(search):
-        search = search()
-    found = _locate(name, search, where)  # type: ignore[arg-type]
-    if found is None:
-        return None
-    resolved, folder = found[3], found[4]
-    args = argv_text(argv) or (name,)
-    # Positional, in field order (executable, argv, shell, cwd, trusted_location, unshielded):
-    # half the cost of keywords on this path.
-    return ProcessOp(
-        resolved,
-        args,
-        # is_shell, skipped when neither name is a shell's (its first test)
-        (found[6] or os.path.basename(args[0]) in SHELLS) and is_shell(resolved, args),
-        where,
-        # is_trusted: the start-up PATH part is fixed, the writable part is asked every time
-        found[5] or not os.access(folder, os.W_OK),
-        _unshielded(args, env, resolved, where),
-    )
+    """`describe_start`'s operation."""
+    start = describe_start(program, argv, env, cwd, search=search)
+    return None if start is None else start.op
 
 
 def shell_command(command: Any) -> ProcessOp | None:
-    """`os.system(command)`: /bin/sh -c command, as the C library runs it."""
+    """`os.system(command)`: /bin/sh -c command, as the C library runs it. `command` is the
+    converted command the event carries (str or bytes)."""
     return describe("/bin/sh", ("/bin/sh", "-c", text(command)), None)

@@ -4,11 +4,14 @@ Where each start is seen, and why there:
 
 - `subprocess.Popen` (and all built on it: run, call, check_output, getoutput, os.popen,
   asyncio's subprocess_exec/subprocess_shell): the audit event `subprocess.Popen`. subprocess
-  raises it itself, after `executable=`, `shell=True` (`/bin/sh -c CMD`), bytes and PathLike
-  argv have been folded into the final (executable, args, cwd, env) and before anything forks.
-  A wrapt layer on `Popen.__init__` or `_execute_child` would see no more than that, and the
-  event also survives `reload(subprocess)`, `from subprocess import Popen` captured before
-  install and `__wrapped__`. The program is looked up in the *child's* PATH, as subprocess does.
+  raises it itself, after `executable=`, `shell=True` (`/bin/sh -c CMD`) and argv have been
+  folded into the final (executable, args, cwd, env) and before anything forks. The event
+  carries the caller's *original* objects, and subprocess converts them afterwards (the
+  executable and the environment with Python-level `os.fsencode`, where a str subclass's own
+  `encode` runs; argv items in C, where a `PathLike`'s `__fspath__` runs again). So the event's
+  reading is final only when every input was of an exact type; otherwise fork_exec or
+  posix_spawn decide again on what they are handed (see `_PopenStart`). The program is looked
+  up in the *child's* PATH, as subprocess does.
 - `_posixsubprocess.fork_exec`: no audit event on any supported Python (3.10-3.13), so it
   is patched wherever it is bound: the module attribute (which `multiprocessing` calls for
   spawn and forkserver, and which a reloaded subprocess binds again) and `subprocess._fork_exec`.
@@ -16,22 +19,44 @@ Where each start is seen, and why there:
   over): wrapped, because the audit event carries neither `file_actions` (whose opens are
   file operations, decided here as such) nor whether PATH is searched. The event
   `os.posix_spawn` is the backstop for the process part.
+- `os.execv` / `os.execve` (and `posix.*`; the other exec functions call these, and so does
+  the child of `os.spawn*` and `pty.spawn`): wrapped, so that `PathLike` arguments are
+  converted once and judged; the audit event `os.exec` (raised for each candidate a PATH
+  search tries) is the backstop, and reads only what the C code already converted (a
+  `PathLike` argv item reaching it through a captured alias is refused: reading it again
+  would run its `__fspath__` a second time).
 - `os.system` (and `posix.system`, captured aliases): the audit event, judged as `/bin/sh -c`.
-- `os.exec*` (all variants, `posix.execv[e]`): the audit event `os.exec`, raised for each
-  candidate the PATH search tries; candidates that do not exist cannot start and are skipped.
 - `os.spawn*`: wrapped (the `l` variants call the `v` variants through the module), so the
   start is refused in the caller rather than as exit status 127 from the forked child; the
-  child's `os.exec` event is the backstop (after `reload(os)`).
-- `pty.spawn`: its audit event `pty.spawn`, in the parent, before it forks.
+  child's exec is the backstop (after `reload(os)`).
+- `pty.spawn`: its audit event `pty.spawn`, in the parent, before it forks; the child's exec
+  decides again on what it converts.
 - `os.fork` alone starts no program: not a process operation.
+
+Every wrapper converts each argument exactly once with the C function's semantics
+(`_proc_convert`), decides on the converted values inside `_gate.judge_call` (which fails
+closed) and calls the original with them. Where it found the program, it hands the OS the
+judged file's absolute path (`Start.path`) rather than the name: the OS then runs the very
+file that was judged, whatever PATH, the current folder or an earlier PATH candidate do
+meanwhile (fork_exec's child would otherwise go on to the next candidate when the judged one
+fails to execute).
 
 One start seen by two layers is decided once: the first layer that decides a start remembers
 the operation (`_Started`), and a later layer that describes an *equal* operation lets it
 through without a second decision or report. The mark is set only when the start was not
-refused, is consumed once, and for fork-based routes (`os.spawn*`, `pty.spawn`) is only honoured
-in the forked child. For Popen the later layer does not even describe the start again when it
-is handed the very argv list object the event carried (subprocess passes it on unchanged):
-that keeps `subprocess.run` within a few percent of bare Python.
+refused, is consumed once, is tied to the policy it was decided under, and for fork-based
+routes (`os.spawn*`, `pty.spawn`) is only honoured in the forked child. For Popen the later
+layer does not even describe the start again when the event read only exact types and the
+later call is that very start: the same argv item objects (by identity), the candidate or
+program the event judged, the same cwd object, and the same `unshielded` answer for the
+environment the child gets. That check reads exact types only and runs no code of any
+argument, so when no tracer or profiler is set on the thread it runs without the gate
+(`_judged_fork_exec`, `_judged_posix_spawn`): that keeps `subprocess.run` close to bare
+Python. Any other call, or one a tracer could watch, is decided through the gate.
+
+A wrapper that lets the call's own audit event through (`thread_state.expect`) names the
+path object it hands the C function: a fresh private str/bytes/int subclass instance made for
+this call (`_proc_convert.token`), which no other code holds.
 
 `unshielded` (a Python child that would run without this process's shield) is decided by
 `appshield._activate.child_would_be_unshielded`: it applies only when this process got its
@@ -42,19 +67,40 @@ and interpreters are governed by ordinary process rules. See docs/limits.md.
 
 from __future__ import annotations
 
+import operator
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 from appshield.hooks import _gate
-from appshield.hooks._patching import PatchPoint
+from appshield.hooks._convert import Unreadable, fspath_once
+from appshield.hooks._patching import FunctionWrapper, PatchPoint
+from appshield.hooks._proc_convert import (
+    Plain,
+    argv_once,
+    bytes_items_once,
+    env_once,
+    event_argv,
+    event_env,
+    fork_exec_argv_once,
+    path_once,
+    plain_spawn_options,
+    preview_argv,
+    preview_env,
+    preview_path,
+    spawn_options_once,
+    token,
+)
 from appshield.hooks._proc_describe import (
-    describe,
-    env_mapping,
+    describe_first,
+    describe_start,
     exec_path,
     shell_command,
     text,
+    unshielded,
 )
 from appshield.hooks._proc_screen import active, first_violation, screen
 from appshield.hooks._state import thread_state
@@ -64,64 +110,171 @@ __all__ = ["AUDIT_HANDLERS", "PATCHES"]
 
 _state = thread_state
 Described = tuple[Operation, str]
+_same = operator.is_
+_OPEN = getattr(os, "POSIX_SPAWN_OPEN", None)
+_EXACT_TEXT = frozenset({str, bytes})
+_EXACT_BYTES = frozenset({bytes})
+
+
+class _PopenStart(NamedTuple):
+    """A `subprocess.Popen` event read entirely from exact types, and what the call that
+    follows it (fork_exec, or posix_spawn) must be handed for the event's decision to be
+    that call's decision."""
+
+    program: Plain  # the executable object subprocess holds (posix_spawn gets this very one)
+    argv: tuple[Plain, ...]  # the argv item objects (the later call gets these very ones)
+    cwd: Plain | None  # the cwd object
+    index: int  # the PATH entry that held the program (0 without a search)
+    launch: bytes  # fork_exec's candidate at `index`, as subprocess spells it
+    path: bytes  # the judged file, absolute: what the OS is handed
+    folder: str | None  # the child's folder, absolute, when cwd was given
+
+
+class _Mark(NamedTuple):
+    op: ProcessOp
+    pid: int  # the process that decided it
+    for_child: bool  # honoured only in a forked child of that process
+    compiled: Any  # the policy it was decided under
+    popen: _PopenStart | None
 
 
 class _Started(threading.local):
-    # (operation, pid that set it, honoured only in a forked child?, the argv object the
-    # deciding layer saw)
-    mark: tuple[ProcessOp, int, bool, Any] | None = None
+    mark: _Mark | None = None
 
 
 _started = _Started()
 
 
-def _mark(op: ProcessOp, *, for_child: bool = False, source: Any = None) -> None:
-    _started.mark = (op, os.getpid(), for_child, source)
+_new = tuple.__new__  # builds a NamedTuple in C (its own __new__ is a Python function)
 
 
-def _same_popen_start(argv: Any) -> bool:
-    """subprocess hands the very argv list it raised `subprocess.Popen` with to fork_exec or
-    posix_spawn, with the program and PATH candidates derived from the same arguments: that
-    start was just decided, so it needs no second description (the common, cheap case)."""
-    mark = _started.mark
-    if mark is None or mark[3] is None or mark[3] is not argv or mark[1] != os.getpid():
-        return False
-    _started.mark = None
-    return True
+def _compiled() -> Any:
+    shield = _gate.shield()
+    return None if shield is None else shield.compiled
+
+
+def _mark(op: ProcessOp, for_child: bool = False, popen: _PopenStart | None = None) -> None:
+    _started.mark = _new(_Mark, (op, os.getpid(), for_child, _compiled(), popen))
 
 
 def _already_decided(op: ProcessOp) -> bool:
+    """Was this very start (an equal operation: plain str and bool fields, compared in C) just
+    decided, under the current policy, by an earlier layer? Consumes the mark."""
     mark = _started.mark
-    if mark is None or mark[0] != op or (os.getpid() != mark[1]) != mark[2]:
+    if (
+        mark is None
+        or (os.getpid() != mark.pid) != mark.for_child
+        or mark.compiled is not _compiled()
+        or mark.op != op
+    ):
         return False
     _started.mark = None
     return True
 
 
+def _judged_popen(
+    argv: tuple[Plain, ...] | None, cwd: Any, env: Any, compiled: Any
+) -> _PopenStart | None:
+    """The Popen event's reading, when this call carries the very argv items and cwd the event
+    read (compared by identity: no code of theirs runs) and the environment it is handed gives
+    the same `unshielded` answer. The caller checks the program and consumes the mark."""
+    mark = _started.mark
+    if mark is None or mark.popen is None or mark.pid != os.getpid():
+        return None
+    popen = mark.popen
+    if (
+        argv is None
+        or cwd is not popen.cwd
+        or len(argv) != len(popen.argv)
+        or not all(map(_same, argv, popen.argv))
+        or mark.compiled is not compiled
+    ):
+        return None
+    op = mark.op
+    if unshielded(op.argv, env, op.executable, op.cwd) != op.unshielded:
+        return None
+    return popen
+
+
 def _decided_start(
-    op: ProcessOp | None, api: str, *, for_child: bool = False, source: Any = None
+    op: ProcessOp, api: str, for_child: bool = False, popen: _PopenStart | None = None
 ) -> Described | None:
     """For an audit event raised before a later layer sees the same start: decide now, mark
-    the start unless it is refused, and hand a violation to the audit hook to report."""
-    _started.mark = None
-    if op is None:
-        return None
+    the start unless it is refused, and hand a violation to the gate to report."""
     found = screen([(op, api)])
     if found is None or not found[2].blocked:
-        _mark(op, for_child=for_child, source=source)
+        _mark(op, for_child, popen)
     return None if found is None else (op, api)
 
 
 # -- audit events ---------------------------------------------------------------------------
 
 
+def _is_appshield(namespace: Any) -> bool:
+    name = namespace.get("__name__") if type(namespace) is dict else None
+    return type(name) is str and name.startswith("appshield.")
+
+
+def _fork_exec_in_place() -> bool:
+    """Will the code that raised this `subprocess.Popen` event reach fork_exec through
+    `_wrap_fork_exec`? Looked up in the raising frame's own globals (`_fork_exec` from 3.11,
+    `_posixsubprocess.fork_exec` before), so a private copy of subprocess is judged by what it
+    calls. posix_spawn needs no such check: its audit event reads what C converted."""
+    frame = sys._getframe(1)
+    while frame is not None and _is_appshield(frame.f_globals):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or type(frame.f_globals) is not dict:
+        return False
+    namespace = frame.f_globals
+    found = namespace.get("_fork_exec")
+    if found is None:
+        module = namespace.get("_posixsubprocess")
+        if type(module) is not ModuleType:
+            return False
+        found = module.__dict__.get("fork_exec")
+    return type(found) is FunctionWrapper and found._self_wrapper is _wrap_fork_exec
+
+
+def _all_str(items: list[Any]) -> bool:
+    for item in items:  # a loop: cheaper than one C-level pass for the few items argv has
+        if type(item) is not str:
+            return False
+    return True
+
+
 def _on_popen(args: tuple[Any, ...]) -> Described | None:
     executable, argv, cwd, env = args[:4]
+    _started.mark = None
+    if (
+        type(executable) is str
+        and type(argv) is list
+        and cwd is None
+        and env is None
+        and _all_str(argv)
+    ):
+        # The common case (`subprocess.run(["ls", "-l"])`), read without the readers.
+        program, items, folder, child_env, exact = executable, tuple(argv), None, None, True
+    else:
+        program, exact = preview_path(executable)
+        items, exact_items = preview_argv(argv)
+        folder, exact_folder = (None, True) if cwd is None else preview_path(cwd)
+        child_env, exact_env = preview_env(env)
+        exact = exact and exact_items and exact_folder and exact_env
+    if not exact and not _fork_exec_in_place():
+        # The reading above called code of the caller's objects; it stands only because the
+        # fork_exec wrapper decides again on what it converts. Without it, nothing would.
+        raise Unreadable("a subprocess argument of another type than str or bytes, and no wrapper")
     # The child's PATH: this environment's (the common case, remembered per PATH value), else
     # the given env's; only needed for a bare name.
-    search = exec_path if env is None else lambda: exec_path(env_mapping(env))
-    op = describe(executable, argv, env, cwd, search=search)
-    return _decided_start(op, "subprocess.Popen", source=argv)
+    search = exec_path if child_env is None else (lambda: exec_path(child_env))
+    start = describe_start(program, items, child_env, folder, search=search)
+    if start is None:
+        return None
+    op, _path, child_folder, index, launch, encoded = start
+    popen = None
+    if exact:
+        popen = _new(_PopenStart, (program, items, cwd, index, launch, encoded, child_folder))
+    return _decided_start(op, "subprocess.Popen", False, popen)
 
 
 def _on_system(args: tuple[Any, ...]) -> Described | None:
@@ -130,21 +283,24 @@ def _on_system(args: tuple[Any, ...]) -> Described | None:
 
 
 def _on_exec(args: tuple[Any, ...]) -> Described | None:
+    # Reached when the exec wrapper did not run (a captured alias, __wrapped__, posix after a
+    # reload of os), or in a child for a start its parent decided.
     path, argv, env = args[:3]
-    op = describe(path, argv, env)
-    if op is None or _already_decided(op):
+    start = describe_start(path, event_argv(argv), event_env(env))
+    if start is None or _already_decided(start.op):
         return None
-    return op, "os.exec"
+    return start.op, "os.exec"
 
 
 def _on_posix_spawn(args: tuple[Any, ...]) -> Described | None:
     # Reached only when the wrapper did not run (a captured alias, __wrapped__): whether PATH
     # is searched is unknown then, so both readings of a bare name are judged.
     path, argv, env = args[:3]
-    ops = [describe(path, argv, env)]
-    if "/" not in text(path):
-        ops.append(describe(path, argv, env, search=exec_path(None)))
-    found = [op for op in ops if op is not None]
+    name, items, child_env = text(path), event_argv(argv), event_env(env)
+    starts = [describe_start(name, items, child_env)]
+    if "/" not in name:
+        starts.append(describe_start(name, items, child_env, search=exec_path(None)))
+    found = [start.op for start in starts if start is not None]
     if any(_already_decided(op) for op in found):
         return None
     return first_violation((op, "os.posix_spawn") for op in found)
@@ -152,9 +308,16 @@ def _on_posix_spawn(args: tuple[Any, ...]) -> Described | None:
 
 def _on_pty_spawn(args: tuple[Any, ...]) -> Described | None:
     argv = args[0]
-    argv = (argv,) if isinstance(argv, (str, bytes)) else tuple(argv)
-    op = describe(argv[0], argv, None, search=exec_path(None))
-    return _decided_start(op, "pty.spawn", for_child=True)
+    _started.mark = None
+    # pty.spawn wraps only an exact str in a tuple; the child runs os.execlp(argv[0], *argv)
+    # and decides again on what it converts there.
+    items = (argv,) if type(argv) is str else preview_argv(argv)[0]
+    if not items:
+        return None
+    start = describe_start(items[0], items, None, search=exec_path(None))
+    if start is None:
+        return None
+    return _decided_start(start.op, "pty.spawn", True)
 
 
 AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
@@ -169,112 +332,316 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 # -- wrappers -------------------------------------------------------------------------------
 
 
-def _describe_fork_exec(args: tuple[Any, ...]) -> ProcessOp | None:
+def _bind(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], names: tuple[str, ...]
+) -> tuple[Any, ...] | None:
+    """The arguments bound to `names` as a Python function with exactly these parameters
+    binds them; None when it would refuse them (the original then raises, starting nothing)."""
+    if len(args) > len(names):
+        return None
+    rest = names[len(args) :]
+    if len(kwargs) != len(rest) or not all(name in kwargs for name in rest):
+        return None
+    return (*args, *(kwargs[name] for name in rest))
+
+
+def _prepare_fork_exec(
+    args: tuple[Any, ...], compiled: Any
+) -> tuple[list[Described], tuple[Any, ...]]:
     # fork_exec(args, executable_list, close_fds, pass_fds, cwd, env, ...): positional-only
-    # on every version; the first six never moved. The child runs the first candidate of
-    # executable_list that execve accepts.
+    # on every version; the first six never moved. Converted in the C function's order.
+    if len(args) < 6:
+        return [], args  # the C function refuses the call before it starts anything
     argv, candidates, cwd, env = args[0], args[1], args[4], args[5]
-    for candidate in candidates:
-        op = describe(candidate, argv, env, cwd)
-        if op is not None:
-            return op
-    return None
+    if not (
+        # subprocess's own call: nothing to convert (one C-level pass over each sequence)
+        type(candidates) is tuple
+        and type(argv) is list
+        and env is None
+        and (cwd is None or type(cwd) is str)
+        and set(map(type, candidates)) <= _EXACT_BYTES
+        and set(map(type, argv)) <= _EXACT_TEXT
+    ):
+        candidates = bytes_items_once(candidates)
+        argv = fork_exec_argv_once(argv)
+        env = None if env is None else bytes_items_once(env)
+        cwd = None if cwd is None else fspath_once(cwd)
+    else:
+        argv = tuple(argv)
+    close_fds, pass_fds, rest = args[2], args[3], args[6:]
+    popen = _judged_popen(argv, cwd, env, compiled)
+    if (
+        popen is not None
+        and popen.index < len(candidates)
+        and candidates[popen.index] == popen.launch
+    ):
+        _started.mark = None  # the start the Popen event just decided
+        return [], (argv, (popen.path,), close_fds, pass_fds, popen.folder, env, *rest)
+    # The child runs the first candidate execve accepts: the first that can run is judged,
+    # and the child is handed that one only.
+    start = describe_first(candidates, argv, env, cwd)
+    if start is None:
+        return [], (argv, candidates, close_fds, pass_fds, cwd, env, *rest)
+    converted = (argv, (os.fsencode(start.path),), close_fds, pass_fds, start.folder, env, *rest)
+    if _already_decided(start.op):
+        return [], converted
+    return [(start.op, "_posixsubprocess.fork_exec")], converted
 
 
-def _prepare_fork_exec(args: tuple[Any, ...]) -> tuple[list[Described], tuple[Any, ...]]:
-    op = _describe_fork_exec(args)
-    if op is None or _already_decided(op):
-        return [], args
-    return [(op, "_posixsubprocess.fork_exec")], args
+def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] | None:
+    """subprocess's own fork_exec call for the start its Popen event just judged from exact
+    types, in the common form (argv the same list of the very item objects, the judged
+    candidate where the event found it, the same cwd object, no env list): the arguments to
+    hand the C function, with the judged file as the only candidate. None otherwise. Reads
+    only exact lists, tuples, str and bytes, and compares by identity: no code of any
+    argument runs, so it needs no gate (see `_wrap_fork_exec`)."""
+    mark = _started.mark
+    if mark is None or len(args) < 6:
+        return None
+    op, pid, _for_child, marked_under, popen = mark  # one C-level unpacking: the hot path
+    if popen is None:
+        return None
+    _program, judged_argv, judged_cwd, index, launch, path, folder = popen
+    argv, candidates = args[0], args[1]
+    if (
+        type(argv) is not list
+        or type(candidates) is not tuple
+        or args[5] is not None
+        or args[4] is not judged_cwd
+        or marked_under is not compiled
+        or pid != os.getpid()
+        or len(candidates) <= index
+    ):
+        return None
+    items = tuple(argv)
+    candidate = candidates[index]
+    if (
+        len(items) != len(judged_argv)
+        or not all(map(_same, items, judged_argv))
+        or type(candidate) is not bytes
+        or candidate != launch
+    ):
+        return None
+    if unshielded(op[1], None, op[0], op[3]) != op[5]:  # argv, executable, cwd, unshielded
+        return None  # the environment the child inherits changed since the event
+    _started.mark = None
+    return (items, (path,), args[2], args[3], folder, None, *args[6:])
+
+
+_gettrace = sys.gettrace
+_getprofile = sys.getprofile
 
 
 def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     shield = active()
-    if shield is not None and not (args and _same_popen_start(args[0])):
-        args = _gate.judge_call(
-            shield, "process", "_posixsubprocess.fork_exec", _prepare_fork_exec, args
+    if shield is None or kwargs:  # fork_exec takes no keywords: the C function refuses them
+        return wrapped(*args, **kwargs)
+    # One expression, and no local holding the converted arguments: a tracer sees this frame
+    # (though not the gate's) and could rebind a local before the call, and fork_exec has no
+    # audit event to catch that; the callable and its arguments sit on the value stack.
+    # subprocess's call for a start its event just judged skips the gate (a tenth of a
+    # `subprocess.run`) when no tracer or profiler could watch or rewrite that check.
+    return wrapped(
+        *(
+            (
+                _gettrace() is None
+                and _getprofile() is None
+                and _judged_fork_exec(args, shield.compiled)
+            )
+            or _gate.judge_call(
+                shield,
+                "process",
+                "_posixsubprocess.fork_exec",
+                _prepare_fork_exec,
+                tuple(args),
+                shield.compiled,
+            )
         )
-    return wrapped(*args, **kwargs)
+    )
 
 
-def _spawn_file_ops(actions: Any, cwd: str) -> list[Described]:
-    from appshield.hooks._file_describe import open_ops
+def _absolute(path: Plain) -> Plain:
+    """A relative path made absolute in the current folder (unfolded, as the kernel walks
+    it), so that the child opens the file that was judged even if the folder changes."""
+    if type(path) is bytes:
+        return path if path[:1] == b"/" else os.fsencode(os.getcwd()) + b"/" + path
+    return path if path[:1] == "/" else f"{os.getcwd()}/{path}"  # type: ignore[index]
 
+
+def _spawn_file_ops(actions: tuple[tuple[Any, ...], ...] | None) -> list[Described]:
+    """The opens of posix_spawn's (converted) file actions, as file operations."""
     described: list[Described] = []
     for action in actions or ():
-        if action and action[0] == os.POSIX_SPAWN_OPEN:
-            _tag, _fd, path, flags, _mode = action
-            described.extend((op, "os.posix_spawn") for op in open_ops(path, flags, cwd=cwd))
+        if action[0] == _OPEN:
+            # imported here: the file hooks' describer is needed only by an open action
+            from appshield.hooks._file_describe import open_ops
+
+            described.extend((op, "os.posix_spawn") for op in open_ops(action[2], action[3]))
     return described
 
 
-def _describe_posix_spawn(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any], search: bool
-) -> list[Described]:
-    path, argv, env = args[:3]
-    described: list[Described] = []
-    op = describe(path, argv, env, search=exec_path(None) if search else None)
-    if op is not None and not _already_decided(op):
-        described.append((op, "os.posix_spawnp" if search else "os.posix_spawn"))
-    described.extend(_spawn_file_ops(kwargs.get("file_actions"), os.getcwd()))
-    return described
+def _child_env(env: Any) -> tuple[Any, Any]:
+    """(the environment to describe the start with, the one to hand the C function) for an
+    `env` argument: `os.environ` itself is the child's inheriting this environment, as with
+    env=None (described so, and handed on as it is); anything else converted once."""
+    if env is os.environ:
+        return None, env
+    converted = env_once(env)
+    return converted, converted
+
+
+def _judged_posix_spawn(
+    args: tuple[Any, ...], options: Mapping[str, Any], compiled: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """subprocess's own posix_spawn call for the start its Popen event just judged from exact
+    types (the very program and argv item objects, this environment, its own close/dup2
+    actions): (the arguments, the options) to hand the C function; None otherwise. Exact
+    types and identity only, so no gate is needed (see `_wrap_fork_exec`)."""
+    mark = _started.mark
+    if mark is None or len(args) != 3:
+        return None
+    op, pid, _for_child, marked_under, popen = mark  # one C-level unpacking: the hot path
+    if popen is None:
+        return None
+    program, judged_argv, judged_cwd, index, _launch, path, _folder = popen
+    given, argv, env = args
+    if (
+        given is not program
+        or type(argv) is not list
+        or (env is not os.environ and env is not None)
+        or judged_cwd is not None
+        or index != 0
+        or marked_under is not compiled
+        or pid != os.getpid()
+    ):
+        return None
+    items = tuple(argv)
+    if len(items) != len(judged_argv) or not all(map(_same, items, judged_argv)):
+        return None
+    plain_options = plain_spawn_options(options)
+    if plain_options is None:
+        return None
+    if unshielded(op[1], None, op[0], op[3]) != op[5]:  # argv, executable, cwd, unshielded
+        return None  # the environment the child inherits changed since the event
+    _started.mark = None
+    return (token(path), items, env), plain_options
 
 
 def _posix_spawn_wrapper(search: bool) -> Callable[..., Any]:
+    api = "os.posix_spawnp" if search else "os.posix_spawn"
+    function = api.removeprefix("os.")
+
+    def prepare(
+        args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]] | None]:
+        if len(args) != 3:
+            return [], None  # path, argv and env are positional-only: the C function refuses
+        path = path_once(args[0])
+        argv = argv_once(args[1], function)
+        child_env, env = _child_env(args[2])
+        options = spawn_options_once(kwargs, _absolute)
+        described: list[Described] = []
+        start = describe_start(path, argv, child_env, search=exec_path(None) if search else None)
+        call_path = path if start is None else start.path
+        if start is not None and not _already_decided(start.op):
+            described.append((start.op, api))
+        described.extend(_spawn_file_ops(options.get("file_actions")))
+        return described, ((token(call_path), argv, env), options)
+
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         shield = active()
-        if shield is None or len(args) < 3:
+        if shield is None:
             return wrapped(*args, **kwargs)
-        actions = kwargs.get("file_actions")
-        if actions is not None and not isinstance(actions, (list, tuple)):
-            # An iterator can be read once: read it here and hand the same items on.
-            try:
-                kwargs = {**kwargs, "file_actions": list(actions)}
-            except Exception:
+        call = None
+        if not search and _gettrace() is None and _getprofile() is None:
+            call = _judged_posix_spawn(args, kwargs, shield.compiled)
+        if call is None:
+            call = _gate.judge_call(shield, "process", api, prepare, tuple(args), kwargs)
+            if call is None:
                 return wrapped(*args, **kwargs)
-        def prepare() -> tuple[list[Described], None]:
-            if _same_popen_start(args[1]):
-                return _spawn_file_ops(kwargs.get("file_actions"), os.getcwd()), None
-            return _describe_posix_spawn(args, kwargs, search), None
-
-        api = "os.posix_spawnp" if search else "os.posix_spawn"
-        _gate.judge_call(shield, "process", api, prepare)
-        _state.expect = ("os.posix_spawn", args[0])
+        call_args, options = call
+        _state.expect = ("os.posix_spawn", call_args[0])
         try:
-            return wrapped(*args, **kwargs)
+            return wrapped(*call_args, **options)
         finally:
             _state.expect = None
 
     return wrapper
 
 
-def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
+def _exec_wrapper(with_env: bool) -> Callable[..., Any]:
+    function = "execve" if with_env else "execv"
 
+    def prepare(
+        args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Described], tuple[Any, ...] | None]:
+        if with_env:
+            bound = _bind(args, kwargs, ("path", "argv", "env"))
+        else:
+            bound = None if kwargs or len(args) != 2 else args  # execv is positional-only
+        if bound is None:
+            return [], None
+        path = path_once(bound[0], allow_fd=with_env)  # execve runs an open descriptor too
+        argv = argv_once(bound[1], function)
+        child_env, env = _child_env(bound[2]) if with_env else (None, None)
+        start = describe_start(path, argv, child_env)
+        call_path = path if start is None or type(path) is int else start.path
+        call = (token(call_path), argv, env) if with_env else (token(call_path), argv)
+        if start is None or _already_decided(start.op):
+            return [], call
+        return [(start.op, "os.exec")], call
 
-def _describe_spawnv(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any], with_env: bool, search: bool
-) -> ProcessOp | None:
-    file, argv = _arg(args, kwargs, 1, "file"), _arg(args, kwargs, 2, "args")
-    env = _arg(args, kwargs, 3, "env") if with_env else None
-    return describe(file, argv, env, search=exec_path(env) if search else None)
-
-
-def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         shield = active()
         if shield is None:
             return wrapped(*args, **kwargs)
-        def prepare() -> tuple[list[Described], ProcessOp | None]:
-            op = _describe_spawnv(args, kwargs, with_env, search)
-            return ([] if op is None else [(op, "os.spawn")]), op
-
-        op = _gate.judge_call(shield, "process", "os.spawn", prepare)
-        if op is None:
+        call = _gate.judge_call(shield, "process", "os.exec", prepare, tuple(args), kwargs)
+        if call is None:
             return wrapped(*args, **kwargs)
-        _mark(op, for_child=True)  # the forked child's exec event is this same start
+        _state.expect = ("os.exec", call[0])
         try:
+            return wrapped(*call)
+        finally:
+            _state.expect = None
+
+    return wrapper
+
+
+def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
+    names = ("mode", "file", "args", "env") if with_env else ("mode", "file", "args")
+
+    def prepare(
+        args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Described], tuple[tuple[Any, ...], ProcessOp | None] | None]:
+        bound = _bind(args, kwargs, names)
+        if bound is None:
+            return [], None
+        # The forked child runs execv/execve(file, args[, env]) (execvp/execvpe with search):
+        # converted here as those convert them, once, and handed over converted.
+        path = path_once(bound[1], allow_fd=with_env and not search)
+        argv = argv_once(bound[2], "execv")
+        child_env, env = _child_env(bound[3]) if with_env else (None, None)
+        search_path = exec_path(child_env) if search else None
+        start = describe_start(path, argv, child_env, search=search_path)
+        call_path = path if start is None or type(path) is int else start.path
+        call = (bound[0], call_path, argv, *((env,) if with_env else ()))
+        if start is None:
+            return [], (call, None)
+        return [(start.op, "os.spawn")], (call, start.op)
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        shield = active()
+        if shield is None:
             return wrapped(*args, **kwargs)
+        prepared = _gate.judge_call(shield, "process", "os.spawn", prepare, tuple(args), kwargs)
+        if prepared is None:
+            return wrapped(*args, **kwargs)
+        call, op = prepared
+        if op is None:
+            return wrapped(*call)
+        _mark(op, for_child=True)  # the forked child's exec is this same start
+        try:
+            return wrapped(*call)
         finally:
             _started.mark = None
 
@@ -288,6 +655,10 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("os", "posix_spawnp", _posix_spawn_wrapper(True), "process", optional=True),
     PatchPoint("posix", "posix_spawn", _posix_spawn_wrapper(False), "process", optional=True),
     PatchPoint("posix", "posix_spawnp", _posix_spawn_wrapper(True), "process", optional=True),
+    PatchPoint("os", "execv", _exec_wrapper(False), "process", optional=True),
+    PatchPoint("os", "execve", _exec_wrapper(True), "process", optional=True),
+    PatchPoint("posix", "execv", _exec_wrapper(False), "process", optional=True),
+    PatchPoint("posix", "execve", _exec_wrapper(True), "process", optional=True),
     PatchPoint("os", "spawnv", _spawnv_wrapper(False, False), "process", optional=True),
     PatchPoint("os", "spawnve", _spawnv_wrapper(True, False), "process", optional=True),
     PatchPoint("os", "spawnvp", _spawnv_wrapper(False, True), "process", optional=True),

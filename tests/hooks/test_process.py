@@ -291,3 +291,235 @@ def test_keyword_arguments_still_work(world: World) -> None:
     refused(lambda: os.spawnv(mode=os.P_WAIT, file=TOUCH, args=["touch", str(world.canary)]))
     pid = os.posix_spawn("/usr/bin/true", ["true"], {}, setsid=True)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+# -- what the wrappers hand the OS is what was judged ----------------------------------------
+
+NO_CANARY_ARGS = {
+    "id": "no-canary-args",
+    "category": "process",
+    "action": "deny",
+    "match": {"command_line": "*CANARY*"},
+}
+
+
+# (the subprocess function that holds the program, its local, the value to put there)
+SWAPS = {
+    # a bare name: fork_exec on every version, handed the PATH candidates
+    "fork_exec": ("_execute_child", "executable_list", (os.fsencode(TOUCH),)),
+    # close_fds=False: posix_spawn on every version, handed the program
+    "posix_spawn": ("_posix_spawn", "executable", TOUCH),
+}
+
+
+@pytest.mark.parametrize("route", sorted(SWAPS))
+def test_a_tracer_that_swaps_the_program_after_the_popen_event_is_refused(
+    world: World, route: str
+) -> None:
+    # The event judged `true`; a tracer then rebinds what subprocess hands the C function.
+    function, name, value = SWAPS[route]
+    swapped: list[int] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_name != function:
+            return None
+
+        def swap(frame: Any, event: str, arg: Any) -> Any:
+            if name in frame.f_locals and frame.f_locals[name] != value:
+                frame.f_locals[name] = value
+                swapped.append(frame.f_lineno)
+            return swap
+
+        return swap
+
+    if route == "fork_exec":
+        start = lambda: subprocess.run(["true", world.canary])  # noqa: E731
+    else:
+        start = lambda: subprocess.run(["/usr/bin/true", world.canary], close_fds=False)  # noqa: E731
+    sys.settrace(tracer)
+    try:
+        refused(start)
+    finally:
+        sys.settrace(None)
+    assert swapped, "the tracer never found what it swaps: the test proves nothing"
+    assert not world.canary.exists()
+    assert world.ops[-1].executable == TOUCH
+
+
+def _with_audit_hook(edit: Callable[[tuple[Any, ...]], None]) -> Callable[[], None]:
+    """An audit hook added after the shield's, active until the returned function is called:
+    it runs after appshield decided the event, and edits the objects the event carried."""
+    active = [True]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if active[0] and event == "subprocess.Popen":
+            edit(args)
+
+    sys.addaudithook(hook)
+    return lambda: active.__setitem__(0, False)
+
+
+def test_an_environment_changed_after_the_popen_event_is_judged_again(world: World) -> None:
+    evil = world.root / "evil"
+    evil.mkdir()
+    (evil / "true").symlink_to(TOUCH)
+
+    def repoint(args: tuple[Any, ...]) -> None:
+        if type(args[3]) is dict and args[3].get("MARKER") == "1":
+            args[3]["PATH"] = str(evil)
+
+    stop = _with_audit_hook(repoint)
+    try:
+        refused(
+            lambda: subprocess.run(["true", world.canary], env={"PATH": "/usr/bin", "MARKER": "1"})
+        )
+    finally:
+        stop()
+    assert not world.canary.exists()
+
+
+def test_argv_edited_after_the_popen_event_is_judged_again(tmp_path: Path) -> None:
+    mkdir = os.path.realpath(shutil.which("mkdir") or "/bin/mkdir")
+    try:
+        world = _install(tmp_path, "enforce", [*RULES, NO_CANARY_ARGS])
+        target = world.root / "CANARY"
+
+        def edit(args: tuple[Any, ...]) -> None:
+            if args[1][:1] == [mkdir]:
+                args[1][1] = str(target)
+
+        stop = _with_audit_hook(edit)
+        try:
+            refused(lambda: subprocess.run([mkdir, str(world.root / "harmless")]))
+        finally:
+            stop()
+        assert not target.exists()
+    finally:
+        runtime.uninstall()
+
+
+def test_dot_dot_after_a_symlink_is_walked_as_the_kernel_walks_it(world: World) -> None:
+    # `a/link/../bin/touch` with `link` -> /usr/bin: the kernel follows the link before the
+    # `..` and lands on /usr/bin/touch; folded as text first, it would name a/bin/touch (here
+    # a harmless copy of true).
+    folder = Path(TOUCH).parent
+    (world.root / "a" / "bin").mkdir(parents=True)
+    shutil.copy("/usr/bin/true", world.root / "a" / "bin" / Path(TOUCH).name)
+    (world.root / "a" / "link").symlink_to(folder)
+    program = f"{world.root}/a/link/../{folder.name}/{Path(TOUCH).name}"
+    assert os.path.realpath(program) == TOUCH
+    refused(lambda: subprocess.run(["prog", world.canary], executable=program))
+    assert world.ops[0].executable == TOUCH
+    assert not world.canary.exists()
+
+
+def test_only_the_judged_path_candidate_is_run(tmp_path: Path) -> None:
+    # An executable that execve refuses (no #!, not a binary) earlier on PATH: fork_exec's
+    # child would go on to the next candidate, which was never judged.
+    junk = Path(os.path.realpath(tmp_path)) / "junk"
+    junk.mkdir()
+    (junk / "touch").write_bytes(b"\x00\x01not a program\n")
+    (junk / "touch").chmod(0o755)
+    by_path = [
+        {"id": "no-touch", "category": "process", "action": "deny", "match": {"executable": TOUCH}}
+    ]
+    try:
+        world = _install(tmp_path, "enforce", by_path)
+        env = {"PATH": f"{junk}:{os.path.dirname(TOUCH)}"}
+        with pytest.raises(OSError) as info:
+            subprocess.run(["touch", world.canary], env=env)
+        assert info.value.errno == errno.ENOEXEC
+        assert not world.canary.exists()
+        assert not world.violations  # the junk file was judged (allowed), and only it ran
+    finally:
+        runtime.uninstall()
+
+
+def test_posix_spawnp_runs_the_program_it_judged(world: World) -> None:
+    # os.putenv changes the C library's PATH but not os.environ's: posix_spawnp's own search
+    # would find another program than the one judged. It is handed the judged file.
+    evil = world.root / "evil"
+    evil.mkdir()
+    (evil / "true").symlink_to(TOUCH)
+    os.putenv("PATH", str(evil))
+    try:
+        pid = os.posix_spawnp("true", ["true", str(world.canary)], os.environ)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        os.putenv("PATH", os.environ["PATH"])
+    assert not world.canary.exists()
+    assert not world.violations
+
+
+def test_a_nested_start_cannot_borrow_the_wrappers_pass(tmp_path: Path) -> None:
+    # A posix_spawn option whose __bool__ starts another program through the unwrapped
+    # original, with the very path object of the outer call: its own event must be judged.
+    mkdir = os.path.realpath(shutil.which("mkdir") or "/bin/mkdir")
+    try:
+        world = _install(tmp_path, "enforce", [*RULES, NO_CANARY_ARGS])
+        target = world.root / "CANARY"
+        original = os.posix_spawn.__wrapped__  # type: ignore[attr-defined]
+
+        class Sneaky:
+            def __bool__(self) -> bool:
+                pid = original(mkdir, ["mkdir", str(target)], {})
+                os.waitpid(pid, 0)
+                return False
+
+        with pytest.raises(PolicyViolation):
+            pid = os.posix_spawn(
+                mkdir, ["mkdir", str(world.root / "harmless")], {}, setsid=Sneaky()
+            )
+            os.waitpid(pid, 0)
+        assert not target.exists()
+    finally:
+        runtime.uninstall()
+
+
+def test_exec_wrappers_convert_pathlike_arguments(world: World) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(Path(TOUCH), ["prog", Path(world.canary)])
+        except PolicyViolation:
+            os._exit(0)
+        finally:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert not world.canary.exists()
+
+
+BAD_CALLS: dict[str, Callable[[], Any]] = {
+    "fork_exec str candidate": lambda: _posixsubprocess.fork_exec(
+        [b"true"], ["/usr/bin/true"], True, (), None, None, *(-1,) * 8, False, False
+    ),
+    "posix_spawn argv not a list": lambda: os.posix_spawn("/usr/bin/true", "true", {}),
+    "posix_spawn env not a mapping": lambda: os.posix_spawn("/usr/bin/true", ["true"], [1]),
+    "posix_spawn int argv item": lambda: os.posix_spawn("/usr/bin/true", ["true", 1], {}),
+    "posix_spawn bad file action": lambda: os.posix_spawn(
+        "/usr/bin/true", ["true"], {}, file_actions=[("x",)]
+    ),
+    "posix_spawn unknown option": lambda: os.posix_spawn("/usr/bin/true", ["true"], {}, nope=1),
+    "execv keyword": lambda: os.execv(path="/nonexistent", argv=["x"]),  # type: ignore[call-arg]
+    "execv missing program": lambda: os.execv("/nonexistent/x", ["x"]),
+    "execv NUL": lambda: os.execv("/usr/bin/tr\x00ue", ["true"]),
+    "spawnv not a list": lambda: os.spawnv(os.P_WAIT, "/usr/bin/true", "true"),
+    "run int argv item": lambda: subprocess.run(["true", 1]),
+    "run NUL": lambda: subprocess.run(["true\x00x"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CALLS))
+def test_bad_arguments_fail_as_without_the_shield(tmp_path: Path, name: str) -> None:
+    def error() -> type[BaseException]:
+        with pytest.raises(BaseException) as info:  # the type is compared below
+            BAD_CALLS[name]()
+        return info.type
+
+    bare = error()
+    _install(tmp_path, "enforce")
+    try:
+        shielded = error()
+    finally:
+        runtime.uninstall()
+    assert issubclass(shielded, bare) or issubclass(bare, shielded)
