@@ -129,6 +129,13 @@ def event_path(value: Any) -> str | bytes | int:
         return _int_copy(value)
     if is_c_implemented(kind, "__fspath__"):
         return fspath_once(value)
+    if issubclass(kind, (bytearray, memoryview)):
+        # Accepted (deprecated) by CPython before 3.12: C copied the bytes before raising the
+        # event, and another thread may have changed them since, so what appshield would read
+        # is not necessarily what the system call gets.
+        raise Unreadable(
+            f"a {kind.__qualname__} path may have changed since CPython read it: pass bytes(path)"
+        )
     raise Unreadable(f"an argument of type {kind.__qualname__} cannot be read safely")
 
 

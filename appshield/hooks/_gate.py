@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from appshield.decision import Decision
+from appshield.hooks._convert import Unreadable
 from appshield.hooks._state import thread_state
 from appshield.operations import Operation, UndescribedOp
 
@@ -172,6 +173,13 @@ def fail_closed(active: Any, category: str, api: str, exc: BaseException) -> Non
         raise exc
 
 
+def report_doubt(active: Any, category: str, api: str, exc: BaseException) -> None:
+    """Report an operation appshield could not describe, and let it proceed (monitor mode)."""
+    operation = UndescribedOp(category, api, _error_name(exc))
+    decision = Decision("deny", "implicit:undescribable", False, active.policy.mode)
+    active.report_undescribable(operation, decision, api)
+
+
 def own_call(event: str, token: Any, function: Callable[..., T], *args: Any) -> T:
     """Call `function(*args)` as appshield's own system call: the audit event `event` whose
     first argument is `token` (by identity) is let through once. `token` must be an object
@@ -267,6 +275,14 @@ def _event_once(
             raise  # tried again with headroom
         fail_closed(active, category, event, exc)
         raise  # not reached: fail_closed raises
+    except Unreadable as exc:
+        if active.policy.mode != "monitor":
+            fail_closed(active, category, event, exc)
+        # Monitor mode, and the doubt is appshield's own (an argument it will not read, not
+        # an exception the app's code raised): report it, and let the call do what it does
+        # without appshield. (A wrapper cannot: it has no converted arguments to call with.)
+        report_doubt(active, category, event, exc)
+        return
     except BaseException as exc:
         fail_closed(active, category, event, exc)
         raise  # not reached
