@@ -9,13 +9,13 @@
 # and the `run` argument reading
 # (argparse differs between versions). Prints one summary line per
 # version and exits non-zero if any present version failed (missing ones are reported, not
-# failed). Logs: /tmp/appshield-multi-python/<version>.log
+# failed). Logs: /tmp/appshield-multi-python/<version>.log (or $APPSHIELD_MULTI_OUT)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
-OUT=/tmp/appshield-multi-python
+OUT=${APPSHIELD_MULTI_OUT:-/tmp/appshield-multi-python}
 SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed tests/cli/test_run_arguments.py)
 mkdir -p "$OUT"
 
