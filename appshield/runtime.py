@@ -233,9 +233,11 @@ class Shield:
             # an app logging handler): reported once the outer report is done.
             self._defer(operation, decision, api, capture_callsite(sys._getframe(1)), None)
         else:
-            state.reporting = True
             limit = None
             try:
+                # Set inside the `try`: an exception a signal handler raises between the two
+                # (3.10 checks for signals before most instructions) must not leave it set.
+                state.reporting = True
                 # The sinks swallow their own errors: met at the recursion limit, a report
                 # would be lost without a trace, so reporting runs with headroom (a violation
                 # is not the hot path). Inside the `try`: an exception a signal handler
@@ -289,8 +291,8 @@ class Shield:
         if state.reporting:
             self._defer(operation, decision, api, site, "undescribable")
             return
-        state.reporting = True
         try:
+            state.reporting = True  # inside the `try`, as in `act`
             self._report(operation, decision, api, site, "undescribable")
             self._drain_deferred()
         finally:

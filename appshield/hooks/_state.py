@@ -68,8 +68,8 @@ def appshield_io() -> Iterator[None]:
     deciding or reporting on an application thread."""
     state = thread_state
     previous = state.busy
-    state.busy = True
     try:
+        state.busy = True  # inside the `try`: an exception landing here cannot leave it on
         yield
     finally:
         state.busy = previous

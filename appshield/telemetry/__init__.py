@@ -149,8 +149,9 @@ class DeferredReporter:
             # `import appshield.auto` reports the modules imported before it): build here.
             state = thread_state
             previous = state.busy
-            state.busy = True  # appshield's own imports (docs/limits.md: this one window)
             try:
+                # Set inside the `try`, so that no signal handler's exception can leave it on.
+                state.busy = True  # appshield's own imports (docs/limits.md: this one window)
                 return self._build()
             finally:
                 state.busy = previous
