@@ -88,12 +88,21 @@ class Policy:
 
             # File names are literal paths, not globs: `[`, `*` or `?` in a name must not
             # widen or break the protection.
+            files = self.document.files
             protected = (
-                *(escape(f) for f in self.document.files),
-                *(_cache_protection(f) for f in self.document.files),
+                *(escape(f) for f in files),
+                *(_cache_protection(f) for f in files),
+                # The cache's own folder: a forged `__pycache__` renamed into its place (or
+                # made anew where there was none) would hold a forged cache.
+                *(escape(_cache_folder(f)) for f in files),
                 escape(PACKAGE_DIR) + "/**",
             )
-            compiled = compile_policy(self.document, self.mode, protected_paths=protected)
+            compiled = compile_policy(
+                self.document,
+                self.mode,
+                protected_paths=protected,
+                protected_folders=_folders_above((*files, PACKAGE_DIR)),
+            )
             self._compiled = compiled
         return compiled
 
@@ -123,6 +132,27 @@ def _cache_protection(policy_file: str) -> str:
 
     folder, name_prefix = cache_glob(policy_file)
     return f"{escape(folder)}/{escape(name_prefix)}*"
+
+
+def _cache_folder(policy_file: str) -> str:
+    from appshield.policy.cache import cache_glob
+
+    return cache_glob(policy_file)[0]
+
+
+def _folders_above(paths: Sequence[str]) -> tuple[str, ...]:
+    """Globs of every folder above each path (as given and with symlinks resolved), up to but
+    not including `/`: renaming any of them away moves the file with it."""
+    from appshield.engine import escape
+
+    found: dict[str, None] = {}
+    for path in paths:
+        for spelling in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+            folder = os.path.dirname(spelling)
+            while folder and folder != os.path.dirname(folder):
+                found.setdefault(escape(folder), None)
+                folder = os.path.dirname(folder)
+    return tuple(found)
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
