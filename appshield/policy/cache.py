@@ -43,7 +43,7 @@ from typing import Any
 from appshield import __version__
 from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
-__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "store"]
+__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
 
 FORMAT = 1  # bump when the stored shape changes
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
@@ -125,7 +125,7 @@ def _verified(given: str) -> Any:
         return None
     listed = {path for path, _real, _content in read_files}
     if not read_files or read_files[0][0] != policy_path or not listed.issuperset(document[6]):
-        return None  # document[6]: the document's files (see `_plain`)
+        return None  # document[6]: the document's files (see `plain`)
     for path, real, content in read_files:
         if os.path.realpath(path) != real:
             return None
@@ -133,10 +133,14 @@ def _verified(given: str) -> Any:
             if handle.read() != content:
                 return None
     if variables:
-        from appshield.policy.variables import value
+        from appshield.policy.variables import frozen, record, value
 
         for (policy_dir, name), expected in variables:
-            current = _tempdir_guess() if name == "tmp" else value(name, policy_dir)
+            if name == "tmp" and frozen(name) is None:
+                current = _tempdir_guess()
+                record(name, current)
+            else:
+                current = value(name, policy_dir)
             if current != expected:
                 return None
     return document
@@ -188,7 +192,7 @@ def _store(
     os.makedirs(folder, mode=0o755, exist_ok=True)
     if not _trusted(os.lstat(folder), _owners(policy_path)):
         return
-    entry = (_MAGIC, given, read_files, tuple(variables.items()), _plain(document))
+    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document))
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
     temporary = f"{where}.{os.getpid()}.tmp"
@@ -214,7 +218,7 @@ def _plain_condition(condition: Condition | None) -> Any:
     return (tuple(condition.fields.items()), condition.scope)
 
 
-def _plain(document: PolicyDocument) -> Any:
+def plain(document: PolicyDocument) -> Any:
     rules = tuple(
         (
             r.id,
