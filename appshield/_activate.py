@@ -36,6 +36,7 @@ __all__ = [
     "child_would_be_unshielded",
     "fail_closed",
     "is_python_program",
+    "policy_replaced",
 ]
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
@@ -132,6 +133,11 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
         if source in ENV_SOURCES:
             identity = passed if passed is not None else _identity(handle.policy)
             os.environ[_inherit.VARIABLE] = identity  # children inherit it
+            if parent is None:
+                # The root's values are frozen too: a reload expands the same folders.
+                from appshield.policy import variables
+
+                variables.freeze(variables.expanded())
         _activation = Activation(
             source,
             environ.get("APPSHIELD_POLICY"),
@@ -171,6 +177,28 @@ def _parents_policy(path: str, environ: Mapping[str, str], parent: Any) -> Any:
             " enforces; a child runs with exactly its parent's policy"
         )
     return policy
+
+
+def policy_replaced(policy: Any) -> None:
+    """A reload swapped the policy: children from now on must carry the new one (with the
+    same frozen variables, Python and folders)."""
+    global _activation
+    current = _activation
+    if current is None or current.identity is None:
+        return
+    from appshield.policy import variables
+
+    before = _inherit.decode(current.identity)
+    merged = {**dict(before.variables), **variables.expanded()}
+    identity = _inherit.encode(
+        before._replace(
+            digest=policy.identity,
+            variables=tuple(sorted(merged.items())),
+            unshielded_ok=not policy.document.protections.unshielded_children,
+        )
+    )
+    os.environ[_inherit.VARIABLE] = identity
+    _activation = current._replace(identity=identity)
 
 
 def _identity(policy: Any) -> str:
