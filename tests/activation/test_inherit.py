@@ -312,3 +312,27 @@ def test_a_venvs_base_interpreter_child(tmp_path: Path, no_bytecode: str, childr
             assert lines[1].startswith("DENIED") and "implicit:unshielded_children" in lines[1]
         else:  # allowed, and it runs (unshielded) instead of dying in its bootstrap
             assert lines[1] == "RC 0 True ", done.stdout
+
+
+def test_explain_answers_for_the_yaml_not_a_forged_cache(tmp_path: Path) -> None:
+    policy = allow_all_but(tmp_path, SECRET_RULE.replace("{cwd}", str(tmp_path)))
+    _forge(policy)
+    done = subprocess.run(
+        [
+            PY,
+            "-m",
+            "appshield",
+            "explain",
+            "--policy",
+            str(policy),
+            "file",
+            "read",
+            str(tmp_path / "secret.txt"),
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no-secret" in done.stdout
