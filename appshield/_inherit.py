@@ -83,9 +83,11 @@ def unshielded_allowed(environ: Mapping[str, str]) -> bool:
 
 def add_site(folders: Sequence[str]) -> None:
     """Put the parent's appshield and dependency folders at the end of `sys.path`, where they
-    only serve what this interpreter does not have itself (same Python only)."""
-    present = set(sys.path)
+    only serve what this interpreter does not have itself (same Python only). As site
+    folders: their `.pth` files (editable installs, a venv's extra paths) count, as they did
+    in the parent."""
+    import site
+
     for folder in folders:
-        if folder not in present and os.path.isdir(folder):
-            sys.path.append(folder)
-            present.add(folder)
+        if folder not in sys.path and os.path.isdir(folder):
+            site.addsitedir(folder)
