@@ -22,6 +22,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
+from appshield import _inherit
+
 if TYPE_CHECKING:
     from appshield.runtime import ShieldHandle
 
@@ -34,6 +36,7 @@ __all__ = [
     "child_would_be_unshielded",
     "fail_closed",
     "is_python_program",
+    "policy_replaced",
 ]
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
@@ -50,6 +53,8 @@ class Activation(NamedTuple):
     policy_env / mode_env: APPSHIELD_POLICY / APPSHIELD_MODE as they were at start-up; a
         child must see the same values to carry the same shield.
     policy_path: the policy file that was loaded (None under the kill switch).
+    identity: what this process passes to its children in APPSHIELD_IDENTITY (ways in that
+        travel through the environment only); a child must see exactly this value.
     """
 
     source: str
@@ -57,6 +62,7 @@ class Activation(NamedTuple):
     mode_env: str | None
     policy_path: str | None
     handle: ShieldHandle | None = None
+    identity: str | None = None  # APPSHIELD_IDENTITY as this process passes it on
 
 
 _activation: Activation | None = None
@@ -114,13 +120,31 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
             _activation = Activation("disabled", None, None, None)
             return None
         path = _policy_path(policy, environ)
-        handle = runtime.install(path, locked=True)
+        before = frozenset(sys.modules)
+        passed = environ.get(_inherit.VARIABLE) if source in ENV_SOURCES else None
+        parent = None if passed is None else _inherit.decode(passed)
+        if parent is not None:
+            from appshield.policy import variables
+
+            variables.freeze(dict(parent.variables))
+        loaded = _parents_policy(path, environ, parent)
+        handle = runtime.install(loaded, locked=True, modules_before=before)
+        identity = None
+        if source in ENV_SOURCES:
+            identity = passed if passed is not None else _identity(handle.policy)
+            os.environ[_inherit.VARIABLE] = identity  # children inherit it
+            if parent is None:
+                # The root's values are frozen too: a reload expands the same folders.
+                from appshield.policy import variables
+
+                variables.freeze(variables.expanded())
         _activation = Activation(
             source,
             environ.get("APPSHIELD_POLICY"),
             environ.get("APPSHIELD_MODE"),
             path,
             handle,
+            identity,
         )
         if environ.get("APPSHIELD_RELOAD", "") not in ("", "0"):
             from appshield.reload import start_watcher
@@ -129,6 +153,69 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
         return handle
     except Exception as exc:  # any failure means no shield: stop here
         fail_closed(_describe(exc))
+
+
+def _parents_policy(path: str, environ: Mapping[str, str], parent: Any) -> Any:
+    """The policy at `path` with its effective mode; for a child, exactly its parent's.
+
+    A cache is only a speed-up: when the cached copy is not what the parent enforces, the
+    YAML is read again (a forged or stale cache changes nothing); when that is not it either,
+    this is another policy, and the process does not start."""
+    from appshield.policy import Policy, resolve_mode
+
+    def effective(use_cache: bool) -> Any:
+        policy = Policy.from_file(path, use_cache=use_cache)
+        return policy.with_mode(resolve_mode(None, environ, policy))
+
+    policy = effective(True)
+    if parent is None or policy.identity == parent.digest:
+        return policy
+    policy = effective(False)
+    if policy.identity != parent.digest:
+        raise ValueError(
+            f"the policy {path} (with its variables) is not the one the parent process"
+            " enforces; a child runs with exactly its parent's policy"
+        )
+    return policy
+
+
+def policy_replaced(policy: Any) -> None:
+    """A reload swapped the policy: children from now on must carry the new one (with the
+    same frozen variables, Python and folders)."""
+    global _activation
+    current = _activation
+    if current is None or current.identity is None:
+        return
+    from appshield.policy import variables
+
+    before = _inherit.decode(current.identity)
+    merged = {**dict(before.variables), **variables.expanded()}
+    identity = _inherit.encode(
+        before._replace(
+            digest=policy.identity,
+            variables=tuple(sorted(merged.items())),
+            unshielded_ok=not policy.document.protections.unshielded_children,
+        )
+    )
+    os.environ[_inherit.VARIABLE] = identity
+    _activation = current._replace(identity=identity)
+
+
+def _identity(policy: Any) -> str:
+    """What this root process hands down: see `appshield._inherit`."""
+    from appshield.policy import variables
+    from appshield.runtime import _PACKAGE_DIR, _SITE_ROOTS
+
+    site = tuple(dict.fromkeys((os.path.dirname(_PACKAGE_DIR), *_SITE_ROOTS)))
+    return _inherit.encode(
+        _inherit.Inherited(
+            policy.identity,
+            tuple(sorted(variables.expanded().items())),
+            sys.implementation.cache_tag or "",
+            site,
+            not policy.document.protections.unshielded_children,
+        )
+    )
 
 
 def _import_importlib() -> None:
@@ -389,4 +476,68 @@ def child_would_be_unshielded(
         return True
     if child_env.get("APPSHIELD_MODE") != current.mode_env:
         return True
+    if child_env.get(_inherit.VARIABLE) != current.identity:
+        return True  # dropped or changed: the child would not check it runs our policy
+    if not _runs_this_python(_found(program, child_env), cwd):
+        return True  # another Python cannot load this appshield: decided here, not there
     return not _pythonpath_activates(child_env, cwd)
+
+
+def _found(program: str, env: Mapping[str, str]) -> str:
+    """A bare program name as the child's PATH finds it (the hooks pass the resolved path)."""
+    if not program or os.sep in program:
+        return program
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or os.curdir, program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return program
+
+
+_VERSIONED = None  # `pythonX.Y`, compiled on first use
+
+
+def _runs_this_python(program: str, cwd: str | None) -> bool:
+    """Whether `program` is an interpreter of this very Python (implementation, version and
+    ABI), so that the bootstrap can load this appshield and its dependencies in it: this
+    interpreter or its base (a venv's), a `pythonX.Y` of the same version, or a venv's copy
+    whose `pyvenv.cfg` names the same version. Anything else (another version, `python3.13t`,
+    a program that cannot be looked at) cannot carry the shield."""
+    global _VERSIONED
+    if sys.implementation.name != "cpython" or not program:
+        return False
+    try:
+        real = os.path.realpath(os.path.join(cwd or os.getcwd(), program))
+        own = {os.path.realpath(sys.executable)}
+        base = getattr(sys, "_base_executable", None)
+        if base:
+            own.add(os.path.realpath(base))
+        if real in own:
+            return True
+        if _VERSIONED is None:
+            import re
+
+            _VERSIONED = re.compile(r"^python(\d+)\.(\d+)$")
+        found = _VERSIONED.match(os.path.basename(real))
+        if found is not None:
+            return (int(found[1]), int(found[2])) == sys.version_info[:2] and not sys.abiflags
+        return _venv_version(real) == sys.version_info[:2] and not sys.abiflags
+    except (OSError, ValueError):
+        return False
+
+
+def _venv_version(real: str) -> tuple[int, int] | None:
+    """The Python version a venv's `pyvenv.cfg` (beside the interpreter's `bin`) names."""
+    config = os.path.join(os.path.dirname(os.path.dirname(real)), "pyvenv.cfg")
+    try:
+        with open(config, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() in ("version", "version_info"):
+            parts = value.strip().split(".")
+            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                return int(parts[0]), int(parts[1])
+    return None

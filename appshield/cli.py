@@ -202,7 +202,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     try:
         path = args.policy or _discover()
-        policy = Policy.from_file(path).with_mode(args.mode)
+        # The YAML itself, never its cache: explain answers for what is on disk.
+        policy = Policy.from_file(path, use_cache=False).with_mode(args.mode)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID

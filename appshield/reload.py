@@ -101,6 +101,9 @@ class PolicyWatcher:
             f" {len(new.document.rules)} rules"
         )
         shield.swap_policy(new)
+        from appshield._activate import policy_replaced
+
+        policy_replaced(new)  # the identity children must carry
         self._mark = _fingerprint(self._watched())
         return True
 

@@ -502,11 +502,15 @@ def install(
     *,
     mode: Mode | None = None,
     locked: bool = False,
+    modules_before: frozenset[str] | None = None,
 ) -> ShieldHandle:
     """Load the policy and start checking. Installing the same policy again returns the
-    active handle; installing another while one is active raises RuntimeError."""
+    active handle; installing another while one is active raises RuntimeError.
+
+    modules_before: the modules the app had imported, when the caller loaded `policy` itself
+    (what loading imported is appshield's, not the app's)."""
     global _current, _handle, _patcher
-    modules_before_install = frozenset(sys.modules)
+    modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy)
     effective = loaded.with_mode(resolve_mode(mode, STARTUP_ENVIRON, loaded))
     with _install_lock:

@@ -340,10 +340,21 @@ _INDEXES: dict[str, type[CategoryIndex]] = {
 }
 
 
-def _implicit(category: str, protected_paths: tuple[str, ...], children: bool) -> list[RuleSpec]:
+def _implicit(
+    category: str,
+    protected_paths: tuple[str, ...],
+    children: bool,
+    protected_folders: tuple[str, ...] = (),
+) -> list[RuleSpec]:
     if category == "file" and protected_paths:
         fields = {"path": protected_paths, "access": ("write", "delete")}
-        return [RuleSpec("implicit:policy_files", "file", "deny", Condition(fields))]
+        out = [RuleSpec("implicit:policy_files", "file", "deny", Condition(fields))]
+        if protected_folders:
+            # The folders above a protected file: renaming one away (and a forged copy in)
+            # would swap the file without touching it.
+            folders = {"path": protected_folders, "access": ("delete",)}
+            out.append(RuleSpec("implicit:policy_files", "file", "deny", Condition(folders)))
+        return out
     if category == "process" and children:
         fields = {"unshielded": (True,)}
         return [RuleSpec("implicit:unshielded_children", "process", "deny", Condition(fields))]
@@ -358,10 +369,12 @@ def build_category(
     mode: Mode,
     protected_paths: tuple[str, ...],
     unshielded_children: bool,
+    protected_folders: tuple[str, ...] = (),
 ) -> CategoryIndex:
     """Compile and index one category's rules. Implicit protections come first (they are
     denies that precede every written rule)."""
-    ordered = [*_implicit(category, protected_paths, unshielded_children), *specs]
+    implicit = _implicit(category, protected_paths, unshielded_children, protected_folders)
+    ordered = [*implicit, *specs]
     ranked = sorted(enumerate(ordered), key=lambda item: (_RANK[item[1].action], item[0]))
     rules = [Rule(spec, mode) for _order, spec in ranked]
     return _INDEXES[category](rules, default, mode)  # type: ignore[call-arg]

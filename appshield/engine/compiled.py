@@ -209,11 +209,14 @@ def compile_policy(
     *,
     protected_paths: tuple[str, ...] = (),
     cache_size: int = DEFAULT_CACHE_SIZE,
+    protected_folders: tuple[str, ...] = (),
 ) -> CompiledPolicy:
     """Compile `document` for the effective `mode`.
 
     protected_paths: path globs of the policy files and appshield's own files; with
     `protections.policy_files` they are denied for write and delete (`implicit:policy_files`).
+    protected_folders: path globs of the folders above them, denied for delete (a rename
+        away) under the same protection and rule id.
     cache_size: the bound of each per-category decision cache (0: no cache). A cache that
     reaches it is cleared, which keeps the bookkeeping to one `len` per miss.
     """
@@ -223,7 +226,7 @@ def compile_policy(
     # The category indexes are built on first use (`_LazyCategories`), inside whichever hook
     # needs one first; the cyclic GC is deliberately left alone there, since pausing it is
     # visible to the app's other threads.
-    return _compile(document, mode, protected_paths, cache_size)
+    return _compile(document, mode, protected_paths, cache_size, protected_folders)
 
 
 class _LazyCategories(dict[str, CategoryIndex]):
@@ -249,7 +252,11 @@ class _LazyCategories(dict[str, CategoryIndex]):
 
 
 def _compile(
-    document: PolicyDocument, mode: Mode, protected_paths: tuple[str, ...], cache_size: int
+    document: PolicyDocument,
+    mode: Mode,
+    protected_paths: tuple[str, ...],
+    cache_size: int,
+    protected_folders: tuple[str, ...] = (),
 ) -> CompiledPolicy:
     protections = document.protections
     by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
@@ -270,6 +277,7 @@ def _compile(
             mode=mode,
             protected_paths=protected_paths if protections.policy_files else (),
             unshielded_children=protections.unshielded_children,
+            protected_folders=protected_folders if protections.policy_files else (),
         )
 
     categories = _LazyCategories(build, scoped)

@@ -44,11 +44,11 @@ class Policy:
         return cls(load_text(text, filename=filename))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Policy:
+    def from_file(cls, path: str | os.PathLike[str], *, use_cache: bool = True) -> Policy:
         from appshield.policy import cache
 
         given = os.fspath(path)
-        if isinstance(given, str):
+        if isinstance(given, str) and use_cache:
             document = cache.load(given)
             if document is not None:
                 return cls(document)
@@ -88,14 +88,34 @@ class Policy:
 
             # File names are literal paths, not globs: `[`, `*` or `?` in a name must not
             # widen or break the protection.
+            files = self.document.files
             protected = (
-                *(escape(f) for f in self.document.files),
-                *(_cache_protection(f) for f in self.document.files),
+                *(escape(f) for f in files),
+                *(_cache_protection(f) for f in files),
+                # The cache's own folder: a forged `__pycache__` renamed into its place (or
+                # made anew where there was none) would hold a forged cache.
+                *(escape(_cache_folder(f)) for f in files),
                 escape(PACKAGE_DIR) + "/**",
             )
-            compiled = compile_policy(self.document, self.mode, protected_paths=protected)
+            compiled = compile_policy(
+                self.document,
+                self.mode,
+                protected_paths=protected,
+                protected_folders=_folders_above((*files, PACKAGE_DIR)),
+            )
             self._compiled = compiled
         return compiled
+
+    @property
+    def identity(self) -> str:
+        """A digest of exactly what this policy enforces: the validated document (every rule
+        with its variables expanded, the defaults, the protections, the files it came from)
+        and the effective mode. A child carries its parent's shield only when its own policy
+        has the same identity (`appshield._inherit`)."""
+        from appshield.policy.cache import plain
+
+        text = repr(("appshield-policy-identity/1", self.mode, plain(self.document)))
+        return _digest(text.encode("utf-8", "surrogateescape"))
 
     def decide(self, operation: Operation, stack: StackInput = None) -> Decision:
         """The pure decision for one operation. `stack`: the modules on the call stack
@@ -123,6 +143,39 @@ def _cache_protection(policy_file: str) -> str:
 
     folder, name_prefix = cache_glob(policy_file)
     return f"{escape(folder)}/{escape(name_prefix)}*"
+
+
+def _digest(data: bytes) -> str:
+    # `_blake2` is built in and imports in well under a millisecond; `hashlib` brings OpenSSL
+    # (about 5 ms of every start-up).
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover - a build without it
+        from hashlib import sha256
+
+        return sha256(data).hexdigest()
+    return blake2b(data, digest_size=32).hexdigest()
+
+
+def _cache_folder(policy_file: str) -> str:
+    from appshield.policy.cache import cache_glob
+
+    return cache_glob(policy_file)[0]
+
+
+def _folders_above(paths: Sequence[str]) -> tuple[str, ...]:
+    """Globs of every folder above each path (as given and with symlinks resolved), up to but
+    not including `/`: renaming any of them away moves the file with it."""
+    from appshield.engine import escape
+
+    found: dict[str, None] = {}
+    for path in paths:
+        for spelling in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+            folder = os.path.dirname(spelling)
+            while folder and folder != os.path.dirname(folder):
+                found.setdefault(escape(folder), None)
+                folder = os.path.dirname(folder)
+    return tuple(found)
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:

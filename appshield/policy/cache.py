@@ -3,13 +3,16 @@
 Reading a policy needs PyYAML and the validating loader: about 25 ms of imports before the
 first rule is read, and far more for a large policy. Every process that starts under
 appshield pays that, so the result of a successful load is kept in `__pycache__` beside the
-policy file (or under `sys.pycache_prefix`), written when Python would write bytecode (not
-under `PYTHONDONTWRITEBYTECODE` / `-B`) and read whenever it is there and trustworthy.
+policy file, written when Python would write bytecode (not under `PYTHONDONTWRITEBYTECODE` /
+`-B`) and read whenever it is there and trustworthy. Never under `PYTHONPYCACHEPREFIX`: that
+is the environment's to choose, and a shielded app chooses its children's environment.
 
 A cached policy is used only when it is exactly what loading the files again would give:
 
 - every file the load read (the policy, each `extends`, each built-in pack) still has the
-  same bytes and the same real path (so a re-pointed symlink is a miss);
+  same bytes and the same real path (so a re-pointed symlink is a miss); that list must
+  start with the policy file itself and name every file of the cached document (a list that
+  leaves a file out proves nothing about it);
 - every variable the rules used (`{cwd}`, `{tmp}`, `{home}`, ...) still has the same value;
 - the same appshield version, cache format and Python (the tag is in the file name);
 - the path was given the same way (problems and reports quote it as given).
@@ -17,8 +20,12 @@ A cached policy is used only when it is exactly what loading the files again wou
 Anything else, or any doubt (unreadable, corrupt, a symlink, owned by someone else, writable
 by group or others, in such a folder), is a miss and the policy is loaded from YAML as if
 there were no cache. So the cache can make start-up faster, never the policy weaker. While a
-shield runs, the cache files of its policy are protected like the policy files themselves
-(`protections.policy_files`), so the app cannot plant a weaker policy for its next start.
+shield runs, the cache files of its policy, their folder and every folder above them and
+above the policy files are protected like the policy files themselves
+(`protections.policy_files`), so the app cannot plant a weaker policy for its next start,
+not even by renaming a folder. The cache is not authenticated (a key would be in the app's
+own memory): a child started by a shielded parent checks what it loaded against the identity
+its parent passed (`appshield._activate`), and reloads the YAML on a mismatch.
 
 Deliberately only `marshal` (built in, no code execution on load) and `os`: the point is to
 import nothing else before the shield is up.
@@ -36,7 +43,7 @@ from typing import Any
 from appshield import __version__
 from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
-__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "store"]
+__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
 
 FORMAT = 1  # bump when the stored shape changes
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
@@ -45,11 +52,7 @@ _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
 
 
 def _cache_folder(policy_path: str) -> str:
-    folder = os.path.dirname(policy_path)
-    prefix = sys.pycache_prefix
-    if prefix:  # mirror importlib: the source folder's absolute path under the prefix
-        return os.path.join(prefix, folder.lstrip(os.sep))
-    return os.path.join(folder, "__pycache__")
+    return os.path.join(os.path.dirname(policy_path), "__pycache__")
 
 
 def cache_path(policy_path: str) -> str:
@@ -120,6 +123,9 @@ def _verified(given: str) -> Any:
     magic, spelled, read_files, variables, document = entry
     if magic != _MAGIC or spelled != given:
         return None
+    listed = {path for path, _real, _content in read_files}
+    if not read_files or read_files[0][0] != policy_path or not listed.issuperset(document[6]):
+        return None  # document[6]: the document's files (see `plain`)
     for path, real, content in read_files:
         if os.path.realpath(path) != real:
             return None
@@ -127,10 +133,14 @@ def _verified(given: str) -> Any:
             if handle.read() != content:
                 return None
     if variables:
-        from appshield.policy.variables import value
+        from appshield.policy.variables import frozen, record, value
 
         for (policy_dir, name), expected in variables:
-            current = _tempdir_guess() if name == "tmp" else value(name, policy_dir)
+            if name == "tmp" and frozen(name) is None:
+                current = _tempdir_guess()
+                record(name, current)
+            else:
+                current = value(name, policy_dir)
             if current != expected:
                 return None
     return document
@@ -182,7 +192,7 @@ def _store(
     os.makedirs(folder, mode=0o755, exist_ok=True)
     if not _trusted(os.lstat(folder), _owners(policy_path)):
         return
-    entry = (_MAGIC, given, read_files, tuple(variables.items()), _plain(document))
+    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document))
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
     temporary = f"{where}.{os.getpid()}.tmp"
@@ -208,7 +218,7 @@ def _plain_condition(condition: Condition | None) -> Any:
     return (tuple(condition.fields.items()), condition.scope)
 
 
-def _plain(document: PolicyDocument) -> Any:
+def plain(document: PolicyDocument) -> Any:
     rules = tuple(
         (
             r.id,

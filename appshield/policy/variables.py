@@ -9,6 +9,10 @@
     {site_packages}   every site-packages folder, the user's one included when it exists
     {policy_dir}      the folder of the policy file that holds the rule
 
+A child started by a shielded parent does not compute them again: it takes the values its
+root process expanded (`freeze`, from the identity the parent passed; see
+`appshield._inherit`), so a child started with another cwd, TMPDIR or HOME gets the same rules.
+
 A variable with several values ({stdlib}, {site_packages}) turns one glob into several.
 Values are glob-escaped, so a home folder named `a[1]` matches only itself. Any other
 brace in a path glob is an error: there is no literal-brace syntax, and a typo such as
@@ -28,7 +32,10 @@ __all__ = [
     "LazyVariables",
     "VariableError",
     "expand",
+    "expanded",
+    "freeze",
     "normalise_path_glob",
+    "record",
     "value",
     "values",
 ]
@@ -63,12 +70,50 @@ def _site_packages() -> list[str]:
     return found
 
 
+# Values handed down by the root process (never `policy_dir`, which the file path gives), and
+# every value this process used, for handing down in turn.
+_frozen: dict[str, tuple[str, ...]] = {}
+_expanded: dict[str, tuple[str, ...]] = {}
+
+
+def freeze(values: Mapping[str, tuple[str, ...]]) -> None:
+    """Use these values from now on instead of computing them."""
+    _frozen.clear()
+    _frozen.update({k: tuple(v) for k, v in values.items() if k in NAMES and k != "policy_dir"})
+
+
+def frozen(name: str) -> tuple[str, ...] | None:
+    return _frozen.get(name)
+
+
+def record(name: str, found: tuple[str, ...]) -> None:
+    """Note a value this process's policy was built with (the cache checks `{tmp}` its own
+    way)."""
+    if name != "policy_dir":
+        _expanded.setdefault(name, found)
+
+
+def expanded() -> dict[str, tuple[str, ...]]:
+    """Every variable value the policy of this process was built with."""
+    return dict(_expanded)
+
+
 def value(name: str, policy_dir: str) -> tuple[str, ...]:
     """The value(s) of one variable, for a rule written in `policy_dir`.
 
     Each is computed on its own (and its modules imported only then), because the cached
     policy (`appshield.policy.cache`) re-checks just the variables a policy used, at start-up.
     """
+    if name == "policy_dir":
+        return (policy_dir,)
+    found = _frozen.get(name)
+    if found is None:
+        found = _compute(name)
+    _expanded.setdefault(name, found)
+    return found
+
+
+def _compute(name: str) -> tuple[str, ...]:
     if name == "cwd":
         return (os.getcwd(),)
     if name == "home":
@@ -86,8 +131,6 @@ def value(name: str, policy_dir: str) -> tuple[str, ...]:
         return _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")])
     if name == "site_packages":
         return _unique(_site_packages())
-    if name == "policy_dir":
-        return (policy_dir,)
     raise KeyError(name)
 
 

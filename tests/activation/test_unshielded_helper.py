@@ -53,13 +53,29 @@ def test_other_programs(program: str) -> None:
 
 
 POLICY = "/etc/appshield/policy.yaml"
-SHIELDED = {"PYTHONPATH": BOOTSTRAP_DIR, "APPSHIELD_POLICY": POLICY, "PATH": "/usr/bin"}
+IDENTITY = "1:d:00"
+THIS_PYTHON = os.path.dirname(sys.executable)
+SHIELDED = {
+    "PYTHONPATH": BOOTSTRAP_DIR,
+    "APPSHIELD_POLICY": POLICY,
+    "APPSHIELD_IDENTITY": IDENTITY,
+    "PATH": THIS_PYTHON,
+}
+
+
+def _without(key: str) -> dict[str, str]:
+    return {k: v for k, v in SHIELDED.items() if k != key}
+
+
+OTHER = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
 
 
 @pytest.fixture
 def env_activated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The decision compares a child with how *this* process was switched on.
-    monkeypatch.setattr(_activate, "_activation", Activation("bootstrap", POLICY, None, POLICY))
+    monkeypatch.setattr(
+        _activate, "_activation", Activation("bootstrap", POLICY, None, POLICY, None, IDENTITY)
+    )
     yield
 
 
@@ -75,6 +91,11 @@ def env_activated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_DISABLE": "0"}, False),
         (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_POLICY": "/tmp/p.yaml"}, True),
         (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_MODE": "monitor"}, True),
+        (["python3", "-c", "pass"], {**SHIELDED, "APPSHIELD_IDENTITY": "1:a:00"}, True),
+        (["python3", "-c", "pass"], _without("APPSHIELD_IDENTITY"), True),
+        ([sys.executable, "-c", "pass"], SHIELDED, False),
+        ([getattr(sys, "_base_executable", sys.executable), "-c", "pass"], SHIELDED, False),
+        ([f"/nonexistent/python{OTHER}", "-c", "pass"], SHIELDED, True),  # another Python
         (["ls", "-I"], {}, False),  # not Python: the written rules decide
         (
             [b"python3", b"-c", b"pass"],

@@ -21,7 +21,7 @@ from appshield.engine.globs import (
     translate_path,
 )
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
-from appshield.policy.model import Condition, PolicyDocument, RuleSpec
+from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import (
     OPS,
@@ -294,3 +294,21 @@ def test_unhashable_operation_is_decided_without_cache() -> None:
     )
     op = ProcessOp("/usr/bin/git", ["git", "status"], trusted_location=True)  # type: ignore[arg-type]
     assert compiled.decide(op).rule_id == "g"
+
+
+def test_folders_above_protected_files_cannot_be_renamed_away() -> None:
+    """issue 12: renaming a folder above a policy file (or its cache) moves the file without
+    touching it; `implicit:policy_files` denies that delete, and nothing else there."""
+    compiled = compile_policy(
+        _doc(), "enforce", protected_paths=("/a/b/p.yaml",), protected_folders=("/a/b", "/a")
+    )
+    for folder in ("/a/b", "/a"):
+        decision = compiled.decide(FileOp(folder, "delete"))
+        assert decision.blocked and decision.rule_id == "implicit:policy_files"
+        assert not compiled.decide(FileOp(folder, "read")).blocked
+        assert not compiled.decide(FileOp(folder, "write")).blocked
+    assert not compiled.decide(FileOp("/a/b/other", "delete")).blocked
+    assert compiled.decide(FileOp("/a/b/p.yaml", "write")).blocked
+    off = _doc()._replace(protections=Protections(policy_files=False))
+    loose = compile_policy(off, "enforce", protected_paths=("/p",), protected_folders=("/a",))
+    assert not loose.decide(FileOp("/a", "delete")).blocked

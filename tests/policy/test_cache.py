@@ -81,7 +81,7 @@ def test_round_trip_of_every_shipped_policy(path: Path) -> None:
         document = load_file(path)
     except Exception:
         pytest.skip("a pack alone is not a complete policy")
-    assert cache._document(cache._plain(document)) == document
+    assert cache._document(cache.plain(document)) == document
 
 
 def test_changed_policy_is_a_miss(policy_file: Path) -> None:
@@ -175,15 +175,32 @@ def test_nothing_written_without_bytecode_writing(
     assert not (policy_file.parent / "__pycache__").exists()
 
 
-def test_pycache_prefix_is_honoured(
+def test_pycache_prefix_is_ignored(
     policy_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """PYTHONPYCACHEPREFIX is the environment's to choose, and a shielded app chooses its
+    children's: the cache always lives beside the policy (issue 12)."""
     prefix = tmp_path / "prefix"
     monkeypatch.setattr(sys, "pycache_prefix", str(prefix))
     Policy.from_file(policy_file)
-    assert not (policy_file.parent / "__pycache__").exists()
-    assert Path(cache.cache_path(str(policy_file))).is_relative_to(prefix)
+    assert not prefix.exists()
+    assert Path(cache.cache_path(str(policy_file))).parent == policy_file.parent / "__pycache__"
     assert _hit(policy_file)
+
+
+def test_a_cache_that_does_not_list_the_policy_is_a_miss(policy_file: Path) -> None:
+    """The list of files to re-check is inside the cache: one that leaves out the policy (or
+    any file of the document) proves nothing and is not used."""
+    import marshal
+
+    Policy.from_file(policy_file)
+    where = Path(cache.cache_path(str(policy_file)))
+    magic, given, read_files, variables, plain = marshal.loads(where.read_bytes())
+    for forged_list in ((), read_files[1:]):
+        where.write_bytes(marshal.dumps((magic, given, forged_list, variables, plain)))
+        assert cache.load(str(policy_file)) is None
+    where.write_bytes(marshal.dumps((magic, given, read_files, variables, plain)))
+    assert cache.load(str(policy_file)) is not None
 
 
 def test_invalid_policy_is_never_cached(policy_file: Path) -> None:
@@ -204,6 +221,11 @@ attempts = {
     "replace": lambda: (open(sys.argv[3], "wb").close(), os.replace(sys.argv[3], where)),
     "unlink": lambda: os.unlink(where),
     "sibling": lambda: open(where.replace("cpython", "pypy"), "wb").close(),
+    "rename-cache-folder": lambda: os.rename(os.path.dirname(where), sys.argv[3] + ".d"),
+    "rename-policy-folder": lambda: os.rename(
+        os.path.dirname(os.path.dirname(where)), sys.argv[3] + ".p"
+    ),
+    "rmtree-cache-folder": lambda: __import__("shutil").rmtree(os.path.dirname(where)),
 }
 for name, attempt in attempts.items():
     try:
