@@ -23,7 +23,7 @@ from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks._patching import WRAPT_DIR
-from appshield.hooks._state import thread_state
+from appshield.hooks._state import still_running, thread_state
 from appshield.operations import Operation
 from appshield.policy import Policy, resolve_mode
 from appshield.report import CallSite, Violation
@@ -228,7 +228,8 @@ class Shield:
         reaching the app (libraries fold or retry a PermissionError)."""
         site: list[CallSite] = []
         state = thread_state
-        if state.reporting:
+        owner = state.reporting
+        if owner and still_running(owner):
             # A violation committed while this thread is inside the sinks (a signal handler,
             # an app logging handler): reported once the outer report is done.
             self._defer(operation, decision, api, capture_callsite(sys._getframe(1)), None)
@@ -237,7 +238,7 @@ class Shield:
             try:
                 # Set inside the `try`: an exception a signal handler raises between the two
                 # (3.10 checks for signals before most instructions) must not leave it set.
-                state.reporting = True
+                state.reporting = sys._getframe()
                 # The sinks swallow their own errors: met at the recursion limit, a report
                 # would be lost without a trace, so reporting runs with headroom (a violation
                 # is not the hot path). Inside the `try`: an exception a signal handler
@@ -248,7 +249,7 @@ class Shield:
                     self._report(operation, decision, api, capture_callsite(frame))
                 self._drain_deferred()
             finally:
-                state.reporting = False
+                state.reporting = None
                 if limit is not None:
                     _gate_limits.lower_limit(limit)
         if decision.blocked:
@@ -288,15 +289,16 @@ class Shield:
     def _report_undescribable(self, operation: Any, decision: Decision, api: str) -> None:
         site = capture_callsite(sys._getframe(2))
         state = thread_state
-        if state.reporting:
+        owner = state.reporting
+        if owner and still_running(owner):
             self._defer(operation, decision, api, site, "undescribable")
             return
         try:
-            state.reporting = True  # inside the `try`, as in `act`
+            state.reporting = sys._getframe()  # inside the `try`, as in `act`
             self._report(operation, decision, api, site, "undescribable")
             self._drain_deferred()
         finally:
-            state.reporting = False
+            state.reporting = None
 
     # Reports waiting on one thread while its sinks are busy: far more than a signal storm
     # makes in one report; beyond it they are counted as dropped, never silently lost.
@@ -414,12 +416,13 @@ class Shield:
     def _drain_pending(self) -> None:
         pending = thread_state.pending or deque()
         try:
-            if thread_state.deferred and not thread_state.reporting:
-                thread_state.reporting = True
+            owner = thread_state.reporting
+            if thread_state.deferred and not (owner and still_running(owner)):
                 try:
+                    thread_state.reporting = sys._getframe()
                     self._drain_deferred(None)
                 finally:
-                    thread_state.reporting = False
+                    thread_state.reporting = None
             while pending:
                 self.reporter.report(pending[0])
                 pending.popleft()

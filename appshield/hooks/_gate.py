@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from appshield.decision import Decision
 from appshield.hooks._convert import Unreadable
-from appshield.hooks._state import thread_state
+from appshield.hooks._state import still_running, thread_state
 from appshield.operations import Operation, UndescribedOp
 
 __all__ = [
@@ -81,7 +81,8 @@ def shield() -> Any:
 def for_wrapper() -> Any:
     """The shield a wrapper should consult: None when there is none, or when this thread is
     inside a block of appshield's own non-deciding work (`appshield_io`)."""
-    if _state.busy:
+    busy = _state.busy
+    if busy and still_running(busy):
         return None
     return _shield
 
@@ -392,7 +393,10 @@ def make_audit_hook(
         if handler is None:
             return
         active = this_module._shield
-        if active is None or state.busy:
+        if active is None:
+            return
+        busy = state.busy
+        if busy and still_running(busy):
             return
         fast = get_fast(event)
         if fast is not None and fast(args):

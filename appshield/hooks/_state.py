@@ -31,25 +31,33 @@ conversion, so it names the very object the C function receives.
 signal handler, or by an app logging handler the `appshield` logger calls) is still decided
 and enforced at once; only its report waits in `deferred` until the outer report is done, so
 the sinks are never re-entered and no sink lock is taken twice by one thread.
+
+`busy` and `reporting` hold the frame that set them (or `True`, for `busy` on appshield's own
+threads), and a reader asks `still_running` before believing them. A flag is cleared in a
+`finally` block, and an exception a signal handler raises at the first instruction of that
+block (3.10 checks for signals before most instructions) skips the clearing: a flag left on
+by a frame that is gone would otherwise stay on for good, deferring every later report of
+the thread (or, for `busy`, exempting everything). Only read when a flag is on, which is rare.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["appshield_io", "open_own", "thread_state"]
+__all__ = ["appshield_io", "open_own", "still_running", "thread_state"]
 
 
 class _ThreadState(threading.local):
-    busy: bool = False
+    busy: Any = False
     expect: tuple[str, Any] | None = None
     own: tuple[str, Any] | None = None
     own_imports: tuple[str, ...] = ()
-    reporting: bool = False
+    reporting: Any = None
     deferred: list[Any] | None = None
     # Violations this thread made that the reporter has not taken yet (Shield._report).
     pending: Any = None
@@ -61,6 +69,22 @@ class _ThreadState(threading.local):
 thread_state = _ThreadState()
 
 
+_getframe = sys._getframe
+
+
+def still_running(owner: Any) -> bool:
+    """Is the frame `owner` that turned a flag on still on this thread's stack (`True`: a flag
+    of one of appshield's own threads, always on)? False for a flag its frame left behind."""
+    if owner is True:
+        return True
+    frame = _getframe(1)
+    while frame is not None:
+        if frame is owner:
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextmanager
 def appshield_io() -> Iterator[None]:
     """Mark a block of appshield's own work that is not a decision (telemetry export, the
@@ -69,7 +93,8 @@ def appshield_io() -> Iterator[None]:
     state = thread_state
     previous = state.busy
     try:
-        state.busy = True  # inside the `try`: an exception landing here cannot leave it on
+        # The `with` statement's frame (this generator's is not on the stack of the block).
+        state.busy = _getframe(2)
         yield
     finally:
         state.busy = previous

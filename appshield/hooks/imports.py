@@ -46,7 +46,7 @@ from typing import Any
 from appshield.hooks import _convert, _gate
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint, _waiting, loaded
-from appshield.hooks._state import thread_state
+from appshield.hooks._state import still_running, thread_state
 from appshield.operations import ImportOp
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
@@ -146,7 +146,10 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
     """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
     unless that very spec was already decided for that very file."""
     shield = _gate._shield
-    if shield is None or _state.busy or spec is None:
+    if shield is None or spec is None:
+        return
+    busy = _state.busy
+    if busy and still_running(busy):
         return
     try:
         if _judged.has(spec, origin):

@@ -151,7 +151,9 @@ class DeferredReporter:
             previous = state.busy
             try:
                 # Set inside the `try`, so that no signal handler's exception can leave it on.
-                state.busy = True  # appshield's own imports (docs/limits.md: this one window)
+                # appshield's own imports (docs/limits.md: this one window); the frame, so
+                # that a flag an exception left behind is known as stale (hooks/_state.py).
+                state.busy = sys._getframe()
                 return self._build()
             finally:
                 state.busy = previous
