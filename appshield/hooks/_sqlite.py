@@ -52,6 +52,7 @@ a bad authority) makes no exception: the path is judged.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from typing import Any
@@ -208,6 +209,8 @@ def _chained(app: Any) -> Any:
 
 
 _base_set_authorizer: Any = None
+# `set_authorizer(None)` removes the authorizer from 3.11 on; 3.10 stores None and calls it.
+_NONE_REMOVES = sys.version_info >= (3, 11)
 
 
 def _base() -> Any:
@@ -255,18 +258,19 @@ def _set_authorizer(self: Any, *args: Any, **kwargs: Any) -> None:
         return
     if args:
         app = args[0]
-        if app is None or callable(app):
+        if (app is None and _NONE_REMOVES) or callable(app):
             base(self, _authorizer if app is None else _chained(app))
             _mark_chained(self)
             return
     else:
         ((key, app),) = kwargs.items()
-        if type(key) is str and (app is None or callable(app)):
+        if type(key) is str and ((app is None and _NONE_REMOVES) or callable(app)):
             base(self, **{key: _authorizer if app is None else _chained(app)})
             _mark_chained(self)
             return
-    # Not callable, or an odd keyword: let C judge the call as it is, then put appshield's
-    # check back in front of whatever C accepted.
+    # Not callable (on 3.10, None too: it is stored and called, so every statement is
+    # denied), or an odd keyword: let C judge the call as it is, then put appshield's check
+    # back in front of whatever C accepted (calling it fails as it would have).
     base(self, *args, **kwargs)
     base(self, _chained(app))
     _mark_chained(self)
