@@ -21,15 +21,18 @@ a URI `mode=ro`, and judging read-only there too would not be simpler). Both rea
 `file:` name are judged when it is not a memory database: the URI's path, and the name taken
 literally (what SQLite opens where URI names are not enabled).
 
-Every connection gets the authorizer at the `sqlite3.connect/handle` audit event, whatever
-made it: `sqlite3.connect`, `sqlite3.Connection(...)` called directly, a factory. An app may
-install its own authorizer, which would replace appshield's: `sqlite3.connect` therefore
-makes its connections with a subclass of the requested factory (same name, module and
-`__init__`; `isinstance` holds, `type(conn) is sqlite3.Connection` does not) whose
-`set_authorizer` composes: appshield's check first, a deny wins, otherwise the app's
-authorizer decides, and `set_authorizer(None)` leaves appshield's alone. What it cannot
-cover (docs/limits.md): `sqlite3.Connection.set_authorizer(conn, f)` called through the base
-class, and `set_authorizer` on a connection made without `sqlite3.connect`.
+Which connections get it: `sqlite3.connect` makes its connections with a subclass of the
+requested factory (same name, module and qualname; `isinstance` holds, `type(conn) is
+sqlite3.Connection` does not) whose `__init__` installs the authorizer once the requested
+class's own `__init__` has run. (At the `sqlite3.connect/handle` audit event the Python
+object is not initialised yet, so the authorizer cannot be set there; and `sqlite3.Connection`
+is an immutable C type whose methods cannot be patched.) A connection of any other class
+(`sqlite3.Connection(...)` called directly, a factory that is not a plain subclass) is
+refused at `sqlite3.connect/handle` (`Unreadable`: in monitor mode reported and let be).
+The subclass's `set_authorizer` composes with the app's: appshield's check first, a deny
+wins, otherwise the app's authorizer decides, and `set_authorizer(None)` (3.11+) leaves
+appshield's alone. What it cannot cover (docs/limits.md): `sqlite3.Connection.set_authorizer(
+conn, f)` called through the base class, and connections made before install.
 
 Cost: the authorizer runs for every action of every statement SQLite prepares (not for a
 statement Python's statement cache already holds). Anything but an attach returns at its
