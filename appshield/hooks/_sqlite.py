@@ -1,5 +1,6 @@
 """SQLite's own file opens: database names read as SQLite reads them, and an authorizer on
-every connection so that `ATTACH` and `VACUUM INTO` targets are judged as file operations.
+every connection so that `ATTACH` and `VACUUM INTO` targets (and the temporary-files folder
+pragma) are judged as file operations.
 
 Why an authorizer: SQLite opens the files of `ATTACH DATABASE 'x' AS y` and `VACUUM INTO 'x'`
 in C, through its VFS, with no audit event; `sqlite3.connect` is the only file access Python
@@ -14,6 +15,10 @@ the file name for both (verified on SQLite 3.40, Python 3.10 to 3.13):
   it is reported and let be).
 - `VACUUM INTO x`: SQLite runs `ATTACH 'x' AS vacuum_db` itself when the statement runs, so
   the authorizer sees the evaluated name, bound parameters included.
+- `PRAGMA temp_store_directory = 'dir'` (deprecated, still compiled in; SQLITE_PRAGMA with
+  the pragma's name and value): SQLite creates its temporary files in `dir` from then on,
+  for every connection of the process, so setting it is judged as a write to `dir` (api
+  `sqlite3.pragma`); `data_store_directory` (Windows) likewise.
 
 The file named is judged as `read` and `write`, like `sqlite3.connect`: SQLite opens an
 attached database read-write and creates it when it is missing (it opens read-only only for
@@ -70,7 +75,10 @@ __all__ = ["check_new_connection", "described_paths", "shielded_factory", "sqlit
 Described = tuple[Operation, str]
 
 _SQLITE_OK = 0
-_SQLITE_ATTACH = 24  # SQLite's action code: part of its stable C API
+_SQLITE_ATTACH = 24  # SQLite's action codes: part of its stable C API
+_SQLITE_PRAGMA = 19
+_JUDGED = frozenset((_SQLITE_ATTACH, _SQLITE_PRAGMA))
+_DIRECTORY_PRAGMAS = ("temp_store_directory", "data_store_directory")
 
 _HEX = b"0123456789abcdefABCDEF"
 _MEMORY_NAMES = ("", ":memory:")
@@ -184,18 +192,34 @@ def _on_attach(args: tuple[Any, ...]) -> Described | None:
     return _gate.first_violation(described_paths(sqlite_paths(name), "sqlite3.attach"))
 
 
-def _judge_attach(name: object) -> None:
+def _on_pragma(args: tuple[Any, ...]) -> Described | None:
+    # `PRAGMA temp_store_directory = 'dir'` (deprecated, still compiled in) makes SQLite
+    # create its temporary files in `dir` from then on, for every connection: a write there.
+    name, value = args
+    if type(name) is not str or name.lower() not in _DIRECTORY_PRAGMAS or value is None:
+        return None  # another pragma, or reading this one
+    if type(value) is not str:
+        raise Unreadable("a directory pragma with a value appshield cannot read")
+    if value == "":
+        return None  # back to SQLite's default folders
+    return file_op(value, "write"), "sqlite3.pragma"
+
+
+def _judge(action: int, arg1: object, arg2: object) -> None:
     active = _gate.for_wrapper()
     if active is None:
         return
     # Raises in enforce mode when denied (or undescribable): the C caller turns any
     # exception from an authorizer into SQLite's deny.
-    _gate.judge_event(active, _on_attach, "file", "sqlite3.attach", (name,))
+    if action == _SQLITE_ATTACH:
+        _gate.judge_event(active, _on_attach, "file", "sqlite3.attach", (arg1,))
+    else:
+        _gate.judge_event(active, _on_pragma, "file", "sqlite3.pragma", (arg1, arg2))
 
 
 def _authorizer(action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
-    if action == _SQLITE_ATTACH:
-        _judge_attach(arg1)
+    if action in _JUDGED:
+        _judge(action, arg1, arg2)
     return _SQLITE_OK
 
 
@@ -204,8 +228,8 @@ def _chained(app: Any) -> Any:
     otherwise the app's result is returned unchanged."""
 
     def authorizer(action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> Any:
-        if action == _SQLITE_ATTACH:
-            _judge_attach(arg1)
+        if action in _JUDGED:
+            _judge(action, arg1, arg2)
         return app(action, arg1, arg2, dbname, source)
 
     return authorizer
@@ -240,7 +264,11 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     try:
         super(_own_class(type(self)), self).__init__(*args, **kwargs)
     finally:
-        stack.remove(entry)
+        # By identity: list.remove would compare connections with their own __eq__.
+        for index in range(len(stack) - 1, -1, -1):
+            if stack[index] is entry:
+                del stack[index]
+                break
     if not entry[1]:
         _base()(self, _authorizer)
 

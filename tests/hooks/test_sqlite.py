@@ -257,3 +257,13 @@ def test_repeated_mode_uri_connect_is_judged(world: World) -> None:
         sqlite3.connect(f"file:{world.denied / 'x.db'}?mode=memory&mode=rwc", uri=True)
     sqlite3.connect(f"file:{world.denied / 'x.db'}?mode=rwc&mode=memory", uri=True).close()
     assert world.created() == []
+
+
+def test_temp_store_directory_pragma_is_judged_as_a_write(world: World) -> None:
+    con = sqlite3.connect(":memory:")
+    _not_authorized(con, f"PRAGMA temp_store_directory = '{world.denied}'")
+    _not_authorized(con, f"pragma TEMP_STORE_DIRECTORY('{world.denied}')")
+    con.execute("PRAGMA temp_store_directory")  # reading it is not a write
+    con.execute(f"PRAGMA temp_store_directory = '{world.root}'")
+    con.execute("PRAGMA temp_store_directory = ''")
+    assert [v.api for v in world.violations] == ["sqlite3.pragma"] * 2
