@@ -34,7 +34,10 @@ Where each access is seen, and why there:
   the path still leads to the same file) when the policy needs symlinks resolved. Measured
   with benchmarks/run.py and benchmarks/bench_hooks.py.
 - `sqlite3.connect`: its event (SQLite opens the file in C, with no `open` event). It reads and
-  may create and write, so both are checked.
+  may create and write, so both are checked. The name is read as SQLite reads it (a URI's
+  last repeated option wins). SQLite also opens files by itself, for `ATTACH` and
+  `VACUUM INTO`: every connection gets an authorizer at `sqlite3.connect/handle` that judges
+  those targets (hooks/_sqlite has the details and what it cannot cover).
 
 Reading arguments (appshield/hooks/_convert.py has the why): the `os` events carry the path
 CPython already converted (an exact `str`/`bytes`, the `str`/`bytes` subclass instance that
@@ -66,7 +69,7 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
-from appshield.hooks import _gate
+from appshield.hooks import _gate, _sqlite
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
@@ -337,33 +340,18 @@ def _sqlite_name(value: Any) -> str:
     raise Unreadable(f"a database name of type {kind.__qualname__} cannot be read safely")
 
 
-def _sqlite_path(database: str) -> str | None:
-    """The file behind a sqlite3 database name (exact str), or None for a memory database."""
-    if database in ("", ":memory:"):
-        return None
-    if database.startswith("file:"):
-        parse = _gate.own_import("urllib.parse")  # rare: kept out of start-up
-        parts = parse.urlsplit(database)
-        query = parse.parse_qs(parts.query)
-        if query.get("mode", [""])[0] == "memory" or parts.path in ("", ":memory:"):
-            return None
-        return parse.unquote(parts.path)  # type: ignore[no-any-return]
-    return database
-
-
 def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
-    database = _sqlite_name(args[0])
-    path = _sqlite_path(database)
-    if path is None:
-        return None
-    candidates = [database]
-    if path != database:
-        candidates.append(path)  # uri=True is not in the event: judge both readings
-    ops: list[Described] = []
-    for candidate in candidates:
-        for access in ("read", "write"):
-            ops.append((file_op(candidate, access), "sqlite3.connect"))  # type: ignore[arg-type]
-    return _gate.first_violation(ops)
+    # Read as SQLite reads it (hooks/_sqlite): the last repeated URI option wins. uri=True is
+    # not in the event: a `file:` name is judged under both readings.
+    paths = _sqlite.sqlite_paths(_sqlite_name(args[0]))
+    return _gate.first_violation(_sqlite.described_paths(paths, "sqlite3.connect"))
+
+
+def _on_sqlite_handle(args: tuple[Any, ...]) -> None:
+    # Only the connection classes `sqlite3.connect` makes install the authorizer that judges
+    # ATTACH and VACUUM INTO targets; any other connection is refused here (hooks/_sqlite).
+    _sqlite.check_new_connection(args[0])
+    return None
 
 
 def _on_rmtree(args: tuple[Any, ...]) -> Described | None:
@@ -394,6 +382,7 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
     "os.symlink": _on_symlink,
     "shutil.rmtree": _on_rmtree,
     "sqlite3.connect": _on_sqlite_connect,
+    "sqlite3.connect/handle": _on_sqlite_handle,
 }
 
 
@@ -604,7 +593,32 @@ def _converting_wrapper(api: str, name: str) -> Callable[..., Any]:
     return wrapper
 
 
-_wrap_sqlite_connect = _converting_wrapper("sqlite3.connect", "database")
+def _prepare_sqlite_connect(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None
+) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
+    """`database` converted once (the event decides on it), and `factory` (positional 5)
+    replaced by its subclass whose `set_authorizer` chains the app's authorizer after
+    appshield's (hooks/_sqlite)."""
+    described, (args, keywords) = _prepare_converted(args, kwargs, 0, "database")
+    where = _find(args, keywords, 5, "factory")
+    sqlite3 = _gate.own_import("sqlite3")
+    factory = sqlite3.Connection if where is None else _value(args, keywords, where)
+    shielded = _sqlite.shielded_factory(factory)
+    if shielded is not factory:
+        args, keywords = _put(args, keywords, "factory" if where is None else where, shielded)
+    return described, (args, keywords)
+
+
+def _wrap_sqlite_connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    shield = _gate.for_wrapper()
+    if shield is None:
+        return wrapped(*args, **kwargs)
+    args, kwargs = _gate.judge_call(
+        shield, "file", "sqlite3.connect", _prepare_sqlite_connect, args, kwargs
+    )
+    return wrapped(*args, **kwargs)
+
+
 _wrap_rmtree = _converting_wrapper("shutil.rmtree", "path")
 
 PATCHES: tuple[PatchPoint, ...] = (
