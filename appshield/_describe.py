@@ -12,6 +12,7 @@ from appshield.normalize import (
     canonical_address,
     normalize_host,
     normalize_path,
+    reached_address,
     resolve_path,
     resolve_program,
 )
@@ -84,6 +85,8 @@ def network_op(
     chosen = transport or ("udp" if operation == "send" else "tcp")
     if chosen == "unix":
         return NetworkOp(operation=operation, transport="unix", path=target)  # type: ignore[arg-type]
+    if operation == "send" and chosen == "tcp":
+        operation = "connect"  # a stream socket's sendto (MSG_FASTOPEN) opens a connection
     host, port = parse_endpoint(target)
     literal = canonical_address(host)
     if address is not None:
@@ -91,12 +94,19 @@ def network_op(
         if given is None:
             raise ValueError(f"--address {address!r} is not an IP address")
         address = given
+    address = literal if literal is not None else address
+    requested = None
+    if operation in ("connect", "send") and address is not None:
+        reached = reached_address(address)  # 0.0.0.0 and :: reach the loopback
+        if reached is not None:
+            address, requested = reached, address
     return NetworkOp(
         operation=operation,  # type: ignore[arg-type]
         host=None if literal is not None else normalize_host(host),
-        address=literal if literal is not None else address,
-        port=port,
+        address=address,
+        port=None if chosen == "raw" else port,
         transport=chosen,  # type: ignore[arg-type]
+        requested=requested,
     )
 
 

@@ -169,7 +169,7 @@ def _add_explain(subparsers: Any) -> None:
     network = category("network", "a network action: explain network connect example.com:443")
     network.add_argument("operation", choices=("connect", "send", "bind", "resolve"))
     network.add_argument("target", metavar="HOST[:PORT]", help="host:port, [v6]:port, or a path")
-    network.add_argument("--transport", choices=("tcp", "udp", "unix"))
+    network.add_argument("--transport", choices=("tcp", "udp", "unix", "raw"))
     network.add_argument("--address", metavar="IP", help="the address the name resolved to")
 
     imports = category("import", "an import: explain import ctypes")

@@ -28,6 +28,7 @@ __all__ = [
     "fd_path",
     "normalize_host",
     "normalize_path",
+    "reached_address",
     "resolve_path",
     "resolve_program",
 ]
@@ -205,6 +206,23 @@ def _canonical_v6(text: str) -> str | None:
     if value >> 32 == 0 and value >= _COMPAT_LOW:
         return str(ipaddress.IPv4Address(value))
     return str(address)
+
+
+def reached_address(address: str, bound: str | None = None) -> str | None:
+    """Where a connect or a send to the canonical `address` really goes, when that is another
+    address; None when it goes to `address` itself. Linux takes an unspecified destination
+    for this host: IPv4 `0.0.0.0` (also written `0`, `0x0`, `::ffff:0.0.0.0`, or empty)
+    reaches the address the socket is bound to (`bound`, canonical) when it has one, else
+    127.0.0.1; IPv6 `::` reaches ::1, or 127.0.0.1 from a socket bound to an IPv4-mapped
+    address. (A bind to an unspecified address is a wildcard, not a destination: callers
+    only ask this for connect and send.)"""
+    if address == "0.0.0.0":
+        if bound is not None and ":" not in bound and bound != "0.0.0.0":
+            return bound
+        return "127.0.0.1"
+    if address == "::":
+        return "127.0.0.1" if bound is not None and ":" not in bound else "::1"
+    return None
 
 
 def normalize_host(name: str) -> str:

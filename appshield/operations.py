@@ -31,7 +31,7 @@ CATEGORIES: tuple[str, ...] = ("process", "file", "network", "import")
 
 FileAccess = Literal["read", "write", "delete"]
 NetworkOperation = Literal["connect", "send", "bind", "resolve"]
-Transport = Literal["tcp", "udp", "unix"]
+Transport = Literal["tcp", "udp", "unix", "raw"]
 
 
 class ProcessOp(NamedTuple):
@@ -96,8 +96,16 @@ class NetworkOp(NamedTuple):
         folded to IPv4); None for a name not yet resolved or a unix socket path.
     names: other names recently resolved to `address` (from the resolver memory). A host deny
         on any of them denies.
-    port: None when there is none (resolve without port, unix sockets).
-    path: the socket path for transport `unix`.
+    port: None when there is none (resolve without port, unix sockets, raw sockets).
+    transport: `tcp` (a stream socket: its `sendto`, as with MSG_FASTOPEN, is a `connect`),
+        `udp`, `unix`, or `raw` (a SOCK_RAW or packet socket: what it reaches is written in
+        the packet, not in the address, so only a rule that names `raw` allows it, and its
+        default is deny).
+    path: the socket path for transport `unix`; the interface for a packet socket.
+    requested: the address as the code gave it, when the kernel reaches another one: a
+        connect or send to an unspecified address (`0.0.0.0`, `::`) reaches this host (the
+        loopback, or the address the socket is bound to), which `address` then holds. A deny
+        or alert on `host`/`cidr` matches either address; an allow must match `address`.
     """
 
     operation: NetworkOperation
@@ -107,6 +115,7 @@ class NetworkOp(NamedTuple):
     transport: Transport = "tcp"
     names: tuple[str, ...] = ()
     path: str | None = None
+    requested: str | None = None
 
     category = "network"
 
@@ -114,9 +123,10 @@ class NetworkOp(NamedTuple):
     def target(self) -> str:
         if self.transport == "unix":
             return self.path or ""
-        where = self.host or self.address or ""
-        if self.address and self.host and self.address != self.host:
-            where = f"{self.host} ({self.address})"
+        given = self.host or self.requested
+        where = given or self.address or self.path or ""
+        if self.address and given and self.address != given:
+            where = f"{given} ({self.address})"
         if self.port is not None:
             if ":" in where and not where.endswith(")"):
                 return f"[{where}]:{self.port}"

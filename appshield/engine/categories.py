@@ -92,8 +92,16 @@ class Rule:
         preds = predicates(
             spec.category, spec.match.fields, broad_path=not allow, broad_exec=spec.action == "deny"
         )
+        if self.rank and spec.category == "network" and "transport" not in spec.match.fields:
+            # A raw socket writes its destination into the packet: the address its call
+            # names proves nothing, so only a rule that names `raw` allows (or alerts) one.
+            preds = (*preds, _not_raw)
         self.preds = preds
         return preds
+
+
+def _not_raw(op: Any) -> bool:
+    return op.transport != "raw"
 
 
 _GLOB_FIELDS = ("executable", "command_line", "path", "host", "module", "origin", "library")
@@ -137,6 +145,10 @@ class CategoryIndex:
 
     def candidates(self, op: Any) -> list[int]:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def default_for(self, op: Any) -> Decision:
+        """The decision for `op` when no rule matches it."""
+        return self.default_decision
 
     def resolved_matters(self, access: str) -> bool:
         return False
@@ -237,6 +249,13 @@ class NetworkIndex(CategoryIndex):
         for position, rule in enumerate(rules):
             self._file(_fields(rule), position)
         self.always = self.ports.always
+        # Raw sockets are denied unless a rule allows them, whatever the category default.
+        self.raw_decision = Decision("deny", "default:network", mode == "enforce", mode)
+
+    def default_for(self, op: Any) -> Decision:
+        if op.transport == "raw":
+            return self.raw_decision
+        return self.default_decision
 
     def _file(self, fields: Any, position: int) -> None:
         if "host" in fields:
@@ -264,6 +283,11 @@ class NetworkIndex(CategoryIndex):
             hosts.collect(address, out)
             if self.cidrs.tables:
                 self.cidrs.collect(address, out)
+        requested = op.requested
+        if requested is not None:
+            hosts.collect(requested, out)
+            if self.cidrs.tables:
+                self.cidrs.collect(requested, out)
         for name in op.names:
             hosts.collect(name, out)
         port = op.port

@@ -165,7 +165,7 @@ class CompiledPolicy:
                 return winner.blocked_decision, view is not None and view.used
         used = view is not None and view.used
         if winner is None:
-            return index.default_decision, used
+            return index.default_for(op), used
         return winner.decision, used
 
     def needs_stack(self, category: str) -> bool:

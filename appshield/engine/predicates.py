@@ -3,11 +3,13 @@
 A rule's fields combine with AND, so a rule is a tuple of predicates. Each predicate tests
 the alternatives of one field (a list matches if any item does).
 
-`broad` is the rule's polarity for the two places where the spec lets a rule see more than
+`broad` is the rule's polarity for the places where the spec lets a rule see more than
 one spelling of a target: a deny (or alert) path glob matches `op.path` or `op.resolved`, an
-allow must match the resolved path; a deny `executable` also matches argv[0]. An `unless`
-takes the opposite polarity of its rule, so that a symlink or a forged argv[0] can neither
-switch a deny off nor keep an allow on.
+allow must match the resolved path; a deny (or alert) `host`/`cidr` matches the address the
+code gave (`op.requested`, such as `0.0.0.0`) or the one it reaches (`op.address`), an allow
+must match the one reached; a deny `executable` also matches argv[0]. An `unless` takes the
+opposite polarity of its rule, so that a symlink, an unspecified address or a forged argv[0]
+can neither switch a deny off nor keep an allow on.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def host_key(pattern: str) -> str:
     return canonical_address(pattern) or pattern
 
 
-def _host(patterns: tuple[str, ...]) -> Pred:
+def _host(patterns: tuple[str, ...], broad: bool) -> Pred:
     match = _plains([host_key(p) for p in patterns])
 
     def pred(op: Any) -> bool:
@@ -113,26 +115,30 @@ def _host(patterns: tuple[str, ...]) -> Pred:
             return True
         if op.address is not None and match(op.address):
             return True
+        if broad and op.requested is not None and match(op.requested):
+            return True
         return any(match(name) for name in op.names)
 
     return pred
 
 
-def _cidr(cidrs: tuple[str, ...]) -> Pred:
+def _cidr(cidrs: tuple[str, ...], broad: bool) -> Pred:
     nets = []
     for cidr in cidrs:
         version, prefixlen, network = network_key(cidr)
         shift = (32 if version == 4 else 128) - prefixlen
         nets.append((version, shift, network >> shift))
 
-    def pred(op: Any) -> bool:
-        key = address_key(op.address) if op.address is not None else None
+    def within(address: str | None) -> bool:
+        key = address_key(address) if address is not None else None
         if key is None:
             return False
         version, value = key
         return any(v == version and value >> s == n for v, s, n in nets)
 
-    return pred
+    if broad:
+        return lambda op: within(op.address) or within(op.requested)
+    return lambda op: within(op.address)
 
 
 def _port(ranges: tuple[tuple[int, int], ...]) -> Pred:
@@ -160,8 +166,8 @@ _BUILDERS: dict[tuple[str, str], Callable[[tuple[Any, ...], bool, bool], Pred]] 
     ("process", "command_line"): lambda v, _p, _e: _text("command_line", _plains(v)),
     ("file", "path"): lambda v, broad_path, _e: _path(v, broad_path),
     ("file", "access"): lambda v, _p, _e: _member("access", v),
-    ("network", "host"): lambda v, _p, _e: _host(v),
-    ("network", "cidr"): lambda v, _p, _e: _cidr(v),
+    ("network", "host"): lambda v, broad, _e: _host(v, broad),
+    ("network", "cidr"): lambda v, broad, _e: _cidr(v, broad),
     ("network", "port"): lambda v, _p, _e: _port(v),
     ("network", "operation"): lambda v, _p, _e: _member("operation", v),
     ("network", "transport"): lambda v, _p, _e: _member("transport", v),
@@ -187,7 +193,8 @@ def predicates(
 ) -> tuple[Pred, ...]:
     """The AND of a condition's fields. `fields` maps a field name to its alternatives.
 
-    broad_path: a path glob also matches `op.path` (not only the resolved path).
+    broad_path: a path glob also matches `op.path` (not only the resolved path); a `host` or
+        `cidr` also matches `op.requested` (not only the address reached).
     broad_exec: an `executable` glob also matches argv[0].
     """
     return tuple(

@@ -18,6 +18,21 @@ anything the object defines (see `appshield.hooks._convert`):
 - an AF_UNIX path: `str` (or a subclass, which C encodes in C), `bytes` (a subclass only
   before 3.12, where a Python class cannot override the buffer C reads it through).
 
+**What is reached, not what is written.** The operation describes where the kernel sends:
+
+- a connect or send to an unspecified address (`0.0.0.0`, `::`, `::ffff:0.0.0.0`, `""`, `0`)
+  reaches this host (`normalize.reached_address`): the address becomes the one reached (the
+  socket's own bound address, else the loopback), and the address as written is kept in
+  `NetworkOp.requested` for deny rules and the report. Such an operation depends on the
+  socket, so it is never memoised or remembered as allowed;
+- a `sendto`/`sendmsg` with an address on a stream socket can only open a connection
+  (MSG_FASTOPEN; without it the kernel ignores the address or fails): it is a `connect`;
+- a SOCK_RAW (or SOCK_PACKET) internet socket, and any AF_PACKET socket, writes its
+  destination into the packet itself: transport `raw`, judged without a port, allowed only
+  by a rule that names `raw`;
+- an AF_UNIX path (not an abstract name, which is no file) is also a file `write`
+  (`unix_file_op`), so file rules that deny a folder deny the sockets in it.
+
 Anything else raises `Unreadable`; the gate reports it and denies the operation. The values
 read are exact `str`/`bytes`/`int`, so every memo below hashes and compares only those: an
 object that lies in `__hash__` or `__eq__` never reaches a dict.
@@ -32,31 +47,37 @@ from __future__ import annotations
 import _socket
 import os
 import sys
-from types import GetSetDescriptorType, MemberDescriptorType
+from types import GetSetDescriptorType, MemberDescriptorType, MethodDescriptorType
 from typing import Any
 
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_tuple, type_attribute
+from appshield.hooks._file_describe import file_op
 from appshield.hooks._net_memory import memory
-from appshield.normalize import canonical_address, normalize_host
-from appshield.operations import NetworkOp
+from appshield.normalize import canonical_address, normalize_host, reached_address
+from appshield.operations import FileOp, NetworkOp
 
 __all__ = [
     "FAMILIES",
+    "UNSPECIFIED",
     "OwnBytes",
+    "absolute",
     "address_op",
     "base_op",
     "canonical",
     "describe_resolve",
     "family_of",
     "host_text",
+    "names_of",
     "raw_family",
     "raw_type",
+    "reach",
     "read_address",
     "remember_results",
     "resolve_event_host",
     "resolve_event_port",
     "type_of",
+    "unix_file_op",
     "with_names",
 ]
 
@@ -64,14 +85,22 @@ __all__ = [
 _AF_INET = _socket.AF_INET
 _AF_INET6 = _socket.AF_INET6
 _AF_UNIX = getattr(_socket, "AF_UNIX", -1)
+_AF_PACKET = getattr(_socket, "AF_PACKET", -2)
 _SOCK_STREAM = _socket.SOCK_STREAM
-# The families whose addresses are network operations; any other (netlink, packet...) is not.
-FAMILIES = frozenset((_AF_INET, _AF_INET6, _AF_UNIX))
+# Socket types whose packets carry their own destination: SOCK_RAW, and Linux's obsolete
+# SOCK_PACKET (10; `socket(AF_INET, SOCK_PACKET)` is a packet socket that Python still
+# reports as AF_INET), which `_socket` does not name.
+_RAW_TYPES = frozenset((_socket.SOCK_RAW, 10))
+# The families whose addresses are network operations; any other (netlink...) is not.
+FAMILIES = frozenset((_AF_INET, _AF_INET6, _AF_UNIX, _AF_PACKET))
+# Canonical unspecified addresses: a connect or send to one reaches this host.
+UNSPECIFIED = frozenset(("0.0.0.0", "::"))
 # Read the raw int attributes of the C socket type: `socket.socket.family` is a Python
 # property that builds an IntEnum on every access, several times slower (and a subclass
 # could override it; the C getter reads the field the C methods use).
 raw_family = _raw_family = _socket.socket.family.__get__
 raw_type = _raw_type = _socket.socket.type.__get__
+_getsockname = _socket.socket.getsockname
 # The C resolver, captured before any patching: appshield's own lookups go straight to it
 # (through `_gate.own_call`), never through the wrapper that judges the app's lookups.
 _raw_getaddrinfo = _socket.getaddrinfo
@@ -115,6 +144,19 @@ def _socket_field(sock: Any, name: str) -> int:
             value = found.__get__(sock, base)
             if type(value) is int:
                 return value  # type: ignore[no-any-return]
+        break
+    raise Unreadable(f"a socket of type {type(sock).__qualname__} cannot be read safely")
+
+
+def _c_method(sock: Any, name: str) -> Any:
+    """The C method `name` of a socket of another `_socket` module instance, found the way
+    `_socket_field` finds its fields (on the first immutable class of its MRO)."""
+    for base in _mro_of(type(sock)):
+        if not _flags_of(base) & _IMMUTABLE_TYPE:
+            continue
+        found = _dict_of(base).get(name)
+        if type(found) is MethodDescriptorType and found.__objclass__ is base:
+            return found
         break
     raise Unreadable(f"a socket of type {type(sock).__qualname__} cannot be read safely")
 
@@ -190,9 +232,15 @@ def _read_unix_path(value: Any) -> str | bytes:
 def read_address(family: int, address: Any) -> Any:
     """The address of a socket event, as C read it, built from exact types only: `(host,
     port)` for AF_INET/AF_INET6 (an IPv6 flowinfo and scope id do not change what is
-    reached, and are not read), the path for AF_UNIX. Only for `FAMILIES`."""
+    reached, and are not read), the path for AF_UNIX, `(interface,)` for AF_PACKET (only
+    named in the report: a packet socket is judged as `raw` whatever it names). Only for
+    `FAMILIES`."""
     if family == _AF_UNIX:
         return _read_unix_path(address)
+    if family == _AF_PACKET:
+        items = event_tuple(address)
+        name = items[0] if items and type(items[0]) is str else ""
+        return (name,)
     items = event_tuple(address)
     if items is None or not 2 <= len(items) <= 4:
         # C accepted it, so this cannot happen; if it does, nothing is guessed.
@@ -239,7 +287,47 @@ def address_op(operation: str, sock: Any, address: Any) -> NetworkOp | None:
     base = base_op(operation, family, _type_of(sock), read_address(family, address))
     if base is None or base.address is None:
         return base
-    return with_names(base, memory.names_for(base.address))
+    if base.address in UNSPECIFIED and base.operation != "bind":
+        base = reach(base, sock)
+    return with_names(base, names_of(base))
+
+
+def names_of(op: NetworkOp) -> tuple[str, ...]:
+    """The remembered names of the op's address, and of the address as written (a name that
+    resolved to `0.0.0.0` leads to the loopback too)."""
+    names = memory.names_for(op.address) if op.address is not None else ()
+    if op.requested is not None:
+        more = memory.names_for(op.requested)
+        if more:
+            names = tuple(dict.fromkeys((*names, *more)))
+    return names
+
+
+def reach(base: NetworkOp, sock: Any) -> NetworkOp:
+    """`base`, to an unspecified address, as the address it reaches from `sock` (see
+    `normalize.reached_address`); the address written is kept as `requested`. Reads the
+    socket's own bound address: the result depends on the socket, so it is never memoised."""
+    reached = reached_address(base.address, _bound_address(sock))  # type: ignore[arg-type]
+    if reached is None:
+        return base
+    return base._replace(address=reached, requested=base.address)
+
+
+def _bound_address(sock: Any) -> str | None:
+    """The canonical local address `sock` is bound to (None when unknown). Read through the
+    C method of the socket type, whatever a subclass defines."""
+    try:
+        try:
+            local = _getsockname(sock)
+        except TypeError:  # a socket of another `_socket` module instance
+            local = _c_method(sock, "getsockname")(sock)
+    except OSError:
+        # No readable address (a closed descriptor): the connect fails the same way and
+        # reaches nothing; judged as an unbound socket, which reaches the loopback.
+        return None
+    if type(local) is not tuple or not local or type(local[0]) is not str:
+        return None
+    return canonical(local[0])
 
 
 def base_op(operation: str, family: int, sotype: int, address: Any) -> NetworkOp | None:
@@ -250,11 +338,18 @@ def base_op(operation: str, family: int, sotype: int, address: Any) -> NetworkOp
     base = _ops.get(key, _ops)
     if base is _ops:
         base = _build(operation, family, sotype, address)
-        if base is None or base.host is None:
+        # A relative unix path is made absolute from the current folder, which changes.
+        if (base is None or base.host is None) and (family != _AF_UNIX or absolute(address)):
             if len(_ops) >= _CACHE_LIMIT:
                 _ops.clear()
             _ops[key] = base
     return base  # type: ignore[return-value]
+
+
+def absolute(path: str | bytes) -> bool:
+    """An AF_UNIX path that does not depend on the current folder (absolute, abstract, or
+    empty)."""
+    return path[:1] in ("/", "\0", "") if type(path) is str else path[:1] in (b"/", b"\0", b"")
 
 
 def with_names(base: NetworkOp, names: tuple[str, ...]) -> NetworkOp:
@@ -284,10 +379,26 @@ def _with_names(base: NetworkOp, names: tuple[str, ...]) -> NetworkOp:
 def _build(operation: str, family: int, sotype: int, address: Any) -> NetworkOp | None:
     if family == _AF_UNIX:
         return _unix_op(operation, address)
+    if family == _AF_PACKET:
+        # Frames built by the app, for any host on the link: nothing here says where to.
+        name = address[0] if type(address) is tuple and address else ""
+        where = name if type(name) is str and name else None
+        return NetworkOp(operation, None, None, None, "raw", (), where)  # type: ignore[arg-type]
     if family != _AF_INET and family != _AF_INET6:
         return None
     host, port = address
-    transport = "tcp" if sotype == _SOCK_STREAM else "udp"
+    if sotype == _SOCK_STREAM:
+        transport = "tcp"
+        if operation == "send":
+            # A stream socket's sendto/sendmsg with an address connects (MSG_FASTOPEN; the
+            # audit event does not carry the flags, and without them the kernel ignores the
+            # address of a connected socket or fails on an unconnected one).
+            operation = "connect"
+    elif sotype in _RAW_TYPES:
+        transport = "raw"
+        port = None  # a raw socket has no port: the protocol is in the packet
+    else:
+        transport = "udp"
     text = host_text(host)
     if text is None:  # read_address makes only str and bytes: never reached
         raise Unreadable("a host that is neither str nor bytes")
@@ -314,8 +425,22 @@ def _unix_op(operation: str, address: str | bytes) -> NetworkOp:
     if raw.startswith("\0"):  # type: ignore[union-attr]
         path = "@" + raw[1:]  # the abstract namespace, spelled as `ss` and `lsof` do
     else:
+        # The kernel reads a path up to its first NUL (`"/ok\0/junk"` is `/ok`).
+        raw = raw.partition("\0")[0]  # type: ignore[union-attr]
         path = os.path.abspath(raw) if raw else raw
     return NetworkOp(operation, None, None, None, "unix", (), path)  # type: ignore[arg-type]
+
+
+def unix_file_op(op: NetworkOp) -> FileOp | None:
+    """The file access of an AF_UNIX action on a path: a `write` (connecting or sending
+    writes to the socket, binding creates it), so file rules that deny a folder deny the
+    sockets in it. None for an abstract name (`@...`, no file at all) or an autobind. A
+    connect follows symlinks, as the kernel does; a bind creates the path's last component
+    itself and does not."""
+    path = op.path
+    if not path or path[0] != "/":
+        return None
+    return file_op(path, "write", follow=op.operation != "bind")
 
 
 def _c_host_bytes(host: str | bytes) -> bytes:

@@ -38,7 +38,7 @@ from appshield.hooks import _net_describe as describe
 from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks._patching import PatchPoint
 from appshield.hooks._state import thread_state
-from appshield.operations import NetworkOp
+from appshield.operations import NetworkOp, Operation
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES"]
 
@@ -47,7 +47,7 @@ _str_copy = str.__getitem__
 _bytes_copy = bytes.__getitem__
 _ALL = slice(None)
 
-Described = tuple[NetworkOp, str]
+Described = tuple[Operation, str]
 
 
 def _shield() -> Any:
@@ -98,6 +98,7 @@ _type_of = describe.type_of
 _memory = describe.memory
 _monotonic = time.monotonic
 _FAMILIES = describe.FAMILIES
+_UNSPECIFIED = describe.UNSPECIFIED
 
 
 def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
@@ -146,7 +147,7 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
                         return None
                 elif entry.names is hit[1] and entry.soonest > _monotonic():
                     return None
-        return _decide_socket_event(operation, api, key, address, compiled)
+        return _decide_socket_event(operation, api, key, address, compiled, sock)
 
     return handler
 
@@ -190,11 +191,18 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
 
 
 def _decide_socket_event(
-    operation: str, api: str, key: Any, address: Any, compiled: Any
-) -> tuple[NetworkOp, str] | None:
+    operation: str, api: str, key: Any, address: Any, compiled: Any, sock: Any
+) -> Described | None:
     base = describe.base_op(operation, key[1], key[2], address)
     if base is None:
         return None
+    if base.transport == "unix":
+        return _decide_unix(base, api, key, address, compiled)
+    if base.address in _UNSPECIFIED and base.operation != "bind":
+        # 0.0.0.0 or :: reaches this host, which address depends on the socket: decided as
+        # that address, never cached (so no repeat is let through on the address written).
+        op = describe.reach(base, sock)
+        return describe.with_names(op, describe.names_of(op)), api
     names = _memory.names_for(base.address) if base.address is not None else ()
     op = describe.with_names(base, names)
     if base.host is not None:  # a name: what it resolves to changes, never cached
@@ -205,6 +213,35 @@ def _decide_socket_event(
         _allowed.store(key, base, names)
         return None
     return op, api
+
+
+def _decide_unix(
+    base: NetworkOp, api: str, key: Any, address: Any, compiled: Any
+) -> Described | None:
+    """An AF_UNIX action: the network operation, and for a path, the file write it is."""
+    found = describe.unix_file_op(base)
+    if found is None:  # an abstract name: a network operation only
+        described: list[Described] = [(base, api)]
+    else:
+        described = [(base, api), (found, api)]
+    violation = _gate.first_violation(described)
+    if violation is not None:
+        return violation
+    # Allowed. Remembered only while nothing but the key decides it again: an absolute,
+    # clean path whose symlinks this policy does not need resolved (else a moved symlink
+    # must be seen), under a policy whose file rules ignore the call stack.
+    if found is not None and (
+        found.resolved is not None
+        or found.path != base.path
+        or not describe.absolute(address)
+        or compiled.needs_stack("file")
+    ):
+        return None
+    if _allowed.owner is not compiled:
+        _allowed.reset_for(compiled)
+    if _allowed.usable:
+        _allowed.store(key, base, ())
+    return None
 
 
 _on_connect = _socket_event("connect", "socket.connect")

@@ -23,7 +23,7 @@ Reader = Callable[[Checker, Node, str, Variables], "tuple[Any, ...] | None"]
 
 ACCESS = ("read", "write", "delete")
 OPERATIONS = ("connect", "send", "bind", "resolve")
-TRANSPORTS = ("tcp", "udp", "unix")
+TRANSPORTS = ("tcp", "udp", "unix", "raw")
 
 
 def _checked(ck: Checker, node: Node, what: str, text: str | None, check: Any) -> Any:

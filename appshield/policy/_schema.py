@@ -36,7 +36,8 @@ FIELD_HELP: dict[str, str] = {
     "cidr": "IPv4 or IPv6 network, e.g. 10.0.0.0/8 (host bits must be zero).",
     "port": 'Port number or "LOW-HIGH" range (inclusive).',
     "operation": "connect, send (datagram), bind or resolve (default: all).",
-    "transport": "tcp, udp or unix.",
+    "transport": "tcp, udp, unix or raw (SOCK_RAW and packet sockets: denied unless a rule "
+    "naming raw allows them).",
     "module": "Dotted module glob; also matches submodules ('ctypes' matches ctypes.util).",
     "origin": "Path glob on the file the module is loaded from.",
     "library": "Path glob on a native library loaded through ctypes or similar.",

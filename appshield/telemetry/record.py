@@ -137,3 +137,7 @@ def _network_attributes(op: NetworkOp, attrs: dict[str, AttributeValue]) -> None
             attrs["network.peer.port"] = op.port
     if op.names:
         attrs["appshield.network.names"] = list(op.names)
+    if op.requested is not None:  # 0.0.0.0 or :: as written; `address` is where it goes
+        attrs["appshield.network.requested_address"] = op.requested
+    if op.transport == "raw" and op.path is not None:  # a packet socket's interface
+        attrs["network.interface.name"] = op.path

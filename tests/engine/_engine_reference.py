@@ -88,8 +88,9 @@ def _args(vectors: tuple[tuple[str, ...], ...], argv: tuple[str, ...]) -> bool:
     return False
 
 
-def _host(patterns: tuple[str, ...], op: Any) -> bool:
-    subjects = [s for s in (op.host, op.address, *op.names) if s is not None]
+def _host(patterns: tuple[str, ...], op: Any, broad: bool) -> bool:
+    given = (op.requested,) if broad else ()
+    subjects = [s for s in (op.host, op.address, *given, *op.names) if s is not None]
     for pattern in patterns:
         literal = canonical_address(pattern)
         for subject in subjects:
@@ -115,9 +116,12 @@ def field_holds(
         subjects = [op.path, op.real_path] if broad_path else [op.real_path]
         return any(path_glob(g, s) for g in values for s in subjects)
     if name == "host":
-        return _host(values, op)
+        return _host(values, op, broad_path)
     if name == "cidr":
-        return op.address is not None and any(in_cidr(op.address, c) for c in values)
+        # A deny sees the address the code gave as well as the one reached; an allow only
+        # the one reached.
+        addresses = [op.address, op.requested] if broad_path else [op.address]
+        return any(a is not None and in_cidr(a, c) for a in addresses for c in values)
     if name == "port":
         return op.port is not None and any(lo <= op.port <= hi for lo, hi in values)
     if name == "module":
@@ -145,6 +149,13 @@ def condition_holds(
 
 def rule_matches(rule: RuleSpec, op: Any, stack: list[str] | None) -> bool:
     allow = rule.action == "allow"
+    if (
+        rule.category == "network"
+        and rule.action != "deny"
+        and op.transport == "raw"
+        and "transport" not in rule.match.fields
+    ):
+        return False  # only a rule that names `raw` allows or alerts a raw socket
     if not condition_holds(
         rule.match, op, stack, broad_path=not allow, broad_exec=rule.action == "deny"
     ):
@@ -193,6 +204,8 @@ def decide(
     enforce = mode == "enforce"
     if not matching:
         default = document.defaults[op.category]
+        if op.category == "network" and op.transport == "raw":
+            default = "deny"  # raw sockets: denied unless a rule allows them
         return Decision(default, f"default:{op.category}", default == "deny" and enforce, mode)  # type: ignore[arg-type]
     best = min(RANK[r.action] for r in matching)
     winner = next(r for r in matching if RANK[r.action] == best)

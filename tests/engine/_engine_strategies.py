@@ -13,6 +13,8 @@ SEGMENTS = ["a", "b", "ab", "x.py", ".ssh", "c"]
 GLOB_SEGMENTS = [*SEGMENTS, "*", "?", "a*", "*.py", "[ab]", "[!a]", "[a-c]", "**", "*b"]
 LABELS = ["a", "b", "example", "com", "evil"]
 ADDRESSES = ["10.0.0.1", "10.1.2.3", "127.0.0.1", "192.168.1.5", "::1", "fe80::1", "2001:db8::5"]
+# What a connect to an unspecified address was written as (`NetworkOp.requested`).
+REQUESTED = ["0.0.0.0", "::", "127.0.0.1"]
 CIDRS = [
     "10.0.0.0/8",
     "10.0.0.0/24",
@@ -24,8 +26,10 @@ CIDRS = [
     "192.168.0.0/16",
     "::ffff:10.0.0.0/104",
     "2001:db8::/32",
+    "0.0.0.0/8",
+    "0.0.0.0/32",
 ]
-HOST_LITERALS = ["10.0.0.1", "127.1", "0x7f.0.0.1", "::1", "[::1]", "::ffff:10.1.2.3"]
+HOST_LITERALS = ["10.0.0.1", "127.1", "0x7f.0.0.1", "::1", "[::1]", "::ffff:10.1.2.3", "0", "::"]
 MOD_SEGMENTS = ["a", "b", "ctypes", "x"]
 MOD_GLOB_SEGMENTS = [*MOD_SEGMENTS, "*", "**", "c*", "?"]
 ARGS = ["a", "b", "-x", "/usr/bin/a", "*", "a*", "-?"]
@@ -70,7 +74,7 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[tuple[Any, ...]]]] = {
         "cidr": _alts(st.sampled_from(CIDRS)),
         "port": _alts(port_ranges),
         "operation": _alts(st.sampled_from(["connect", "bind", "send", "resolve"])),
-        "transport": _alts(st.sampled_from(["tcp", "udp"])),
+        "transport": _alts(st.sampled_from(["tcp", "udp", "raw"])),
     },
     "import": {
         "module": _alts(module_globs),
@@ -128,8 +132,10 @@ network_ops = st.builds(
     st.one_of(st.none(), hosts, st.sampled_from(HOST_LITERALS)),
     st.one_of(st.none(), st.sampled_from(ADDRESSES)),
     st.one_of(st.none(), ports),
-    st.sampled_from(["tcp", "udp"]),
+    st.sampled_from(["tcp", "udp", "raw"]),
     st.lists(hosts, max_size=2).map(tuple),
+    st.none(),
+    st.one_of(st.none(), st.sampled_from(REQUESTED)),
 )
 import_ops = st.builds(
     ImportOp,

@@ -120,7 +120,11 @@ def test_all_problems_are_reported_in_order() -> None:
             "network",
             "operation must be one of connect, send, bind, resolve, not 'listen'",
         ),
-        ("{transport: sctp}", "network", "transport must be one of tcp, udp, unix, not 'sctp'"),
+        (
+            "{transport: sctp}",
+            "network",
+            "transport must be one of tcp, udp, unix, raw, not 'sctp'",
+        ),
         ("{access: all}", "file", "access must be one of read, write, delete, not 'all'"),
         ("", "file", "match is empty (write {} to match every file operation)"),
         (
