@@ -291,7 +291,9 @@ class Shield:
 
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:
         """Decide; report a violation; raise `PolicyViolation` if the operation is blocked.
-        For callers that already run inside the gate (whose errors it handles)."""
+        For callers that already run inside the gate (whose errors it handles). A given
+        `callsite` describes the caller to the learning recorder only: scopes are decided
+        from this thread's own frames (see `_scope_stack`)."""
         compiled = self.compiled
         if type(compiled) is CompiledPolicy:
             decision = compiled.decide(operation, _scope_stack_of_caller)

@@ -93,16 +93,14 @@ def names_of(name: str, absolute: str) -> tuple[str | None, str | None]:
         return (home if home != name else None), None
     if not absolute.endswith(_EXTENSIONS):
         return None, None
-    home = home_name(absolute)
+    # The file itself, symlinks resolved: a link to `_ctypes`' file is `_ctypes` wherever the
+    # link lives, even in an import folder under the name it claims. (One `realpath` per
+    # extension loaded: small next to the `dlopen` that follows.)
+    real = os.path.realpath(absolute)
+    home = home_name(real)
+    if home is None and real != absolute:
+        home = home_name(absolute)  # a link to a file outside the import folders
     if home == name:
         return None, None
-    # The file itself, symlinks resolved: a link elsewhere to numpy's extension is numpy's.
-    real = os.path.realpath(absolute)
-    if real != absolute:
-        home = home_name(real) or home
-        if home == name:
-            return None, None
     init = name.rpartition(".")[2] if "." in name else None
-    if home == name:
-        home = None
     return home, (init if init != home else None)

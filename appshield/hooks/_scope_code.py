@@ -153,3 +153,11 @@ def _collect(
                 continue
             seen.add(key)
             _collect(list(value.__dict__.values()), origin, name, out, seen, depth + 1)
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)

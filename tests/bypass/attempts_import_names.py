@@ -74,14 +74,16 @@ _SO_AS_ZZ = [
     _renamed(
         "impname-ctypes-so-create-dynamic",
         "import _imp, importlib.machinery as im\n"
-        "M = _imp.create_dynamic(im.ModuleSpec('zz._ctypes', None, origin=SO))\n",
+        "M = _imp.create_dynamic(im.ModuleSpec('zz._ctypes', None, origin=SO))\n"
+        "_imp.exec_dynamic(M)\n",  # multi-phase init (3.12+): the module body runs here
     ),
     # The loader's path names an allowed file, the spec the one C really loads.
     _renamed(
         "impname-ctypes-so-loader-path-differs",
-        "import importlib.machinery as im, json\n"
+        "import _imp, importlib.machinery as im, json\n"
         "_l = im.ExtensionFileLoader('zz._ctypes', json.__file__)\n"
-        "M = _l.create_module(im.ModuleSpec('zz._ctypes', _l, origin=SO))\n",
+        "M = _l.create_module(im.ModuleSpec('zz._ctypes', _l, origin=SO))\n"
+        "_imp.exec_dynamic(M)\n",
     ),
     # A symbolic link in a folder of the app's, imported the ordinary way as `zz._ctypes`.
     Attempt(

@@ -51,9 +51,12 @@ def test_a_copy_or_link_of_an_extension(tmp_path: Path) -> None:
     link.parent.mkdir()
     link.symlink_to(SO)
     assert _imp_names.names_of("zz._ctypes", str(link)) == ("_ctypes", None)
+    # the link sits in an import folder under the very name it is imported as
+    _imp_names.set_roots([*sys.path, str(tmp_path)])
+    assert _imp_names.names_of("zz._ctypes", str(link)) == ("_ctypes", None)
     copy = tmp_path / "copy.so"
     copy.write_bytes(b"")
-    assert _imp_names.names_of("a.b._ctypes", str(copy)) == (None, "_ctypes")
+    assert _imp_names.names_of("a.b._ctypes", str(copy)) == ("copy", "_ctypes")
 
 
 def test_without_roots_only_the_init_name() -> None:
