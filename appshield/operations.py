@@ -140,11 +140,21 @@ class ImportOp(NamedTuple):
     module: dotted module name; None for a bare native library load (ctypes.CDLL).
     origin: the file the module will be loaded from, when known.
     library: the native library path for ctypes/cffi loads.
+    home: the name the module's file has in the folders the import system searched at
+      start-up, when it differs from `module` (`ctypes` for ctypes' own `__init__.py` run
+      as `zz.ctypes`; the `_ctypes` extension loaded as `zz._ctypes` is `_ctypes`).
+    init: for an extension module whose dotted name does not agree with its file, the
+      last component of that name: it picks the `PyInit_` function that runs, so it names
+      the extension's code whatever package the name claims.
+    A deny or alert `module` glob matches `module`, `home` or `init`; an allow must match
+    `module` and, when known, `home` (see docs/policy.md, `module`).
     """
 
     module: str | None = None
     origin: str | None = None
     library: str | None = None
+    home: str | None = None
+    init: str | None = None
 
     category = "import"
 

@@ -20,8 +20,10 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from appshield.decision import Decision, Mode
+from appshield.engine.compiled import CompiledPolicy
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
+from appshield.hooks import _scope_code
 from appshield.hooks._patching import WRAPT_DIR
 from appshield.hooks._state import still_running, thread_state
 from appshield.operations import Operation
@@ -170,8 +172,28 @@ def capture_callsite(frame: FrameType | None = None) -> CallSite:
 
 
 def _stack_of_caller() -> Sequence[str]:
-    """The modules on the stack of the code that made the operation (for scoped rules)."""
+    """The modules on the stack of the code that made the operation, by each frame's
+    `__name__`: descriptive only (reports, learning), anyone can claim a name."""
     return capture_callsite(sys._getframe(1)).modules
+
+
+def _scope_stack(frame: FrameType | None) -> list[str]:
+    """The modules on the stack for `scope` rules: a frame counts as a module only when
+    its code object is one the import system compiled from that module's own file (see
+    `appshield.hooks._scope_code`). appshield's own frames are never recorded, so they
+    need no skipping; reading `f_code` is the cost, paid only for a scoped candidate."""
+    modules: list[str] = []
+    owner = _scope_code.module_of
+    while frame is not None:
+        name = owner(frame.f_code)
+        if name is not None and (not modules or modules[-1] != name):
+            modules.append(name)
+        frame = frame.f_back
+    return modules
+
+
+def _scope_stack_of_caller() -> Sequence[str]:
+    return _scope_stack(sys._getframe(1))
 
 
 class Shield:
@@ -215,12 +237,20 @@ class Shield:
         compiled = policy.compiled
         self.config = ShieldConfig(policy, self.config.locked, self.config.log_path)
         self.policy, self.compiled, self.policy_name = policy, compiled, policy.name
+        # The new policy's scopes name other modules, maybe: their code is found from now
+        # (for modules already loaded, in their namespaces as they are at this moment).
+        from appshield.hooks import imports
+
+        imports.configure_scopes(compiled)
 
     def decide(self, operation: Operation, api: str = "") -> Decision:
         """The pure decision for `operation` made through `api` (the stack is walked only
         when a scoped rule needs it). Raises whatever the engine raises: the gate treats that
         as a denial. (`api` is a local here for the learning recorder, which reads it.)"""
-        return self.compiled.decide(operation, _stack_of_caller)
+        compiled = self.compiled
+        if type(compiled) is CompiledPolicy:
+            return compiled.decide(operation, _scope_stack_of_caller)
+        return compiled.decide(operation, _stack_of_caller)  # the learning recorder
 
     def act(self, operation: Operation, decision: Decision, api: str) -> None:
         """A violation: report it (folded when it repeats), then raise `PolicyViolation` when
@@ -264,15 +294,21 @@ class Shield:
 
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:
         """Decide; report a violation; raise `PolicyViolation` if the operation is blocked.
-        For callers that already run inside the gate (whose errors it handles)."""
-        site: list[CallSite] = [callsite] if callsite is not None else []
+        For callers that already run inside the gate (whose errors it handles). A given
+        `callsite` describes the caller to the learning recorder only: scopes are decided
+        from this thread's own frames (see `_scope_stack`)."""
+        compiled = self.compiled
+        if type(compiled) is CompiledPolicy:
+            decision = compiled.decide(operation, _scope_stack_of_caller)
+        else:  # the learning recorder: the names the frames claim, to describe the caller
+            site: list[CallSite] = [callsite] if callsite is not None else []
 
-        def stack() -> Sequence[str]:
-            if not site:
-                site.append(capture_callsite(sys._getframe(1)))
-            return site[0].modules
+            def stack() -> Sequence[str]:
+                if not site:
+                    site.append(capture_callsite(sys._getframe(1)))
+                return site[0].modules
 
-        decision = self.compiled.decide(operation, stack)
+            decision = compiled.decide(operation, stack)
         if decision.action != "allow":
             self.act(operation, decision, api)
         return decision

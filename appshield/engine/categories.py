@@ -329,17 +329,28 @@ class ImportIndex(CategoryIndex):
         self._module_tops: dict[str, Any] = self.modules.root[0]
         self._origin_tops: dict[str, Any] = self.origins.root[0]
 
-    def quiet(self, module: str, origin: str | None) -> bool:
-        """True when ImportOp(module, origin) has no candidate rule and so is decided as the
-        default, a silent allow, whatever the call stack: the first segment of the module's
-        trie path and of the origin's leads nowhere. `origin` is normalised (as the op holds
-        it). A first import of a module no rule names costs two dict lookups."""
+    def quiet(
+        self, module: str, origin: str | None, home: str | None = None, init: str | None = None
+    ) -> bool:
+        """True when ImportOp(module, origin, None, home, init) has no candidate rule and so
+        is decided as the default, a silent allow, whatever the call stack: the first segment
+        of each name's trie path and of the origin's leads nowhere. `origin` is normalised
+        (as the op holds it). A first import of a module no rule names costs two dict
+        lookups."""
         if not self._quiet:
             return False
+        tops = self._module_tops
         end = module.find(".")
         top = module if end < 0 else module[:end]
-        if "/" in top or top in self._module_tops:
+        if "/" in top or top in tops:
             return False  # (a `/` in a module name: rare, left to the engine)
+        if home is not None or init is not None:  # rare: a name its file does not have
+            for name in (home, init):
+                if name is not None:
+                    end = name.find(".")
+                    top = name if end < 0 else name[:end]
+                    if "/" in top or top in tops:
+                        return False
         if origin is None:
             return True
         end = origin.find("/", 1)
@@ -349,6 +360,11 @@ class ImportIndex(CategoryIndex):
         out = list(self.always)
         if op.module is not None:
             self.modules.collect(module_subject(op.module), out)
+            # The names the module's code has besides its dotted name (see ImportOp).
+            if op.home is not None:
+                self.modules.collect(module_subject(op.home), out)
+            if op.init is not None:
+                self.modules.collect(module_subject(op.init), out)
         if op.origin is not None:
             self.origins.collect(op.origin, out)
         if op.library is not None:

@@ -14,7 +14,13 @@ from typing import Any
 
 from appshield.decision import Action, Decision, Mode
 from appshield.engine.categories import CategoryIndex, Rule, build_category, check_classes
-from appshield.engine.globs import Matcher, module_subject
+from appshield.engine.globs import (
+    Matcher,
+    has_magic,
+    module_pattern,
+    module_subject,
+    path_matcher,
+)
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
 from appshield.policy.model import PolicyDocument, RuleSpec
 
@@ -93,12 +99,14 @@ class CompiledPolicy:
         mode: Mode,
         defaults: Mapping[str, Action],
         cache_size: int,
+        scope_globs: tuple[str, ...] = (),
     ) -> None:
         self.mode: Mode = mode
         self._categories = categories
         self._defaults = defaults
         self._cache_size = cache_size
         self._enforce = mode == "enforce"
+        self._scope_globs: tuple[str, ...] = scope_globs
         # One cache per category. A decision that consulted the call stack (a candidate's
         # fields held and its scope was checked) is never cached: it is the only input besides
         # the operation, so every other decision is a function of the operation alone.
@@ -174,6 +182,26 @@ class CompiledPolicy:
         if isinstance(categories, _LazyCategories) and category not in categories:
             return categories.scoped[category]
         return categories[category].needs_stack
+
+    def scope_matcher(self) -> Callable[[str], bool] | None:
+        """A test of whether a module name matches some `scope` or `unless.scope` glob of
+        any rule (None: the policy has no scope). The hooks record which code objects
+        belong to those modules only (see `appshield.hooks._scope_code`)."""
+        globs = self._scope_globs
+        if not globs:
+            return None
+        matchers = tuple(path_matcher(module_pattern(g)) for g in globs)
+        # Asked for every module a loader compiles: most are turned away by their top name.
+        tops = frozenset(g.partition(".")[0] for g in globs)
+        screened = not any(has_magic(top) for top in tops)
+
+        def wanted(name: str) -> bool:
+            if screened and name.partition(".")[0] not in tops:
+                return False
+            subject = module_subject(name)
+            return any(match(subject) for match in matchers)
+
+        return wanted
 
     def index(self, category: str) -> CategoryIndex:
         """The category's candidate index, for hooks that screen an operation before they
@@ -261,9 +289,12 @@ def _compile(
     protections = document.protections
     by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
     scoped = dict.fromkeys(CATEGORIES, False)
+    scope_globs: dict[str, None] = {}
     for rule in document.rules:
         if rule.scope is not None or (rule.unless is not None and rule.unless.scope is not None):
             scoped[rule.category] = True
+            scope_globs.update(dict.fromkeys(rule.scope or ()))
+            scope_globs.update(dict.fromkeys(rule.unless.scope or () if rule.unless else ()))
         # A bad `[...]` class fails here, when the shield starts, even though the index that
         # holds the rule is only built later.
         check_classes(rule)
@@ -281,4 +312,4 @@ def _compile(
         )
 
     categories = _LazyCategories(build, scoped)
-    return CompiledPolicy(categories, mode, dict(document.defaults), cache_size)
+    return CompiledPolicy(categories, mode, dict(document.defaults), cache_size, tuple(scope_globs))

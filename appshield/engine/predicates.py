@@ -7,9 +7,10 @@ the alternatives of one field (a list matches if any item does).
 one spelling of a target: a deny (or alert) path glob matches `op.path` or `op.resolved`, an
 allow must match the resolved path; a deny (or alert) `host`/`cidr` matches the address the
 code gave (`op.requested`, such as `0.0.0.0`) or the one it reaches (`op.address`), an allow
-must match the one reached; a deny `executable` also matches argv[0]. An `unless` takes the
-opposite polarity of its rule, so that a symlink, an unspecified address or a forged argv[0]
-can neither switch a deny off nor keep an allow on.
+must match the one reached; a deny `executable` also matches argv[0]; a deny `module` also
+matches an import's `home` and `init` names, an allow must match its name and `home`. An
+`unless` takes the opposite polarity of its rule, so that a symlink, an unspecified address,
+a forged argv[0] or a renamed module can neither switch a deny off nor keep an allow on.
 """
 
 from __future__ import annotations
@@ -153,9 +154,25 @@ def _port(ranges: tuple[tuple[int, int], ...]) -> Pred:
     return pred
 
 
-def _module(globs: tuple[str, ...]) -> Pred:
+def _module(globs: tuple[str, ...], broad: bool) -> Pred:
     match = _paths([module_pattern(g) for g in globs])
-    return lambda op: op.module is not None and match(module_subject(op.module))
+
+    def pred(op: Any) -> bool:
+        module = op.module
+        if module is None:
+            return False
+        home, init = op.home, op.init
+        if home is None and init is None:  # the usual case: name and file agree
+            return match(module_subject(module))
+        if broad:  # a deny or alert: any name the module's code has
+            return any(
+                name is not None and match(module_subject(name)) for name in (module, home, init)
+            )
+        # An allow (or a deny's exception) holds for the name and for the file's own name:
+        # `numpy.zz` must not make `_ctypes`' file an allowed `numpy.*` module.
+        return match(module_subject(module)) and (home is None or match(module_subject(home)))
+
+    return pred
 
 
 _BUILDERS: dict[tuple[str, str], Callable[[tuple[Any, ...], bool, bool], Pred]] = {
@@ -171,7 +188,7 @@ _BUILDERS: dict[tuple[str, str], Callable[[tuple[Any, ...], bool, bool], Pred]] 
     ("network", "port"): lambda v, _p, _e: _port(v),
     ("network", "operation"): lambda v, _p, _e: _member("operation", v),
     ("network", "transport"): lambda v, _p, _e: _member("transport", v),
-    ("import", "module"): lambda v, _p, _e: _module(v),
+    ("import", "module"): lambda v, broad_path, _e: _module(v, broad_path),
     ("import", "origin"): lambda v, _p, _e: _text("origin", _paths(v)),
     ("import", "library"): lambda v, _p, _e: _text("library", _paths(v)),
 }

@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from appshield.hooks import _convert, _gate
+from appshield.hooks import _convert, _gate, _imp_names, _scope_code
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint, _waiting, loaded
 from appshield.hooks._state import still_running, thread_state
@@ -177,6 +177,10 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
             absolute = origin  # no `.`, `..` or empty part: abspath would return it unchanged
         else:
             absolute = os.path.abspath(_convert.event_text(origin))
+        # The names its code has besides `name`, when the file disagrees (see _imp_names).
+        home = init = None
+        if name is not None and absolute is not None:
+            home, init = _imp_names.names_of(name, absolute)
         # The engine's screen first: a module that no rule could name is allowed without a
         # report, so neither an operation nor a decision is needed (nor the call stack).
         compiled = shield.compiled
@@ -184,21 +188,28 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
         if screen[0] is not compiled:
             screen = _screen_for(compiled)
         index = screen[1]
-        if index is not None and name is not None and index.quiet(name, absolute):
+        if index is not None and name is not None and index.quiet(name, absolute, home, init):
             # Deciding it again would be as quiet: only the inner layer of this very import
             # needs to recognise it, so it is remembered as the last spec judged, no more.
             _judged.remember_last(spec, origin)
             return
     except BaseException as exc:  # not describable: the gate's denial
         _gate.fail_closed(shield, "import", api, exc)
-    _gate.judge_call(shield, "import", api, _describe_import, name, absolute, api)
+    _gate.judge_call(shield, "import", api, _describe_import, name, absolute, home, init, api)
     _judged.add(spec, name, origin)
 
 
 def _describe_import(
-    name: str | None, absolute: str | None, api: str
+    name: str | None, absolute: str | None, home: str | None, init: str | None, api: str
 ) -> tuple[list[tuple[ImportOp, str]], None]:
-    return [(ImportOp(name, absolute), api)], None
+    return [(ImportOp(name, absolute, None, home, init), api)], None
+
+
+def _import_op(name: str, absolute: str | None) -> ImportOp:
+    if absolute is None:
+        return ImportOp(name, None)
+    home, init = _imp_names.names_of(name, absolute)
+    return ImportOp(name, absolute, None, home, init)
 
 
 # (compiled policy, its import index) for the screen in `_judge`; the index only for the
@@ -316,9 +327,19 @@ def _module_code_io(
     state = _state  # as `_import_io`, inlined: this runs for every module read from a file
     state.importing += 1
     try:
-        return wrapped(*args, **kwargs)
+        code = wrapped(*args, **kwargs)
     finally:
         state.importing -= 1
+    if _scope_code.recording:
+        # A module that some `scope` names: its code objects are what makes a frame its own.
+        # A zip archive's loader has no `path`: the code's own file name is the archive's.
+        path = getattr(instance, "path", None)
+        _scope_code.record_code(
+            args[0] if args else kwargs.get("fullname"),
+            path if type(path) is str else getattr(code, "co_filename", None),
+            code,
+        )
+    return code
 
 
 def _runpy_details(
@@ -333,6 +354,36 @@ def _runpy_details(
         return details
     _judge(spec, _spec_origin(spec), "runpy.run_module")
     return details
+
+
+def _zip_load_module(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """`zipimporter.load_module(fullname)` (deprecated, still in 3.10-3.13) reads the module's
+    code and runs it itself, with no spec, no `_load_unlocked`, no loader `exec_module` and
+    no audit event. Judged here, with the file in the archive that the call will run."""
+    fullname = args[0] if args else kwargs.get("fullname")
+    shield = _gate._shield
+    if shield is not None and not _state.busy and isinstance(fullname, str):
+        origin: str | None = None
+        if type(fullname) is str:
+            # The module-level helper, as load_module itself calls it (a subclass's own
+            # `get_filename` could name another file). It also reads the code, which
+            # load_module reads again: this API is deprecated and rare. Not in the archive:
+            # the ZipImportError that load_module would raise.
+            origin = sys.modules["zipimport"]._get_module_code(instance, fullname)[2]
+            if type(origin) is not str:
+                _gate.fail_closed(
+                    shield,
+                    "import",
+                    "zipimport.load_module",
+                    _convert.Unreadable(f"an archive path of type {type(origin).__name__}"),
+                )
+        spec = _AdHocSpec(fullname)
+        if origin is not None:
+            spec.origin, spec.has_location = origin, True
+        _judge(spec, origin, "zipimport.load_module")
+    return wrapped(*args, **kwargs)
 
 
 def _prepare_cffi(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -380,6 +431,7 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint(_BX, "FileFinder._fill_cache", _import_io, "import"),
     PatchPoint(_BX, "PathFinder._path_hooks", _import_io, "import"),
     PatchPoint("zipimport", "zipimporter.get_code", _module_code_io, "import", optional=True),
+    PatchPoint("zipimport", "zipimporter.load_module", _zip_load_module, "import", optional=True),
     PatchPoint("runpy", "_get_module_details", _runpy_details, "import", optional=True),
     PatchPoint("_cffi_backend", "load_library", _cffi_load_library, "import", optional=True),
 )
@@ -434,7 +486,8 @@ def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
     origin = _convert.event_text(filename)
     if _judged.has_name(name, origin):
         return None
-    return ImportOp(name, os.path.abspath(origin)), "import"
+    # `_imp.create_dynamic`: CPython runs `PyInit_<last component>` from this very file.
+    return _import_op(name, os.path.abspath(origin)), "import"
 
 
 def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
@@ -457,7 +510,9 @@ def on_install(shield: Any) -> None:
     they already ran). Modules that `install` itself loaded are appshield's, not the app's."""
     _judged.clear()
     _remember_layer()
+    _imp_names.set_roots(list(sys.path))
     compiled = shield.compiled
+    configure_scopes(compiled)
     if not compiled.has_rules("import") and compiled.default("import") == "allow":
         return
     report = getattr(shield, "report_existing", None)
@@ -471,14 +526,23 @@ def on_install(shield: Any) -> None:
             continue  # loaded by appshield's own install, not by the app
         spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
-        report(ImportOp(name, os.path.abspath(origin) if origin else None), "import")
+        report(_import_op(name, os.path.abspath(origin) if origin else None), "import")
 
 
 def on_uninstall() -> None:
     global _screen
     _judged.clear()
     _intact.clear()
+    _scope_code.configure(None)
+    _imp_names.set_roots(None)
     _screen = (None, None)  # let go of the policy
+
+
+def configure_scopes(compiled: Any) -> None:
+    """Record the code of the modules the policy's scopes name (see `_scope_code`); the
+    learning recorder's stand-in has no scopes of its own."""
+    matcher = getattr(compiled, "scope_matcher", None)
+    _scope_code.configure(matcher() if callable(matcher) else None)
 
 
 os.register_at_fork(after_in_child=_judged.after_fork)

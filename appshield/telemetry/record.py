@@ -116,6 +116,10 @@ def _target_attributes(op: object, redactor: Redactor, attrs: dict[str, Attribut
             attrs["appshield.module.origin"] = op.origin
         if op.library is not None:
             attrs["appshield.library"] = op.library
+        if op.home is not None:
+            attrs["appshield.module.home"] = op.home
+        if op.init is not None:
+            attrs["appshield.module.init"] = op.init
 
 
 def _network_attributes(op: NetworkOp, attrs: dict[str, AttributeValue]) -> None:

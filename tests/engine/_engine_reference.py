@@ -125,7 +125,15 @@ def field_holds(
     if name == "port":
         return op.port is not None and any(lo <= op.port <= hi for lo, hi in values)
     if name == "module":
-        return op.module is not None and any(module_glob(g, op.module) for g in values)
+        if op.module is None:
+            return False
+        # A deny sees every name the module's code has; an allow must hold for the dotted
+        # name and for the file's own name (`init` only ever widens a deny).
+        names = [op.module, op.home, op.init] if broad_path else [op.module, op.home]
+        found = [n for n in names if n is not None]
+        if broad_path:
+            return any(module_glob(g, n) for g in values for n in found)
+        return all(any(module_glob(g, n) for g in values) for n in found)
     if name in ("origin", "library"):
         subject = getattr(op, name)
         return subject is not None and any(path_glob(g, subject) for g in values)

@@ -142,6 +142,8 @@ import_ops = st.builds(
     st.one_of(st.none(), modules),
     st.one_of(st.none(), paths),
     st.one_of(st.none(), paths),
+    st.one_of(st.none(), modules),
+    st.one_of(st.none(), modules),
 )
 process_ops = st.builds(
     ProcessOp,

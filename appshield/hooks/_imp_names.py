@@ -1,0 +1,106 @@
+"""The names a module's code really has, besides the dotted name it is imported under.
+
+A module's dotted name is the caller's choice (`spec_from_file_location("zz.ctypes", ...)`),
+but two things about it are not:
+
+- its file. `home_name` is the name that file has in the folders the import system searched
+  when the shield started (`sys.path` then, with symlinks resolved too): ctypes' own
+  `__init__.py` is `ctypes` whatever it is run as.
+- for an extension module, the last component of the dotted name: CPython calls
+  `PyInit_<last>` (`PyInitU_<punycode>` for a non-ASCII name, the same for single- and
+  multi-phase init), so `_ctypes`' file loaded as `zz._ctypes` runs `_ctypes`' own code.
+
+`names_of` gives both to the import hooks (`ImportOp.home` and `ImportOp.init`), only when the
+dotted name does not agree with the file; the usual import (`a/b/c.py` for `a.b.c`) is
+recognised by its path's tail, with no folder scan.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["home_name", "names_of", "set_roots"]
+
+# The folders of `sys.path` at install (absolute and resolved), the deepest first: a file
+# is named after the deepest of them that holds it (`lib-dynload` before the stdlib folder).
+_roots: tuple[str, ...] = ()
+
+_SOURCE = (".py", ".pyc", ".pyw")
+
+
+def _extension_suffixes() -> tuple[str, ...]:
+    # From the frozen import system, already loaded: no importlib.machinery import.
+    external = sys.modules.get("_frozen_importlib_external")
+    found = getattr(external, "EXTENSION_SUFFIXES", None) or [".so"]
+    return tuple(sorted((s for s in found if isinstance(s, str)), key=len, reverse=True))
+
+
+_EXTENSIONS = _extension_suffixes()
+
+
+def set_roots(paths: list[object] | None) -> None:
+    """Take the import folders (a copy of `sys.path`, at install). None: forget them."""
+    global _roots
+    if paths is None:
+        _roots = ()
+        return
+    found: set[str] = set()
+    for entry in paths:
+        if type(entry) is not str:
+            continue
+        absolute = os.path.abspath(entry or os.curdir)
+        found.add(absolute.rstrip("/") or "/")
+        real = os.path.realpath(absolute)
+        found.add(real.rstrip("/") or "/")
+    _roots = tuple(sorted(found, key=len, reverse=True))
+
+
+def home_name(path: str) -> str | None:
+    """The dotted name the module file at `path` (absolute) has under the deepest import
+    folder that holds it, or None (not under one, or not a module file name)."""
+    suffixes = _SOURCE if path.endswith(_SOURCE) else _EXTENSIONS
+    for root in _roots:
+        if not (path.startswith(root) and path[len(root) : len(root) + 1] == "/"):
+            continue
+        rel = path[len(root) + 1 :]
+        for suffix in suffixes:
+            if rel.endswith(suffix):
+                rel = rel[: -len(suffix)]
+                break
+        else:
+            return None
+        parts = rel.split("/")
+        if parts[-1] == "__init__":
+            parts.pop()
+        if parts and all(part.isidentifier() for part in parts):
+            return ".".join(parts)
+    return None
+
+
+def names_of(name: str, absolute: str) -> tuple[str | None, str | None]:
+    """(home, init) for an import of `name` from the file `absolute`: (None, None) when the
+    name agrees with the file, which is the usual case and costs a few string operations."""
+    if absolute.endswith(_SOURCE):
+        # `.../a/b/c.py` or `.../a/b/c/__init__.py` for `a.b.c`: nothing to add. A source
+        # file has no identity beyond its text (a copy runs under any name): its home is
+        # looked for only when the name and the path disagree.
+        stem = absolute[: absolute.rindex(".")]
+        tail = "/" + name.replace(".", "/")
+        if stem.endswith(tail) or (stem.endswith("/__init__") and stem[:-9].endswith(tail)):
+            return None, None
+        home = home_name(absolute)
+        return (home if home != name else None), None
+    if not absolute.endswith(_EXTENSIONS):
+        return None, None
+    # The file itself, symlinks resolved: a link to `_ctypes`' file is `_ctypes` wherever the
+    # link lives, even in an import folder under the name it claims. (One `realpath` per
+    # extension loaded: small next to the `dlopen` that follows.)
+    real = os.path.realpath(absolute)
+    home = home_name(real)
+    if home is None and real != absolute:
+        home = home_name(absolute)  # a link to a file outside the import folders
+    if home == name:
+        return None, None
+    init = name.rpartition(".")[2] if "." in name else None
+    return home, (init if init != home else None)

@@ -1,0 +1,163 @@
+"""Which module a running frame belongs to, for `scope`: by its code object, not its globals.
+
+A frame's `__name__` is whatever dictionary the code runs in (`exec(src, {"__name__":
+"subprocess"})`), and a code object's `co_filename` is whatever `compile()` was told. Neither
+proves anything. What does: the code object itself. A module's code objects are recorded
+when the import system compiles (or unmarshals) that module's file, and, for the modules
+already loaded when the shield starts, found through the functions and classes of their
+namespace. `module_of(code)` is then one dict lookup plus an identity check.
+
+Recorded only:
+- for module names that some `scope` (or `unless.scope`) glob of the policy matches
+  (`configure`); with no scoped rule nothing is recorded and nothing is looked up;
+- when the module's file is that module's own file: its name under the import folders of
+  start-up (`_imp_names.home_name`) is the module's name. A `subprocess.py` planted in
+  another folder and put first on `sys.path` is not `subprocess`.
+
+Not recorded, so never counted as any module: code compiled from a string (`exec`, `eval`,
+`compile`, whatever file name it claims), code objects made with `CodeType`/`replace`, a
+function whose `__code__` was swapped after the shield started, functions generated at run
+time by the module itself through `exec` (dataclass and namedtuple methods), frozen modules.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from appshield.hooks._imp_names import home_name
+
+__all__ = ["configure", "module_of", "record_code", "recording"]
+
+_CodeType = type(home_name.__code__)
+_FunctionType = type(home_name)
+_identity = object.__hash__  # a code object's own hash is by value: two equal codes collide
+
+# identity of a code object -> (that code object, kept alive so its address is not reused;
+# the module it belongs to)
+_owners: dict[int, tuple[Any, str]] = {}
+_lock = threading.Lock()
+_wanted: Callable[[str], bool] | None = None
+recording = False  # read by the import hooks before they call `record_code`
+
+
+def configure(wanted: Callable[[str], bool] | None) -> None:
+    """Start recording the modules whose names `wanted` accepts (None: stop, forget all),
+    beginning with those already loaded. Call after `_imp_names.set_roots`."""
+    global _wanted, recording
+    with _lock:
+        _owners.clear()
+        _wanted = wanted
+        recording = wanted is not None
+    if wanted is None:
+        return
+    for name, module in list(sys.modules.items()):
+        if type(name) is str and module is not None and wanted(name):
+            _record_loaded(name, module)
+
+
+def module_of(code: Any) -> str | None:
+    """The module whose file `code` was compiled from, if recorded."""
+    entry = _owners.get(_identity(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    return None
+
+
+def record_code(name: object, path: object, code: object) -> None:
+    """A loader compiled `code` for module `name` from `path` (its `get_code`)."""
+    wanted = _wanted
+    if wanted is None or type(name) is not str or type(code) is not _CodeType:
+        return
+    if type(path) is not str or not wanted(name):
+        return
+    if home_name(os.path.abspath(path)) != name:
+        return
+    _add_tree(code, name)
+
+
+def _add_tree(code: Any, name: str) -> None:
+    """`code` and every code object nested in its constants (functions, classes, lambdas,
+    comprehensions): all of them run as that module's code."""
+    found: list[Any] = []
+    pending = [code]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        key = _identity(current)
+        if key in seen:
+            continue
+        seen.add(key)
+        found.append(current)
+        pending.extend(c for c in current.co_consts if type(c) is _CodeType)
+    with _lock:
+        if len(_owners) > 1_000_000:  # a bound against endless reloads
+            _owners.clear()
+        for current in found:
+            _owners[_identity(current)] = (current, name)
+
+
+def _record_loaded(name: str, module: Any) -> None:
+    """A module loaded before the shield started: its functions and classes, read from its
+    namespace now, while only code that ran before the shield has had a chance to change
+    them. Only code objects compiled from the module's own file count."""
+    spec = module.__dict__.get("__spec__") if hasattr(module, "__dict__") else None
+    origin = getattr(spec, "origin", None)
+    if type(origin) is not str or not getattr(spec, "has_location", False):
+        return
+    if home_name(os.path.abspath(origin)) != name:
+        return
+    codes: list[Any] = []
+    _collect(list(vars(module).values()), origin, name, codes, set(), 0)
+    for code in codes:
+        _add_tree(code, name)
+
+
+def _collect(
+    values: list[Any], origin: str, name: str, out: list[Any], seen: set[int], depth: int
+) -> None:
+    if depth > 8:
+        return
+    for value in values:
+        kind = type(value)
+        if kind in (staticmethod, classmethod):
+            value = value.__func__
+            kind = type(value)
+        elif kind is property:
+            _collect([value.fget, value.fset, value.fdel], origin, name, out, seen, depth + 1)
+            continue
+        elif getattr(kind, "__module__", None) == "wrapt.wrappers" or kind.__name__ in (
+            "FunctionWrapper",
+            "BoundFunctionWrapper",
+        ):
+            # appshield's own patches (and other wrapt proxies) stand where the function was
+            value = getattr(value, "__wrapped__", None)
+            kind = type(value)
+        if kind is _FunctionType:
+            key = _identity(value)
+            if key in seen:
+                continue
+            seen.add(key)
+            code = value.__code__
+            if code.co_filename == origin:
+                out.append(code)
+            inner = value.__dict__.get("__wrapped__")  # functools.wraps: the decorated one
+            if inner is not None:
+                _collect([inner], origin, name, out, seen, depth + 1)
+        elif issubclass(kind, type) and value.__dict__.get("__module__") == name:
+            key = _identity(value)
+            if key in seen:
+                continue
+            seen.add(key)
+            _collect(list(value.__dict__.values()), origin, name, out, seen, depth + 1)
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
