@@ -11,10 +11,13 @@ anything else, the readers raise `Unreadable` and the gate denies the start.
 
 - program: found as the kernel and libc will find it. A name without `/` is searched in the
   child's PATH (what `execvp` and subprocess do), a relative path is taken from the child's
-  working folder; a program that cannot be found (or is not executable) will not start, so
-  there is nothing to decide (`None`). Paths are tested as the kernel walks them: `..` is
-  never folded lexically before a symlink is followed (`link/../x` is the folder *above the
-  link's target*, and that is where execve goes).
+  working folder. A program that cannot be found (or is not executable) will not start: for
+  the exec family, which runs at the very moment of the decision, there is nothing to decide
+  (`None`); the routes where code can still run between the decision and the exec (Popen's
+  `preexec_fn`, a fork before the exec) ask with `missing=True` and get the start of a
+  *missing* program (`_missing`), decided like any other. Paths are tested as the kernel
+  walks them: `..` is never folded lexically before a symlink is followed (`link/../x` is the
+  folder *above the link's target*, and that is where execve goes).
   The search is remembered per (name, PATH, working folder) and checked again on every start
   with the same system calls a search makes (`_still_found`): only the path building and
   resolving is saved, never a check of the file system.
@@ -50,7 +53,9 @@ from appshield.operations import ProcessOp
 
 __all__ = [
     "SHELLS",
+    "UNKNOWN",
     "Start",
+    "absolute_candidates",
     "argv_text",
     "describe",
     "describe_first",
@@ -414,6 +419,15 @@ class Start(NamedTuple):
     index: int
     launch: bytes
     encoded: bytes  # `path`, encoded
+    # The judged file's device, inode and inode-change time (through every symlink), what a
+    # forked child compares before its exec (`_proc_preexec`); `UNKNOWN` when the file could
+    # not be pinned down (a link re-pointed while it was resolved). None: the program was
+    # not found (the start of a missing program).
+    identity: tuple[int, int, int] | None
+
+
+# Never the identity of a file: the child always asks again.
+UNKNOWN = (-1, -1, -1)
 
 
 def _start(
@@ -422,7 +436,7 @@ def _start(
     (
         _misses,
         encoded,
-        _identity,
+        identity,
         resolved,
         folder,
         on_startup_path,
@@ -449,7 +463,53 @@ def _start(
         ),
     )
     child_folder = None if cwd is None else walked
-    return _new(Start, (op, path, child_folder, index, launch, encoded))
+    pinned = UNKNOWN if identity is None else identity
+    return _new(Start, (op, path, child_folder, index, launch, encoded, pinned))
+
+
+def _missing_trusted(resolved: str) -> bool:
+    """`is_trusted` for a program that is not there: a folder that does not exist (yet) is
+    trusted only when it was on PATH at start-up."""
+    folder = os.path.dirname(resolved) or "/"
+    if folder in _startup_dirs():
+        return True
+    return os.path.isdir(folder) and not os.access(folder, os.W_OK)
+
+
+def _missing(
+    paths: Sequence[str], name: str, argv: Any, env: Any, where: str, walked: str, cwd: Any
+) -> Start:
+    """The start of a program found at none of `paths` (the candidates, absolute, in the
+    order they are tried). Judged as the first candidate, resolved as far as it exists: the
+    place the kernel looks first. `trusted_location` holds when every candidate lies in a
+    trusted folder, so that a base-name rule (`git`) keeps allowing a program that is simply
+    not installed (the app then gets its FileNotFoundError, as without appshield)."""
+    resolved = [resolve_path(path) for path in paths]
+    executable = resolved[0]
+    args = argv_text(argv) or (name,)
+    op = ProcessOp(
+        executable,
+        args,
+        is_shell(executable, args),
+        where,
+        all(map(_missing_trusted, resolved)),
+        unshielded(args, env, executable, where),
+    )
+    child_folder = None if cwd is None else walked
+    return Start(op, paths[0], child_folder, 0, os.fsencode(name), os.fsencode(paths[0]), None)
+
+
+def absolute_candidates(programs: Sequence[Any], cwd: Any = None) -> tuple[bytes, ...] | None:
+    """fork_exec's candidates made absolute in the child's folder (as the kernel walks it), so
+    that a child that changes its folder before the exec still tries the very paths that were
+    judged. None when one cannot be a path (a NUL byte: the C code refuses the call)."""
+    folders = _child_folders(cwd)
+    if folders is None:
+        return None
+    names = tuple(map(text, programs))
+    if any("\x00" in name for name in names):
+        return None
+    return tuple(os.fsencode(next(iter(_candidates(name, None, folders[1])))[0]) for name in names)
 
 
 def describe_start(
@@ -459,11 +519,13 @@ def describe_start(
     cwd: Any = None,
     *,
     search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+    missing: bool = False,
 ) -> Start | None:
     """The start of `program` with `argv` in `env` (None: this process's environment) from
     folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
     (or a function returning them, called only for a bare name). None when the program cannot
-    start (not found, not executable, a NUL byte in a path): nothing to decide."""
+    start (a NUL byte in a path) and, unless `missing`, when it is not found or not
+    executable; with `missing`, such a start is described by `_missing`."""
     if cwd is None:  # the common case, without a helper call
         where = walked = _current_folder()
     else:
@@ -479,13 +541,22 @@ def describe_start(
     elif callable(search):
         search = search()
     found = _locate(name, search, walked)  # type: ignore[arg-type]
-    return None if found is None else _start(found, name, argv, env, where, walked, cwd)
+    if found is not None:
+        return _start(found, name, argv, env, where, walked, cwd)
+    if not missing:
+        return None
+    # A candidate with a NUL byte (from a PATH entry) is one execve never tries.
+    paths = [path for path, _ in _candidates(name, search, walked) if "\x00" not in path]  # type: ignore[arg-type]
+    return _missing(paths, name, argv, env, where, walked, cwd) if paths else None
 
 
-def describe_first(programs: Sequence[Any], argv: Any, env: Any, cwd: Any = None) -> Start | None:
+def describe_first(
+    programs: Sequence[Any], argv: Any, env: Any, cwd: Any = None, *, missing: bool = False
+) -> Start | None:
     """fork_exec's start: its child tries `programs` in order (no PATH search of its own) and
-    runs the first that execve accepts; the first that can run is judged. None when none can,
-    or when one holds a NUL byte (the C code then refuses the whole call)."""
+    runs the first that execve accepts; the first that can run is judged. None when one holds
+    a NUL byte (the C code then refuses the whole call), and when none can run unless
+    `missing` (then: the start of a missing program, judged as the first candidate)."""
     folders = _child_folders(cwd)
     if folders is None:
         return None
@@ -497,7 +568,10 @@ def describe_first(programs: Sequence[Any], argv: Any, env: Any, cwd: Any = None
         found = _locate(name, None, walked)
         if found is not None:
             return _start(found, name, argv, env, where, walked, cwd)
-    return None
+    if not missing or not names:
+        return None
+    paths = [next(iter(_candidates(name, None, walked)))[0] for name in names]
+    return _missing(paths, names[0], argv, env, where, walked, cwd)
 
 
 def describe(

@@ -15,6 +15,9 @@ Where each start is seen, and why there:
 - `_posixsubprocess.fork_exec`: no audit event on any supported Python (3.10-3.13), so it
   is patched wherever it is bound: the module attribute (which `multiprocessing` calls for
   spawn and forkserver, and which a reloaded subprocess binds again) and `subprocess._fork_exec`.
+  With a `preexec_fn` (which runs in the child after the decision and before the exec), the
+  child checks that the program is still the one judged and the parent decides again when it
+  is not (`_proc_preexec`). A program that cannot be found is judged too (see `_proc_describe`).
 - `os.posix_spawn` / `posix_spawnp` (and their `posix` twins, which a reloaded `os` takes
   over): wrapped, because the audit event carries neither `file_actions` (whose opens are
   file operations, decided here as such) nor whether PATH is searched. The event
@@ -95,6 +98,7 @@ from appshield.hooks._proc_convert import (
     token,
 )
 from appshield.hooks._proc_describe import (
+    absolute_candidates,
     describe_first,
     describe_start,
     exec_path,
@@ -102,6 +106,7 @@ from appshield.hooks._proc_describe import (
     text,
     unshielded,
 )
+from appshield.hooks._proc_preexec import PREEXEC_INDEX, Expected, run_checked
 from appshield.hooks._proc_screen import active, first_violation, screen
 from appshield.hooks._state import thread_state
 from appshield.operations import Operation, ProcessOp
@@ -128,6 +133,7 @@ class _PopenStart(NamedTuple):
     launch: bytes  # fork_exec's candidate at `index`, as subprocess spells it
     path: bytes  # the judged file, absolute: what the OS is handed
     folder: str | None  # the child's folder, absolute, when cwd was given
+    identity: tuple[int, int, int]  # the judged file's (`Start.identity`)
 
 
 class _Mark(NamedTuple):
@@ -267,13 +273,15 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
     # The child's PATH: this environment's (the common case, remembered per PATH value), else
     # the given env's; only needed for a bare name.
     search = exec_path if child_env is None else (lambda: exec_path(child_env))
-    start = describe_start(program, items, child_env, folder, search=search)
+    start = describe_start(program, items, child_env, folder, search=search, missing=True)
     if start is None:
         return None
-    op, _path, child_folder, index, launch, encoded = start
+    op, _path, child_folder, index, launch, encoded, identity = start
     popen = None
-    if exact:
-        popen = _new(_PopenStart, (program, items, cwd, index, launch, encoded, child_folder))
+    if exact and identity is not None:  # a missing program is described again by fork_exec
+        popen = _new(
+            _PopenStart, (program, items, cwd, index, launch, encoded, child_folder, identity)
+        )
     return _decided_start(op, "subprocess.Popen", False, popen)
 
 
@@ -314,7 +322,7 @@ def _on_pty_spawn(args: tuple[Any, ...]) -> Described | None:
     items = (argv,) if type(argv) is str else preview_argv(argv)[0]
     if not items:
         return None
-    start = describe_start(items[0], items, None, search=exec_path(None))
+    start = describe_start(items[0], items, None, search=exec_path(None), missing=True)
     if start is None:
         return None
     return _decided_start(start.op, "pty.spawn", True)
@@ -345,13 +353,14 @@ def _bind(
     return (*args, *(kwargs[name] for name in rest))
 
 
-def _prepare_fork_exec(
+def _fork_exec_call(
     args: tuple[Any, ...], compiled: Any
-) -> tuple[list[Described], tuple[Any, ...]]:
+) -> tuple[list[Described], tuple[Any, ...], Expected]:
+    """(what to decide, the converted arguments, what the child must still find)."""
     # fork_exec(args, executable_list, close_fds, pass_fds, cwd, env, ...): positional-only
     # on every version; the first six never moved. Converted in the C function's order.
     if len(args) < 6:
-        return [], args  # the C function refuses the call before it starts anything
+        return [], args, ()  # the C function refuses the call before it starts anything
     argv, candidates, cwd, env = args[0], args[1], args[4], args[5]
     if not (
         # subprocess's own call: nothing to convert (one C-level pass over each sequence)
@@ -376,16 +385,38 @@ def _prepare_fork_exec(
         and candidates[popen.index] == popen.launch
     ):
         _started.mark = None  # the start the Popen event just decided
-        return [], (argv, (popen.path,), close_fds, pass_fds, popen.folder, env, *rest)
+        converted = (argv, (popen.path,), close_fds, pass_fds, popen.folder, env, *rest)
+        return [], converted, ((popen.path, popen.identity),)
     # The child runs the first candidate execve accepts: the first that can run is judged,
-    # and the child is handed that one only.
-    start = describe_first(candidates, argv, env, cwd)
+    # and the child is handed that one only. When none can run, the start of the missing
+    # program is judged, and the child gets every candidate made absolute.
+    start = describe_first(candidates, argv, env, cwd, missing=True)
     if start is None:
-        return [], (argv, candidates, close_fds, pass_fds, cwd, env, *rest)
-    converted = (argv, (os.fsencode(start.path),), close_fds, pass_fds, start.folder, env, *rest)
+        return [], (argv, candidates, close_fds, pass_fds, cwd, env, *rest), ()
+    if start.identity is None:
+        paths = absolute_candidates(candidates, cwd) or ()
+        converted = (argv, paths, close_fds, pass_fds, cwd, env, *rest)
+        expected: Expected = tuple((path, None) for path in paths)
+    else:
+        converted = (argv, (start.encoded,), close_fds, pass_fds, start.folder, env, *rest)
+        expected = ((start.encoded, start.identity),)
     if _already_decided(start.op):
-        return [], converted
-    return [(start.op, "_posixsubprocess.fork_exec")], converted
+        return [], converted, expected
+    return [(start.op, "_posixsubprocess.fork_exec")], converted, expected
+
+
+def _prepare_fork_exec(
+    args: tuple[Any, ...], compiled: Any
+) -> tuple[list[Described], tuple[Any, ...]]:
+    described, converted, _expected = _fork_exec_call(args, compiled)
+    return described, converted
+
+
+def _prepare_checked_fork_exec(
+    args: tuple[Any, ...], compiled: Any
+) -> tuple[list[Described], tuple[tuple[Any, ...], Expected]]:
+    described, converted, expected = _fork_exec_call(args, compiled)
+    return described, (converted, expected)
 
 
 def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] | None:
@@ -401,7 +432,7 @@ def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] |
     op, pid, _for_child, marked_under, popen = mark  # one C-level unpacking: the hot path
     if popen is None:
         return None
-    _program, judged_argv, judged_cwd, index, launch, path, folder = popen
+    _program, judged_argv, judged_cwd, index, launch, path, folder, _identity = popen
     argv, candidates = args[0], args[1]
     if (
         type(argv) is not list
@@ -436,6 +467,8 @@ def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     shield = active()
     if shield is None or kwargs:  # fork_exec takes no keywords: the C function refuses them
         return wrapped(*args, **kwargs)
+    if len(args) > PREEXEC_INDEX and args[PREEXEC_INDEX] is not None:
+        return _fork_exec_checked(wrapped, shield, tuple(args))
     # One expression, and no local holding the converted arguments: a tracer sees this frame
     # (though not the gate's) and could rebind a local before the call, and fork_exec has no
     # audit event to catch that; the callable and its arguments sit on the value stack.
@@ -458,6 +491,23 @@ def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             )
         )
     )
+
+
+def _fork_exec_checked(wrapped: Any, shield: Any, args: tuple[Any, ...]) -> Any:
+    """fork_exec with a `preexec_fn`: it runs in the child after the decision and before the
+    exec, so the child checks that the program is still the one judged (`_proc_preexec`).
+    Always through the gate: the judged file's identity comes with the decision."""
+    call, expected = _gate.judge_call(
+        shield,
+        "process",
+        "_posixsubprocess.fork_exec",
+        _prepare_checked_fork_exec,
+        args,
+        shield.compiled,
+    )
+    if not expected:  # nothing the child could run (a NUL byte, no candidate)
+        return wrapped(*call)
+    return run_checked(wrapped, shield, call, expected)
 
 
 def _absolute(path: Plain) -> Plain:
@@ -503,7 +553,7 @@ def _judged_posix_spawn(
     op, pid, _for_child, marked_under, popen = mark  # one C-level unpacking: the hot path
     if popen is None:
         return None
-    program, judged_argv, judged_cwd, index, _launch, path, _folder = popen
+    program, judged_argv, judged_cwd, index, _launch, path, _folder, _identity = popen
     given, argv, env = args
     if (
         given is not program
@@ -541,8 +591,11 @@ def _posix_spawn_wrapper(search: bool) -> Callable[..., Any]:
         child_env, env = _child_env(args[2])
         options = spawn_options_once(kwargs, _absolute)
         described: list[Described] = []
-        start = describe_start(path, argv, child_env, search=exec_path(None) if search else None)
-        call_path = path if start is None else start.path
+        start = describe_start(
+            path, argv, child_env, search=exec_path(None) if search else None, missing=True
+        )
+        # A missing program is handed on as it was named: the call fails as it would have.
+        call_path = path if start is None or start.identity is None else start.path
         if start is not None and not _already_decided(start.op):
             described.append((start.op, api))
         described.extend(_spawn_file_ops(options.get("file_actions")))
@@ -622,8 +675,9 @@ def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
         argv = argv_once(bound[2], "execv")
         child_env, env = _child_env(bound[3]) if with_env else (None, None)
         search_path = exec_path(child_env) if search else None
-        start = describe_start(path, argv, child_env, search=search_path)
-        call_path = path if start is None or type(path) is int else start.path
+        start = describe_start(path, argv, child_env, search=search_path, missing=True)
+        found = start is not None and start.identity is not None
+        call_path = start.path if found and type(path) is not int else path  # type: ignore[union-attr]
         call = (bound[0], call_path, argv, *((env,) if with_env else ()))
         if start is None:
             return [], (call, None)
