@@ -31,8 +31,8 @@ def process_op(
         raise ValueError("no program given")
     folder = normalize_path(cwd) if cwd else os.getcwd()
     found, trusted = resolve_program(argv[0], path_env=os.environ.get("PATH"), cwd=folder)
-    if found is None:  # not found: describe it as given, never trusted
-        found = normalize_path(argv[0], cwd=folder) if "/" in argv[0] else argv[0]
+    if found is None:
+        found, trusted = _missing_program(argv[0], folder)
     via_shell = shell or (os.path.basename(argv[0]) in _SHELLS and "-c" in argv[1:])
     return ProcessOp(
         executable=found,
@@ -42,6 +42,28 @@ def process_op(
         trusted_location=trusted,
         unshielded=unshielded,
     )
+
+
+def _missing_program(name: str, folder: str) -> tuple[str, bool]:
+    """A program found nowhere, described as the process hooks judge its start
+    (hooks/_proc_describe.py, `_missing`): at the first path the kernel would try, trusted
+    when every folder searched is on PATH or cannot be written."""
+    search = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    if "/" in name:
+        candidates = [normalize_path(name, cwd=folder)]
+    else:
+        candidates = [
+            normalize_path(os.path.join(entry or ".", name), cwd=folder) for entry in search
+        ]
+    on_path = {normalize_path(entry) for entry in search if entry.startswith("/")}
+    on_path |= {resolve_path(entry) for entry in on_path}
+
+    def trusted(path: str) -> bool:
+        parent = os.path.dirname(path) or "/"
+        return parent in on_path or (os.path.isdir(parent) and not os.access(parent, os.W_OK))
+
+    resolved = [resolve_path(path) for path in candidates]
+    return resolved[0], all(map(trusted, resolved))
 
 
 def file_op(access: str, path: str) -> FileOp:

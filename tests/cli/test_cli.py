@@ -220,3 +220,34 @@ def test_explain_missing_policy_exits_2(tmp_path: Path) -> None:
     result = run("explain", "--policy", str(tmp_path / "none.yaml"), "import", "os")
     assert result.returncode == 2
     assert "cannot read policy" in result.stderr
+
+
+def test_explain_judges_a_missing_program_as_the_hooks_do(tmp_path: Path) -> None:
+    # A program that is not installed: the hooks judge its start at the first PATH candidate,
+    # trusted when every folder searched is; explain must give the same answer.
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "version: 1\nmode: enforce\n"
+        "defaults: {process: deny, file: allow, network: allow, import: allow}\n"
+        "rules:\n  - id: tool-ok\n    category: process\n    action: allow\n"
+        "    match: {executable: [no-such-tool-xyz]}\n"
+    )
+    code, answer = explain(policy, "process", "--", "no-such-tool-xyz")
+    assert (code, answer["rule"]) == (0, "tool-ok")
+    code, answer = explain(policy, "process", "--", f"{tmp_path}/no-such-tool-xyz")
+    assert (code, answer["rule"]) == (1, "default:process")
+    shielded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import appshield.auto, subprocess\n"
+            "for p in ['no-such-tool-xyz', " + repr(f"{tmp_path}/no-such-tool-xyz") + "]:\n"
+            "    try:\n        subprocess.run([p])\n"
+            "    except Exception as e:\n        print(type(e).__name__)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "APPSHIELD_POLICY": str(policy)},
+    )
+    assert shielded.stdout.split() == ["FileNotFoundError", "PolicyViolation"], shielded.stderr
