@@ -1,6 +1,6 @@
 """`appshield learn`: run a command observing everything, then write the policy it needs.
 
-    appshield learn [--out P] [--merge P] [--name N] [--keep DIR] -- CMD [ARGS...]
+    appshield learn [--out P] [--merge P] [--name N] [--keep DIR] [--stop-timeout S] -- CMD ...
     appshield learn [--out P] [--merge P] --from DIR
 
 --out P      where to write the policy (default: the --merge file, else `appshield.yaml`;
@@ -9,8 +9,19 @@
 --merge P    start from the policy P and add only rules for what it does not allow yet.
 --keep DIR   record into DIR and keep the raw observations (`ops-<pid>.jsonl`).
 --from DIR   do not run anything: write the policy from observations kept earlier.
+--stop-timeout SECONDS
+             after a SIGTERM or SIGINT to `appshield learn`, how long CMD has to end before
+             it and every process below it are killed (default 8).
 
-Exit code: CMD's own (2 when the arguments, the --merge policy or the output are unusable).
+Stopped: SIGTERM or SIGINT sent to `appshield learn` is forwarded to CMD; learn waits for it
+(bounded, see --stop-timeout; a second signal kills at once; processes left below it are
+stopped too), writes the policy from what it saw, with a comment at the top saying the run
+was cut short, and then ends itself with the same signal (a shell sees 128+N: 143 for
+SIGTERM, 130 for SIGINT; where that signal cannot end it, as for PID 1 in a container, it
+exits with 128+N).
+
+Exit code: CMD's own, 128+N when CMD was killed by signal N (2 when the arguments, the
+--merge policy or the output are unusable).
 `appshield.cli` registers this through `register(subparsers)`;
 `python -m appshield.cli_learn learn ...` works on its own too.
 """
@@ -51,8 +62,25 @@ def register(subparsers: Any) -> None:
         "--from", dest="source", metavar="DIR", help="use observations kept earlier"
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    parser.add_argument(
+        "--stop-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="after SIGTERM/SIGINT, how long CMD has to end before it is killed (default 8)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     parser.set_defaults(func=learn_from_args)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
 
 
 def _fail(message: str) -> int:
@@ -86,29 +114,76 @@ def learn_from_args(args: argparse.Namespace) -> int:
     if args.source:
         from appshield.learn.records import read_records
 
-        return _write(args, out, read_records(args.source), command, 0)
+        return _write(args, out, read_records(args.source), command)
     return _record_and_write(args, out, command)
 
 
 def _record_and_write(args: argparse.Namespace, out: str, command: list[str]) -> int:
-    from appshield.learn.runner import record
+    from appshield.learn.runner import DEFAULT_STOP_TIMEOUT, record
 
+    timeout = DEFAULT_STOP_TIMEOUT if args.stop_timeout is None else args.stop_timeout
     try:
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
-            recording = record(command, args.keep)
+            recording = record(command, args.keep, stop_timeout=timeout)
         else:
             with tempfile.TemporaryDirectory(prefix="appshield-learn-") as folder:
-                recording = record(command, folder)
+                recording = record(command, folder, stop_timeout=timeout)
     except OSError as exc:  # CMD could not be started at all
         sys.stderr.write(f"appshield learn: cannot run {command[0]!r}: {exc.strerror or exc}\n")
         return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_RUN
-    status = _write(args, out, recording.observations, command, recording.returncode)
-    return recording.returncode if status == 0 else status
+    notes = _stop_notes(recording.stopped_by, recording.killed, recording.returncode, timeout)
+    status = _write(args, out, recording.observations, command, notes)
+    if status != 0:
+        return status
+    if recording.stopped_by is not None:
+        return _end_by_signal(recording.stopped_by)
+    code = recording.returncode
+    return 128 - code if code < 0 else code  # killed by signal N: 128+N, as a shell says
+
+
+def _stop_notes(signum: int | None, killed: bool, returncode: int, timeout: float) -> list[str]:
+    """The comment lines that say the run did not end on its own."""
+    from appshield.learn.runner import signal_name
+
+    if signum is not None:
+        if killed:
+            how = f"killed after {timeout:g} s"
+        elif returncode < 0:
+            how = f"it ended by {signal_name(-returncode)}"
+        else:
+            how = f"it exited with {returncode}"
+        return [
+            f"This run was cut short: appshield learn received {signal_name(signum)} and"
+            f" stopped the command ({how}).",
+            "Only what ran before that is allowed; a later run with --merge can add the rest.",
+        ]
+    if returncode < 0:
+        return [
+            f"This run was cut short: the command was ended by {signal_name(-returncode)}.",
+            "Only what ran before that is allowed; a later run with --merge can add the rest.",
+        ]
+    return []
+
+
+def _end_by_signal(signum: int) -> int:
+    """End this process with `signum`, as a shell expects of a program stopped by it; the
+    exit code 128+N where the signal cannot end it (PID 1 in a container ignores it)."""
+    import signal
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return 128 + signum
 
 
 def _write(
-    args: argparse.Namespace, out: str, observations: list[Any], command: Sequence[str], code: int
+    args: argparse.Namespace,
+    out: str,
+    observations: list[Any],
+    command: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> int:
     from appshield.learn import learn_policy, merge_policy, not_allowed
     from appshield.policy import Policy
@@ -121,9 +196,9 @@ def _write(
     name = args.name or _default_name(command)
     try:
         if args.merge:
-            result = merge_policy(args.merge, observations)
+            result = merge_policy(args.merge, observations, notes=notes)
         else:
-            result = learn_policy(observations, name=name, command=command)
+            result = learn_policy(observations, name=name, command=command, notes=notes)
         base = os.path.dirname(os.path.abspath(out if out != "-" else "appshield.yaml"))
         policy = Policy.from_yaml(result.text, filename=os.path.join(base, "<learned>"))
     except (OSError, PolicyError, ValueError) as exc:
@@ -143,7 +218,8 @@ def _write(
     where = "stdout" if out == "-" else out
     sys.stderr.write(
         f"appshield learn: {len(observations)} distinct operations, {added} rules"
-        f" {'added to' if args.merge else 'written to'} {where}\n"
+        f" {'added to' if args.merge else 'written to'} {where}"
+        f"{' (the run was cut short)' if notes else ''}\n"
     )
     return 0
 

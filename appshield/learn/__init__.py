@@ -56,29 +56,37 @@ def _skip_note(obs: Observation) -> str:
 
 
 def learn_policy(
-    observations: Iterable[Observation], *, name: str = "learned", command: Sequence[str] = ()
+    observations: Iterable[Observation],
+    *,
+    name: str = "learned",
+    command: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> LearnResult:
-    """A fresh policy that allows exactly the observations (generalised), denying the rest."""
+    """A fresh policy that allows exactly the observations (generalised), denying the rest.
+    `notes`: comment lines for the top (such as a run being cut short)."""
     drafts, skipped = draft_rules(observations)
     extra = always_read_drafts(drafts)
     if extra:  # next to the other file rules, before the network ones
         early = ("process", "file")
         at = max((i + 1 for i, d in enumerate(drafts) if d.category in early), default=0)
         drafts[at:at] = extra
-    notes = sorted({_skip_note(o) for o in skipped})
-    text = render_policy(drafts, name=name, command=command, skipped_notes=notes)
+    skip_notes = sorted({_skip_note(o) for o in skipped})
+    text = render_policy(drafts, name=name, command=command, skipped_notes=skip_notes, notes=notes)
     return LearnResult(text, drafts, skipped)
 
 
-def merge_policy(path: str, observations: Iterable[Observation]) -> LearnResult:
-    """The text of the policy file at `path` with rules added for what it does not allow."""
+def merge_policy(
+    path: str, observations: Iterable[Observation], *, notes: Sequence[str] = ()
+) -> LearnResult:
+    """The text of the policy file at `path` with rules added for what it does not allow;
+    `notes` become comment lines above the added rules."""
     existing = Policy.from_file(path)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     split = split_by_policy(existing, observations)
     drafts, skipped = draft_rules(split.new)
     taken = {rule.id for rule in existing.document.rules}
-    merged = append_rules(text, drafts, taken)
+    merged = append_rules(text, drafts, taken, notes=notes)
     return LearnResult(merged, drafts, skipped, split.denied_by_rule)
 
 

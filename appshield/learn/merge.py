@@ -74,15 +74,19 @@ def _item_indent(lines: Sequence[str]) -> str:
     return "  "
 
 
-def append_rules(text: str, drafts: Sequence[Draft], taken: set[str]) -> str:
-    """`text` with rules for `drafts` added at the end of its `rules:` list."""
+def append_rules(
+    text: str, drafts: Sequence[Draft], taken: set[str], *, notes: Sequence[str] = ()
+) -> str:
+    """`text` with rules for `drafts` added at the end of its `rules:` list, below the
+    comment lines `notes` (only when there is a rule to add)."""
     if not drafts:
         return text
     lines = text.splitlines()
     block = _rules_block(lines)
     if block is None:
         suffix = "" if text.endswith("\n") or not text else "\n"
-        return text + suffix + "rules:\n" + render_rules(drafts, taken)
+        comments = "".join(f"  # {note}\n" for note in notes)
+        return text + suffix + "rules:\n" + comments + render_rules(drafts, taken)
     start, insert_at = block
     rest = _RULES_KEY.match(lines[start]).group("rest").split("#")[0].strip()  # type: ignore[union-attr]
     if rest == "[]":
@@ -93,6 +97,7 @@ def append_rules(text: str, drafts: Sequence[Draft], taken: set[str]) -> str:
             " block list (one `- id:` per rule) and merge again"
         )
     indent = _item_indent(lines[start + 1 : insert_at])
-    new = render_rules(drafts, taken, indent).rstrip("\n").splitlines()
+    new = [f"{indent}# {note}" for note in notes]
+    new += render_rules(drafts, taken, indent).rstrip("\n").splitlines()
     merged = lines[:insert_at] + new + lines[insert_at:]
     return "\n".join(merged) + "\n"

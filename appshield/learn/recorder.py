@@ -9,7 +9,10 @@ is reported (telemetry would fold repeats away and flood the exporters), and no 
 deciding early. The recorder:
 - writes each distinct operation to `<folder>/ops-<pid>.jsonl` the first time it is seen, so
   a process that ends in `os._exit` or `exec` loses only its repeat counts, never an operation;
-- counts repeats in memory and appends them at exit;
+- counts repeats in memory and appends them at exit, and at most once a second while the
+  process records (`FLUSH_INTERVAL`), so a process killed by a signal (SIGTERM's default
+  action runs no `atexit`) loses at most the last second's counts; the recorder installs no
+  signal handler, so the app's own SIGTERM behaviour is unchanged;
 - starts a fresh file after `fork` (the child's pid), without the parent's pending counts.
 """
 
@@ -19,6 +22,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -43,6 +47,8 @@ defaults:
   import: alert
 rules: []
 """
+
+FLUSH_INTERVAL = 1.0  # seconds between appends of the repeat counts while recording
 
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 
@@ -212,6 +218,7 @@ class Recorder:
         self._fd: int | None = None
         self._seen: set[tuple[Any, ...]] = set()
         self._pending: dict[tuple[Any, ...], Observation] = {}
+        self._flushed_at = time.monotonic()
 
     def _after_fork(self) -> None:
         self._lock = threading.RLock()
@@ -244,6 +251,10 @@ class Recorder:
                 return
             held = self._pending.get(key)
             self._pending[key] = obs if held is None else replace(held, count=held.count + 1)
+            now = time.monotonic()
+            if now - self._flushed_at >= FLUSH_INTERVAL:
+                self._flushed_at = now
+                self._write_pending()
 
     def report(self, violation: Violation) -> None:
         pass  # every operation was already recorded when it was decided
@@ -252,9 +263,12 @@ class Recorder:
         with appshield_io(), self._lock:
             if os.getpid() != self._pid:
                 return
-            pending, self._pending = self._pending, {}
-            for obs in pending.values():
-                self._write(observation_to_json(obs))
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for obs in pending.values():
+            self._write(observation_to_json(obs))
 
     def shutdown(self) -> None:
         self.flush()

@@ -103,11 +103,15 @@ def render_policy(
     name: str = "learned",
     command: Sequence[str] = (),
     skipped_notes: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> str:
-    """A complete v1 policy: deny by default in all four categories, one allow per draft."""
+    """A complete v1 policy: deny by default in all four categories, one allow per draft.
+    `notes`: comment lines written first (such as a run being cut short)."""
     head = ["# Written by `appshield learn`"]
     if command:
-        head[0] += ": " + " ".join(command)[:200]
+        # one comment line, whatever the arguments hold (`python -c "...\n..."`)
+        head[0] += ": " + " ".join(" ".join(command).split())[:200]
+    head += [f"# {' '.join(note.split())}" for note in notes]
     head += [
         "# It allows exactly what was seen and denies everything else. Review it, then enforce",
         "# it with `appshield run --policy FILE -- CMD`; add more runs with `--merge FILE`.",
