@@ -204,7 +204,8 @@ def _serve(
         codes: list[object] = []
         for path in ["/", "/fail"] * 4:
             try:
-                codes.append(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}").status)
+                url = f"http://127.0.0.1:{port}{path}"
+                codes.append(urllib.request.urlopen(url, timeout=30).status)
             except urllib.error.HTTPError as exc:
                 codes.append(exc.code)
         master = _children(proc.pid)[0] if child else proc.pid
