@@ -11,7 +11,9 @@ The pieces, each usable on its own:
 - `records`: the observations and their JSON-lines files (one per process);
 - `recorder`: the reporter that writes them inside each shielded process;
 - `paths` and `generalise`: observations -> rule drafts (where least privilege is widened on
-  purpose: the interpreter's folders, temp names, ephemeral ports, names over addresses);
+  purpose: the interpreter's folders, run-specific names (pids, dates, tempfile's random
+  parts), the app's own sources, `{python}` and numeric options, ephemeral ports, names over
+  addresses);
 - `render`: drafts -> YAML text with comments; `merge`: append to an existing file;
 - `runner`: start the command under the learning shield and collect what it saw.
 See docs/learning.md.
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from appshield.learn.generalise import Draft, always_read_drafts, draft_rules
+from appshield.learn.generalise import Draft, always_read_drafts, draft_rules, run_names
 from appshield.learn.merge import append_rules, split_by_policy
 from appshield.learn.records import Observation, Roots, read_records
 from appshield.learn.render import render_policy
@@ -83,8 +85,10 @@ def merge_policy(
     existing = Policy.from_file(path)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
+    observations = list(observations)
     split = split_by_policy(existing, observations)
-    drafts, skipped = draft_rules(split.new)
+    # What is run-specific is known from the whole run, not only from what is new.
+    drafts, skipped = draft_rules(split.new, run=run_names(observations))
     taken = {rule.id for rule in existing.document.rules}
     merged = append_rules(text, drafts, taken, notes=notes)
     return LearnResult(merged, drafts, skipped, split.denied_by_rule)

@@ -18,7 +18,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from appshield.learn.paths import collapsible, escape_glob, generalise_path
+from appshield.engine.globs import path_matcher
+from appshield.learn.paths import (
+    NO_RUN,
+    RunNames,
+    collapsible,
+    escape_glob,
+    generalise_path,
+    glob_with_stars,
+    run_specific_spans,
+)
 from appshield.learn.records import Observation, Roots
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
 
@@ -59,9 +68,23 @@ class Draft:
         return sorted({o.api for o in self.observations if o.api})
 
 
-def draft_rules(observations: Iterable[Observation]) -> tuple[list[Draft], list[Observation]]:
+def run_names(observations: Iterable[Observation]) -> RunNames:
+    """What the run's observations say is run-specific: its pids, tempfile's random parts."""
+    seen = list(observations)
+    return RunNames.of(
+        {pid for o in seen for pid in o.pids}, {token for o in seen for token in o.volatile}
+    )
+
+
+def draft_rules(
+    observations: Iterable[Observation], *, run: RunNames | None = None
+) -> tuple[list[Draft], list[Observation]]:
     """Rule drafts for everything seen, in category order, and the observations no allow rule
-    can cover (a Python child that would run unshielded: an implicit protection denies it)."""
+    can cover (a Python child that would run unshielded: an implicit protection denies it).
+    `run`: what is known to be run-specific (default: what these observations say)."""
+    observations = list(observations)
+    if run is None:
+        run = run_names(observations)
     by_category: dict[str, list[Observation]] = defaultdict(list)
     skipped: list[Observation] = []
     for obs in observations:
@@ -69,9 +92,12 @@ def draft_rules(observations: Iterable[Observation]) -> tuple[list[Draft], list[
             skipped.append(obs)
         else:
             by_category[obs.operation.category].append(obs)
+    sources = app_source_drafts(by_category["import"], by_category["file"])
+    files = _absorbed(by_category["file"], sources)
     drafts = [
-        *_process_drafts(by_category["process"]),
-        *_file_drafts(by_category["file"]),
+        *_process_drafts(by_category["process"], run),
+        *_file_drafts(files, run),
+        *sources,
         *_network_drafts(by_category["network"]),
         *_import_drafts(by_category["import"]),
     ]
@@ -92,7 +118,11 @@ def _unallowable(op: object) -> bool:
 # -- process ----------------------------------------------------------------------------------
 
 
-def _executable_pattern(op: ProcessOp) -> str:
+def _executable_pattern(op: ProcessOp, roots: Roots) -> str:
+    # The interpreter itself is `{python}`: the venv's `python` and the file it resolves to
+    # here, whatever they are in the image that enforces the policy.
+    if op.executable and (op.executable == roots.executable or op.executable in roots.python):
+        return "{python}"
     # A base name matches only programs found through PATH (or in folders the process cannot
     # write); anything else is pinned to its absolute path.
     if op.trusted_location:
@@ -100,12 +130,49 @@ def _executable_pattern(op: ProcessOp) -> str:
     return escape_glob(op.executable)
 
 
-def _arg_glob(arg: str, roots: Roots) -> str:
+def _path_arg_glob(arg: str, roots: Roots, run: RunNames) -> str:
+    """An absolute path as an argument glob: run-specific names widened (as in file rules),
+    {tmp} and {home} written out (variables do not expand in `args`)."""
+    widened = generalise_path(arg, "write", roots, run)  # "write": no interpreter root globs
+    for var, folder in (("{tmp}", roots.tmp), ("{home}", roots.home)):
+        if widened.startswith(var) and folder:
+            return escape_glob(folder.rstrip("/")) + widened[len(var) :]
+    return widened
+
+
+# A number given as an option's value or a port: `--port=8002`, `-p8002`, `127.0.0.1:8002`,
+# or on its own after an option (`--port 8002`, `-w 2`).
+_NUMERIC_VALUE = re.compile(r"^(?P<head>--?[A-Za-z][A-Za-z0-9_-]*=|-[A-Za-z]|.*:)?(?P<n>[0-9]+)$")
+_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9_-]*$")
+# Numbers that are not counts or ports: file modes, which must stay exactly as seen.
+_MODE_OPTIONS = frozenset({"-m", "--mode", "--umask", "--chmod", "--perms", "--permissions"})
+_MODE_PROGRAMS = frozenset({"chmod", "chown", "chgrp", "umask", "install", "setfacl"})
+
+
+def _numeric_glob(arg: str, previous: str | None, program: str) -> str | None:
+    """`[0-9]*` for the number in an option value or a port; None to keep `arg` as it is."""
+    m = _NUMERIC_VALUE.match(arg)
+    if m is None or program in _MODE_PROGRAMS:
+        return None
+    head = m.group("head")
+    if head is None:
+        # A bare number counts only as the value of the option before it.
+        if previous is None or not _OPTION.match(previous) or previous in _MODE_OPTIONS:
+            return None
+        return "[0-9]*"
+    if head.rstrip("=") in _MODE_OPTIONS:
+        return None
+    return escape_glob(head) + "[0-9]*"
+
+
+def _arg_glob(arg: str, previous: str | None, program: str, roots: Roots, run: RunNames) -> str:
     if arg.startswith("/"):
-        widened = generalise_path(arg, "write", roots)  # temp names widened, no root globs
-        if widened.startswith("{tmp}"):
-            return widened.replace("{tmp}", escape_glob(roots.tmp.rstrip("/")), 1)
-    return escape_glob(arg)
+        return _path_arg_glob(arg, roots, run)
+    numeric = _numeric_glob(arg, previous, program)
+    if numeric is not None:
+        return numeric
+    spans = run_specific_spans(arg, run)
+    return glob_with_stars(arg, spans, escape_glob) if spans else escape_glob(arg)
 
 
 # multiprocessing starts its helpers with file descriptor numbers in the code it passes
@@ -113,29 +180,34 @@ def _arg_glob(arg: str, roots: Roots) -> str:
 _MP_CODE = re.compile(r"^from multiprocessing[.\w]* import ")
 
 
-def _args_globs(argv: Sequence[str], roots: Roots) -> tuple[str, ...]:
+def _args_globs(op: ProcessOp, roots: Roots, run: RunNames) -> tuple[str, ...]:
+    program = posixpath.basename(op.executable)
     out = []
-    for arg in argv[1:]:
-        glob = _arg_glob(arg, roots)
+    previous: str | None = None
+    for arg in op.argv[1:]:
         if _MP_CODE.match(arg):
-            glob = re.sub(r"\d+", "*", glob)
+            glob = re.sub(r"\d+", "*", escape_glob(arg))
+        else:
+            glob = _arg_glob(arg, previous, program, roots, run)
         out.append(glob)
+        previous = arg
     return tuple(out)
 
 
-def _process_drafts(observations: Sequence[Observation]) -> list[Draft]:
+def _process_drafts(observations: Sequence[Observation], run: RunNames = NO_RUN) -> list[Draft]:
     groups: dict[str, list[Observation]] = defaultdict(list)
     for obs in observations:
-        groups[_executable_pattern(obs.operation)].append(obs)  # type: ignore[arg-type]
+        groups[_executable_pattern(obs.operation, obs.roots)].append(obs)  # type: ignore[arg-type]
     drafts = []
     for exe, group in groups.items():
-        vectors = sorted({_args_globs(o.operation.argv, o.roots) for o in group})  # type: ignore[union-attr]
+        vectors = sorted({_args_globs(o.operation, o.roots, run) for o in group})  # type: ignore[arg-type]
         match: dict[str, Any] = {"executable": exe}
         if len(vectors) > MAX_ARG_VECTORS:
             match["args"] = [["**"]]
         else:
             match["args"] = [list(v) for v in vectors]
-        drafts.append(Draft("process", match, "run-" + posixpath.basename(exe), group))
+        name = "python" if exe == "{python}" else posixpath.basename(exe)
+        drafts.append(Draft("process", match, "run-" + name, group))
     return drafts
 
 
@@ -158,21 +230,54 @@ def always_read_drafts(drafts: Sequence[Draft]) -> list[Draft]:
 # -- file -------------------------------------------------------------------------------------
 
 
-def _file_drafts(observations: Sequence[Observation]) -> list[Draft]:
+def _file_drafts(observations: Sequence[Observation], run: RunNames = NO_RUN) -> list[Draft]:
     by_glob: dict[str, tuple[set[str], list[Observation]]] = {}
     for obs in observations:
         op: FileOp = obs.operation  # type: ignore[assignment]
-        glob = generalise_path(op.real_path, op.access, obs.roots)
+        glob = generalise_path(op.real_path, op.access, obs.roots, run)
         accesses, seen = by_glob.setdefault(glob, (set(), []))
         accesses.add(op.access)
         seen.append(obs)
-    by_glob = _collapse_temp_trees(_collapse_siblings(by_glob))
+    by_glob = _collapse_temp_trees(_collapse_siblings(_collapse_numbered(by_glob)))
     drafts = []
     for glob, (accesses, seen) in sorted(by_glob.items()):
         access = [a for a in _ACCESS_ORDER if a in accesses]
         slug = "file-" + "-".join(access) + "-" + glob
         drafts.append(Draft("file", {"path": glob, "access": access}, slug, seen))
     return drafts
+
+
+# A number on its own in a name (`result-4242.json`, `worker_7.log`): not glued to letters
+# or digits, not part of a dotted number (`python3.11`, `libssl.so.3`).
+_LONE_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]+(?![0-9A-Za-z])(?!\.[0-9])")
+
+
+def _collapse_numbered(
+    by_glob: dict[str, tuple[set[str], list[Observation]]],
+) -> dict[str, tuple[set[str], list[Observation]]]:
+    """Names of one folder that differ only in their lone numbers (`result-4242.json`,
+    `result-4250.json`), seen with the same access, become one glob (`result-*.json`):
+    variation within the run is the evidence (a single `config-2.json` stays literal)."""
+    families: dict[tuple[str, str, frozenset[str]], list[str]] = defaultdict(list)
+    for glob, (accesses, _) in by_glob.items():
+        folder, _, name = glob.rpartition("/")
+        if not folder or any(c in name for c in "*?["):
+            continue
+        shape = _LONE_NUMBER.sub("*", name)
+        if shape != name:
+            families[(folder, shape, frozenset(accesses))].append(glob)
+    result = dict(by_glob)
+    for (folder, shape, accesses), members in families.items():
+        roots = by_glob[members[0]][1][0].roots
+        if len(members) < 2 or not collapsible(folder, roots):
+            continue
+        merged: list[Observation] = []
+        for glob in members:
+            merged.extend(result.pop(glob)[1])
+        target = folder + "/" + shape
+        old_access, old_seen = result.get(target, (set(), []))
+        result[target] = (old_access | set(accesses), old_seen + merged)
+    return result
 
 
 def _collapse_siblings(
@@ -221,6 +326,115 @@ def _collapse_temp_trees(
             accesses, seen = accesses | more_access, seen + more_seen
         result[target] = (accesses, seen)
     return result
+
+
+# -- the app's own sources --------------------------------------------------------------------
+
+
+def _under_any(path: str, folders: Iterable[str]) -> bool:
+    return any(path.startswith(f.rstrip("/") + "/") for f in folders if f)
+
+
+def _interpreter_file(path: str, roots: Roots) -> bool:
+    folders = [*roots.stdlib, *roots.site_packages, *roots.prefix]
+    return _under_any(path, folders) or _under_any(path, map(os.path.realpath, folders))
+
+
+def _too_broad(folder: str, roots: Roots) -> bool:
+    """Folders whose every `.py` file is more than the app: `/`, `/usr`, the temp and home
+    folders themselves, ..."""
+    plain = folder.rstrip("/") or "/"
+    own = {roots.tmp.rstrip("/"), roots.home.rstrip("/"), os.path.realpath(roots.tmp)}
+    return plain in own or not collapsible(escape_glob(plain), roots)
+
+
+# appshield's own code (the shield, its bootstrap) is not the app's, wherever it is installed.
+_APPSHIELD_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _without_nested(found: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Drop the globs another folder glob already covers (its modules join that one)."""
+    folders = sorted((g[: -len("/**/*.py")] for g in found if g.endswith("/**/*.py")), key=len)
+    result: dict[str, set[str]] = {}
+    for glob in sorted(found, key=len):
+        outer = next(
+            (f for f in folders if glob.startswith(f + "/") and glob != f + "/**/*.py"), None
+        )
+        key = outer + "/**/*.py" if outer is not None else glob
+        result.setdefault(key, set()).update(found[glob])
+    return result
+
+
+def _source_folders(
+    imports: Sequence[Observation], files: Sequence[Observation]
+) -> dict[str, set[str]]:
+    """Folder glob -> the modules (or main scripts) found there: where the app's own code was
+    imported from (the `sys.path` entry of each top-level module or package outside the
+    interpreter's folders), and the folder of each main script the interpreter ran."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for obs in imports:
+        op: ImportOp = obs.operation  # type: ignore[assignment]
+        origin, module = op.origin or "", op.module or ""
+        if not (module and origin.startswith("/") and origin.endswith(".py")):
+            continue
+        if _interpreter_file(origin, obs.roots) or _under_any(origin, [_APPSHIELD_HOME]):
+            continue
+        package = _package_folder(module, origin)
+        entry = posixpath.dirname(package or origin)
+        if not _too_broad(entry, obs.roots):
+            found[escape_glob(entry) + "/**/*.py"].add(module.split(".")[0])
+        elif package:  # only the package's own folder
+            found[escape_glob(package) + "/**/*.py"].add(module.split(".")[0])
+        else:  # only the module's own file
+            found[escape_glob(origin)].add(module)
+    for obs in files:
+        op: FileOp = obs.operation  # type: ignore[assignment,no-redef]
+        path = op.real_path
+        # The main script: read by the interpreter itself, no Python code on the stack yet.
+        if obs.stack or op.access != "read" or not path.endswith(".py"):
+            continue
+        if path.startswith("/") and not _interpreter_file(path, obs.roots):
+            folder = posixpath.dirname(path)
+            broad = _too_broad(folder, obs.roots)
+            glob = escape_glob(path) if broad else escape_glob(folder) + "/**/*.py"
+            found[glob].add(posixpath.basename(path))
+    return _without_nested(found)
+
+
+def app_source_drafts(
+    imports: Sequence[Observation], files: Sequence[Observation] = ()
+) -> list[Draft]:
+    """Read rules for the app's own `.py` sources, as `ALWAYS_READ` has for the interpreter's:
+    a traceback, `linecache` or `inspect` reads them, and a run without an exception never
+    shows it."""
+    drafts = []
+    for glob, modules in sorted(_source_folders(imports, files).items()):
+        note = (
+            "the app's own sources (tracebacks, linecache, inspect): "
+            + ", ".join(sorted(modules)[:4])
+            + (" and more" if len(modules) > 4 else "")
+        )
+        drafts.append(Draft("file", {"path": glob, "access": ["read"]}, "source-" + glob, [], note))
+    return drafts
+
+
+def _absorbed(files: Sequence[Observation], sources: Sequence[Draft]) -> list[Observation]:
+    """The file observations no source rule covers; the reads a source rule covers join its
+    observations (for the comment)."""
+    if not sources:
+        return list(files)
+    matchers = [(d, path_matcher(d.match["path"])) for d in sources]
+    rest = []
+    for obs in files:
+        op: FileOp = obs.operation  # type: ignore[assignment]
+        covering = None
+        if op.access == "read":
+            covering = next((d for d, match in matchers if match(op.real_path)), None)
+        if covering is None:
+            rest.append(obs)
+        else:
+            covering.observations.append(obs)
+    return rest
 
 
 # -- network ----------------------------------------------------------------------------------

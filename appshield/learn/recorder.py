@@ -13,13 +13,18 @@ deciding early. The recorder:
   process records (`FLUSH_INTERVAL`), so a process killed by a signal (SIGTERM's default
   action runs no `atexit`) loses at most the last second's counts; the recorder installs no
   signal handler, so the app's own SIGTERM behaviour is unchanged;
-- starts a fresh file after `fork` (the child's pid), without the parent's pending counts.
+- starts a fresh file after `fork` (the child's pid), without the parent's pending counts;
+- notes, for a file that `tempfile` names, the random part of its name (`volatile`): read off
+  tempfile's own frame, so the generaliser knows `wgunicorn-d7lf25wp` is a prefix and a random
+  part, whatever the prefix and suffix (the header gives the pid and parent pid, the other
+  run-specific names it knows).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import posixpath
 import sys
 import threading
 import time
@@ -98,6 +103,29 @@ def _modules(stack: Any) -> tuple[str, ...]:
     if callable(stack):
         stack = stack()
     return tuple(stack) if stack else ()
+
+
+# The tempfile functions that draw a random name into their local `name` and then create
+# (or, for the temp folder probe, write) `dir/prefix + name + suffix`.
+_TEMPFILE_MAKERS = frozenset({"_mkstemp_inner", "mkdtemp", "_get_default_tempdir"})
+
+
+def tempfile_random_part(operation: Operation) -> tuple[str, ...]:
+    """The random part of the name of the file `tempfile` is creating, when it is the one
+    performing `operation` (found on the call stack); else ()."""
+    if not isinstance(operation, FileOp):
+        return ()
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name in _TEMPFILE_MAKERS and frame.f_globals.get("__name__") == (
+            "tempfile"
+        ):
+            random = frame.f_locals.get("name")
+            if isinstance(random, str) and random in posixpath.basename(operation.path):
+                return (random,) if random else ()
+            return ()
+        frame = frame.f_back  # type: ignore[assignment]
+    return ()
 
 
 def _with_resolved(operation: Operation) -> Operation:
@@ -235,7 +263,14 @@ class Recorder:
         try:
             with appshield_io():
                 modules = _modules(stack)
-                obs = Observation(_with_resolved(operation), api, blame_module(modules), modules)
+                volatile = tempfile_random_part(operation) if "tempfile" in modules else ()
+                obs = Observation(
+                    _with_resolved(operation),
+                    api,
+                    blame_module(modules),
+                    modules,
+                    volatile=volatile,
+                )
                 self._record(obs)
         except Exception:  # recording must never break the program being learned
             pass

@@ -1,11 +1,12 @@
 """Observations: what one learning run saw, and their JSON-lines form on disk.
 
 Each recorded process writes `ops-<pid>.jsonl` into the learning folder. The first line is a
-header with the process's *roots* (the folders behind the policy variables `{prefix}`,
-`{stdlib}`, `{site_packages}`, `{tmp}`, `{home}` as that interpreter sees them); every other
-line is one distinct operation with the API that performed it, the modules on the call stack
-and a count. The same operation may appear on several lines (first sighting written at once,
-later sightings flushed at exit); readers add the counts up.
+header with its pid and parent pid and its *roots* (the folders behind the policy variables
+`{prefix}`, `{stdlib}`, `{site_packages}`, `{tmp}`, `{home}`, `{python}` as that interpreter
+sees them); every other line is one distinct operation with the API that performed it, the
+modules on the call stack, a count and, for a name `tempfile` made, its random part. The
+same operation may appear on several lines (first sighting written at once, later sightings
+flushed at exit); readers add the counts up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class Roots:
     tmp: str = ""
     home: str = ""
     executable: str = ""
+    python: tuple[str, ...] = ()
 
     @classmethod
     def current(cls) -> Roots:
@@ -61,6 +63,7 @@ class Roots:
             tmp=found["tmp"][0],
             home=found["home"][0],
             executable=os.path.realpath(sys.executable) if sys.executable else "",
+            python=found["python"],
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -87,6 +90,10 @@ class Observation:
     module: the code to blame (the innermost module outside appshield and the standard
         library), for the comment on the rule; stack: every module on the call stack,
         innermost first (so `--merge` can ask a scoped policy the same question).
+    pids: the process id of the process that saw it and of its parent (from its file's
+        header); volatile: parts of the target known to be random (the random part of a
+        name `tempfile` made). Neither is part of the identity (`key`): they are evidence
+        for the generaliser, and folding repeats joins them.
     """
 
     operation: Operation
@@ -95,6 +102,8 @@ class Observation:
     stack: tuple[str, ...] = ()
     count: int = 1
     roots: Roots = Roots()
+    pids: tuple[int, ...] = field(default=(), compare=False)
+    volatile: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -126,10 +135,14 @@ def observation_to_json(obs: Observation) -> str:
         "stack": list(obs.stack),
         "count": obs.count,
     }
+    if obs.volatile:
+        record["volatile"] = list(obs.volatile)
     return json.dumps(record, separators=(",", ":"))
 
 
-def observation_from_json(line: str, roots: Roots = Roots()) -> Observation:
+def observation_from_json(
+    line: str, roots: Roots = Roots(), pids: tuple[int, ...] = ()
+) -> Observation:
     data = json.loads(line)
     return Observation(
         _op_from_json(data["op"]),
@@ -138,18 +151,27 @@ def observation_from_json(line: str, roots: Roots = Roots()) -> Observation:
         tuple(data.get("stack", ())),
         int(data.get("count", 1)),
         roots,
+        pids,
+        tuple(str(v) for v in data.get("volatile", ())),
     )
 
 
 def header_json(roots: Roots, argv: Iterable[str] = ()) -> str:
     return json.dumps(
-        {"header": 1, "pid": os.getpid(), "roots": roots.as_json(), "argv": list(argv)},
+        {
+            "header": 1,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "roots": roots.as_json(),
+            "argv": list(argv),
+        },
         separators=(",", ":"),
     )
 
 
 def _read_file(path: Path) -> Iterator[Observation]:
     roots = Roots()
+    pids: tuple[int, ...] = ()
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
@@ -157,8 +179,9 @@ def _read_file(path: Path) -> Iterator[Observation]:
             data = json.loads(line)
             if "header" in data:
                 roots = Roots.from_json(data.get("roots", {}))
+                pids = tuple(int(data[k]) for k in ("pid", "ppid") if isinstance(data.get(k), int))
                 continue
-            yield observation_from_json(line, roots)
+            yield observation_from_json(line, roots, pids)
         except (ValueError, KeyError, TypeError):
             # A process killed mid-write leaves a torn last line; the rest is still good.
             continue
@@ -177,5 +200,17 @@ def aggregate(observations: Iterable[Observation]) -> list[Observation]:
     totals: dict[tuple[Any, ...], Observation] = {}
     for obs in observations:
         seen = totals.get(obs.key)
-        totals[obs.key] = obs if seen is None else replace(seen, count=seen.count + obs.count)
+        if seen is None:
+            totals[obs.key] = obs
+            continue
+        totals[obs.key] = replace(
+            seen,
+            count=seen.count + obs.count,
+            pids=_joined(seen.pids, obs.pids),
+            volatile=_joined(seen.volatile, obs.volatile),
+        )
     return list(totals.values())
+
+
+def _joined(first: tuple[Any, ...], second: tuple[Any, ...]) -> tuple[Any, ...]:
+    return first + tuple(v for v in second if v not in first) if second else first

@@ -23,14 +23,14 @@ Schema = dict[str, Any]
 FIELD_HELP: dict[str, str] = {
     "executable": "Glob on the program. With a '/': the resolved absolute path. Without: the "
     "base name, only for a program found through PATH or in a folder the process cannot "
-    "write. A deny also checks argv[0].",
+    "write. A deny also checks argv[0]. Path variables expand ('{python}': the interpreter).",
     "args": "Globs matched position by position against argv[1:]; a last item '**' matches "
     "any remainder. A list of such lists: any of them.",
     "shell": "true: the command runs through a shell (os.system, shell=True, sh -c).",
     "command_line": "Glob on the whole command line as one string ('*' crosses '/' and spaces).",
     "unshielded": "true: the child is a Python interpreter that would run without the shield.",
     "path": "Path glob: '*' one segment, '**' any depth, '?', '[...]'. '~', {cwd}, {home}, "
-    "{tmp}, {prefix}, {stdlib}, {site_packages}, {policy_dir} expand at load time.",
+    "{tmp}, {prefix}, {stdlib}, {site_packages}, {policy_dir}, {python} expand at load time.",
     "access": "read, write or delete (default: all three).",
     "host": "Host name glob ('*.example.com'; '*' crosses dots) or IP literal.",
     "cidr": "IPv4 or IPv6 network, e.g. 10.0.0.0/8 (host bits must be zero).",

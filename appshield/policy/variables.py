@@ -8,6 +8,8 @@
     {stdlib}          the standard library folders (sysconfig stdlib and platstdlib)
     {site_packages}   every site-packages folder, the user's one included when it exists
     {policy_dir}      the folder of the policy file that holds the rule
+    {python}          the running interpreter: `sys.executable` (a venv's `python`), the file
+                      it resolves to, and the base interpreter a venv was made from
 
 A child started by a shielded parent does not compute them again: it takes the values its
 root process expanded (`freeze`, from the identity the parent passed; see
@@ -40,7 +42,7 @@ __all__ = [
     "values",
 ]
 
-NAMES = ("cwd", "home", "tmp", "prefix", "stdlib", "site_packages", "policy_dir")
+NAMES = ("cwd", "home", "tmp", "prefix", "stdlib", "site_packages", "policy_dir", "python")
 
 _TOKEN = re.compile(r"\{([^{}]*)\}|[{}]")
 
@@ -67,6 +69,16 @@ def _site_packages() -> list[str]:
     user = site.getusersitepackages()
     if isinstance(user, str) and os.path.isdir(user):
         found.append(user)
+    return found
+
+
+def _interpreters() -> list[str]:
+    """The paths the running interpreter goes by: a process rule sees the resolved file,
+    a reader the venv's `python`, and a venv's children may be started with the base one."""
+    found: list[str] = []
+    for path in (sys.executable, getattr(sys, "_base_executable", None)):
+        if isinstance(path, str) and os.path.isabs(path):
+            found += [path, os.path.realpath(path)]
     return found
 
 
@@ -131,6 +143,8 @@ def _compute(name: str) -> tuple[str, ...]:
         return _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")])
     if name == "site_packages":
         return _unique(_site_packages())
+    if name == "python":
+        return _unique(_interpreters())
     raise KeyError(name)
 
 
