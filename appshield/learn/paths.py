@@ -227,7 +227,10 @@ def widen_segment(segment: str, run: RunNames = NO_RUN, *, scratch: bool = False
         return escape_glob(segment)
     glob = glob_with_stars(segment, spans, escape_glob)
     if glob == "*":  # nothing readable is left: never a bare `*` (all of the folder)
-        return "[0-9]*" if segment.isdigit() else "?" * len(segment)
+        # A random part tempfile made can be all digits this time and not the next: only a
+        # number that is not such a part stays a number.
+        number = segment.isdigit() and segment not in run.tokens
+        return "[0-9]*" if number else "?" * len(segment)
     return glob
 
 
