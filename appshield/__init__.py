@@ -3,6 +3,13 @@
 It checks every process start, file access, network action and import against a YAML
 policy *before* it happens, blocks it (enforce) or only reports it (monitor), and reports
 every violation through OpenTelemetry. See README.md and docs/.
+
+PYTEST_DONT_REWRITE: pytest marks this package for assertion rewriting because it ships a
+pytest plugin (entry point `pytest11: appshield`). Under `appshield run -- pytest` the
+shield imports it before pytest starts, and without this marker pytest would warn
+"Module already imported so cannot be rewritten; appshield", which `-W error` or
+`filterwarnings = error` turns into an abort. pytest skips that warning, and the rewrite,
+for a module whose docstring holds the marker.
 """
 
 from __future__ import annotations

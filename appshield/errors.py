@@ -59,6 +59,7 @@ class PolicyViolation(PermissionError):
         target: str,
         action: str = "deny",
         policy: str = "",
+        during: str = "",
     ) -> None:
         self.rule_id = rule_id
         self.category = category
@@ -66,15 +67,28 @@ class PolicyViolation(PermissionError):
         self.target = target
         self.action = action
         self.policy = policy
+        self.during = during
         where = f" of policy {policy!r}" if policy else ""
         message = f"appshield: {api} {target!r} blocked by rule {rule_id!r}{where}"
+        if during:
+            message += f", while attempting {during}"
         super().__init__(errno.EACCES, message)
 
     def __str__(self) -> str:
         return str(self.strerror)
 
-    def __reduce__(self) -> tuple[type[PolicyViolation], tuple[str, str, str, str, str, str]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[PolicyViolation], tuple[str, str, str, str, str, str, str]]:
         return (
             PolicyViolation,
-            (self.rule_id, self.category, self.api, self.target, self.action, self.policy),
+            (
+                self.rule_id,
+                self.category,
+                self.api,
+                self.target,
+                self.action,
+                self.policy,
+                self.during,
+            ),
         )

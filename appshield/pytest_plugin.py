@@ -261,8 +261,10 @@ def _describe(violation: Any) -> str:
     site = violation.callsite
     if site.file:
         where = f"\n      at {site.file}:{site.line} in {site.function}"
+    during = getattr(violation, "during", None)
+    attempted = f", while attempting {during}" if during else ""
     return (
-        f"  - {kind}: {violation.api} {violation.target!r}"
+        f"  - {kind}: {violation.api} {violation.target!r}{attempted}"
         f" -> rule {decision.rule_id!r} ({verdict}){where}"
     )
 

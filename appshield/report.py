@@ -30,6 +30,9 @@ class Violation(NamedTuple):
     pid: int
     # Why it was denied when no rule decided it (`undescribable`); None for a rule's decision.
     reason: str | None = None
+    # The operation being attempted when this one happened inside it: an import the network
+    # call's own C code made (`socket.getaddrinfo '127.0.0.1:9999'`); None otherwise.
+    during: str | None = None
 
     @property
     def category(self) -> str:

@@ -196,6 +196,22 @@ def _scope_stack_of_caller() -> Sequence[str]:
     return _scope_stack(sys._getframe(1))
 
 
+def _plain(value: Any) -> str:
+    # The exact str, bytes or int a network wrapper converted (see `thread_state.attempting`).
+    if type(value) is bytes:
+        return value.decode("ascii", "backslashreplace")
+    return str(value) if type(value) in (str, int) else "?"
+
+
+def _attempting_text(attempting: tuple[str, Any, Any]) -> str:
+    """`socket.getaddrinfo '127.0.0.1:9999'`: the network call in progress on this thread."""
+    api, host, port = attempting
+    where = "" if host is None else _plain(host)
+    if port is not None:
+        where = f"[{where}]:{_plain(port)}" if ":" in where else f"{where}:{_plain(port)}"
+    return f"{api} {where!r}"
+
+
 class Shield:
     """An installed policy: decides, reports and enforces. Hooks call `enforce`."""
 
@@ -258,6 +274,12 @@ class Shield:
         reaching the app (libraries fold or retry a PermissionError)."""
         site: list[CallSite] = []
         state = thread_state
+        attempting = state.attempting
+        during = (
+            _attempting_text(attempting)
+            if attempting is not None and operation.category == "import"
+            else None
+        )
         owner = state.reporting
         if owner and still_running(owner):
             # A violation committed while this thread is inside the sinks (a signal handler,
@@ -276,7 +298,7 @@ class Shield:
                 limit = _gate_limits.raise_limit()
                 frame = sys._getframe(1)
                 if not self._folded(operation, decision, api, site, frame):
-                    self._report(operation, decision, api, capture_callsite(frame))
+                    self._report(operation, decision, api, capture_callsite(frame), during=during)
                 self._drain_deferred()
             finally:
                 state.reporting = None
@@ -290,6 +312,7 @@ class Shield:
                 operation.target,
                 decision.action,
                 self.policy_name,
+                during or "",
             )
 
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:
@@ -421,12 +444,21 @@ class Shield:
         api: str,
         site: CallSite,
         reason: str | None = None,
+        during: str | None = None,
     ) -> None:
         # Not an exemption: what the sinks (or a signal handler meanwhile) do on this thread
         # is checked like any other code; `thread_state.reporting` only defers the reports
         # of violations committed meanwhile (see Shield.act).
         violation = Violation(
-            operation, decision, api, self.policy_name, site, time.time_ns(), os.getpid(), reason
+            operation,
+            decision,
+            api,
+            self.policy_name,
+            site,
+            time.time_ns(),
+            os.getpid(),
+            reason,
+            during,
         )
         # Queued before anything that can be interrupted: an exception a signal handler
         # raises inside the sinks must not cost the report. It stays queued until the

@@ -27,6 +27,11 @@ the original function, as (event name, the converted argument object it passes).
 hook consumes it, on identity, instead of deciding the same call twice. It is set only after
 conversion, so it names the very object the C function receives.
 
+`attempting`: the network call a wrapper let through and is running now, as (api, host,
+port), so that an import its own C code makes (getaddrinfo and gethostbyname encode a str
+host with the `idna` codec, whose first use imports `encodings.idna` and `stringprep`) is
+reported as part of it (`Violation.during`) when the import is what gets denied.
+
 `reporting`: the sinks are running on this thread. A violation committed meanwhile (by a
 signal handler, or by an app logging handler the `appshield` logger calls) is still decided
 and enforced at once; only its report waits in `deferred` until the outer report is done, so
@@ -58,6 +63,7 @@ class _ThreadState(threading.local):
     own: tuple[str, Any] | None = None
     own_imports: tuple[str, ...] = ()
     reporting: Any = None
+    attempting: tuple[str, Any, Any] | None = None
     deferred: list[Any] | None = None
     # Violations this thread made that the reporter has not taken yet (Shield._report).
     pending: Any = None

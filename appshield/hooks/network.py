@@ -547,14 +547,28 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
                     _state.expect = previous
             describe.remember_results(host, infos)
             return infos
-    token, host, decided, args, kwargs = _gate.judge_call(
-        shield, "network", "socket.getaddrinfo", _prepare_getaddrinfo, args, kwargs, compiled
+    # A str host is encoded with the idna codec (by C, and by the conversion here), whose
+    # first use imports modules: an import denied there is reported as part of this lookup
+    # (`thread_state.attempting`). The positional arguments as given first (read from the
+    # tuple: no code of the caller's runs, unlike a lookup in its kwargs), then as converted.
+    previous = _state.attempting
+    _state.attempting = (
+        "socket.getaddrinfo",
+        args[0] if args else None,
+        args[1] if len(args) > 1 else None,
     )
-    if host is _REFUSED:
-        return wrapped(*args, **kwargs)  # C raises its own error, before any lookup
-    if decided is not None:
-        _remember_allow(compiled, *decided)
-    infos = _expecting("socket.getaddrinfo", token, wrapped, *args, **kwargs)
+    try:
+        token, host, decided, args, kwargs = _gate.judge_call(
+            shield, "network", "socket.getaddrinfo", _prepare_getaddrinfo, args, kwargs, compiled
+        )
+        if host is _REFUSED:
+            return wrapped(*args, **kwargs)  # C raises its own error, before any lookup
+        if decided is not None:
+            _remember_allow(compiled, *decided)
+        _state.attempting = ("socket.getaddrinfo", host, _argument(args, kwargs, 1, "port"))
+        infos = _expecting("socket.getaddrinfo", token, wrapped, *args, **kwargs)
+    finally:
+        _state.attempting = previous
     describe.remember_results(host, infos)
     return infos
 
@@ -582,12 +596,18 @@ def _by_name(api: str, event: str, kind: str) -> Callable[..., Any]:
         shield = _shield()
         if shield is None or len(args) != 1 or kwargs:
             return wrapped(*args, **kwargs)  # no such signature: C raises its TypeError
-        host, passed, token = _gate.judge_call(
-            shield, "network", api, _prepare_by_name, args[0], api, kind
-        )
-        if host is _REFUSED:
-            return wrapped(*args)
-        answer = _expecting(event, token, wrapped, passed)
+        previous = _state.attempting
+        _state.attempting = (api, args[0], None)  # as in _getaddrinfo
+        try:
+            host, passed, token = _gate.judge_call(
+                shield, "network", api, _prepare_by_name, args[0], api, kind
+            )
+            if host is _REFUSED:
+                return wrapped(*args)
+            _state.attempting = (api, host, None)
+            answer = _expecting(event, token, wrapped, passed)
+        finally:
+            _state.attempting = previous
         _remember_answer(kind, host, answer)
         return answer
 

@@ -59,6 +59,8 @@ def violation_record(
     }
     if violation.reason is not None:
         record["reason"] = violation.reason
+    if violation.during is not None:
+        record["during"] = redactor.text(violation.during)
     if suppressed_count:
         record["suppressed_count"] = suppressed_count
     return record
@@ -82,6 +84,8 @@ def violation_attributes(
     }
     if violation.reason is not None:
         attrs["appshield.reason"] = violation.reason
+    if violation.during is not None:
+        attrs["appshield.during"] = redactor.text(violation.during)
     _target_attributes(violation.operation, redactor, attrs)
     site = violation.callsite
     if site.function is not None:
