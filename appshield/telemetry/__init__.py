@@ -160,16 +160,19 @@ class DeferredReporter:
         if self._builder is None:
             # A bare `_thread` thread: `threading.settrace`/`setprofile` functions, which
             # threading.Thread installs in every new thread, never run in it.
-            self._builder = _thread.allocate_lock()
-            self._builder.acquire()
-            _thread.start_new_thread(self._build_here, ())
+            # Published only once the thread that will release it runs: an exception landing
+            # in between leaves no held lock behind that nobody would ever release.
+            done = _thread.allocate_lock()
+            done.acquire()
+            _thread.start_new_thread(self._build_here, (done,))
+            self._builder = done
         with self._builder:  # until the build is over
             pass
         if self._built is None:
             raise RuntimeError("appshield: telemetry could not be set up") from self._failure
         return self._built
 
-    def _build_here(self) -> None:
+    def _build_here(self, done: Any) -> None:
         # appshield's own thread doing appshield's own work (imports, their bytecode
         # writes): nothing here is the app's to judge or to report.
         thread_state.busy = True
@@ -178,7 +181,7 @@ class DeferredReporter:
         except BaseException as exc:  # handed to the waiting thread
             self._failure = exc
         finally:
-            self._builder.release()  # type: ignore[union-attr]
+            done.release()
 
     def _build(self) -> TelemetryReporter:
         from appshield.telemetry.reporter import TelemetryReporter

