@@ -25,7 +25,7 @@ from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks import _scope_code
 from appshield.hooks._patching import WRAPT_DIR
-from appshield.hooks._state import still_running, thread_state
+from appshield.hooks._state import reporting_now, thread_state
 from appshield.operations import Operation
 from appshield.policy import Policy, resolve_mode
 from appshield.report import CallSite, Violation
@@ -280,8 +280,7 @@ class Shield:
             if attempting is not None and operation.category == "import"
             else None
         )
-        owner = state.reporting
-        if owner and still_running(owner):
+        if reporting_now(state):
             # A violation committed while this thread is inside the sinks (a signal handler,
             # an app logging handler): reported once the outer report is done.
             self._defer(operation, decision, api, capture_callsite(sys._getframe(1)), None)
@@ -348,8 +347,7 @@ class Shield:
     def _report_undescribable(self, operation: Any, decision: Decision, api: str) -> None:
         site = capture_callsite(sys._getframe(2))
         state = thread_state
-        owner = state.reporting
-        if owner and still_running(owner):
+        if reporting_now(state):
             self._defer(operation, decision, api, site, "undescribable")
             return
         try:
@@ -484,8 +482,7 @@ class Shield:
     def _drain_pending(self) -> None:
         pending = thread_state.pending or deque()
         try:
-            owner = thread_state.reporting
-            if thread_state.deferred and not (owner and still_running(owner)):
+            if thread_state.deferred and not reporting_now(thread_state):
                 try:
                     thread_state.reporting = sys._getframe()
                     self._drain_deferred(None)

@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["appshield_io", "open_own", "still_running", "thread_state"]
+__all__ = ["appshield_io", "open_own", "reporting_now", "still_running", "thread_state"]
 
 
 class _ThreadState(threading.local):
@@ -89,6 +89,12 @@ def still_running(owner: Any) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def reporting_now(state: _ThreadState) -> bool:
+    """Are the sinks running on this thread (a live `reporting` flag, see the module notes)?"""
+    owner = state.reporting
+    return bool(owner) and still_running(owner)
 
 
 @contextmanager

@@ -46,7 +46,7 @@ from typing import Any
 from appshield.hooks import _convert, _gate, _imp_names, _scope_code
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint, _waiting, loaded
-from appshield.hooks._state import still_running, thread_state
+from appshield.hooks._state import thread_state
 from appshield.operations import ImportOp
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
@@ -145,11 +145,8 @@ def _spec_origin(spec: Any) -> str | None:
 def _judge(spec: Any, origin: str | None, api: str) -> None:
     """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
     unless that very spec was already decided for that very file."""
-    shield = _gate._shield
+    shield = _gate.for_wrapper()
     if shield is None or spec is None:
-        return
-    busy = _state.busy
-    if busy and still_running(busy):
         return
     try:
         if _judged.has(spec, origin):
