@@ -104,6 +104,17 @@ def _hide_tracers() -> tuple[Any, Any] | None:
     profiler = _getprofile()
     if tracer is None and profiler is None:
         return None
+    # Only a callable can be put back with `sys.settrace`/`sys.setprofile`. Anything else was
+    # installed from C (cProfile's profiler on 3.10/3.11 is the object itself): setting it
+    # back from Python would install a "function" that raises TypeError on every call of the
+    # app. Such a C tracer stays on; what it calls cannot change a decision, and an error in
+    # appshield's frames is a denial anyway.
+    if not callable(tracer):
+        tracer = None
+    if not callable(profiler):
+        profiler = None
+    if tracer is None and profiler is None:
+        return None
     if tracer is not None:
         _settrace(None)
     if profiler is not None:

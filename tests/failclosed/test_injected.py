@@ -320,3 +320,48 @@ for i, op in enumerate(ALL_OPS):
             pass
 """
     _check(code, tmp_path, listener)
+
+
+def test_a_c_profiler_keeps_working_and_changes_no_decision(
+    tmp_path: Path, listener: Listener
+) -> None:
+    # cProfile on 3.10/3.11 installs its profiler from C: `sys.getprofile()` returns the
+    # Profile object, which is not callable. appshield used to set it aside and put it back
+    # with `sys.setprofile`, after which every call of the app raised TypeError. Now allowed
+    # work runs as it does without the shield, the profile holds the app's calls, and the
+    # denied operations stay denied.
+    code = """\
+import cProfile, pstats
+def allowed_work(i):
+    folder = os.path.join(ALLOWED, f"mods{i}")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"prof_mod_{i}.py"), "w") as f:
+        f.write("VALUE = 41\\n")
+    sys.path.insert(0, folder)
+    value = __import__(f"prof_mod_{i}").VALUE + 1
+    sys.path.remove(folder)
+    done_ok = subprocess.run(["true"]).returncode == 0
+    return value, done_ok
+profiler = cProfile.Profile()
+profiler.enable()
+outcomes = [allowed_work(i) for i in range(3)]
+for i, op in enumerate(ALL_OPS):
+    attempt(op, f"cp{i}")
+outcomes.append(allowed_work(9))
+profiler.disable()
+RESULT["outcomes"] = outcomes
+RESULT["profiled_allowed_work"] = any(
+    key[2] == "allowed_work" for key in pstats.Stats(profiler).stats
+)
+"""
+    control = run_child(OPS + code, tmp_path / "control", listener, mode=None)
+    assert control.result, control.stderr[-3000:]
+    for mode in ("enforce", "monitor"):
+        run = run_child(OPS + code, tmp_path / mode, listener, mode=mode)
+        assert run.result.get("outcomes") == control.result["outcomes"], run.stderr[-3000:]
+        assert run.result.get("profiled_allowed_work") is True
+        assert "TypeError" not in run.result.get("errors", {}), run.result
+        if mode == "enforce":
+            _assert_enforced(run)
+        else:
+            _assert_monitored(run, listener.port)
