@@ -191,17 +191,25 @@ class CompiledPolicy:
         if not globs:
             return None
         matchers = tuple(path_matcher(module_pattern(g)) for g in globs)
-        # Asked for every module a loader compiles: most are turned away by their top name.
-        tops = frozenset(g.partition(".")[0] for g in globs)
-        screened = not any(has_magic(top) for top in tops)
+        tops = self.scope_tops()
 
         def wanted(name: str) -> bool:
-            if screened and name.partition(".")[0] not in tops:
+            if tops is not None and name.partition(".")[0] not in tops:
                 return False
             subject = module_subject(name)
             return any(match(subject) for match in matchers)
 
         return wanted
+
+    def scope_tops(self) -> frozenset[str] | None:
+        """The top-level names of the `scope` globs: a module whose top name is not among
+        them matches none (None: some top is a pattern itself, or there is no scope). Asked
+        for every module a loader compiles, so most are turned away by one set lookup."""
+        globs = self._scope_globs
+        if not globs:
+            return None
+        tops = frozenset(g.partition(".")[0] for g in globs)
+        return None if any(has_magic(top) for top in tops) else tops
 
     def index(self, category: str) -> CategoryIndex:
         """The category's candidate index, for hooks that screen an operation before they

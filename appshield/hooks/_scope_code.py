@@ -30,7 +30,7 @@ from typing import Any
 
 from appshield.hooks._imp_names import home_name
 
-__all__ = ["configure", "module_of", "record_code", "recording"]
+__all__ = ["configure", "module_of", "record_code", "recording", "wanted_tops"]
 
 _CodeType = type(home_name.__code__)
 _FunctionType = type(home_name)
@@ -41,16 +41,21 @@ _identity = object.__hash__  # a code object's own hash is by value: two equal c
 _owners: dict[int, tuple[Any, str]] = {}
 _lock = threading.Lock()
 _wanted: Callable[[str], bool] | None = None
-recording = False  # read by the import hooks before they call `record_code`
+# Read by the import hooks before they call `record_code`: whether anything is recorded, and
+# the top-level names a recorded module can have (None: any; `wanted` decides).
+recording = False
+wanted_tops: frozenset[str] | None = None
 
 
-def configure(wanted: Callable[[str], bool] | None) -> None:
+def configure(wanted: Callable[[str], bool] | None, tops: frozenset[str] | None = None) -> None:
     """Start recording the modules whose names `wanted` accepts (None: stop, forget all),
-    beginning with those already loaded. Call after `_imp_names.set_roots`."""
-    global _wanted, recording
+    beginning with those already loaded. `tops`, when given, holds every top-level name
+    `wanted` can accept (a screen for the hooks). Call after `_imp_names.set_roots`."""
+    global _wanted, recording, wanted_tops
     with _lock:
         _owners.clear()
         _wanted = wanted
+        wanted_tops = tops if wanted is not None else None
         recording = wanted is not None
     if wanted is None:
         return

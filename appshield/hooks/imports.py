@@ -46,7 +46,7 @@ from typing import Any
 from appshield.hooks import _convert, _gate, _imp_names, _scope_code
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint, _waiting, loaded
-from appshield.hooks._state import thread_state
+from appshield.hooks._state import still_running, thread_state
 from appshield.operations import ImportOp
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
@@ -145,8 +145,10 @@ def _spec_origin(spec: Any) -> str | None:
 def _judge(spec: Any, origin: str | None, api: str) -> None:
     """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
     unless that very spec was already decided for that very file."""
-    shield = _gate.for_wrapper()
-    if shield is None or spec is None:
+    # `_gate.for_wrapper()`, inlined: this runs for every module a loader executes.
+    shield = _gate._shield
+    busy = _state.busy
+    if shield is None or spec is None or (busy and still_running(busy)):
         return
     try:
         if _judged.has(spec, origin):
@@ -177,7 +179,11 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
         # The names its code has besides `name`, when the file disagrees (see _imp_names).
         home = init = None
         if name is not None and absolute is not None:
-            home, init = _imp_names.names_of(name, absolute)
+            # `a/b/c.py` or `a/b/c/__init__.py` for `a.b.c`, the usual case, tested here
+            # (`names_of` tests it too): no call for a first import whose file agrees.
+            tail = "/" + name.replace(".", "/")
+            if not (absolute.endswith(tail + ".py") or absolute.endswith(tail + "/__init__.py")):
+                home, init = _imp_names.names_of(name, absolute)
         # The engine's screen first: a module that no rule could name is allowed without a
         # report, so neither an operation nor a decision is needed (nor the call stack).
         compiled = shield.compiled
@@ -329,13 +335,15 @@ def _module_code_io(
         state.importing -= 1
     if _scope_code.recording:
         # A module that some `scope` names: its code objects are what makes a frame its own.
-        # A zip archive's loader has no `path`: the code's own file name is the archive's.
-        path = getattr(instance, "path", None)
-        _scope_code.record_code(
-            args[0] if args else kwargs.get("fullname"),
-            path if type(path) is str else getattr(code, "co_filename", None),
-            code,
-        )
+        # Most modules are turned away by their top name here, without a call.
+        fullname = args[0] if args else kwargs.get("fullname")
+        tops = _scope_code.wanted_tops
+        if tops is None or (type(fullname) is str and fullname.partition(".")[0] in tops):
+            # A zip archive's loader has no `path`: the code's own file name is the archive's.
+            path = getattr(instance, "path", None)
+            _scope_code.record_code(
+                fullname, path if type(path) is str else getattr(code, "co_filename", None), code
+            )
     return code
 
 
@@ -539,7 +547,10 @@ def configure_scopes(compiled: Any) -> None:
     """Record the code of the modules the policy's scopes name (see `_scope_code`); the
     learning recorder's stand-in has no scopes of its own."""
     matcher = getattr(compiled, "scope_matcher", None)
-    _scope_code.configure(matcher() if callable(matcher) else None)
+    if not callable(matcher):
+        _scope_code.configure(None)
+        return
+    _scope_code.configure(matcher(), compiled.scope_tops())
 
 
 os.register_at_fork(after_in_child=_judged.after_fork)

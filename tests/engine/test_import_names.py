@@ -137,3 +137,9 @@ def test_scope_matcher_names_the_scoped_modules_only() -> None:
     assert wanted("multiprocessing.popen_fork")
     assert not wanted("json") and not wanted("subprocessx")
     assert compile_policy(DENY_CTYPES, "enforce").scope_matcher() is None
+    # The hooks' screen: every name `wanted` accepts has one of these tops.
+    tops = compile_policy(document, "enforce").scope_tops()
+    assert tops == frozenset({"subprocess", "multiprocessing", "yaml"})
+    assert compile_policy(DENY_CTYPES, "enforce").scope_tops() is None
+    magic = _document("allow", _rule("m", "deny", scope=("mod*.x",), module=("pickle",)))
+    assert compile_policy(magic, "enforce").scope_tops() is None  # a pattern: no screen

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
@@ -143,3 +145,27 @@ def test_zipimporter_load_module_is_judged(tmp_path: Path) -> None:
     import builtins
 
     assert not hasattr(builtins, "ZIP_RAN")
+
+
+_PART = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    folder=st.lists(_PART, max_size=3),
+    dotted=st.lists(_PART, min_size=1, max_size=4),
+    package=st.booleans(),
+)
+def test_the_import_hooks_fast_path_agrees_with_names_of(
+    folder: list[str], dotted: list[str], package: bool
+) -> None:
+    # hooks/imports `_judge` skips `names_of` when the file's tail spells the dotted name:
+    # names_of must find nothing to add for every such file, wherever it lies.
+    name = ".".join(dotted)
+    tail = "/".join(dotted) + ("/__init__.py" if package else ".py")
+    absolute = "/" + "/".join([*folder, tail])
+    _imp_names.set_roots(["/", "/" + "/".join(folder)])
+    try:
+        assert _imp_names.names_of(name, absolute) == (None, None)
+    finally:
+        _imp_names.set_roots(None)
