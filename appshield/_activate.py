@@ -149,7 +149,7 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
         if environ.get("APPSHIELD_RELOAD", "") not in ("", "0"):
             from appshield.reload import start_watcher
 
-            start_watcher(path, interval=_reload_interval(environ))
+            start_watcher(path, interval=_reload_interval(environ), on_swap=policy_replaced)
         return handle
     except Exception as exc:  # any failure means no shield: stop here
         fail_closed(_describe(exc))

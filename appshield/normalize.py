@@ -122,8 +122,8 @@ def fd_path(fd: int) -> str | None:
 
 def _open_own_path(text: str) -> int:
     """An O_PATH descriptor for `text`, opened as appshield's own call (see
-    `appshield.hooks._state.open_own`: no exemption anything else can borrow)."""
-    from appshield.hooks._state import open_own
+    `appshield._threadstate.open_own`: no exemption anything else can borrow)."""
+    from appshield._threadstate import open_own
 
     return open_own(text, os.O_PATH | os.O_CLOEXEC)
 

@@ -22,8 +22,10 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
-from appshield.hooks._state import appshield_io
+from appshield._threadstate import appshield_io
 
 __all__ = ["PolicyWatcher", "start_watcher"]
 
@@ -54,9 +56,17 @@ def _say(message: str) -> None:
 class PolicyWatcher:
     """Watches one policy path (and the files it extends) and swaps the active policy."""
 
-    def __init__(self, path: str, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        interval: float = 2.0,
+        on_swap: Callable[[Any], None] | None = None,
+    ) -> None:
         self.path = path
         self.interval = interval
+        # Told of each new policy once it is active (activation: the identity children carry).
+        # Handed in, so that this module never imports the activation code that starts it.
+        self.on_swap = on_swap
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mark = _fingerprint(self._watched())
@@ -101,9 +111,8 @@ class PolicyWatcher:
             f" {len(new.document.rules)} rules"
         )
         shield.swap_policy(new)
-        from appshield._activate import policy_replaced
-
-        policy_replaced(new)  # the identity children must carry
+        if self.on_swap is not None:
+            self.on_swap(new)
         self._mark = _fingerprint(self._watched())
         return True
 
@@ -126,19 +135,22 @@ class PolicyWatcher:
 _watcher: PolicyWatcher | None = None
 
 
-def start_watcher(path: str, interval: float = 2.0) -> PolicyWatcher:
-    """Start the one watcher of this process (again after fork, in the child)."""
+def start_watcher(
+    path: str, interval: float = 2.0, on_swap: Callable[[Any], None] | None = None
+) -> PolicyWatcher:
+    """Start the one watcher of this process (again after fork, in the child). `on_swap` is
+    called with each policy swapped in."""
     global _watcher
     if _watcher is not None:
         _watcher.stop()
-    _watcher = PolicyWatcher(path, interval)
+    _watcher = PolicyWatcher(path, interval, on_swap)
     _watcher.start()
     return _watcher
 
 
 def _restart_in_child() -> None:
     if _watcher is not None:
-        start_watcher(_watcher.path, _watcher.interval)
+        start_watcher(_watcher.path, _watcher.interval, _watcher.on_swap)
 
 
 os.register_at_fork(after_in_child=_restart_in_child)

@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, NamedTuple
 
+from appshield._threadstate import reporting_now, thread_state
 from appshield.decision import Decision, Mode
 from appshield.engine.compiled import CompiledPolicy
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks import _scope_code
 from appshield.hooks._patching import WRAPT_DIR
-from appshield.hooks._state import reporting_now, thread_state
 from appshield.operations import Operation
 from appshield.policy import Policy, resolve_mode
 from appshield.report import CallSite, Violation

@@ -20,8 +20,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+from appshield.document import Condition, PolicyDocument, RuleSpec
 from appshield.operations import FileOp, ImportOp, NetworkOp, Operation, ProcessOp
-from appshield.policy.model import Condition, PolicyDocument, RuleSpec
 
 __all__ = ["SAMPLE_OPS", "generate", "to_yaml"]
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from _policygen import generate, to_yaml  # noqa: E402
 
-from appshield.policy.model import Condition, RuleSpec  # noqa: E402
+from appshield.document import Condition, RuleSpec  # noqa: E402
 
 WORKER = str(HERE / "_worker.py")
 

@@ -1,6 +1,8 @@
-"""The layers import one way: the patching layer (`appshield/hooks/`) is handed the shield at
-install (`hooks._gate.bind`) and never reaches up into the runtime or the activation code,
-not even from inside a function. An upward import is how the old import cycle began."""
+"""The layers import one way: core (the policy document, decisions, operations, the engine)
+<- hooks <- runtime <- activation and the CLI; telemetry and learn never import the patching
+layer. The patching layer is handed the shield at install (`hooks._gate.bind`) and never
+reaches up into the runtime or the activation code, not even from inside a function. An
+upward import is how the old import cycle began."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import ast
 from pathlib import Path
 
 import appshield
+from scripts.import_graph import cycles, import_graph
 
 PACKAGE = Path(appshield.__file__).resolve().parent
 FORBIDDEN_FROM_HOOKS = ("appshield.runtime", "appshield._activate")
@@ -32,3 +35,60 @@ def test_nothing_in_hooks_imports_the_runtime_or_activation() -> None:
             if name.startswith(FORBIDDEN_FROM_HOOKS):
                 offenders.append(f"{path.name}:{line}: {name}")
     assert offenders == []
+
+
+# The whole graph, imports inside functions included (scripts/import_graph.py prints it).
+GRAPH = import_graph()
+
+CORE = (
+    "appshield.document",
+    "appshield.decision",
+    "appshield.operations",
+    "appshield.errors",
+    "appshield.normalize",
+    "appshield._threadstate",
+    "appshield.policy",
+    "appshield.engine",
+)
+ABOVE_CORE = (
+    "appshield.hooks",
+    "appshield.runtime",
+    "appshield._activate",
+    "appshield.reload",
+    "appshield.telemetry",
+    "appshield.learn",
+    "appshield.cli",
+    "appshield.auto",
+    "appshield.bootstrap",
+)
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _offenders(lower: tuple[str, ...], higher: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if _within(module, lower)
+        for target in targets
+        if _within(target, higher)
+    )
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    assert cycles(GRAPH) == []
+
+
+def test_the_core_imports_nothing_above_it() -> None:
+    assert _offenders(CORE, ABOVE_CORE) == []
+
+
+def test_telemetry_and_learn_never_import_the_patching_layer() -> None:
+    assert _offenders(("appshield.telemetry", "appshield.learn"), ("appshield.hooks",)) == []
+
+
+def test_the_graph_sees_imports_inside_functions() -> None:
+    # The reason the old cycle went unnoticed: `from appshield.x import y` in a function body.
+    assert "appshield._threadstate" in GRAPH["appshield.normalize"]

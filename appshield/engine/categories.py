@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from appshield.decision import Action, Decision, Mode
+from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import (
     Matcher,
     has_magic,
@@ -28,7 +29,6 @@ from appshield.engine.globs import (
 )
 from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie
 from appshield.engine.predicates import Pred, host_key, predicates
-from appshield.policy.model import Condition, RuleSpec
 
 __all__ = ["CategoryIndex", "Rule", "build_category"]
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from appshield.decision import Action, Decision, Mode
+from appshield.document import PolicyDocument, RuleSpec
 from appshield.engine.categories import CategoryIndex, Rule, build_category, check_classes
 from appshield.engine.globs import (
     Matcher,
@@ -22,7 +23,6 @@ from appshield.engine.globs import (
     path_matcher,
 )
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
-from appshield.policy.model import PolicyDocument, RuleSpec
 
 __all__ = ["DEFAULT_CACHE_SIZE", "CompiledPolicy", "StackInput", "compile_policy"]
 

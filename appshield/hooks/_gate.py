@@ -30,9 +30,9 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from appshield._threadstate import still_running, thread_state
 from appshield.decision import Decision
 from appshield.hooks._convert import Unreadable
-from appshield.hooks._state import still_running, thread_state
 from appshield.operations import Operation, UndescribedOp
 
 __all__ = [

@@ -69,13 +69,13 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+from appshield._threadstate import thread_state
 from appshield.hooks import _gate, _sqlite
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
 from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import PatchPoint
-from appshield.hooks._state import thread_state
 from appshield.normalize import fd_path
 from appshield.operations import Operation
 

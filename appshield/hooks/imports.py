@@ -43,10 +43,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate, _imp_names, _scope_code
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import PatchPoint, _waiting, loaded
-from appshield.hooks._state import still_running, thread_state
 from appshield.operations import ImportOp
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]

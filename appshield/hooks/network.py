@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks import _net_describe as describe
 from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks._patching import PatchPoint
-from appshield.hooks._state import thread_state
 from appshield.operations import NetworkOp, Operation
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES"]

@@ -78,6 +78,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, fspath_once
 from appshield.hooks._patching import FunctionWrapper, PatchPoint
@@ -108,7 +109,6 @@ from appshield.hooks._proc_describe import (
 )
 from appshield.hooks._proc_preexec import PREEXEC_INDEX, Expected, run_checked
 from appshield.hooks._proc_screen import active, first_violation, screen
-from appshield.hooks._state import thread_state
 from appshield.operations import Operation, ProcessOp
 
 __all__ = ["AUDIT_HANDLERS", "PATCHES"]

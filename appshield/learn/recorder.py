@@ -31,8 +31,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from appshield._threadstate import appshield_io, thread_state
 from appshield.decision import Decision
-from appshield.hooks._state import appshield_io, thread_state
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
 from appshield.operations import FileOp, Operation
 from appshield.report import Violation

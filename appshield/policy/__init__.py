@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from appshield.decision import Decision, Mode
-from appshield.policy.model import PolicyDocument
+from appshield.document import PolicyDocument
 
 if TYPE_CHECKING:
     from appshield.engine import CompiledPolicy

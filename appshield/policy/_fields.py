@@ -1,6 +1,6 @@
 """Readers for the match fields of each category (used by `match` and `unless`).
 
-Each reader turns the YAML value into the tuple the engine expects (see model.py):
+Each reader turns the YAML value into the tuple the engine expects (see appshield/document.py):
 one value or a list of values, normalised; globs checked; variables expanded in path
 globs. A reader returns None after reporting a problem.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from appshield.document import MATCH_FIELDS
 from appshield.policy import _values
 from appshield.policy._check import Checker
 from appshield.policy._nodes import Node
-from appshield.policy.model import MATCH_FIELDS
 from appshield.policy.variables import VariableError, expand, normalise_path_glob
 
 __all__ = ["FIELD_READERS", "read_condition_fields", "read_scope"]

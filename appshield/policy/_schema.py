@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from appshield.document import MATCH_FIELDS
 from appshield.operations import CATEGORIES
 from appshield.policy._fields import ACCESS, OPERATIONS, TRANSPORTS
 from appshield.policy.loader import ACTIONS, MODES, PROTECTION_KEYS, VERSION
-from appshield.policy.model import MATCH_FIELDS
 
 __all__ = ["FIELD_HELP", "policy_schema", "schema_text"]
 

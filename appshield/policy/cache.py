@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from appshield import __version__
-from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
+from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
 __all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
 

@@ -18,13 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from appshield.decision import Action, Mode
-from appshield.errors import PolicyError, PolicyProblem
-from appshield.operations import CATEGORIES
-from appshield.policy import _fields
-from appshield.policy._check import Checker
-from appshield.policy._nodes import Node, from_python
-from appshield.policy._yaml import parse
-from appshield.policy.model import (
+from appshield.document import (
     MATCH_FIELDS,
     Condition,
     PolicyDocument,
@@ -32,6 +26,12 @@ from appshield.policy.model import (
     RuleSpec,
     SourceRef,
 )
+from appshield.errors import PolicyError, PolicyProblem
+from appshield.operations import CATEGORIES
+from appshield.policy import _fields
+from appshield.policy._check import Checker
+from appshield.policy._nodes import Node, from_python
+from appshield.policy._yaml import parse
 from appshield.policy.variables import LazyVariables
 
 __all__ = [

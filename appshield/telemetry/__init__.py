@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from appshield.hooks._state import thread_state
+from appshield._threadstate import thread_state
 from appshield.report import Violation
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class DeferredReporter:
             try:
                 # Set inside the `try`, so that no signal handler's exception can leave it on.
                 # appshield's own imports (docs/limits.md: this one window); the frame, so
-                # that a flag an exception left behind is known as stale (hooks/_state.py).
+                # that a flag an exception left behind is known as stale (_threadstate.py).
                 state.busy = sys._getframe()
                 return self._build()
             finally:

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Any
 
-from appshield.hooks._state import open_own
+from appshield._threadstate import open_own
 
 __all__ = ["JsonLineSink"]
 

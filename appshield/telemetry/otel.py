@@ -23,7 +23,7 @@ import time
 from collections import deque
 from typing import Any, NamedTuple
 
-from appshield.hooks._state import appshield_io
+from appshield._threadstate import appshield_io
 from appshield.report import Violation
 from appshield.telemetry import library_logger
 from appshield.telemetry.record import EVENT_NAME, AttributeValue

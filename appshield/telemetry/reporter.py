@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from appshield.hooks._state import appshield_io
+from appshield._threadstate import appshield_io
 from appshield.report import Violation
 from appshield.telemetry import library_logger
 from appshield.telemetry.aggregate import Aggregator

@@ -31,7 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from appshield.hooks._state import appshield_io
+from appshield._threadstate import appshield_io
 from appshield.telemetry.settings import TelemetrySettings
 from appshield.telemetry.stats import TelemetryStats
 
@@ -263,7 +263,7 @@ class _DropOwnExportLogs(logging.Filter):
     them to the app's stderr. The app's own OpenTelemetry logging is left alone."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from appshield.hooks._state import thread_state
+        from appshield._threadstate import thread_state
 
         return not thread_state.busy
 

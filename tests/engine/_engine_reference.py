@@ -12,8 +12,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from appshield.decision import Decision
+from appshield.document import Condition, PolicyDocument, RuleSpec
 from appshield.normalize import canonical_address
-from appshield.policy.model import Condition, PolicyDocument, RuleSpec
 
 RANK = {"deny": 0, "alert": 1, "allow": 2}
 

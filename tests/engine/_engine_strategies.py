@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from appshield.document import Condition, PolicyDocument, RuleSpec
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
-from appshield.policy.model import Condition, PolicyDocument, RuleSpec
 
 SEGMENTS = ["a", "b", "ab", "x.py", ".ssh", "c"]
 GLOB_SEGMENTS = [*SEGMENTS, "*", "?", "a*", "*.py", "[ab]", "[!a]", "[a-c]", "**", "*b"]

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appshield.document import Condition, PolicyDocument, Protections, RuleSpec
 from appshield.engine import compile_policy, escape, glob_problem
 from appshield.engine.globs import (
     module_pattern,
@@ -21,7 +22,6 @@ from appshield.engine.globs import (
     translate_path,
 )
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
-from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import (
     OPS,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appshield.document import PolicyDocument
 from appshield.engine import compile_policy
-from appshield.policy.model import PolicyDocument
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import OPS, categories, documents, path_globs, rules, stacks
 

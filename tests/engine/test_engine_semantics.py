@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from appshield.decision import Decision
+from appshield.document import Condition, PolicyDocument, Protections, RuleSpec
 from appshield.engine import compile_policy
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
-from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec
 
 ON = Protections()
 ALLOW_ALL = {"process": "allow", "file": "allow", "network": "allow", "import": "allow"}

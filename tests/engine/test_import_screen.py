@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appshield.document import Condition, PolicyDocument, RuleSpec
 from appshield.engine import compile_policy
 from appshield.operations import ImportOp
-from appshield.policy.model import Condition, PolicyDocument, RuleSpec
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import documents, modules, paths, stacks
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from appshield import runtime
+from appshield._threadstate import thread_state
 from appshield.errors import PolicyViolation
 from appshield.hooks import imports
-from appshield.hooks._state import thread_state
 from appshield.policy import Policy
 from appshield.report import Violation
 
@@ -62,7 +62,7 @@ def modules(tmp_path: Path) -> Iterator[Path]:
         "RAN = True\nimport builtins\nbuiltins.EVIL_RAN = 1\n"
     )
     (tmp_path / "shield_good_a.py").write_text(
-        "from appshield.hooks._state import thread_state\nDEPTH = thread_state.importing\n"
+        "from appshield._threadstate import thread_state\nDEPTH = thread_state.importing\n"
     )
     (tmp_path / "innocent.py").write_text("import builtins\nbuiltins.EVIL_RAN = 2\n")
     sys.path.insert(0, str(tmp_path))

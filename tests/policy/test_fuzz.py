@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appshield.document import PolicyDocument
 from appshield.errors import PolicyError
 from appshield.policy.loader import load_mapping, load_text
-from appshield.policy.model import PolicyDocument
 
 FUZZ = settings(
     deadline=timedelta(seconds=3),

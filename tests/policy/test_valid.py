@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from appshield import Policy
+from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 from appshield.policy.loader import load_file, load_mapping, load_text
-from appshield.policy.model import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
 DEFAULTS = "defaults: {process: deny, file: allow, network: deny, import: allow}\n"
 DEFAULTS_MAP = {"process": "deny", "file": "allow", "network": "deny", "import": "allow"}
