@@ -241,4 +241,5 @@ def test_gunicorn_three_workers_learned_then_enforced(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "appshield", "run", "--policy", str(policy), "--", *serve]
     env = _env(APPSHIELD_LOG=str(log))
     assert _serve([*run, f"127.0.0.1:{port}"], tmp_path, port, env, child=False) == [200, 500] * 4
-    assert _violations(log) == []
+    found = _violations(log)
+    assert found == [], json.dumps(found, indent=1) + "\n" + text
