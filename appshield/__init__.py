@@ -24,6 +24,9 @@ from appshield.errors import PolicyError, PolicyViolation
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
 from appshield.policy import Policy, load_policy
 
+# The environment's settings are read now, when appshield is first imported, and never again.
+from appshield.settings import STARTUP as _STARTUP  # noqa: F401
+
 if TYPE_CHECKING:
     from appshield.decision import Mode
     from appshield.runtime import ShieldHandle

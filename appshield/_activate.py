@@ -26,6 +26,7 @@ from appshield import _inherit
 
 if TYPE_CHECKING:
     from appshield.runtime import ShieldHandle
+    from appshield.settings import Settings
 
 __all__ = [
     "BOOTSTRAP_DIR",
@@ -113,22 +114,22 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
     try:
         _import_importlib()
         from appshield import runtime
+        from appshield.settings import STARTUP as settings
 
-        environ = runtime.STARTUP_ENVIRON
-        if runtime.KILL_SWITCH:
+        if settings.disabled:
             sys.stderr.write("appshield: disabled by APPSHIELD_DISABLE=1; nothing is checked\n")
             _activation = Activation("disabled", None, None, None)
             return None
-        path = _policy_path(policy, environ)
+        path = _policy_path(policy, settings.environ)
         before = frozenset(sys.modules)
-        passed = environ.get(_inherit.VARIABLE) if source in ENV_SOURCES else None
+        passed = settings.inherited if source in ENV_SOURCES else None
         parent = None if passed is None else _inherit.decode(passed)
         if parent is not None:
             from appshield.policy import variables
 
             variables.freeze(dict(parent.variables))
-        loaded = _parents_policy(path, environ, parent)
-        handle = runtime.install(loaded, locked=True, modules_before=before)
+        loaded = _parents_policy(path, settings, parent)
+        handle = runtime.install(loaded, locked=True, modules_before=before, settings=settings)
         identity = None
         if source in ENV_SOURCES:
             identity = passed if passed is not None else _identity(handle.policy)
@@ -140,32 +141,32 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
                 variables.freeze(variables.expanded())
         _activation = Activation(
             source,
-            environ.get("APPSHIELD_POLICY"),
-            environ.get("APPSHIELD_MODE"),
+            settings.policy_path,
+            settings.mode,
             path,
             handle,
             identity,
         )
-        if environ.get("APPSHIELD_RELOAD", "") not in ("", "0"):
+        if settings.reload:
             from appshield.reload import start_watcher
 
-            start_watcher(path, interval=_reload_interval(environ), on_swap=policy_replaced)
+            start_watcher(path, settings.reload_interval, policy_replaced, settings)
         return handle
     except Exception as exc:  # any failure means no shield: stop here
         fail_closed(_describe(exc))
 
 
-def _parents_policy(path: str, environ: Mapping[str, str], parent: Any) -> Any:
+def _parents_policy(path: str, settings: Settings, parent: Any) -> Any:
     """The policy at `path` with its effective mode; for a child, exactly its parent's.
 
     A cache is only a speed-up: when the cached copy is not what the parent enforces, the
     YAML is read again (a forged or stale cache changes nothing); when that is not it either,
     this is another policy, and the process does not start."""
-    from appshield.policy import Policy, resolve_mode
+    from appshield.policy import Policy
 
     def effective(use_cache: bool) -> Any:
         policy = Policy.from_file(path, use_cache=use_cache)
-        return policy.with_mode(resolve_mode(None, environ, policy))
+        return policy.with_mode(settings.mode_for(None, policy.document.mode))
 
     policy = effective(True)
     if parent is None or policy.identity == parent.digest:
@@ -244,13 +245,6 @@ def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, st
     from appshield.discovery import discover_policy
 
     return os.path.abspath(discover_policy(environ=environ))
-
-
-def _reload_interval(environ: Mapping[str, str]) -> float:
-    try:
-        return max(0.1, float(environ.get("APPSHIELD_RELOAD_INTERVAL", "2")))
-    except ValueError:
-        return 2.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,7 +97,8 @@ def _fail(message: str) -> int:
 def _validated_policy(policy: str | None, mode: str | None) -> str:
     """The absolute policy path, after loading it once: raises on anything that would stop
     the bootstrap in CMD, so CMD is never started only to fail."""
-    from appshield.policy import cache, load_policy, mode_override
+    from appshield.policy import cache, load_policy
+    from appshield.settings import Settings
 
     if policy is None:
         from appshield.discovery import discover_policy
@@ -108,7 +109,8 @@ def _validated_policy(policy: str | None, mode: str | None) -> str:
     # building it here too (a few ms for 1,000 rules) would prove nothing more.
     if not cache.is_valid(path):
         load_policy(path)
-    mode_override(mode, os.environ)  # an invalid APPSHIELD_MODE stops here, too
+    # An invalid APPSHIELD_MODE stops here, too (CMD's settings are this environment's).
+    Settings.from_environ(os.environ).check_mode(mode)
     return path
 
 
@@ -118,7 +120,9 @@ def run(command: Sequence[str], *, policy: str | None = None, mode: str | None =
 
     if not command:
         return _fail("appshield run: no command given (usage: appshield run [...] -- CMD)")
-    disabled = os.environ.get("APPSHIELD_DISABLE", "") not in ("", "0")
+    from appshield.settings import Settings
+
+    disabled = Settings.from_environ(os.environ).disabled
     path: str | None = None
     if disabled:
         # The kill switch must work even when the policy is what broke; CMD's bootstrap

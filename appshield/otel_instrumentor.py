@@ -13,7 +13,6 @@ locked, so `uninstrument()` leaves it on. Combined with `appshield run` it insta
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection
 from typing import Any
 
@@ -21,7 +20,9 @@ __all__ = ["AppshieldInstrumentor"]
 
 
 def _wanted() -> bool:
-    return bool(os.environ.get("APPSHIELD_POLICY") or os.environ.get("APPSHIELD_DISABLE"))
+    from appshield.settings import STARTUP
+
+    return bool(STARTUP.policy_path or STARTUP.environ.get("APPSHIELD_DISABLE"))
 
 
 def _start() -> None:

@@ -196,10 +196,10 @@ def _marker_policy(item: pytest.Item, marker: pytest.Mark) -> Any:
         raise pytest.UsageError(
             f"{item.nodeid}: @pytest.mark.appshield needs policy=, yaml= or rules="
         )
-    from appshield.runtime import STARTUP_ENVIRON, resolve_mode
+    from appshield.settings import STARTUP
 
     explicit = kwargs.get("mode") or item.config.getoption("--appshield-mode")
-    return policy.with_mode(resolve_mode(explicit, STARTUP_ENVIRON, policy))
+    return policy.with_mode(STARTUP.mode_for(explicit, policy.document.mode))
 
 
 def _enter_marker(item: pytest.Item) -> None:

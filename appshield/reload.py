@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appshield._threadstate import appshield_io
+from appshield.settings import STARTUP, Settings
 
 __all__ = ["PolicyWatcher", "start_watcher"]
 
@@ -61,9 +62,11 @@ class PolicyWatcher:
         path: str,
         interval: float = 2.0,
         on_swap: Callable[[Any], None] | None = None,
+        settings: Settings = STARTUP,
     ) -> None:
         self.path = path
         self.interval = interval
+        self.settings = settings  # for the mode of each new policy
         # Told of each new policy once it is active (activation: the identity children carry).
         # Handed in, so that this module never imports the activation code that starts it.
         self.on_swap = on_swap
@@ -88,7 +91,7 @@ class PolicyWatcher:
 
     def _reload(self) -> bool:
         from appshield.policy import load_policy
-        from appshield.runtime import STARTUP_ENVIRON, active_shield, resolve_mode
+        from appshield.runtime import active_shield
 
         shield = active_shield()
         if shield is None:
@@ -96,7 +99,7 @@ class PolicyWatcher:
         try:
             with appshield_io():  # our own reads are not the app's file accesses
                 new = load_policy(self.path)
-                new = new.with_mode(resolve_mode(None, STARTUP_ENVIRON, new))
+                new = new.with_mode(self.settings.mode_for(None, new.document.mode))
                 new.compiled  # noqa: B018 - compile here, outside every hook
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -136,21 +139,24 @@ _watcher: PolicyWatcher | None = None
 
 
 def start_watcher(
-    path: str, interval: float = 2.0, on_swap: Callable[[Any], None] | None = None
+    path: str,
+    interval: float = 2.0,
+    on_swap: Callable[[Any], None] | None = None,
+    settings: Settings = STARTUP,
 ) -> PolicyWatcher:
     """Start the one watcher of this process (again after fork, in the child). `on_swap` is
     called with each policy swapped in."""
     global _watcher
     if _watcher is not None:
         _watcher.stop()
-    _watcher = PolicyWatcher(path, interval, on_swap)
+    _watcher = PolicyWatcher(path, interval, on_swap, settings)
     _watcher.start()
     return _watcher
 
 
 def _restart_in_child() -> None:
     if _watcher is not None:
-        start_watcher(_watcher.path, _watcher.interval, _watcher.on_swap)
+        start_watcher(_watcher.path, _watcher.interval, _watcher.on_swap, _watcher.settings)
 
 
 os.register_at_fork(after_in_child=_restart_in_child)

@@ -27,11 +27,11 @@ from appshield.hooks import _gate as _gate_limits
 from appshield.hooks import _scope_code
 from appshield.hooks._patching import WRAPT_DIR
 from appshield.operations import Operation
-from appshield.policy import Policy, resolve_mode
+from appshield.policy import Policy
 from appshield.report import CallSite, Violation
+from appshield.settings import STARTUP, Settings
 
 __all__ = [
-    "STARTUP_ENVIRON",
     "Shield",
     "ShieldConfig",
     "ShieldHandle",
@@ -41,8 +41,6 @@ __all__ = [
     "uninstall",
 ]
 
-# Read once, when appshield is first imported (see appshield._startup).
-from appshield._startup import KILL_SWITCH, STARTUP_ENVIRON
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,12 +68,14 @@ _SITE_DIRS = tuple({p + os.sep for p in _SITE_ROOTS if p})
 
 
 class ShieldConfig(NamedTuple):
-    """Everything a shield runs with, frozen at install: CLI flags, the file and the
-    environment have already been merged (see `resolve_mode`)."""
+    """Everything a shield runs with, frozen at install: the policy with its effective mode
+    (arguments, the environment and the file merged: `appshield.settings.effective_mode`),
+    and the start-up settings it was installed with."""
 
     policy: Policy
     locked: bool = False
     log_path: str | None = None
+    settings: Settings = STARTUP
 
 
 def _is_own_frame(filename: str) -> bool:
@@ -553,13 +553,15 @@ def active_shield() -> Shield | None:
     return _current
 
 
-def _load(policy: Policy | str | os.PathLike[str] | Mapping[str, Any] | None) -> Policy:
+def _load(
+    policy: Policy | str | os.PathLike[str] | Mapping[str, Any] | None, settings: Settings
+) -> Policy:
     if isinstance(policy, Policy):
         return policy
     if policy is None:
         from appshield.discovery import discover_policy
 
-        return Policy.from_file(discover_policy(environ=STARTUP_ENVIRON))
+        return Policy.from_file(discover_policy(environ=settings.environ))
     if isinstance(policy, Mapping):
         return Policy.from_mapping(policy)
     return Policy.from_file(policy)
@@ -571,16 +573,18 @@ def install(
     mode: Mode | None = None,
     locked: bool = False,
     modules_before: frozenset[str] | None = None,
+    settings: Settings = STARTUP,
 ) -> ShieldHandle:
     """Load the policy and start checking. Installing the same policy again returns the
     active handle; installing another while one is active raises RuntimeError.
 
     modules_before: the modules the app had imported, when the caller loaded `policy` itself
-    (what loading imported is appshield's, not the app's)."""
+    (what loading imported is appshield's, not the app's). settings: what the environment
+    said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others)."""
     global _current, _handle, _patcher
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
-    loaded = _load(policy)
-    effective = loaded.with_mode(resolve_mode(mode, STARTUP_ENVIRON, loaded))
+    loaded = _load(policy, settings)
+    effective = loaded.with_mode(settings.mode_for(mode, loaded.document.mode))
     with _install_lock:
         if _current is not None:
             if _current.policy == effective and _handle is not None:
@@ -589,18 +593,20 @@ def install(
                 f"appshield: a shield with policy {_current.policy_name!r} is already active;"
                 " uninstall it first"
             )
-        if KILL_SWITCH:
+        if settings.disabled:
             sys.stderr.write("appshield: disabled by APPSHIELD_DISABLE=1; nothing is checked\n")
-            return ShieldHandle(Shield(ShieldConfig(effective, locked), _null_reporter()))
+            config = ShieldConfig(effective, locked, None, settings)
+            return ShieldHandle(Shield(config, _null_reporter()))
         from appshield import hooks
         from appshield.hooks import _gate
         from appshield.hooks._patching import Patcher
         from appshield.telemetry import make_reporter
 
-        config = ShieldConfig(effective, locked, STARTUP_ENVIRON.get("APPSHIELD_LOG"))
+        config = ShieldConfig(effective, locked, settings.log_path, settings)
         recorder = _learning_recorder(config)
         if recorder is None:
-            shield = Shield(config, make_reporter(config, STARTUP_ENVIRON), modules_before_install)
+            reporter = make_reporter(config, settings.environ)
+            shield = Shield(config, reporter, modules_before_install)
         else:
             # Learning keeps every loaded module: what appshield loaded there (json, the YAML
             # loader, ...) the app may load itself under the learned policy, with whatever
@@ -660,7 +666,7 @@ def _learning_recorder(config: ShieldConfig) -> Any:
     recorder replaces the telemetry sinks and takes over the decisions (it records and allows
     every operation; see appshield.learn.recorder). Read once here, at install; a shield
     without it pays nothing."""
-    folder = STARTUP_ENVIRON.get("APPSHIELD_LEARN")
+    folder = config.settings.learn_folder
     if not folder or config.policy.mode != "monitor":
         return None
     from appshield.learn.recorder import Recorder

@@ -314,10 +314,10 @@ def _locate(name: str, search: Sequence[str] | None, base: str) -> _Found | None
 def _startup_dirs() -> frozenset[str]:
     global _trusted_dirs
     if _trusted_dirs is None:
-        from appshield._startup import STARTUP_ENVIRON
+        from appshield.settings import STARTUP
 
         found: set[str] = set()
-        for entry in STARTUP_ENVIRON.get("PATH", os.defpath).split(os.pathsep):
+        for entry in STARTUP.path.split(os.pathsep):
             if entry.startswith("/"):  # `.` or an empty entry depends on the current folder
                 found.add(normalize_path(entry))
                 found.add(resolve_path(entry))

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from appshield.engine import CompiledPolicy
     from appshield.operations import Operation
 
-__all__ = ["Policy", "PolicyDocument", "load_policy", "mode_override", "resolve_mode"]
+__all__ = ["Policy", "PolicyDocument", "load_policy"]
 
 # appshield's own installed files: protected by `protections.policy_files`.
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,22 +181,3 @@ def _folders_above(paths: Sequence[str]) -> tuple[str, ...]:
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Parse and validate the policy file at `path`; raise `PolicyError` on any problem."""
     return Policy.from_file(path)
-
-
-def resolve_mode(argument: str | None, environ: Mapping[str, str], policy: Policy) -> Mode:
-    """install(mode=) / --mode > APPSHIELD_MODE > the file's mode > enforce."""
-    override = mode_override(argument, environ)
-    return override if override is not None else policy.document.mode or "enforce"
-
-
-def mode_override(argument: str | None, environ: Mapping[str, str]) -> Mode | None:
-    """The mode given by argument or APPSHIELD_MODE, if any; ValueError for another word.
-
-    Here rather than in the runtime, so that `appshield run` can check the mode without
-    importing the hooks (and wrapt) into a process that only execs the command."""
-    for candidate in (argument, environ.get("APPSHIELD_MODE") or None):
-        if candidate is not None:
-            if candidate not in ("enforce", "monitor"):
-                raise ValueError(f"mode must be 'enforce' or 'monitor', not {candidate!r}")
-            return candidate  # type: ignore[return-value]
-    return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from appshield.settings import seconds
+
 __all__ = ["SIGNALS", "TelemetrySettings"]
 
 SIGNALS: tuple[str, ...] = ("traces", "logs", "metrics")
@@ -18,11 +20,7 @@ _KNOWN_EXPORTERS = frozenset({"otlp", "console", "none"})
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        value = float(environ.get(name, "") or default)
-    except ValueError:
-        return default
-    return value if value >= 0 else default
+    return seconds(environ.get(name), default)  # the one reading of a seconds setting
 
 
 def _exporters(environ: Mapping[str, str], signal: str) -> tuple[str, ...]:

@@ -1,0 +1,124 @@
+"""Everything appshield takes from the environment, read once when appshield is first imported.
+
+    STARTUP = Settings.from_environ(os.environ)   # at import; never read again
+
+Changing `APPSHIELD_*` after start-up changes nothing: an attacker who can set
+`APPSHIELD_DISABLE` or `APPSHIELD_MODE` once the app runs gains nothing, and every part of
+appshield sees the same values. The runtime, activation, reload, the pytest plugin and the
+hooks are handed these settings (or read `STARTUP`, the same frozen object); none of them reads
+`os.environ` for a setting of its own. `appshield run` and `appshield learn`, which prepare an
+environment for a command, read their own process's environment the same way
+(`Settings.from_environ`).
+
+Mode precedence lives here and only here (`effective_mode`):
+
+    install(mode=) / --mode / a pytest marker's mode  >  APPSHIELD_MODE  >  the file's `mode:`
+    >  enforce
+
+A module of its own, in the core (it imports only `decision`'s types), so that the hooks
+can read the start-up PATH without importing the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple, cast
+
+from appshield.decision import Mode
+
+__all__ = ["MODES", "STARTUP", "Settings", "effective_mode", "seconds"]
+
+MODES = ("enforce", "monitor")
+
+# The variable that carries a parent's policy identity to its children (appshield._inherit).
+_INHERITED = "APPSHIELD_IDENTITY"
+
+
+def effective_mode(argument: str | None, environment: str | None, file_mode: Mode | None) -> Mode:
+    """The mode a shield runs in: the first of the argument (install's `mode=`, `--mode`, a
+    marker), APPSHIELD_MODE and the policy file's own `mode:` that is set, else enforce. An
+    argument or APPSHIELD_MODE that is not a mode is a ValueError (never ignored: a typo in
+    `enforce` must not quietly leave the file's `monitor` in force)."""
+    for candidate in (argument, environment or None):
+        if candidate is not None:
+            if candidate not in MODES:
+                raise ValueError(f"mode must be 'enforce' or 'monitor', not {candidate!r}")
+            return cast(Mode, candidate)
+    return file_mode or "enforce"
+
+
+def _switched_on(value: str | None) -> bool:
+    return value not in (None, "", "0")
+
+
+def seconds(value: str | None, default: float) -> float:
+    """A setting in seconds: empty, not a number or negative gives the default."""
+    try:
+        found = float(value or default)
+    except ValueError:
+        return default
+    return found if found >= 0 else default
+
+
+def _reload_interval(value: str | None) -> float:
+    # At least a tenth of a second: a watcher must not spin.
+    try:
+        return max(0.1, float(value or "2"))
+    except ValueError:
+        return 2.0
+
+
+class Settings(NamedTuple):
+    """appshield's settings as the environment gave them (a named tuple: immutable, and cheap
+    to import at start-up)."""
+
+    policy_path: str | None = None  # APPSHIELD_POLICY
+    mode: str | None = None  # APPSHIELD_MODE, unchecked until a mode is needed
+    disabled: bool = False  # APPSHIELD_DISABLE: the kill switch
+    log_path: str | None = None  # APPSHIELD_LOG: the JSON violation log
+    learn_folder: str | None = None  # APPSHIELD_LEARN: `appshield learn` is recording
+    reload: bool = False  # APPSHIELD_RELOAD
+    reload_interval: float = 2.0  # APPSHIELD_RELOAD_INTERVAL, seconds (at least 0.1)
+    flush_timeout: float = 2.0  # APPSHIELD_FLUSH_TIMEOUT, seconds
+    inherited: str | None = None  # a parent's policy identity (activation: children)
+    path: str = os.defpath  # PATH at start-up: how hooks resolve a program name
+    # The APPSHIELD_*, OTEL_* and PATH variables as they were (read-only): the telemetry
+    # settings and policy discovery read theirs from here.
+    environ: Mapping[str, str] = MappingProxyType({})
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        snapshot = {
+            k: v
+            for k, v in environ.items()
+            if type(k) is str
+            and type(v) is str
+            and (k.startswith(("APPSHIELD_", "OTEL_")) or k == "PATH")
+        }
+        get = snapshot.get
+        return cls(
+            policy_path=get("APPSHIELD_POLICY") or None,
+            mode=get("APPSHIELD_MODE") or None,
+            disabled=_switched_on(get("APPSHIELD_DISABLE")),
+            log_path=get("APPSHIELD_LOG") or None,
+            learn_folder=get("APPSHIELD_LEARN") or None,
+            reload=_switched_on(get("APPSHIELD_RELOAD")),
+            reload_interval=_reload_interval(get("APPSHIELD_RELOAD_INTERVAL")),
+            flush_timeout=seconds(get("APPSHIELD_FLUSH_TIMEOUT"), 2.0),
+            inherited=get(_INHERITED) or None,
+            path=get("PATH", os.defpath),
+            environ=MappingProxyType(snapshot),
+        )
+
+    def mode_for(self, argument: str | None, file_mode: Mode | None) -> Mode:
+        """`effective_mode` with this environment's APPSHIELD_MODE."""
+        return effective_mode(argument, self.mode, file_mode)
+
+    def check_mode(self, argument: str | None = None) -> None:
+        """Raise ValueError now for a mode that would stop the shield later."""
+        effective_mode(argument, self.mode, None)
+
+
+STARTUP: Settings = Settings.from_environ(os.environ)
