@@ -129,7 +129,20 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
 
             variables.freeze(dict(parent.variables))
         loaded = _parents_policy(path, settings, parent)
-        handle = runtime.install(loaded, locked=True, modules_before=before, settings=settings)
+        recorder = _learning_recorder(settings, loaded.mode)
+        if recorder is None:
+            handle = runtime.install(loaded, locked=True, modules_before=before, settings=settings)
+        else:
+            # Watching before install: what installing imports (the hooks' modules and
+            # theirs) is what an app's later import of those modules would load with it.
+            recorder.watch_preloaded_imports()
+            handle = runtime.install(
+                loaded,
+                locked=True,
+                settings=settings,
+                reporter=recorder,
+                decider_for=recorder.decider_for,
+            )
         identity = None
         if source in ENV_SOURCES:
             identity = passed if passed is not None else _identity(handle.policy)
@@ -154,6 +167,17 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
         return handle
     except Exception as exc:  # any failure means no shield: stop here
         fail_closed(_describe(exc))
+
+
+def _learning_recorder(settings: Settings, mode: str) -> Any:
+    """`appshield learn`: with APPSHIELD_LEARN set and a policy in monitor mode, the learning
+    recorder is the shield's reporter and makes its decider (it records and allows every
+    operation; see appshield.learn.recorder)."""
+    if settings.learn_folder is None or mode != "monitor":
+        return None
+    from appshield.learn.recorder import Recorder
+
+    return Recorder(settings.learn_folder)
 
 
 def _parents_policy(path: str, settings: Settings, parent: Any) -> Any:

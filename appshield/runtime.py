@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 
 from appshield._threadstate import reporting_now, thread_state
 from appshield.decision import Decision, Mode
-from appshield.engine.compiled import CompiledPolicy
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks import _scope_code
 from appshield.hooks._patching import WRAPT_DIR
 from appshield.operations import Operation
 from appshield.policy import Policy
+from appshield.ports import Decider, Reporter
 from appshield.report import CallSite, Violation
 from appshield.settings import STARTUP, Settings
 
@@ -218,12 +218,16 @@ class Shield:
     def __init__(
         self,
         config: ShieldConfig,
-        reporter: Any,
+        reporter: Reporter,
         modules_before_install: frozenset[str] | None = None,
+        decider_for: Callable[[Decider], Decider] | None = None,
     ) -> None:
+        """`reporter`: where violations go. `decider_for`: what decides, made from each
+        compiled policy (at install and at every reload); None: the compiled policy itself."""
         self.config = config
         self.policy = config.policy
-        self.compiled = config.policy.compiled
+        self._decider_for = decider_for
+        self.compiled: Decider = self._decider(config.policy.compiled)
         self.reporter = reporter
         self.locked = config.locked
         self.policy_name = config.policy.name
@@ -250,8 +254,8 @@ class Shield:
         """Replace the policy for every thread at once (policy reload). The new policy is
         compiled before the switch, so no hook ever sees a half-made one; the config keeps
         its lock and log settings."""
-        compiled = policy.compiled
-        self.config = ShieldConfig(policy, self.config.locked, self.config.log_path)
+        compiled = self._decider(policy.compiled)
+        self.config = self.config._replace(policy=policy)
         self.policy, self.compiled, self.policy_name = policy, compiled, policy.name
         # The new policy's scopes name other modules, maybe: their code is found from now
         # (for modules already loaded, in their namespaces as they are at this moment).
@@ -259,14 +263,20 @@ class Shield:
 
         imports.configure_scopes(compiled)
 
+    def _decider(self, compiled: Decider) -> Decider:
+        decider = compiled if self._decider_for is None else self._decider_for(compiled)
+        # Scopes are decided from code the import system compiled (`_scope_stack`); a decider
+        # that describes its callers gets the names their frames claim instead.
+        self._stack_source = (
+            _stack_of_caller if decider.describes_callers else _scope_stack_of_caller
+        )
+        return decider
+
     def decide(self, operation: Operation, api: str = "") -> Decision:
         """The pure decision for `operation` made through `api` (the stack is walked only
         when a scoped rule needs it). Raises whatever the engine raises: the gate treats that
-        as a denial. (`api` is a local here for the learning recorder, which reads it.)"""
-        compiled = self.compiled
-        if type(compiled) is CompiledPolicy:
-            return compiled.decide(operation, _scope_stack_of_caller)
-        return compiled.decide(operation, _stack_of_caller)  # the learning recorder
+        as a denial."""
+        return self.compiled.decide(operation, self._stack_source, api)
 
     def act(self, operation: Operation, decision: Decision, api: str) -> None:
         """A violation: report it (folded when it repeats), then raise `PolicyViolation` when
@@ -320,9 +330,9 @@ class Shield:
         `callsite` describes the caller to the learning recorder only: scopes are decided
         from this thread's own frames (see `_scope_stack`)."""
         compiled = self.compiled
-        if type(compiled) is CompiledPolicy:
-            decision = compiled.decide(operation, _scope_stack_of_caller)
-        else:  # the learning recorder: the names the frames claim, to describe the caller
+        if not compiled.describes_callers:
+            decision = compiled.decide(operation, _scope_stack_of_caller, api)
+        else:  # the names the frames claim, to describe the caller (learn)
             site: list[CallSite] = [callsite] if callsite is not None else []
 
             def stack() -> Sequence[str]:
@@ -330,7 +340,7 @@ class Shield:
                     site.append(capture_callsite(sys._getframe(1)))
                 return site[0].modules
 
-            decision = compiled.decide(operation, stack)
+            decision = compiled.decide(operation, stack, api)
         if decision.action != "allow":
             self.act(operation, decision, api)
         return decision
@@ -398,7 +408,7 @@ class Shield:
     def report_existing(self, operation: Operation, api: str) -> Decision:
         """Report, never block, an operation that already took effect before the shield
         started (a denied module imported before install). Reported with blocked=False."""
-        decision = self.compiled.decide(operation, None)
+        decision = self.compiled.decide(operation, None, api)
         if decision.action != "allow":
             if decision.blocked:
                 decision = Decision(decision.action, decision.rule_id, False, decision.mode)
@@ -418,9 +428,9 @@ class Shield:
         it costs a short stack walk (to the blamed frame, not the whole stack) and a counter,
         with no Violation, no timestamps and no telemetry. Listeners receive every violation
         in full, so with one registered nothing is folded here."""
-        fold = getattr(self.reporter, "fold", None)
-        if fold is None or self._listeners:
+        if self._listeners:
             return False
+        fold = self.reporter.fold
         if site:
             function, file, line = site[0].function, site[0].file, site[0].line
         else:
@@ -491,9 +501,7 @@ class Shield:
             while pending:
                 self.reporter.report(pending[0])
                 pending.popleft()
-            flush = getattr(self.reporter, "flush_now", None)
-            if flush is not None:
-                flush()
+            self.reporter.flush_now()
         except Exception:  # at exit: a failing sink must not change the exit status
             pass
 
@@ -574,13 +582,17 @@ def install(
     locked: bool = False,
     modules_before: frozenset[str] | None = None,
     settings: Settings = STARTUP,
+    reporter: Reporter | None = None,
+    decider_for: Callable[[Decider], Decider] | None = None,
 ) -> ShieldHandle:
     """Load the policy and start checking. Installing the same policy again returns the
     active handle; installing another while one is active raises RuntimeError.
 
     modules_before: the modules the app had imported, when the caller loaded `policy` itself
     (what loading imported is appshield's, not the app's). settings: what the environment
-    said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others)."""
+    said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others).
+    reporter, decider_for: the shield's ports (appshield.ports); by default the telemetry
+    sinks and the compiled policy (`appshield learn` hands in its recorder for both)."""
     global _current, _handle, _patcher
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy, settings)
@@ -603,16 +615,12 @@ def install(
         from appshield.telemetry import make_reporter
 
         config = ShieldConfig(effective, locked, settings.log_path, settings)
-        recorder = _learning_recorder(config)
-        if recorder is None:
-            reporter = make_reporter(config, settings.environ)
-            shield = Shield(config, reporter, modules_before_install)
+        if reporter is None:
+            shield = Shield(config, make_reporter(config, settings.environ), modules_before_install)
         else:
-            # Learning keeps every loaded module: what appshield loaded there (json, the YAML
-            # loader, ...) the app may load itself under the learned policy, with whatever
-            # those modules import in turn.
-            shield = Shield(config, recorder)
-            recorder.watch(shield)  # every decision, not only the reported ones
+            # A reporter of the caller's (learn's recorder) keeps every loaded module: what
+            # appshield loaded (json, the YAML loader, ...) the app may load itself later.
+            shield = Shield(config, reporter, None, decider_for)
         patcher = Patcher(hooks.all_patch_points())
         _add_audit_hook()
         _current = shield
@@ -661,28 +669,24 @@ def uninstall() -> None:
             pass
 
 
-def _learning_recorder(config: ShieldConfig) -> Any:
-    """`appshield learn`: with APPSHIELD_LEARN set and a policy in monitor mode, the learning
-    recorder replaces the telemetry sinks and takes over the decisions (it records and allows
-    every operation; see appshield.learn.recorder). Read once here, at install; a shield
-    without it pays nothing."""
-    folder = config.settings.learn_folder
-    if not folder or config.policy.mode != "monitor":
-        return None
-    from appshield.learn.recorder import Recorder
+class _NullReporter:
+    """The kill switch's reporter: nothing is checked, so nothing is reported."""
 
-    return Recorder(folder)
+    def report(self, violation: Violation) -> None:
+        pass
+
+    def fold(self, *args: Any) -> bool:
+        return False
+
+    def flush_now(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
 
 
-def _null_reporter() -> Any:
-    class _Null:
-        def report(self, violation: Violation) -> None:
-            pass
-
-        def shutdown(self) -> None:
-            pass
-
-    return _Null()
+def _null_reporter() -> Reporter:
+    return _NullReporter()
 
 
 def _add_audit_hook() -> None:

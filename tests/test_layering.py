@@ -92,3 +92,15 @@ def test_telemetry_and_learn_never_import_the_patching_layer() -> None:
 def test_the_graph_sees_imports_inside_functions() -> None:
     # The reason the old cycle went unnoticed: `from appshield.x import y` in a function body.
     assert "appshield._threadstate" in GRAPH["appshield.normalize"]
+
+
+def test_the_seams_are_ports_not_tricks() -> None:
+    # Learn hands its decider and reporter in at install (appshield.ports); nothing tells
+    # the engine's policy apart by its type or reads a caller's locals to find the API.
+    sources = {p: p.read_text() for p in PACKAGE.rglob("*.py")}
+    assert [p.name for p, text in sources.items() if "is CompiledPolicy" in text] == []
+    assert [p.name for p, text in sources.items() if 'f_locals.get("api")' in text] == []
+    assert "APPSHIELD_LEARN" not in sources[PACKAGE / "runtime.py"]
+    assert "learn" not in "".join(
+        line for line in sources[PACKAGE / "runtime.py"].splitlines() if "import" in line
+    )

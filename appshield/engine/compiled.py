@@ -114,9 +114,14 @@ class CompiledPolicy:
             cls: ({} if cache_size > 0 else None) for cls in _OP_CATEGORY
         }
 
-    def decide(self, op: Operation, stack: StackInput = None) -> Decision:
+    # A `Decider` (appshield.ports) that decides scopes from the code on the stack, and has
+    # no use for the names frames claim.
+    describes_callers = False
+
+    def decide(self, op: Operation, stack: StackInput = None, api: str = "") -> Decision:
         """The decision for `op`. `stack`: the modules on the call stack, or a callable that
-        returns them; called only when a candidate rule has a scope, at most once."""
+        returns them; called only when a candidate rule has a scope, at most once. `api`
+        (the call the operation came through) does not change a decision."""
         cache = self._caches.get(op.__class__)
         if cache is None:
             return self._decide(op, stack)[0]
@@ -210,6 +215,10 @@ class CompiledPolicy:
             return None
         tops = frozenset(g.partition(".")[0] for g in globs)
         return None if any(has_magic(top) for top in tops) else tops
+
+    def import_screen(self) -> CategoryIndex:
+        """The import index: its `quiet` tells the hooks an import no rule can name."""
+        return self._categories["import"]
 
     def index(self, category: str) -> CategoryIndex:
         """The category's candidate index, for hooks that screen an operation before they

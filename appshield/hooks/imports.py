@@ -215,17 +215,14 @@ def _import_op(name: str, absolute: str | None) -> ImportOp:
     return ImportOp(name, absolute, None, home, init)
 
 
-# (compiled policy, its import index) for the screen in `_judge`; the index only for the
-# engine's own compiled policy: a stand-in such as the learning recorder must see every op.
+# (decider, its import screen) for `_judge`; a decider without a screen (the learning
+# recorder) sees every import.
 _screen: tuple[Any, Any] = (None, None)
 
 
 def _screen_for(compiled: Any) -> tuple[Any, Any]:
     global _screen
-    from appshield.engine.compiled import CompiledPolicy
-
-    index = compiled.index("import") if type(compiled) is CompiledPolicy else None
-    _screen = (compiled, index)
+    _screen = (compiled, compiled.import_screen())
     return _screen
 
 
@@ -544,13 +541,8 @@ def on_uninstall() -> None:
 
 
 def configure_scopes(compiled: Any) -> None:
-    """Record the code of the modules the policy's scopes name (see `_scope_code`); the
-    learning recorder's stand-in has no scopes of its own."""
-    matcher = getattr(compiled, "scope_matcher", None)
-    if not callable(matcher):
-        _scope_code.configure(None)
-        return
-    _scope_code.configure(matcher(), compiled.scope_tops())
+    """Record the code of the modules the decider's scopes name (see `_scope_code`)."""
+    _scope_code.configure(compiled.scope_matcher(), compiled.scope_tops())
 
 
 os.register_at_fork(after_in_child=_judged.after_fork)

@@ -2,11 +2,11 @@
 
 `appshield learn` starts the command with `APPSHIELD_LEARN=<folder>` and `APPSHIELD_POLICY`
 naming the *learning policy* (`LEARNING_POLICY`: every default is `alert`, monitor mode, no
-rules). When `APPSHIELD_LEARN` is set (and the mode is monitor), `runtime.install` gives the
-shield a `Recorder` instead of the telemetry reporter and lets it take over the decisions
-(`Recorder.watch`): every operation is recorded and allowed, so nothing is blocked, nothing
-is reported (telemetry would fold repeats away and flood the exporters), and no hook stops
-deciding early. The recorder:
+rules). When `APPSHIELD_LEARN` is set (and the mode is monitor), activation installs the
+shield with a `Recorder` for both its ports (appshield.ports): the recorder is the reporter
+instead of the telemetry sinks, and its `decider_for` makes the decider: every operation is
+recorded and allowed, so nothing is blocked, nothing is reported (telemetry would fold
+repeats away and flood the exporters), and no hook stops deciding early. The recorder:
 - writes each distinct operation to `<folder>/ops-<pid>.jsonl` the first time it is seen, so
   a process that ends in `os._exit` or `exec` loses only its repeat counts, never an operation;
 - counts repeats in memory and appends them at exit, and at most once a second while the
@@ -28,14 +28,19 @@ import posixpath
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield._threadstate import appshield_io, thread_state
-from appshield.decision import Decision
+from appshield.decision import Action, Decision
+from appshield.engine.compiled import StackInput
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
 from appshield.operations import FileOp, Operation
 from appshield.report import Violation
+
+if TYPE_CHECKING:
+    from appshield.ports import Decider
 
 __all__ = ["LEARNING_POLICY", "Recorder", "blame_module"]
 
@@ -76,18 +81,18 @@ _RECORDED = Decision("allow", "learn:recorded", False, "monitor")
 
 
 class _RecordingDecisions:
-    """Stands in for the shield's compiled policy: records every operation it is asked about
-    and allows it. Decisions, not reports, are where every operation is seen."""
+    """The learning shield's decider (appshield.ports.Decider): records every operation it is
+    asked about and allows it. Decisions, not reports, are where every operation is seen."""
 
-    def __init__(self, inner: Any, recorder: Recorder) -> None:
+    # The caller is described by the names its frames claim (`blame_module`), as a report is.
+    describes_callers = True
+
+    def __init__(self, inner: Decider, recorder: Recorder) -> None:
         self._inner = inner
         self._recorder = recorder
 
-    def decide(self, operation: Operation, stack: Any = None) -> Any:
-        # The callers (Shield.enforce, the hooks' screen, report_existing) all hold the API
-        # name in a local called `api`; reading it here spares a change to every hook.
-        api = sys._getframe(1).f_locals.get("api")
-        self._recorder.saw(operation, stack, api if isinstance(api, str) else "")
+    def decide(self, operation: Operation, stack: StackInput = None, api: str = "") -> Decision:
+        self._recorder.saw(operation, stack, api)
         return _RECORDED
 
     def needs_stack(self, category: str) -> bool:
@@ -95,8 +100,23 @@ class _RecordingDecisions:
         # hooks from remembering allowed operations, so every repeat is counted.
         return True
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def import_screen(self) -> None:
+        return None  # no import is allowed unseen: every one is recorded
+
+    def file_needs_resolved_path(self, access: str) -> bool:
+        return self._inner.file_needs_resolved_path(access)
+
+    def has_rules(self, category: str) -> bool:
+        return self._inner.has_rules(category)
+
+    def default(self, category: str) -> Action:
+        return self._inner.default(category)
+
+    def scope_matcher(self) -> Callable[[str], bool] | None:
+        return None  # the learning policy has no scopes
+
+    def scope_tops(self) -> frozenset[str] | None:
+        return None
 
 
 def _modules(stack: Any) -> tuple[str, ...]:
@@ -147,11 +167,17 @@ class Recorder:
         atexit.register(self.flush)
         os.register_at_fork(after_in_child=self._after_fork)
 
-    def watch(self, shield: Any) -> None:
-        shield.compiled = _RecordingDecisions(shield.compiled, self)
-        self._watch_preloaded_imports()
+    def decider_for(self, compiled: Decider) -> Decider:
+        """The shield's decider while learning (see `_RecordingDecisions`)."""
+        return _RecordingDecisions(compiled, self)
 
-    def _watch_preloaded_imports(self) -> None:
+    def fold(self, *args: Any) -> bool:
+        return False  # nothing is reported, so nothing is a repeat of a report
+
+    def flush_now(self) -> None:
+        self.flush()
+
+    def watch_preloaded_imports(self) -> None:
         """Record the app's imports of modules that appshield itself had already loaded.
 
         Those imports are `sys.modules` hits here, which no import hook sees, yet the shield

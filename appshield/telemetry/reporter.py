@@ -127,6 +127,10 @@ class TelemetryReporter:
             finally:
                 self.stats.export_deadline = None
 
+    def flush_now(self) -> None:
+        """`flush` within the flush timeout (the runtime's drain at exit)."""
+        self.flush(time.monotonic() + self.settings.flush_timeout_s)
+
     def shutdown(self) -> None:
         """The shield is being uninstalled: flush, stop the private pipeline (both bounded by
         the flush timeout, on a helper thread) and give back the exit hooks."""

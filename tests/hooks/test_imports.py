@@ -347,7 +347,7 @@ def test_threads_and_monitor(modules: Path) -> None:
 def test_decided_once_and_only_where_a_rule_can_apply(modules: Path) -> None:
     """One decision per import however many layers see it; a module that no rule could name
     is let through without one (the engine's screen), while a scoped rule still gets the
-    stack and a stand-in for the compiled policy (the learning recorder) sees every import."""
+    stack and a decider with no import screen (the learning recorder) sees every import."""
     for name in ("shield_plain", "shield_watched", "shield_scoped", "shield_recorded"):
         (modules / f"{name}.py").write_text("X = 1\n")
     importlib.invalidate_caches()
@@ -370,9 +370,16 @@ def test_decided_once_and_only_where_a_rule_can_apply(modules: Path) -> None:
     real_decide = shield.compiled.decide
 
     class StandIn:
-        def decide(self, op: object, stack: object = None) -> object:
+        """A decider (appshield.ports.Decider) with no import screen, as learn's is."""
+
+        describes_callers = False
+
+        def decide(self, op: object, stack: object = None, api: str = "") -> object:
             decided.append(op)
-            return real_decide(op, stack)  # type: ignore[arg-type]
+            return real_decide(op, stack, api)  # type: ignore[arg-type]
+
+        def import_screen(self) -> None:
+            return None
 
         def __getattr__(self, name: str) -> object:
             return getattr(real, name)

@@ -1,0 +1,84 @@
+"""The two ports of a shield: what decides, and where violations go.
+
+    Shield(config, reporter, decider_for=...)
+      decider  = decider_for(policy.compiled)   # CompiledPolicy itself, or a stand-in
+      reporter = the telemetry sinks, or learn's recorder
+
+The runtime and the hooks talk to the policy only through `Decider` and to the sinks only
+through `Reporter`. The engine's `CompiledPolicy` is the usual decider; `appshield learn`
+hands in a recording decider (every operation recorded and allowed) and a recording reporter,
+as arguments at install, instead of replacing the shield's attributes afterwards. Nothing
+else needs to tell them apart: a decider says what it needs (`describes_callers`,
+`import_screen`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from appshield.decision import Action, Decision
+from appshield.engine.compiled import StackInput
+from appshield.operations import Operation
+
+if TYPE_CHECKING:
+    from appshield.report import Violation
+
+__all__ = ["Decider", "Reporter", "StackInput"]
+
+
+class Decider(Protocol):
+    """Turns an operation into a decision; the hooks also ask it what their caches may
+    assume."""
+
+    # True for a decider that wants the names the caller's frames claim (to describe who
+    # asked: learn), False for one that decides scopes from code it can prove (the engine).
+    describes_callers: bool
+
+    def decide(self, op: Operation, stack: StackInput = None, api: str = "") -> Decision:
+        """The decision for `op`, made through the API `api` (`open`, `socket.connect`...)."""
+        ...
+
+    def needs_stack(self, category: str) -> bool:
+        """Could the call stack change a decision of this category (no caching if so)?"""
+        ...
+
+    def file_needs_resolved_path(self, access: str) -> bool: ...
+
+    def has_rules(self, category: str) -> bool: ...
+
+    def default(self, category: str) -> Action: ...
+
+    def import_screen(self) -> Any:
+        """An index whose `quiet(...)` tells an import no rule can name (allowed without an
+        operation), or None when every import must reach `decide`."""
+        ...
+
+    def scope_matcher(self) -> Callable[[str], bool] | None: ...
+
+    def scope_tops(self) -> frozenset[str] | None: ...
+
+
+class Reporter(Protocol):
+    """Where violations go (the telemetry sinks; learn's recorder)."""
+
+    def report(self, violation: Violation) -> None: ...
+
+    def fold(
+        self,
+        operation: Any,
+        decision: Any,
+        api: str,
+        function: str | None,
+        file: str | None,
+        line: int | None,
+    ) -> bool:
+        """Count a repeat of a violation already reported (True: folded, nothing more to
+        report). A reporter that aggregates nothing returns False."""
+        ...
+
+    def flush_now(self) -> None:
+        """Push out what is held (at exit)."""
+        ...
+
+    def shutdown(self) -> None: ...
