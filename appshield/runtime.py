@@ -627,10 +627,8 @@ def install(
         _gate.bind(shield)
         try:
             patcher.install()
-            for module in hooks.CATEGORY_MODULES:
-                on_install = getattr(module, "on_install", None)
-                if on_install is not None:
-                    on_install(shield)
+            for family in hooks.FAMILIES:
+                family.on_install(shield)
         except BaseException:
             _current = None
             _gate.unbind()
@@ -655,10 +653,8 @@ def uninstall() -> None:
 
         _current = None
         _gate.unbind()
-        for module in hooks.CATEGORY_MODULES:
-            on_uninstall = getattr(module, "on_uninstall", None)
-            if on_uninstall is not None:
-                on_uninstall()
+        for family in reversed(hooks.FAMILIES):
+            family.on_uninstall()
         if _patcher is not None:
             _patcher.uninstall()
         _patcher = None

@@ -1,44 +1,42 @@
-"""The patching layer: one table of patch points, one audit hook.
+"""The patching layer: one table of hook families, one audit hook.
 
-Each category module (`process`, `file`, `network`, `imports`) contributes:
-- `PATCHES`: a tuple of `PatchPoint` (wrapt wrappers on Python-level entry points);
-- `AUDIT_HANDLERS`: a mapping from PEP 578 audit event name to a function that turns the
-  event's arguments into `(operation, api)` or None (the backstop for C-level modules,
-  captured aliases, reloads and `__wrapped__`);
-- optionally `on_install(shield)` / `on_uninstall()` for work that is neither.
+Each category module (`process`, `file`, `network`, `imports`) contributes one row, its
+`FAMILY` (`_patching.HookFamily`): its patch points (wrapt wrappers on Python-level entry
+points), its PEP 578 audit handlers (the backstop for C-level modules, captured aliases,
+reloads and `__wrapped__`), the fast paths its audit events may take, and its install,
+uninstall and after-fork steps. The runtime walks `FAMILIES` forwards to install and
+backwards to uninstall; the one `os.register_at_fork` below walks their after-fork steps.
+To add a hook: add a patch point or an audit handler to the right family (or a new family
+module with its own `FAMILY`, listed here); nothing else registers anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from types import ModuleType
-from typing import Any
+import os
+from collections.abc import Mapping
 
 from appshield.hooks import file, imports, network, process
-from appshield.hooks._patching import PatchPoint
+from appshield.hooks._patching import AuditHandler, FastPath, HookFamily, PatchPoint
 
 __all__ = [
-    "CATEGORY_MODULES",
+    "FAMILIES",
     "all_audit_handlers",
     "all_fast_paths",
     "all_patch_points",
     "event_categories",
 ]
 
-CATEGORY_MODULES: tuple[ModuleType, ...] = (process, file, network, imports)
-_CATEGORY_OF_MODULE = {process: "process", file: "file", network: "network", imports: "import"}
-
-AuditHandler = Callable[[tuple[Any, ...]], Any]
+FAMILIES: tuple[HookFamily, ...] = (process.FAMILY, file.FAMILY, network.FAMILY, imports.FAMILY)
 
 
 def all_patch_points() -> tuple[PatchPoint, ...]:
-    return tuple(p for m in CATEGORY_MODULES for p in getattr(m, "PATCHES", ()))
+    return tuple(p for family in FAMILIES for p in family.patches)
 
 
 def all_audit_handlers() -> Mapping[str, AuditHandler]:
     handlers: dict[str, AuditHandler] = {}
-    for module in CATEGORY_MODULES:
-        for event, handler in getattr(module, "AUDIT_HANDLERS", {}).items():
+    for family in FAMILIES:
+        for event, handler in family.audit_handlers.items():
             if event in handlers:
                 raise RuntimeError(f"audit event {event!r} handled twice")
             handlers[event] = handler
@@ -47,17 +45,22 @@ def all_audit_handlers() -> Mapping[str, AuditHandler]:
 
 def event_categories() -> Mapping[str, str]:
     """audit event -> the category of the hook that handles it (for undescribable reports)."""
-    return {
-        event: _CATEGORY_OF_MODULE[module]
-        for module in CATEGORY_MODULES
-        for event in getattr(module, "AUDIT_HANDLERS", {})
-    }
+    return {event: family.category for family in FAMILIES for event in family.audit_handlers}
 
 
-def all_fast_paths() -> Mapping[str, Callable[[tuple[Any, ...]], bool]]:
+def all_fast_paths() -> Mapping[str, FastPath]:
     """audit event -> a check the audit hook makes before the gate: True for a repeat the
     active policy already allowed (exact types only; any doubt is False)."""
-    found: dict[str, Callable[[tuple[Any, ...]], bool]] = {}
-    for module in CATEGORY_MODULES:
-        found.update(getattr(module, "FAST_PATHS", {}))
+    found: dict[str, FastPath] = {}
+    for family in FAMILIES:
+        found.update(family.fast_paths)
     return found
+
+
+def _after_fork_in_child() -> None:
+    for family in FAMILIES:
+        for step in family.after_fork:
+            step()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,7 +17,6 @@ lock (a lock held by another thread at fork time would otherwise never be releas
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -134,9 +133,9 @@ class ResolverMemory:
     def __len__(self) -> int:
         return len(self._by_address)
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
+        """In a forked child (hooks.network's FAMILY): another thread may have held the lock."""
         self._lock = threading.RLock()
 
 
 memory = ResolverMemory()
-os.register_at_fork(after_in_child=memory._after_fork)

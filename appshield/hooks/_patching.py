@@ -24,10 +24,21 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
-__all__ = ["WRAPT_DIR", "FunctionWrapper", "PatchPoint", "Patcher", "WrapperFn", "loaded"]
+__all__ = [
+    "WRAPT_DIR",
+    "AuditHandler",
+    "FastPath",
+    "FunctionWrapper",
+    "HookFamily",
+    "PatchPoint",
+    "Patcher",
+    "WrapperFn",
+    "loaded",
+]
 
 
 def _wrapt_extension() -> Any:
@@ -97,6 +108,31 @@ class PatchPoint(NamedTuple):
     optional: bool = False
     # Patch only if/when the module is imported; never import it just to patch it.
     lazy: bool = True
+
+
+AuditHandler = Callable[[tuple[Any, ...]], Any]
+FastPath = Callable[[tuple[Any, ...]], bool]
+
+
+def _nothing(*args: Any) -> None:
+    return None
+
+
+class HookFamily(NamedTuple):
+    """Everything one category's hooks need, in one row: the runtime walks these rows to
+    install (patch points, then `on_install`), to uninstall (`on_uninstall`, then the patches
+    undone) and after a fork (`after_fork`, in the child). A hook module has no other way in."""
+
+    category: str
+    patches: tuple[PatchPoint, ...]
+    # PEP 578 audit event -> a handler turning its arguments into (operation, api) or None
+    audit_handlers: Mapping[str, AuditHandler]
+    # audit event -> a check before the gate: True for a repeat the policy allowed
+    fast_paths: Mapping[str, FastPath] = MappingProxyType({})
+    on_install: Callable[[Any], None] = _nothing  # given the shield, once patched
+    on_uninstall: Callable[[], None] = _nothing
+    # Fresh locks and forgotten per-process state in a forked child (see os.register_at_fork)
+    after_fork: tuple[Callable[[], None], ...] = ()
 
 
 class _Applied(NamedTuple):

@@ -160,9 +160,7 @@ def _collect(
             _collect(list(value.__dict__.values()), origin, name, out, seen, depth + 1)
 
 
-def _after_fork() -> None:
+def after_fork() -> None:
+    """In a forked child (hooks.imports' FAMILY): another thread may have held the lock."""
     global _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork)
+    _lock = threading.Lock()

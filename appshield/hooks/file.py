@@ -75,11 +75,11 @@ from appshield.hooks._convert import Unreadable, event_index, event_path, fspath
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
 from appshield.hooks._file_describe import file_op, open_ops
-from appshield.hooks._patching import PatchPoint
+from appshield.hooks._patching import HookFamily, PatchPoint
 from appshield.normalize import fd_path
 from appshield.operations import Operation
 
-__all__ = ["AUDIT_HANDLERS", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
 _state = thread_state
 Described = tuple[Operation, str]
@@ -633,3 +633,5 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("sqlite3", "connect", _wrap_sqlite_connect, "file", optional=True),
     PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )
+
+FAMILY = HookFamily("file", PATCHES, AUDIT_HANDLERS)

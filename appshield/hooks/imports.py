@@ -46,10 +46,10 @@ from typing import Any
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate, _imp_names, _scope_code
 from appshield.hooks._imp_library import resolve_library
-from appshield.hooks._patching import PatchPoint, _waiting, loaded
+from appshield.hooks._patching import HookFamily, PatchPoint, _waiting, loaded
 from appshield.operations import ImportOp
 
-__all__ = ["AUDIT_HANDLERS", "PATCHES", "on_install", "on_uninstall"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
 _state = thread_state
 _MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".zip", ".egg", ".whl", ".pyz")
@@ -507,7 +507,7 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 # -- install ------------------------------------------------------------------------------------
 
 
-def on_install(shield: Any) -> None:
+def _on_install(shield: Any) -> None:
     """Report denied modules that the app imported before the shield started (never raising:
     they already ran). Modules that `install` itself loaded are appshield's, not the app's."""
     _judged.clear()
@@ -531,7 +531,7 @@ def on_install(shield: Any) -> None:
         report(_import_op(name, os.path.abspath(origin) if origin else None), "import")
 
 
-def on_uninstall() -> None:
+def _on_uninstall() -> None:
     global _screen
     _judged.clear()
     _intact.clear()
@@ -545,4 +545,11 @@ def configure_scopes(compiled: Any) -> None:
     _scope_code.configure(compiled.scope_matcher(), compiled.scope_tops())
 
 
-os.register_at_fork(after_in_child=_judged.after_fork)
+FAMILY = HookFamily(
+    "import",
+    PATCHES,
+    AUDIT_HANDLERS,
+    on_install=_on_install,
+    on_uninstall=_on_uninstall,
+    after_fork=(_judged.after_fork, _scope_code.after_fork),
+)

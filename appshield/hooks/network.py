@@ -27,7 +27,6 @@ Where each action is seen:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,10 +36,10 @@ from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks import _net_describe as describe
 from appshield.hooks._convert import Unreadable, event_bytes_like
-from appshield.hooks._patching import PatchPoint
+from appshield.hooks._patching import HookFamily, PatchPoint
 from appshield.operations import NetworkOp, Operation
 
-__all__ = ["AUDIT_HANDLERS", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
 _state = thread_state
 _str_copy = str.__getitem__
@@ -641,16 +640,20 @@ PATCHES: tuple[PatchPoint, ...] = (
 )
 
 
-def on_install(shield: Any) -> None:
+def _on_install(shield: Any) -> None:
     _allowed.reset_for(shield.compiled)
 
 
-def on_uninstall() -> None:
+def _on_uninstall() -> None:
     describe.memory.clear()
 
 
-def _after_fork_in_child() -> None:
-    _predecided.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+FAMILY = HookFamily(
+    "network",
+    PATCHES,
+    AUDIT_HANDLERS,
+    FAST_PATHS,
+    _on_install,
+    _on_uninstall,
+    (_predecided.after_fork, describe.memory.after_fork),
+)

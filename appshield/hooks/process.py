@@ -81,7 +81,7 @@ from typing import Any, NamedTuple
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, fspath_once
-from appshield.hooks._patching import FunctionWrapper, PatchPoint
+from appshield.hooks._patching import FunctionWrapper, HookFamily, PatchPoint
 from appshield.hooks._proc_convert import (
     Plain,
     argv_once,
@@ -111,7 +111,7 @@ from appshield.hooks._proc_preexec import PREEXEC_INDEX, Expected, run_checked
 from appshield.hooks._proc_screen import active, first_violation, screen
 from appshield.operations import Operation, ProcessOp
 
-__all__ = ["AUDIT_HANDLERS", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
 _state = thread_state
 Described = tuple[Operation, str]
@@ -718,3 +718,5 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("os", "spawnvp", _spawnv_wrapper(False, True), "process", optional=True),
     PatchPoint("os", "spawnvpe", _spawnv_wrapper(True, True), "process", optional=True),
 )
+
+FAMILY = HookFamily("process", PATCHES, AUDIT_HANDLERS)

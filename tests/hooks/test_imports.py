@@ -264,7 +264,7 @@ def test_modules_loaded_before_install_are_reported(modules: Path) -> None:
         shield = runtime.active_shield()
         assert shield is not None
         shield.reporter = Collect()
-        imports.on_install(shield)  # the install-time walk, seen by our collector
+        imports.FAMILY.on_install(shield)  # the install-time walk, seen by our collector
     finally:
         runtime.uninstall()
     hits = [v for v in seen if v.operation.module == "shield_evil_a"]  # type: ignore[union-attr]
