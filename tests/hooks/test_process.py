@@ -21,7 +21,6 @@ import pytest
 
 from appshield import _activate, runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _proc_describe
 from appshield.operations import ProcessOp
 from appshield.policy import Policy
 from appshield.report import Violation
@@ -135,14 +134,6 @@ def test_a_symlink_is_judged_as_its_target(world: World) -> None:
     os.symlink(TOUCH, world.root / "ls")
     refused(lambda: subprocess.run([world.root / "ls", world.canary]))
     assert world.ops[0].executable == TOUCH
-
-
-def test_shell_detection() -> None:
-    assert _proc_describe.is_shell("/usr/bin/bash", ["bash", "-lc", "x"])
-    assert _proc_describe.is_shell("/usr/bin/dash", ["sh", "-e", "-c", "x"])
-    assert _proc_describe.is_shell("/usr/bin/bash", ["bash", "-o", "pipefail", "-c", "x"])
-    assert not _proc_describe.is_shell("/usr/bin/bash", ["bash", "script.sh", "-c"])
-    assert not _proc_describe.is_shell("/usr/bin/python3", ["python3", "-c", "x"])
 
 
 # -- transparent when allowed ---------------------------------------------------------------
