@@ -1,5 +1,5 @@
 """Operations described on the command line (`appshield explain`), built the way the hooks
-build them: a process start by the hooks' own describer (`appshield._proc_describe`), paths
+build them: a process start by the one process describer (`appshield._proc_describe`), paths
 normalised and resolved, IP literals in their canonical spelling. Shared with anything else
 that turns user text into operations.
 """

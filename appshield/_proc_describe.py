@@ -99,23 +99,21 @@ def _text(value: Plain | int) -> str:
     """A program or folder as text: an exact str as it is, exact bytes decoded as the file
     system encoding does, an exact int a descriptor (named by its /proc/self/fd link).
     Anything else is not plain data: TypeError (the hooks read hostile values first)."""
-    kind = type(value)
-    if kind is str:
-        return value  # type: ignore[return-value]
-    if kind is bytes:
-        return os.fsdecode(value)  # type: ignore[arg-type]
-    if kind is int:
+    if type(value) is str:
+        return value
+    if type(value) is bytes:
+        return os.fsdecode(value)
+    if type(value) is int:
         return f"/proc/self/fd/{value}"
-    raise TypeError(f"not a plain value: {kind.__qualname__}")
+    raise TypeError(f"not a plain value: {type(value).__qualname__}")
 
 
 def _arg_text(value: Plain) -> str:
-    kind = type(value)
-    if kind is str:
-        return value  # type: ignore[return-value]
-    if kind is bytes:
+    if type(value) is str:
+        return value
+    if type(value) is bytes:
         return os.fsdecode(value)
-    raise TypeError(f"not a plain argument: {kind.__qualname__}")
+    raise TypeError(f"not a plain argument: {type(value).__qualname__}")
 
 
 def argv_text(argv: Sequence[Plain] | None) -> tuple[str, ...]:
