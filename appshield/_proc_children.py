@@ -100,23 +100,27 @@ def isolation_flags(argv: Sequence[str]) -> set[str]:
 
 
 def _text_env(env: Mapping[Any, Any]) -> dict[str, str]:
+    """The environment as text, as the child reads it. A name given twice (`"PYTHONPATH"` and
+    `b"PYTHONPATH"` both reach the child's environment block): the child's C start-up
+    (`getenv`) and its `os.environ` both take the first, so the first counts here too."""
     out: dict[str, str] = {}
     for key, value in env.items():
         k = os.fsdecode(key) if isinstance(key, bytes) else str(key)
-        out[k] = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        if k not in out:
+            out[k] = os.fsdecode(value) if isinstance(value, bytes) else str(value)
     return out
 
 
 def _env_pairs(items: Sequence[Any]) -> dict[str, str]:
-    """fork_exec's `b"KEY=VALUE"` items (exact bytes, or str) as a mapping (a repeated key:
-    the last one)."""
+    """fork_exec's `b"KEY=VALUE"` items (exact bytes, or str) as a mapping; of a repeated name,
+    the first, as the child reads it (see `_text_env`)."""
     pairs: dict[str, str] = {}
     for item in items:
         kind = type(item)
         if kind is not bytes and kind is not str:
             raise TypeError(f"not a plain environment item: {kind.__qualname__}")
         key, _, value = os.fsdecode(item).partition("=")
-        pairs[key] = value
+        pairs.setdefault(key, value)
     return pairs
 
 

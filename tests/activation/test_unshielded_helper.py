@@ -4,6 +4,7 @@ start, given how this process was switched on."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -145,3 +146,36 @@ def test_opentelemetry_bootstrap_carries_the_shield_unless_it_skips_us() -> None
     assert not child_would_be_unshielded(["python3", "app.py"], env, parent=PARENT)
     skipped = {**env, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask, appshield"}
     assert child_would_be_unshielded(["python3", "app.py"], skipped, parent=PARENT)
+
+
+CHILD_VIEW = (
+    "import os, sys\n"
+    "print(os.environ.get('PYTHONPATH'), [p for p in sys.path if p.startswith('/view-')])\n"
+)
+
+
+def test_a_repeated_variable_is_read_as_the_child_reads_it_first() -> None:
+    # The child's C start-up (getenv) and its os.environ both take the first of a repeated
+    # name; the control shows it on a real interpreter before the check is held to it.
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_VIEW],
+        env={"PYTHONPATH": "/view-first", b"PYTHONPATH": b"/view-last"},  # type: ignore[dict-item]
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert child.stdout.split() == ["/view-first", "['/view-first']"]
+    dropped_first = {
+        "PYTHONPATH": "/elsewhere",
+        **{k.encode(): v.encode() for k, v in SHIELDED.items()},
+    }
+    assert child_would_be_unshielded(["python3", "-c", "pass"], dropped_first, parent=PARENT)
+    kept_first = {**SHIELDED, b"PYTHONPATH": b"/elsewhere"}
+    assert not child_would_be_unshielded(["python3", "-c", "pass"], kept_first, parent=PARENT)
+    items = [f"{k}={v}".encode() for k, v in SHIELDED.items()]
+    shadowed = [b"PYTHONPATH=/elsewhere", *items]
+    assert child_would_be_unshielded(["python3", "-c", "pass"], shadowed, parent=PARENT)
+    assert not child_would_be_unshielded(
+        ["python3", "-c", "pass"], [*items, b"PYTHONPATH=/x"], parent=PARENT
+    )
