@@ -11,18 +11,19 @@ none of them can catch `os._exit`.
 Activation is idempotent within a process: the first way in wins and the others are no-ops,
 so `appshield run` + `opentelemetry-instrument` + `import appshield.auto` install once.
 
-`child_would_be_unshielded(argv, env)` is for the process hooks: it tells, at spawn time,
-whether a Python child would start without this process's shield.
+The activation facts it keeps (`activation()`) are what the process describer compares a
+Python child with (`appshield._proc_children`, `implicit:unshielded_children`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from appshield import _inherit
+from appshield._proc_children import BOOTSTRAP_DIR, ENV_SOURCES
 
 if TYPE_CHECKING:
     from appshield.runtime import ShieldHandle
@@ -34,17 +35,9 @@ __all__ = [
     "activate",
     "activation",
     "chain_sitecustomize",
-    "child_would_be_unshielded",
     "fail_closed",
-    "is_python_program",
     "policy_replaced",
 ]
-
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
-_BOOTSTRAP_REAL = os.path.realpath(BOOTSTRAP_DIR)
-
-# Ways in that travel through the environment, so children inherit them.
-ENV_SOURCES = frozenset({"bootstrap", "opentelemetry"})
 
 
 class Activation(NamedTuple):
@@ -329,233 +322,3 @@ def _report_like_site(err: BaseException) -> None:
             "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
             f"{err.__class__.__name__}: {err}\n"
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# children that would start without the shield
-
-
-def is_python_program(executable: str, argv0: str | None = None) -> bool:
-    """A CPython-style interpreter: `python`, `python3`, `python3.11`, `pythonw`, `pypy3`,
-    or this very interpreter under any name."""
-    import re
-
-    pattern = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]*(\.exe)?$")
-    for candidate in (executable, argv0):
-        if candidate and pattern.match(os.path.basename(candidate)):
-            return True
-    try:
-        return bool(executable) and os.path.realpath(executable) == os.path.realpath(sys.executable)
-    except (OSError, ValueError):
-        return False
-
-
-# Python options that take a value (attached or as the next argument).
-_WITH_VALUE = frozenset("WX")
-_LONG_WITH_VALUE = frozenset({"--check-hash-based-pycs"})
-
-
-def isolation_flags(argv: Sequence[str]) -> set[str]:
-    """The start-up options among -I, -E and -S in a Python command line (argv[0] is the
-    interpreter). Parsing stops where Python's does: at -c/-m (their value follows), a script
-    name, `-` or `--`."""
-    found: set[str] = set()
-    i = 1
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-", "--") or not arg.startswith("-"):
-            break
-        if arg.startswith("--"):
-            i += 2 if arg in _LONG_WITH_VALUE else 1
-            continue
-        letters = arg[1:]
-        for j, letter in enumerate(letters):
-            if letter in "IES":
-                found.add(letter)
-            if letter in "cm":
-                return found
-            if letter in _WITH_VALUE:
-                if j == len(letters) - 1:
-                    i += 1  # the value is the next argument
-                break
-        i += 1
-    return found
-
-
-def _text_env(env: Mapping[Any, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in env.items():
-        k = os.fsdecode(key) if isinstance(key, bytes) else str(key)
-        out[k] = os.fsdecode(value) if isinstance(value, bytes) else str(value)
-    return out
-
-
-def _has_sitecustomize(folder: str) -> bool:
-    return any(
-        os.path.exists(os.path.join(folder, name))
-        for name in ("sitecustomize.py", "sitecustomize.pyc", "sitecustomize/__init__.py")
-    )
-
-
-def _otel_bootstrap_dir() -> str | None:
-    try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("opentelemetry.instrumentation.auto_instrumentation")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin:
-        return None
-    return os.path.realpath(os.path.dirname(spec.origin))
-
-
-def _otel_skips_us(env: Mapping[str, str]) -> bool:
-    skipped = env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
-    names = {name.strip() for name in skipped.split(",")}
-    return bool(names & {"appshield", "*"})
-
-
-def _pythonpath_activates(env: Mapping[str, str], cwd: str | None) -> bool:
-    """Would a Python started with this environment switch appshield on? The first folder on
-    PYTHONPATH that holds a sitecustomize decides: ours does; OpenTelemetry's runs our
-    instrumentor unless told to skip it (APPSHIELD_POLICY is checked separately); anything
-    else shadows ours."""
-    otel_dir = None
-    for entry in env.get("PYTHONPATH", "").split(os.pathsep):
-        if not entry:
-            continue
-        folder = os.path.realpath(os.path.join(cwd or os.getcwd(), entry))
-        if folder == _BOOTSTRAP_REAL:
-            return True
-        if not _has_sitecustomize(folder):
-            continue
-        if otel_dir is None:
-            otel_dir = _otel_bootstrap_dir() or ""
-        return folder == otel_dir and not _otel_skips_us(env)
-    return False
-
-
-_python_name: Any = None  # is_python_program's name pattern, compiled on first use
-
-
-def child_would_be_unshielded(
-    argv: Sequence[str | bytes],
-    env: Mapping[Any, Any] | Sequence[Any] | None = None,
-    *,
-    executable: str | bytes | None = None,
-    cwd: str | None = None,
-) -> bool:
-    """True when the program about to start is a Python interpreter that would run without
-    this process's shield. For the process hooks: the result is `ProcessOp.unshielded`.
-
-    env: the child's environment (None: it inherits `os.environ` as it is now), a mapping or
-    fork_exec's list of b"KEY=VALUE" (converted only when the answer depends on it).
-    Only meaningful when this process was switched on through the environment (`appshield run`,
-    the bootstrap, `opentelemetry-instrument`): a shield installed from code cannot travel to
-    children, so then nothing is reported as unshielded (write process rules for interpreters).
-    """
-    current = _activation
-    if current is None or current.source not in ENV_SOURCES:
-        return False
-    args = [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv]
-    if isinstance(executable, bytes):
-        executable = os.fsdecode(executable)
-    program = executable or (args[0] if args else "")
-    argv0 = args[0] if args else None
-    # Most children are not Python: say so without is_python_program's two realpath walks
-    # (about 60 us per start). Equal realpaths are one file, so different files (device and
-    # inode, both found) cannot be this interpreter; a name that looks like Python, or a file
-    # that cannot be looked at, goes through is_python_program itself.
-    global _python_name
-    if _python_name is None:
-        import re
-
-        _python_name = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]*(\.exe)?$")
-    if not any(c and _python_name.match(os.path.basename(c)) for c in (program, argv0)):
-        if not program:
-            return False
-        try:
-            if not os.path.samestat(os.stat(sys.executable), os.stat(program)):
-                return False
-        except (OSError, ValueError):
-            pass  # not found: is_python_program decides
-    if not is_python_program(program, argv0):
-        return False
-    if isolation_flags(args):
-        return True
-    if env is not None and not isinstance(env, Mapping):
-        from appshield.hooks._proc_describe import env_mapping  # fork_exec's b"KEY=VALUE" list
-
-        env = env_mapping(env)
-    child_env = _text_env(os.environ if env is None else env)
-    if child_env.get("APPSHIELD_DISABLE", "") not in ("", "0"):
-        return True
-    if child_env.get("APPSHIELD_POLICY") != current.policy_env:
-        return True
-    if child_env.get("APPSHIELD_MODE") != current.mode_env:
-        return True
-    if child_env.get(_inherit.VARIABLE) != current.identity:
-        return True  # dropped or changed: the child would not check it runs our policy
-    if not _runs_this_python(_found(program, child_env), cwd):
-        return True  # another Python cannot load this appshield: decided here, not there
-    return not _pythonpath_activates(child_env, cwd)
-
-
-def _found(program: str, env: Mapping[str, str]) -> str:
-    """A bare program name as the child's PATH finds it (the hooks pass the resolved path)."""
-    if not program or os.sep in program:
-        return program
-    for folder in env.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(folder or os.curdir, program)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return program
-
-
-_VERSIONED = None  # `pythonX.Y`, compiled on first use
-
-
-def _runs_this_python(program: str, cwd: str | None) -> bool:
-    """Whether `program` is an interpreter of this very Python (implementation, version and
-    ABI), so that the bootstrap can load this appshield and its dependencies in it: this
-    interpreter or its base (a venv's), a `pythonX.Y` of the same version, or a venv's copy
-    whose `pyvenv.cfg` names the same version. Anything else (another version, `python3.13t`,
-    a program that cannot be looked at) cannot carry the shield."""
-    global _VERSIONED
-    if sys.implementation.name != "cpython" or not program:
-        return False
-    try:
-        real = os.path.realpath(os.path.join(cwd or os.getcwd(), program))
-        own = {os.path.realpath(sys.executable)}
-        base = getattr(sys, "_base_executable", None)
-        if base:
-            own.add(os.path.realpath(base))
-        if real in own:
-            return True
-        if _VERSIONED is None:
-            import re
-
-            _VERSIONED = re.compile(r"^python(\d+)\.(\d+)$")
-        found = _VERSIONED.match(os.path.basename(real))
-        if found is not None:
-            return (int(found[1]), int(found[2])) == sys.version_info[:2] and not sys.abiflags
-        return _venv_version(real) == sys.version_info[:2] and not sys.abiflags
-    except (OSError, ValueError):
-        return False
-
-
-def _venv_version(real: str) -> tuple[int, int] | None:
-    """The Python version a venv's `pyvenv.cfg` (beside the interpreter's `bin`) names."""
-    config = os.path.join(os.path.dirname(os.path.dirname(real)), "pyvenv.cfg")
-    try:
-        with open(config, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in lines:
-        key, _, value = line.partition("=")
-        if key.strip() in ("version", "version_info"):
-            parts = value.strip().split(".")
-            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-                return int(parts[0]), int(parts[1])
-    return None

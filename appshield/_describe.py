@@ -1,6 +1,7 @@
 """Operations described on the command line (`appshield explain`), built the way the hooks
-build them: programs resolved through PATH, paths normalised and resolved, IP literals in
-their canonical spelling. Shared with anything else that turns user text into operations.
+build them: a process start by the one process describer (`appshield._proc_describe`), paths
+normalised and resolved, IP literals in their canonical spelling. Shared with anything else
+that turns user text into operations.
 """
 
 from __future__ import annotations
@@ -8,62 +9,46 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from appshield._proc_describe import describe_start
 from appshield.normalize import (
     canonical_address,
     normalize_host,
     normalize_path,
     reached_address,
     resolve_path,
-    resolve_program,
 )
 from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
+from appshield.settings import STARTUP
 
 __all__ = ["file_op", "import_op", "network_op", "parse_endpoint", "process_op"]
 
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
-
 
 def process_op(
-    argv: Sequence[str], *, shell: bool = False, cwd: str | None = None, unshielded: bool = False
+    argv: Sequence[str],
+    *,
+    shell: bool = False,
+    cwd: str | None = None,
+    unshielded: bool = False,
+    startup_path: str = STARTUP.path,
 ) -> ProcessOp:
-    """A program start. `shell` is also set for `sh -c ...` and the like."""
+    """A program start as the process hooks of this process would describe
+    `subprocess.run(argv, cwd=cwd)`: found through this environment's PATH, trusted by the
+    folders of `startup_path`, a missing program judged where the kernel looks first.
+    `shell` and `unshielded` can only add to what the description finds (`sh -c ...` is a
+    shell start either way)."""
     if not argv:
         raise ValueError("no program given")
-    folder = normalize_path(cwd) if cwd else os.getcwd()
-    found, trusted = resolve_program(argv[0], path_env=os.environ.get("PATH"), cwd=folder)
-    if found is None:
-        found, trusted = _missing_program(argv[0], folder)
-    via_shell = shell or (os.path.basename(argv[0]) in _SHELLS and "-c" in argv[1:])
-    return ProcessOp(
-        executable=found,
-        argv=tuple(argv),
-        shell=via_shell,
-        cwd=folder,
-        trusted_location=trusted,
-        unshielded=unshielded,
+    name = argv[0]
+    search = os.get_exec_path()
+    start = describe_start(
+        name, tuple(argv), None, cwd, search=search, missing=True, startup_path=startup_path
     )
-
-
-def _missing_program(name: str, folder: str) -> tuple[str, bool]:
-    """A program found nowhere, described as the process hooks judge its start
-    (hooks/_proc_describe.py, `_missing`): at the first path the kernel would try, trusted
-    when every folder searched is on PATH or cannot be written."""
-    search = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    if "/" in name:
-        candidates = [normalize_path(name, cwd=folder)]
-    else:
-        candidates = [
-            normalize_path(os.path.join(entry or ".", name), cwd=folder) for entry in search
-        ]
-    on_path = {normalize_path(entry) for entry in search if entry.startswith("/")}
-    on_path |= {resolve_path(entry) for entry in on_path}
-
-    def trusted(path: str) -> bool:
-        parent = os.path.dirname(path) or "/"
-        return parent in on_path or (os.path.isdir(parent) and not os.access(parent, os.W_OK))
-
-    resolved = [resolve_path(path) for path in candidates]
-    return resolved[0], all(map(trusted, resolved))
+    if start is None:
+        raise ValueError(f"{name!r} cannot be started (a NUL byte)")
+    op = start.op
+    if (shell and not op.shell) or (unshielded and not op.unshielded):
+        op = op._replace(shell=op.shell or shell, unshielded=op.unshielded or unshielded)
+    return op
 
 
 def file_op(access: str, path: str) -> FileOp:

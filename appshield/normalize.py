@@ -11,7 +11,9 @@ policies are written in:
 - `canonical_address`: one spelling per IP address (`127.1`, `0x7f.1`, `2130706433` and
   `::ffff:127.0.0.1` are all `127.0.0.1`); None for a name.
 - `normalize_host`: the form host rules are written in.
-- `resolve_program`: where `execvp` would find a program, and whether that place is trusted.
+
+Where a program is found, and whether that place is trusted, is the process describer's
+(`appshield._proc_describe`).
 
 None of them raises on arbitrary text except where documented.
 """
@@ -30,7 +32,6 @@ __all__ = [
     "normalize_path",
     "reached_address",
     "resolve_path",
-    "resolve_program",
 ]
 
 PathInput = str | bytes | os.PathLike  # type: ignore[type-arg]
@@ -238,46 +239,3 @@ def normalize_host(name: str) -> str:
         except (UnicodeError, ValueError):
             pass
     return name.lower()
-
-
-def _is_executable_file(path: str) -> bool:
-    return os.access(path, os.X_OK) and not os.path.isdir(path)
-
-
-def resolve_program(
-    argv0_or_path: str | bytes | os.PathLike,  # type: ignore[type-arg]
-    *,
-    path_env: str | None,
-    cwd: str | None = None,
-) -> tuple[str | None, bool]:
-    """Where `execvp` would find the program, symlinks resolved, and whether its place is
-    trusted: `(resolved_absolute_path | None, trusted_location)`.
-
-    A name without `/` is looked up in `path_env` (the PATH snapshot taken when the shield
-    started; None means the libc default `/bin:/usr/bin`), as `shutil.which` does: the first
-    entry holding an executable file. Found there through an absolute entry, it is trusted
-    (relative entries such as `.` or an empty entry depend on the current folder and are not).
-    A name with `/` is resolved against `cwd` and trusted only when the folder holding the
-    resolved file is not writable by this process (`os.access(folder, W_OK)`). root can write
-    everywhere, so for root only programs found through PATH are trusted.
-    Not found: `(None, False)`.
-    """
-    try:
-        name = _text(argv0_or_path)
-    except (ValueError, TypeError):
-        return None, False
-    if not name:
-        return None, False
-    base = cwd if cwd is not None else _cwd()
-    if "/" in name:
-        candidate = normalize_path(name, cwd=base)
-        if not _is_executable_file(candidate):
-            return None, False
-        resolved = resolve_path(candidate)
-        return resolved, not os.access(os.path.dirname(resolved) or "/", os.W_OK)
-    search = path_env if path_env is not None else "/bin:/usr/bin"
-    for entry in search.split(os.pathsep):
-        candidate = normalize_path(f"{entry or '.'}/{name}", cwd=base)
-        if _is_executable_file(candidate):
-            return resolve_path(candidate), entry.startswith("/")
-    return None, False

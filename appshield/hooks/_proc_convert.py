@@ -33,7 +33,7 @@ from __future__ import annotations
 import operator
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from appshield.hooks._convert import (
@@ -51,6 +51,7 @@ __all__ = [
     "env_once",
     "event_argv",
     "event_env",
+    "exec_path",
     "file_actions_once",
     "fork_exec_argv_once",
     "path_once",
@@ -60,6 +61,7 @@ __all__ = [
     "preview_env",
     "preview_path",
     "spawn_options_once",
+    "text",
     "token",
 ]
 
@@ -481,3 +483,68 @@ def preview_env(env: Any) -> tuple[dict[Plain, Plain] | None, bool]:
     if exact and all_exact_text(keys) and all_exact_text(values):
         return env, True
     return {preview_path(k)[0]: preview_path(v)[0] for k, v in pairs}, False
+
+
+# -- text for the process describer -----------------------------------------------------------
+# `appshield._proc_describe` takes plain values only; these read the two things a hook may
+# still hold as something else: an event's own program or command, and this process's PATH.
+
+
+def text(value: Any) -> str:
+    """A program, folder or argument read as plain data, as text: str as it is, bytes decoded
+    as the file system encoding does (a subclass of either through its base type); an int is
+    a descriptor, named by its /proc/self/fd link. Anything else: `Unreadable`."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, int):
+        return f"/proc/self/fd/{int.__index__(value)}"
+    found = plain(value)
+    if found is None:
+        raise Unreadable(f"a value of type {kind.__qualname__} cannot be read safely")
+    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
+
+
+# (PATH as os.environ holds it, its entries): the split of the last value seen.
+_environ_path: tuple[object, tuple[str, ...]] = (object(), ())
+
+
+def _inherited_exec_path() -> tuple[str, ...] | None:
+    """`os.get_exec_path()` for a child that inherits this environment, without its warnings
+    filter and exception round trip (a third of a Popen description): os.environ keeps its
+    values as bytes in `_data`, and the same PATH gives the same entries. None when
+    os.environ is not the standard mapping (then the caller asks os.get_exec_path)."""
+    global _environ_path
+    environ = os.environ
+    if type(environ) is not os._Environ:  # type: ignore[attr-defined]
+        return None
+    data = environ.__dict__.get("_data")
+    if type(data) is not dict:
+        return None
+    value = data.get(b"PATH")
+    seen, entries = _environ_path
+    if value is not seen:
+        if value is None:
+            path = os.defpath
+        elif type(value) is bytes or issubclass(type(value), bytes):
+            # A bytes subclass stored by a str subclass's own `encode`: its data is what the
+            # C library's environ holds.
+            path = os.fsdecode(bytes.__getitem__(value, slice(None)))
+        else:
+            raise Unreadable("os.environ holds a PATH that is not bytes")
+        entries = tuple(path.split(os.pathsep))
+        _environ_path = (value, entries)
+    return entries
+
+
+def exec_path(env: Mapping[Any, Any] | None = None) -> Sequence[str]:
+    """PATH as the child will search it (`os.get_exec_path` semantics), for `env` None (this
+    environment) or a dict already read as plain data. A PATH that `os.get_exec_path` refuses
+    (both `PATH` and `b"PATH"` set) raises as it does: the start would fail the same way."""
+    if env is None:
+        entries = _inherited_exec_path()
+        if entries is not None:
+            return entries
+    elif type(env) is not dict:
+        raise Unreadable(f"an environment of type {type(env).__qualname__} cannot be read safely")
+    return tuple(map(text, os.get_exec_path(env)))

@@ -46,11 +46,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from appshield._proc_describe import describe_start
 from appshield.decision import Decision
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate
-from appshield.hooks._proc_describe import describe_start
 from appshield.operations import UndescribedOp
+from appshield.settings import STARTUP
 
 __all__ = ["API", "PREEXEC_INDEX", "Expected", "run_checked"]
 
@@ -170,7 +171,7 @@ def _prepare_again(
 ) -> tuple[list[tuple[Any, str]], None]:
     described = []
     for path in paths:
-        start = describe_start(path, argv, env, cwd, missing=True)
+        start = describe_start(path, argv, env, cwd, missing=True, startup_path=STARTUP.path)
         if start is not None:
             described.append((start.op, API))
     return described, None

@@ -17,7 +17,8 @@ Where each start is seen, and why there:
   spawn and forkserver, and which a reloaded subprocess binds again) and `subprocess._fork_exec`.
   With a `preexec_fn` (which runs in the child after the decision and before the exec), the
   child checks that the program is still the one judged and the parent decides again when it
-  is not (`_proc_preexec`). A program that cannot be found is judged too (see `_proc_describe`).
+  is not (`_proc_preexec`). A program that cannot be found is judged too (see
+  `appshield._proc_describe`).
 - `os.posix_spawn` / `posix_spawnp` (and their `posix` twins, which a reloaded `os` takes
   over): wrapped, because the audit event carries neither `file_actions` (whose opens are
   file operations, decided here as such) nor whether PATH is searched. The event
@@ -62,7 +63,7 @@ path object it hands the C function: a fresh private str/bytes/int subclass inst
 this call (`_proc_convert.token`), which no other code holds.
 
 `unshielded` (a Python child that would run without this process's shield) is decided by
-`appshield._activate.child_would_be_unshielded`: it applies only when this process got its
+`appshield._proc_children.child_would_be_unshielded`: it applies only when this process got its
 shield through the environment (`appshield run`, the sitecustomize bootstrap); a shield
 installed from code (`appshield.install()`) does not travel to children, so then it is False
 and interpreters are governed by ordinary process rules. See docs/limits.md.
@@ -78,6 +79,13 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from appshield._proc_describe import (
+    absolute_candidates,
+    describe_first,
+    describe_start,
+    shell_command,
+    unshielded,
+)
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, fspath_once
@@ -89,6 +97,7 @@ from appshield.hooks._proc_convert import (
     env_once,
     event_argv,
     event_env,
+    exec_path,
     fork_exec_argv_once,
     path_once,
     plain_spawn_options,
@@ -96,22 +105,18 @@ from appshield.hooks._proc_convert import (
     preview_env,
     preview_path,
     spawn_options_once,
-    token,
-)
-from appshield.hooks._proc_describe import (
-    absolute_candidates,
-    describe_first,
-    describe_start,
-    exec_path,
-    shell_command,
     text,
-    unshielded,
+    token,
 )
 from appshield.hooks._proc_preexec import PREEXEC_INDEX, Expected, run_checked
 from appshield.hooks._proc_screen import active, first_violation, screen
 from appshield.operations import Operation, ProcessOp
+from appshield.settings import STARTUP
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
+
+# PATH when appshield started: the describer trusts the programs in its folders.
+STARTUP_PATH = STARTUP.path
 
 _state = thread_state
 Described = tuple[Operation, str]
@@ -273,7 +278,9 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
     # The child's PATH: this environment's (the common case, remembered per PATH value), else
     # the given env's; only needed for a bare name.
     search = exec_path if child_env is None else (lambda: exec_path(child_env))
-    start = describe_start(program, items, child_env, folder, search=search, missing=True)
+    start = describe_start(
+        program, items, child_env, folder, search=search, missing=True, startup_path=STARTUP_PATH
+    )
     if start is None:
         return None
     op, _path, child_folder, index, launch, encoded, identity = start
@@ -286,7 +293,7 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
 
 
 def _on_system(args: tuple[Any, ...]) -> Described | None:
-    op = shell_command(args[0])
+    op = shell_command(text(args[0]), startup_path=STARTUP_PATH)
     return None if op is None else (op, "os.system")
 
 
@@ -294,7 +301,7 @@ def _on_exec(args: tuple[Any, ...]) -> Described | None:
     # Reached when the exec wrapper did not run (a captured alias, __wrapped__, posix after a
     # reload of os), or in a child for a start its parent decided.
     path, argv, env = args[:3]
-    start = describe_start(path, event_argv(argv), event_env(env))
+    start = describe_start(text(path), event_argv(argv), event_env(env), startup_path=STARTUP_PATH)
     if start is None or _already_decided(start.op):
         return None
     return start.op, "os.exec"
@@ -305,9 +312,12 @@ def _on_posix_spawn(args: tuple[Any, ...]) -> Described | None:
     # is searched is unknown then, so both readings of a bare name are judged.
     path, argv, env = args[:3]
     name, items, child_env = text(path), event_argv(argv), event_env(env)
-    starts = [describe_start(name, items, child_env)]
+    starts = [describe_start(name, items, child_env, startup_path=STARTUP_PATH)]
     if "/" not in name:
-        starts.append(describe_start(name, items, child_env, search=exec_path(None)))
+        search = exec_path(None)
+        starts.append(
+            describe_start(name, items, child_env, search=search, startup_path=STARTUP_PATH)
+        )
     found = [start.op for start in starts if start is not None]
     if any(_already_decided(op) for op in found):
         return None
@@ -322,7 +332,9 @@ def _on_pty_spawn(args: tuple[Any, ...]) -> Described | None:
     items = (argv,) if type(argv) is str else preview_argv(argv)[0]
     if not items:
         return None
-    start = describe_start(items[0], items, None, search=exec_path(None), missing=True)
+    start = describe_start(
+        items[0], items, None, search=exec_path(None), missing=True, startup_path=STARTUP_PATH
+    )
     if start is None:
         return None
     return _decided_start(start.op, "pty.spawn", True)
@@ -390,7 +402,7 @@ def _fork_exec_call(
     # The child runs the first candidate execve accepts: the first that can run is judged,
     # and the child is handed that one only. When none can run, the start of the missing
     # program is judged, and the child gets every candidate made absolute.
-    start = describe_first(candidates, argv, env, cwd, missing=True)
+    start = describe_first(candidates, argv, env, cwd, missing=True, startup_path=STARTUP_PATH)
     if start is None:
         return [], (argv, candidates, close_fds, pass_fds, cwd, env, *rest), ()
     if start.identity is None:
@@ -592,7 +604,12 @@ def _posix_spawn_wrapper(search: bool) -> Callable[..., Any]:
         options = spawn_options_once(kwargs, _absolute)
         described: list[Described] = []
         start = describe_start(
-            path, argv, child_env, search=exec_path(None) if search else None, missing=True
+            path,
+            argv,
+            child_env,
+            search=exec_path(None) if search else None,
+            missing=True,
+            startup_path=STARTUP_PATH,
         )
         # A missing program is handed on as it was named: the call fails as it would have.
         call_path = path if start is None or start.identity is None else start.path
@@ -637,7 +654,7 @@ def _exec_wrapper(with_env: bool) -> Callable[..., Any]:
         path = path_once(bound[0], allow_fd=with_env)  # execve runs an open descriptor too
         argv = argv_once(bound[1], function)
         child_env, env = _child_env(bound[2]) if with_env else (None, None)
-        start = describe_start(path, argv, child_env)
+        start = describe_start(path, argv, child_env, startup_path=STARTUP_PATH)
         call_path = path if start is None or type(path) is int else start.path
         call = (token(call_path), argv, env) if with_env else (token(call_path), argv)
         if start is None or _already_decided(start.op):
@@ -675,7 +692,9 @@ def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
         argv = argv_once(bound[2], "execv")
         child_env, env = _child_env(bound[3]) if with_env else (None, None)
         search_path = exec_path(child_env) if search else None
-        start = describe_start(path, argv, child_env, search=search_path, missing=True)
+        start = describe_start(
+            path, argv, child_env, search=search_path, missing=True, startup_path=STARTUP_PATH
+        )
         found = start is not None and start.identity is not None
         call_path = start.path if found and type(path) is not int else path  # type: ignore[union-attr]
         call = (bound[0], call_path, argv, *((env,) if with_env else ()))

@@ -1,17 +1,18 @@
-"""`child_would_be_unshielded`: the spawn-time decision the process hooks use."""
+"""`child_would_be_unshielded`: the spawn-time decision the process describer makes for every
+start, given how this process was switched on."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from appshield import _activate
-from appshield._activate import (
+from appshield import _activate, _proc_children
+from appshield._activate import Activation
+from appshield._proc_children import (
     BOOTSTRAP_DIR,
-    Activation,
     child_would_be_unshielded,
     is_python_program,
     isolation_flags,
@@ -70,16 +71,10 @@ def _without(key: str) -> dict[str, str]:
 OTHER = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
 
 
-@pytest.fixture
-def env_activated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # The decision compares a child with how *this* process was switched on.
-    monkeypatch.setattr(
-        _activate, "_activation", Activation("bootstrap", POLICY, None, POLICY, None, IDENTITY)
-    )
-    yield
+# The decision compares a child with how *this* process was switched on.
+PARENT = Activation("bootstrap", POLICY, None, POLICY, None, IDENTITY)
 
 
-@pytest.mark.usefixtures("env_activated")
 @pytest.mark.parametrize(
     ("argv", "env", "unshielded"),
     [
@@ -106,30 +101,81 @@ def env_activated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 )
 def test_child_decision(argv: list[str], env: dict[str, str], unshielded: bool) -> None:
     argv = [os.fsdecode(a) for a in argv]
-    assert child_would_be_unshielded(argv, env) is unshielded
+    assert child_would_be_unshielded(argv, env, parent=PARENT) is unshielded
 
 
-@pytest.mark.usefixtures("env_activated")
+def test_fork_exec_environment_items_are_read_as_the_child_gets_them() -> None:
+    items = [f"{k}={v}".encode() for k, v in SHIELDED.items()]
+    assert not child_would_be_unshielded(["python3", "-c", "pass"], items, parent=PARENT)
+    dropped = [item for item in items if not item.startswith(b"APPSHIELD_IDENTITY=")]
+    assert child_would_be_unshielded(["python3", "-c", "pass"], dropped, parent=PARENT)
+
+
 def test_a_sitecustomize_in_front_of_the_bootstrap_shadows_it(tmp_path: os.PathLike[str]) -> None:
     front = os.path.join(str(tmp_path), "front")
     os.mkdir(front)
     with open(os.path.join(front, "sitecustomize.py"), "w") as f:
         f.write("")
     env = {**SHIELDED, "PYTHONPATH": front + os.pathsep + BOOTSTRAP_DIR}
-    assert child_would_be_unshielded(["python3", "-c", "pass"], env)
+    assert child_would_be_unshielded(["python3", "-c", "pass"], env, parent=PARENT)
 
 
 def test_nothing_is_unshielded_without_environment_activation() -> None:
     assert _activate.activation() is None
-    assert not child_would_be_unshielded(["python3", "-I", "-c", "pass"], {})
+    isolated = ["python3", "-I", "-c", "pass"]
+    assert not child_would_be_unshielded(isolated, {}, parent=None)
+    from_code = Activation("auto", POLICY, None, POLICY)
+    assert not child_would_be_unshielded(isolated, {}, parent=from_code)
+    assert child_would_be_unshielded(isolated, {}, parent=PARENT)  # the control
 
 
-@pytest.mark.usefixtures("env_activated")
+def test_the_describer_asks_with_this_process_activation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appshield._proc_describe import unshielded
+
+    isolated = (sys.executable, "-I", "-c", "pass")
+    assert not unshielded(isolated, SHIELDED, sys.executable, "/")
+    monkeypatch.setattr(_activate, "_activation", PARENT)
+    assert unshielded(isolated, SHIELDED, sys.executable, "/")
+
+
 def test_opentelemetry_bootstrap_carries_the_shield_unless_it_skips_us() -> None:
-    otel = _activate._otel_bootstrap_dir()
+    otel = _proc_children._otel_bootstrap_dir()
     if otel is None:
         pytest.skip("opentelemetry-instrumentation missing")
     env = {**SHIELDED, "PYTHONPATH": otel + os.pathsep + BOOTSTRAP_DIR}
-    assert not child_would_be_unshielded(["python3", "app.py"], env)
+    assert not child_would_be_unshielded(["python3", "app.py"], env, parent=PARENT)
     skipped = {**env, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask, appshield"}
-    assert child_would_be_unshielded(["python3", "app.py"], skipped)
+    assert child_would_be_unshielded(["python3", "app.py"], skipped, parent=PARENT)
+
+
+CHILD_VIEW = (
+    "import os, sys\n"
+    "print(os.environ.get('PYTHONPATH'), [p for p in sys.path if p.startswith('/view-')])\n"
+)
+
+
+def test_a_repeated_variable_is_read_as_the_child_reads_it_first() -> None:
+    # The child's C start-up (getenv) and its os.environ both take the first of a repeated
+    # name; the control shows it on a real interpreter before the check is held to it.
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_VIEW],
+        env={"PYTHONPATH": "/view-first", b"PYTHONPATH": b"/view-last"},  # type: ignore[dict-item]
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert child.stdout.split() == ["/view-first", "['/view-first']"]
+    dropped_first = {
+        "PYTHONPATH": "/elsewhere",
+        **{k.encode(): v.encode() for k, v in SHIELDED.items()},
+    }
+    assert child_would_be_unshielded(["python3", "-c", "pass"], dropped_first, parent=PARENT)
+    kept_first = {**SHIELDED, b"PYTHONPATH": b"/elsewhere"}
+    assert not child_would_be_unshielded(["python3", "-c", "pass"], kept_first, parent=PARENT)
+    items = [f"{k}={v}".encode() for k, v in SHIELDED.items()]
+    shadowed = [b"PYTHONPATH=/elsewhere", *items]
+    assert child_would_be_unshielded(["python3", "-c", "pass"], shadowed, parent=PARENT)
+    assert not child_would_be_unshielded(
+        ["python3", "-c", "pass"], [*items, b"PYTHONPATH=/x"], parent=PARENT
+    )

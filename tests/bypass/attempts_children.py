@@ -161,4 +161,11 @@ except PermissionError as exc:
     _variable("cwd", "cwd"),
     _variable("tmp", "TMPDIR"),
     _variable("home", "HOME"),
+    _c(
+        # PYTHONPATH given twice: the child reads the first (empty: no bootstrap), a check that
+        # read the last would see the bootstrap and let an unshielded child start.
+        "repeated-pythonpath",
+        "env = {'PYTHONPATH': '', **{k.encode(): v.encode() for k, v in os.environ.items()}}\n"
+        + _TOUCH,
+    ),
 ]

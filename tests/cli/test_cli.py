@@ -171,12 +171,45 @@ def test_explain(policy: Path, args: list[str], code: int, rule: str, blocked: b
     assert (returncode, answer["rule"], answer["blocked"]) == (code, rule, blocked)
 
 
-def test_explain_untrusted_program_is_not_its_base_name(policy: Path) -> None:
-    # ./mytool sits in a folder this process can write: `executable: mytool` does not cover it
-    returncode, answer = explain(
-        policy, "process", "--", "./mytool", "run", cwd=policy.parent / "bin"
+def _explained_and_enforced(policy: Path, argv: list[str], path: str) -> tuple[str, str]:
+    """explain's rule for `argv` started from the policy's bin folder with `path` as PATH,
+    and what a shielded process started with that same PATH makes of the start."""
+    folder = policy.parent / "bin"
+    env = {"PATH": path, "APPSHIELD_POLICY": str(policy)}
+    result = run(
+        "explain", "--policy", str(policy), "--json", "process", "--", *argv, cwd=folder, env=env
     )
-    assert (returncode, answer["rule"]) == (1, "default:process")
+    shielded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import appshield.auto, subprocess\n"
+            f"try:\n    subprocess.run({argv!r}, check=True)\n    print('started')\n"
+            "except Exception as e:\n    print(type(e).__name__)\n",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    return json.loads(result.stdout)["rule"], shielded.stdout.strip() or shielded.stderr
+
+
+def test_explain_untrusted_program_is_not_its_base_name(policy: Path) -> None:
+    # ./mytool sits in a folder this process can write, and that folder was not on PATH when
+    # the process started: `executable: mytool` does not cover it, for explain as for the hooks
+    bare = os.environ.get("PATH", os.defpath)
+    assert _explained_and_enforced(policy, ["./mytool", "run"], bare) == (
+        "default:process",
+        "PolicyViolation",
+    )
+    # The control: that folder on the start-up PATH holds trusted programs, for both alike
+    on_path = f"{policy.parent / 'bin'}{os.pathsep}{bare}"
+    assert _explained_and_enforced(policy, ["./mytool", "run"], on_path) == (
+        "mytool-run",
+        "started",
+    )
 
 
 def test_explain_text_output_names_the_rule_and_its_place(policy: Path) -> None:

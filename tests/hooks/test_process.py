@@ -21,7 +21,6 @@ import pytest
 
 from appshield import _activate, runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _proc_describe
 from appshield.operations import ProcessOp
 from appshield.policy import Policy
 from appshield.report import Violation
@@ -137,14 +136,6 @@ def test_a_symlink_is_judged_as_its_target(world: World) -> None:
     assert world.ops[0].executable == TOUCH
 
 
-def test_shell_detection() -> None:
-    assert _proc_describe.is_shell("/usr/bin/bash", ["bash", "-lc", "x"])
-    assert _proc_describe.is_shell("/usr/bin/dash", ["sh", "-e", "-c", "x"])
-    assert _proc_describe.is_shell("/usr/bin/bash", ["bash", "-o", "pipefail", "-c", "x"])
-    assert not _proc_describe.is_shell("/usr/bin/bash", ["bash", "script.sh", "-c"])
-    assert not _proc_describe.is_shell("/usr/bin/python3", ["python3", "-c", "x"])
-
-
 # -- transparent when allowed ---------------------------------------------------------------
 
 
@@ -258,8 +249,16 @@ def test_unshielded_python_child_when_started_through_the_environment(
     env = {"APPSHIELD_POLICY": "/p.yaml", "PYTHONPATH": _activate.BOOTSTRAP_DIR}
     refused(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], env=env))
     refused(lambda: subprocess.run([sys.executable, "-c", "pass"], env={**env, "PYTHONPATH": ""}))
+    # The child reads the first of a name given twice: here the one without the bootstrap
+    shadowed = {"PYTHONPATH": "", **{k.encode(): v.encode() for k, v in env.items()}}
+    refused(lambda: subprocess.run([sys.executable, "-c", "pass"], env=shadowed))
     assert all(op.unshielded for op in world.ops)
-    assert [v.decision.rule_id for v in world.violations] == ["implicit:unshielded_children"] * 2
+    assert [v.decision.rule_id for v in world.violations] == ["implicit:unshielded_children"] * 3
+    # The control: a later empty PYTHONPATH leaves the bootstrap in front, so the start goes
+    # ahead (the child then stops itself: /p.yaml does not exist)
+    kept = {**env, b"PYTHONPATH": b""}
+    subprocess.run([sys.executable, "-c", "pass"], env=kept, capture_output=True, check=False)
+    assert len(world.violations) == 3
 
 
 def test_installed_from_code_children_are_not_unshielded(world: World) -> None:

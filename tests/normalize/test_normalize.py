@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import stat
-import string
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,6 @@ from appshield.normalize import (
     normalize_host,
     normalize_path,
     resolve_path,
-    resolve_program,
 )
 
 FUZZ = settings(max_examples=80, deadline=None)
@@ -291,58 +288,3 @@ def test_normalize_host(name: str, expected: str) -> None:
 def test_normalize_host_never_raises(name: str) -> None:
     result = normalize_host(name)
     assert isinstance(result, str) and not result.endswith(".")
-
-
-# --- programs ------------------------------------------------------------------------------
-
-
-def _script(folder: Path, name: str) -> Path:
-    path = folder / name
-    path.write_text("#!/bin/sh\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def test_resolve_program_through_path(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tool = _script(bin_dir, "tool")
-    (tmp_path / "notexec").write_text("")
-    path_env = f"{tmp_path}/missing:{bin_dir}"
-    assert resolve_program("tool", path_env=path_env, cwd="/") == (
-        os.path.realpath(tool),
-        True,
-    )
-    assert resolve_program("nope", path_env=path_env, cwd="/") == (None, False)
-    assert resolve_program("notexec", path_env=str(tmp_path), cwd="/") == (None, False)
-
-
-def test_relative_path_entry_is_not_trusted(tmp_path: Path) -> None:
-    tool = _script(tmp_path, "tool")
-    found = resolve_program("tool", path_env=":/nonexistent", cwd=str(tmp_path))
-    assert found == (os.path.realpath(tool), False)
-
-
-def test_program_with_slash_trusted_only_in_unwritable_folder(tmp_path: Path) -> None:
-    tool = _script(tmp_path, "tool")
-    assert resolve_program("./tool", path_env=None, cwd=str(tmp_path)) == (
-        os.path.realpath(tool),
-        False,  # tmp_path is writable
-    )
-    resolved, trusted = resolve_program("/bin/sh", path_env=None, cwd="/")
-    assert resolved == os.path.realpath("/bin/sh")
-    assert trusted is (not os.access(os.path.dirname(resolved), os.W_OK))
-
-
-def test_program_symlink_resolved(tmp_path: Path) -> None:
-    tool = _script(tmp_path, "real-tool")
-    (tmp_path / "alias").symlink_to(tool)
-    assert resolve_program("alias", path_env=str(tmp_path), cwd="/")[0] == os.path.realpath(tool)
-
-
-@FUZZ
-@given(st.text(string.printable, max_size=20))
-def test_resolve_program_never_raises(name: str) -> None:
-    resolved, trusted = resolve_program(name, path_env="/usr/bin:/bin", cwd="/")
-    assert resolved is None or resolved.startswith("/")
-    assert isinstance(trusted, bool)

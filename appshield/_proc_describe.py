@@ -1,13 +1,19 @@
-"""The arguments of a process start, turned into the `ProcessOp` the kernel will run.
+"""The arguments of a process start, turned into the `ProcessOp` the kernel will run: the one
+process describer, used by the hooks, `appshield explain` (`appshield._describe.process_op`),
+and so by `learn` and the tests.
 
-Every route (Popen's audit event, `_posixsubprocess.fork_exec`, `os.posix_spawn`, the exec
-family, `os.system`) ends in `describe_start`, so one start seen by two layers yields two
-*equal* operations: that equality is how the layers recognise a start already decided.
+Every hook route (Popen's audit event, `_posixsubprocess.fork_exec`, `os.posix_spawn`, the
+exec family, `os.system`) ends in `describe_start`, so one start seen by two layers yields two
+*equal* operations: that equality is how the layers recognise a start already decided. explain
+asks the same function, so it answers for the very operation the hooks would decide.
 
-Everything here works on values already read as plain data (see `_proc_convert`): exact
-`str`/`bytes` (a subclass is read through its base type), an `int` descriptor, exact lists,
-tuples and dicts of those. Nothing calls a method an argument object could override; handed
-anything else, the readers raise `Unreadable` and the gate denies the start.
+Everything here works on plain values: exact `str`/`bytes` (bytes decoded as the file system
+encoding does), an exact `int` descriptor, exact lists, tuples and dicts of those. Reading an
+argument object that could lie (a subclass, a `PathLike`, a mapping that is not a dict) is the
+hooks' job (`hooks/_proc_convert.py`), done before they call here; handed anything else, this
+module raises TypeError and the gate denies the start. It patches nothing and needs no shield:
+its only I/O is finding and resolving the program (and the child check's look at a Python
+interpreter, `appshield._proc_children`).
 
 - program: found as the kernel and libc will find it. A name without `/` is searched in the
   child's PATH (what `execvp` and subprocess do), a relative path is taken from the child's
@@ -18,20 +24,21 @@ anything else, the readers raise `Unreadable` and the gate denies the start.
   *missing* program (`_missing`), decided like any other. Paths are tested as the kernel
   walks them: `..` is never folded lexically before a symlink is followed (`link/../x` is the
   folder *above the link's target*, and that is where execve goes).
-  The search is remembered per (name, PATH, working folder) and checked again on every start
-  with the same system calls a search makes (`_still_found`): only the path building and
-  resolving is saved, never a check of the file system.
+  The search is remembered per (name, PATH, working folder, start-up PATH) and checked again
+  on every start with the same system calls a search makes (`_still_found`): only the path
+  building and resolving is saved, never a check of the file system.
 - executable: the found file with every symlink resolved. A symlink named `ls` that points
   at `touch` is judged as `touch`.
 - trusted_location: the resolved file sits in a folder of PATH as it was when the shield
-  started, or in a folder this process cannot write. A copy of a program under an allowed
-  name in a writable folder (the work folder, `/tmp`) is not trusted, so a base-name rule
-  such as `git` does not match it.
-- shell: the program is a shell run with `-c` (os.system, os.popen and shell=True arrive here
-  as `/bin/sh -c CMD`).
-- unshielded: decided by `appshield._activate.child_would_be_unshielded` (a Python child that
-  would run without this process's shield; only meaningful when the shield came in through
-  the environment, see that function and docs/limits.md).
+  started (`startup_path`, handed in by the caller), or in a folder this process cannot
+  write. A copy of a program under an allowed name in a writable folder (the work folder,
+  `/tmp`) is not trusted, so a base-name rule such as `git` does not match it.
+- shell: the program is a shell run with `-c`, alone or in an option bundle (`-lc`), or
+  busybox running a shell applet that way (`is_shell`); os.system, os.popen and shell=True
+  arrive here as `/bin/sh -c CMD`.
+- unshielded: decided by `appshield._proc_children.child_would_be_unshielded` (a Python child
+  that would run without this process's shield; only meaningful when the shield came in
+  through the environment, see that function and docs/limits.md).
 
 `Start.path` is the absolute path of the file that was judged, spelled as the kernel walks it
 (no `..` folded): the wrappers hand it to the OS instead of the name they were given, so the
@@ -46,133 +53,81 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from appshield.hooks._convert import Unreadable
-from appshield.hooks._proc_convert import plain
+from appshield._proc_children import child_would_be_unshielded
 from appshield.normalize import normalize_path, resolve_path
 from appshield.operations import ProcessOp
 
 __all__ = [
     "SHELLS",
     "UNKNOWN",
+    "Env",
+    "Plain",
     "Start",
     "absolute_candidates",
     "argv_text",
+    "child_cwd",
     "describe",
     "describe_first",
     "describe_start",
-    "env_mapping",
-    "exec_path",
     "is_shell",
     "is_trusted",
     "shell_command",
-    "text",
+    "trusted_folders",
     "unshielded",
 ]
 
+Plain = str | bytes
+# The child's environment: None (it inherits this process's), a dict of exact str/bytes, or
+# fork_exec's exact `b"KEY=VALUE"` items.
+Env = Mapping[Plain, Plain] | Sequence[bytes] | None
+
+_BUSYBOX = "busybox"
+# Programs that run a command string given with `-c` (busybox: when its applet is a shell;
+# `hush` is one of busybox's shells).
 SHELLS = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh", "fish", "csh", "tcsh"}
-)
+) | {"hush", _BUSYBOX}
 # Shell options that take the next argument as their value.
 _SHELL_VALUE_OPTIONS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 
-_trusted_dirs: frozenset[str] | None = None
+# Trusted folders per start-up PATH value (see `trusted_folders`).
+_trusted: dict[str, frozenset[str]] = {}
 _modules = sys.modules
 
 
-def text(value: Any) -> str:
-    """A program, folder or argument read as plain data, as text: str as it is, bytes decoded
-    as the file system encoding does (a subclass of either through its base type); an int is
-    a descriptor, named by its /proc/self/fd link. Anything else: `Unreadable`."""
-    kind = type(value)
-    if kind is str:
-        return value  # type: ignore[no-any-return]
-    if issubclass(kind, int):
-        return f"/proc/self/fd/{int.__index__(value)}"
-    found = plain(value)
-    if found is None:
-        raise Unreadable(f"a value of type {kind.__qualname__} cannot be read safely")
-    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
+def _text(value: Plain | int) -> str:
+    """A program or folder as text: an exact str as it is, exact bytes decoded as the file
+    system encoding does, an exact int a descriptor (named by its /proc/self/fd link).
+    Anything else is not plain data: TypeError (the hooks read hostile values first)."""
+    if type(value) is str:
+        return value
+    if type(value) is bytes:
+        return os.fsdecode(value)
+    if type(value) is int:
+        return f"/proc/self/fd/{value}"
+    raise TypeError(f"not a plain value: {type(value).__qualname__}")
 
 
-def _arg_text(value: Any) -> str:
-    found = plain(value)
-    if found is None:
-        raise Unreadable(f"an argument of type {type(value).__qualname__} cannot be read safely")
-    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
+def _arg_text(value: Plain) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is bytes:
+        return os.fsdecode(value)
+    raise TypeError(f"not a plain argument: {type(value).__qualname__}")
 
 
-def argv_text(argv: Any) -> tuple[str, ...]:
-    """argv (an exact list or tuple of str/bytes, or None) as a tuple of text."""
+def argv_text(argv: Sequence[Plain] | None) -> tuple[str, ...]:
+    """argv (an exact list or tuple of exact str/bytes, or None) as a tuple of text."""
     if argv is None:
         return ()
     kind = type(argv)
     if kind is not tuple and kind is not list:
-        raise Unreadable(f"argv of type {kind.__qualname__} cannot be read safely")
+        raise TypeError(f"not a plain argv: {kind.__qualname__}")
     args = tuple(argv)
     for arg in args:  # a loop: cheaper than one C-level pass for the few items argv has
         if type(arg) is not str:
             return tuple(map(_arg_text, args))
-    return args  # the common case: already text
-
-
-def env_mapping(env: Any) -> Mapping[Any, Any] | None:
-    """The child's environment as a mapping: None, a dict already read as plain data, or
-    fork_exec's `b"KEY=VALUE"` items (a list or tuple of bytes)."""
-    if env is None or type(env) is dict:
-        return env  # type: ignore[no-any-return]
-    kind = type(env)
-    if kind is not tuple and kind is not list:
-        raise Unreadable(f"an environment of type {kind.__qualname__} cannot be read safely")
-    pairs: dict[str, str] = {}
-    for item in env:
-        key, _, value = _arg_text(item).partition("=")
-        pairs[key] = value
-    return pairs
-
-
-# (PATH as os.environ holds it, its entries): the split of the last value seen.
-_environ_path: tuple[object, tuple[str, ...]] = (object(), ())
-
-
-def _inherited_exec_path() -> tuple[str, ...] | None:
-    """`os.get_exec_path()` for a child that inherits this environment, without its warnings
-    filter and exception round trip (a third of a Popen description): os.environ keeps its
-    values as bytes in `_data`, and the same PATH gives the same entries. None when
-    os.environ is not the standard mapping (then the caller asks os.get_exec_path)."""
-    global _environ_path
-    environ = os.environ
-    if type(environ) is not os._Environ:  # type: ignore[attr-defined]
-        return None
-    data = environ.__dict__.get("_data")
-    if type(data) is not dict:
-        return None
-    value = data.get(b"PATH")
-    seen, entries = _environ_path
-    if value is not seen:
-        if value is None:
-            path = os.defpath
-        elif type(value) is bytes or issubclass(type(value), bytes):
-            # A bytes subclass stored by a str subclass's own `encode`: its data is what the
-            # C library's environ holds.
-            path = os.fsdecode(bytes.__getitem__(value, slice(None)))
-        else:
-            raise Unreadable("os.environ holds a PATH that is not bytes")
-        entries = tuple(path.split(os.pathsep))
-        _environ_path = (value, entries)
-    return entries
-
-
-def exec_path(env: Mapping[Any, Any] | None = None) -> Sequence[str]:
-    """PATH as the child will search it (`os.get_exec_path` semantics), for `env` None (this
-    environment) or a dict already read as plain data. A PATH that `os.get_exec_path` refuses
-    (both `PATH` and `b"PATH"` set) raises as it does: the start would fail the same way."""
-    if env is None:
-        entries = _inherited_exec_path()
-        if entries is not None:
-            return entries
-    elif type(env) is not dict:
-        raise Unreadable(f"an environment of type {type(env).__qualname__} cannot be read safely")
-    return tuple(map(text, os.get_exec_path(env)))
+    return args  # type: ignore[return-value]  # the common case: already text
 
 
 def _runnable(path: str) -> bool:
@@ -209,8 +164,9 @@ class _Found(NamedTuple):
     launch: bytes
 
 
-# (program name, PATH entries or None, working folder) -> what its last search found.
-_located: dict[tuple[str, tuple[str, ...] | None, str], _Found] = {}
+# (program name, PATH entries or None, working folder, start-up PATH) -> what its last search
+# found.
+_located: dict[tuple[str, tuple[str, ...] | None, str, str], _Found] = {}
 
 
 def _still_found(found: _Found) -> bool:
@@ -265,7 +221,7 @@ def _first_runnable(
     return None
 
 
-def _search(name: str, search: Sequence[str] | None, base: str) -> _Found | None:
+def _search(name: str, search: Sequence[str] | None, base: str, startup_path: str) -> _Found | None:
     misses: list[str] = []
     hit = _first_runnable(name, search, base, misses)
     if hit is None:
@@ -286,7 +242,7 @@ def _search(name: str, search: Sequence[str] | None, base: str) -> _Found | None
         identity,
         resolved,
         folder,
-        folder in _startup_dirs(),
+        folder in trusted_folders(startup_path),
         os.path.basename(resolved) in SHELLS,
         index,
         path,
@@ -294,16 +250,16 @@ def _search(name: str, search: Sequence[str] | None, base: str) -> _Found | None
     )
 
 
-def _locate(name: str, search: Sequence[str] | None, base: str) -> _Found | None:
+def _locate(name: str, search: Sequence[str] | None, base: str, startup_path: str) -> _Found | None:
     """The search for `name` and the program's resolved path, remembered per (name, PATH,
-    folder) and re-validated on every call by `_still_found`. Every key part is an exact
-    str (or a tuple of them), so the lookup runs no code of an argument's."""
-    entries = search if search is None or type(search) is tuple else tuple(map(text, search))
-    key = (name, entries, base)
+    folder, start-up PATH) and re-validated on every call by `_still_found`. Every key part
+    is an exact str (or a tuple of them), so the lookup runs no code of an argument's."""
+    entries = search if search is None or type(search) is tuple else tuple(map(_text, search))
+    key = (name, entries, base, startup_path)
     found = _located.get(key)
     if found is not None and _still_found(found):
         return found
-    found = _search(name, entries, base)
+    found = _search(name, entries, base, startup_path)
     if found is not None:
         if len(_located) >= 256:
             _located.clear()
@@ -311,33 +267,46 @@ def _locate(name: str, search: Sequence[str] | None, base: str) -> _Found | None
     return found
 
 
-def _startup_dirs() -> frozenset[str]:
-    global _trusted_dirs
-    if _trusted_dirs is None:
-        from appshield.settings import STARTUP
+def trusted_folders(startup_path: str) -> frozenset[str]:
+    """The folders of PATH as it was when the shield started (`startup_path`), as written and
+    with symlinks resolved; remembered per value. A relative or empty entry depends on the
+    current folder and trusts nothing."""
+    found = _trusted.get(startup_path)
+    if found is None:
+        folders: set[str] = set()
+        for entry in startup_path.split(os.pathsep):
+            if entry.startswith("/") and "\x00" not in entry:
+                folders.add(normalize_path(entry))
+                folders.add(resolve_path(entry))
+        found = _trusted[startup_path] = frozenset(folders)
+    return found
 
-        found: set[str] = set()
-        for entry in STARTUP.path.split(os.pathsep):
-            if entry.startswith("/"):  # `.` or an empty entry depends on the current folder
-                found.add(normalize_path(entry))
-                found.add(resolve_path(entry))
-        _trusted_dirs = frozenset(found)
-    return _trusted_dirs
 
-
-def is_trusted(resolved: str) -> bool:
+def is_trusted(resolved: str, startup_path: str) -> bool:
     folder = os.path.dirname(resolved) or "/"
-    return folder in _startup_dirs() or not os.access(folder, os.W_OK)
+    return folder in trusted_folders(startup_path) or not os.access(folder, os.W_OK)
 
 
 def is_shell(resolved: str, argv: Sequence[str]) -> bool:
-    """A shell told to run a command string (`sh -c`, `bash -lc`, `dash -e -c`). argv is text
-    (exact str items, as `argv_text` makes it)."""
+    """A shell told to run a command string (`sh -c`, `bash -lc`, `dash -e -c`, `busybox sh -c`).
+    argv is text (exact str items, as `argv_text` makes it).
+
+    Either name counts, the resolved file's or argv[0]'s: a shell copied or linked under
+    another name is still a shell, and a program named like one is judged as one. busybox
+    runs the applet its argv[0] names, or, when that is `busybox` itself, the one its next
+    argument names (`busybox sh -c CMD`, even `busybox busybox sh -c CMD`)."""
     names = {os.path.basename(resolved)}
     if argv:
         names.add(os.path.basename(argv[0]))
     if names.isdisjoint(SHELLS):
         return False
+    if _BUSYBOX in names:
+        applet = _busybox_applet(argv)
+        if applet:
+            argv = applet  # the shell applet's own argv: its options follow its name
+        elif (names - {_BUSYBOX}).isdisjoint(SHELLS):
+            return False  # busybox's only name here: its applet is not a shell
+    # The options, up to the first operand or `--`: `-c` alone or in a bundle (`-xc`, `-lc`).
     skip = False
     for arg in argv[1:]:
         if skip:
@@ -353,6 +322,16 @@ def is_shell(resolved: str, argv: Sequence[str]) -> bool:
     return False
 
 
+def _busybox_applet(argv: Sequence[str]) -> Sequence[str]:
+    """busybox's argv from the applet it runs on, when that applet is a shell; else empty."""
+    applet = argv
+    while applet and os.path.basename(applet[0]) == _BUSYBOX:
+        applet = applet[1:]
+    if applet and os.path.basename(applet[0]) in SHELLS:
+        return applet
+    return ()
+
+
 def unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
     """`ProcessOp.unshielded` for this start. `env`: None, a plain dict or fork_exec's bytes
     items, as the child will get it.
@@ -360,12 +339,14 @@ def unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
     Only a shield that came in through the environment (the bootstrap, `appshield run`,
     `appshield.auto`) can have children that run without it, and those ways in import
     `appshield._activate` before the shield exists: when it is not imported, no child is
-    unshielded. It is looked up, not imported: the hooks do not reach up into the activation
-    layer (tests/test_layering.py)."""
+    unshielded. It is looked up, not imported: neither the describer nor the hooks reach up
+    into the activation layer (tests/test_layering.py). The check itself is
+    `appshield._proc_children.child_would_be_unshielded`, handed the activation."""
     activation = _modules.get("appshield._activate")
-    if activation is None:
+    parent = None if activation is None else activation._activation
+    if parent is None:
         return False
-    return activation.child_would_be_unshielded(argv, env, executable=resolved, cwd=cwd)  # type: ignore[no-any-return]
+    return child_would_be_unshielded(argv, env, executable=resolved, cwd=cwd, parent=parent)
 
 
 def _current_folder() -> str:
@@ -380,21 +361,21 @@ def _current_folder() -> str:
     return normalize_path(".")
 
 
-def child_cwd(cwd: Any) -> str:
+def child_cwd(cwd: Plain | None) -> str:
     """The child's working folder as reported: absolute and normalised."""
     if cwd is None:
         return _current_folder()
-    return normalize_path(text(cwd))
+    return normalize_path(_text(cwd))
 
 
-def _child_folders(cwd: Any) -> tuple[str, str] | None:
+def _child_folders(cwd: Plain | None) -> tuple[str, str] | None:
     """(the child's working folder as reported, the same folder as the kernel will walk it:
     absolute, `..` not folded). None when the folder cannot be a path (a NUL byte: the C
     code refuses the call)."""
     if cwd is None:
         here = _current_folder()
         return here, here
-    given = text(cwd)
+    given = _text(cwd)
     if "\x00" in given:
         return None
     walked = given if given[:1] == "/" else f"{_current_folder()}/{given}"
@@ -467,17 +448,24 @@ def _start(
     return _new(Start, (op, path, child_folder, index, launch, encoded, pinned))
 
 
-def _missing_trusted(resolved: str) -> bool:
+def _missing_trusted(resolved: str, trusted: frozenset[str]) -> bool:
     """`is_trusted` for a program that is not there: a folder that does not exist (yet) is
-    trusted only when it was on PATH at start-up."""
+    trusted only when it was on PATH at start-up (`trusted`)."""
     folder = os.path.dirname(resolved) or "/"
-    if folder in _startup_dirs():
+    if folder in trusted:
         return True
     return os.path.isdir(folder) and not os.access(folder, os.W_OK)
 
 
 def _missing(
-    paths: Sequence[str], name: str, argv: Any, env: Any, where: str, walked: str, cwd: Any
+    paths: Sequence[str],
+    name: str,
+    argv: Any,
+    env: Any,
+    where: str,
+    walked: str,
+    cwd: Any,
+    startup_path: str,
 ) -> Start:
     """The start of a program found at none of `paths` (the candidates, absolute, in the
     order they are tried). Judged as the first candidate, resolved as far as it exists: the
@@ -487,44 +475,49 @@ def _missing(
     resolved = [resolve_path(path) for path in paths]
     executable = resolved[0]
     args = argv_text(argv) or (name,)
+    trusted = trusted_folders(startup_path)
     op = ProcessOp(
         executable,
         args,
         is_shell(executable, args),
         where,
-        all(map(_missing_trusted, resolved)),
+        all(_missing_trusted(path, trusted) for path in resolved),
         unshielded(args, env, executable, where),
     )
     child_folder = None if cwd is None else walked
     return Start(op, paths[0], child_folder, 0, os.fsencode(name), os.fsencode(paths[0]), None)
 
 
-def absolute_candidates(programs: Sequence[Any], cwd: Any = None) -> tuple[bytes, ...] | None:
+def absolute_candidates(
+    programs: Sequence[Plain], cwd: Plain | None = None
+) -> tuple[bytes, ...] | None:
     """fork_exec's candidates made absolute in the child's folder (as the kernel walks it), so
     that a child that changes its folder before the exec still tries the very paths that were
     judged. None when one cannot be a path (a NUL byte: the C code refuses the call)."""
     folders = _child_folders(cwd)
     if folders is None:
         return None
-    names = tuple(map(text, programs))
+    names = tuple(map(_text, programs))
     if any("\x00" in name for name in names):
         return None
     return tuple(os.fsencode(next(iter(_candidates(name, None, folders[1])))[0]) for name in names)
 
 
 def describe_start(
-    program: Any,
-    argv: Any,
-    env: Any,
-    cwd: Any = None,
+    program: Plain | int,
+    argv: Sequence[Plain] | None,
+    env: Env,
+    cwd: Plain | None = None,
     *,
     search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
     missing: bool = False,
+    startup_path: str,
 ) -> Start | None:
     """The start of `program` with `argv` in `env` (None: this process's environment) from
     folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
-    (or a function returning them, called only for a bare name). None when the program cannot
-    start (a NUL byte in a path) and, unless `missing`, when it is not found or not
+    (or a function returning them, called only for a bare name). `startup_path`: PATH as it
+    was when the shield started, whose folders hold trusted programs. None when the program
+    cannot start (a NUL byte in a path) and, unless `missing`, when it is not found or not
     executable; with `missing`, such a start is described by `_missing`."""
     if cwd is None:  # the common case, without a helper call
         where = walked = _current_folder()
@@ -533,25 +526,31 @@ def describe_start(
         if folders is None:
             return None
         where, walked = folders
-    name = program if type(program) is str else text(program)
+    name = program if type(program) is str else _text(program)
     if "\x00" in name:
         return None
     if "/" in name:
         search = None
     elif callable(search):
         search = search()
-    found = _locate(name, search, walked)  # type: ignore[arg-type]
+    found = _locate(name, search, walked, startup_path)  # type: ignore[arg-type]
     if found is not None:
         return _start(found, name, argv, env, where, walked, cwd)
     if not missing:
         return None
     # A candidate with a NUL byte (from a PATH entry) is one execve never tries.
     paths = [path for path, _ in _candidates(name, search, walked) if "\x00" not in path]  # type: ignore[arg-type]
-    return _missing(paths, name, argv, env, where, walked, cwd) if paths else None
+    return _missing(paths, name, argv, env, where, walked, cwd, startup_path) if paths else None
 
 
 def describe_first(
-    programs: Sequence[Any], argv: Any, env: Any, cwd: Any = None, *, missing: bool = False
+    programs: Sequence[Plain],
+    argv: Sequence[Plain] | None,
+    env: Env,
+    cwd: Plain | None = None,
+    *,
+    missing: bool = False,
+    startup_path: str,
 ) -> Start | None:
     """fork_exec's start: its child tries `programs` in order (no PATH search of its own) and
     runs the first that execve accepts; the first that can run is judged. None when one holds
@@ -560,34 +559,36 @@ def describe_first(
     folders = _child_folders(cwd)
     if folders is None:
         return None
-    names = tuple(map(text, programs))
+    names = tuple(map(_text, programs))
     if any("\x00" in name for name in names):
         return None
     where, walked = folders
     for name in names:
-        found = _locate(name, None, walked)
+        found = _locate(name, None, walked, startup_path)
         if found is not None:
             return _start(found, name, argv, env, where, walked, cwd)
     if not missing or not names:
         return None
     paths = [next(iter(_candidates(name, None, walked)))[0] for name in names]
-    return _missing(paths, names[0], argv, env, where, walked, cwd)
+    return _missing(paths, names[0], argv, env, where, walked, cwd, startup_path)
 
 
 def describe(
-    program: Any,
-    argv: Any,
-    env: Any,
-    cwd: Any = None,
+    program: Plain | int,
+    argv: Sequence[Plain] | None,
+    env: Env,
+    cwd: Plain | None = None,
     *,
     search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+    startup_path: str,
 ) -> ProcessOp | None:
     """`describe_start`'s operation."""
-    start = describe_start(program, argv, env, cwd, search=search)
+    start = describe_start(program, argv, env, cwd, search=search, startup_path=startup_path)
     return None if start is None else start.op
 
 
-def shell_command(command: Any) -> ProcessOp | None:
+def shell_command(command: Plain, *, startup_path: str) -> ProcessOp | None:
     """`os.system(command)`: /bin/sh -c command, as the C library runs it. `command` is the
-    converted command the event carries (str or bytes)."""
-    return describe("/bin/sh", ("/bin/sh", "-c", text(command)), None)
+    converted command (exact str or bytes)."""
+    argv = ("/bin/sh", "-c", _arg_text(command))
+    return describe("/bin/sh", argv, None, startup_path=startup_path)

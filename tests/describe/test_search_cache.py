@@ -1,12 +1,12 @@
-"""The remembered PATH search of `_proc_describe`: a hit must never describe a program other
-than the one the child's own search would run now."""
+"""The remembered PATH search of the process describer: a hit must never describe a program
+other than the one the child's own search would run now."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from appshield.hooks._proc_describe import describe
+from appshield._proc_describe import describe
 
 
 def _program(path: Path, mode: int = 0o755) -> Path:
@@ -16,7 +16,7 @@ def _program(path: Path, mode: int = 0o755) -> Path:
 
 
 def _found(name: str, search: list[str], cwd: Path) -> str | None:
-    op = describe(name, [name], None, str(cwd), search=search)
+    op = describe(name, [name], None, str(cwd), search=search, startup_path="/usr/bin:/bin")
     return None if op is None else op.executable
 
 
