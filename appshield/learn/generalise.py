@@ -14,7 +14,7 @@ import posixpath
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,11 @@ __all__ = ["Draft", "draft_rules"]
 # loopback service the app itself started lives on one of these and changes every run.
 EPHEMERAL_LOW = 32768
 EPHEMERAL = f"{EPHEMERAL_LOW}-65535"
+# A server's port given on its command line (`-b 127.0.0.1:8002`, `--port 8002`) is
+# configuration that changes between runs; the host stays literal, and a privileged port
+# (below 1024) stays exact.
+UNPRIVILEGED_LOW = 1024
+UNPRIVILEGED = f"{UNPRIVILEGED_LOW}-65535"
 # More distinct argument vectors than this for one program: allow any arguments.
 MAX_ARG_VECTORS = 6
 # At least this many files of one folder (same access) collapse into `folder/*`.
@@ -164,6 +169,20 @@ def _numeric_glob(arg: str, previous: str | None, program: str) -> str | None:
     if head.rstrip("=") in _MODE_OPTIONS:
         return None
     return escape_glob(head) + "[0-9]*"
+
+
+def configured_numbers(argv: Sequence[str]) -> set[int]:
+    """The numbers `argv` gives as an option's value or a port (`-b 127.0.0.1:8002`,
+    `--bind=:8002`, `--port 8002`, `-w 2`): those the process rules write as `[0-9]*`."""
+    found: set[int] = set()
+    program = posixpath.basename(argv[0]) if argv else ""
+    previous: str | None = None
+    for arg in argv[1:]:
+        m = _NUMERIC_VALUE.match(arg)
+        if m is not None and _numeric_glob(arg, previous, program) is not None:
+            found.add(int(m.group("n")))
+        previous = arg
+    return found
 
 
 def _arg_glob(arg: str, previous: str | None, program: str, roots: Roots, run: RunNames) -> str:
@@ -466,12 +485,14 @@ def _net_name(op: NetworkOp) -> str | None:
     return _host_glob(name) if name else None
 
 
-def _port_item(op: NetworkOp) -> int | str | None:
+def _port_item(op: NetworkOp, configured: Set[int] = frozenset()) -> int | str | None:
     port = op.port
     if port is None:
         return None
     if op.operation == "bind" and port >= EPHEMERAL_LOW:
         return EPHEMERAL
+    if op.operation == "bind" and port >= UNPRIVILEGED_LOW and port in configured:
+        return UNPRIVILEGED
     if op.operation in ("connect", "send") and port >= EPHEMERAL_LOW and _is_loopback(op):
         return EPHEMERAL
     return port
@@ -506,14 +527,24 @@ def _network_draft(key: tuple[Any, ...], group: list[Observation]) -> Draft:
         return Draft("network", {"host": hosts, "operation": ["resolve"]}, "resolve", group)
     _, name, transport, portless = key
     match: dict[str, Any] = {}
+    note = ""
     if name:
         match["host"] = name
     if not portless:
-        ports = {p for op in ops if (p := _port_item(op)) is not None}
+        ports: set[int | str] = set()
+        for obs in group:
+            op: NetworkOp = obs.operation  # type: ignore[assignment]
+            item = _port_item(op, {n for argv in obs.argvs for n in configured_numbers(argv)})
+            if item is not None:
+                ports.add(item)
+            if item == UNPRIVILEGED:
+                note = f"port {op.port} was given on the command line: any unprivileged port"
+        if UNPRIVILEGED in ports:
+            ports.discard(EPHEMERAL)  # inside it
         match["port"] = sorted(ports, key=lambda p: (isinstance(p, str), str(p).zfill(6)))
     match["operation"] = operations
     match["transport"] = transport
-    return Draft("network", match, f"{'-'.join(operations)}-{name or 'any'}", group)
+    return Draft("network", match, f"{'-'.join(operations)}-{name or 'any'}", group, note)
 
 
 # -- import -----------------------------------------------------------------------------------
