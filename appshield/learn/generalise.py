@@ -8,6 +8,7 @@ generalises, and why, is written next to the code that does it; the path rules a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import posixpath
@@ -661,11 +662,19 @@ def _pure_python(folder: str, name: str) -> bool:
 def stdlib_python_names(folders: Iterable[str]) -> list[str]:
     """The top-level standard-library names that are pure Python in `folders` (a module or a
     package of `.py` or `.pyc` files there), less `NEVER_BROAD`."""
-    folders = [f for f in dict.fromkeys(folders) if f]
-    return sorted(
-        name
-        for name in stdlib_names() - NEVER_BROAD
-        if any(_pure_python(folder, name) for folder in folders)
+    return list(_stdlib_python_names(tuple(f for f in dict.fromkeys(folders) if f)))
+
+
+@functools.lru_cache(maxsize=8)
+def _stdlib_python_names(folders: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: about a thousand stat calls, and a policy is often written more than once
+    # per process (the tests, `--merge` after a fresh run).
+    return tuple(
+        sorted(
+            name
+            for name in stdlib_names() - NEVER_BROAD
+            if any(_pure_python(folder, name) for folder in folders)
+        )
     )
 
 
