@@ -47,6 +47,10 @@ CORE = (
     "appshield.errors",
     "appshield.normalize",
     "appshield._threadstate",
+    "appshield.settings",
+    "appshield.ports",
+    "appshield._proc_describe",
+    "appshield._proc_children",
     "appshield.policy",
     "appshield.engine",
 )
