@@ -217,14 +217,39 @@ ALWAYS_READ = ("{stdlib}/**", "{site_packages}/**")
 
 
 def always_read_drafts(drafts: Sequence[Draft]) -> list[Draft]:
-    """Read rules for `ALWAYS_READ` folders that the drafts do not already have."""
+    """Read rules for `ALWAYS_READ` folders that the drafts do not already have, and for
+    appshield's own sources when they are outside those folders (`own_sources_glob`)."""
     have = {d.match.get("path") for d in drafts if d.category == "file"}
     note = "always allowed: tracebacks, linecache and inspect read Python sources"
-    return [
+    found = [
         Draft("file", {"path": glob, "access": ["read"]}, f"file-read-{glob}", [], note)
         for glob in ALWAYS_READ
         if glob not in have
     ]
+    roots = next((o.roots for d in drafts for o in d.observations), None)
+    own = own_sources_glob(roots or Roots.current())
+    if own is not None and own not in have:
+        note = (
+            "always allowed: appshield's own sources (installed outside site-packages), which"
+            " a traceback through a denied operation reads"
+        )
+        match = {"path": own, "access": ["read"]}
+        found.append(Draft("file", match, "file-source-appshield", [], note))
+    return found
+
+
+def own_sources_glob(roots: Roots) -> str | None:
+    """appshield's own `.py` files as a read glob, when they are not below the standard
+    library or site-packages (an editable install, a source checkout on `PYTHONPATH`).
+
+    A denied operation raises from inside the shield, so its traceback has the shield's
+    frames; Flask's `log_exception`, uvicorn's and Django's error pages format it, and
+    linecache then reads those files. Below site-packages `ALWAYS_READ` covers them."""
+    folders = [*roots.stdlib, *roots.site_packages]
+    marker = posixpath.join(_APPSHIELD_HOME, "__init__.py")
+    if _under_any(marker, folders) or _under_any(marker, map(os.path.realpath, folders)):
+        return None
+    return escape_glob(_APPSHIELD_HOME) + "/**/*.py"
 
 
 # -- file -------------------------------------------------------------------------------------
