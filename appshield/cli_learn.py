@@ -1,7 +1,8 @@
 """`appshield learn`: run a command observing everything, then write the policy it needs.
 
-    appshield learn [--out P] [--merge P] [--name N] [--keep DIR] [--stop-timeout S] -- CMD ...
-    appshield learn [--out P] [--merge P] --from DIR
+    appshield learn [--out P] [--merge P] [--name N] [--keep DIR] [--stop-timeout S]
+                    [--strict-imports] -- CMD ...
+    appshield learn [--out P] [--merge P] [--strict-imports] --from DIR
 
 --out P      where to write the policy (default: the --merge file, else `appshield.yaml`;
              `-` for stdout). An existing file is not overwritten unless it is the --merge
@@ -9,6 +10,10 @@
 --merge P    start from the policy P and add only rules for what it does not allow yet.
 --keep DIR   record into DIR and keep the raw observations (`ops-<pid>.jsonl`).
 --from DIR   do not run anything: write the policy from observations kept earlier.
+--strict-imports
+             import rules list only the modules seen; without it, one more rule allows
+             the standard library's pure-Python modules (not extension modules, not ctypes,
+             not site-packages), so a code path that lazily imports one still works.
 --stop-timeout SECONDS
              after a SIGTERM or SIGINT to `appshield learn`, how long CMD has to end before
              it and every process below it are killed (default 8).
@@ -62,6 +67,11 @@ def register(subparsers: Any) -> None:
         "--from", dest="source", metavar="DIR", help="use observations kept earlier"
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    parser.add_argument(
+        "--strict-imports",
+        action="store_true",
+        help="allow only the modules seen, not every pure-Python standard-library module",
+    )
     parser.add_argument(
         "--stop-timeout",
         type=_seconds,
@@ -198,7 +208,13 @@ def _write(
         if args.merge:
             result = merge_policy(args.merge, observations, notes=notes)
         else:
-            result = learn_policy(observations, name=name, command=command, notes=notes)
+            result = learn_policy(
+                observations,
+                name=name,
+                command=command,
+                notes=notes,
+                strict_imports=args.strict_imports,
+            )
         base = os.path.dirname(os.path.abspath(out if out != "-" else "appshield.yaml"))
         policy = Policy.from_yaml(result.text, filename=os.path.join(base, "<learned>"))
     except (OSError, PolicyError, ValueError) as exc:

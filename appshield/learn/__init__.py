@@ -24,7 +24,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from appshield.learn.generalise import Draft, always_read_drafts, draft_rules, run_names
+from appshield.learn.generalise import (
+    Draft,
+    always_read_drafts,
+    draft_rules,
+    run_names,
+    stdlib_drafts,
+)
 from appshield.learn.merge import append_rules, split_by_policy
 from appshield.learn.records import Observation, Roots, read_records
 from appshield.learn.render import render_policy
@@ -63,15 +69,21 @@ def learn_policy(
     name: str = "learned",
     command: Sequence[str] = (),
     notes: Sequence[str] = (),
+    strict_imports: bool = False,
 ) -> LearnResult:
     """A fresh policy that allows exactly the observations (generalised), denying the rest.
-    `notes`: comment lines for the top (such as a run being cut short)."""
+    `notes`: comment lines for the top (such as a run being cut short). `strict_imports`:
+    list only the modules seen, without the rules for the standard library's pure-Python and
+    frozen modules (`stdlib_drafts`)."""
+    observations = list(observations)
     drafts, skipped = draft_rules(observations)
     extra = always_read_drafts(drafts)
     if extra:  # next to the other file rules, before the network ones
         early = ("process", "file")
         at = max((i + 1 for i, d in enumerate(drafts) if d.category in early), default=0)
         drafts[at:at] = extra
+    if not strict_imports:
+        drafts += stdlib_drafts(o for o in observations if o.operation.category == "import")
     skip_notes = sorted({_skip_note(o) for o in skipped})
     text = render_policy(drafts, name=name, command=command, skipped_notes=skip_notes, notes=notes)
     return LearnResult(text, drafts, skipped)

@@ -54,6 +54,7 @@ class Draft:
     slug: str
     observations: list[Observation] = field(default_factory=list)
     note: str = ""
+    unless: dict[str, Any] | None = None
 
     @property
     def count(self) -> int:
@@ -543,6 +544,15 @@ def _network_draft(key: tuple[Any, ...], group: list[Observation]) -> Draft:
 # -- import -----------------------------------------------------------------------------------
 
 
+# Where third-party packages live, also when that is inside a standard-library folder (an
+# install without a venv: `.../lib/python3.X/site-packages`; a venv's lib folder is `{stdlib}`).
+SITE_FOLDERS = (
+    "{site_packages}/**",
+    "{stdlib}/site-packages/**",
+    "{stdlib}/dist-packages/**",
+)
+
+
 def _package_folder(module: str, origin: str) -> str | None:
     """The folder of a module's top-level package, from one of its files; None for a
     top-level plain module (its file is the whole package)."""
@@ -565,7 +575,10 @@ def _import_home(op: ImportOp, roots: Roots) -> str:
     origin = op.origin
     if not origin or not origin.startswith("/"):
         return ""
-    for var in ("site_packages", "stdlib"):
+    # Site-packages first (in a venv, and in an install without one, it lies inside a
+    # {stdlib} folder); then the standard library's own folder, which in a venv is narrower
+    # than {stdlib} (that also names the venv's lib folder).
+    for var in ("site_packages", "stdlib_modules", "stdlib"):
         for folder in getattr(roots, var):
             for spelling in {folder.rstrip("/"), os.path.realpath(folder)}:
                 if spelling and origin.startswith(spelling + "/"):
@@ -590,16 +603,23 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
     drafts = []
     for home, (modules, seen) in sorted(homes.items()):
         match: dict[str, Any] = {"module": sorted(modules)}
+        unless = None
         if home:
             match["origin"] = home
+        if home.startswith("{stdlib"):
+            # A package of the same name in a site-packages folder below it is not the
+            # standard library's (pip installs backports such as `typing` or `enum34`).
+            unless = {"origin": list(SITE_FOLDERS)}
         slug = "import-" + (
-            home.strip("{}/*").split("}")[0]
+            "stdlib"
+            if home.startswith("{stdlib")
+            else home.strip("{}/*").split("}")[0]
             if home.startswith("{")
             else "builtin"
             if not home
             else sorted(modules)[0]
         )
-        drafts.append(Draft("import", match, slug, seen))
+        drafts.append(Draft("import", match, slug, seen, unless=unless))
     for library, seen in sorted(libraries.items()):
         match = {"library": escape_glob(library)}
         drafts.append(Draft("import", match, "load-" + posixpath.basename(library), seen))
@@ -608,3 +628,109 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
 
 def stdlib_names() -> frozenset[str]:
     return frozenset(getattr(sys, "stdlib_module_names", ()))
+
+
+# Never granted by the broad standard-library rule, whatever their form on this interpreter:
+# they reach native code or start processes without going through a Python API appshield
+# judges. Most are extension modules (which the rule's `.py` origin excludes anyway); ctypes
+# is a pure-Python package over `_ctypes`, so it is excluded by name and by folder.
+NEVER_BROAD = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "mmap"})
+STDLIB_PYTHON_ID = "import-stdlib-python"
+STDLIB_FROZEN_ID = "import-stdlib-frozen"
+
+
+def _pure_python(folder: str, name: str) -> bool:
+    base = posixpath.join(folder, name)
+    return any(
+        os.path.isfile(candidate)
+        for candidate in (
+            base + ".py",
+            base + ".pyc",
+            posixpath.join(base, "__init__.py"),
+            posixpath.join(base, "__init__.pyc"),
+        )
+    )
+
+
+def stdlib_python_names(folders: Iterable[str]) -> list[str]:
+    """The top-level standard-library names that are pure Python in `folders` (a module or a
+    package of `.py` or `.pyc` files there), less `NEVER_BROAD`."""
+    folders = [f for f in dict.fromkeys(folders) if f]
+    return sorted(
+        name
+        for name in stdlib_names() - NEVER_BROAD
+        if any(_pure_python(folder, name) for folder in folders)
+    )
+
+
+def stdlib_python_draft(observations: Iterable[Observation]) -> Draft | None:
+    """One rule for the standard library's pure-Python modules (None when the observations
+    name no standard-library folder), the ones the run did not import included: a code path
+    not taken while learning may import one lazily (`encodings.idna` imports `stringprep` on
+    the first IDNA host name).
+
+    Each condition narrows it: the name is a top-level standard-library name that is pure
+    Python in this interpreter's standard library (a generated list, so a third-party
+    package such as pip or setuptools, even one bundled inside the standard library's folder,
+    is not covered); the file is a `.py` or `.pyc` file in `{stdlib_modules}`, the standard
+    library's own folder (not `{stdlib}`, which in a venv also names the venv's own lib
+    folder), so an extension module, a built-in or frozen module (no file) and a
+    `stringprep.py` planted in the app's folder or on a prepended `sys.path` entry are not;
+    and `unless` takes out anything below a site-packages folder and ctypes' own folder.
+    Extension modules, ctypes and third-party packages stay listed precisely by the other
+    import rules."""
+    folders = [f for obs in observations for f in obs.roots.stdlib_modules or obs.roots.stdlib]
+    names = stdlib_python_names(folders)
+    if not names:
+        return None
+    match: dict[str, Any] = {
+        "module": names,
+        "origin": ["{stdlib_modules}/**/*.py", "{stdlib_modules}/**/*.pyc"],
+    }
+    # ctypes: the one package of NEVER_BROAD that is Python in the standard library.
+    unless = {"origin": [*SITE_FOLDERS, "{stdlib_modules}/ctypes/**"]}
+    note = (
+        "the standard library's pure-Python modules, also those this run did not import (a"
+        " code path not taken may import one lazily); never extension modules, ctypes or"
+        " site-packages. `appshield learn --strict-imports` leaves this rule out."
+    )
+    return Draft("import", match, STDLIB_PYTHON_ID, [], note, unless)
+
+
+def stdlib_frozen_names() -> list[str]:
+    """The standard-library modules frozen into this interpreter (3.11+: `runpy`, `os`,
+    `importlib.util`, ...; CPython's own test modules `__hello__`, `__phello__` left out),
+    less `NEVER_BROAD`."""
+    import _imp
+
+    frozen = getattr(_imp, "_frozen_module_names", None)
+    found = frozen() if frozen is not None else ()
+    stdlib = stdlib_names() - NEVER_BROAD
+    return sorted(
+        {name for name in found if name.split(".")[0] in stdlib and not name.startswith("__")}
+    )
+
+
+def stdlib_frozen_draft(observations: Iterable[Observation]) -> Draft | None:
+    """The rule for the standard library's frozen modules: Python bytecode compiled into the
+    interpreter, so no file, and `origin` cannot name them. They are allowed by their exact
+    dotted names, and only when there is no file at all (`unless` any origin): the same name
+    loaded from a file (`spec_from_file_location("runpy", "/tmp/x.py")`) is not covered."""
+    if not any(obs.roots.stdlib for obs in observations):
+        return None
+    names = stdlib_frozen_names()
+    if not names:
+        return None
+    note = (
+        "the standard library's frozen modules (compiled into the interpreter, no file), by"
+        " exact name; a file loaded under one of these names is not covered"
+    )
+    return Draft("import", {"module": names}, STDLIB_FROZEN_ID, [], note, {"origin": ["/**"]})
+
+
+def stdlib_drafts(observations: Iterable[Observation]) -> list[Draft]:
+    """The rules for standard-library modules the run may not have imported (see
+    `stdlib_python_draft` and `stdlib_frozen_draft`)."""
+    imports = list(observations)
+    found = (stdlib_python_draft(imports), stdlib_frozen_draft(imports))
+    return [draft for draft in found if draft is not None]

@@ -2,11 +2,11 @@
 
 Each recorded process writes `ops-<pid>.jsonl` into the learning folder. The first line is a
 header with its pid and parent pid and its *roots* (the folders behind the policy variables
-`{prefix}`, `{stdlib}`, `{site_packages}`, `{tmp}`, `{home}`, `{python}` as that interpreter
-sees them); every other line is one distinct operation with the API that performed it, the
-modules on the call stack, a count and, for a name `tempfile` made, its random part. The
-same operation may appear on several lines (first sighting written at once, later sightings
-flushed at exit); readers add the counts up.
+`{prefix}`, `{stdlib}`, `{stdlib_modules}`, `{site_packages}`, `{tmp}`, `{home}`, `{python}` as
+that interpreter sees them); every other line is one distinct operation with the API that
+performed it, the modules on the call stack, a count and, for a name `tempfile` made, its
+random part. The same operation may appear on several lines (first sighting written at once,
+later sightings flushed at exit); readers add the counts up.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class Roots:
     prefix: tuple[str, ...] = ()
     stdlib: tuple[str, ...] = ()
     site_packages: tuple[str, ...] = ()
+    stdlib_modules: tuple[str, ...] = ()  # empty in recordings made before it existed
     tmp: str = ""
     home: str = ""
     executable: str = ""
@@ -59,6 +60,7 @@ class Roots:
         return cls(
             prefix=found["prefix"],
             stdlib=found["stdlib"],
+            stdlib_modules=found["stdlib_modules"],
             site_packages=found["site_packages"],
             tmp=found["tmp"][0],
             home=found["home"][0],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ __all__ = ["render_policy", "render_rules", "rule_id"]
 
 _MAX_LISTED = 3
 _WIDTH = 96
+# A longer list of plain strings is written as a flow list over several lines.
+_MAX_BLOCK = 12
 
 
 def _scalar(value: Any) -> str:
@@ -38,11 +41,27 @@ def _flow(value: Any) -> str:
 
 
 def _field(indent: str, key: str, value: Any) -> list[str]:
-    """One match field: a flow value when it fits on a line, else a block list."""
+    """One match field: a flow value when it fits on a line, else a block list (a long list
+    of plain strings, such as a generated list of module names: a flow list over lines)."""
     line = f"{indent}{key}: {_flow(value)}"
     if len(line) <= _WIDTH or not isinstance(value, list | tuple):
         return [line]
+    if len(value) > _MAX_BLOCK and all(isinstance(v, str) for v in value):
+        return _wrapped(f"{indent}{key}: [", indent + "  ", [_scalar(v) for v in value])
     return [f"{indent}{key}:", *(f"{indent}  - {_flow(v)}" for v in value)]
+
+
+def _wrapped(first: str, indent: str, items: Sequence[str]) -> list[str]:
+    """A flow list spread over lines of at most `_WIDTH` characters."""
+    lines, current = [], first
+    for n, item in enumerate(items):
+        text = item + ("," if n < len(items) - 1 else "]")
+        if current not in (first, indent) and len(current) + 1 + len(text) > _WIDTH:
+            lines.append(current.rstrip())
+            current = indent
+        current += ("" if current in (first, indent) else " ") + text
+    lines.append(current)
+    return lines
 
 
 def rule_id(draft: Draft, taken: set[str]) -> str:
@@ -66,7 +85,7 @@ def _listed(items: Sequence[str]) -> str:
 
 def _comment(draft: Draft) -> list[str]:
     if not draft.observations:
-        return [f"# {draft.note}"]
+        return _note(draft.note)
     times = "once" if draft.count == 1 else f"{draft.count} times"
     line = f"# seen {times}"
     if draft.modules:
@@ -75,8 +94,12 @@ def _comment(draft: Draft) -> list[str]:
         line += f" ({_listed(draft.apis)})"
     lines = [line]
     if draft.note:
-        lines.append(f"# {draft.note}")
+        lines += _note(draft.note)
     return lines
+
+
+def _note(text: str) -> list[str]:
+    return [f"# {line}" for line in textwrap.wrap(text, _WIDTH - 4, break_long_words=False)]
 
 
 def render_rules(drafts: Iterable[Draft], taken: set[str], indent: str = "  ") -> str:
@@ -94,6 +117,10 @@ def render_rules(drafts: Iterable[Draft], taken: set[str], indent: str = "  ") -
                 out.extend(_field(f"{inner}  ", key, value))
         else:
             out.append(f"{inner}match: {{}}")
+        if draft.unless:
+            out.append(f"{inner}unless:")
+            for key, value in draft.unless.items():
+                out.extend(_field(f"{inner}  ", key, value))
     return "\n".join(out) + ("\n" if out else "")
 
 

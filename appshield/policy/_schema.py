@@ -30,7 +30,8 @@ FIELD_HELP: dict[str, str] = {
     "command_line": "Glob on the whole command line as one string ('*' crosses '/' and spaces).",
     "unshielded": "true: the child is a Python interpreter that would run without the shield.",
     "path": "Path glob: '*' one segment, '**' any depth, '?', '[...]'. '~', {cwd}, {home}, "
-    "{tmp}, {prefix}, {stdlib}, {site_packages}, {policy_dir}, {python} expand at load time.",
+    "{tmp}, {prefix}, {stdlib}, {stdlib_modules}, {site_packages}, {policy_dir}, {python} "
+    "expand at load time.",
     "access": "read, write or delete (default: all three).",
     "host": "Host name glob ('*.example.com'; '*' crosses dots) or IP literal.",
     "cidr": "IPv4 or IPv6 network, e.g. 10.0.0.0/8 (host bits must be zero).",
@@ -39,7 +40,8 @@ FIELD_HELP: dict[str, str] = {
     "transport": "tcp, udp, unix or raw (SOCK_RAW and packet sockets: denied unless a rule "
     "naming raw allows them).",
     "module": "Dotted module glob; also matches submodules ('ctypes' matches ctypes.util).",
-    "origin": "Path glob on the file the module is loaded from.",
+    "origin": "Path glob on the file the module is loaded from (path variables expand: "
+    "'{stdlib_modules}/**/*.py' is the standard library's own Python files).",
     "library": "Path glob on a native library loaded through ctypes or similar.",
     "scope": "Module globs: only when code of these modules is on the call stack.",
 }

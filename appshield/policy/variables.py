@@ -6,6 +6,9 @@
     {tmp}             tempfile.gettempdir()
     {prefix}          sys.prefix
     {stdlib}          the standard library folders (sysconfig stdlib and platstdlib)
+    {stdlib_modules}  the folder of the standard library's own modules (sysconfig stdlib
+                      alone: in a venv, platstdlib is the venv's own lib folder, which holds
+                      its site-packages and whatever else is written there)
     {site_packages}   every site-packages folder, the user's one included when it exists
     {policy_dir}      the folder of the policy file that holds the rule
     {python}          the running interpreter: `sys.executable` (a venv's `python`), the file
@@ -42,7 +45,17 @@ __all__ = [
     "values",
 ]
 
-NAMES = ("cwd", "home", "tmp", "prefix", "stdlib", "site_packages", "policy_dir", "python")
+NAMES = (
+    "cwd",
+    "home",
+    "tmp",
+    "prefix",
+    "stdlib",
+    "stdlib_modules",
+    "site_packages",
+    "policy_dir",
+    "python",
+)
 
 _TOKEN = re.compile(r"\{([^{}]*)\}|[{}]")
 
@@ -141,6 +154,13 @@ def _compute(name: str) -> tuple[str, ...]:
 
         paths = sysconfig.get_paths()
         return _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")])
+    if name == "stdlib_modules":
+        import sysconfig
+
+        # Also resolved: the import system's spelling comes from `sys.path`, which may reach
+        # the same folder through a symlinked prefix.
+        folder = sysconfig.get_paths().get("stdlib", "")
+        return _unique([folder, os.path.realpath(folder) if folder else ""])
     if name == "site_packages":
         return _unique(_site_packages())
     if name == "python":

@@ -85,7 +85,7 @@ def test_all_problems_are_reported_in_order() -> None:
             "{path: '/a/}b'}",
             "file",
             "path: unknown variable '}' in '/a/}b' (known: {cwd}, {home}, {tmp}, {prefix},"
-            " {stdlib}, {site_packages}, {policy_dir}, {python})",
+            " {stdlib}, {stdlib_modules}, {site_packages}, {policy_dir}, {python})",
         ),
         ("{path: '/a/[/]'}", "file", "path: a character class cannot hold '/' in glob '/a/[/]'"),
         ("{path: '/a/[z-a]'}", "file", "path: bad character range z-a in glob '/a/[z-a]'"),
