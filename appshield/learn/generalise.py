@@ -595,10 +595,15 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
         if op.module is None:
             libraries[op.library or op.origin or ""].append(obs)
             continue
-        modules, seen = homes.setdefault(_import_home(op, obs.roots), (set(), []))
-        # A module glob also matches submodules, so the top-level name is enough; characters
-        # a module glob cannot hold (a `spec_from_file_location("my-mod")`) become `?`.
-        modules.add(re.sub(r"[^A-Za-z0-9_]", "?", op.module.split(".")[0]) or "?")
+        home = _import_home(op, obs.roots)
+        modules, seen = homes.setdefault(home, (set(), []))
+        # A module glob also matches submodules, so the top-level name is enough where the
+        # origin pins where the package comes from; characters a module glob cannot hold (a
+        # `spec_from_file_location("my-mod")`) become `?`. Without a file (built-in and
+        # frozen modules, namespace packages such as `flask.sansio`, `typing.io`) the name
+        # is kept whole: the top-level name there would allow `flask` from any folder.
+        name = op.module if not home else op.module.split(".")[0]
+        modules.add(re.sub(r"[^A-Za-z0-9_.]", "?", name) or "?")
         seen.append(obs)
     drafts = []
     for home, (modules, seen) in sorted(homes.items()):
@@ -606,6 +611,10 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
         unless = None
         if home:
             match["origin"] = home
+        else:
+            # Seen without a file, allowed only without one: a file loaded under one of these
+            # names (a planted `sys.py`, `spec_from_file_location`) is not covered.
+            unless = {"origin": ["/**"]}
         if home.startswith("{stdlib"):
             # A package of the same name in a site-packages folder below it is not the
             # standard library's (pip installs backports such as `typing` or `enum34`).

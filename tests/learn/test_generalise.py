@@ -177,3 +177,20 @@ def test_appshields_own_sources_are_readable_when_outside_site_packages() -> Non
     # Installed below site-packages, `{site_packages}/**` already covers them: no extra rule.
     installed = replace(ROOTS, site_packages=(os.path.dirname(package),))
     assert own_sources_glob(installed) is None
+
+
+def test_a_module_seen_without_a_file_is_allowed_by_its_whole_name_and_only_without_one() -> None:
+    # Flask 3.1's `flask.sansio` is a namespace package (no file); `sys` is built in.
+    site = "/venv/lib/python3.11/site-packages"
+    policy, text = _learn(
+        ImportOp("flask.sansio"),
+        ImportOp("sys"),
+        ImportOp("flask", origin=f"{site}/flask/__init__.py"),
+    )
+    assert policy.decide(ImportOp("flask.sansio")).action == "allow"
+    assert policy.decide(ImportOp("sys")).action == "allow"
+    # The name seen without a file does not stand for the whole package, from anywhere.
+    planted = ImportOp("flask", origin="/tmp/evil/flask/__init__.py")
+    assert policy.decide(planted).action == "deny"
+    assert policy.decide(ImportOp("sys", origin="/srv/app/sys.py")).action == "deny"
+    assert policy.decide(ImportOp("flask.sansio", origin="/tmp/evil.py")).action == "deny"
