@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -389,11 +390,12 @@ def _get(url: str) -> tuple[int, str]:
 @contextmanager
 def _serving(
     command: list[str], cwd: Path, port: int, env: dict[str, str], *, under_learn: bool
-) -> Iterator[Callable[[str], tuple[int, str]]]:
+) -> Iterator[tuple[Callable[[str], tuple[int, str]], int]]:
     """Start `command` (a server under `appshield learn` or `run`) in its own process group,
-    wait until it answers on 127.0.0.1:`port`, and yield a GET function. On leaving, SIGTERM
-    the server's master (learn's child when `under_learn`: learn runs it as one; `run`
-    becomes it), wait for a clean exit, and in any case kill the whole group."""
+    wait until it answers on 127.0.0.1:`port`, and yield a GET function and the command's
+    pid. On leaving, SIGTERM the server's master (learn's child when `under_learn`: learn
+    runs it as one; `run` becomes it), wait for a clean exit, and in any case kill the
+    whole group."""
     errors_path = cwd / f"stderr-{port}.txt"
     errors = errors_path.open("w")
     proc = subprocess.Popen(
@@ -414,7 +416,7 @@ def _serving(
                         f"{command} did not serve: {errors_path.read_text()}"
                     ) from None
                 time.sleep(0.1)
-        yield lambda path: _get(base + path)
+        yield (lambda path: _get(base + path)), proc.pid
         master = _children(proc.pid)[0] if under_learn else proc.pid
         os.kill(master, signal.SIGTERM)
         code = proc.wait(timeout=STEP_TIMEOUT)
@@ -464,8 +466,7 @@ def learn(workload: Workload, folder: Path) -> Learned:
     command = _appshield("learn", "--keep", str(keep), "--out", str(policy), "--",
                          *workload.command(port))  # fmt: skip
     if workload.server:
-        with _serving(command, folder, port, clean_env(), under_learn=True) as get:
-            learn_pid = _learn_pid(folder)
+        with _serving(command, folder, port, clean_env(), under_learn=True) as (get, learn_pid):
             codes = [get(path)[0] for path in SERVER_LOOP]
     else:
         done = _run_batch(command, folder, clean_env())
@@ -478,20 +479,7 @@ def learn(workload: Workload, folder: Path) -> Learned:
     return Learned(policy, text, read_records(keep), learn_pid, codes, checked)
 
 
-def _learn_pid(folder: Path) -> int:
-    """The learn process's pid, from the records: the ppid of the first recorded process."""
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while time.monotonic() < deadline:
-        heads = [_header(p) for p in sorted((folder / "records").glob("ops-*.jsonl"))]
-        pids = {h["pid"] for h in heads if h}
-        roots = [h["ppid"] for h in heads if h and h["ppid"] not in pids]
-        if roots:
-            return int(roots[0])
-        time.sleep(0.05)
-    return -1
-
-
-def _header(path: Path) -> dict[str, object] | None:
+def _header(path: Path) -> dict[str, Any] | None:
     try:
         with path.open() as handle:
             data = json.loads(handle.readline())
@@ -500,7 +488,7 @@ def _header(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) and "header" in data else None
 
 
-def record_headers(folder: Path) -> list[dict[str, object]]:
+def record_headers(folder: Path) -> list[dict[str, Any]]:
     """The header (pid, ppid, argv) of every process that recorded while learning."""
     return [h for p in sorted((folder / "records").glob("ops-*.jsonl")) if (h := _header(p))]
 
@@ -624,7 +612,7 @@ def second_run(
     target = int(listener.getsockname()[1])
     try:
         if workload.server:
-            with _serving(command, folder, port, env, under_learn=False) as get:
+            with _serving(command, folder, port, env, under_learn=False) as (get, _):
                 codes = [get(path)[0] for path in SERVER_LOOP]
                 lazy = get("/lazy")
                 answers = {kind: get(f"/attack/{kind}?port={target}") for kind in ATTACKS}

@@ -182,7 +182,7 @@ def test_appshields_own_sources_are_readable_when_outside_site_packages() -> Non
 def test_a_module_seen_without_a_file_is_allowed_by_its_whole_name_and_only_without_one() -> None:
     # Flask 3.1's `flask.sansio` is a namespace package (no file); `sys` is built in.
     site = "/venv/lib/python3.11/site-packages"
-    policy, text = _learn(
+    policy, _ = _learn(
         ImportOp("flask.sansio"),
         ImportOp("sys"),
         ImportOp("flask", origin=f"{site}/flask/__init__.py"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,11 +61,11 @@ def _outcome(key: str, folder: Path) -> Outcome:
     return Outcome(workload, learned, second)
 
 
-def _merged(folder: Path, outcome: Outcome) -> dict[int, dict[str, object]]:
+def _merged(folder: Path, outcome: Outcome) -> dict[int, dict[str, Any]]:
     """pid -> header of every process that recorded; asserts that each one's records are in
     the merged records (`read_records`: their pids are) and that the one policy allows
     every operation each of them saw."""
-    headers = {int(h["pid"]): h for h in record_headers(folder)}  # type: ignore[call-overload]
+    headers = {int(h["pid"]): h for h in record_headers(folder)}
     merged_pids = {pid for o in outcome.learned.records for pid in o.pids}
     assert set(headers) <= merged_pids
     policy = Policy.from_file(str(outcome.learned.policy))
@@ -105,7 +106,7 @@ def test_fastapi_uvicorn_two_workers(tmp_path: Path) -> None:
     spawned = {
         pid
         for pid, h in processes.items()
-        if h["ppid"] == master and "--multiprocessing-fork" in h["argv"]  # type: ignore[operator]
+        if h["ppid"] == master and "--multiprocessing-fork" in h["argv"]
     }
     assert len(spawned) == 2  # spawned (a fresh interpreter each), not forked
     assert _imported(tmp_path, "app") == spawned
