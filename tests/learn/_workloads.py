@@ -353,9 +353,14 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without appshield's and OpenTelemetry's settings, plus `extra`."""
+def clean_env(*, bytecode: bool = False, **extra: str) -> dict[str, str]:
+    """This environment without appshield's and OpenTelemetry's settings, plus `extra`.
+    `bytecode`: let Python write bytecode, as production usually does (these machines set
+    PYTHONDONTWRITEBYTECODE): `appshield run` then caches the compiled policy and a cache hit
+    resolves no `{tmp}`, so the app's first `tempfile` use runs as it would unshielded."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPSHIELD_", "OTEL_"))}
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra)
     return env
 
@@ -457,7 +462,7 @@ class Learned:
         )
 
 
-def learn(workload: Workload, folder: Path) -> Learned:
+def learn(workload: Workload, folder: Path, *, bytecode: bool = False) -> Learned:
     """Write the app into `folder`, learn it (records kept in `folder/records`), check it."""
     for name, text in workload.files.items():
         (folder / name).write_text(text)
@@ -466,15 +471,16 @@ def learn(workload: Workload, folder: Path) -> Learned:
     command = _appshield("learn", "--keep", str(keep), "--out", str(policy), "--",
                          *workload.command(port))  # fmt: skip
     if workload.server:
-        with _serving(command, folder, port, clean_env(), under_learn=True) as (get, learn_pid):
+        env = clean_env(bytecode=bytecode)
+        with _serving(command, folder, port, env, under_learn=True) as (get, learn_pid):
             codes = [get(path)[0] for path in SERVER_LOOP]
     else:
-        done = _run_batch(command, folder, clean_env())
+        done = _run_batch(command, folder, clean_env(bytecode=bytecode))
         codes, learn_pid = [done.returncode], -1
     text = policy.read_text()
     checked = subprocess.run(
         _appshield("check", str(policy)), cwd=folder, capture_output=True, text=True,
-        timeout=STEP_TIMEOUT, env=clean_env(),
+        timeout=STEP_TIMEOUT, env=clean_env(bytecode=bytecode),
     )  # fmt: skip
     return Learned(policy, text, read_records(keep), learn_pid, codes, checked)
 
@@ -597,7 +603,12 @@ def _accepted(sock: socket.socket) -> bool:
 
 
 def second_run(
-    workload: Workload, folder: Path, policy: Path, *, mode: str = "enforce"
+    workload: Workload,
+    folder: Path,
+    policy: Path,
+    *,
+    mode: str = "enforce",
+    bytecode: bool = False,
 ) -> SecondRun:
     """Run the workload again under `policy` (another port, new pids and temp names, another
     date): the learned loop plus the lazy-import path, then the three attacks."""
@@ -607,7 +618,7 @@ def second_run(
     port = free_port()
     command = _appshield("run", "--policy", str(policy), "--mode", mode, "--",
                          *workload.command(port))  # fmt: skip
-    env = clean_env(APPSHIELD_LOG=str(log), FAKE_DAY="2031-01-02")
+    env = clean_env(bytecode=bytecode, APPSHIELD_LOG=str(log), FAKE_DAY="2031-01-02")
     listener = _listener()
     target = int(listener.getsockname()[1])
     try:
@@ -666,10 +677,11 @@ class Outcome:
         return sum(a.stopped for a in self.second.attacks)
 
 
-def run_workload(workload: Workload, folder: Path) -> Outcome:
+def run_workload(workload: Workload, folder: Path, *, bytecode: bool = False) -> Outcome:
     """learn -> check -> second run (enforced) -> attacks, for one workload in `folder`."""
-    learned = learn(workload, folder)
-    return Outcome(workload, learned, second_run(workload, folder, learned.policy))
+    learned = learn(workload, folder, bytecode=bytecode)
+    second = second_run(workload, folder, learned.policy, bytecode=bytecode)
+    return Outcome(workload, learned, second)
 
 
 def markdown_table(outcomes: Sequence[Outcome]) -> str:

@@ -35,27 +35,28 @@ from tests.learn._workloads import (
 )
 
 
-def _outcome(key: str, folder: Path) -> Outcome:
-    """learn -> check -> enforced second run -> attacks, with every common assertion."""
+def _outcome(key: str, folder: Path, *, bytecode: bool = False) -> Outcome:
+    """learn -> check -> enforced second run -> attacks, with every common assertion.
+    `bytecode`: with bytecode writing on (see `clean_env`)."""
     workload = _workloads.WORKLOADS[key]
     try:
         workload.command(0)
     except Unavailable as exc:
         pytest.skip(str(exc))
-    learned = learn(workload, folder)
+    learned = learn(workload, folder, bytecode=bytecode)
     expected = [200 if path == "/" else 500 for path in SERVER_LOOP] if workload.server else [0]
     assert learned.codes == expected
     assert learned.checked.returncode == 0, learned.checked.stdout + learned.checked.stderr
     assert not learned.imported(LAZY_MODULE), "learning took the lazy path: it proves nothing"
 
-    second = second_run(workload, folder, learned.policy)
+    second = second_run(workload, folder, learned.policy, bytecode=bytecode)
     assert second.codes == expected, second.stderr
     assert second.violations == [], brief(second.violations)
     assert second.lazy_ok, second.lazy
     for attack in second.attacks:
         assert attack.stopped, (attack, brief(read_violations(folder / "violations-enforce.jsonl")))
 
-    control = second_run(workload, folder, learned.policy, mode="monitor")
+    control = second_run(workload, folder, learned.policy, mode="monitor", bytecode=bytecode)
     for attack in control.attacks:  # the attacks are real: unblocked, each one happens
         assert attack.reported and not attack.blocked and attack.happened, attack
     return Outcome(workload, learned, second)
@@ -86,9 +87,14 @@ def _imported(folder: Path, module: str) -> set[int]:
 
 
 def test_flask_gunicorn_three_workers(tmp_path: Path) -> None:
-    outcome = _outcome("gunicorn", tmp_path)
+    # With bytecode writing on, as in production (the other workloads run with it off): the
+    # second run's server loads the compiled policy from its cache, which resolves no {tmp},
+    # so gunicorn's first `mkstemp` writes tempfile's trial file in the temp folder itself.
+    outcome = _outcome("gunicorn", tmp_path, bytecode=True)
+    assert list((tmp_path / "__pycache__").glob("appshield.yaml.*"))  # the cache was used
     learned = outcome.learned
     assert '"{tmp}/wgunicorn-*"' in learned.text and "/**/*.py" in learned.text
+    assert '"{tmp}/????????"' in learned.text  # tempfile's trial file, seen while learning
     # werkzeug loaded the idna codec while learning: the connect meets the network rule
     assert [a.stopped_at for a in outcome.second.attacks] == ["", "", ""]
     processes = _merged(tmp_path, outcome)
