@@ -11,9 +11,11 @@
 --keep DIR   record into DIR and keep the raw observations (`ops-<pid>.jsonl`).
 --from DIR   do not run anything: write the policy from observations kept earlier.
 --strict-imports
-             import rules list only the modules seen; without it, one more rule allows
-             the standard library's pure-Python modules (not extension modules, not ctypes,
-             not site-packages), so a code path that lazily imports one still works.
+             import rules list only the modules seen; without it, more rules allow the
+             standard library's pure-Python modules, CPython's own extension modules in
+             lib-dynload and its frozen and built-in ones (not ctypes, mmap, process or
+             shared-memory modules, not site-packages), so a code path that lazily
+             imports one still works.
 --stop-timeout SECONDS
              after a SIGTERM or SIGINT to `appshield learn`, how long CMD has to end before
              it and every process below it are killed (default 8).
@@ -70,7 +72,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--strict-imports",
         action="store_true",
-        help="allow only the modules seen, not every pure-Python standard-library module",
+        help="allow only the modules seen, not every standard-library module",
     )
     parser.add_argument(
         "--stop-timeout",

@@ -73,8 +73,8 @@ def learn_policy(
 ) -> LearnResult:
     """A fresh policy that allows exactly the observations (generalised), denying the rest.
     `notes`: comment lines for the top (such as a run being cut short). `strict_imports`:
-    list only the modules seen, without the rules for the standard library's pure-Python and
-    frozen modules (`stdlib_drafts`)."""
+    list only the modules seen, without the rules for the standard library's pure-Python,
+    lib-dynload extension, frozen and built-in modules (`stdlib_drafts`)."""
     observations = list(observations)
     drafts, skipped = draft_rules(observations)
     extra = always_read_drafts(drafts)

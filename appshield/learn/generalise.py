@@ -8,13 +8,14 @@ generalises, and why, is written next to the code that does it; the path rules a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import posixpath
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,11 @@ __all__ = ["Draft", "draft_rules"]
 # loopback service the app itself started lives on one of these and changes every run.
 EPHEMERAL_LOW = 32768
 EPHEMERAL = f"{EPHEMERAL_LOW}-65535"
+# A server's port given on its command line (`-b 127.0.0.1:8002`, `--port 8002`) is
+# configuration that changes between runs; the host stays literal, and a privileged port
+# (below 1024) stays exact.
+UNPRIVILEGED_LOW = 1024
+UNPRIVILEGED = f"{UNPRIVILEGED_LOW}-65535"
 # More distinct argument vectors than this for one program: allow any arguments.
 MAX_ARG_VECTORS = 6
 # At least this many files of one folder (same access) collapse into `folder/*`.
@@ -164,6 +170,20 @@ def _numeric_glob(arg: str, previous: str | None, program: str) -> str | None:
     if head.rstrip("=") in _MODE_OPTIONS:
         return None
     return escape_glob(head) + "[0-9]*"
+
+
+def configured_numbers(argv: Sequence[str]) -> set[int]:
+    """The numbers `argv` gives as an option's value or a port (`-b 127.0.0.1:8002`,
+    `--bind=:8002`, `--port 8002`, `-w 2`): those the process rules write as `[0-9]*`."""
+    found: set[int] = set()
+    program = posixpath.basename(argv[0]) if argv else ""
+    previous: str | None = None
+    for arg in argv[1:]:
+        m = _NUMERIC_VALUE.match(arg)
+        if m is not None and _numeric_glob(arg, previous, program) is not None:
+            found.add(int(m.group("n")))
+        previous = arg
+    return found
 
 
 def _arg_glob(arg: str, previous: str | None, program: str, roots: Roots, run: RunNames) -> str:
@@ -491,12 +511,14 @@ def _net_name(op: NetworkOp) -> str | None:
     return _host_glob(name) if name else None
 
 
-def _port_item(op: NetworkOp) -> int | str | None:
+def _port_item(op: NetworkOp, configured: Set[int] = frozenset()) -> int | str | None:
     port = op.port
     if port is None:
         return None
     if op.operation == "bind" and port >= EPHEMERAL_LOW:
         return EPHEMERAL
+    if op.operation == "bind" and port >= UNPRIVILEGED_LOW and port in configured:
+        return UNPRIVILEGED
     if op.operation in ("connect", "send") and port >= EPHEMERAL_LOW and _is_loopback(op):
         return EPHEMERAL
     return port
@@ -531,14 +553,24 @@ def _network_draft(key: tuple[Any, ...], group: list[Observation]) -> Draft:
         return Draft("network", {"host": hosts, "operation": ["resolve"]}, "resolve", group)
     _, name, transport, portless = key
     match: dict[str, Any] = {}
+    note = ""
     if name:
         match["host"] = name
     if not portless:
-        ports = {p for op in ops if (p := _port_item(op)) is not None}
+        ports: set[int | str] = set()
+        for obs in group:
+            op: NetworkOp = obs.operation  # type: ignore[assignment]
+            item = _port_item(op, {n for argv in obs.argvs for n in configured_numbers(argv)})
+            if item is not None:
+                ports.add(item)
+            if item == UNPRIVILEGED:
+                note = f"port {op.port} was given on the command line: any unprivileged port"
+        if UNPRIVILEGED in ports:
+            ports.discard(EPHEMERAL)  # inside it
         match["port"] = sorted(ports, key=lambda p: (isinstance(p, str), str(p).zfill(6)))
     match["operation"] = operations
     match["transport"] = transport
-    return Draft("network", match, f"{'-'.join(operations)}-{name or 'any'}", group)
+    return Draft("network", match, f"{'-'.join(operations)}-{name or 'any'}", group, note)
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -639,10 +671,10 @@ def stdlib_names() -> frozenset[str]:
     return frozenset(getattr(sys, "stdlib_module_names", ()))
 
 
-# Never granted by the broad standard-library rule, whatever their form on this interpreter:
+# Never granted by a broad standard-library rule, whatever their form on this interpreter:
 # they reach native code or start processes without going through a Python API appshield
-# judges. Most are extension modules (which the rule's `.py` origin excludes anyway); ctypes
-# is a pure-Python package over `_ctypes`, so it is excluded by name and by folder.
+# judges. ctypes is a pure-Python package over `_ctypes`, so it is excluded by name and by
+# folder; the extension modules among them are in `NATIVE_NEVER_BROAD` too (below).
 NEVER_BROAD = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "mmap"})
 STDLIB_PYTHON_ID = "import-stdlib-python"
 STDLIB_FROZEN_ID = "import-stdlib-frozen"
@@ -663,12 +695,21 @@ def _pure_python(folder: str, name: str) -> bool:
 
 def stdlib_python_names(folders: Iterable[str]) -> list[str]:
     """The top-level standard-library names that are pure Python in `folders` (a module or a
-    package of `.py` or `.pyc` files there), less `NEVER_BROAD`."""
-    folders = [f for f in dict.fromkeys(folders) if f]
-    return sorted(
-        name
-        for name in stdlib_names() - NEVER_BROAD
-        if any(_pure_python(folder, name) for folder in folders)
+    package of `.py` or `.pyc` files there), less `never_broad` ones."""
+    return list(_stdlib_python_names(tuple(f for f in dict.fromkeys(folders) if f)))
+
+
+@functools.lru_cache(maxsize=8)
+def _stdlib_python_names(folders: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: about a thousand stat calls, and a policy is often written more than once
+    # per process (the tests, `--merge` after a fresh run).
+    return tuple(
+        sorted(
+            name
+            for name in stdlib_names()
+            if not never_broad(name)
+            if any(_pure_python(folder, name) for folder in folders)
+        )
     )
 
 
@@ -706,22 +747,143 @@ def stdlib_python_draft(observations: Iterable[Observation]) -> Draft | None:
     return Draft("import", match, STDLIB_PYTHON_ID, [], note, unless)
 
 
+# The standard library's own extension modules that no broad rule grants, whether in
+# lib-dynload or built into the interpreter. Each group gives a native capability that goes
+# around the hooks or outlives them, or exists only to test CPython's internals:
+# - `_ctypes` loads any shared library and calls any address; `mmap` maps files and memory
+#   that are then read and written with no file operation to judge;
+# - `_posixsubprocess` forks and execs without the `subprocess`/`os` APIs the process hook
+#   judges; `_posixshmem` and `_multiprocessing` create and unlink shared memory and
+#   semaphores by name, outside the file rules;
+# - the subinterpreter modules run code in another interpreter, which has none of this
+#   one's patches or Python-level audit hooks;
+# - `_sqlite3` loads any shared library with `load_extension` (on builds that enable it:
+#   Debian's, the python images), which appshield does not judge; `_tkinter` runs Tcl, whose
+#   `exec`, `open` and `load` start programs, open files and load libraries in C, unseen;
+#   `_remote_debugging` (3.14) reads other processes' memory;
+# - `readline` (history and init files), `_dbm` and `_gdbm` (database files) read and write
+#   files at any path in C with no audit event; `spwd` reads the shadow password database,
+#   `nis` queries NIS servers and `syslog` writes to the system log's socket, past the file
+#   and network rules;
+# - `_test*` (`_testcapi`, `_testinternalcapi`, ...), `_xxtestfuzz`, `xxlimited*` and
+#   `xxsubtype` are CPython's test and example modules: raw C-API access, never app code.
+NATIVE_NEVER_BROAD = frozenset(
+    {
+        "_ctypes",
+        "_ctypes_test",
+        "mmap",
+        "_posixsubprocess",
+        "_posixshmem",
+        "_multiprocessing",
+        "_xxsubinterpreters",
+        "_xxinterpchannels",
+        "_interpreters",
+        "_interpchannels",
+        "_interpqueues",
+        "_sqlite3",
+        "_tkinter",
+        "_remote_debugging",
+        "readline",
+        "_dbm",
+        "_gdbm",
+        "spwd",
+        "nis",
+        "syslog",
+        "_xxtestfuzz",
+        "xxsubtype",
+    }
+)
+_NATIVE_NEVER_BROAD_PREFIXES = ("_test", "xxlimited")
+STDLIB_NATIVE_ID = "import-stdlib-native"
+# The folder of the standard library's extension modules, inside its own folder (POSIX
+# builds; Windows keeps them in `DLLs`, which gets no rule).
+DYNLOAD = "lib-dynload"
+
+
+def never_broad(name: str) -> bool:
+    """True for a top-level name no broad standard-library rule may grant."""
+    return (
+        name in NEVER_BROAD
+        or name in NATIVE_NEVER_BROAD
+        or name.startswith(_NATIVE_NEVER_BROAD_PREFIXES)
+    )
+
+
+def stdlib_native_names(folders: Iterable[str]) -> list[str]:
+    """The standard library's extension modules in the `lib-dynload` folder of `folders`
+    (the module name is the file name up to its first `.`), that are standard-library names
+    of this interpreter, less `never_broad` ones."""
+    return list(_stdlib_native_names(tuple(f for f in dict.fromkeys(folders) if f)))
+
+
+@functools.lru_cache(maxsize=8)
+def _stdlib_native_names(folders: tuple[str, ...]) -> tuple[str, ...]:
+    suffixes = tuple(
+        sys.modules["_frozen_importlib_external"].EXTENSION_SUFFIXES  # type: ignore[attr-defined]
+    )
+    stdlib = stdlib_names()
+    found: set[str] = set()
+    for folder in folders:
+        try:
+            entries = os.listdir(posixpath.join(folder, DYNLOAD))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.partition(".")[0]
+            if entry.endswith(suffixes) and name in stdlib and not never_broad(name):
+                found.add(name)
+    return tuple(sorted(found))
+
+
+def stdlib_native_draft(observations: Iterable[Observation]) -> Draft | None:
+    """The rule for CPython's own extension modules (`unicodedata`, `_csv`, `_decimal`,
+    `_json`, `_zoneinfo`, ...): the pure-Python modules of `stdlib_python_draft` need them
+    (`encodings.idna` imports `stringprep`, which imports `unicodedata`), and they come with
+    the interpreter, as its `.py` files do. None when the standard library has no
+    `lib-dynload` folder (its extensions are then built in: see `stdlib_frozen_draft`).
+
+    Both conditions are exact: the name is one of a list generated from the files in
+    `{stdlib_modules}/lib-dynload` (less `never_broad`), and the file is directly in that
+    folder (`*` does not cross a `/`). A copy of `unicodedata`'s file anywhere else, under
+    its own name or another, is not covered; nor is another file of that folder loaded under
+    a listed name (an allow also needs the file's own name, `ImportOp.home`, to match)."""
+    folders = [f for obs in observations for f in obs.roots.stdlib_modules or obs.roots.stdlib]
+    names = stdlib_native_names(folders)
+    if not names:
+        return None
+    match: dict[str, Any] = {"module": names, "origin": ["{stdlib_modules}/" + DYNLOAD + "/*.so"]}
+    note = (
+        "the standard library's own extension modules in its lib-dynload folder, by exact"
+        " name (pure-Python modules the run did not import need them: encodings.idna needs"
+        " unicodedata, csv needs _csv); never _ctypes, mmap, _posixsubprocess, shared"
+        " memory, subinterpreters, _sqlite3, _tkinter, readline, dbm or CPython's test"
+        " modules."
+        " `appshield learn --strict-imports` leaves this rule out."
+    )
+    return Draft("import", match, STDLIB_NATIVE_ID, [], note)
+
+
 def stdlib_frozen_names() -> list[str]:
-    """The standard-library modules frozen into this interpreter (3.11+: `runpy`, `os`,
-    `importlib.util`, ...; CPython's own test modules `__hello__`, `__phello__` left out),
-    less `NEVER_BROAD`."""
+    """The standard-library modules compiled into this interpreter: frozen (3.11+: `runpy`,
+    `os`, `importlib.util`, ...; CPython's own test modules `__hello__`, `__phello__` left
+    out) and built in (`posix`, `_io`, and on builds without `lib-dynload` modules such as
+    `unicodedata` or `_csv`), less `never_broad` ones."""
     import _imp
 
     frozen = getattr(_imp, "_frozen_module_names", None)
-    found = frozen() if frozen is not None else ()
-    stdlib = stdlib_names() - NEVER_BROAD
+    found = {*(frozen() if frozen is not None else ()), *sys.builtin_module_names}
+    stdlib = stdlib_names()
     return sorted(
-        {name for name in found if name.split(".")[0] in stdlib and not name.startswith("__")}
+        name
+        for name in found
+        if name.split(".")[0] in stdlib
+        and not never_broad(name.split(".")[0])
+        and not name.startswith("__")
     )
 
 
 def stdlib_frozen_draft(observations: Iterable[Observation]) -> Draft | None:
-    """The rule for the standard library's frozen modules: Python bytecode compiled into the
+    """The rule for the standard library's frozen and built-in modules: compiled into the
     interpreter, so no file, and `origin` cannot name them. They are allowed by their exact
     dotted names, and only when there is no file at all (`unless` any origin): the same name
     loaded from a file (`spec_from_file_location("runpy", "/tmp/x.py")`) is not covered."""
@@ -731,15 +893,19 @@ def stdlib_frozen_draft(observations: Iterable[Observation]) -> Draft | None:
     if not names:
         return None
     note = (
-        "the standard library's frozen modules (compiled into the interpreter, no file), by"
-        " exact name; a file loaded under one of these names is not covered"
+        "the standard library's frozen and built-in modules (compiled into the interpreter,"
+        " no file), by exact name; a file loaded under one of these names is not covered"
     )
     return Draft("import", {"module": names}, STDLIB_FROZEN_ID, [], note, {"origin": ["/**"]})
 
 
 def stdlib_drafts(observations: Iterable[Observation]) -> list[Draft]:
     """The rules for standard-library modules the run may not have imported (see
-    `stdlib_python_draft` and `stdlib_frozen_draft`)."""
+    `stdlib_python_draft`, `stdlib_native_draft` and `stdlib_frozen_draft`)."""
     imports = list(observations)
-    found = (stdlib_python_draft(imports), stdlib_frozen_draft(imports))
+    found = (
+        stdlib_python_draft(imports),
+        stdlib_native_draft(imports),
+        stdlib_frozen_draft(imports),
+    )
     return [draft for draft in found if draft is not None]

@@ -105,8 +105,9 @@ class Observation:
         innermost first (so `--merge` can ask a scoped policy the same question).
     pids: the process id of the process that saw it and of its parent (from its file's
         header); volatile: parts of the target known to be random (the random part of a
-        name `tempfile` made). Neither is part of the identity (`key`): they are evidence
-        for the generaliser, and folding repeats joins them.
+        name `tempfile` made); argvs: the `sys.argv` of the process(es) that saw it (from
+        the header: a port given there is configuration). None is part of the identity
+        (`key`): they are evidence for the generaliser, and folding repeats joins them.
     """
 
     operation: Operation
@@ -117,6 +118,7 @@ class Observation:
     roots: Roots = Roots()
     pids: tuple[int, ...] = field(default=(), compare=False)
     volatile: tuple[str, ...] = field(default=(), compare=False)
+    argvs: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -154,7 +156,10 @@ def observation_to_json(obs: Observation) -> str:
 
 
 def observation_from_json(
-    line: str, roots: Roots = Roots(), pids: tuple[int, ...] = ()
+    line: str,
+    roots: Roots = Roots(),
+    pids: tuple[int, ...] = (),
+    argv: tuple[str, ...] | None = None,
 ) -> Observation:
     data = json.loads(line)
     return Observation(
@@ -166,6 +171,7 @@ def observation_from_json(
         roots,
         pids,
         tuple(str(v) for v in data.get("volatile", ())),
+        () if argv is None else (argv,),
     )
 
 
@@ -185,6 +191,7 @@ def header_json(roots: Roots, argv: Iterable[str] = ()) -> str:
 def _read_file(path: Path) -> Iterator[Observation]:
     roots = Roots()
     pids: tuple[int, ...] = ()
+    argv: tuple[str, ...] | None = None
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
@@ -193,8 +200,10 @@ def _read_file(path: Path) -> Iterator[Observation]:
             if "header" in data:
                 roots = Roots.from_json(data.get("roots", {}))
                 pids = tuple(int(data[k]) for k in ("pid", "ppid") if isinstance(data.get(k), int))
+                found = data.get("argv")
+                argv = tuple(str(a) for a in found) if isinstance(found, list) else None
                 continue
-            yield observation_from_json(line, roots, pids)
+            yield observation_from_json(line, roots, pids, argv)
         except (ValueError, KeyError, TypeError):
             # A process killed mid-write leaves a torn last line; the rest is still good.
             continue
@@ -221,6 +230,7 @@ def aggregate(observations: Iterable[Observation]) -> list[Observation]:
             count=seen.count + obs.count,
             pids=_joined(seen.pids, obs.pids),
             volatile=_joined(seen.volatile, obs.volatile),
+            argvs=_joined(seen.argvs, obs.argvs),
         )
     return list(totals.values())
 

@@ -99,7 +99,10 @@ def _comment(draft: Draft) -> list[str]:
 
 
 def _note(text: str) -> list[str]:
-    return [f"# {line}" for line in textwrap.wrap(text, _WIDTH - 4, break_long_words=False)]
+    return [
+        f"# {line}"
+        for line in textwrap.wrap(text, _WIDTH - 4, break_long_words=False, break_on_hyphens=False)
+    ]
 
 
 def render_rules(drafts: Iterable[Draft], taken: set[str], indent: str = "  ") -> str:

@@ -9,11 +9,18 @@ import sys
 import sysconfig
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appshield.learn import learn_policy
-from appshield.learn.generalise import NEVER_BROAD, stdlib_python_names
+from appshield.learn.generalise import (
+    NATIVE_NEVER_BROAD,
+    NEVER_BROAD,
+    never_broad,
+    stdlib_frozen_names,
+    stdlib_native_names,
+    stdlib_python_names,
+)
 from appshield.learn.records import Observation, Roots
 from appshield.operations import ImportOp
 from appshield.policy import Policy
@@ -26,6 +33,14 @@ PLATSTDLIB = sysconfig.get_paths()["platstdlib"]
 SEEN = Observation(ImportOp("json", f"{STDLIB}/json/__init__.py"), "import", roots=ROOTS)
 EXTENSION = (
     sys.modules["_frozen_importlib_external"].EXTENSION_SUFFIXES[0]  # type: ignore[attr-defined]
+)
+DYNLOAD = f"{STDLIB}/lib-dynload"
+NATIVE = stdlib_native_names([STDLIB])
+# The excluded extension modules of every version 3.10-3.13, and the shapes of the test ones.
+EXCLUDED_NATIVE = sorted(
+    NATIVE_NEVER_BROAD
+    | {"_testcapi", "_testinternalcapi", "_testmultiphase", "_testexternalinspection"}
+    | {"xxlimited", "xxlimited_35", "_xxtestfuzz", "_xxsubinterpreters", "_interpreters"}
 )
 
 
@@ -66,11 +81,27 @@ def test_allowed(module: str, origin: str | None) -> None:
         ("ctypes", f"{STDLIB}/ctypes/__init__.py", None),
         ("ctypes.util", f"{STDLIB}/ctypes/util.py", None),
         ("json", f"{STDLIB}/ctypes/__init__.py", "ctypes"),  # ctypes' code under another name
-        ("_ctypes", f"{STDLIB}/lib-dynload/_ctypes{EXTENSION}", None),
-        ("mmap", f"{STDLIB}/lib-dynload/mmap{EXTENSION}", None),
-        ("_posixsubprocess", f"{STDLIB}/lib-dynload/_posixsubprocess{EXTENSION}", None),
-        ("unicodedata", f"{STDLIB}/lib-dynload/unicodedata{EXTENSION}", None),
-        ("mmap", None, None),  # a built-in module: no file
+        ("_ctypes", f"{DYNLOAD}/_ctypes{EXTENSION}", None),
+        ("mmap", f"{DYNLOAD}/mmap{EXTENSION}", None),
+        ("_posixsubprocess", f"{DYNLOAD}/_posixsubprocess{EXTENSION}", None),
+        ("_posixshmem", f"{DYNLOAD}/_posixshmem{EXTENSION}", None),
+        ("_multiprocessing", f"{DYNLOAD}/_multiprocessing{EXTENSION}", None),
+        ("_xxsubinterpreters", f"{DYNLOAD}/_xxsubinterpreters{EXTENSION}", None),
+        ("_interpreters", f"{DYNLOAD}/_interpreters{EXTENSION}", None),
+        ("_testcapi", f"{DYNLOAD}/_testcapi{EXTENSION}", None),
+        ("xxlimited", f"{DYNLOAD}/xxlimited{EXTENSION}", None),
+        ("unicodedata", f"{DYNLOAD}/_ctypes{EXTENSION}", "_ctypes"),  # another file, renamed
+        ("unicodedata", f"/srv/app/unicodedata{EXTENSION}", None),  # a copy elsewhere
+        ("unicodedata", f"{STDLIB}/unicodedata{EXTENSION}", None),  # not lib-dynload itself
+        ("unicodedata", f"{DYNLOAD}/sub/unicodedata{EXTENSION}", None),
+        ("unicodedata", f"{PLATSTDLIB}/lib-dynload/unicodedata{EXTENSION}", None),
+        ("unicodedata", f"{SITE}/unicodedata{EXTENSION}", None),
+        ("unicodedata", f"{DYNLOAD}/unicodedata.py", None),
+        ("mmap", None, None),  # as a built-in module: no file
+        ("_posixsubprocess", None, None),
+        ("_xxsubinterpreters", None, None),
+        ("xxsubtype", None, None),  # built in on 3.10
+        ("_testcapi", None, None),
         ("stringprep", "/srv/app/stringprep.py", None),  # planted in the app folder
         ("stringprep", f"{PLATSTDLIB}/stringprep.py", None),  # the venv's lib folder
         ("colorsys", f"{STDLIB}/../colorsys.py", None),
@@ -88,6 +119,36 @@ def test_not_allowed(module: str, origin: str | None, home: str | None) -> None:
     assert _rule(ImportOp(module, origin, home=home)) is None
 
 
+@pytest.mark.parametrize("module", ["unicodedata", "_csv", "_decimal", "_json", "_zoneinfo"])
+def test_stdlib_extension_modules_in_lib_dynload_are_allowed(module: str) -> None:
+    if module not in NATIVE:
+        pytest.skip(f"{module} is not in lib-dynload on this build")
+    op = ImportOp(module, f"{DYNLOAD}/{module}{EXTENSION}")
+    assert _rule(op) == "import-stdlib-native"
+    assert _rule(op, STRICT) is None
+
+
+def test_built_in_modules_are_allowed_by_name_without_a_file() -> None:
+    # On builds that compile `unicodedata` or `_csv` into the interpreter, they have no file.
+    allowed = [name for name in sys.builtin_module_names if not never_broad(name)]
+    assert "posix" in allowed and "xxsubtype" not in allowed
+    for name in allowed:
+        assert _rule(ImportOp(name, None)) == "import-stdlib-frozen", name
+        assert _rule(ImportOp(name, f"/srv/app/{name}{EXTENSION}")) is None, name
+
+
+def test_the_native_name_list_comes_from_lib_dynload_less_the_exclusions() -> None:
+    assert {"unicodedata", "_csv", "_decimal", "_zoneinfo"} <= set(NATIVE)
+    files = {entry.partition(".")[0] for entry in os.listdir(DYNLOAD)}
+    assert set(NATIVE) <= files
+    assert not set(NATIVE) & set(EXCLUDED_NATIVE)
+    assert not any(n.startswith(("_test", "xxlimited")) for n in NATIVE)
+    left_out = {"_ctypes", "mmap", "_posixsubprocess", "_sqlite3", "_tkinter", "readline", "syslog"}
+    assert files - set(NATIVE) >= left_out | {"_testcapi", "xxlimited"}
+    assert not set(stdlib_frozen_names()) & set(EXCLUDED_NATIVE)
+    assert stdlib_native_names(["/nonexistent"]) == []
+
+
 def test_the_name_list_is_pure_python_only() -> None:
     names = stdlib_python_names([STDLIB])
     assert "stringprep" in names and "encodings" in names and "colorsys" in names
@@ -98,34 +159,58 @@ def test_the_name_list_is_pure_python_only() -> None:
 _module = st.one_of(
     st.sampled_from(sorted(NEVER_BROAD)),
     st.sampled_from(sorted(NEVER_BROAD)).map(lambda m: m + ".sub"),
+    st.sampled_from(EXCLUDED_NATIVE),
     st.sampled_from(stdlib_python_names([STDLIB])),
+    st.sampled_from(NATIVE),
+    st.sampled_from(NATIVE).map(lambda m: m + ".sub"),
     st.from_regex(r"[a-z_][a-z0-9_]{0,8}(\.[a-z_][a-z0-9_]{0,6}){0,2}", fullmatch=True),
 )
 _folder = st.sampled_from(
-    [STDLIB, f"{STDLIB}/lib-dynload", f"{STDLIB}/ctypes", SITE, PLATSTDLIB, "/tmp", "/srv/app"]
+    [
+        STDLIB,
+        DYNLOAD,
+        f"{DYNLOAD}/sub",
+        f"{STDLIB}/ctypes",
+        SITE,
+        PLATSTDLIB,
+        f"{PLATSTDLIB}/lib-dynload",
+        "/tmp",
+        "/srv/app",
+    ]
 )
-_suffix = st.sampled_from([".py", ".pyc", EXTENSION, ".so", "/__init__.py"])
+_suffix = st.sampled_from([".py", ".pyc", EXTENSION, ".so", ".abi3.so", "/__init__.py"])
+_home = st.sampled_from([None, "ctypes", "_ctypes", "mmap", "_testcapi"])
 
 
-@given(_module, st.one_of(st.none(), st.tuples(_folder, _suffix)), st.booleans())
+@settings(max_examples=600)
+@given(_module, st.one_of(st.none(), st.tuples(_folder, _suffix)), _home)
 def test_no_native_third_party_or_planted_import_gets_through(
-    module: str, where: tuple[str, str] | None, with_home: bool
+    module: str, where: tuple[str, str] | None, home: str | None
 ) -> None:
-    """Whatever the name: a NEVER_BROAD module, an extension or native file, and a file
-    outside the standard library's own folder (or in a site-packages folder below it) are
-    never allowed by the standard-library rules (here, nothing else allows them)."""
+    """Whatever the name: an excluded module (by its name or its file's own name), an
+    extension file outside lib-dynload or not named on the list, a native file loaded under
+    another file's name, and a file outside the standard library's own folder (or in a
+    site-packages folder below it) are never allowed by the standard-library rules (here,
+    nothing else allows them)."""
     origin = None
     if where is not None:
         folder, suffix = where
         origin = posixpath.join(folder, module.replace(".", "/")) + suffix
-    home = "ctypes" if with_home and origin is not None else None
+    if origin is None:
+        home = None  # no file, no file name
     rule = _rule(ImportOp(module, origin, home=home))
-    if module.split(".")[0] in NEVER_BROAD or home == "ctypes":
-        assert rule is None
+    top = module.split(".")[0]
+    if never_broad(top) or (home is not None and never_broad(home)):
+        assert rule is None, (module, origin, home)
     if origin is None:
         return
     in_stdlib = origin.startswith(STDLIB + "/") and not origin.startswith(
         (f"{STDLIB}/ctypes/", SITE + "/")
     )
-    if not (in_stdlib and origin.endswith((".py", ".pyc"))):
-        assert rule is None, (module, origin)
+    if in_stdlib and origin.endswith((".py", ".pyc")):
+        return
+    in_dynload = posixpath.dirname(origin) == DYNLOAD and origin.endswith(".so")
+    if in_dynload and top in NATIVE and home is None:
+        assert rule == "import-stdlib-native", (module, origin)
+    else:
+        assert rule is None, (module, origin, home)
