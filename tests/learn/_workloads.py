@@ -64,9 +64,9 @@ __all__ = [
 
 ATTACKS = ("shell", "read", "connect")
 # The module the lazy path imports; learning must not have seen it, or the path proves nothing.
-# Everything it imports is pure Python. (Not `"bücher.example".encode("idna")`: werkzeug and
-# Django import its stringprep at start-up, and stringprep imports unicodedata, an extension
-# module. Not smtplib: a worker that never imported `string` then needs the built-in _string.)
+# (Not `"bücher.example".encode("idna")`: werkzeug and Django import its stringprep at start-up.
+# In FastAPI and the worker the connect attack takes that path: getaddrinfo encodes the host
+# with the idna codec, which imports stringprep and the extension module unicodedata.)
 LAZY_MODULE = "getopt"
 LAZY_ANSWER = "[('-v', ''), ('--limit', '3')] ['report']"
 SERVER_LOOP = ("/", "/fail") * 4  # the bounded request loop: one handler fails with a 500

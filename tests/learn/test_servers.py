@@ -55,6 +55,9 @@ def _outcome(key: str, folder: Path, *, bytecode: bool = False) -> Outcome:
     assert second.lazy_ok, second.lazy
     for attack in second.attacks:
         assert attack.stopped, (attack, brief(read_violations(folder / "violations-enforce.jsonl")))
+        # by its own rule: the connect's lazy imports (the idna codec's stringprep and
+        # unicodedata, in FastAPI and the worker) are the standard library's, and allowed
+        assert attack.stopped_at == "", attack
 
     control = second_run(workload, folder, learned.policy, mode="monitor", bytecode=bytecode)
     for attack in control.attacks:  # the attacks are real: unblocked, each one happens
@@ -95,8 +98,6 @@ def test_flask_gunicorn_three_workers(tmp_path: Path) -> None:
     learned = outcome.learned
     assert '"{tmp}/wgunicorn-*"' in learned.text and "/**/*.py" in learned.text
     assert '"{tmp}/????????"' in learned.text  # tempfile's trial file, seen while learning
-    # werkzeug loaded the idna codec while learning: the connect meets the network rule
-    assert [a.stopped_at for a in outcome.second.attacks] == ["", "", ""]
     processes = _merged(tmp_path, outcome)
     (master,) = [pid for pid, h in processes.items() if h["ppid"] == learned.learn_pid]
     workers = {pid for pid, h in processes.items() if h["ppid"] == master}
