@@ -307,7 +307,11 @@ def _common(**files: str) -> dict[str, str]:
 
 
 def _gunicorn(port: int) -> list[str]:
-    return [_script("gunicorn"), "-w", "3", "-b", f"127.0.0.1:{port}", "app:app"]
+    # gunicorn 23+ opens a control socket, by default ~/.gunicorn/gunicorn.ctl (one path for
+    # every gunicorn of the user): here it stays in the app's folder.
+    gunicorn = _script("gunicorn")
+    return [gunicorn, "-w", "3", "-b", f"127.0.0.1:{port}", "--control-socket", "gunicorn.ctl",
+            "app:app"]  # fmt: skip
 
 
 def _uvicorn(port: int) -> list[str]:
