@@ -256,14 +256,27 @@ def exporter_rules(
         *(f"{{site_packages}}/{name.replace('.', '/')}.py" for name in _NEEDED),
     )
     rules.append(_rule("import", _fields(module=_NEEDED, origin=needed), scope=otel))
-    # The standard library: any module from its folders but the native capabilities; the
-    # built-in ones (no file) by name.
-    native = Condition(_fields(module=(*_NATIVE, "_posixsubprocess")))
+    # The standard library: any module from its folders but the native capabilities, told
+    # by their files (whatever name they are loaded under), and site-packages, which an
+    # interpreter without a venv keeps below the standard library's folder; the built-in
+    # modules (no file) by name.
+    not_stdlib = Condition(
+        _fields(
+            origin=_origins(
+                "{site_packages}/**",
+                # the base interpreter's, when a venv's is what {site_packages} names
+                "{stdlib}/site-packages/**",
+                "{stdlib}/dist-packages/**",
+                "{stdlib}/ctypes/**",
+                *(f"{{stdlib}}/**/{name}*" for name in (*_NATIVE, "_posixsubprocess")),
+            )
+        )
+    )
     rules.append(
         _rule(
             "import",
             _fields(module=("*",), origin=_origins("{stdlib}/**")),
-            unless=native,
+            unless=not_stdlib,
             scope=otel,
         )
     )
@@ -275,7 +288,7 @@ def exporter_rules(
     rules.append(
         _rule(
             "import",
-            _fields(module=("_posixsubprocess",), origin=_origins("{stdlib}/**")),
+            _fields(module=("_posixsubprocess",), origin=_origins("{stdlib}/**/_posixsubprocess*")),
             scope=otel,
         )
     )

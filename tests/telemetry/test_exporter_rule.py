@@ -187,15 +187,32 @@ def test_what_the_sdk_needs_only_under_opentelemetry() -> None:
         assert compiled.decide(op, []).rule_id == "default:import"
     planted = ImportOp("requests", "/tmp/planted/requests/__init__.py")
     assert compiled.decide(planted, under_otel).rule_id == "default:import"
+    # what sits below the standard library's folder but is not the standard library
+    for op in (
+        ImportOp("anything", f"{STDLIB}/site-packages/anything/__init__.py"),
+        ImportOp("anything", f"{SITE}/anything/__init__.py"),
+    ):
+        assert compiled.decide(op, under_otel).rule_id == "default:import", op
+    posix = ImportOp("_posixsubprocess", f"{STDLIB}/lib-dynload/_posixsubprocess.cpython.so")
+    assert compiled.decide(posix, under_otel).rule_id == RULE_ID
+    assert compiled.decide(posix, ["app"]).rule_id == "default:import"
 
 
 @pytest.mark.parametrize("module", ["ctypes", "_ctypes", "ctypes.util", "cffi", "mmap"])
 def test_native_capabilities_are_never_granted(module: str) -> None:
     compiled = _compiled(DENY_ALL, {})
     stack = ["opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.ieee_754"]
-    for origin in (f"{STDLIB}/{module.replace('.', '/')}.py", None):
+    origins = (
+        f"{STDLIB}/{module.replace('.', '/')}.py",
+        f"{STDLIB}/lib-dynload/{module}.cpython-311-x86_64-linux-gnu.so",
+        None,
+    )
+    for origin in origins:
         decision = compiled.decide(ImportOp(module, origin), stack)
         assert decision.rule_id == "default:import", (module, origin)
+        # nor under another name: the file is what runs
+        renamed = compiled.decide(ImportOp("innocent", origin), stack)
+        assert renamed.rule_id == "default:import" or origin is None, (module, origin)
     # nor a native library, through ctypes or cffi
     library = ImportOp(None, None, sys.executable)
     assert compiled.decide(library, stack).rule_id == "default:import"
@@ -426,3 +443,63 @@ def test_a_denied_exporter_does_not_hold_up_the_exit(learned: Path, when: str) -
     assert "done" in done.stdout
     assert {v["rule"] for v in violations} == {"no-collector"}, violations
     assert exit_s < flush_bound + margin, (exit_s, done.stderr)
+
+
+def test_the_switch_survives_the_policy_cache() -> None:
+    from appshield.policy import cache
+
+    off = Policy.from_mapping({**DENY_ALL, "protections": {"telemetry_exporter": False}})
+    plain = cache.plain(off.document)
+    assert cache._document(plain).protections.telemetry_exporter is False
+    assert cache._document(plain).protections == off.document.protections
+
+
+CHILD = """
+import json, os, sys
+from appshield import runtime
+from appshield.operations import NetworkOp
+
+shield = runtime.active_shield()
+stack = ["opentelemetry.exporter.otlp.proto.http.trace_exporter"]
+ports = {}
+for name in ("PARENT_PORT", "CHILD_PORT"):
+    port = int(os.environ[name])
+    op = NetworkOp("connect", host="127.0.0.1", port=port)
+    ports[name] = shield.compiled.decide(op, stack).rule_id
+print(json.dumps(ports))
+"""
+PARENT = """
+import os, subprocess, sys
+env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:" + os.environ["CHILD_PORT"])
+sys.exit(subprocess.run([sys.executable, "child.py"], env=env).returncode)
+"""
+
+
+def test_a_child_with_another_endpoint_gets_its_parents(tmp_path: Path) -> None:
+    """A shielded process starts a Python child with OTEL_EXPORTER_OTLP_ENDPOINT pointing
+    elsewhere: the child carries its parent's shield, collector included, and no other."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\n"
+        "defaults: {process: allow, file: allow, network: deny, import: allow}\n"
+        "rules: []\n"
+    )
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "parent.py").write_text(PARENT)
+    env = _env(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4999",
+        PARENT_PORT="4999",
+        CHILD_PORT="5999",
+        OTEL_SDK_DISABLED="true",
+    )
+    run = ["run", "--policy", str(policy), "--", sys.executable, "parent.py"]
+    done = subprocess.run(
+        [sys.executable, "-m", "appshield", *run],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"PARENT_PORT": RULE_ID, "CHILD_PORT": "default:network"}
