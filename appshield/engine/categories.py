@@ -410,11 +410,14 @@ def build_category(
     protected_paths: tuple[str, ...],
     unshielded_children: bool,
     protected_folders: tuple[str, ...] = (),
+    implicit_allows: Sequence[RuleSpec] = (),
 ) -> CategoryIndex:
     """Compile and index one category's rules. Implicit protections come first (they are
-    denies that precede every written rule)."""
+    denies that precede every written rule); implicit allows (`implicit:telemetry_exporter`)
+    come last, so that a written allow matching the same operation names the decision (and a
+    written deny beats them, as it beats any allow)."""
     implicit = _implicit(category, protected_paths, unshielded_children, protected_folders)
-    ordered = [*implicit, *specs]
+    ordered = [*implicit, *specs, *implicit_allows]
     ranked = sorted(enumerate(ordered), key=lambda item: (_RANK[item[1].action], item[0]))
     rules = [Rule(spec, mode) for _order, spec in ranked]
     return _INDEXES[category](rules, default, mode)  # type: ignore[call-arg]
