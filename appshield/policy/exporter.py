@@ -19,9 +19,17 @@ without a written rule:
   `sitecustomize` (how `opentelemetry-instrument` starts), and, only while OpenTelemetry's
   code is on the call stack, the standard library and the few distributions its exporters
   import (protobuf, requests and urllib3 with their helpers, packaging, wrapt, ...). Native
-  capabilities that step around every check (`ctypes`, `_ctypes`, `cffi`, `mmap`) are never
-  allowed here; `_posixsubprocess` only by its exact name (process starts stay judged by
-  the process rules whatever imported it).
+  capabilities that step around every check (`ctypes`, `_ctypes`, `cffi`, `mmap`) are not
+  allowed to OpenTelemetry's code at large; `_posixsubprocess` only by its exact name
+  (process starts stay judged by the process rules whatever imported it).
+- one exception, as narrow as a rule can be: the SDK's metrics package reads a float's bits
+  with `ctypes` (`..._internal.exponential_histogram.mapping.ieee_754`, imported whenever the
+  SDK's metrics are, which `opentelemetry-instrument` always does). That one module, proved
+  by its code object (a `scope`), may import the standard library's own `ctypes` files and
+  open the interpreter (`ctypes.pythonapi`); no other code, no other file, no other library.
+  Without it every app that adds `opentelemetry-instrument` would fail to start its
+  telemetry. (appshield's own private pipeline loads the same module, as its own work, once
+  it reports a violation.)
 
 The endpoints are read once, from the environment appshield saw at start-up
 (`appshield.settings.STARTUP`): setting `OTEL_EXPORTER_OTLP_ENDPOINT` later opens
@@ -31,7 +39,7 @@ environment says (they travel with the policy variables, see `configured_endpoin
 Precedence: these are allow rules placed after the written ones, so a matching written `deny`
 (or alert) wins, as it beats any allow; a written allow that also matches names the decision.
 `protections: {telemetry_exporter: false}` turns the rule off. Pure: no I/O besides the
-policy variables `{stdlib}` and `{site_packages}`.
+policy variables `{stdlib}`, `{stdlib_modules}`, `{site_packages}` and `{python}`.
 """
 
 from __future__ import annotations
@@ -79,8 +87,11 @@ _NEEDED = (
     "zipp",
 )
 
-# Never allowed by this rule: each hands out memory or native code that no hook judges.
+# Not allowed to OpenTelemetry's code at large: each hands out memory or native code that no
+# hook judges. (`ctypes` only to the one SDK module below.)
 _NATIVE = ("ctypes", "_ctypes", "cffi", "_cffi_backend", "mmap")
+# The SDK module that imports ctypes when it is imported (to read a float's bits).
+_FLOAT_BITS = ("opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.ieee_754",)
 
 
 class Endpoint(NamedTuple):
@@ -178,7 +189,9 @@ def _rule(category: str, fields: Mapping[str, tuple[object, ...]], **extra: obje
 
 
 def _origins(*patterns: str) -> tuple[str, ...]:
-    variables = {"stdlib": value("stdlib", ""), "site_packages": value("site_packages", "")}
+    variables = {
+        name: value(name, "") for name in ("stdlib", "stdlib_modules", "site_packages", "python")
+    }
     return tuple(
         dict.fromkeys(normalise_path_glob(g) for p in patterns for g in expand(p, variables))
     )
@@ -295,6 +308,23 @@ def exporter_rules(
     rules.append(
         _rule("import", _fields(module=("_posixsubprocess",)), unless=_ANY_FILE, scope=otel)
     )
+    # ctypes for the SDK's float-bits module only: the standard library's own ctypes files
+    # (never a copy elsewhere, whatever its name), `_ctypes` built in or from lib-dynload,
+    # and the interpreter itself (`ctypes.pythonapi` opens the running program).
+    rules.append(
+        _rule(
+            "import",
+            _fields(
+                module=("ctypes", "_ctypes"),
+                origin=_origins(
+                    "{stdlib_modules}/ctypes/**", "{stdlib_modules}/lib-dynload/_ctypes.*"
+                ),
+            ),
+            scope=_FLOAT_BITS,
+        )
+    )
+    rules.append(_rule("import", _fields(module=("_ctypes",)), unless=_ANY_FILE, scope=_FLOAT_BITS))
+    rules.append(_rule("import", _fields(library=_origins("{python}")), scope=_FLOAT_BITS))
     # The SDK and `opentelemetry-instrument` find their exporters, propagators and
     # instrumentors through entry points: importlib.metadata lists every folder on sys.path
     # (the folder itself, read access, nothing below it).
