@@ -30,6 +30,8 @@ STRICT_SCOPE = (
     "appshield/hooks",
     "appshield/document.py",
     "appshield/_threadstate.py",
+    "appshield/ports.py",
+    "appshield/settings.py",
 )
 
 
