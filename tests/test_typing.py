@@ -32,6 +32,8 @@ STRICT_SCOPE = (
     "appshield/_threadstate.py",
     "appshield/ports.py",
     "appshield/settings.py",
+    "appshield/_proc_describe.py",
+    "appshield/_proc_children.py",
 )
 
 

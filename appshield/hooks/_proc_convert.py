@@ -503,7 +503,7 @@ def text(value: Any) -> str:
     found = plain(value)
     if found is None:
         raise Unreadable(f"a value of type {kind.__qualname__} cannot be read safely")
-    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
+    return found if type(found) is str else os.fsdecode(found)
 
 
 # (PATH as os.environ holds it, its entries): the split of the last value seen.
@@ -517,7 +517,7 @@ def _inherited_exec_path() -> tuple[str, ...] | None:
     os.environ is not the standard mapping (then the caller asks os.get_exec_path)."""
     global _environ_path
     environ = os.environ
-    if type(environ) is not os._Environ:  # type: ignore[attr-defined]
+    if type(environ) is not os._Environ:
         return None
     data = environ.__dict__.get("_data")
     if type(data) is not dict:
