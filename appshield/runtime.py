@@ -419,7 +419,7 @@ class Shield:
         else:
             Shield.deferred_dropped += 1
 
-    def _drain_deferred(self, budget: int = 16) -> None:
+    def _drain_deferred(self, budget: int | None = 16) -> None:
         """Report up to `budget` waiting violations of this thread (all of them for None).
         Bounded, so that a signal handler committing violations faster than they can be
         reported does not keep the interrupted code from ever going on: the rest waits for

@@ -14,7 +14,7 @@ field (no indexable field, or a glob with no literal part) is checked for every 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield.decision import Action, Decision, Mode
 from appshield.document import Condition, RuleSpec
@@ -29,6 +29,9 @@ from appshield.engine.globs import (
 )
 from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie
 from appshield.engine.predicates import Pred, host_key, predicates
+
+if TYPE_CHECKING:
+    from appshield.operations import NetworkOp
 
 __all__ = ["CategoryIndex", "Rule", "build_category"]
 
@@ -100,7 +103,7 @@ class Rule:
         return preds
 
 
-def _not_raw(op: Any) -> bool:
+def _not_raw(op: NetworkOp) -> bool:
     return op.transport != "raw"
 
 
@@ -396,8 +399,8 @@ def _implicit(
             out.append(RuleSpec("implicit:policy_files", "file", "deny", Condition(folders)))
         return out
     if category == "process" and children:
-        fields = {"unshielded": (True,)}
-        return [RuleSpec("implicit:unshielded_children", "process", "deny", Condition(fields))]
+        unshielded: dict[str, tuple[Any, ...]] = {"unshielded": (True,)}
+        return [RuleSpec("implicit:unshielded_children", "process", "deny", Condition(unshielded))]
     return []
 
 

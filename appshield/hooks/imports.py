@@ -298,7 +298,7 @@ class _AdHocSpec:
     """Stands in for a module without `__spec__` handed straight to a loader."""
 
     has_location = False
-    origin = None
+    origin: str | None = None
 
     def __init__(self, name: Any) -> None:
         self.name = name
