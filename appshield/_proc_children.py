@@ -3,7 +3,7 @@ The check behind `ProcessOp.unshielded` (rule id `implicit:unshielded_children`)
 the process describer (`appshield._proc_describe.unshielded`) for every start.
 
 It compares the child with how the parent was switched on (`parent`: the activation facts,
-handed in; `appshield._activate` keeps them), so it applies only to a shield that came in
+handed in; `appshield.activation` keeps them), so it applies only to a shield that came in
 through the environment (`appshield run`, the sitecustomize bootstrap,
 `opentelemetry-instrument`): only those travel to children. A Python child is unshielded when
 its start-up options isolate it (`-I`, `-E`, `-S`), when its environment turns the shield off
@@ -32,7 +32,7 @@ __all__ = [
     "isolation_flags",
 ]
 
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "activation", "bootstrap")
 _BOOTSTRAP_REAL = os.path.realpath(BOOTSTRAP_DIR)
 
 # Ways in that travel through the environment, so children inherit them.
@@ -40,7 +40,7 @@ ENV_SOURCES = frozenset({"bootstrap", "opentelemetry"})
 
 
 class Parent(Protocol):
-    """How the parent's shield was switched on (`appshield._activate.Activation` is one)."""
+    """How the parent's shield was switched on (`appshield.activation.Activation` is one)."""
 
     @property
     def source(self) -> str: ...

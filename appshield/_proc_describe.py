@@ -10,7 +10,7 @@ asks the same function, so it answers for the very operation the hooks would dec
 Everything here works on plain values: exact `str`/`bytes` (bytes decoded as the file system
 encoding does), an exact `int` descriptor, exact lists, tuples and dicts of those. Reading an
 argument object that could lie (a subclass, a `PathLike`, a mapping that is not a dict) is the
-hooks' job (`hooks/_proc_convert.py`), done before they call here; handed anything else, this
+hooks' job (`hooks/process/convert.py`), done before they call here; handed anything else, this
 module raises TypeError and the gate denies the start. It patches nothing and needs no shield:
 its only I/O is finding and resolving the program (and the child check's look at a Python
 interpreter, `appshield._proc_children`).
@@ -339,11 +339,11 @@ def unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str | None) ->
 
     Only a shield that came in through the environment (the bootstrap, `appshield run`,
     `appshield.auto`) can have children that run without it, and those ways in import
-    `appshield._activate` before the shield exists: when it is not imported, no child is
+    `appshield.activation` before the shield exists: when it is not imported, no child is
     unshielded. It is looked up, not imported: neither the describer nor the hooks reach up
     into the activation layer (tests/test_layering.py). The check itself is
     `appshield._proc_children.child_would_be_unshielded`, handed the activation."""
-    activation = _modules.get("appshield._activate")
+    activation = _modules.get("appshield.activation")
     parent = None if activation is None else activation._activation
     if parent is None:
         return False

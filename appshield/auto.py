@@ -12,6 +12,6 @@ already shielded changes nothing.
 
 from __future__ import annotations
 
-from appshield._activate import activate
+from appshield.activation import activate
 
 handle = activate("auto")

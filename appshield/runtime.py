@@ -23,8 +23,8 @@ from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
-from appshield.hooks import _scope_code
 from appshield.hooks._patching import WRAPT_DIR
+from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import Operation
 from appshield.policy import Policy
 from appshield.ports import Decider, Reporter
@@ -184,7 +184,7 @@ def _stack_of_caller() -> Sequence[str]:
 def _scope_stack(frame: FrameType | None) -> list[str]:
     """The modules on the stack for `scope` rules: a frame counts as a module only when
     its code object is one the import system compiled from that module's own file (see
-    `appshield.hooks._scope_code`). appshield's own frames are never recorded, so they
+    `appshield.hooks.imports.scope_code`). appshield's own frames are never recorded, so they
     need no skipping; reading `f_code` is the cost, paid only for a scoped candidate."""
     modules: list[str] = []
     owner = _scope_code.module_of

@@ -13,7 +13,7 @@ import appshield
 from scripts.import_graph import cycles, import_graph
 
 PACKAGE = Path(appshield.__file__).resolve().parent
-FORBIDDEN_FROM_HOOKS = ("appshield.runtime", "appshield._activate")
+FORBIDDEN_FROM_HOOKS = ("appshield.runtime", "appshield.activation")
 
 
 def _imported_names(tree: ast.AST) -> list[tuple[int, str]]:
@@ -30,7 +30,7 @@ def _imported_names(tree: ast.AST) -> list[tuple[int, str]]:
 
 def test_nothing_in_hooks_imports_the_runtime_or_activation() -> None:
     offenders = []
-    for path in sorted((PACKAGE / "hooks").glob("*.py")):
+    for path in sorted((PACKAGE / "hooks").rglob("*.py")):
         for line, name in _imported_names(ast.parse(path.read_text(), str(path))):
             if name.startswith(FORBIDDEN_FROM_HOOKS):
                 offenders.append(f"{path.name}:{line}: {name}")
@@ -57,8 +57,8 @@ CORE = (
 ABOVE_CORE = (
     "appshield.hooks",
     "appshield.runtime",
-    "appshield._activate",
-    "appshield.reload",
+    "appshield.activation",
+    "appshield.activation.reload",
     "appshield.telemetry",
     "appshield.learn",
     "appshield.cli",

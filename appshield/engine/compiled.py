@@ -191,7 +191,7 @@ class CompiledPolicy:
     def scope_matcher(self) -> Callable[[str], bool] | None:
         """A test of whether a module name matches some `scope` or `unless.scope` glob of
         any rule (None: the policy has no scope). The hooks record which code objects
-        belong to those modules only (see `appshield.hooks._scope_code`)."""
+        belong to those modules only (see `appshield.hooks.imports.scope_code`)."""
         globs = self._scope_globs
         if not globs:
             return None

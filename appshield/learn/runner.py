@@ -51,7 +51,7 @@ class Recording:
 
 
 def _bootstrap_dir() -> str:
-    from appshield._activate import BOOTSTRAP_DIR
+    from appshield.activation import BOOTSTRAP_DIR
 
     return BOOTSTRAP_DIR
 

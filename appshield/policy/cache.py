@@ -25,7 +25,7 @@ above the policy files are protected like the policy files themselves
 (`protections.policy_files`), so the app cannot plant a weaker policy for its next start,
 not even by renaming a folder. The cache is not authenticated (a key would be in the app's
 own memory): a child started by a shielded parent checks what it loaded against the identity
-its parent passed (`appshield._activate`), and reloads the YAML on a mismatch.
+its parent passed (`appshield.activation`), and reloads the YAML on a mismatch.
 
 Deliberately only `marshal` (built in, no code execution on load) and `os`: the point is to
 import nothing else before the shield is up.

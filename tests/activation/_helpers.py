@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from appshield._activate import BOOTSTRAP_DIR
+from appshield.activation import BOOTSTRAP_DIR
 
 PY = sys.executable
 # `appshield run` through the module that implements it (the `appshield` script delegates to it).
@@ -19,7 +19,8 @@ TIMEOUT = 60
 # Shows, from inside a process, whether and how it is shielded.
 PROBE = """
 import json, sys
-from appshield import runtime, _activate
+from appshield import runtime
+from appshield import activation as _activate
 shield = runtime.active_shield()
 act = _activate.activation()
 print("PROBE " + json.dumps({

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from appshield._activate import BOOTSTRAP_DIR
+from appshield.activation import BOOTSTRAP_DIR
 from tests.activation._helpers import (
     PROBE,
     PY,
@@ -132,7 +132,7 @@ def test_interpreter_without_appshield_fails_closed(tmp_path: Path) -> None:
     (copy / "sitecustomize.py").write_text(
         (Path(BOOTSTRAP_DIR) / "sitecustomize.py")
         .read_text()
-        .replace("from appshield._activate", "from appshield_missing._activate")
+        .replace("from appshield.activation", "from appshield_missing._activate")
     )
     env = clean_env(PYTHONPATH=str(copy), APPSHIELD_POLICY=str(policy))
     result = run([PY, "-c", "print('ran')"], env=env)

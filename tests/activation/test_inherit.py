@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appshield import _inherit
-from appshield._activate import BOOTSTRAP_DIR
+from appshield.activation import BOOTSTRAP_DIR
 from appshield.policy import Policy, cache, variables
 from tests.activation._helpers import PY, RUN, TIMEOUT, allow_all_but, clean_env
 

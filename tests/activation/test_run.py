@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appshield._activate import BOOTSTRAP_DIR
+from appshield.activation import BOOTSTRAP_DIR
 from tests.activation._helpers import (
     PROBE,
     PY,

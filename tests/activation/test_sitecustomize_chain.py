@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import appshield
-from appshield._activate import chain_sitecustomize
+from appshield.activation import chain_sitecustomize
 from tests.activation._helpers import PY, allow_all_but, clean_env, run
 
 # The app's own sitecustomize: it uses the import system's API, as OpenTelemetry's does, and
@@ -36,7 +36,7 @@ import sys
 import importlib.util
 
 found = importlib.util.find_spec("json") is not None
-activate = sys.modules.get("appshield._activate")
+activate = sys.modules.get("appshield.activation")
 shielded = activate is not None and activate.activation() is not None
 with open({log!r}, "a") as f:
     f.write(f"find_spec={{found}} shielded={{shielded}}\\n")

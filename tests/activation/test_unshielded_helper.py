@@ -9,14 +9,15 @@ import sys
 
 import pytest
 
-from appshield import _activate, _proc_children
-from appshield._activate import Activation
+from appshield import _proc_children
+from appshield import activation as _activate
 from appshield._proc_children import (
     BOOTSTRAP_DIR,
     child_would_be_unshielded,
     is_python_program,
     isolation_flags,
 )
+from appshield.activation import Activation
 
 
 @pytest.mark.parametrize(

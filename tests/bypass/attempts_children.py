@@ -20,7 +20,7 @@ import subprocess
 SHIELDED = "appshield.runtime" in sys.modules
 BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_IDENTITY")}
 if SHIELDED:
-    from appshield._activate import BOOTSTRAP_DIR
+    from appshield.activation import BOOTSTRAP_DIR
     BASE_ENV.update(
         PYTHONPATH=BOOTSTRAP_DIR,
         APPSHIELD_POLICY=os.environ["BYPASS_POLICY"],

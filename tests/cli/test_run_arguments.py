@@ -14,7 +14,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appshield.cli_run import register, simple_run_arguments
+from appshield.cli.run import register, simple_run_arguments
 
 WORDS = [
     "--policy",

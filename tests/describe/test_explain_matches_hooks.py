@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appshield import _activate, _describe, runtime
+from appshield import _describe, runtime
+from appshield import activation as _activate
 from appshield._proc_children import BOOTSTRAP_DIR
 from appshield._proc_describe import SHELLS
 from appshield.operations import ProcessOp

@@ -159,7 +159,7 @@ class Sly(str):
     ],
 )
 def test_only_plain_values_are_described(program: object, argv: object, cwd: object) -> None:
-    # Reading such objects is the hooks' job (hooks/_proc_convert.py), before they ask here
+    # Reading such objects is the hooks' job (hooks/process/convert.py), before they ask here
     with pytest.raises(TypeError):
         describe_start(program, argv, None, cwd, search=["/usr/bin"], startup_path=START_PATH)  # type: ignore[arg-type]
 
@@ -206,7 +206,7 @@ def test_the_describer_modules_import_no_layer_above_them() -> None:
     import appshield
 
     package = Path(appshield.__file__).resolve().parent
-    above = ("appshield.hooks", "appshield.runtime", "appshield._activate", "appshield.telemetry")
+    above = ("appshield.hooks", "appshield.runtime", "appshield.activation", "appshield.telemetry")
     offenders = []
     for name in ("_proc_describe.py", "_proc_children.py", "_describe.py"):
         tree = ast.parse((package / name).read_text(), name)

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _imp_names, _scope_code
+from appshield.hooks.imports import names as _imp_names
+from appshield.hooks.imports import scope_code as _scope_code
 from appshield.policy import Policy
 
 SO = importlib.machinery.PathFinder.find_spec("_ctypes").origin  # type: ignore[union-attr]

@@ -23,8 +23,8 @@ import pytest
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _net_describe
-from appshield.hooks._net_memory import ResolverMemory
+from appshield.hooks.network import describe as _net_describe
+from appshield.hooks.network.memory import ResolverMemory
 from appshield.policy import Policy
 from appshield.report import Violation
 
@@ -406,7 +406,7 @@ def test_tamper_reload_and_wrapped(shielded: Shielded) -> None:
 def test_resolver_memory_bounds_and_expiry() -> None:
     clock = [0.0]
     mem = ResolverMemory(capacity=3, ttl=10.0)
-    import appshield.hooks._net_memory as module
+    import appshield.hooks.network.memory as module
 
     real_monotonic = module.time.monotonic
     module.time.monotonic = lambda: clock[0]  # type: ignore[assignment]

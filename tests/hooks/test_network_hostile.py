@@ -207,7 +207,7 @@ NAME = "localhost"
 if MODE != "control":
     import appshield
     appshield.install(CFG["policy"], mode="monitor" if MODE == "monitor" else "enforce")
-    from appshield.hooks import _net_describe
+    from appshield.hooks.network import describe as _net_describe
 
     def fresh():
         # Each case starts without remembered names: one case's lookup of `localhost` must

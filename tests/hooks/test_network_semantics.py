@@ -14,7 +14,8 @@ import pytest
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _net_describe, network
+from appshield.hooks import network
+from appshield.hooks.network import describe as _net_describe
 from appshield.operations import FileOp, NetworkOp
 from appshield.policy import Policy
 from appshield.report import Violation

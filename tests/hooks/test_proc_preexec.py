@@ -24,7 +24,7 @@ import pytest
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks import _proc_preexec
+from appshield.hooks.process import preexec as _proc_preexec
 from appshield.operations import ProcessOp
 from appshield.policy import Policy
 from appshield.report import Violation

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from appshield import _activate, runtime
+from appshield import activation as _activate
+from appshield import runtime
 from appshield.errors import PolicyViolation
 from appshield.operations import ProcessOp
 from appshield.policy import Policy

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from appshield import runtime
 from appshield.errors import PolicyViolation
-from appshield.hooks._sqlite import _parse_uri, sqlite_paths
+from appshield.hooks.file.sqlite import _parse_uri, sqlite_paths
 from appshield.policy import Policy
 from appshield.report import Violation
 

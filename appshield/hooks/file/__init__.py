@@ -37,7 +37,7 @@ Where each access is seen, and why there:
   may create and write, so both are checked. The name is read as SQLite reads it (a URI's
   last repeated option wins). SQLite also opens files by itself, for `ATTACH` and
   `VACUUM INTO`: every connection gets an authorizer at `sqlite3.connect/handle` that judges
-  those targets (hooks/_sqlite has the details and what it cannot cover).
+  those targets (hooks/file/sqlite has the details and what it cannot cover).
 
 Reading arguments (appshield/hooks/_convert.py has the why): the `os` events carry the path
 CPython already converted (an exact `str`/`bytes`, the `str`/`bytes` subclass instance that
@@ -70,12 +70,13 @@ from types import FrameType
 from typing import Any
 
 from appshield._threadstate import thread_state
-from appshield.hooks import _gate, _sqlite
+from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
-from appshield.hooks._file_describe import file_op, open_ops
 from appshield.hooks._patching import HookFamily, PatchPoint
+from appshield.hooks.file import sqlite as _sqlite
+from appshield.hooks.file.describe import file_op, open_ops
 from appshield.normalize import fd_path
 from appshield.operations import Operation
 
@@ -344,7 +345,7 @@ def _sqlite_name(value: Any) -> str:
 
 
 def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
-    # Read as SQLite reads it (hooks/_sqlite): the last repeated URI option wins. uri=True is
+    # Read as SQLite reads it (hooks/file/sqlite): the last repeated URI option wins. uri=True is
     # not in the event: a `file:` name is judged under both readings.
     paths = _sqlite.sqlite_paths(_sqlite_name(args[0]))
     return _gate.first_violation(_sqlite.described_paths(paths, "sqlite3.connect"))
@@ -352,7 +353,7 @@ def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
 
 def _on_sqlite_handle(args: tuple[Any, ...]) -> None:
     # Only the connection classes `sqlite3.connect` makes install the authorizer that judges
-    # ATTACH and VACUUM INTO targets; any other connection is refused here (hooks/_sqlite).
+    # ATTACH and VACUUM INTO targets; any other connection is refused here (hooks/file/sqlite).
     _sqlite.check_new_connection(args[0])
     return None
 
@@ -602,7 +603,7 @@ def _prepare_sqlite_connect(
 ) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
     """`database` converted once (the event decides on it), and `factory` (positional 5)
     replaced by its subclass whose `set_authorizer` chains the app's authorizer after
-    appshield's (hooks/_sqlite)."""
+    appshield's (hooks/file/sqlite)."""
     described, (args, keywords) = _prepare_converted(args, kwargs, 0, "database")
     where = _find(args, keywords, 5, "factory")
     sqlite3 = _gate.own_import("sqlite3")

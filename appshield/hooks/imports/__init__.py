@@ -44,9 +44,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from appshield._threadstate import still_running, thread_state
-from appshield.hooks import _convert, _gate, _imp_names, _scope_code
-from appshield.hooks._imp_library import resolve_library
+from appshield.hooks import _convert, _gate
 from appshield.hooks._patching import HookFamily, PatchPoint, _waiting, loaded
+from appshield.hooks.imports import names as _imp_names
+from appshield.hooks.imports import scope_code as _scope_code
+from appshield.hooks.imports.library import resolve_library
 from appshield.operations import ImportOp
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]

@@ -30,7 +30,7 @@ exits with 128+N).
 Exit code: CMD's own, 128+N when CMD was killed by signal N (2 when the arguments, the
 --merge policy or the output are unusable).
 `appshield.cli` registers this through `register(subparsers)`;
-`python -m appshield.cli_learn learn ...` works on its own too.
+`python -m appshield.cli.learn learn ...` works on its own too.
 """
 
 from __future__ import annotations

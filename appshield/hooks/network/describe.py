@@ -52,8 +52,8 @@ from typing import Any
 
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_tuple, type_attribute
-from appshield.hooks._file_describe import file_op
-from appshield.hooks._net_memory import memory as memory  # also network.py's, through here
+from appshield.hooks.file.describe import file_op
+from appshield.hooks.network.memory import memory as memory  # also network.py's, through here
 from appshield.normalize import canonical_address, normalize_host, reached_address
 from appshield.operations import FileOp, NetworkOp
 

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from appshield.hooks._imp_names import home_name
+from appshield.hooks.imports.names import home_name
 
 __all__ = ["configure", "module_of", "record_code", "recording", "wanted_tops"]
 

@@ -61,7 +61,7 @@ def _appshield_start() -> None:
     # appshield is imported from the folder this file belongs to, by absolute path, never by
     # a search of sys.path: a package named `appshield` earlier on the child's PYTHONPATH
     # must not be what runs (or fails to run) the shield.
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         _import_own_appshield(package)
         from appshield import _inherit
@@ -74,7 +74,7 @@ def _appshield_start() -> None:
                     f"the parent runs {parent.tag}, this interpreter {sys.implementation.cache_tag}"
                 )
             _inherit.add_site(parent.site)
-        from appshield._activate import activate, chain_sitecustomize
+        from appshield.activation import activate, chain_sitecustomize
     except BaseException as exc:  # appshield or a dependency is missing for this interpreter
         if _unshielded_allowed(os.environ.get("APPSHIELD_IDENTITY", "")):
             return  # the parent's policy permits unshielded children, and decided at spawn

@@ -67,7 +67,7 @@ from typing import Any
 
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
-from appshield.hooks._file_describe import file_op
+from appshield.hooks.file.describe import file_op
 from appshield.operations import FileAccess, Operation
 
 __all__ = ["check_new_connection", "described_paths", "shielded_factory", "sqlite_paths"]

@@ -27,7 +27,7 @@ def _wanted() -> bool:
 
 def _start() -> None:
     if _wanted():
-        from appshield._activate import activate
+        from appshield.activation import activate
 
         activate("opentelemetry")
 

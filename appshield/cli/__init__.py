@@ -283,13 +283,13 @@ def _schema(_args: argparse.Namespace) -> int:
 
 
 def _add_run(subparsers: Any) -> None:
-    from appshield.cli_run import register
+    from appshield.cli.run import register
 
     register(subparsers)
 
 
 def _add_learn(subparsers: Any) -> None:
-    from appshield.cli_learn import register
+    from appshield.cli.learn import register
 
     register(subparsers)
 
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["run"]:
         # `appshield run` is on the start-up path of every process it shields: its usual
         # spellings are read without building (and importing) every subcommand's parser.
-        from appshield.cli_run import run, simple_run_arguments
+        from appshield.cli.run import run, simple_run_arguments
 
         simple = simple_run_arguments(arguments)
         if simple is not None:

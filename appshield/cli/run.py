@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshield._activate import BOOTSTRAP_DIR
+from appshield.activation import BOOTSTRAP_DIR
 
 if TYPE_CHECKING:
     import argparse

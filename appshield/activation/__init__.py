@@ -154,7 +154,7 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
             identity,
         )
         if settings.reload:
-            from appshield.reload import start_watcher
+            from appshield.activation.reload import start_watcher
 
             start_watcher(path, settings.reload_interval, policy_replaced, settings)
         return handle

@@ -90,7 +90,7 @@ from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, fspath_once
 from appshield.hooks._patching import FunctionWrapper, HookFamily, PatchPoint
-from appshield.hooks._proc_convert import (
+from appshield.hooks.process.convert import (
     Plain,
     argv_once,
     bytes_items_once,
@@ -108,8 +108,8 @@ from appshield.hooks._proc_convert import (
     text,
     token,
 )
-from appshield.hooks._proc_preexec import PREEXEC_INDEX, Expected, run_checked
-from appshield.hooks._proc_screen import active, first_violation, screen
+from appshield.hooks.process.preexec import PREEXEC_INDEX, Expected, run_checked
+from appshield.hooks.process.screen import active, first_violation, screen
 from appshield.operations import Operation, ProcessOp
 from appshield.settings import STARTUP
 
@@ -544,7 +544,7 @@ def _spawn_file_ops(actions: tuple[tuple[Any, ...], ...] | None) -> list[Describ
     for action in actions or ():
         if action[0] == _OPEN:
             # imported here: the file hooks' describer is needed only by an open action
-            from appshield.hooks._file_describe import open_ops
+            from appshield.hooks.file.describe import open_ops
 
             described.extend((op, "os.posix_spawn") for op in open_ops(action[2], action[3]))
     return described
