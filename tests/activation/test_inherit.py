@@ -218,7 +218,8 @@ def test_a_fake_appshield_first_on_the_path_is_not_imported(tmp_path: Path) -> N
     fake = tmp_path / "fake" / "appshield"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    (fake / "_activate.py").write_text(
+    (fake / "activation").mkdir()
+    (fake / "activation" / "__init__.py").write_text(
         "def activate(*a, **k): pass\ndef chain_sitecustomize(*a, **k): pass\n"
     )
     env = clean_env(

@@ -61,7 +61,7 @@ def test_with_appshield_run_installs_once(tmp_path: Path, order: str) -> None:
     app = tmp_path / "app.py"
     # Counts installs: the patch table is applied once, so is the runtime's install body.
     app.write_text(
-        "from appshield import runtime, _activate\n"
+        "from appshield import runtime\nfrom appshield import activation as _activate\n"
         "print('SHIELDS', 1 if runtime.active_shield() else 0)\n" + PROBE
     )
     run_part = [*RUN, "--policy", str(policy), "--"]

@@ -61,7 +61,8 @@ _FAKE = """\
 fake = os.path.join(WORK, "fake", "appshield")
 os.makedirs(fake, exist_ok=True)
 open(os.path.join(fake, "__init__.py"), "w").close()
-with open(os.path.join(fake, "_activate.py"), "w") as handle:
+os.makedirs(os.path.join(fake, "activation"), exist_ok=True)
+with open(os.path.join(fake, "activation", "__init__.py"), "w") as handle:
     handle.write("def activate(*a, **k): pass\\ndef chain_sitecustomize(*a, **k): pass\\n")
 """
 
