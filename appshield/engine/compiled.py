@@ -181,6 +181,32 @@ class CompiledPolicy:
             return index.default_for(op), used
         return winner.decision, used
 
+    def allows_any_library(self, decision: Decision) -> bool:
+        """Whether `decision`, an allow reached for a native library at a path no rule names
+        (a stand-in for a file appshield cannot see: the one SQLite's SQL function
+        `load_extension()` is asked for), would be the decision for *every* library path
+        under the same call stack. Proved from the import rules, conservatively: no deny or
+        alert rule names `library` (in its match or its `unless`; it could catch the file the
+        stand-in missed), no allow rule has a `library` in its `unless` (it could let the
+        stand-in through and not the file), and the allow is the default's, or comes from a
+        rule that names no library or whose `library` globs include `/**`."""
+        if decision.action != "allow":
+            return False
+        index = self._categories["import"]
+        for rule in index.rules:
+            spec = rule.spec
+            in_match = "library" in spec.match.fields
+            in_unless = spec.unless is not None and "library" in spec.unless.fields
+            if in_unless or (in_match and rule.rank < 2):
+                return False
+        if decision.rule_id == index.default_decision.rule_id:
+            return True
+        winners = [rule for rule in index.rules if rule.id == decision.rule_id]
+        return bool(winners) and all(
+            rule.rank == 2 and "/**" in rule.spec.match.fields.get("library", ("/**",))
+            for rule in winners
+        )
+
     def needs_stack(self, category: str) -> bool:
         """Some rule of the category has a `scope` or an `unless.scope`."""
         categories = self._categories
