@@ -23,16 +23,17 @@ the file name for both (verified on SQLite 3.40, Python 3.10 to 3.13):
 - `select load_extension('x')` (the SQL function, callable once the app ran
   `conn.enable_load_extension(True)`; it dlopens any file, native code like `ctypes.CDLL`):
   SQLite asks with SQLITE_FUNCTION and the function's name, never its argument, and raises
-  no audit event. Since the file is unknown, the call is allowed only where the policy
-  allows loading *every* library (`CompiledPolicy.allows_any_library`: in practice an
-  import allow rule `library: "/**"`, or an import default of allow with no deny or alert
-  rule naming `library`). It is judged as the import operation `library:
-  SQL_LOAD_EXTENSION` (api `sqlite3.sql.load_extension`): denied by the rule or default the
-  engine finds, or else, when the allow cannot be proved for every file, by
-  `implicit:undescribable`. The method `conn.load_extension(path)` has its own audit event,
-  judged with the path in hooks/imports. What the authorizer does not see: a
-  `load_extension()` call inside a `CHECK` constraint of a database file's schema (SQLite
-  resolves schema expressions while the authorizer is off), see docs/limits.md.
+  no audit event. Since the file is unknown, it is judged as the import operation
+  `library: SQL_LOAD_EXTENSION` (api `sqlite3.sql.load_extension`), and that decision
+  stands only where no library file could be decided more strictly
+  (`CompiledPolicy.no_library_stricter`): so it is allowed only where every library is (in
+  practice an import allow rule `library: "/**"`, or an import default of allow, with no
+  deny or alert rule naming `library`), and the baseline pack's alert on `/**` stays an
+  alert unless a deny names a library. Otherwise it is denied by `implicit:undescribable`.
+  The method `conn.load_extension(path)` has its own audit event, judged with the path in
+  hooks/imports. What the authorizer does not see: a `load_extension()` call inside a
+  `CHECK` constraint of a database file's schema (SQLite resolves schema expressions while
+  the authorizer is off), see docs/limits.md.
 
 The file named is judged as `read` and `write`, like `sqlite3.connect`: SQLite opens an
 attached database read-write and creates it when it is missing (it opens read-only only for
@@ -104,7 +105,8 @@ _JUDGED = frozenset((_SQLITE_ATTACH, _SQLITE_PRAGMA, _SQLITE_FUNCTION))
 
 # The library an import operation names for SQLite's SQL function `load_extension()`, whose
 # file is not known: an absolute path, so that a `library: "/**"` allow rule matches it, and
-# one that says what was called. See `allows_any_library` for why matching it is not enough.
+# one that says what was called. `CompiledPolicy.no_library_stricter` says why matching it
+# is not enough.
 SQL_LOAD_EXTENSION = "/<any library: SQLite's SQL function load_extension()>"
 _SQL_LOAD_API = "sqlite3.sql.load_extension"
 _DIRECTORY_PRAGMAS = ("temp_store_directory", "data_store_directory")
@@ -240,9 +242,9 @@ def _sql_load_extension(active: Any) -> tuple[ImportOp, Decision]:
     docstring)."""
     operation = ImportOp(None, None, SQL_LOAD_EXTENSION)
     decision = active.decide(operation, _SQL_LOAD_API)
-    if decision.action == "allow":
+    if not decision.blocked:
         # A decider other than the compiled policy cannot prove it: a doubt is a denial.
-        proves = getattr(active.compiled, "allows_any_library", None)
+        proves = getattr(active.compiled, "no_library_stricter", None)
         if proves is None or not proves(decision):
             mode = active.policy.mode
             decision = Decision("deny", "implicit:undescribable", mode == "enforce", mode)

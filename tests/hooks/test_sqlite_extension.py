@@ -51,11 +51,11 @@ def _lib(rule_id: str, action: str, globs: Any, **more: Any) -> dict[str, Any]:
     }
 
 
-# -- the proof: an allow for the stand-in holds for every library ----------------------------
+# -- the proof: no library file gets a stricter decision than the stand-in -------------------
 
 
 @pytest.mark.parametrize(
-    ("rules", "import_default", "proved"),
+    ("rules", "import_default", "stands"),
     [
         ([], "allow", True),  # nothing names a library: every load is allowed
         ([_lib("any", "allow", "/**")], "deny", True),
@@ -66,28 +66,37 @@ def _lib(rule_id: str, action: str, globs: Any, **more: Any) -> dict[str, Any]:
             "allow",
             True,
         ),
+        # the baseline pack's alert on every library: an alert, like a ctypes load
+        ([_lib("alert-all", "alert", "/**")], "allow", True),
+        ([], "deny", True),  # a blocking deny: nothing is stricter
         # a deny elsewhere could catch the file the SQL names: a doubt is a denial
         ([_lib("tmp", "deny", "/tmp/**")], "allow", False),
         ([_lib("tmp", "alert", "/tmp/**")], "allow", False),
         ([_lib("any", "allow", "/**"), _lib("tmp", "deny", "/tmp/**")], "deny", False),
-        # matches the stand-in, not every path
+        ([_lib("alert-all", "alert", "/**"), _lib("tmp", "deny", "/tmp/**")], "allow", False),
+        # matches the stand-in, not every path: a file it misses meets the default deny
         ([_lib("one", "allow", "/*")], "deny", False),
+        ([_lib("one", "allow", "/*")], "allow", True),
         ([_lib("any", "allow", "/**", unless={"library": "/tmp/**"})], "deny", False),
     ],
 )
-def test_allows_any_library_is_proved_from_the_rules(
-    rules: list[dict[str, Any]], import_default: str, proved: bool
+def test_the_stand_in_decision_stands_only_when_no_file_is_stricter(
+    rules: list[dict[str, Any]], import_default: str, stands: bool
 ) -> None:
     compiled = _policy(rules, import_default).compiled
     decision = compiled.decide(STAND_IN)
-    assert (decision.action == "allow" and compiled.allows_any_library(decision)) is proved
+    assert compiled.no_library_stricter(decision) is stands
 
 
-def test_a_denied_stand_in_is_never_proved() -> None:
-    compiled = _policy([], "deny").compiled
+def test_in_monitor_mode_the_proof_still_compares_the_rules() -> None:
+    compiled = _policy([_lib("tmp", "deny", "/tmp/**")], mode="monitor").compiled
     decision = compiled.decide(STAND_IN)
-    assert decision.rule_id == "default:import"
-    assert not compiled.allows_any_library(decision)
+    assert decision.action == "allow"
+    assert not compiled.no_library_stricter(decision)
+    default_deny = _policy([_lib("tmp", "deny", "/tmp/**")], "deny", mode="monitor").compiled
+    decision = default_deny.decide(STAND_IN)
+    assert (decision.action, decision.blocked) == ("deny", False)
+    assert default_deny.no_library_stricter(decision)
 
 
 # -- the authorizer in this process ----------------------------------------------------------
@@ -165,6 +174,16 @@ def test_sql_function_is_not_judged_when_every_library_is_allowed() -> None:
                 "not authorized" in str(exc) or "cannot open" in str(exc) or "No such" in str(exc)
             )
         assert violations == []
+
+
+def test_sql_function_under_an_alert_on_every_library_is_an_alert() -> None:
+    for violations in _installed(_policy([_lib("alert-all", "alert", "/**")])):
+        con = sqlite3.connect(":memory:")
+        with _maybe_refused():
+            con.execute("select load_extension('/nonexistent/x')")
+        assert [(v.decision.rule_id, v.decision.blocked) for v in violations] == [
+            ("alert-all", False)
+        ]
 
 
 # -- real loads, in a Python whose SQLite loads extensions -----------------------------------
