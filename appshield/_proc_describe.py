@@ -157,7 +157,8 @@ class _Found(NamedTuple):
     folder: str  # the resolved path's folder
     on_startup_path: bool  # that folder was on PATH when the shield started
     shell_name: bool  # the resolved base name is a shell's
-    index: int  # which PATH entry held it (0 without a search)
+    # Which PATH entry held it (0 without a search). The field hides tuple.index.
+    index: int  # type: ignore[assignment]
     path: str  # `found` as text
     # The candidate as subprocess spells it for fork_exec: `os.path.join(entry, name)`
     # encoded, or the name itself when there is no search.
@@ -332,7 +333,7 @@ def _busybox_applet(argv: Sequence[str]) -> Sequence[str]:
     return ()
 
 
-def unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str) -> bool:
+def unshielded(argv: Sequence[str], env: Any, resolved: str, cwd: str | None) -> bool:
     """`ProcessOp.unshielded` for this start. `env`: None, a plain dict or fork_exec's bytes
     items, as the child will get it.
 
@@ -396,8 +397,8 @@ class Start(NamedTuple):
     # this process's.
     folder: str | None
     # Which PATH entry held the program (0 without a search), and subprocess's spelling of
-    # that candidate (`os.path.join(entry, name)`, encoded).
-    index: int
+    # that candidate (`os.path.join(entry, name)`, encoded). The field hides tuple.index.
+    index: int  # type: ignore[assignment]
     launch: bytes
     encoded: bytes  # `path`, encoded
     # The judged file's device, inode and inode-change time (through every symlink), what a

@@ -52,7 +52,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["appshield_io", "open_own", "reporting_now", "still_running", "thread_state"]
 
@@ -83,7 +86,7 @@ def still_running(owner: Any) -> bool:
     of one of appshield's own threads, always on)? False for a flag its frame left behind."""
     if owner is True:
         return True
-    frame = _getframe(1)
+    frame: FrameType | None = _getframe(1)
     while frame is not None:
         if frame is owner:
             return True

@@ -14,13 +14,12 @@
 
 Subcommands come from one table, `COMMANDS`: each entry is a function that adds its parsers
 to the subparsers (setting `func`, which takes the parsed namespace and returns the exit
-code). Commands that live in other modules (`run`, `bootstrap-path`, `learn`) are listed in
-`EXTENSIONS` by module name and registered when that module is present.
+code). `run` and `bootstrap-path` live in `cli_run`, `learn` in `cli_learn`: their entries
+import those modules only when the parser is built.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ from appshield.errors import PolicyError
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["COMMANDS", "EXTENSIONS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 Register = Callable[[Any], None]
 
@@ -282,22 +281,20 @@ def _schema(_args: argparse.Namespace) -> int:
 
 # --- the table ---------------------------------------------------------------------------
 
-COMMANDS: list[Register] = [_add_check, _add_explain, _add_schema]
-# Modules with a `register(subparsers)` function, added when present.
-EXTENSIONS: tuple[str, ...] = ("appshield.cli_run", "appshield.cli_learn")
+
+def _add_run(subparsers: Any) -> None:
+    from appshield.cli_run import register
+
+    register(subparsers)
 
 
-def _extension_registers() -> list[Register]:
-    found: list[Register] = []
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # not written (yet): the command is simply absent
-            raise
-        found.append(module.register)
-    return found
+def _add_learn(subparsers: Any) -> None:
+    from appshield.cli_learn import register
+
+    register(subparsers)
+
+
+COMMANDS: list[Register] = [_add_check, _add_explain, _add_schema, _add_run, _add_learn]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"appshield {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in [*COMMANDS, *_extension_registers()]:
+    for register in COMMANDS:
         register(subparsers)
     return parser
 
@@ -317,11 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["run"]:
-        # `appshield run` is on the start-up path of every process it shields: it parses only
-        # its own arguments instead of building (and importing) every subcommand.
-        from appshield.cli_run import main as run_main
+        # `appshield run` is on the start-up path of every process it shields: its usual
+        # spellings are read without building (and importing) every subcommand's parser.
+        from appshield.cli_run import run, simple_run_arguments
 
-        return run_main(arguments)
+        simple = simple_run_arguments(arguments)
+        if simple is not None:
+            policy, mode, command = simple
+            return run(command, policy=policy, mode=mode)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -14,8 +14,8 @@ so CMD, if it is Python, and every Python child that inherits the environment st
 shield on, locked. `appshield bootstrap-path` prints the bootstrap folder, for platforms where
 only environment variables can be set.
 
-The loader engineer's `appshield.cli` registers these through `register(subparsers)`;
-`python -m appshield.cli_run run ...` works on its own too.
+`appshield.cli` registers these through `register(subparsers)` and reads the usual
+spellings of `run` itself (`simple_run_arguments`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from appshield._activate import BOOTSTRAP_DIR
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["bootstrap_path", "child_environment", "main", "register", "run"]
+__all__ = ["bootstrap_path", "child_environment", "register", "run", "simple_run_arguments"]
 
 EXIT_INVALID = 2
 
@@ -194,21 +194,3 @@ def simple_run_arguments(argv: Sequence[str]) -> tuple[str | None, str | None, l
             return None
         found[name] = value
     return found.get("policy"), found.get("mode"), []
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    simple = simple_run_arguments(sys.argv[1:] if argv is None else list(argv))
-    if simple is not None:
-        policy, mode, command = simple
-        return run(command, policy=policy, mode=mode)
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="appshield")
-    subparsers = parser.add_subparsers(dest="subcommand", required=True)
-    register(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -78,6 +78,9 @@ class RuleSpec(NamedTuple):
 class Protections(NamedTuple):
     policy_files: bool = True
     unshielded_children: bool = True
+    # Not a denial but an implicit allow: the configured OpenTelemetry exporter's endpoints
+    # and imports (`implicit:telemetry_exporter`, appshield.policy.exporter).
+    telemetry_exporter: bool = True
 
 
 class PolicyDocument(NamedTuple):

@@ -49,10 +49,11 @@ def _plain(path: PathInput) -> str | bytes:
         path = os.fspath(path)
         kind = type(path)
         if kind is str or kind is bytes:
-            return path  # type: ignore[return-value]
+            return path
+    # A str or bytes subclass from here on (`issubclass(kind, ...)` does not narrow `path`).
     if issubclass(kind, str):
-        return str.__getitem__(path, slice(None))  # type: ignore[arg-type]
-    return bytes.__getitem__(path, slice(None))  # type: ignore[arg-type,no-any-return]
+        return str.__getitem__(path, slice(None))  # type: ignore[index]
+    return bytes.__getitem__(path, slice(None))  # type: ignore[index]
 
 
 def _text(path: PathInput) -> str:

@@ -8,11 +8,16 @@ decision can be cached on the operation itself.
 They are named tuples rather than dataclasses: a frozen dataclass costs over a millisecond to
 create at import (its methods are generated and compiled), which every shielded process would
 pay at start-up, and a tuple's C-level hash and equality keep the decision cache cheap.
+
+Each is a NamedTuple of its fields (`_ProcessFields`, ...) with a subclass that adds the
+`category` class attribute: a type checker accepts only fields inside a NamedTuple body.
+The subclass declares `__slots__ = ()`, so instances stay bare tuples (no `__dict__`) and
+hash, compare, pickle and print exactly as the NamedTuple alone would.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 __all__ = [
     "CATEGORIES",
@@ -34,7 +39,18 @@ NetworkOperation = Literal["connect", "send", "bind", "resolve"]
 Transport = Literal["tcp", "udp", "unix", "raw"]
 
 
-class ProcessOp(NamedTuple):
+class _ProcessFields(NamedTuple):
+    """The fields of `ProcessOp` (see there)."""
+
+    executable: str
+    argv: tuple[str, ...] = ()
+    shell: bool = False
+    cwd: str | None = None
+    trusted_location: bool = False
+    unshielded: bool = False
+
+
+class ProcessOp(_ProcessFields):
     """A program about to be started.
 
     executable: the absolute path of the program, symlinks resolved, as the kernel will run it.
@@ -46,14 +62,8 @@ class ProcessOp(NamedTuple):
     unshielded: the child is a Python interpreter that will run without the same shield.
     """
 
-    executable: str
-    argv: tuple[str, ...] = ()
-    shell: bool = False
-    cwd: str | None = None
-    trusted_location: bool = False
-    unshielded: bool = False
-
-    category = "process"
+    __slots__ = ()
+    category: ClassVar[Literal["process"]] = "process"
 
     @property
     def command_line(self) -> str:
@@ -64,7 +74,15 @@ class ProcessOp(NamedTuple):
         return self.command_line
 
 
-class FileOp(NamedTuple):
+class _FileFields(NamedTuple):
+    """The fields of `FileOp` (see there)."""
+
+    path: str
+    access: FileAccess
+    resolved: str | None = None
+
+
+class FileOp(_FileFields):
     """A file access about to happen.
 
     path: the normalised absolute path (`..` and `.` folded, no symlinks resolved).
@@ -72,11 +90,8 @@ class FileOp(NamedTuple):
         (then rules see `path` for both). A deny matches either; an allow must match `resolved`.
     """
 
-    path: str
-    access: FileAccess
-    resolved: str | None = None
-
-    category = "file"
+    __slots__ = ()
+    category: ClassVar[Literal["file"]] = "file"
 
     @property
     def real_path(self) -> str:
@@ -87,7 +102,20 @@ class FileOp(NamedTuple):
         return self.path
 
 
-class NetworkOp(NamedTuple):
+class _NetworkFields(NamedTuple):
+    """The fields of `NetworkOp` (see there)."""
+
+    operation: NetworkOperation
+    host: str | None = None
+    address: str | None = None
+    port: int | None = None
+    transport: Transport = "tcp"
+    names: tuple[str, ...] = ()
+    path: str | None = None
+    requested: str | None = None
+
+
+class NetworkOp(_NetworkFields):
     """A network action about to happen.
 
     host: the name the code asked for, lower-case, no trailing dot; None when only an address
@@ -108,16 +136,8 @@ class NetworkOp(NamedTuple):
         or alert on `host`/`cidr` matches either address; an allow must match `address`.
     """
 
-    operation: NetworkOperation
-    host: str | None = None
-    address: str | None = None
-    port: int | None = None
-    transport: Transport = "tcp"
-    names: tuple[str, ...] = ()
-    path: str | None = None
-    requested: str | None = None
-
-    category = "network"
+    __slots__ = ()
+    category: ClassVar[Literal["network"]] = "network"
 
     @property
     def target(self) -> str:
@@ -134,7 +154,17 @@ class NetworkOp(NamedTuple):
         return where
 
 
-class ImportOp(NamedTuple):
+class _ImportFields(NamedTuple):
+    """The fields of `ImportOp` (see there)."""
+
+    module: str | None = None
+    origin: str | None = None
+    library: str | None = None
+    home: str | None = None
+    init: str | None = None
+
+
+class ImportOp(_ImportFields):
     """A module about to be imported, or a native library about to be loaded.
 
     module: dotted module name; None for a bare native library load (ctypes.CDLL).
@@ -150,13 +180,8 @@ class ImportOp(NamedTuple):
     `module` and, when known, `home` (see docs/policy.md, `module`).
     """
 
-    module: str | None = None
-    origin: str | None = None
-    library: str | None = None
-    home: str | None = None
-    init: str | None = None
-
-    category = "import"
+    __slots__ = ()
+    category: ClassVar[Literal["import"]] = "import"
 
     @property
     def target(self) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, NamedTuple
 
-from appshield._threadstate import reporting_now, thread_state
+from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
@@ -30,6 +30,10 @@ from appshield.policy import Policy
 from appshield.ports import Decider, Reporter
 from appshield.report import CallSite, Violation
 from appshield.settings import STARTUP, Settings
+
+# Loaded with the runtime, not when a connection is first blocked: an import made while the
+# gate decides would itself be judged under the app's policy.
+from appshield.telemetry import denied_exporters
 
 __all__ = [
     "Shield",
@@ -212,6 +216,34 @@ def _attempting_text(attempting: tuple[str, Any, Any]) -> str:
     return f"{api} {where!r}"
 
 
+_OTEL_BOOTSTRAP = "opentelemetry.instrumentation.auto_instrumentation"
+
+
+def _exporter_denied(frame: FrameType) -> None:
+    """A blocked connection: if an OpenTelemetry exporter of the app made it, stop that
+    exporter at exit instead of letting the SDK retry it for its whole timeout (see
+    `appshield.telemetry.denied_exporters`)."""
+    if not denied_exporters.note_denied_connection(frame):
+        return
+    global _exporters_stop_armed
+    if denied_exporters.exiting():
+        # The SDK's own exit flush is what is retrying: cut it short now.
+        _stop_denied_exporters()
+    elif not _exporters_stop_armed:
+        _exporters_stop_armed = True
+        # After the SDK registered its providers' shutdown, so this runs first.
+        atexit.register(_stop_denied_exporters)
+
+
+_exporters_stop_armed = False
+
+
+def _stop_denied_exporters() -> None:
+    # The exporters' shutdown is appshield's doing, not the app's: nothing in it is judged.
+    with appshield_io():
+        denied_exporters.stop_denied()
+
+
 class Shield:
     """An installed policy: decides, reports and enforces. Hooks call `enforce`."""
 
@@ -314,6 +346,8 @@ class Shield:
                 if limit is not None:
                     _gate_limits.lower_limit(limit)
         if decision.blocked:
+            if operation.category == "network":
+                _exporter_denied(sys._getframe(1))
             raise PolicyViolation(
                 decision.rule_id,
                 operation.category,
@@ -385,7 +419,7 @@ class Shield:
         else:
             Shield.deferred_dropped += 1
 
-    def _drain_deferred(self, budget: int = 16) -> None:
+    def _drain_deferred(self, budget: int | None = 16) -> None:
         """Report up to `budget` waiting violations of this thread (all of them for None).
         Bounded, so that a signal handler committing violations faster than they can be
         reported does not keep the interrupted code from ever going on: the rest waits for
@@ -408,12 +442,23 @@ class Shield:
     def report_existing(self, operation: Operation, api: str) -> Decision:
         """Report, never block, an operation that already took effect before the shield
         started (a denied module imported before install). Reported with blocked=False."""
-        decision = self.compiled.decide(operation, None, api)
+        decision = self.compiled.decide(operation, self._existing_stack(), api)
         if decision.action != "allow":
             if decision.blocked:
                 decision = Decision(decision.action, decision.rule_id, False, decision.mode)
             self._report(operation, decision, api, CallSite(()))
         return decision
+
+    def _existing_stack(self) -> tuple[str, ...] | None:
+        """Who imported the modules loaded before install: unknown (None), except when
+        OpenTelemetry's auto-instrumentation was already running. Its sitecustomize is then
+        what started the shield (the `appshield` instrumentor, `opentelemetry-instrument`
+        with APPSHIELD_POLICY), before any of the app's code ran: what it loaded is judged
+        as imported by it (so `implicit:telemetry_exporter` applies)."""
+        before = self.modules_before_install
+        if before is not None and _OTEL_BOOTSTRAP in before:
+            return (_OTEL_BOOTSTRAP,)
+        return None
 
     def _folded(
         self,

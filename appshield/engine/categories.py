@@ -14,7 +14,7 @@ field (no indexable field, or a glob with no literal part) is checked for every 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield.decision import Action, Decision, Mode
 from appshield.document import Condition, RuleSpec
@@ -29,6 +29,9 @@ from appshield.engine.globs import (
 )
 from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie
 from appshield.engine.predicates import Pred, host_key, predicates
+
+if TYPE_CHECKING:
+    from appshield.operations import NetworkOp
 
 __all__ = ["CategoryIndex", "Rule", "build_category"]
 
@@ -100,7 +103,7 @@ class Rule:
         return preds
 
 
-def _not_raw(op: Any) -> bool:
+def _not_raw(op: NetworkOp) -> bool:
     return op.transport != "raw"
 
 
@@ -396,8 +399,8 @@ def _implicit(
             out.append(RuleSpec("implicit:policy_files", "file", "deny", Condition(folders)))
         return out
     if category == "process" and children:
-        fields = {"unshielded": (True,)}
-        return [RuleSpec("implicit:unshielded_children", "process", "deny", Condition(fields))]
+        unshielded: dict[str, tuple[Any, ...]] = {"unshielded": (True,)}
+        return [RuleSpec("implicit:unshielded_children", "process", "deny", Condition(unshielded))]
     return []
 
 
@@ -410,11 +413,14 @@ def build_category(
     protected_paths: tuple[str, ...],
     unshielded_children: bool,
     protected_folders: tuple[str, ...] = (),
+    implicit_allows: Sequence[RuleSpec] = (),
 ) -> CategoryIndex:
     """Compile and index one category's rules. Implicit protections come first (they are
-    denies that precede every written rule)."""
+    denies that precede every written rule); implicit allows (`implicit:telemetry_exporter`)
+    come last, so that a written allow matching the same operation names the decision (and a
+    written deny beats them, as it beats any allow)."""
     implicit = _implicit(category, protected_paths, unshielded_children, protected_folders)
-    ordered = [*implicit, *specs]
+    ordered = [*implicit, *specs, *implicit_allows]
     ranked = sorted(enumerate(ordered), key=lambda item: (_RANK[item[1].action], item[0]))
     rules = [Rule(spec, mode) for _order, spec in ranked]
     return _INDEXES[category](rules, default, mode)  # type: ignore[call-arg]

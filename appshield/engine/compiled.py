@@ -302,6 +302,7 @@ def compile_policy(
     protected_paths: tuple[str, ...] = (),
     cache_size: int = DEFAULT_CACHE_SIZE,
     protected_folders: tuple[str, ...] = (),
+    implicit_allows: Sequence[RuleSpec] = (),
 ) -> CompiledPolicy:
     """Compile `document` for the effective `mode`.
 
@@ -311,6 +312,8 @@ def compile_policy(
         away) under the same protection and rule id.
     cache_size: the bound of each per-category decision cache (0: no cache). A cache that
     reaches it is cleared, which keeps the bookkeeping to one `len` per miss.
+    implicit_allows: allow rules appshield adds on its own authority, after the written ones
+        (`implicit:telemetry_exporter`, see `appshield.policy.exporter`).
     """
     missing = [c for c in CATEGORIES if c not in document.defaults]
     if missing:
@@ -318,7 +321,9 @@ def compile_policy(
     # The category indexes are built on first use (`_LazyCategories`), inside whichever hook
     # needs one first; the cyclic GC is deliberately left alone there, since pausing it is
     # visible to the app's other threads.
-    return _compile(document, mode, protected_paths, cache_size, protected_folders)
+    return _compile(
+        document, mode, protected_paths, cache_size, protected_folders, tuple(implicit_allows)
+    )
 
 
 class _LazyCategories(dict[str, CategoryIndex]):
@@ -349,11 +354,18 @@ def _compile(
     protected_paths: tuple[str, ...],
     cache_size: int,
     protected_folders: tuple[str, ...] = (),
+    implicit_allows: tuple[RuleSpec, ...] = (),
 ) -> CompiledPolicy:
     protections = document.protections
     by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
+    allows_by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
     scoped = dict.fromkeys(CATEGORIES, False)
     scope_globs: dict[str, None] = {}
+    for rule in implicit_allows:
+        if rule.scope is not None or (rule.unless is not None and rule.unless.scope is not None):
+            scoped[rule.category] = True
+            scope_globs.update(dict.fromkeys(rule.scope or ()))
+        allows_by_category[rule.category].append(rule)
     for rule in document.rules:
         if rule.scope is not None or (rule.unless is not None and rule.unless.scope is not None):
             scoped[rule.category] = True
@@ -373,6 +385,7 @@ def _compile(
             protected_paths=protected_paths if protections.policy_files else (),
             unshielded_children=protections.unshielded_children,
             protected_folders=protected_folders if protections.policy_files else (),
+            implicit_allows=allows_by_category[category],
         )
 
     categories = _LazyCategories(build, scoped)

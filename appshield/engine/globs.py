@@ -156,7 +156,7 @@ def _absolute(text: str) -> bool:
 def path_matcher(pattern: str) -> Matcher:
     """Matcher for one path glob (also base-name globs and converted module globs)."""
     if not has_magic(pattern):
-        return pattern.__eq__  # type: ignore[return-value]
+        return pattern.__eq__
     if "[" in pattern:
         translate_path(pattern)  # a bad class raises GlobError now, not at the first decision
     return _path_shape(pattern) or _lazy_path_regex(pattern)
@@ -226,7 +226,7 @@ def any_matcher(patterns: Iterable[str], single: Callable[[str], Matcher]) -> Ma
 def plain_matcher(pattern: str) -> Matcher:
     """Matcher for one fnmatch-like glob (command lines, argv items, host names)."""
     if not has_magic(pattern):
-        return pattern.__eq__  # type: ignore[return-value]
+        return pattern.__eq__
     if pattern == "*":
         return _always
     if pattern.startswith("*") and not has_magic(pattern[1:]):

@@ -27,7 +27,7 @@ class PathTrie:
     __slots__ = ("root",)
 
     def __init__(self) -> None:
-        self.root: list = [{}, []]
+        self.root: list[Any] = [{}, []]
 
     def add(self, pattern: str, position: int) -> None:
         node = self.root
@@ -179,7 +179,7 @@ class CidrIndex:
                 out += hit
 
 
-def _add(table: dict, key: object, position: int) -> None:
+def _add(table: dict[Any, list[int]], key: object, position: int) -> None:
     bucket = table.setdefault(key, [])
     if position not in bucket:
         bucket.append(position)

@@ -97,7 +97,7 @@ def fspath_once(value: Any) -> str | bytes:
     converted = os.fspath(value)  # the one call of its __fspath__, raising as C would
     kind = type(converted)
     if kind is str or kind is bytes:
-        return converted
+        return converted  # type: ignore[no-any-return]
     if issubclass(kind, str):
         return _str_copy(converted, _ALL)
     return _bytes_copy(converted, _ALL)
@@ -183,5 +183,5 @@ def event_tuple(value: Any) -> tuple[Any, ...] | None:
     if kind is tuple:
         return value  # type: ignore[no-any-return]
     if issubclass(kind, tuple):
-        return _tuple_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _tuple_copy(value, _ALL)
     return None

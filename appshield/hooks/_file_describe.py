@@ -88,7 +88,7 @@ def fast_normalize(path: Any, dir_fd: int | None = None) -> str:
         and path[-1:] != "/"
         and "\x00" not in path
     ):
-        return path  # type: ignore[no-any-return]
+        return path
     path = event_path(path)
     if type(path) is int:
         return fd_path(path) or f"/proc/self/fd/{path}"

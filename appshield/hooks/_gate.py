@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from appshield._threadstate import still_running, thread_state
 from appshield.decision import Decision
@@ -159,7 +159,7 @@ def plain_text(value: object) -> str:
     if kind is str:
         return value  # type: ignore[return-value]
     if issubclass(kind, str):
-        return str.__getitem__(value, slice(None))  # type: ignore[arg-type]
+        return str.__getitem__(cast(str, value), slice(None))  # a str subclass: checked above
     return "?"
 
 

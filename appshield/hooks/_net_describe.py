@@ -53,7 +53,7 @@ from typing import Any
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_tuple, type_attribute
 from appshield.hooks._file_describe import file_op
-from appshield.hooks._net_memory import memory
+from appshield.hooks._net_memory import memory as memory  # also network.py's, through here
 from appshield.normalize import canonical_address, normalize_host, reached_address
 from appshield.operations import FileOp, NetworkOp
 
@@ -143,7 +143,7 @@ def _socket_field(sock: Any, name: str) -> int:
         if type(found) in _C_FIELDS and found.__objclass__ is base and found.__name__ == name:
             value = found.__get__(sock, base)
             if type(value) is int:
-                return value  # type: ignore[no-any-return]
+                return value
         break
     raise Unreadable(f"a socket of type {type(sock).__qualname__} cannot be read safely")
 
@@ -188,7 +188,7 @@ def _read_host(value: Any) -> str | bytes:
     if kind is str or kind is bytes:
         return value  # type: ignore[no-any-return]
     if issubclass(kind, bytes):
-        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _bytes_copy(value, _ALL)
     if issubclass(kind, str):
         raise Unreadable(
             "a host of a str subclass is encoded by its own Python code (the idna codec): "
@@ -223,9 +223,9 @@ def _read_unix_path(value: Any) -> str | bytes:
     if kind is str or kind is bytes:
         return value  # type: ignore[no-any-return]
     if issubclass(kind, str):
-        return _str_copy(value, _ALL)  # type: ignore[no-any-return]  (C encodes it in C)
+        return _str_copy(value, _ALL)  # C encodes it in C
     if issubclass(kind, bytes) and not _PYTHON_BUFFERS:
-        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _bytes_copy(value, _ALL)
     raise Unreadable(f"an AF_UNIX address of type {kind.__qualname__} cannot be read safely")
 
 
@@ -422,11 +422,11 @@ def _special_host(text: str, family: int) -> str | None:
 
 def _unix_op(operation: str, address: str | bytes) -> NetworkOp:
     raw = address if type(address) is str else os.fsdecode(address)
-    if raw.startswith("\0"):  # type: ignore[union-attr]
+    if raw.startswith("\0"):
         path = "@" + raw[1:]  # the abstract namespace, spelled as `ss` and `lsof` do
     else:
         # The kernel reads a path up to its first NUL (`"/ok\0/junk"` is `/ok`).
-        raw = raw.partition("\0")[0]  # type: ignore[union-attr]
+        raw = raw.partition("\0")[0]
         path = os.path.abspath(raw) if raw else raw
     return NetworkOp(operation, None, None, None, "unix", (), path)  # type: ignore[arg-type]
 
@@ -447,8 +447,8 @@ def _c_host_bytes(host: str | bytes) -> bytes:
     """The bytes the C socket layer handed to the resolver for `host`: bytes as they are, an
     ASCII str as its data, any other str through the "idna" codec (`idna_converter`)."""
     if type(host) is bytes:
-        return host  # type: ignore[return-value]
-    if host.isascii():  # type: ignore[union-attr]
+        return host
+    if host.isascii():
         return host.encode("ascii")  # type: ignore[union-attr]
     return host.encode("idna")  # type: ignore[union-attr]
 
@@ -469,7 +469,8 @@ def _resolve_for_socket(host: str | bytes, name: str, family: int) -> str | None
     except (OSError, UnicodeError):
         # Not resolvable now: judged by its name alone (C resolved it a moment ago).
         return None
-    addresses = [canonical(info[4][0]) for info in infos]
+    # An AF_INET/AF_INET6 lookup: every address is a str (typeshed also allows AF_UNIX's int).
+    addresses = [canonical(info[4][0]) for info in infos]  # type: ignore[arg-type]
     memory.remember(name, [a for a in addresses if a])
     return next((a for a in addresses if a), None)
 
@@ -488,7 +489,7 @@ def resolve_event_host(value: Any, *, none_ok: bool) -> str | bytes | None:
     if value is None and none_ok:
         return None
     if issubclass(kind, bytes):
-        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _bytes_copy(value, _ALL)
     return _read_host(value)  # raises for what is left
 
 
@@ -499,9 +500,9 @@ def resolve_event_port(value: Any) -> int | str | bytes | None:
     if kind is int or kind is str or kind is bytes or value is None:
         return value  # type: ignore[no-any-return]
     if issubclass(kind, str):
-        return _str_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _str_copy(value, _ALL)
     if issubclass(kind, bytes):
-        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _bytes_copy(value, _ALL)
     raise Unreadable(f"a port of type {kind.__qualname__} cannot be read safely")
 
 
@@ -515,7 +516,7 @@ def describe_resolve(host: str | bytes | None, port: int | str | bytes | None) -
     if literal is not None:
         return None
     number = port if type(port) is int else _port_number(port)
-    return NetworkOp("resolve", normalize_host(text), None, number, "tcp")  # type: ignore[arg-type]
+    return NetworkOp("resolve", normalize_host(text), None, number, "tcp")
 
 
 def _c_string(text: str | None) -> str | None:

@@ -88,9 +88,9 @@ def plain(value: Any) -> Plain | None:
     if kind is str or kind is bytes:
         return value  # type: ignore[no-any-return]
     if issubclass(kind, str):
-        return _str_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _str_copy(value, _ALL)
     if issubclass(kind, bytes):
-        return _bytes_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _bytes_copy(value, _ALL)
     return None
 
 
@@ -125,7 +125,7 @@ def token(path: str | bytes | int) -> str | bytes | int:
     if kind is str:
         return _PathToken(path)
     if kind is bytes:
-        return _BytesPathToken(path)
+        return _BytesPathToken(path)  # type: ignore[arg-type]  # bytes: `kind` says so
     return _DescriptorToken(path)
 
 
@@ -368,6 +368,7 @@ def plain_spawn_options(options: Mapping[str, Any]) -> dict[str, Any] | None:
         if name == "file_actions" or name == "setsigdef" or name == "setsigmask":
             if kind is not list and kind is not tuple:
                 return None
+            items: tuple[Any, ...] | None  # None: not all ints (below)
             items = tuple(value)
             if name == "file_actions":
                 for action in items:
@@ -502,7 +503,7 @@ def text(value: Any) -> str:
     found = plain(value)
     if found is None:
         raise Unreadable(f"a value of type {kind.__qualname__} cannot be read safely")
-    return found if type(found) is str else os.fsdecode(found)  # type: ignore[return-value]
+    return found if type(found) is str else os.fsdecode(found)
 
 
 # (PATH as os.environ holds it, its entries): the split of the last value seen.
@@ -516,7 +517,7 @@ def _inherited_exec_path() -> tuple[str, ...] | None:
     os.environ is not the standard mapping (then the caller asks os.get_exec_path)."""
     global _environ_path
     environ = os.environ
-    if type(environ) is not os._Environ:  # type: ignore[attr-defined]
+    if type(environ) is not os._Environ:
         return None
     data = environ.__dict__.get("_data")
     if type(data) is not dict:

@@ -85,7 +85,7 @@ from appshield.decision import Decision
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
 from appshield.hooks._file_describe import file_op
-from appshield.operations import ImportOp, Operation
+from appshield.operations import FileAccess, ImportOp, Operation
 
 __all__ = [
     "SQL_LOAD_EXTENSION",
@@ -208,8 +208,11 @@ def sqlite_paths(database: str) -> list[str]:
     return [uri_path, database]
 
 
+_READ_WRITE: tuple[FileAccess, ...] = ("read", "write")
+
+
 def described_paths(paths: list[str], api: str) -> list[Described]:
-    return [(file_op(p, access), api) for p in paths for access in ("read", "write")]  # type: ignore[arg-type]
+    return [(file_op(p, access), api) for p in paths for access in _READ_WRITE]
 
 
 # -- the authorizer --------------------------------------------------------------------------
@@ -369,7 +372,7 @@ _ours: weakref.WeakSet[type] = weakref.WeakSet()
 _mro_of = type.__dict__["__mro__"].__get__
 
 
-def _own_class(kind: type) -> type:
+def _own_class(kind: type) -> type[Any]:
     """appshield's class in the method resolution order of `kind` (a subclass of it may be
     what was made)."""
     for klass in _mro_of(kind):

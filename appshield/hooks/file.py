@@ -173,15 +173,18 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
     flags = event_index(raw_flags)
     if type(path) is int:
         return None  # an already-open descriptor: its open was decided
-    if _state.importing and _import_file_work(path):
+    # mypy narrows `type(path) is int` in its true branch only: from here on `path` is an
+    # exact str or bytes, which the ignores below state.
+    if _state.importing and _import_file_work(path):  # type: ignore[arg-type]
         return None
     compiled = _gate.shield().compiled
     if type(path) is str and _cache_lookup(path, flags, compiled):
         return None
-    if mode is None and _relative(path):  # an os.open: its dir_fd is not in the event
+    # an os.open: its dir_fd is not in the event
+    if mode is None and _relative(path):  # type: ignore[arg-type]
         token = _wrapped.plain_os_open
         if token is None or original is not token:
-            return _unknown_dir_fd(path, flags)
+            return _unknown_dir_fd(path, flags)  # type: ignore[arg-type]
         _wrapped.plain_os_open = None  # consumed: os.open's wrapper, relative to the cwd
     ops = open_ops(path, flags)
     found = _gate.screen([(op, "open") for op in ops])
@@ -334,7 +337,7 @@ def _sqlite_name(value: Any) -> str:
     if kind is bytes:
         return os.fsdecode(value)
     if issubclass(kind, str):
-        return _str_copy(value, _ALL)  # type: ignore[no-any-return]
+        return _str_copy(value, _ALL)
     if issubclass(kind, bytes):
         return os.fsdecode(bytes.__getitem__(value, _ALL))
     raise Unreadable(f"a database name of type {kind.__qualname__} cannot be read safely")
@@ -392,7 +395,7 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
 Where = int | str
 
 
-def _keywords(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+def _keywords(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """The call's keyword arguments under exact `str` names. Python accepts `str` subclass
     keys in `**kwargs`; C's argument parser matches them by their characters, so they are
     read the same way here (their `__eq__`/`__hash__` never run). Two keys that are the same
@@ -401,7 +404,7 @@ def _keywords(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     if not kwargs:
         return {}
     exact: dict[str, Any] = {}
-    for key, value in _dict_items(kwargs):  # type: ignore[arg-type]
+    for key, value in _dict_items(kwargs):
         exact[key if type(key) is str else _str_copy(key, _ALL)] = value
     if len(exact) != len(kwargs):
         raise TypeError("a keyword argument is given more than once")
@@ -426,7 +429,7 @@ def _put(
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The call's arguments with `value` in place of the argument at `where`."""
     if type(where) is int:
-        return (*args[:where], value, *args[where + 1 :]), keywords  # type: ignore[misc]
+        return (*args[:where], value, *args[where + 1 :]), keywords
     return args, {**keywords, where: value}  # type: ignore[dict-item]
 
 
@@ -436,7 +439,8 @@ def _fresh(path: str | bytes) -> str | bytes | None:
     (the empty and one-character str and bytes are singletons): no token can be made then."""
     if len(path) < 2:
         return None
-    return path[:-1] + path[-1:]
+    # Both halves are of `path`'s own type, which a union cannot say.
+    return path[:-1] + path[-1:]  # type: ignore[operator]
 
 
 class _Wrapped(threading.local):
@@ -469,7 +473,7 @@ class _OsOpenCall:
 
 
 def _prepare_os_open(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None
+    args: tuple[Any, ...], kwargs: dict[str, Any] | None
 ) -> tuple[list[Described], _OsOpenCall]:
     # os.open(path, flags, mode=0o777, *, dir_fd=None), converted as posix.open converts, in
     # its order: path through os.fspath, flags and dir_fd through __index__. `mode` is read
@@ -530,7 +534,7 @@ def _wrap_os_open(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _prepare_node(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, api: str
+    args: tuple[Any, ...], kwargs: dict[str, Any] | None, api: str
 ) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
     # mkfifo(path, mode=0o666, *, dir_fd=None) and mknod(path, mode=0o600, device=0, *,
     # dir_fd=None): they raise no audit event, so this is the only check. `mode` and
@@ -560,7 +564,7 @@ def _node_wrapper(api: str) -> Callable[..., Any]:
 
 
 def _prepare_converted(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None, index: int, name: str
+    args: tuple[Any, ...], kwargs: dict[str, Any] | None, index: int, name: str
 ) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
     """Convert one path argument (and a `dir_fd` keyword) once, deciding nothing: the call's
     own audit event decides, on exactly the converted values handed to the original."""
@@ -594,7 +598,7 @@ def _converting_wrapper(api: str, name: str) -> Callable[..., Any]:
 
 
 def _prepare_sqlite_connect(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any] | None
+    args: tuple[Any, ...], kwargs: dict[str, Any] | None
 ) -> tuple[list[Described], tuple[tuple[Any, ...], dict[str, Any]]]:
     """`database` converted once (the event decides on it), and `factory` (positional 5)
     replaced by its subclass whose `set_authorizer` chains the app's authorizer after

@@ -52,7 +52,7 @@ from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate, _imp_names, _scope_code
 from appshield.hooks._imp_library import resolve_library
 from appshield.hooks._patching import HookFamily, PatchPoint, _waiting, loaded
-from appshield.operations import ImportOp
+from appshield.operations import ImportOp, Operation
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -303,7 +303,7 @@ class _AdHocSpec:
     """Stands in for a module without `__spec__` handed straight to a loader."""
 
     has_location = False
-    origin = None
+    origin: str | None = None
 
     def __init__(self, name: Any) -> None:
         self.name = name
@@ -507,7 +507,7 @@ def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
 _SQLITE_SUFFIX = {"darwin": ".dylib", "win32": ".dll", "cygwin": ".dll"}.get(sys.platform, ".so")
 
 
-def _on_sqlite_load_extension(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
+def _on_sqlite_load_extension(args: tuple[Any, ...]) -> tuple[Operation, str] | None:
     # (connection, path). Either candidate may be the file dlopen maps: a doubt is a denial.
     name = _convert.event_text(args[1])
     candidates = (name, name + _SQLITE_SUFFIX)

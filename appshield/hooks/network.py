@@ -110,7 +110,7 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
     raw_family = describe.raw_family
     raw_type = describe.raw_type
 
-    def handler(args: tuple[Any, ...]) -> tuple[NetworkOp, str] | None:
+    def handler(args: tuple[Any, ...]) -> Described | None:
         sock = args[0]
         address = args[1]
         try:
@@ -140,7 +140,8 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
         if cache.owner is compiled:
             hit = cache.entries.get(key)
             if hit is not None:
-                entry = by_address.get(hit[0].address)
+                # (An op without an address finds no entry: dict.get(None) is None.)
+                entry = by_address.get(hit[0].address)  # type: ignore[arg-type]
                 if entry is None:
                     if not hit[1]:
                         return None
@@ -181,7 +182,8 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
         hit = cache.entries.get(key)
         if hit is None:
             return False
-        entry = by_address.get(hit[0].address)
+        # (An op without an address finds no entry: dict.get(None) is None.)
+        entry = by_address.get(hit[0].address)  # type: ignore[arg-type]
         if entry is None:
             return not hit[1]
         return entry.names is hit[1] and entry.soonest > _monotonic()
@@ -550,7 +552,7 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
     # first use imports modules: an import denied there is reported as part of this lookup
     # (`thread_state.attempting`). The positional arguments as given first (read from the
     # tuple: no code of the caller's runs, unlike a lookup in its kwargs), then as converted.
-    previous = _state.attempting
+    previous_attempt = _state.attempting
     _state.attempting = (
         "socket.getaddrinfo",
         args[0] if args else None,
@@ -567,7 +569,7 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
         _state.attempting = ("socket.getaddrinfo", host, _argument(args, kwargs, 1, "port"))
         infos = _expecting("socket.getaddrinfo", token, wrapped, *args, **kwargs)
     finally:
-        _state.attempting = previous
+        _state.attempting = previous_attempt
     describe.remember_results(host, infos)
     return infos
 
@@ -582,7 +584,9 @@ def _remember_allow(compiled: Any, key: Any, op: NetworkOp) -> None:
         cache.store(key, op, ())
 
 
-def _prepare_by_name(name: Any, api: str, kind: str) -> tuple[list[Described], tuple[Any, Any]]:
+def _prepare_by_name(
+    name: Any, api: str, kind: str
+) -> tuple[list[Described], tuple[Any, Any, Any]]:
     host = _named_host(name)
     if host is _REFUSED:
         return [], (_REFUSED, None, None)

@@ -134,7 +134,8 @@ class _PopenStart(NamedTuple):
     program: Plain  # the executable object subprocess holds (posix_spawn gets this very one)
     argv: tuple[Plain, ...]  # the argv item objects (the later call gets these very ones)
     cwd: Plain | None  # the cwd object
-    index: int  # the PATH entry that held the program (0 without a search)
+    # The PATH entry that held the program (0 without a search). The field hides tuple.index.
+    index: int  # type: ignore[assignment]
     launch: bytes  # fork_exec's candidate at `index`, as subprocess spells it
     path: bytes  # the judged file, absolute: what the OS is handed
     folder: str | None  # the child's folder, absolute, when cwd was given
@@ -243,7 +244,8 @@ def _fork_exec_in_place() -> bool:
         if type(module) is not ModuleType:
             return False
         found = module.__dict__.get("fork_exec")
-    return type(found) is FunctionWrapper and found._self_wrapper is _wrap_fork_exec
+    # wrapt has no type information: FunctionWrapper is a plain `type` here.
+    return type(found) is FunctionWrapper and found._self_wrapper is _wrap_fork_exec  # type: ignore[attr-defined]
 
 
 def _all_str(items: list[Any]) -> bool:
@@ -256,6 +258,8 @@ def _all_str(items: list[Any]) -> bool:
 def _on_popen(args: tuple[Any, ...]) -> Described | None:
     executable, argv, cwd, env = args[:4]
     _started.mark = None
+    program: Plain  # both branches assign these; declared for the second one
+    child_env: dict[Plain, Plain] | None
     if (
         type(executable) is str
         and type(argv) is list
@@ -277,7 +281,8 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
         raise Unreadable("a subprocess argument of another type than str or bytes, and no wrapper")
     # The child's PATH: this environment's (the common case, remembered per PATH value), else
     # the given env's; only needed for a bare name.
-    search = exec_path if child_env is None else (lambda: exec_path(child_env))
+    # (mypy before 2.0 cannot infer a lambda in a conditional expression.)
+    search = exec_path if child_env is None else (lambda: exec_path(child_env))  # type: ignore[misc, unused-ignore]
     start = describe_start(
         program, items, child_env, folder, search=search, missing=True, startup_path=STARTUP_PATH
     )
@@ -486,8 +491,10 @@ def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     # audit event to catch that; the callable and its arguments sit on the value stack.
     # subprocess's call for a start its event just judged skips the gate (a tenth of a
     # `subprocess.run`) when no tracer or profiler could watch or rewrite that check.
+    # (mypy 2.x solves judge_call's result type from the `or`'s left side, and so sees
+    # `False | None` in it: the `and` chain is falsy there, judge_call runs instead.)
     return wrapped(
-        *(
+        *(  # type: ignore[misc, unused-ignore]
             (
                 _gettrace() is None
                 and _getprofile() is None
@@ -527,7 +534,8 @@ def _absolute(path: Plain) -> Plain:
     it), so that the child opens the file that was judged even if the folder changes."""
     if type(path) is bytes:
         return path if path[:1] == b"/" else os.fsencode(os.getcwd()) + b"/" + path
-    return path if path[:1] == "/" else f"{os.getcwd()}/{path}"  # type: ignore[index]
+    # A str here (bytes returned above), which mypy does not narrow from `type(...) is not`.
+    return path if path[:1] == "/" else f"{os.getcwd()}/{path}"  # type: ignore[str-bytes-safe]
 
 
 def _spawn_file_ops(actions: tuple[tuple[Any, ...], ...] | None) -> list[Described]:

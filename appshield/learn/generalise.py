@@ -238,14 +238,39 @@ ALWAYS_READ = ("{stdlib}/**", "{site_packages}/**")
 
 
 def always_read_drafts(drafts: Sequence[Draft]) -> list[Draft]:
-    """Read rules for `ALWAYS_READ` folders that the drafts do not already have."""
+    """Read rules for `ALWAYS_READ` folders that the drafts do not already have, and for
+    appshield's own sources when they are outside those folders (`own_sources_glob`)."""
     have = {d.match.get("path") for d in drafts if d.category == "file"}
     note = "always allowed: tracebacks, linecache and inspect read Python sources"
-    return [
+    found = [
         Draft("file", {"path": glob, "access": ["read"]}, f"file-read-{glob}", [], note)
         for glob in ALWAYS_READ
         if glob not in have
     ]
+    roots = next((o.roots for d in drafts for o in d.observations), None)
+    own = own_sources_glob(roots or Roots.current())
+    if own is not None and own not in have:
+        note = (
+            "always allowed: appshield's own sources (installed outside site-packages), which"
+            " a traceback through a denied operation reads"
+        )
+        match = {"path": own, "access": ["read"]}
+        found.append(Draft("file", match, "file-source-appshield", [], note))
+    return found
+
+
+def own_sources_glob(roots: Roots) -> str | None:
+    """appshield's own `.py` files as a read glob, when they are not below the standard
+    library or site-packages (an editable install, a source checkout on `PYTHONPATH`).
+
+    A denied operation raises from inside the shield, so its traceback has the shield's
+    frames; Flask's `log_exception`, uvicorn's and Django's error pages format it, and
+    linecache then reads those files. Below site-packages `ALWAYS_READ` covers them."""
+    folders = [*roots.stdlib, *roots.site_packages]
+    marker = posixpath.join(_APPSHIELD_HOME, "__init__.py")
+    if _under_any(marker, folders) or _under_any(marker, map(os.path.realpath, folders)):
+        return None
+    return escape_glob(_APPSHIELD_HOME) + "/**/*.py"
 
 
 # -- file -------------------------------------------------------------------------------------
@@ -602,10 +627,15 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
         if op.module is None:
             libraries[op.library or op.origin or ""].append(obs)
             continue
-        modules, seen = homes.setdefault(_import_home(op, obs.roots), (set(), []))
-        # A module glob also matches submodules, so the top-level name is enough; characters
-        # a module glob cannot hold (a `spec_from_file_location("my-mod")`) become `?`.
-        modules.add(re.sub(r"[^A-Za-z0-9_]", "?", op.module.split(".")[0]) or "?")
+        home = _import_home(op, obs.roots)
+        modules, seen = homes.setdefault(home, (set(), []))
+        # A module glob also matches submodules, so the top-level name is enough where the
+        # origin pins where the package comes from; characters a module glob cannot hold (a
+        # `spec_from_file_location("my-mod")`) become `?`. Without a file (built-in and
+        # frozen modules, namespace packages such as `flask.sansio`, `typing.io`) the name
+        # is kept whole: the top-level name there would allow `flask` from any folder.
+        name = op.module if not home else op.module.split(".")[0]
+        modules.add(re.sub(r"[^A-Za-z0-9_.]", "?", name) or "?")
         seen.append(obs)
     drafts = []
     for home, (modules, seen) in sorted(homes.items()):
@@ -613,6 +643,10 @@ def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
         unless = None
         if home:
             match["origin"] = home
+        else:
+            # Seen without a file, allowed only without one: a file loaded under one of these
+            # names (a planted `sys.py`, `spec_from_file_location`) is not covered.
+            unless = {"origin": ["/**"]}
         if home.startswith("{stdlib"):
             # A package of the same name in a site-packages folder below it is not the
             # standard library's (pip installs backports such as `typing` or `enum34`).

@@ -228,8 +228,9 @@ def widen_segment(segment: str, run: RunNames = NO_RUN, *, scratch: bool = False
     glob = glob_with_stars(segment, spans, escape_glob)
     if glob == "*":  # nothing readable is left: never a bare `*` (all of the folder)
         # A random part tempfile made can be all digits this time and not the next: only a
-        # number that is not such a part stays a number.
-        number = segment.isdigit() and segment not in run.tokens
+        # number that holds no such part stays a number (`000000000` is the random
+        # `00000000` with a suffix `0`: next time `_00000000` and `0`).
+        number = segment.isdigit() and not any(token in segment for token in run.tokens)
         return "[0-9]*" if number else "?" * len(segment)
     return glob
 

@@ -54,9 +54,20 @@ class Roots:
 
     @classmethod
     def current(cls) -> Roots:
+        """The folders as this interpreter sees them, asked so that the program being
+        learned does not notice: `{tmp}` comes from `tempfile.gettempdir()`, which caches
+        its answer in `tempfile.tempdir`, and the program's own first call (gunicorn's worker
+        file, any `mkstemp`) would then skip the trial file tempfile writes in the temp
+        folder. Under `appshield run` with a cached policy nothing asks first, so that trial
+        file is the program's own write, and learning must see it."""
         from appshield.policy.variables import values
 
+        loaded = sys.modules.get("tempfile")
+        cached = getattr(loaded, "tempdir", None)
         found = values(os.getcwd())
+        tempfile_now = sys.modules.get("tempfile")
+        if tempfile_now is not None and getattr(tempfile_now, "tempdir", None) != cached:
+            tempfile_now.tempdir = cached
         return cls(
             prefix=found["prefix"],
             stdlib=found["stdlib"],

@@ -102,9 +102,18 @@ class Policy:
                 self.mode,
                 protected_paths=protected,
                 protected_folders=_folders_above((*files, PACKAGE_DIR)),
+                implicit_allows=self._implicit_allows(),
             )
             self._compiled = compiled
         return compiled
+
+    def _implicit_allows(self) -> tuple[Any, ...]:
+        if not self.document.protections.telemetry_exporter:
+            return ()
+        from appshield.policy.exporter import exporter_rules
+        from appshield.settings import STARTUP
+
+        return exporter_rules(STARTUP.environ)
 
     @property
     def identity(self) -> str:
@@ -114,7 +123,15 @@ class Policy:
         has the same identity (`appshield._inherit`)."""
         from appshield.policy.cache import plain
 
-        text = repr(("appshield-policy-identity/1", self.mode, plain(self.document)))
+        reach: tuple[Any, ...] = ()
+        if self.document.protections.telemetry_exporter:
+            from appshield.policy.exporter import configured_endpoints
+            from appshield.settings import STARTUP
+
+            # What `implicit:telemetry_exporter` lets through: a child uses its root's
+            # endpoints, so both sides agree unless the child is not the parent's shield.
+            reach = configured_endpoints(STARTUP.environ)
+        text = repr(("appshield-policy-identity/1", self.mode, plain(self.document), reach))
         return _digest(text.encode("utf-8", "surrogateescape"))
 
     def decide(self, operation: Operation, stack: StackInput = None) -> Decision:

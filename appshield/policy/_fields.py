@@ -8,7 +8,7 @@ globs. A reader returns None after reporting a problem.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from appshield.document import MATCH_FIELDS
 from appshield.policy import _values
@@ -18,6 +18,9 @@ from appshield.policy.variables import VariableError, expand, normalise_path_glo
 
 __all__ = ["FIELD_READERS", "read_condition_fields", "read_scope"]
 
+_Given = TypeVar("_Given")
+_Read = TypeVar("_Read")
+
 Variables = Mapping[str, tuple[str, ...]]
 Reader = Callable[[Checker, Node, str, Variables], "tuple[Any, ...] | None"]
 
@@ -26,7 +29,9 @@ OPERATIONS = ("connect", "send", "bind", "resolve")
 TRANSPORTS = ("tcp", "udp", "unix", "raw")
 
 
-def _checked(ck: Checker, node: Node, what: str, text: str | None, check: Any) -> Any:
+def _checked(
+    ck: Checker, node: Node, what: str, text: _Given | None, check: Callable[[_Given], _Read]
+) -> _Read | None:
     """Apply a `ValueError`-raising check to a text value, reporting its message."""
     if text is None:
         return None
@@ -57,7 +62,7 @@ def _path_globs(ck: Checker, node: Node, what: str, variables: Variables) -> lis
             out.append(normalise_path_glob(glob))
         return out
 
-    return _checked(ck, node, what, text, expand_and_check)  # type: ignore[no-any-return]
+    return _checked(ck, node, what, text, expand_and_check)
 
 
 def read_paths(ck: Checker, node: Node, what: str, variables: Variables) -> tuple[str, ...] | None:
@@ -73,7 +78,7 @@ def read_executable(
             return None
         if "/" in text or text.startswith(("~", "{")):
             return _path_globs(ck, item, what, variables)
-        return _checked(ck, item, what, text, _base_name_glob)  # type: ignore[no-any-return]
+        return _checked(ck, item, what, text, _base_name_glob)
 
     return _flatten(ck.one_or_many(node, what, one))
 
@@ -94,7 +99,7 @@ def _plain_glob(ck: Checker, node: Node, what: str) -> str | None:
         _values.check_class_brackets(raw)
         return raw
 
-    return _checked(ck, node, what, text, check)  # type: ignore[no-any-return]
+    return _checked(ck, node, what, text, check)
 
 
 def read_command_line(
@@ -154,7 +159,7 @@ def _choices(choices: tuple[str, ...]) -> Reader:
 
 def read_hosts(ck: Checker, node: Node, what: str, variables: Variables) -> tuple[str, ...] | None:
     def one(item: Node) -> str | None:
-        return _checked(ck, item, what, ck.text(item, what), _values.normalise_host)  # type: ignore[no-any-return]
+        return _checked(ck, item, what, ck.text(item, what), _values.normalise_host)
 
     found = ck.one_or_many(node, what, one)
     return tuple(dict.fromkeys(found)) if found is not None else None
@@ -162,7 +167,7 @@ def read_hosts(ck: Checker, node: Node, what: str, variables: Variables) -> tupl
 
 def read_cidrs(ck: Checker, node: Node, what: str, variables: Variables) -> tuple[str, ...] | None:
     def one(item: Node) -> str | None:
-        return _checked(ck, item, what, ck.text(item, what), _values.parse_cidr)  # type: ignore[no-any-return]
+        return _checked(ck, item, what, ck.text(item, what), _values.parse_cidr)
 
     found = ck.one_or_many(node, what, one)
     return tuple(dict.fromkeys(found)) if found is not None else None
@@ -172,9 +177,9 @@ def _port(ck: Checker, node: Node, what: str) -> tuple[int, int] | None:
     value = node.value
     if node.kind == "scalar" and isinstance(value, int) and not isinstance(value, bool):
         number = ck.integer(node, what)
-        return _checked(ck, node, what, number, _values.parse_port)  # type: ignore[no-any-return]
+        return _checked(ck, node, what, number, _values.parse_port)
     if node.kind == "scalar" and isinstance(value, str) and node.ytype is None:
-        return _checked(ck, node, what, value, _values.parse_port)  # type: ignore[no-any-return]
+        return _checked(ck, node, what, value, _values.parse_port)
     if node.kind == "scalar" and node.ytype is not None:
         ck.wrong_type(node, what, "a string")  # says "read by YAML as ...; quote it"
     else:
@@ -190,7 +195,7 @@ def read_ports(
 
 
 def _module(ck: Checker, node: Node, what: str) -> str | None:
-    return _checked(ck, node, what, ck.text(node, what), _module_check)  # type: ignore[no-any-return]
+    return _checked(ck, node, what, ck.text(node, what), _module_check)
 
 
 def _module_check(text: str) -> str:

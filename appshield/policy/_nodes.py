@@ -38,7 +38,7 @@ class Node:
         self.ytype = ytype
         self.text = text
         self.path = path
-        self._kids: Any = None
+        self._kids: list[Any] | None = None
 
     # YAML-built nodes store their children directly; Python ones are wrapped on demand.
     def items(self) -> list[tuple[Node, Node]]:
@@ -47,12 +47,12 @@ class Node:
                 (Node("scalar", k, path=_join(self.path, k)), from_python(v, _join(self.path, k)))
                 for k, v in self.value.items()
             ]
-        return self._kids  # type: ignore[no-any-return]
+        return self._kids
 
     def elements(self) -> list[Node]:
         if self._kids is None:
             self._kids = [from_python(v, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
-        return self._kids  # type: ignore[no-any-return]
+        return self._kids
 
     def set_children(self, kids: list[Any]) -> None:
         self._kids = kids

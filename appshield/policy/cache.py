@@ -45,7 +45,7 @@ from appshield.document import Condition, PolicyDocument, Protections, RuleSpec,
 
 __all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
 
-FORMAT = 1  # bump when the stored shape changes
+FORMAT = 2  # bump when the stored shape changes
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -233,7 +233,7 @@ def plain(document: PolicyDocument) -> Any:
         )
         for r in document.rules
     )
-    protections = (document.protections.policy_files, document.protections.unshielded_children)
+    protections = tuple(document.protections)
     return (
         document.version,
         document.name,

@@ -50,7 +50,7 @@ TEXT_NAME = "<policy>"  # the FILE of problems in text loaded without a file nam
 
 TOP_KEYS = ("version", "name", "mode", "extends", "disable", "defaults", "rules", "protections")
 RULE_KEYS = ("id", "description", "category", "action", "match", "unless", "scope", "mode")
-PROTECTION_KEYS = ("policy_files", "unshielded_children")
+PROTECTION_KEYS = ("policy_files", "unshielded_children", "telemetry_exporter")
 ACTIONS = ("allow", "deny", "alert")
 MODES = ("enforce", "monitor")
 VERSION = 1

@@ -33,6 +33,7 @@ import sys
 from collections.abc import Iterator, Mapping
 
 __all__ = [
+    "INHERITED",
     "NAMES",
     "LazyVariables",
     "VariableError",
@@ -56,6 +57,9 @@ NAMES = (
     "policy_dir",
     "python",
 )
+# Values a child takes from its root process like the variables, though no glob can name
+# them: the collector endpoints of `implicit:telemetry_exporter` (appshield.policy.exporter).
+INHERITED = ("telemetry_endpoints",)
 
 _TOKEN = re.compile(r"\{([^{}]*)\}|[{}]")
 
@@ -104,7 +108,13 @@ _expanded: dict[str, tuple[str, ...]] = {}
 def freeze(values: Mapping[str, tuple[str, ...]]) -> None:
     """Use these values from now on instead of computing them."""
     _frozen.clear()
-    _frozen.update({k: tuple(v) for k, v in values.items() if k in NAMES and k != "policy_dir"})
+    _frozen.update(
+        {
+            k: tuple(v)
+            for k, v in values.items()
+            if (k in NAMES or k in INHERITED) and k != "policy_dir"
+        }
+    )
 
 
 def frozen(name: str) -> tuple[str, ...] | None:

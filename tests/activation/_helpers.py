@@ -13,7 +13,7 @@ from appshield._activate import BOOTSTRAP_DIR
 
 PY = sys.executable
 # `appshield run` through the module that implements it (the `appshield` script delegates to it).
-RUN = [PY, "-m", "appshield.cli_run", "run"]
+RUN = [PY, "-m", "appshield", "run"]
 TIMEOUT = 60
 
 # Shows, from inside a process, whether and how it is shielded.

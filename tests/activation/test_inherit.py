@@ -288,7 +288,7 @@ def test_a_venvs_base_interpreter_child(tmp_path: Path, no_bytecode: str, childr
         [
             str(python),
             "-m",
-            "appshield.cli_run",
+            "appshield",
             "run",
             "--policy",
             str(policy),

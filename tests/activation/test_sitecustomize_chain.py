@@ -93,7 +93,7 @@ def test_app_sitecustomize_runs_at_every_start(
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     else:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    command = [python, "-m", "appshield.cli_run", "run", "--policy", str(policy), "--"]
+    command = [python, "-m", "appshield", "run", "--policy", str(policy), "--"]
     command += [python, "-c", APP.format(secret=str(secret))]
 
     for start in (1, 2):  # the second start reads the policy cache, when it was written

@@ -3,10 +3,16 @@ policy is valid v1 (loaded by the real loader, decided by the real engine)."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import appshield
 from appshield.learn import learn_policy, not_allowed
+from appshield.learn.generalise import own_sources_glob
+from appshield.learn.paths import escape_glob
 from appshield.learn.records import Observation
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, ProcessOp
 from appshield.policy import Policy
@@ -151,3 +157,40 @@ def test_scratch_trees_under_tmp_collapse() -> None:
     later = FileOp(f"{ROOTS.tmp}/pytest-of-me/garbage-99/x/y.txt", "delete")
     assert policy.decide(later).action == "allow"
     assert policy.decide(FileOp(f"{ROOTS.tmp}/other/y.txt", "delete")).action == "deny"
+
+
+def test_appshields_own_sources_are_readable_when_outside_site_packages() -> None:
+    # A denied operation raises from inside the shield; the app's error handler formats the
+    # traceback, and linecache reads the shield's own frames. Here the interpreter's folders
+    # do not hold this appshield, as in an editable install.
+    package = os.path.dirname(appshield.__file__)
+    roots = replace(ROOTS, stdlib=("/opt/py/lib",), site_packages=("/opt/py/site-packages",))
+    assert own_sources_glob(roots) == escape_glob(package) + "/**/*.py"
+    seen = Observation(FileOp("/srv/app/config.json", "read"), "open", "app", ("app",), 1, roots)
+    text = learn_policy([seen]).text
+    policy = Policy.from_yaml(text)
+    assert "appshield's own sources" in text
+    assert policy.decide(FileOp(f"{package}/runtime.py", "read")).action == "allow"
+    assert policy.decide(FileOp(f"{package}/runtime.py", "write")).action == "deny"
+    assert policy.decide(FileOp(f"{package}/schema.json", "read")).action == "deny"
+
+    # Installed below site-packages, `{site_packages}/**` already covers them: no extra rule.
+    installed = replace(ROOTS, site_packages=(os.path.dirname(package),))
+    assert own_sources_glob(installed) is None
+
+
+def test_a_module_seen_without_a_file_is_allowed_by_its_whole_name_and_only_without_one() -> None:
+    # Flask 3.1's `flask.sansio` is a namespace package (no file); `sys` is built in.
+    site = "/venv/lib/python3.11/site-packages"
+    policy, _ = _learn(
+        ImportOp("flask.sansio"),
+        ImportOp("sys"),
+        ImportOp("flask", origin=f"{site}/flask/__init__.py"),
+    )
+    assert policy.decide(ImportOp("flask.sansio")).action == "allow"
+    assert policy.decide(ImportOp("sys")).action == "allow"
+    # The name seen without a file does not stand for the whole package, from anywhere.
+    planted = ImportOp("flask", origin="/tmp/evil/flask/__init__.py")
+    assert policy.decide(planted).action == "deny"
+    assert policy.decide(ImportOp("sys", origin="/srv/app/sys.py")).action == "deny"
+    assert policy.decide(ImportOp("flask.sansio", origin="/tmp/evil.py")).action == "deny"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from appshield.learn import learn_policy
@@ -39,6 +39,7 @@ _affix = st.text(alphabet=string.ascii_letters + string.digits + "-_.", max_size
 
 @settings(max_examples=60, deadline=None)
 @given(_affix, _affix, _random_part, _random_part, st.sampled_from([ROOTS.tmp, "/srv/app/run"]))
+@example("", "0", "00000000", "_0000000", ROOTS.tmp)  # a digit suffix on an all-digit part
 def test_tempfile_names_with_any_prefix_and_suffix(
     prefix: str, suffix: str, first: str, second: str, folder: str
 ) -> None:

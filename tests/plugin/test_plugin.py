@@ -267,7 +267,7 @@ def test_under_appshield_run_with_the_same_policy(pytester: pytest.Pytester) -> 
     result = pytester.run(
         sys.executable,
         "-m",
-        "appshield.cli_run",
+        "appshield",
         "run",
         "--policy",
         str(policy),
