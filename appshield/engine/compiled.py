@@ -85,6 +85,14 @@ def _holds(rule: Rule, op: Any, stack: _Stack) -> bool:
     return True
 
 
+_RANK: dict[str, int] = {"deny": 0, "alert": 1, "allow": 2}
+
+
+def _strictness(rank: int, blocks: bool) -> int:
+    """allow 0, alert 2, a deny that does not block 4, one that blocks 5."""
+    return (2 - rank) * 2 + blocks
+
+
 class CompiledPolicy:
     """A policy ready to decide. Immutable after construction except for its decision cache.
 
@@ -180,6 +188,45 @@ class CompiledPolicy:
         if winner is None:
             return index.default_for(op), used
         return winner.decision, used
+
+    def no_library_stricter(self, decision: Decision) -> bool:
+        """Whether no native library path would be decided more strictly than `decision`,
+        the decision for a stand-in path no rule names specially (for a file appshield cannot
+        see: the one SQLite's SQL function `load_extension()` is asked for), under the same
+        call stack. Proved from the import rules, conservatively, in the order deny that
+        blocks > deny that does not > alert > allow:
+
+        - a blocking deny is as strict as any;
+        - no rule has a `library` in its `unless` (it could hold for the stand-in and not for
+          the file, or the reverse);
+        - no rule naming `library` is stricter than `decision` (it could catch the file the
+          stand-in missed);
+        - the decision is the default's (a file no rule matches gets the same), or comes from
+          rules that name no library or whose `library` globs include `/**` (they match every
+          file too), or the default is no stricter than it (a file they miss falls there).
+
+        So an allow holds only where every library is allowed (`library: "/**"`, or an
+        allowing default, with nothing stricter naming a library), and the baseline pack's
+        alert on `/**` stays an alert unless a deny names a library."""
+        if decision.blocked:
+            return True
+        index = self._categories["import"]
+        worst = _strictness(_RANK[decision.action], decision.blocked)
+        for rule in index.rules:
+            spec = rule.spec
+            if spec.unless is not None and "library" in spec.unless.fields:
+                return False
+            if "library" in spec.match.fields and _strictness(rule.rank, rule.blocks) > worst:
+                return False
+        default = index.default_decision
+        if decision.rule_id == default.rule_id:
+            return True
+        winners = [rule for rule in index.rules if rule.id == decision.rule_id]
+        if winners and all(
+            "/**" in rule.spec.match.fields.get("library", ("/**",)) for rule in winners
+        ):
+            return True
+        return _strictness(_RANK[default.action], default.blocked) <= worst
 
     def needs_stack(self, category: str) -> bool:
         """Some rule of the category has a `scope` or an `unless.scope`."""

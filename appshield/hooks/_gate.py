@@ -40,6 +40,7 @@ __all__ = [
     "first_violation",
     "for_wrapper",
     "judge_call",
+    "judge_decided",
     "judge_event",
     "lower_limit",
     "make_audit_hook",
@@ -300,6 +301,52 @@ def _event_once(
         raise  # not reached
     if decision.action != "allow":
         active.act(operation, decision, api)
+
+
+def judge_decided(
+    active: Any,
+    category: str,
+    api: str,
+    decide: Callable[[], tuple[Operation, Decision] | None],
+) -> None:
+    """A hook that reaches its decision itself (`decide()` asks `active.decide` and may
+    make it stricter with what the policy can or cannot prove): report and refuse as
+    `judge_event` does, with the same tracer hiding, recursion headroom and fail-closed
+    handling of anything `decide` raises."""
+    saved = _hide_tracers()
+    try:
+        try:
+            _decided_once(active, category, api, decide, False)
+        except RecursionError:
+            limit = raise_limit()
+            try:
+                _decided_once(active, category, api, decide, True)
+            finally:
+                lower_limit(limit)
+    finally:
+        if saved is not None:
+            _restore_tracers(saved)
+
+
+def _decided_once(
+    active: Any,
+    category: str,
+    api: str,
+    decide: Callable[[], tuple[Operation, Decision] | None],
+    with_headroom: bool,
+) -> None:
+    try:
+        found = decide()
+    except RecursionError as exc:
+        if not with_headroom:
+            raise  # tried again with headroom
+        fail_closed(active, category, api, exc)
+        raise  # not reached: fail_closed raises
+    except BaseException as exc:
+        fail_closed(active, category, api, exc)
+        raise  # not reached
+    if found is not None and found[1].action != "allow":
+        active.act(found[0], found[1], api)
 
 
 def judge_call(

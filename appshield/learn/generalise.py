@@ -758,8 +758,9 @@ def stdlib_python_draft(observations: Iterable[Observation]) -> Draft | None:
 # - the subinterpreter modules run code in another interpreter, which has none of this
 #   one's patches or Python-level audit hooks;
 # - `_sqlite3` loads any shared library with `load_extension` (on builds that enable it:
-#   Debian's, the python images), which appshield does not judge; `_tkinter` runs Tcl, whose
-#   `exec`, `open` and `load` start programs, open files and load libraries in C, unseen;
+#   Debian's, the python images), not judged when a database file's CHECK constraint calls
+#   it (docs/limits.md); `_tkinter` runs Tcl, whose `exec`, `open` and `load` start
+#   programs, open files and load libraries in C, unseen;
 #   `_remote_debugging` (3.14) reads other processes' memory;
 # - `readline` (history and init files), `_dbm` and `_gdbm` (database files) read and write
 #   files at any path in C with no audit event; `spwd` reads the shadow password database,

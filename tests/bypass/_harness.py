@@ -20,9 +20,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 __all__ = ["Attempt", "Listener", "Outcome", "run_attempt"]
 
@@ -42,6 +44,10 @@ class Attempt:
     # stated limit).
     reported: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Another interpreter for this attempt (one with a capability the test interpreter's
+    # build lacks): returns (its path, environment additions), or the reason there is none
+    # on this machine, and the attempt is skipped with it.
+    interpreter: Callable[[], tuple[str, dict[str, str]] | str] | None = None
 
 
 @dataclass
@@ -173,9 +179,16 @@ def run_attempt(
         PYTHONDONTWRITEBYTECODE="1",
     )
     env.update(attempt.extra_env)
+    python = sys.executable
+    if attempt.interpreter is not None:
+        found = attempt.interpreter()
+        if isinstance(found, str):
+            pytest.skip(found)
+        python, more = found
+        env.update(more)
     before_count = listener.count
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [python, str(script)],
         cwd=work,
         env=env,
         capture_output=True,

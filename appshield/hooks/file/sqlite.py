@@ -20,6 +20,21 @@ the file name for both (verified on SQLite 3.40, Python 3.10 to 3.13):
   for every connection of the process, so setting it is judged as a write to `dir` (api
   `sqlite3.pragma`); `data_store_directory` (Windows) likewise.
 
+- `select load_extension('x')` (the SQL function, callable once the app ran
+  `conn.enable_load_extension(True)`; it dlopens any file, native code like `ctypes.CDLL`):
+  SQLite asks with SQLITE_FUNCTION and the function's name, never its argument, and raises
+  no audit event. Since the file is unknown, it is judged as the import operation
+  `library: SQL_LOAD_EXTENSION` (api `sqlite3.sql.load_extension`), and that decision
+  stands only where no library file could be decided more strictly
+  (`CompiledPolicy.no_library_stricter`): so it is allowed only where every library is (in
+  practice an import allow rule `library: "/**"`, or an import default of allow, with no
+  deny or alert rule naming `library`), and the baseline pack's alert on `/**` stays an
+  alert unless a deny names a library. Otherwise it is denied by `implicit:undescribable`.
+  The method `conn.load_extension(path)` has its own audit event, judged with the path in
+  hooks/imports. What the authorizer does not see: a `load_extension()` call inside a
+  `CHECK` constraint of a database file's schema (SQLite resolves schema expressions while
+  the authorizer is off), see docs/limits.md.
+
 The file named is judged as `read` and `write`, like `sqlite3.connect`: SQLite opens an
 attached database read-write and creates it when it is missing (it opens read-only only for
 a URI `mode=ro`, and judging read-only there too would not be simpler). Both readings of a
@@ -40,8 +55,9 @@ appshield's alone. What it cannot cover (docs/limits.md): `sqlite3.Connection.se
 conn, f)` called through the base class, and connections made before install.
 
 Cost: the authorizer runs for every action of every statement SQLite prepares (not for a
-statement Python's statement cache already holds). Anything but an attach returns at its
-first line.
+statement Python's statement cache already holds). Anything but an attach, a pragma or a
+function call returns at its first line, a function other than `load_extension` at its
+second.
 
 A denial is SQLite's: the statement fails with `sqlite3.DatabaseError: not authorized`
 (Python turns any exception raised by an authorizer into SQLite's deny and raises that), not
@@ -65,19 +81,34 @@ import threading
 import weakref
 from typing import Any
 
+from appshield.decision import Decision
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
 from appshield.hooks.file.describe import file_op
-from appshield.operations import FileAccess, Operation
+from appshield.operations import FileAccess, ImportOp, Operation
 
-__all__ = ["check_new_connection", "described_paths", "shielded_factory", "sqlite_paths"]
+__all__ = [
+    "SQL_LOAD_EXTENSION",
+    "check_new_connection",
+    "described_paths",
+    "shielded_factory",
+    "sqlite_paths",
+]
 
 Described = tuple[Operation, str]
 
 _SQLITE_OK = 0
 _SQLITE_ATTACH = 24  # SQLite's action codes: part of its stable C API
 _SQLITE_PRAGMA = 19
-_JUDGED = frozenset((_SQLITE_ATTACH, _SQLITE_PRAGMA))
+_SQLITE_FUNCTION = 31
+_JUDGED = frozenset((_SQLITE_ATTACH, _SQLITE_PRAGMA, _SQLITE_FUNCTION))
+
+# The library an import operation names for SQLite's SQL function `load_extension()`, whose
+# file is not known: an absolute path, so that a `library: "/**"` allow rule matches it, and
+# one that says what was called. `CompiledPolicy.no_library_stricter` says why matching it
+# is not enough.
+SQL_LOAD_EXTENSION = "/<any library: SQLite's SQL function load_extension()>"
+_SQL_LOAD_API = "sqlite3.sql.load_extension"
 _DIRECTORY_PRAGMAS = ("temp_store_directory", "data_store_directory")
 
 _HEX = b"0123456789abcdefABCDEF"
@@ -208,7 +239,33 @@ def _on_pragma(args: tuple[Any, ...]) -> Described | None:
     return file_op(value, "write"), "sqlite3.pragma"
 
 
+def _sql_load_extension(active: Any) -> tuple[ImportOp, Decision]:
+    """The decision for a call of the SQL function `load_extension()`: the engine's for the
+    stand-in library, made a denial unless the policy allows every library (see the module
+    docstring)."""
+    operation = ImportOp(None, None, SQL_LOAD_EXTENSION)
+    decision = active.decide(operation, _SQL_LOAD_API)
+    if not decision.blocked:
+        # A decider other than the compiled policy cannot prove it: a doubt is a denial.
+        proves = getattr(active.compiled, "no_library_stricter", None)
+        if proves is None or not proves(decision):
+            mode = active.policy.mode
+            decision = Decision("deny", "implicit:undescribable", mode == "enforce", mode)
+    return operation, decision
+
+
 def _judge(action: int, arg1: object, arg2: object) -> None:
+    if action == _SQLITE_FUNCTION:
+        # SQLite passes the function's registered name (lower case, whatever the SQL said);
+        # any other function returns here.
+        if type(arg2) is not str or arg2.lower() != "load_extension":
+            return
+        active = _gate.for_wrapper()
+        if active is not None:
+            _gate.judge_decided(
+                active, "import", _SQL_LOAD_API, lambda: _sql_load_extension(active)
+            )
+        return
     active = _gate.for_wrapper()
     if active is None:
         return

@@ -19,6 +19,11 @@ Where an import is judged (all of these run only on a `sys.modules` miss, so a c
   when the Python-level patches have been removed (tamper backstop).
 - the audit event `ctypes.dlopen` (every ctypes load, `_ctypes.dlopen` aliases included) and
   `_cffi_backend.load_library` (cffi's dlopen raises no event): operation `library`.
+- the audit event `sqlite3.load_extension` (`Connection.load_extension(path)`, on builds
+  that have it): SQLite dlopens `path` and, when that fails, `path` with the platform's
+  library suffix appended (`sqlite3LoadExtension`), so both files are judged as `library`
+  loads. SQLite's SQL function `load_extension()` raises no event: the authorizer of
+  hooks/file/sqlite judges it.
 
 A judged spec is remembered (by identity, with the origin it was judged for), so the inner
 layers of one import do not decide it again: the loader's exec_module compares it with the
@@ -49,7 +54,7 @@ from appshield.hooks._patching import HookFamily, PatchPoint, _waiting, loaded
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.hooks.imports.library import resolve_library
-from appshield.operations import ImportOp
+from appshield.operations import ImportOp, Operation
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -500,9 +505,24 @@ def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
     return ImportOp(None, None, library), "ctypes.dlopen"
 
 
+# What `sqlite3LoadExtension` appends to a name it could not dlopen as given.
+_SQLITE_SUFFIX = {"darwin": ".dylib", "win32": ".dll", "cygwin": ".dll"}.get(sys.platform, ".so")
+
+
+def _on_sqlite_load_extension(args: tuple[Any, ...]) -> tuple[Operation, str] | None:
+    # (connection, path). Either candidate may be the file dlopen maps: a doubt is a denial.
+    name = _convert.event_text(args[1])
+    candidates = (name, name + _SQLITE_SUFFIX)
+    api = "sqlite3.load_extension"
+    return _gate.first_violation(
+        [(ImportOp(None, None, resolve_library(c)), api) for c in candidates]
+    )
+
+
 AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
     "import": _on_import,
     "ctypes.dlopen": _on_dlopen,
+    "sqlite3.load_extension": _on_sqlite_load_extension,
 }
 
 
