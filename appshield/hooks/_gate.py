@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 
 from appshield._threadstate import still_running, thread_state
 from appshield.decision import Decision
+from appshield.errors import PolicyViolation
 from appshield.hooks._convert import Unreadable
 from appshield.operations import Operation, UndescribedOp
 
@@ -296,6 +297,11 @@ def _event_once(
         # without appshield. (A wrapper cannot: it has no converted arguments to call with.)
         report_doubt(active, category, event, exc)
         return
+    except PolicyViolation:
+        # A handler that decides itself (`judge_decided`, e.g. SQLite's extension switch)
+        # reported and refused already. (One a hostile argument forged still refuses the call:
+        # nothing happened that a report could miss.)
+        raise
     except BaseException as exc:
         fail_closed(active, category, event, exc)
         raise  # not reached

@@ -212,12 +212,13 @@ def _run(
     *,
     mode: str | None = "enforce",
     import_default: str = "allow",
+    fresh: bool = True,
 ) -> Run:
     """`code` in the extension-loading Python, with LIB (a copy of the extension in
     tmp_path/allowed) and FORBIDDEN (one in tmp_path/forbidden); mode None: no shield."""
     root = Path(os.path.realpath(tmp_path))
     for folder in ("allowed", "forbidden"):
-        (root / folder).mkdir(parents=True)
+        (root / folder).mkdir(parents=True, exist_ok=not fresh)
         (root / folder / "ext.so").write_bytes(Path(loader.library).read_bytes())
     policy = root / "policy.yaml"
     policy.write_text(
@@ -323,12 +324,62 @@ def test_monitor_reports_both_forms_and_lets_them_load(
         loader, tmp_path / "m", "c.load_extension(FORBIDDEN)", DENY_FORBIDDEN, mode="monitor"
     )
     assert method.loaded
-    assert [(v["rule"], v["blocked"]) for v in method.violations] == [
-        ("no-forbidden-libraries", False)
+    # Enabling is reported first: a CHECK constraint could now load a library unseen.
+    assert [(v["rule"], v["api"], v["blocked"]) for v in method.violations] == [
+        ("implicit:undescribable", "sqlite3.enable_load_extension", False),
+        ("no-forbidden-libraries", "sqlite3.load_extension", False),
     ]
     sql = "c.execute('select load_extension(?)', (FORBIDDEN,)).fetchall()"
     function = _run(loader, tmp_path / "s", sql, DENY_FORBIDDEN, mode="monitor")
     assert function.loaded
-    assert [(v["rule"], v["blocked"]) for v in function.violations] == [
-        ("implicit:undescribable", False)
+    assert [(v["rule"], v["api"], v["blocked"]) for v in function.violations] == [
+        ("implicit:undescribable", "sqlite3.enable_load_extension", False),
+        ("implicit:undescribable", "sqlite3.sql.load_extension", False),
     ]
+
+
+# A table whose CHECK constraint calls load_extension(): SQLite evaluates schema expressions
+# with the authorizer off, so only SQLite's own switch can stop it.
+MAKE_CHECKED_DB = """\
+d = sqlite3.connect(os.path.join(os.path.dirname(FORBIDDEN), "checked.db"))
+d.execute(f"create table t(x check (coalesce(load_extension('{FORBIDDEN}'), 1)))")
+d.commit()
+print("made")
+"""
+INSERT_CHECKED = """\
+d = sqlite3.connect(os.path.join(os.path.dirname(FORBIDDEN), "checked.db"))
+d.enable_load_extension(True)
+d.execute("insert into t values (1)")
+print("inserted")
+"""
+
+
+def test_a_check_constraint_cannot_load_a_library_unseen(
+    loader: _sqlite_ext.Loader, tmp_path: Path
+) -> None:
+    made = _run(loader, tmp_path / "c", MAKE_CHECKED_DB, "", mode=None)
+    assert "made" in made.stdout and not made.loaded, made.stdout
+    # control: the insert loads the library (no shield)
+    control = _run(loader, tmp_path / "c", INSERT_CHECKED, "", mode=None, fresh=False)
+    assert control.loaded, control.stdout
+    (tmp_path / "c" / "canary").unlink()
+    # enforce: the app's enable_load_extension(True) leaves SQLite's switch off (the policy
+    # denies a library), so the constraint's load is refused by SQLite
+    shielded = _run(loader, tmp_path / "c", INSERT_CHECKED, DENY_FORBIDDEN, fresh=False)
+    assert not shielded.loaded, shielded.stdout
+    assert "inserted" not in shielded.stdout and "not authorized" in shielded.stdout
+
+
+def test_switching_loading_on_through_the_base_class_is_judged(
+    loader: _sqlite_ext.Loader, tmp_path: Path
+) -> None:
+    code = """\
+d = sqlite3.connect(":memory:")
+sqlite3.Connection.enable_load_extension(d, True)
+d.execute("select load_extension(?)", (FORBIDDEN,)).fetchall()
+"""
+    run = _run(loader, tmp_path / "b", code, DENY_FORBIDDEN)
+    assert not run.loaded and "PolicyViolation" in run.stdout, run.stdout
+    assert [(v["rule"], v["api"]) for v in run.violations] == [
+        ("implicit:undescribable", "sqlite3.enable_load_extension")
+    ], run.violations

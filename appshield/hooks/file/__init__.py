@@ -387,6 +387,7 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
     "shutil.rmtree": _on_rmtree,
     "sqlite3.connect": _on_sqlite_connect,
     "sqlite3.connect/handle": _on_sqlite_handle,
+    "sqlite3.enable_load_extension": _sqlite.on_enable_load_extension,
 }
 
 

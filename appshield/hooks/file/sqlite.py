@@ -31,9 +31,11 @@ the file name for both (verified on SQLite 3.40, Python 3.10 to 3.13):
   deny or alert rule naming `library`), and the baseline pack's alert on `/**` stays an
   alert unless a deny names a library. Otherwise it is denied by `implicit:undescribable`.
   The method `conn.load_extension(path)` has its own audit event, judged with the path in
-  hooks/imports. What the authorizer does not see: a `load_extension()` call inside a
+  hooks/imports. What the authorizer does not see, a `load_extension()` call inside a
   `CHECK` constraint of a database file's schema (SQLite resolves schema expressions while
-  the authorizer is off), see docs/limits.md.
+  the authorizer is off), is stopped by SQLite itself: `enable_load_extension(True)` leaves
+  SQLite's switch off unless the SQL function would be allowed, and `load_extension(path)`
+  turns it on around its own judged load only (`_enable_load_extension`; docs/limits.md).
 
 The file named is judged as `read` and `write`, like `sqlite3.connect`: SQLite opens an
 attached database read-write and creates it when it is missing (it opens read-only only for
@@ -81,6 +83,7 @@ import threading
 import weakref
 from typing import Any
 
+from appshield._threadstate import thread_state
 from appshield.decision import Decision
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
@@ -109,6 +112,7 @@ _JUDGED = frozenset((_SQLITE_ATTACH, _SQLITE_PRAGMA, _SQLITE_FUNCTION))
 # is not enough.
 SQL_LOAD_EXTENSION = "/<any library: SQLite's SQL function load_extension()>"
 _SQL_LOAD_API = "sqlite3.sql.load_extension"
+_ENABLE_API = "sqlite3.enable_load_extension"
 _DIRECTORY_PRAGMAS = ("temp_store_directory", "data_store_directory")
 
 _HEX = b"0123456789abcdefABCDEF"
@@ -239,12 +243,12 @@ def _on_pragma(args: tuple[Any, ...]) -> Described | None:
     return file_op(value, "write"), "sqlite3.pragma"
 
 
-def _sql_load_extension(active: Any) -> tuple[ImportOp, Decision]:
+def _sql_load_extension(active: Any, api: str = _SQL_LOAD_API) -> tuple[ImportOp, Decision]:
     """The decision for a call of the SQL function `load_extension()`: the engine's for the
     stand-in library, made a denial unless the policy allows every library (see the module
     docstring)."""
     operation = ImportOp(None, None, SQL_LOAD_EXTENSION)
-    decision = active.decide(operation, _SQL_LOAD_API)
+    decision = active.decide(operation, api)
     if not decision.blocked:
         # A decider other than the compiled policy cannot prove it: a doubt is a denial.
         proves = getattr(active.compiled, "no_library_stricter", None)
@@ -367,6 +371,91 @@ def _set_authorizer(self: Any, *args: Any, **kwargs: Any) -> None:
     _mark_chained(self)
 
 
+# The slot that remembers that the app asked for extension loading (`enable_load_extension(
+# True)`), which appshield turns on in SQLite only around a judged `load_extension(path)`
+# call, or for good when the policy allows every library (see `_enable_load_extension`).
+# (A connection supports no weak references: the flag lives on the connection itself.)
+_WANTED = "_appshield_loading_wanted"
+
+
+def _switch_may_stay_on(active: Any) -> bool:
+    """May SQLite's extension-loading switch stay on (the SQL function `load_extension()`,
+    any file, would not be blocked)? In monitor mode it may, but enabling is reported, since
+    a `CHECK` constraint could then load a library no hook sees."""
+    _operation, decision = _sql_load_extension(active, _ENABLE_API)
+    if decision.action == "allow":
+        return True
+    if decision.blocked:
+        return False
+    _gate.judge_decided(active, "import", _ENABLE_API, lambda: (_operation, decision))
+    return True
+
+
+def _enable_load_extension(self: Any, enabled: Any) -> None:
+    """`enable_load_extension` of the connections `sqlite3.connect` makes.
+
+    Enabling it in SQLite enables the SQL function `load_extension()` for every statement the
+    connection runs, a `CHECK` constraint of a database file's schema included, which SQLite
+    evaluates with the authorizer off: any library, unseen. So SQLite's switch stays off and
+    the wish is remembered; `load_extension(path)` turns it on around its own, judged load.
+    Only where the policy allows every library (the SQL function would be allowed) is it
+    turned on for good."""
+    base = _base_class()
+    if not enabled:
+        setattr(self, _WANTED, False)
+        base.enable_load_extension(self, False)
+        return
+    setattr(self, _WANTED, True)
+    active = _gate.for_wrapper()
+    if active is None or _switch_may_stay_on(active):
+        _expect_enable(self)
+        base.enable_load_extension(self, True)
+
+
+def _load_extension(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """`load_extension(path, ...)`: judged by its own audit event (hooks/imports), with SQLite's
+    switch on only for this call when the app enabled loading."""
+    base = _base_class()
+    if getattr(self, _WANTED, False) is not True:
+        return base.load_extension(self, *args, **kwargs)  # SQLite refuses: not enabled
+    _expect_enable(self)
+    base.enable_load_extension(self, True)
+    try:
+        return base.load_extension(self, *args, **kwargs)
+    finally:
+        active = _gate.for_wrapper()
+        if active is not None:
+            _operation, decision = _sql_load_extension(active, _ENABLE_API)
+            if decision.blocked:
+                base.enable_load_extension(self, False)
+
+
+def _expect_enable(connection: Any) -> None:
+    # The audit hook consumes this (by identity) instead of judging appshield's own switch.
+    thread_state.expect = ("sqlite3.enable_load_extension", connection)
+
+
+def _base_class() -> Any:
+    return _gate.own_import("sqlite3").Connection
+
+
+def on_enable_load_extension(args: tuple[Any, ...]) -> None:
+    """The `sqlite3.enable_load_extension` audit event that appshield did not expect: a
+    connection switched on through the base class (`sqlite3.Connection.enable_load_extension(
+    conn, True)`), which skips the override above. From then on any SQL of that connection can
+    load any library: judged as the SQL function `load_extension()` is."""
+    if args[1] is False:
+        return
+    active = _gate.for_wrapper()
+    if active is not None:
+        _gate.judge_decided(
+            active,
+            "import",
+            _ENABLE_API,
+            lambda: _sql_load_extension(active, _ENABLE_API),
+        )
+
+
 _shielded: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
 _ours: weakref.WeakSet[type] = weakref.WeakSet()
 _mro_of = type.__dict__["__mro__"].__get__
@@ -394,13 +483,16 @@ def shielded_factory(factory: Any) -> Any:
     found = _shielded.get(factory)
     if found is None:
         namespace = {
-            "__slots__": (),
+            "__slots__": (_WANTED,) if hasattr(base, "enable_load_extension") else (),
             "__module__": factory.__module__,
             "__qualname__": factory.__qualname__,
             "__doc__": factory.__doc__,
             "__init__": _init,
             "set_authorizer": _set_authorizer,
         }
+        if hasattr(base, "enable_load_extension"):  # only builds that can load extensions
+            namespace["enable_load_extension"] = _enable_load_extension
+            namespace["load_extension"] = _load_extension
         found = type(factory.__name__, (factory,), namespace)
         _shielded[factory] = found
         _ours.add(found)
