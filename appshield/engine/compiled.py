@@ -263,6 +263,31 @@ class CompiledPolicy:
         tops = frozenset(g.partition(".")[0] for g in globs)
         return None if any(has_magic(top) for top in tops) else tops
 
+    def stack_matters(self, op: Operation) -> bool:
+        """Could the call stack change the decision for `op`: is a rule with a `scope` (or an
+        `unless.scope`) among its candidates? The hooks remember an allowed operation (to let
+        its repeats through before the gate) only when it could not: a scoped rule for some
+        other operation (the telemetry exporter's, say) leaves every other one cacheable."""
+        category = _OP_CATEGORY.get(op.__class__)
+        if category is None:
+            raise TypeError(f"not an operation: {op!r}")
+        index = self._categories[category]
+        if not index.needs_stack:
+            return False
+        rules = index.rules
+        for position in index.candidates(op):
+            rule = rules[position]
+            if not rule.needs_stack:
+                continue
+            preds = rule.preds
+            if preds is None:
+                preds = rule.compile()
+            # Only a rule whose match fields hold can be decided by the stack (`unless`
+            # fields are not looked at: that can only say "matters" more often).
+            if all(pred(op) for pred in preds):
+                return True
+        return False
+
     def import_screen(self) -> CategoryIndex:
         """The import index: its `quiet` tells the hooks an import no rule can name."""
         return self._categories["import"]

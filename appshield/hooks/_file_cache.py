@@ -41,7 +41,7 @@ class _Memory:
 
     def __init__(self, owner: Any = None) -> None:
         self.owner: Any = owner
-        self.usable = owner is not None and not owner.needs_stack("file")
+        self.usable = owner is not None
         self.plain: dict[str, set[int]] = {}  # path -> open flags allowed before
         # path -> (inode, device, open flags allowed while the path led to that file, the
         # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
@@ -94,6 +94,8 @@ def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> Non
     memory = _for(compiled)
     if not memory.usable or not ops or ops[0].path != path:
         return
+    if any(compiled.stack_matters(op) for op in ops):
+        return  # a scoped rule is a candidate: another caller could be decided otherwise
     resolved = ops[0].resolved
     if resolved is None:
         if len(memory.plain) >= _LIMIT:

@@ -100,6 +100,9 @@ class _RecordingDecisions:
         # hooks from remembering allowed operations, so every repeat is counted.
         return True
 
+    def stack_matters(self, op: Operation) -> bool:
+        return True  # every operation is recorded, each repeat counted: nothing is cached
+
     def import_screen(self) -> None:
         return None  # no import is allowed unseen: every one is recorded
 

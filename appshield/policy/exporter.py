@@ -288,7 +288,9 @@ def exporter_rules(
     rules.append(
         _rule(
             "import",
-            _fields(module=("*",), origin=_origins("{stdlib}/**")),
+            # by origin alone (no `module: "*"`, which would file the rule where every
+            # import meets it and switch off the engine's screen of unnamed imports)
+            _fields(origin=_origins("{stdlib}/**")),
             unless=not_stdlib,
             scope=otel,
         )

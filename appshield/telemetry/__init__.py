@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from appshield._threadstate import thread_state
+from appshield._threadstate import appshield_io, thread_state
 from appshield.report import Violation
 
 if TYPE_CHECKING:
@@ -147,16 +147,9 @@ class DeferredReporter:
         if _in_an_import():
             # A helper thread could wait for a module lock this thread holds (the app's
             # `import appshield.auto` reports the modules imported before it): build here.
-            state = thread_state
-            previous = state.busy
-            try:
-                # Set inside the `try`, so that no signal handler's exception can leave it on.
-                # appshield's own imports (docs/limits.md: this one window); the frame, so
-                # that a flag an exception left behind is known as stale (_threadstate.py).
-                state.busy = sys._getframe()
+            # appshield's own imports (docs/limits.md: this one window).
+            with appshield_io():
                 return self._build()
-            finally:
-                state.busy = previous
         if self._builder is None:
             # A bare `_thread` thread: `threading.settrace`/`setprofile` functions, which
             # threading.Thread installs in every new thread, never run in it.

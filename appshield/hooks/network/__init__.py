@@ -81,7 +81,7 @@ class _AllowCache:
 
     def reset_for(self, compiled: Any) -> None:
         self.entries = {}
-        self.usable = not compiled.needs_stack("network")
+        self.usable = True  # each operation is asked `stack_matters` before it is stored
         self.owner = compiled
 
     def store(self, key: Any, base: NetworkOp, names: tuple[str, ...]) -> None:
@@ -210,7 +210,11 @@ def _decide_socket_event(
         return op, api
     if _allowed.owner is not compiled:
         _allowed.reset_for(compiled)
-    if _allowed.usable and compiled.decide(op, None).action == "allow":
+    if (
+        _allowed.usable
+        and not compiled.stack_matters(op)
+        and compiled.decide(op, None).action == "allow"
+    ):
         _allowed.store(key, base, names)
         return None
     return op, api
@@ -230,17 +234,17 @@ def _decide_unix(
         return violation
     # Allowed. Remembered only while nothing but the key decides it again: an absolute,
     # clean path whose symlinks this policy does not need resolved (else a moved symlink
-    # must be seen), under a policy whose file rules ignore the call stack.
+    # must be seen), and neither operation has a scoped rule among its candidates.
     if found is not None and (
         found.resolved is not None
         or found.path != base.path
         or not describe.absolute(address)
-        or compiled.needs_stack("file")
+        or compiled.stack_matters(found)
     ):
         return None
     if _allowed.owner is not compiled:
         _allowed.reset_for(compiled)
-    if _allowed.usable:
+    if _allowed.usable and not compiled.stack_matters(base):
         _allowed.store(key, base, ())
     return None
 
@@ -580,7 +584,11 @@ def _remember_allow(compiled: Any, key: Any, op: NetworkOp) -> None:
     cache = _resolves_allowed
     if cache.owner is not compiled:
         cache.reset_for(compiled)
-    if cache.usable and compiled.decide(op, None).action == "allow":
+    if (
+        cache.usable
+        and not compiled.stack_matters(op)
+        and compiled.decide(op, None).action == "allow"
+    ):
         cache.store(key, op, ())
 
 
