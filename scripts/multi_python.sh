@@ -17,6 +17,8 @@ ROOT=$(pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 OUT=${APPSHIELD_MULTI_OUT:-/tmp/appshield-multi-python}
 SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed tests/cli/test_run_arguments.py)
+# APPSHIELD_MULTI_FULL=1: the whole suite instead (as the README's test command runs it).
+if [ "${APPSHIELD_MULTI_FULL:-0}" = "1" ]; then SUITES=(tests); fi
 mkdir -p "$OUT"
 
 if [ "$#" -gt 0 ]; then versions=("$@"); else versions=(3.10.13 3.12.1 3.13.0); fi

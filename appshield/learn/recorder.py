@@ -36,7 +36,7 @@ from appshield._threadstate import appshield_io, thread_state
 from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
-from appshield.operations import FileOp, Operation
+from appshield.operations import FileOp, ImportOp, Operation
 from appshield.report import Violation
 
 if TYPE_CHECKING:
@@ -92,7 +92,10 @@ class _RecordingDecisions:
         self._recorder = recorder
 
     def decide(self, operation: Operation, stack: StackInput = None, api: str = "") -> Decision:
-        self._recorder.saw(operation, stack, api)
+        recorder = self._recorder
+        if type(operation) is ImportOp and operation.module in recorder.own_loaded:
+            return _RECORDED  # loaded by appshield's own work while learning (see `own_loaded`)
+        recorder.saw(operation, stack, api)
         return _RECORDED
 
     def needs_stack(self, category: str) -> bool:
@@ -165,6 +168,10 @@ class Recorder:
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
+        # Modules that appshield's own work loaded while learning (the recorder's `{tmp}`
+        # loads tempfile and random): the app's later import of one is a `sys.modules` hit
+        # that the import observer records; its load by appshield is never the app's.
+        self.own_loaded: set[str] = set()
         self._lock = threading.RLock()
         self._reset()
         atexit.register(self.flush)
@@ -255,7 +262,11 @@ class Recorder:
                 for target in missing:
                     loaded_with.setdefault(target, new)
             if thread_state.busy:
-                return module  # appshield's own work, not the app's
+                # appshield's own work, not the app's: what it loaded is never reported as
+                # the app's import (the install-time report of loaded modules would).
+                if before is not None:
+                    recorder.own_loaded.update(frozenset(sys.modules) - before)
+                return module
             importer = globals.get("__name__") if isinstance(globals, dict) else None
             if isinstance(importer, str) and importer.startswith("appshield"):
                 return module
