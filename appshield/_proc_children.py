@@ -32,7 +32,10 @@ __all__ = [
     "isolation_flags",
 ]
 
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "activation", "bootstrap")
+# Where users' manifests point PYTHONPATH (`appshield bootstrap-path` prints it): kept at
+# appshield/bootstrap, outside appshield/activation, so that a path written into a deployment
+# before that package existed stays true.
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 _BOOTSTRAP_REAL = os.path.realpath(BOOTSTRAP_DIR)
 
 # Ways in that travel through the environment, so children inherit them.

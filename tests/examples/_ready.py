@@ -26,7 +26,7 @@ def _hooks_ready() -> bool:
 
 
 def _run_ready() -> bool:
-    return _has_module("appshield.cli") and _has_module("appshield.bootstrap")
+    return _has_module("appshield.cli") and _has_module("appshield.activation")
 
 
 def _otel_ready() -> bool:

@@ -61,7 +61,7 @@ def _appshield_start() -> None:
     # appshield is imported from the folder this file belongs to, by absolute path, never by
     # a search of sys.path: a package named `appshield` earlier on the child's PYTHONPATH
     # must not be what runs (or fails to run) the shield.
-    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         _import_own_appshield(package)
         from appshield import _inherit
