@@ -356,14 +356,9 @@ def _resolver_host(value: Any) -> Any:
 def _resolver_port(value: Any) -> Any:
     """A getaddrinfo port as C reads it: an exact int (not a subclass: `PyLong_CheckExact`),
     a str or bytes (their own data), None; `_REFUSED` for anything else."""
-    kind = type(value)
-    if kind is int or kind is str or kind is bytes or value is None:
+    if type(value) is int:
         return value
-    if issubclass(kind, str):
-        return _str_copy(value, _ALL)
-    if issubclass(kind, bytes):
-        return _bytes_copy(value, _ALL)
-    return _REFUSED
+    return _resolver_host(value)  # str, bytes and None read as a host's are
 
 
 def _named_host(value: Any) -> Any:
