@@ -23,9 +23,9 @@ from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate as _gate_limits
-from appshield.hooks._patching import WRAPT_DIR
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import Operation
+from appshield.patching import WRAPT_DIR, HookFamily
 from appshield.policy import Policy
 from appshield.ports import Decider, Reporter
 from appshield.report import CallSite, Violation
@@ -598,6 +598,8 @@ class ShieldHandle:
 _current: Shield | None = None
 _handle: ShieldHandle | None = None
 _patcher: Any = None
+# The hook table's rows in the order they were installed (observers first).
+_families: tuple[HookFamily, ...] = ()
 _install_lock = threading.RLock()
 _audit_hook_added = False
 
@@ -629,6 +631,7 @@ def install(
     settings: Settings = STARTUP,
     reporter: Reporter | None = None,
     decider_for: Callable[[Decider], Decider] | None = None,
+    observers: Sequence[HookFamily] = (),
 ) -> ShieldHandle:
     """Load the policy and start checking. Installing the same policy again returns the
     active handle; installing another while one is active raises RuntimeError.
@@ -637,8 +640,10 @@ def install(
     (what loading imported is appshield's, not the app's). settings: what the environment
     said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others).
     reporter, decider_for: the shield's ports (appshield.ports); by default the telemetry
-    sinks and the compiled policy (`appshield learn` hands in its recorder for both)."""
-    global _current, _handle, _patcher
+    sinks and the compiled policy (`appshield learn` hands in its recorder for both).
+    observers: extra rows of the hook table, installed first and uninstalled last, with the
+    hook families (`appshield learn` hands in its observer: appshield.learn.observer)."""
+    global _current, _handle, _patcher, _families
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy, settings)
     effective = loaded.with_mode(settings.mode_for(mode, loaded.document.mode))
@@ -656,7 +661,7 @@ def install(
             return ShieldHandle(Shield(config, _null_reporter()))
         from appshield import hooks
         from appshield.hooks import _gate
-        from appshield.hooks._patching import Patcher
+        from appshield.patching import Patcher
         from appshield.telemetry import make_reporter
 
         config = ShieldConfig(effective, locked, settings.log_path, settings)
@@ -666,13 +671,14 @@ def install(
             # A reporter of the caller's (learn's recorder) keeps every loaded module: what
             # appshield loaded (json, the YAML loader, ...) the app may load itself later.
             shield = Shield(config, reporter, None, decider_for)
-        patcher = Patcher(hooks.all_patch_points())
+        families = (*observers, *hooks.FAMILIES)
+        patcher = Patcher(point for family in families for point in family.patches)
         _add_audit_hook()
         _current = shield
         _gate.bind(shield)
         try:
             patcher.install()
-            for family in hooks.FAMILIES:
+            for family in families:
                 family.on_install(shield)
         except BaseException:
             _current = None
@@ -680,29 +686,30 @@ def install(
             patcher.uninstall()
             raise
         _patcher = patcher
+        _families = families
         _handle = ShieldHandle(shield)
         return _handle
 
 
 def uninstall() -> None:
     """Stop checking and restore every patched attribute. Refused for a locked shield."""
-    global _current, _handle, _patcher
+    global _current, _handle, _patcher, _families
     with _install_lock:
         shield = _current
         if shield is None:
             return
         if shield.locked:
             raise RuntimeError("appshield: this shield is locked and cannot be uninstalled")
-        from appshield import hooks
         from appshield.hooks import _gate
 
         _current = None
         _gate.unbind()
-        for family in reversed(hooks.FAMILIES):
+        for family in reversed(_families):
             family.on_uninstall()
         if _patcher is not None:
             _patcher.uninstall()
         _patcher = None
+        _families = ()
         _handle = None
         try:
             shield.reporter.shutdown()

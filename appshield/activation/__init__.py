@@ -126,15 +126,13 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
         if recorder is None:
             handle = runtime.install(loaded, locked=True, modules_before=before, settings=settings)
         else:
-            # Watching before install: what installing imports (the hooks' modules and
-            # theirs) is what an app's later import of those modules would load with it.
-            recorder.watch_preloaded_imports()
             handle = runtime.install(
                 loaded,
                 locked=True,
                 settings=settings,
                 reporter=recorder,
                 decider_for=recorder.decider_for,
+                observers=recorder.observers(),
             )
         identity = None
         if source in ENV_SOURCES:

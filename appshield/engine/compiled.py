@@ -274,6 +274,16 @@ class CompiledPolicy:
         index = self._categories[category]
         if not index.needs_stack:
             return False
+        cache = self._caches.get(op.__class__)
+        if cache is not None:
+            # The hooks ask right after deciding `op`: a decision in the cache was reached
+            # without the stack (see `decide`), so no scoped rule could change it. This
+            # keeps the question a dict lookup instead of a second pass over the candidates.
+            try:
+                if op in cache:
+                    return False
+            except TypeError:  # an unhashable field: ask the rules
+                pass
         rules = index.rules
         for position in index.candidates(op):
             rule = rules[position]

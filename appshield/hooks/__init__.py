@@ -1,7 +1,7 @@
 """The patching layer: one table of hook families, one audit hook.
 
 Each category module (`process`, `file`, `network`, `imports`) contributes one row, its
-`FAMILY` (`_patching.HookFamily`): its patch points (wrapt wrappers on Python-level entry
+`FAMILY` (`appshield.patching.HookFamily`): its patch points (wrapt wrappers on Python-level entry
 points), its PEP 578 audit handlers (the backstop for C-level modules, captured aliases,
 reloads and `__wrapped__`), the fast paths its audit events may take, and its install,
 uninstall and after-fork steps. The runtime walks `FAMILIES` forwards to install and
@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 
 from appshield.hooks import file, imports, network, process
-from appshield.hooks._patching import AuditHandler, FastPath, HookFamily, PatchPoint
+from appshield.patching import AuditHandler, FastPath, HookFamily, PatchPoint
 
 __all__ = [
     "FAMILIES",

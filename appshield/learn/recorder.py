@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from appshield._threadstate import appshield_io, thread_state
+from appshield._threadstate import appshield_io
 from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
@@ -40,6 +40,7 @@ from appshield.operations import FileOp, ImportOp, Operation
 from appshield.report import Violation
 
 if TYPE_CHECKING:
+    from appshield.patching import HookFamily
     from appshield.ports import Decider
 
 __all__ = ["LEARNING_POLICY", "Recorder", "blame_module"]
@@ -187,99 +188,14 @@ class Recorder:
     def flush_now(self) -> None:
         self.flush()
 
-    def watch_preloaded_imports(self) -> None:
-        """Record the app's imports of modules that appshield itself had already loaded.
+    def observers(self) -> tuple[HookFamily, ...]:
+        """The rows learning adds to the hook table (`appshield.patching.HookFamily`): the
+        observer of imports of modules appshield had already loaded (see
+        `appshield.learn.observer`). The runtime applies them before it imports the hook
+        modules, and walks them with the hook families to install and uninstall."""
+        from appshield.learn.observer import preloaded_import_family
 
-        Those imports are `sys.modules` hits here, which no import hook sees, yet the shield
-        that enforces the learned policy may not have loaded them (learning loads more than
-        enforcing: the loader, json, tempfile, ...): there they are first imports, judged
-        against the policy, and so is every module their loading imports in turn. So while
-        learning, and only then, `builtins.__import__` is wrapped to record an import
-        statement of the app that names one of them, with what loading it had loaded.
-        """
-        import builtins
-
-        from appshield._baseline import MODULES_BEFORE_APPSHIELD
-        from appshield.operations import ImportOp
-
-        # Not a snapshot: appshield goes on loading modules while learning (the first
-        # recorded operation loads the writer's), so every module the interpreter had not
-        # loaded before appshield counts. An import the hooks also saw is recorded twice,
-        # which the generaliser folds into the same rule.
-        def preloaded(name: str) -> bool:
-            return (
-                name not in MODULES_BEFORE_APPSHIELD
-                and not name.startswith("appshield")
-                and name in sys.modules
-            )
-
-        original = builtins.__import__
-        recorder = self
-        seen: set[tuple[str, str]] = set()
-        # module -> the modules that its first import loaded (for the ones first imported
-        # through this wrapper, appshield's own imports included: those are what matter).
-        loaded_with: dict[str, frozenset[str]] = {}
-
-        def targets(name: str, globals: Any, fromlist: Any, level: int) -> list[str]:
-            if level:
-                package = globals.get("__package__") if isinstance(globals, dict) else None
-                if not isinstance(package, str) or not package:
-                    return []
-                base = package.rsplit(".", level - 1)[0] if level > 1 else package
-                name = f"{base}.{name}" if name else base
-            found = [name[:i] for i, c in enumerate(name) if c == "."] + [name]
-            found += [f"{name}.{item}" for item in fromlist or () if isinstance(item, str)]
-            return found
-
-        def record(importer: object, target: str) -> None:
-            key = (str(importer), target)
-            if key in seen:
-                return
-            seen.add(key)
-            loaded = sys.modules.get(target)
-            spec = getattr(loaded, "__spec__", None)
-            origin = getattr(spec, "origin", None)
-            if not (isinstance(origin, str) and os.path.isabs(origin)):
-                origin = None
-            stack = (importer,) if isinstance(importer, str) else ()
-            recorder.saw(ImportOp(module=target, origin=origin), stack, "import")
-
-        def observing_import(
-            name: str,
-            globals: Any = None,
-            locals: Any = None,
-            fromlist: Any = (),
-            level: int = 0,
-        ) -> Any:
-            wanted = targets(name, globals, fromlist, level) if isinstance(name, str) else []
-            # Decided before the import runs: a module this import loads is a first import,
-            # which the hooks see (or, for appshield's own work, need not see).
-            missing = [target for target in wanted if target not in sys.modules]
-            before = frozenset(sys.modules) if missing else None
-            module = original(name, globals, locals, fromlist, level)
-            if before is not None:
-                new = frozenset(sys.modules) - before
-                for target in missing:
-                    loaded_with.setdefault(target, new)
-            if thread_state.busy:
-                # appshield's own work, not the app's: what it loaded is never reported as
-                # the app's import (the install-time report of loaded modules would).
-                if before is not None:
-                    recorder.own_loaded.update(frozenset(sys.modules) - before)
-                return module
-            importer = globals.get("__name__") if isinstance(globals, dict) else None
-            if isinstance(importer, str) and importer.startswith("appshield"):
-                return module
-            for target in wanted:
-                if target in missing or not preloaded(target):
-                    continue
-                record(importer, target)
-                for dependency in sorted(loaded_with.get(target, ())):
-                    if preloaded(dependency):
-                        record(target, dependency)
-            return module
-
-        builtins.__import__ = observing_import
+        return (preloaded_import_family(self),)
 
     def _reset(self) -> None:
         self._pid = os.getpid()

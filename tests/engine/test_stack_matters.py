@@ -27,9 +27,12 @@ def test_when_the_stack_does_not_matter_every_stack_decides_alike(
     compiled = compile_policy(document, mode)  # type: ignore[arg-type]
     for _ in range(4):
         op = data.draw(OPS[category])
+        stack = data.draw(stacks)
+        if data.draw(st.booleans()):
+            # As the hooks ask: right after deciding, when the decision may be in the cache.
+            compiled.decide(op, stack)
         if compiled.stack_matters(op):
             continue
-        stack = data.draw(stacks)
         first = compiled.decide_uncached(op, stack)
         for other in OTHER_STACKS:
             assert compiled.decide_uncached(op, other) == first, (op, other)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from appshield import patching as _patching
 from appshield import runtime
-from appshield.hooks import _patching
-from appshield.hooks._patching import FunctionWrapper, Patcher, PatchPoint
+from appshield.patching import FunctionWrapper, Patcher, PatchPoint
 from appshield.policy import Policy
 
 ALLOW_ALL = """\
@@ -188,7 +188,7 @@ try:
     print("OPENED")
 except PermissionError:
     print("BLOCKED")
-from appshield.hooks._patching import FunctionWrapper
+from appshield.patching import FunctionWrapper
 import wrapt  # the app's own import, later: the very same classes
 print(wrapt.FunctionWrapper is FunctionWrapper)
 """
@@ -203,7 +203,7 @@ def test_pure_python_wrapt_still_enforces() -> None:
     done = _run(
         DENY_TMP_READS
         + """
-from appshield.hooks._patching import FunctionWrapper
+from appshield.patching import FunctionWrapper
 import wrapt.wrappers
 print(FunctionWrapper is wrapt.wrappers.FunctionWrapper)
 """,

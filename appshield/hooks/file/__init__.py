@@ -74,11 +74,11 @@ from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
-from appshield.hooks._patching import HookFamily, PatchPoint
 from appshield.hooks.file import sqlite as _sqlite
 from appshield.hooks.file.describe import file_op, open_ops
 from appshield.normalize import fd_path
 from appshield.operations import Operation
+from appshield.patching import HookFamily, PatchPoint
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 

@@ -50,11 +50,11 @@ from typing import Any
 
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate
-from appshield.hooks._patching import HookFamily, PatchPoint, _waiting, loaded
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.hooks.imports.library import resolve_library
 from appshield.operations import ImportOp, Operation
+from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -251,7 +251,7 @@ def _load_unlocked(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """`_bootstrap._load_unlocked(spec)`: judged first; once the module has run, the patch
-    points waiting for it are applied (see `_patching.loaded`)."""
+    points waiting for it are applied (see `appshield.patching.loaded`)."""
     if args:
         _judge(args[0], _spec_origin(args[0]), "import")
     module = wrapped(*args, **kwargs)

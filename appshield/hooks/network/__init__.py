@@ -35,9 +35,9 @@ from typing import Any
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_bytes_like
-from appshield.hooks._patching import HookFamily, PatchPoint
 from appshield.hooks.network import describe
 from appshield.operations import NetworkOp, Operation
+from appshield.patching import HookFamily, PatchPoint
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 

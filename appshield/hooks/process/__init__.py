@@ -89,7 +89,6 @@ from appshield._proc_describe import (
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, fspath_once
-from appshield.hooks._patching import FunctionWrapper, HookFamily, PatchPoint
 from appshield.hooks.process.convert import (
     Plain,
     argv_once,
@@ -111,6 +110,7 @@ from appshield.hooks.process.convert import (
 from appshield.hooks.process.preexec import PREEXEC_INDEX, Expected, run_checked
 from appshield.hooks.process.screen import active, first_violation, screen
 from appshield.operations import Operation, ProcessOp
+from appshield.patching import FunctionWrapper, HookFamily, PatchPoint
 from appshield.settings import STARTUP
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
