@@ -368,6 +368,10 @@ def _network(p: _Patterns) -> Iterator[Operation]:
     for address in addresses:
         targets.append({"address": address})
         targets.append({"address": spare, "requested": address})
+    if p.get("network", "cidr") or len(addresses) > 2:
+        # A name and the address it resolved to, where rules name both kinds.
+        for host, address in itertools.islice(itertools.product(hosts, addresses), _PAIRS):
+            targets.append({"host": host, "address": address})
     operations = _named(p, "operation", ("connect", "send", "bind", "resolve"))
     transports = _named(p, "transport", ("tcp", "udp"))
     for target, port, operation, transport in itertools.product(

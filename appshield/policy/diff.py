@@ -144,8 +144,8 @@ def _decision_changes(
                 groups[key] = [0, [], a, b]
                 group = groups[key]
             group[0] += 1
-            if len(group[1]) < _EXAMPLES:
-                group[1].append(witness)
+            if len(group[1]) < _EXAMPLES and all(brief(w) != brief(witness) for w in group[1]):
+                group[1].append(witness)  # examples that read differently
     out = []
     for (direction, kind, category, old_rule, new_rule), (count, examples, a, b) in sorted(
         groups.items(), key=lambda item: repr(item[0])
@@ -281,6 +281,8 @@ def brief(witness: Witness) -> str:
             text += f" -> {op.resolved}"
     elif op.category == "network":
         text = f"{op.operation} {op.target}"
+        if op.names:  # the address is known only as what these names resolved to
+            text += f" (named {', '.join(op.names)})"
         if op.operation != "resolve":  # a name lookup has no transport of its own
             text += f" ({op.transport})"
     elif op.category == "process":
