@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from appshield.document import Condition, PolicyDocument, RuleSpec
+from appshield.engine.predicates import predicates
 from appshield.operations import (
     CATEGORIES,
     FileAccess,
@@ -78,6 +79,12 @@ class _Patterns:
         self._found = found
         self.broad_paths = sorted(broad_paths_found)
         self.scopes = sorted(scopes)
+        # Every condition's fields, by category (to tell which rules could match a witness).
+        self.conditions: dict[str, list[Any]] = {c: [] for c in CATEGORIES}
+        for document in documents:
+            for rule in document.rules:
+                for condition, _broad in _conditions(rule):
+                    self.conditions[rule.category].append(condition.fields)
         self.unshielded_differs = len({d.protections.unshielded_children for d in documents}) > 1
         # Off in both: no implicit deny, so `unshielded` can matter.
         self.unshielded_differs |= not any(d.protections.unshielded_children for d in documents)
@@ -245,6 +252,51 @@ def _file(p: _Patterns) -> Iterator[Operation]:
             yield FileOp(path, access, resolved)
 
 
+def _vector_tails(vector: tuple[str, ...], fresh: str, char: str) -> list[tuple[str, ...]]:
+    """argv[1:] instances of an `args` vector, one shorter and one longer too."""
+    open_ended = bool(vector) and vector[-1] == "**"
+    items = vector[:-1] if open_ended else vector
+    fills = [_fill_run(g, fresh, char)[:3] for g in items]
+    found: dict[tuple[str, ...], None] = {}
+    for combo in itertools.islice(itertools.product(*fills), _PER_PATTERN):
+        found[tuple(combo)] = None
+        found[(*combo, fresh)] = None
+        if combo:
+            found[tuple(combo[:-1])] = None
+    return list(found)
+
+
+def _tail_finder(p: _Patterns) -> Any:
+    """argv tails worth trying with a program: those of the `args` of rules whose
+    `executable` could match it (or that have none), the empty one and a fresh one. Like
+    `_port_finder`: the arguments of a rule for another program cannot change a decision."""
+    f, c = p.fresh, p.fresh_char
+    always: dict[tuple[str, ...], None] = {(): None, (f,): None}
+    checks: list[tuple[tuple[Any, ...], list[tuple[str, ...]]]] = []
+    for fields in p.conditions["process"]:
+        vectors = fields.get("args")
+        if not vectors:
+            continue
+        tails = [t for vector in vectors for t in _vector_tails(vector, f, c)]
+        if "executable" in fields:
+            # Broad: argv[0] counts too, a superset of what any rule sees.
+            program = {"executable": fields["executable"]}
+            checks.append((predicates("process", program, broad_path=True, broad_exec=True), tails))
+        else:
+            always.update(dict.fromkeys(tails))
+
+    def tails_for(exe: str, trusted: bool) -> list[tuple[str, ...]]:
+        found = dict(always)
+        for argv0 in (exe, exe.rpartition("/")[2]):
+            probe = ProcessOp(exe, (argv0,), False, None, trusted, False)
+            for preds, tails in checks:
+                if all(pred(probe) for pred in preds):
+                    found.update(dict.fromkeys(tails))
+        return list(found)
+
+    return tails_for
+
+
 def _process(p: _Patterns) -> Iterator[Operation]:
     f, c = p.fresh, p.fresh_char
     # (executable, trusted_location) pairs: globs with `/` are paths; a base name is found
@@ -260,16 +312,7 @@ def _process(p: _Patterns) -> Iterator[Operation]:
                 programs[(f"/usr/bin/{name}", True)] = None
                 programs[(f"/tmp/{f}/{name}", False)] = None
     programs[(f"/usr/bin/{f}", True)] = None
-    tails: dict[tuple[str, ...], None] = {(): None, (f,): None}
-    for vector in p.get("process", "args"):
-        open_ended = bool(vector) and vector[-1] == "**"
-        items = vector[:-1] if open_ended else vector
-        fills = [[x for x in _fill_run(g, f, c)][:3] for g in items]
-        for combo in itertools.islice(itertools.product(*fills), _PER_PATTERN):
-            tails[tuple(combo)] = None
-            tails[(*combo, f)] = None
-            if combo:
-                tails[tuple(combo[:-1])] = None
+    tails_for = _tail_finder(p)
     lines: list[tuple[str, ...]] = []
     for glob in p.get("process", "command_line"):
         for text in _fill_run(glob, f, c):
@@ -284,8 +327,8 @@ def _process(p: _Patterns) -> Iterator[Operation]:
         flags.append((False, True))
     # argv[0] as the full path differs from the base name only for `command_line`.
     spell_full = bool(lines) or bool(p.get("process", "command_line"))
-    for (exe, trusted), tail in itertools.product(programs, tails):
-        for shell, unshielded in flags:
+    for exe, trusted in programs:
+        for tail, (shell, unshielded) in itertools.product(tails_for(exe, trusted), flags):
             argv = (exe.rpartition("/")[2], *tail)
             yield ProcessOp(exe, argv, shell, None, trusted, unshielded)
             if spell_full:
@@ -339,15 +382,36 @@ def _hosts(p: _Patterns) -> list[str]:
     return [h for h in found if h]
 
 
-def _ports(p: _Patterns) -> list[int | None]:
-    found: dict[int | None, None] = {None: None}
-    for low, high in p.get("network", "port"):
-        for port in (low, high, low - 1, high + 1):
-            if 0 <= port <= 65535:
-                found[port] = None
-    taken = set(found)
-    found[next(n for n in itertools.count(1) if n not in taken)] = None
-    return list(found)
+def _port_finder(p: _Patterns) -> Any:
+    """Ports worth trying with a target: the ends of the port ranges of the rules whose
+    `host`/`cidr` could match it (and of rules without either), the ports just outside them,
+    no port, and a port no rule names. A port range of a rule that cannot match the target
+    cannot change its decision, so the ports of a 300-rule policy are not all tried with
+    every host."""
+    checks: list[tuple[tuple[Any, ...], tuple[tuple[int, int], ...]]] = []
+    every: set[int] = set()
+    for fields in p.conditions["network"]:
+        ranges = fields.get("port")
+        if not ranges:
+            continue
+        every.update(v for r in ranges for v in r)
+        place = {k: v for k, v in fields.items() if k in ("host", "cidr")}
+        # Broad: the requested address counts too, a superset of what any rule sees.
+        checks.append((predicates("network", place, broad_path=True, broad_exec=False), ranges))
+    spare = next(n for n in itertools.count(1) if n not in every)
+
+    def ports(target: dict[str, Any]) -> list[int | None]:
+        probe = NetworkOp("connect", **target)
+        found: dict[int | None, None] = {None: None, spare: None}
+        for preds, ranges in checks:
+            if all(pred(probe) for pred in preds):
+                for low, high in ranges:
+                    for port in (low, high, low - 1, high + 1):
+                        if 0 <= port <= 65535:
+                            found[port] = None
+        return list(found)
+
+    return ports
 
 
 def _named(p: _Patterns, field: str, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -358,7 +422,7 @@ def _named(p: _Patterns, field: str, values: tuple[str, ...]) -> tuple[str, ...]
 
 
 def _network(p: _Patterns) -> Iterator[Operation]:
-    addresses, hosts, ports = _addresses(p), _hosts(p), _ports(p)
+    addresses, hosts, ports_for = _addresses(p), _hosts(p), _port_finder(p)
     spare = "192.0.2.77"
     targets: list[dict[str, Any]] = []
     for host in hosts:
@@ -374,10 +438,11 @@ def _network(p: _Patterns) -> Iterator[Operation]:
             targets.append({"host": host, "address": address})
     operations = _named(p, "operation", ("connect", "send", "bind", "resolve"))
     transports = _named(p, "transport", ("tcp", "udp"))
-    for target, port, operation, transport in itertools.product(
-        targets, ports, operations, transports
-    ):
-        yield NetworkOp(operation, port=port, transport=transport, **target)
+    for target in targets:
+        for port, operation, transport in itertools.product(
+            ports_for(target), operations, transports
+        ):
+            yield NetworkOp(operation, port=port, transport=transport, **target)
     for operation in ("connect", "send", "bind", "resolve"):
         yield NetworkOp(operation, transport="unix", path=f"/{p.fresh}.sock")  # type: ignore[arg-type]
         for address in addresses:
