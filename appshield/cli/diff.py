@@ -253,6 +253,18 @@ def _uri(path: str) -> str:
     return Path(relative).as_posix()
 
 
+def _in_repository(place: SourceRef | None, new: PolicyDocument) -> SourceRef | None:
+    """Code scanning shows only files of the repository: a rule of a built-in pack (or of a
+    file outside the current folder) is reported at NEW's `extends` line instead."""
+    from appshield.document import SourceRef
+    from appshield.policy.diff import key_place
+
+    if place is None or not new.files or not _uri(place.file or "").startswith("file:"):
+        return place
+    top = new.files[0]
+    return key_place(top, ("extends",)) or SourceRef(top, 1, 1)
+
+
 def _location(source: SourceRef, message: str | None = None, ident: int | None = None) -> Any:
     location: dict[str, Any] = {}
     if ident is not None:
@@ -308,7 +320,7 @@ def _as_sarif(result: DiffResult, old: PolicyDocument, new: PolicyDocument) -> d
             "level": level,
             "message": {"text": _message(change)},
         }
-        place = _place(change, new)
+        place = _in_repository(_place(change, new), new)
         if place is not None:
             entry["locations"] = [_location(place)]
         if change.old_source is not None:

@@ -442,7 +442,7 @@ def _network(p: _Patterns) -> Iterator[Operation]:
         for port, operation, transport in itertools.product(
             ports_for(target), operations, transports
         ):
-            yield NetworkOp(operation, port=port, transport=transport, **target)
+            yield NetworkOp(operation, port=port, transport=transport, **target)  # type: ignore[arg-type]
     for operation in ("connect", "send", "bind", "resolve"):
         yield NetworkOp(operation, transport="unix", path=f"/{p.fresh}.sock")  # type: ignore[arg-type]
         for address in addresses:

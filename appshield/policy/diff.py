@@ -39,6 +39,7 @@ __all__ = [
     "Change",
     "DiffResult",
     "diff_documents",
+    "key_place",
     "strictness",
 ]
 
@@ -233,10 +234,10 @@ def setting_place(document: PolicyDocument, change: Change) -> SourceRef | None:
         keys = ("mode",)
     else:
         return None
-    return _key_place(path, keys) or _key_place(path, keys[:1]) or SourceRef(path, 1, 1)
+    return key_place(path, keys) or key_place(path, keys[:1]) or SourceRef(path, 1, 1)
 
 
-def _key_place(path: str, keys: tuple[str, ...]) -> SourceRef | None:
+def key_place(path: str, keys: tuple[str, ...]) -> SourceRef | None:
     from appshield.policy._yaml import parse
 
     try:
