@@ -279,3 +279,28 @@ def test_help_mentions_diff(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert "diff" in capsys.readouterr().out
     assert os.path.exists(EXAMPLE / "before.yaml")
+
+
+def test_reporting_less_is_a_warning(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An alert dropped under an allow default blocks nothing more or less, but NEW stops
+    reporting: a widening of kind `unreported`, a SARIF warning."""
+    alert = (
+        "  - id: watch-tmp\n    category: file\n    action: alert\n"
+        '    match: {path: "/app/tmp/**"}\n'
+    )
+    base = BASE.replace("file: deny", "file: allow")
+    old = _write(tmp_path, "old.yaml", base + alert)
+    new = _write(tmp_path, "new.yaml", base)
+    code, log = _sarif(capsys, old, new)
+    assert code == 1
+    results = log["runs"][0]["results"]
+    # One result per rule that now decides: `read-app` under /app, the default elsewhere
+    # (a path under /app/tmp that resolves outside /app, through a symlink).
+    assert {r["properties"]["newRule"] for r in results} == {"read-app", "default:file"}
+    for result in results:
+        assert (result["ruleId"], result["level"]) == ("appshield.diff.unreported", "warning")
+        assert result["properties"]["oldRule"] == "watch-tmp"
+    # The other way round: NEW reports more, a note, and the exit code stays 0.
+    code, log = _sarif(capsys, new, old)
+    assert code == 0
+    assert {r["level"] for r in log["runs"][0]["results"]} == {"note"}
