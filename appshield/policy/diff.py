@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 from appshield.decision import Decision
-from appshield.document import PolicyDocument, RuleSpec, SourceRef
+from appshield.document import PolicyDocument, SourceRef
 from appshield.engine import compile_policy
 from appshield.operations import CATEGORIES
 from appshield.policy._witnesses import LIMIT, Witness, witnesses
@@ -307,7 +307,3 @@ def shown_path(path: str) -> str:
 
 def rule_places(document: PolicyDocument) -> Mapping[str, SourceRef]:
     return _sources(document)
-
-
-def rule_spec(document: PolicyDocument, rule_id: str | None) -> RuleSpec | None:
-    return next((r for r in document.rules if r.id == rule_id), None)
