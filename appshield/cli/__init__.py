@@ -10,11 +10,15 @@
         explain import MODULE [--origin PATH] [--library PATH]
         common: --stack mod1,mod2 (modules on the call stack, for `scope`), --mode, --json
     appshield schema                       print the JSON Schema of the policy format
+    appshield diff OLD NEW [--format text|json|sarif]
+                                           capability diff; exit 0 NEW widens nothing,
+                                           1 it widens, 2 invalid policy
     appshield --version
 
 Subcommands come from one table, `COMMANDS`: each entry is a function that adds its parsers
 to the subparsers (setting `func`, which takes the parsed namespace and returns the exit
-code). `run` and `bootstrap-path` live in `cli_run`, `learn` in `cli_learn`: their entries
+code). `run` and `bootstrap-path` live in `cli_run`, `learn` in `cli_learn`, `diff` in
+`cli.diff`: their entries
 import those modules only when the parser is built.
 """
 
@@ -294,7 +298,20 @@ def _add_learn(subparsers: Any) -> None:
     register(subparsers)
 
 
-COMMANDS: list[Register] = [_add_check, _add_explain, _add_schema, _add_run, _add_learn]
+def _add_diff(subparsers: Any) -> None:
+    from appshield.cli.diff import register
+
+    register(subparsers)
+
+
+COMMANDS: list[Register] = [
+    _add_check,
+    _add_explain,
+    _add_schema,
+    _add_run,
+    _add_learn,
+    _add_diff,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
