@@ -614,9 +614,26 @@ def _import_home(op: ImportOp, roots: Roots) -> str:
         for folder in getattr(roots, var):
             for spelling in {folder.rstrip("/"), os.path.realpath(folder)}:
                 if spelling and origin.startswith(spelling + "/"):
-                    return "{" + var + "}/**"
+                    if var == "site_packages":
+                        return "{site_packages}/**"
+                    return "{" + var + "}" + _stdlib_file_kind(origin[len(spelling) :])
     package = _package_folder(op.module or "", origin)
     return escape_glob(package) + "/**" if package else escape_glob(origin)
+
+
+def _stdlib_file_kind(relative: str) -> str:
+    """The origin glob, below a standard-library folder, for the kind of file seen there: any
+    `.py` (or sourceless `.pyc`) file, or exactly the native file that was loaded. A module
+    seen as Python source is then never allowed from a native file planted under its name
+    (`json.cpython-311-x86_64-linux-gnu.so` next to `json/`), which the import system would
+    prefer: extension suffixes come first in its search."""
+    for suffix in (".py", ".pyc"):
+        if relative.endswith(suffix):
+            return "/**/*" + suffix
+    folder, name = posixpath.split(relative)
+    if folder == "/" + DYNLOAD and name.endswith(".so"):
+        return folder + "/*.so"  # the rule names the native modules seen there, and only them
+    return escape_glob(relative)
 
 
 def _import_drafts(observations: Sequence[Observation]) -> list[Draft]:
