@@ -598,6 +598,7 @@ class ShieldHandle:
 _current: Shield | None = None
 _handle: ShieldHandle | None = None
 _patcher: Any = None
+_recording: Any = None  # APPSHIELD_RECORD's recording of the active shield, flushed at uninstall
 _install_lock = threading.RLock()
 _audit_hook_added = False
 
@@ -638,7 +639,7 @@ def install(
     said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others).
     reporter, decider_for: the shield's ports (appshield.ports); by default the telemetry
     sinks and the compiled policy (`appshield learn` hands in its recorder for both)."""
-    global _current, _handle, _patcher
+    global _current, _handle, _patcher, _recording
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy, settings)
     effective = loaded.with_mode(settings.mode_for(mode, loaded.document.mode))
@@ -660,8 +661,17 @@ def install(
         from appshield.telemetry import make_reporter
 
         config = ShieldConfig(effective, locked, settings.log_path, settings)
+        recording = None
         if reporter is None:
-            shield = Shield(config, make_reporter(config, settings.environ), modules_before_install)
+            if settings.record_path is not None and decider_for is None:
+                recording = _recording_for(settings, effective)
+                decider_for = recording.decider_for
+            shield = Shield(
+                config,
+                make_reporter(config, settings.environ),
+                modules_before_install,
+                decider_for,
+            )
         else:
             # A reporter of the caller's (learn's recorder) keeps every loaded module: what
             # appshield loaded (json, the YAML loader, ...) the app may load itself later.
@@ -680,13 +690,27 @@ def install(
             patcher.uninstall()
             raise
         _patcher = patcher
+        _recording = recording
         _handle = ShieldHandle(shield)
         return _handle
 
 
+def _recording_for(settings: Settings, policy: Policy) -> Any:
+    """APPSHIELD_RECORD: every decision of this process appended to that file (see
+    appshield.record); the call site comes from the same walk a report makes."""
+    from appshield.record.writer import Recording
+
+    return Recording(
+        settings.record_path or "",
+        capture_callsite,
+        limit=settings.record_limit,
+        policy=policy,
+    )
+
+
 def uninstall() -> None:
     """Stop checking and restore every patched attribute. Refused for a locked shield."""
-    global _current, _handle, _patcher
+    global _current, _handle, _patcher, _recording
     with _install_lock:
         shield = _current
         if shield is None:
@@ -704,6 +728,9 @@ def uninstall() -> None:
             _patcher.uninstall()
         _patcher = None
         _handle = None
+        recording, _recording = _recording, None
+        if recording is not None:
+            recording.flush()  # never raises: a failing recording only stops itself
         try:
             shield.reporter.shutdown()
         except Exception:

@@ -294,7 +294,20 @@ def _add_learn(subparsers: Any) -> None:
     register(subparsers)
 
 
-COMMANDS: list[Register] = [_add_check, _add_explain, _add_schema, _add_run, _add_learn]
+def _add_replay(subparsers: Any) -> None:
+    from appshield.cli.replay import register
+
+    register(subparsers)
+
+
+COMMANDS: list[Register] = [
+    _add_check,
+    _add_explain,
+    _add_schema,
+    _add_run,
+    _add_learn,
+    _add_replay,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
