@@ -89,7 +89,7 @@ def _operation_text(group: Group, limit: int) -> list[str]:
         )
         detail = f"{op.category} {getattr(op, 'access', '') or getattr(op, 'operation', '')}"
         lines.append(
-            f"      {detail.strip()} {op.target}  [{change.entry.api}, x{change.entry.count};"
+            f"      {detail.strip()} {op.target}  [{change.entry.api}, x{change.entry.times};"
             f" {was}]"
         )
     if len(group.changes) > limit:
@@ -145,7 +145,7 @@ def _group_json(group: Group) -> dict[str, Any]:
             {
                 "op": op_to_json(change.entry.operation),
                 "api": change.entry.api,
-                "count": change.entry.count,
+                "count": change.entry.times,
                 "before": None if change.before is None else change.before.rule_id,
                 "before_action": None if change.before is None else change.before.action,
                 "after": change.after.rule_id,

@@ -90,7 +90,7 @@ class Roots:
         found = values(os.getcwd())
         tempfile_now = sys.modules.get("tempfile")
         if tempfile_now is not None and getattr(tempfile_now, "tempdir", None) != cached:
-            tempfile_now.tempdir = cached
+            setattr(tempfile_now, "tempdir", cached)  # noqa: B010 (a module's attribute)
         return cls(
             prefix=found["prefix"],
             stdlib=found["stdlib"],
@@ -144,7 +144,7 @@ class Entry(NamedTuple):
     site: Site
     decision: Decision | None  # None in learning records
     packages: tuple[str, ...]
-    count: int
+    times: int  # how many times it happened (`count` in the line)
     pid: int | None
 
     @property
@@ -165,7 +165,7 @@ def op_to_json(op: Operation) -> dict[str, Any]:
 
 def op_from_json(data: Mapping[str, Any]) -> Operation:
     kind = _OP_TYPES[data["category"]]
-    names = set(kind._fields)
+    names = set(getattr(kind, "_fields", ()))
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return kind(**values)  # type: ignore[no-any-return]
 
@@ -198,7 +198,7 @@ def entry_json(entry: Entry) -> str:
         record["blocked"] = decision.blocked
         record["mode"] = decision.mode
         record["packages"] = list(entry.packages)
-    record["count"] = entry.count
+    record["count"] = entry.times
     if entry.pid is not None:
         record["pid"] = entry.pid
     return json.dumps(record, separators=(",", ":"))

@@ -58,7 +58,7 @@ class Loaded:
 
     @property
     def operations(self) -> int:
-        return sum(entry.count for entry, _ in self.entries)
+        return sum(entry.times for entry, _ in self.entries)
 
 
 def load_recordings(paths: Sequence[str]) -> Loaded:
@@ -98,7 +98,7 @@ def load_recordings(paths: Sequence[str]) -> Loaded:
                 if held is None:
                     folded[key] = (entry._replace(pid=None), cwd)
                 else:
-                    folded[key] = (held[0]._replace(count=held[0].count + entry.count), cwd)
+                    folded[key] = (held[0]._replace(times=held[0].times + entry.times), cwd)
         if found == 0:
             raise RecordingError(f"{path}: not an appshield recording (no line could be read)")
         loaded.torn += torn[0]
@@ -129,7 +129,7 @@ class Group:
 
     @property
     def operations(self) -> int:
-        return sum(change.entry.count for change in self.changes)
+        return sum(change.entry.times for change in self.changes)
 
 
 @dataclass

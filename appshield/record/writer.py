@@ -205,7 +205,7 @@ class Recording:
     def _write_pending(self) -> None:
         pending, self._pending = self._pending, {}
         lines = [
-            entry_json(self._known[key]._replace(count=count)) for key, count in pending.items()
+            entry_json(self._known[key]._replace(times=count)) for key, count in pending.items()
         ]
         if self._overflow_changed:
             self._overflow_changed = False
