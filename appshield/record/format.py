@@ -87,7 +87,8 @@ class Roots:
 
         loaded = sys.modules.get("tempfile")
         cached = getattr(loaded, "tempdir", None)
-        found = values(os.getcwd())
+        # Only looked at: what children inherit stays what the policy was built with.
+        found = values(os.getcwd(), built_with=False)
         tempfile_now = sys.modules.get("tempfile")
         if tempfile_now is not None and getattr(tempfile_now, "tempdir", None) != cached:
             setattr(tempfile_now, "tempdir", cached)  # noqa: B010 (a module's attribute)

@@ -37,6 +37,7 @@ stops, one line on stderr says so, and the decisions go on as before.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import sys
 import threading
@@ -44,7 +45,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from appshield._threadstate import appshield_io
+from appshield._threadstate import open_own
 from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.operations import FileOp, Operation
@@ -106,8 +107,15 @@ class Recording:
         self.limit = max(0, limit)
         self._callsite = callsite
         self._about = _policy_facts(policy)
+        # Taken now, at install, before any hook is on: nothing in recording a decision may
+        # run code the hooks would judge (it runs inside a decision, on the app's thread).
+        self._roots = Roots.current()
         self._lock = threading.RLock()
         self.failed: str | None = None
+        # The violation this thread noted last: an audit handler that screened its
+        # operations hands the violating one to the gate, which decides that very object
+        # again. One operation, counted once.
+        self._last = threading.local()
         self._reset()
         atexit.register(self.flush)
         os.register_at_fork(after_in_child=self._after_fork)
@@ -146,39 +154,56 @@ class Recording:
         """One decision, made for code whose innermost frame is `frame`."""
         if self.failed is not None:
             return
+        # No `appshield_io` here: this runs inside a decision on the app's thread, where a
+        # signal handler could run meanwhile and must still be judged. Nothing below makes an
+        # operation the hooks judge, but the recording's own `open` (`open_own`).
         try:
-            with appshield_io():
-                site = self._callsite(frame)
-                key = (operation, api, site, decision)
-                with self._lock:
-                    if os.getpid() != self._pid:  # forked without the at-fork hook
-                        self._reset()
-                    known = self._known
-                    if key in known:
-                        self._pending[key] = self._pending.get(key, 0) + 1
-                    elif len(known) < self.limit:
-                        modules = tuple(site.modules)
-                        entry = Entry(
-                            with_resolved(operation),
-                            api,
-                            blame_module(modules),
-                            modules,
-                            Site(site.function, site.file, site.line),
-                            decision,
-                            (),
-                            1,
-                            self._pid,
-                        )
-                        known[key] = entry
-                        self._write([entry_json(entry)])
-                    else:
-                        name = f"{operation.category} {decision.action}"
-                        self._overflow[name] = self._overflow.get(name, 0) + 1
-                        self._overflow_changed = True
-                    if time.monotonic() - self._started >= self._next_flush:
-                        self._periodic_flush()
+            last = self._last
+            if decision.action != "allow":
+                if getattr(last, "op", None) is operation:
+                    last.op = None
+                    return
+                last.op = operation
+            else:
+                last.op = None
+            site = self._callsite(frame)
+            key = (operation, api, site, decision)
+            with self._lock:
+                if os.getpid() != self._pid:  # forked without the at-fork hook
+                    self._reset()
+                known = self._known
+                if key in known:
+                    self._pending[key] = self._pending.get(key, 0) + 1
+                elif len(known) < self.limit:
+                    modules = tuple(site.modules)
+                    entry = Entry(
+                        with_resolved(operation),
+                        api,
+                        blame_module(modules),
+                        modules,
+                        Site(site.function, site.file, site.line),
+                        decision,
+                        (),
+                        1,
+                        self._pid,
+                    )
+                    known[key] = entry
+                    self._write([entry_json(entry)])
+                else:
+                    self._count_unrecorded(operation, decision)
+                if time.monotonic() - self._started >= self._next_flush:
+                    self._periodic_flush()
+        except RecursionError:
+            # Deep in the app's own recursion (or nested signal handlers): this decision is
+            # only counted; the recording goes on.
+            self._count_unrecorded(operation, decision)
         except Exception as exc:  # recording must never break the program recorded
             self._give_up(exc)
+
+    def _count_unrecorded(self, operation: Operation, decision: Decision) -> None:
+        name = f"{operation.category} {decision.action}"
+        self._overflow[name] = self._overflow.get(name, 0) + 1
+        self._overflow_changed = True
 
     def _periodic_flush(self) -> None:
         if self._flushes >= PERIODIC_FLUSHES:
@@ -195,7 +220,7 @@ class Recording:
         if self.failed is not None:
             return
         try:
-            with appshield_io(), self._lock:
+            with self._lock:
                 if os.getpid() != self._pid:
                     return
                 self._write_pending()
@@ -209,8 +234,6 @@ class Recording:
         ]
         if self._overflow_changed:
             self._overflow_changed = False
-            import json
-
             lines.append(
                 json.dumps({"overflow": self._overflow, "pid": self._pid}, separators=(",", ":"))
             )
@@ -220,13 +243,13 @@ class Recording:
         if not lines:
             return
         if self._fd is None:
-            self._fd = os.open(
+            self._fd = open_own(
                 self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
             )
         if not self._header_written:
             self._header_written = True
             header = header_json(
-                Roots.current(), sys.argv, cwd=os.getcwd(), limit=self.limit, **self._about
+                self._roots, sys.argv, cwd=os.getcwd(), limit=self.limit, **self._about
             )
             lines = [header, *lines]
         chunk: list[bytes] = []

@@ -175,3 +175,61 @@ def _run_under(
          sys.executable, "-c", script, *args],
         capture_output=True, text=True, timeout=120, cwd=cwd, env=clean_env(),
     )  # fmt: skip
+
+
+SIGNALLED = """
+    import signal, sys
+    secret, data = sys.argv[1], sys.argv[2]
+    opened = blocked = 0
+    inside = False
+
+    def handler(signum, frame):
+        global opened, blocked, inside
+        if inside:  # a report takes longer than the timer's period: never nest
+            return
+        inside = True
+        try:
+            open(secret).close()
+            opened += 1
+        except PermissionError:
+            blocked += 1
+        finally:
+            inside = False
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+    for i in range(1500):  # each distinct: every one is written while the timer fires
+        try:
+            open(f"{data}-{i}")
+        except FileNotFoundError:
+            pass
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    print(opened, blocked)
+"""
+
+
+def test_recording_exempts_nothing_a_signal_handler_does(tmp_path: Path) -> None:
+    """Recording runs inside decisions on the app's thread: a signal handler that runs while
+    a line is being written is judged like any other code (control: in monitor mode the same
+    handler's opens happen, so it did run during the recording)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s")
+    policy = tmp_path / "deny-secret.yaml"
+    rule = f"{{id: no-secret, category: file, action: deny, match: {{path: {secret}}}}}"
+    policy.write_text(ALLOW_ALL.replace("rules: []", f"rules:\n  - {rule}\n"))
+    results = {}
+    for mode in ("enforce", "monitor"):
+        done = subprocess.run(
+            [sys.executable, "-m", "appshield", "run", "--policy", str(policy), "--mode", mode,
+             "--record", str(tmp_path / f"{mode}.jsonl"), "--",
+             sys.executable, "-c", textwrap.dedent(SIGNALLED), str(secret), str(tmp_path / "x")],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env(),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        results[mode] = tuple(map(int, done.stdout.split()))
+    opened, blocked = results["enforce"]
+    assert opened == 0 and blocked > 0, results
+    assert results["monitor"][0] > 0, results  # the control: the handler's opens happen
+    loaded = load_recordings([str(tmp_path / "enforce.jsonl")])
+    denied = [e for e, _ in loaded.entries if e.decision.rule_id == "no-secret"]
+    assert sum(e.times for e in denied) == blocked  # and each one is in the recording
