@@ -123,13 +123,13 @@ def _print_text(result: ReplayResult, policy: str, processes: int) -> None:
             f" distinct entries ({kinds})"
         )
     print(
-        f"replayed {result.decisions} distinct decision(s) ({result.operations} operation(s),"
-        f" {processes} process(es)) in {result.seconds:.4f} s:"
+        f"replayed {result.decisions:,} distinct decision(s) ({result.operations:,}"
+        f" operation(s), {processes} process(es)) in {result.seconds:.4f} s:"
         f" {result.per_second:,.0f} decisions/s, {result.operations_per_second:,.0f} operations/s"
     )
     if result.newly_denied:
         count = sum(g.operations for g in result.newly_denied)
-        print(f"result: {policy} denies {count} operation(s) the recorded run did (exit 1)")
+        print(f"result: {policy} denies {count:,} operation(s) the recorded run did (exit 1)")
     else:
         print(f"result: {policy} denies nothing the recorded run did")
 
