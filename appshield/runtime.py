@@ -665,7 +665,8 @@ def install(
         if reporter is None:
             if settings.record_path is not None and decider_for is None:
                 recording = _recording_for(settings, effective)
-                decider_for = recording.decider_for
+                if recording is not None:
+                    decider_for = recording.decider_for
             shield = Shield(
                 config,
                 make_reporter(config, settings.environ),
@@ -700,12 +701,16 @@ def _recording_for(settings: Settings, policy: Policy) -> Any:
     appshield.record); the call site comes from the same walk a report makes."""
     from appshield.record.writer import Recording
 
-    return Recording(
-        settings.record_path or "",
-        capture_callsite,
-        limit=settings.record_limit,
-        policy=policy,
-    )
+    try:
+        return Recording(
+            settings.record_path or "",
+            capture_callsite,
+            limit=settings.record_limit,
+            policy=policy,
+        )
+    except Exception as exc:  # a recording that cannot start never stops the shield
+        sys.stderr.write(f"appshield: not recording to {settings.record_path}: {exc}\n")
+        return None
 
 
 def uninstall() -> None:

@@ -109,7 +109,10 @@ class Recording:
         self._about = _policy_facts(policy)
         # Taken now, at install, before any hook is on: nothing in recording a decision may
         # run code the hooks would judge (it runs inside a decision, on the app's thread).
-        self._roots = Roots.current()
+        try:
+            self._roots = Roots.current()
+        except Exception:  # a recording never stops the shield: the header goes without
+            self._roots = Roots()
         self._lock = threading.RLock()
         self.failed: str | None = None
         # The violation this thread noted last: an audit handler that screened its
