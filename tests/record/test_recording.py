@@ -5,6 +5,7 @@ process runs, a recording that cannot be written, and learn reading a recording.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -233,3 +234,34 @@ def test_recording_exempts_nothing_a_signal_handler_does(tmp_path: Path) -> None
     loaded = load_recordings([str(tmp_path / "enforce.jsonl")])
     denied = [e for e, _ in loaded.entries if e.decision.rule_id == "no-secret"]
     assert sum(e.times for e in denied) == blocked  # and each one is in the recording
+
+
+SPAWNS = """
+    import subprocess, sys
+    child = "import sys; open(sys.argv[1]).read()"
+    subprocess.run([sys.executable, "-c", child, sys.argv[1]], check=True)
+    open(sys.argv[1]).read()
+"""
+
+
+def test_a_started_python_child_records_into_the_same_file(tmp_path: Path) -> None:
+    """`run --record` passes the recording on through the environment: a Python child that
+    `subprocess` starts (a fresh interpreter, not a fork) appends its own lines."""
+    recording = tmp_path / "spawn.jsonl"
+    data = tmp_path / "data.txt"
+    data.write_text("x")
+    policy = tmp_path / "allow.yaml"
+    policy.write_text(ALLOW_ALL)
+    command = [sys.executable, "-c", textwrap.dedent(SPAWNS), str(data)]
+    done = appshield(
+        "run", "--policy", str(policy), "--record", "spawn.jsonl", "--", *command, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = load_recordings([str(recording)])
+    (parent,) = [pid for pid, h in loaded.headers.items() if h["ppid"] not in loaded.headers]
+    (child,) = [pid for pid, h in loaded.headers.items() if h["ppid"] == parent]
+    lines = [json.loads(x) for x in recording.read_text().splitlines()]
+    readers = {x["pid"] for x in lines if x.get("op", {}).get("path") == str(data)}
+    assert readers == {parent, child}
+    started = [e for e, _ in loaded.entries if e.operation.category == "process"]
+    assert started and started[0].operation.executable == os.path.realpath(sys.executable)
