@@ -638,7 +638,8 @@ def install(
     (what loading imported is appshield's, not the app's). settings: what the environment
     said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others).
     reporter, decider_for: the shield's ports (appshield.ports); by default the telemetry
-    sinks and the compiled policy (`appshield learn` hands in its recorder for both)."""
+    sinks and the compiled policy (`appshield learn` hands in its recorder for both), the
+    policy wrapped by a recording when `settings.record_path` (APPSHIELD_RECORD) is set."""
     global _current, _handle, _patcher, _recording
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy, settings)
