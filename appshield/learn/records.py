@@ -18,12 +18,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from appshield.operations import Operation
-from appshield.record.format import Roots, header_json, op_from_json, op_to_json, read_lines
+from appshield.record.format import (
+    current_roots,
+    header_json,
+    op_from_json,
+    op_to_json,
+    read_lines,
+)
 
 __all__ = [
     "Observation",
@@ -34,6 +40,44 @@ __all__ = [
     "observation_to_json",
     "read_records",
 ]
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The folders behind the policy variables, as one interpreter saw them (the same values
+    `appshield.policy.variables` expands them to in that interpreter): a header's `roots`."""
+
+    prefix: tuple[str, ...] = ()
+    stdlib: tuple[str, ...] = ()
+    site_packages: tuple[str, ...] = ()
+    stdlib_modules: tuple[str, ...] = ()  # empty in recordings made before it existed
+    tmp: str = ""
+    home: str = ""
+    executable: str = ""
+    python: tuple[str, ...] = ()
+
+    @classmethod
+    def current(cls) -> Roots:
+        """The folders as this interpreter sees them (`appshield.record.format.current_roots`,
+        which explains how tempfile is kept from noticing)."""
+        return cls.from_json(current_roots())
+
+    def as_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Roots:
+        kinds = {f.name: f.default for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in kinds:
+                multi = isinstance(kinds[key], tuple)
+                if multi:
+                    values[key] = tuple(value) if isinstance(value, list) else (str(value),)
+                else:
+                    values[key] = str(value)
+        return cls(**values)
+
 
 # An observation whose interpreter's folders are not known (Roots is frozen: shared safely).
 NO_ROOTS = Roots()

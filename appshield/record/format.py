@@ -36,7 +36,6 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 from appshield.decision import Decision
@@ -44,8 +43,8 @@ from appshield.operations import FileOp, ImportOp, NetworkOp, Operation, Process
 
 __all__ = [
     "Entry",
-    "Roots",
     "Site",
+    "current_roots",
     "entry_json",
     "header_json",
     "op_from_json",
@@ -61,63 +60,33 @@ _OP_TYPES: Mapping[str, type] = {
 }
 
 
-@dataclass(frozen=True)
-class Roots:
-    """The folders behind the policy variables, as one interpreter saw them (the same values
-    `appshield.policy.variables` expands them to in that interpreter)."""
+def current_roots() -> dict[str, Any]:
+    """The folders behind the policy variables as this interpreter sees them (the header's
+    `roots`; `appshield.learn.records.Roots` reads them), asked so that the program recorded
+    does not notice: `{tmp}` comes from `tempfile.gettempdir()`, which caches its answer in
+    `tempfile.tempdir`, and the program's own first call (gunicorn's worker file, any
+    `mkstemp`) would then skip the trial file tempfile writes in the temp folder. Under
+    `appshield run` with a cached policy nothing asks first, so that trial file is the
+    program's own write, and learning must see it. Only looked at: what children inherit
+    stays what the policy was built with."""
+    from appshield.policy.variables import values
 
-    prefix: tuple[str, ...] = ()
-    stdlib: tuple[str, ...] = ()
-    site_packages: tuple[str, ...] = ()
-    stdlib_modules: tuple[str, ...] = ()  # empty in recordings made before it existed
-    tmp: str = ""
-    home: str = ""
-    executable: str = ""
-    python: tuple[str, ...] = ()
-
-    @classmethod
-    def current(cls) -> Roots:
-        """The folders as this interpreter sees them, asked so that the program being
-        recorded does not notice: `{tmp}` comes from `tempfile.gettempdir()`, which caches
-        its answer in `tempfile.tempdir`, and the program's own first call (gunicorn's worker
-        file, any `mkstemp`) would then skip the trial file tempfile writes in the temp
-        folder. Under `appshield run` with a cached policy nothing asks first, so that trial
-        file is the program's own write, and learning must see it."""
-        from appshield.policy.variables import values
-
-        loaded = sys.modules.get("tempfile")
-        cached = getattr(loaded, "tempdir", None)
-        # Only looked at: what children inherit stays what the policy was built with.
-        found = values(os.getcwd(), built_with=False)
-        tempfile_now = sys.modules.get("tempfile")
-        if tempfile_now is not None and getattr(tempfile_now, "tempdir", None) != cached:
-            setattr(tempfile_now, "tempdir", cached)  # noqa: B010 (a module's attribute)
-        return cls(
-            prefix=found["prefix"],
-            stdlib=found["stdlib"],
-            stdlib_modules=found["stdlib_modules"],
-            site_packages=found["site_packages"],
-            tmp=found["tmp"][0],
-            home=found["home"][0],
-            executable=os.path.realpath(sys.executable) if sys.executable else "",
-            python=found["python"],
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Roots:
-        kinds = {f.name: f.default for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in kinds:
-                multi = isinstance(kinds[key], tuple)
-                if multi:
-                    values[key] = tuple(value) if isinstance(value, list) else (str(value),)
-                else:
-                    values[key] = str(value)
-        return cls(**values)
+    loaded = sys.modules.get("tempfile")
+    cached = getattr(loaded, "tempdir", None)
+    found = values(os.getcwd(), built_with=False)
+    tempfile_now = sys.modules.get("tempfile")
+    if tempfile_now is not None and getattr(tempfile_now, "tempdir", None) != cached:
+        setattr(tempfile_now, "tempdir", cached)  # noqa: B010 (a module's attribute)
+    return {
+        "prefix": list(found["prefix"]),
+        "stdlib": list(found["stdlib"]),
+        "site_packages": list(found["site_packages"]),
+        "stdlib_modules": list(found["stdlib_modules"]),
+        "tmp": found["tmp"][0],
+        "home": found["home"][0],
+        "executable": os.path.realpath(sys.executable) if sys.executable else "",
+        "python": list(found["python"]),
+    }
 
 
 class Site(NamedTuple):
@@ -171,12 +140,15 @@ def op_from_json(data: Mapping[str, Any]) -> Operation:
     return kind(**values)  # type: ignore[no-any-return]
 
 
-def header_json(roots: Roots, argv: Iterable[str] = (), **extra: Any) -> str:
+def header_json(roots: Any, argv: Iterable[str] = (), **extra: Any) -> str:
+    """A header line; `roots`: `current_roots()`'s mapping, or an object with `as_json()`
+    (learn's `Roots`)."""
+    as_json = getattr(roots, "as_json", None)
     record: dict[str, Any] = {
         "header": 1,
         "pid": os.getpid(),
         "ppid": os.getppid(),
-        "roots": roots.as_json(),
+        "roots": as_json() if as_json is not None else dict(roots),
         "argv": list(argv),
     }
     record.update(extra)

@@ -50,7 +50,7 @@ from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.operations import FileOp, Operation
 from appshield.ports import Decider
-from appshield.record.format import Entry, Roots, Site, entry_json, header_json
+from appshield.record.format import Entry, Site, current_roots, entry_json, header_json
 
 __all__ = [
     "CHUNK",
@@ -109,10 +109,11 @@ class Recording:
         self._about = _policy_facts(policy)
         # Taken now, at install, before any hook is on: nothing in recording a decision may
         # run code the hooks would judge (it runs inside a decision, on the app's thread).
+        self._roots: dict[str, Any] = {}
         try:
-            self._roots = Roots.current()
+            self._roots = current_roots()
         except Exception:  # a recording never stops the shield: the header goes without
-            self._roots = Roots()
+            pass
         self._lock = threading.RLock()
         self.failed: str | None = None
         # The violation this thread noted last: an audit handler that screened its
