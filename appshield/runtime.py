@@ -600,6 +600,7 @@ _handle: ShieldHandle | None = None
 _patcher: Any = None
 # The hook table's rows in the order they were installed (observers first).
 _families: tuple[HookFamily, ...] = ()
+_recording: Any = None  # APPSHIELD_RECORD's recording of the active shield, flushed at uninstall
 _install_lock = threading.RLock()
 _audit_hook_added = False
 
@@ -640,10 +641,11 @@ def install(
     (what loading imported is appshield's, not the app's). settings: what the environment
     said at start-up (`appshield.settings.STARTUP`; tests and embedders may pass others).
     reporter, decider_for: the shield's ports (appshield.ports); by default the telemetry
-    sinks and the compiled policy (`appshield learn` hands in its recorder for both).
+    sinks and the compiled policy (`appshield learn` hands in its recorder for both), the
+    policy wrapped by a recording when `settings.record_path` (APPSHIELD_RECORD) is set.
     observers: extra rows of the hook table, installed first and uninstalled last, with the
     hook families (`appshield learn` hands in its observer: appshield.learn.observer)."""
-    global _current, _handle, _patcher, _families
+    global _current, _handle, _patcher, _families, _recording
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy, settings)
     effective = loaded.with_mode(settings.mode_for(mode, loaded.document.mode))
@@ -665,8 +667,18 @@ def install(
         from appshield.telemetry import make_reporter
 
         config = ShieldConfig(effective, locked, settings.log_path, settings)
+        recording = None
         if reporter is None:
-            shield = Shield(config, make_reporter(config, settings.environ), modules_before_install)
+            if settings.record_path is not None and decider_for is None:
+                recording = _recording_for(settings, effective)
+                if recording is not None:
+                    decider_for = recording.decider_for
+            shield = Shield(
+                config,
+                make_reporter(config, settings.environ),
+                modules_before_install,
+                decider_for,
+            )
         else:
             # A reporter of the caller's (learn's recorder) keeps every loaded module: what
             # appshield loaded (json, the YAML loader, ...) the app may load itself later.
@@ -687,13 +699,31 @@ def install(
             raise
         _patcher = patcher
         _families = families
+        _recording = recording
         _handle = ShieldHandle(shield)
         return _handle
 
 
+def _recording_for(settings: Settings, policy: Policy) -> Any:
+    """APPSHIELD_RECORD: every decision of this process appended to that file (see
+    appshield.record); the call site comes from the same walk a report makes."""
+    from appshield.record.writer import Recording
+
+    try:
+        return Recording(
+            settings.record_path or "",
+            capture_callsite,
+            limit=settings.record_limit,
+            policy=policy,
+        )
+    except Exception as exc:  # a recording that cannot start never stops the shield
+        sys.stderr.write(f"appshield: not recording to {settings.record_path}: {exc}\n")
+        return None
+
+
 def uninstall() -> None:
     """Stop checking and restore every patched attribute. Refused for a locked shield."""
-    global _current, _handle, _patcher, _families
+    global _current, _handle, _patcher, _families, _recording
     with _install_lock:
         shield = _current
         if shield is None:
@@ -711,6 +741,9 @@ def uninstall() -> None:
         _patcher = None
         _families = ()
         _handle = None
+        recording, _recording = _recording, None
+        if recording is not None:
+            recording.flush()  # never raises: a failing recording only stops itself
         try:
             shield.reporter.shutdown()
         except Exception:

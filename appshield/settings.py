@@ -62,6 +62,15 @@ def seconds(value: str | None, default: float) -> float:
     return found if found >= 0 else default
 
 
+def _count(value: str | None, default: int) -> int:
+    """A whole number setting: empty, not a number or negative gives the default."""
+    try:
+        found = int(value or default)
+    except ValueError:
+        return default
+    return found if found >= 0 else default
+
+
 def _reload_interval(value: str | None) -> float:
     # At least a tenth of a second: a watcher must not spin.
     try:
@@ -82,6 +91,8 @@ class Settings(NamedTuple):
     reload: bool = False  # APPSHIELD_RELOAD
     reload_interval: float = 2.0  # APPSHIELD_RELOAD_INTERVAL, seconds (at least 0.1)
     flush_timeout: float = 2.0  # APPSHIELD_FLUSH_TIMEOUT, seconds
+    record_path: str | None = None  # APPSHIELD_RECORD: every decision appended to this file
+    record_limit: int = 10_000  # APPSHIELD_RECORD_LIMIT: distinct entries per process
     inherited: str | None = None  # a parent's policy identity (activation: children)
     path: str = os.defpath  # PATH at start-up: how hooks resolve a program name
     # The APPSHIELD_*, OTEL_* and PATH variables as they were (read-only): the telemetry
@@ -107,6 +118,8 @@ class Settings(NamedTuple):
             reload=_switched_on(get("APPSHIELD_RELOAD")),
             reload_interval=_reload_interval(get("APPSHIELD_RELOAD_INTERVAL")),
             flush_timeout=seconds(get("APPSHIELD_FLUSH_TIMEOUT"), 2.0),
+            record_path=get("APPSHIELD_RECORD") or None,
+            record_limit=_count(get("APPSHIELD_RECORD_LIMIT"), 10_000),
             inherited=get(_INHERITED) or None,
             path=get("PATH", os.defpath),
             environ=MappingProxyType(snapshot),

@@ -61,6 +61,7 @@ ABOVE_CORE = (
     "appshield.activation.reload",
     "appshield.telemetry",
     "appshield.learn",
+    "appshield.record",
     "appshield.cli",
     "appshield.auto",
     "appshield.bootstrap",
@@ -90,7 +91,13 @@ def test_the_core_imports_nothing_above_it() -> None:
 
 
 def test_telemetry_and_learn_never_import_the_patching_layer() -> None:
-    assert _offenders(("appshield.telemetry", "appshield.learn"), ("appshield.hooks",)) == []
+    sinks = ("appshield.telemetry", "appshield.learn", "appshield.record")
+    assert _offenders(sinks, ("appshield.hooks", "appshield.runtime")) == []
+
+
+def test_learn_builds_on_record_never_the_reverse() -> None:
+    # learn reads recordings; the recorder that `install` loads must not bring learn along
+    assert _offenders(("appshield.record",), ("appshield.learn",)) == []
 
 
 def test_the_graph_sees_imports_inside_functions() -> None:

@@ -304,6 +304,12 @@ def _add_diff(subparsers: Any) -> None:
     register(subparsers)
 
 
+def _add_replay(subparsers: Any) -> None:
+    from appshield.cli.replay import register
+
+    register(subparsers)
+
+
 COMMANDS: list[Register] = [
     _add_check,
     _add_explain,
@@ -311,6 +317,7 @@ COMMANDS: list[Register] = [
     _add_run,
     _add_learn,
     _add_diff,
+    _add_replay,
 ]
 
 

@@ -9,7 +9,8 @@
              file or --force is given; that is checked before CMD starts.
 --merge P    start from the policy P and add only rules for what it does not allow yet.
 --keep DIR   record into DIR and keep the raw observations (`ops-<pid>.jsonl`).
---from DIR   do not run anything: write the policy from observations kept earlier.
+--from DIR   do not run anything: write the policy from observations kept earlier (a
+             --keep folder), or from a recording FILE (`appshield run --record FILE`).
 --strict-imports
              import rules list only the modules seen; without it, more rules allow the
              standard library's pure-Python modules, CPython's own extension modules in
@@ -66,7 +67,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--name", help="the policy's name (default: the command's name)")
     parser.add_argument("--keep", metavar="DIR", help="keep the raw observations in DIR")
     parser.add_argument(
-        "--from", dest="source", metavar="DIR", help="use observations kept earlier"
+        "--from",
+        dest="source",
+        metavar="DIR|FILE",
+        help="use observations kept earlier, or a recording (`appshield run --record`)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """`appshield run` and `appshield bootstrap-path`.
 
-    appshield run [--policy P] [--mode enforce|monitor] -- CMD [ARGS...]
+    appshield run [--policy P] [--mode enforce|monitor] [--record FILE] -- CMD [ARGS...]
 
 validates the policy first (invalid: every problem as `FILE:LINE:COL: message`, exit 2, CMD is
 not started), then replaces itself with CMD (`os.execvpe`: CMD keeps this process id, so its
@@ -9,6 +9,8 @@ exit code and the signal that ends it reach the caller unchanged) in an environm
     PYTHONPATH       = <bootstrap folder> + the existing PYTHONPATH
     APPSHIELD_POLICY = the policy's absolute path
     APPSHIELD_MODE   = --mode, when given
+    APPSHIELD_RECORD = --record's absolute path, when given (every decision of every
+                       shielded process appended to it: docs/lifecycle.md ("Record and replay"))
 
 so CMD, if it is Python, and every Python child that inherits the environment starts with the
 shield on, locked. `appshield bootstrap-path` prints the bootstrap folder, for platforms where
@@ -46,6 +48,11 @@ def register(subparsers: Any) -> None:
     )
     run_parser.add_argument("--policy", metavar="P", help="policy file (default: discovered)")
     run_parser.add_argument("--mode", choices=("enforce", "monitor"), help="override the mode")
+    run_parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="append every decision (allowed ones too) to FILE, for `appshield replay`",
+    )
     run_parser.add_argument("command", nargs="...", metavar="-- CMD [ARGS...]")
     run_parser.set_defaults(func=_run_from_args)
 
@@ -65,14 +72,17 @@ def _run_from_args(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    return run(command, policy=args.policy, mode=args.mode)
+    return run(command, policy=args.policy, mode=args.mode, record=args.record)
 
 
 def child_environment(
-    environ: Mapping[str, str], policy_path: str | None, mode: str | None
+    environ: Mapping[str, str],
+    policy_path: str | None,
+    mode: str | None,
+    record: str | None = None,
 ) -> dict[str, str]:
     """CMD's environment: the bootstrap folder first on PYTHONPATH (once), the policy path
-    absolute, the mode when given."""
+    absolute, the mode and the recording's absolute path when given."""
     env = dict(environ)
     bootstrap = os.path.realpath(BOOTSTRAP_DIR)
     rest = [
@@ -85,6 +95,8 @@ def child_environment(
         env["APPSHIELD_POLICY"] = os.path.abspath(policy_path)
     if mode is not None:
         env["APPSHIELD_MODE"] = mode
+    if record is not None:
+        env["APPSHIELD_RECORD"] = os.path.abspath(record)
     return env
 
 
@@ -114,7 +126,13 @@ def _validated_policy(policy: str | None, mode: str | None) -> str:
     return path
 
 
-def run(command: Sequence[str], *, policy: str | None = None, mode: str | None = None) -> int:
+def run(
+    command: Sequence[str],
+    *,
+    policy: str | None = None,
+    mode: str | None = None,
+    record: str | None = None,
+) -> int:
     """Validate, then exec CMD. Returns only on failure (the exit code)."""
     from appshield.errors import PolicyError, PolicyViolation
 
@@ -135,7 +153,14 @@ def run(command: Sequence[str], *, policy: str | None = None, mode: str | None =
             return _fail(str(exc))
         except (OSError, ValueError, LookupError) as exc:
             return _fail(f"appshield run: {_reason(exc)}")
-    env = child_environment(os.environ, path, mode)
+    if record is not None:
+        # Checked here, where it can stop the start: inside CMD a recording that cannot be
+        # written only stops itself (the app is never affected by it).
+        try:
+            os.close(os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        except OSError as exc:
+            return _fail(f"appshield run: cannot write the recording: {_reason(exc)}")
+    env = child_environment(os.environ, path, mode, record)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

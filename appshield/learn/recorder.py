@@ -37,6 +37,8 @@ from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
 from appshield.operations import FileOp, ImportOp, Operation
+from appshield.record.writer import blame_module
+from appshield.record.writer import with_resolved as _with_resolved
 from appshield.report import Violation
 
 if TYPE_CHECKING:
@@ -60,19 +62,6 @@ rules: []
 """
 
 FLUSH_INTERVAL = 1.0  # seconds between appends of the repeat counts while recording
-
-_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
-
-
-def blame_module(stack: tuple[str, ...]) -> str | None:
-    """The innermost module on the stack that is neither the standard library nor appshield:
-    the code that asked for the operation."""
-    for name in stack:
-        top = name.split(".")[0]
-        if top not in _STDLIB and top != "appshield" and not top.startswith("_frozen"):
-            return name
-    return stack[-1] if stack else None
-
 
 # What the learning shield answers for every operation: allowed, so that nothing is blocked
 # and no hook stops early. (A hook that turns one call into several operations, such as
@@ -153,14 +142,6 @@ def tempfile_random_part(operation: Operation) -> tuple[str, ...]:
             return ()
         frame = frame.f_back  # type: ignore[assignment]
     return ()
-
-
-def _with_resolved(operation: Operation) -> Operation:
-    # A learned allow must match the resolved path, and the hooks only resolve when the
-    # policy needs it: resolve here (learning is not the hot path).
-    if isinstance(operation, FileOp) and operation.resolved is None:
-        return FileOp(operation.path, operation.access, os.path.realpath(operation.path))
-    return operation
 
 
 class Recorder:

@@ -7,41 +7,45 @@ that interpreter sees them); every other line is one distinct operation with the
 performed it, the modules on the call stack, a count and, for a name `tempfile` made, its
 random part. The same operation may appear on several lines (first sighting written at once,
 later sightings flushed at exit); readers add the counts up.
+
+The lines are those of a recording (`appshield.record.format`): a file that
+`appshield run --record` wrote is read the same way (`read_records(FILE)`,
+`appshield learn --from FILE`), each line matched with its process's header by pid.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from appshield.operations import FileOp, ImportOp, NetworkOp, Operation, ProcessOp
+from appshield.operations import Operation
+from appshield.record.format import (
+    current_roots,
+    header_json,
+    op_from_json,
+    op_to_json,
+    read_lines,
+)
 
 __all__ = [
     "Observation",
     "Roots",
     "aggregate",
+    "header_json",
     "observation_from_json",
     "observation_to_json",
     "read_records",
 ]
 
-_OP_TYPES: Mapping[str, type] = {
-    "process": ProcessOp,
-    "file": FileOp,
-    "network": NetworkOp,
-    "import": ImportOp,
-}
-
 
 @dataclass(frozen=True)
 class Roots:
     """The folders behind the policy variables, as one interpreter saw them (the same values
-    `appshield.policy.variables` expands them to in that interpreter)."""
+    `appshield.policy.variables` expands them to in that interpreter): a header's `roots`."""
 
     prefix: tuple[str, ...] = ()
     stdlib: tuple[str, ...] = ()
@@ -54,30 +58,9 @@ class Roots:
 
     @classmethod
     def current(cls) -> Roots:
-        """The folders as this interpreter sees them, asked so that the program being
-        learned does not notice: `{tmp}` comes from `tempfile.gettempdir()`, which caches
-        its answer in `tempfile.tempdir`, and the program's own first call (gunicorn's worker
-        file, any `mkstemp`) would then skip the trial file tempfile writes in the temp
-        folder. Under `appshield run` with a cached policy nothing asks first, so that trial
-        file is the program's own write, and learning must see it."""
-        from appshield.policy.variables import values
-
-        loaded = sys.modules.get("tempfile")
-        cached = getattr(loaded, "tempdir", None)
-        found = values(os.getcwd())
-        tempfile_now = sys.modules.get("tempfile")
-        if tempfile_now is not None and getattr(tempfile_now, "tempdir", None) != cached:
-            tempfile_now.tempdir = cached
-        return cls(
-            prefix=found["prefix"],
-            stdlib=found["stdlib"],
-            stdlib_modules=found["stdlib_modules"],
-            site_packages=found["site_packages"],
-            tmp=found["tmp"][0],
-            home=found["home"][0],
-            executable=os.path.realpath(sys.executable) if sys.executable else "",
-            python=found["python"],
-        )
+        """The folders as this interpreter sees them (`appshield.record.format.current_roots`,
+        which explains how tempfile is kept from noticing)."""
+        return cls.from_json(current_roots())
 
     def as_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -94,6 +77,10 @@ class Roots:
                 else:
                     values[key] = str(value)
         return cls(**values)
+
+
+# An observation whose interpreter's folders are not known (Roots is frozen: shared safely).
+NO_ROOTS = Roots()
 
 
 @dataclass(frozen=True)
@@ -115,7 +102,7 @@ class Observation:
     module: str | None = None
     stack: tuple[str, ...] = ()
     count: int = 1
-    roots: Roots = Roots()
+    roots: Roots = NO_ROOTS
     pids: tuple[int, ...] = field(default=(), compare=False)
     volatile: tuple[str, ...] = field(default=(), compare=False)
     argvs: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
@@ -125,26 +112,9 @@ class Observation:
         return (self.operation, self.api, self.module, self.stack, self.roots)
 
 
-def _op_to_json(op: Operation) -> dict[str, Any]:
-    data: dict[str, Any] = {"category": op.category}
-    defaults = type(op)._field_defaults  # operations are named tuples
-    for name in op._fields:
-        value = getattr(op, name)
-        if name not in defaults or value != defaults[name]:
-            data[name] = list(value) if isinstance(value, tuple) else value
-    return data
-
-
-def _op_from_json(data: Mapping[str, Any]) -> Operation:
-    kind = _OP_TYPES[data["category"]]
-    names = set(kind._fields)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-    return kind(**values)  # type: ignore[no-any-return]
-
-
 def observation_to_json(obs: Observation) -> str:
     record = {
-        "op": _op_to_json(obs.operation),
+        "op": op_to_json(obs.operation),
         "api": obs.api,
         "module": obs.module,
         "stack": list(obs.stack),
@@ -156,14 +126,14 @@ def observation_to_json(obs: Observation) -> str:
 
 
 def observation_from_json(
-    line: str,
-    roots: Roots = Roots(),
+    line: str | Mapping[str, Any],
+    roots: Roots = NO_ROOTS,
     pids: tuple[int, ...] = (),
     argv: tuple[str, ...] | None = None,
 ) -> Observation:
-    data = json.loads(line)
+    data = json.loads(line) if isinstance(line, str) else line
     return Observation(
-        _op_from_json(data["op"]),
+        op_from_json(data["op"]),
         str(data.get("api", "")),
         data.get("module"),
         tuple(data.get("stack", ())),
@@ -175,44 +145,35 @@ def observation_from_json(
     )
 
 
-def header_json(roots: Roots, argv: Iterable[str] = ()) -> str:
-    return json.dumps(
-        {
-            "header": 1,
-            "pid": os.getpid(),
-            "ppid": os.getppid(),
-            "roots": roots.as_json(),
-            "argv": list(argv),
-        },
-        separators=(",", ":"),
-    )
-
-
 def _read_file(path: Path) -> Iterator[Observation]:
-    roots = Roots()
-    pids: tuple[int, ...] = ()
-    argv: tuple[str, ...] | None = None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            if "header" in data:
-                roots = Roots.from_json(data.get("roots", {}))
-                pids = tuple(int(data[k]) for k in ("pid", "ppid") if isinstance(data.get(k), int))
-                found = data.get("argv")
-                argv = tuple(str(a) for a in found) if isinstance(found, list) else None
+    """The observations in one file: a learning folder's `ops-<pid>.jsonl`, or a recording
+    (`appshield run --record`) where several processes' lines interleave, each naming its
+    process's header by pid."""
+    about: dict[int | None, tuple[Roots, tuple[int, ...], tuple[str, ...] | None]] = {}
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for line in read_lines(text):
+        if line.header is not None:
+            data = line.header
+            roots = Roots.from_json(data.get("roots", {}))
+            pids = tuple(int(data[k]) for k in ("pid", "ppid") if isinstance(data.get(k), int))
+            found = data.get("argv")
+            argv = tuple(str(a) for a in found) if isinstance(found, list) else None
+            about[pids[0] if pids else None] = (roots, pids, argv)
+        elif line.entry is not None:
+            roots, pids, argv = about.get(line.entry.pid, (Roots(), (), None))
+            try:
+                yield observation_from_json(line.raw, roots, pids, argv)
+            except (ValueError, KeyError, TypeError):
                 continue
-            yield observation_from_json(line, roots, pids, argv)
-        except (ValueError, KeyError, TypeError):
-            # A process killed mid-write leaves a torn last line; the rest is still good.
-            continue
 
 
-def read_records(folder: str | os.PathLike[str]) -> list[Observation]:
-    """Every observation in a learning folder, repeats added up."""
+def read_records(source: str | os.PathLike[str]) -> list[Observation]:
+    """Every observation in a learning folder (its `ops-*.jsonl`) or in a recording file,
+    repeats added up."""
     found: list[Observation] = []
-    for path in sorted(Path(folder).glob("ops-*.jsonl")):
+    given = Path(source)
+    paths = [given] if given.is_file() else sorted(given.glob("ops-*.jsonl"))
+    for path in paths:
         found.extend(_read_file(path))
     return aggregate(found)
 

@@ -59,7 +59,7 @@ def _bootstrap_dir() -> str:
 def learning_environment(folder: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment that makes every Python process record into `folder`."""
     env = dict(os.environ if base is None else base)
-    for name in ("APPSHIELD_DISABLE", "APPSHIELD_LOG", "APPSHIELD_RELOAD"):
+    for name in ("APPSHIELD_DISABLE", "APPSHIELD_LOG", "APPSHIELD_RELOAD", "APPSHIELD_RECORD"):
         env.pop(name, None)
     policy = os.path.join(folder, LEARN_POLICY_NAME)
     if not os.path.exists(policy):

@@ -133,8 +133,10 @@ def expanded() -> dict[str, tuple[str, ...]]:
     return dict(_expanded)
 
 
-def value(name: str, policy_dir: str) -> tuple[str, ...]:
-    """The value(s) of one variable, for a rule written in `policy_dir`.
+def value(name: str, policy_dir: str, *, built_with: bool = True) -> tuple[str, ...]:
+    """The value(s) of one variable, for a rule written in `policy_dir`. `built_with`: the
+    policy is built with it (noted for `expanded`, what children inherit); false for a value
+    only looked at (a recording's header).
 
     Each is computed on its own (and its modules imported only then), because the cached
     policy (`appshield.policy.cache`) re-checks just the variables a policy used, at start-up.
@@ -144,7 +146,8 @@ def value(name: str, policy_dir: str) -> tuple[str, ...]:
     found = _frozen.get(name)
     if found is None:
         found = _compute(name)
-    _expanded.setdefault(name, found)
+    if built_with:
+        _expanded.setdefault(name, found)
     return found
 
 
@@ -178,9 +181,9 @@ def _compute(name: str) -> tuple[str, ...]:
     raise KeyError(name)
 
 
-def values(policy_dir: str) -> dict[str, tuple[str, ...]]:
-    """The value(s) of every variable, for a rule written in `policy_dir`."""
-    return {name: value(name, policy_dir) for name in NAMES}
+def values(policy_dir: str, *, built_with: bool = True) -> dict[str, tuple[str, ...]]:
+    """The value(s) of every variable, for a rule written in `policy_dir` (see `value`)."""
+    return {name: value(name, policy_dir, built_with=built_with) for name in NAMES}
 
 
 class LazyVariables(Mapping[str, tuple[str, ...]]):
