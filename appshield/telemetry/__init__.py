@@ -157,7 +157,14 @@ class DeferredReporter:
             # in between leaves no held lock behind that nobody would ever release.
             done = _thread.allocate_lock()
             done.acquire()
-            _thread.start_new_thread(self._build_here, (done,))
+            try:
+                _thread.start_new_thread(self._build_here, (done,))
+            except RuntimeError:
+                # No new threads at interpreter shutdown (3.12+): the first violation came
+                # during the exit (an atexit handler's, the SDK's own exit flush). No signal
+                # handler runs there for long; build here rather than lose the report.
+                with appshield_io():
+                    return self._build()
             self._builder = done
         with self._builder:  # until the build is over
             pass

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from appshield._threadstate import appshield_io
@@ -114,17 +115,25 @@ _Pending = tuple[Violation, dict[str, AttributeValue], Any, Providers, int]
 
 class OTelSink:
     def __init__(
-        self, settings: TelemetrySettings, stats: TelemetryStats, explicit: Providers | None = None
+        self,
+        settings: TelemetrySettings,
+        stats: TelemetryStats,
+        explicit: Providers | None = None,
+        exit_deadline: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats
         self.explicit = explicit
+        # The deadline of the way out, shared with the exit flush (ExitHooks.exit_deadline).
+        self._exit_deadline = exit_deadline or (lambda: time.monotonic() + settings.flush_timeout_s)
         self._private_signals = settings.private_signals
         self._lock = threading.Lock()
         self._pending: deque[_Pending] = deque()
         self._private: Any = None  # PrivatePipeline once built
         self._ready = not self._private_signals
         self._loader: threading.Thread | None = None
+        self._threads_refused = False  # the loader could not start: we are exiting (3.12+)
+        self._exit_lock = threading.Lock()
         self._tracers: dict[int, tuple[Any, Any]] = {}
         self._loggers: dict[int, tuple[Any, Any]] = {}
         self._instrumented: dict[int, Any] = {}
@@ -142,12 +151,16 @@ class OTelSink:
         app = self.explicit or app_providers()
         if app != (None, None, None):
             self.has_targets = True
+        queued = False
         if not self._ready and self._needs_private(app):
             with self._lock:
                 if not self._ready:
                     self._enqueue((violation, attrs, ctx, app, time.time_ns()))
-                    return
-        self._emit_now(violation, attrs, ctx, app, time.time_ns())
+                    queued = True
+        if not queued:
+            self._emit_now(violation, attrs, ctx, app, time.time_ns())
+        if self._threads_refused:
+            self._send_at_exit()
 
     def _needs_private(self, app: Providers) -> bool:
         return any(app[SIGNALS.index(s)] is None for s in self._private_signals)
@@ -167,16 +180,23 @@ class OTelSink:
         # callbacks run last-registered first, so ours is registered after importing
         # concurrent.futures.thread (~5 ms, once), and runs before that module shuts its
         # pools down.
-        import concurrent.futures.thread  # noqa: F401
-
-        self._loader = threading.Thread(
-            target=self._load, name="appshield-telemetry-init", daemon=True
-        )
         try:
-            self._loader.start()
-        except RuntimeError:
-            # No new threads this late in the exit (3.12): give up on the private pipeline
-            # rather than queueing forever; the logger and APPSHIELD_LOG still report.
+            import concurrent.futures.thread  # noqa: F401
+
+            loader = threading.Thread(
+                target=self._load, name="appshield-telemetry-init", daemon=True
+            )
+            loader.start()
+            self._loader = loader
+        except RuntimeError:  # no new thread (nor, after threading's shutdown, that import)
+            if not threading.main_thread().is_alive():
+                # No new threads this late in the exit (3.12+): the first violation came
+                # from an atexit handler (or the SDK's own exit flush). See _send_at_exit.
+                self._threads_refused = True
+                return
+            # Out of threads while the app runs: give up on the private pipeline rather
+            # than queueing forever, or loading it on the app's thread; the logger and
+            # APPSHIELD_LOG still report.
             self.stats.drop("pending", len(self._pending))
             self._pending.clear()
             self._ready = True
@@ -188,10 +208,33 @@ class OTelSink:
             except RuntimeError:  # already exiting: flush() still waits for it
                 pass
 
+    def _send_at_exit(self) -> None:
+        """The exit of 3.12+, where no thread can be started: build the pipeline on this
+        thread (once), with each export bounded by the flush timeout, and send at once: an
+        atexit hook registered now would never run. The exit deadline is taken after the
+        build, so that a slow import (a loaded machine) does not leave no time to send."""
+        with self._exit_lock:  # two threads reporting during the exit build it once
+            if not self._ready:
+                # the signals are sent one after the other: each export gets an equal share
+                share = self.settings.flush_timeout_s / max(1, len(self._private_signals))
+                self._load(export_timeout_s=share)
+            private = self._private
+            if private is None:
+                return
+            deadline = self._exit_deadline()
+            self.stats.export_deadline = deadline  # no export starts after it
+            try:
+                # Only appshield's own providers: the app's flush on its own way out, and
+                # this thread must not wait out their exporters' retries.
+                _force_flush(private.providers(), deadline)
+                private.flush_held(deadline)
+            finally:
+                self.stats.export_deadline = None
+
     def _await_loader(self) -> None:
         loader = self._loader
         if loader is not None and loader.is_alive():
-            loader.join(self.settings.flush_timeout_s)
+            loader.join(max(0.0, self._exit_deadline() - time.monotonic()))
 
     def _emit_now(
         self,
@@ -304,12 +347,13 @@ class OTelSink:
 
     # -- the private pipeline -----------------------------------------------------------
 
-    def _load(self) -> None:
+    def _load(self, export_timeout_s: float | None = None) -> None:
         with appshield_io():
             try:
-                from appshield.telemetry.standalone import build_pipeline
-
-                pipeline = build_pipeline(self.settings, self.stats, self.instrument)
+                build_pipeline = _pipeline_builder()
+                pipeline = build_pipeline(
+                    self.settings, self.stats, self.instrument, export_timeout_s
+                )
             except Exception as exc:  # a broken exporter setup must not break the app
                 logger.warning("appshield: private OpenTelemetry pipeline unavailable: %r", exc)
                 pipeline = None
@@ -339,14 +383,10 @@ class OTelSink:
         loader = self._loader
         if loader is not None and loader.is_alive():
             loader.join(max(0.0, deadline - time.monotonic()))
-        for provider in self._flushable():
-            remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                return
-            try:
-                provider.force_flush(remaining_ms)
-            except Exception:
-                pass
+        _force_flush(self._flushable(), deadline)
+        private = self._private
+        if private is not None:
+            _fenced(private.flush_held, deadline)
 
     def _flushable(self) -> list[Any]:
         seen: dict[int, Any] = {}
@@ -372,11 +412,36 @@ class OTelSink:
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._exit_lock = threading.Lock()
         if not self._ready:
             # The loader thread did not survive the fork; the parent's queued records are
             # the parent's to send.
             self._pending.clear()
             self._loader = None
+
+
+def _force_flush(providers: Any, deadline: float) -> None:
+    for provider in providers:
+        remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            return
+        try:
+            provider.force_flush(remaining_ms)
+        except Exception:
+            pass
+
+
+def _pipeline_builder() -> Any:
+    try:
+        from appshield.telemetry.standalone import build_pipeline
+    except RuntimeError as exc:
+        from appshield.telemetry import threadless
+
+        if not threadless.refused_at_exit(exc):
+            raise
+        with threadless.detectors_inline():  # see threadless.py: 3.12.0-3.12.2 at exit
+            from appshield.telemetry.standalone import build_pipeline
+    return build_pipeline
 
 
 def _fenced(call: Any, *args: Any) -> Any:

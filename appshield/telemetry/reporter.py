@@ -38,8 +38,8 @@ class TelemetryReporter:
         self.stats = TelemetryStats()
         self.aggregator = Aggregator(settings.interval_s, settings.max_keys)
         self.json = JsonLineSink(settings.log_path) if settings.log_path else None
-        self.otel = OTelSink(settings, self.stats, providers)
         self.exit_hooks = ExitHooks(self.flush, settings.flush_timeout_s)
+        self.otel = OTelSink(settings, self.stats, providers, self.exit_hooks.exit_deadline)
         # (violation, what admit answered) while that violation is being emitted.
         self._unfinished: tuple[Violation, tuple[int, Any]] | None = None
         _reset_in_forked_children(self)
@@ -146,6 +146,7 @@ class TelemetryReporter:
             self.otel.shutdown_private()
 
     def reset_after_fork(self) -> None:
+        self.exit_hooks.reset_after_fork()
         self.stats.reset_after_fork()
         self.aggregator.reset_after_fork()
         self.otel.reset_after_fork()

@@ -13,14 +13,17 @@ returns as a failure is counted as dropped instead of reaching anyone.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -29,7 +32,12 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from appshield._threadstate import appshield_io
 from appshield.telemetry.settings import TelemetrySettings
@@ -43,16 +51,6 @@ except ImportError:  # pragma: no cover - older SDKs
     from opentelemetry.sdk._logs.export import LogExportResult as _LogResult  # type: ignore
 
 __all__ = ["PrivatePipeline", "build_pipeline", "silence_exporter_logs"]
-
-
-@dataclass
-class PrivatePipeline:
-    tracer_provider: TracerProvider | None
-    logger_provider: LoggerProvider | None
-    meter_provider: MeterProvider | None
-
-    def providers(self) -> Iterable[Any]:
-        return [p for p in (self.tracer_provider, self.logger_provider, self.meter_provider) if p]
 
 
 def _fenced_call(stats: TelemetryStats, signal: str, count: int, call: Callable[[], Any]) -> bool:
@@ -127,6 +125,66 @@ class FencedMetricExporter(MetricExporter):
             self.inner.shutdown()
 
 
+@dataclass
+class PrivatePipeline:
+    tracer_provider: TracerProvider | None
+    logger_provider: LoggerProvider | None
+    meter_provider: MeterProvider | None
+    # exporters standing in for a batch processor's thread (see HeldExporter)
+    held: list[HeldExporter] = field(default_factory=list)
+
+    def providers(self) -> Iterable[Any]:
+        return [p for p in (self.tracer_provider, self.logger_provider, self.meter_provider) if p]
+
+    def flush_held(self, deadline: float) -> None:
+        for exporter in self.held:
+            exporter.send(deadline)
+
+
+class HeldExporter:
+    """Keeps what a synchronous processor hands it, and sends it only when flushed.
+
+    For when the batch processors cannot start their export thread: Python 3.12.0-3.12.2
+    refuse new threads as soon as the main thread has returned, and a process that exits
+    right after its first violation is still loading the pipeline then. A synchronous
+    processor over this exporter needs no thread, and `export()` here does no I/O, so
+    whichever thread emits (the loader; or the app's, should threads run out while it
+    runs) never waits for the network. The exit flush sends the records, on appshield's
+    flush thread, batch by batch until its deadline."""
+
+    def __init__(self, inner: Any, limit: int, stats: TelemetryStats, signal: str) -> None:
+        self.inner, self.limit, self.stats, self.signal = inner, limit, stats, signal
+        self._records: deque[Any] = deque()
+        self._lock = threading.Lock()
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        with self._lock:
+            room = max(0, self.limit - len(self._records))
+            self._records.extend(batch[:room])
+        if len(batch) > room:
+            self.stats.drop(self.signal, len(batch) - room)
+        return _SUCCESS[self.signal]
+
+    def send(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            with self._lock:
+                count = min(_BATCH, len(self._records))
+                batch = [self._records.popleft() for _ in range(count)]
+            if not batch:
+                return
+            self.inner.export(batch)  # fenced: counts its own failures, never raises
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+_BATCH = 512  # the batch processors' default batch size
+_SUCCESS = {"traces": SpanExportResult.SUCCESS, "logs": _LogResult.SUCCESS}
+
+
 def _pairs(raw: str) -> dict[str, str]:
     """`k=v,k2=v2` with percent-encoding, as OTEL_RESOURCE_ATTRIBUTES and headers use."""
     out: dict[str, str] = {}
@@ -162,7 +220,9 @@ def _sdk_version() -> str:
         return "unknown"
 
 
-def _otlp_kwargs(environ: Mapping[str, str], signal: str) -> dict[str, Any]:
+def _otlp_kwargs(
+    environ: Mapping[str, str], signal: str, timeout_s: float | None = None
+) -> dict[str, Any]:
     upper = signal.upper()
     endpoint = environ.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
     if not endpoint:
@@ -182,10 +242,14 @@ def _otlp_kwargs(environ: Mapping[str, str], signal: str) -> dict[str, Any]:
             kwargs["timeout"] = float(timeout) / 1000.0  # the variable is in milliseconds
         except ValueError:
             pass
+    if timeout_s is not None:  # each export (retries included) ends by then
+        kwargs["timeout"] = min(kwargs.get("timeout", timeout_s), timeout_s)
     return kwargs
 
 
-def _exporter(signal: str, name: str, environ: Mapping[str, str]) -> Any:
+def _exporter(
+    signal: str, name: str, environ: Mapping[str, str], timeout_s: float | None = None
+) -> Any:
     if name == "console":
         if signal == "traces":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -198,7 +262,7 @@ def _exporter(signal: str, name: str, environ: Mapping[str, str]) -> Any:
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
         return ConsoleMetricExporter()
-    kwargs = _otlp_kwargs(environ, signal)
+    kwargs = _otlp_kwargs(environ, signal, timeout_s)
     if signal == "traces":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -223,38 +287,66 @@ def build_pipeline(
     settings: TelemetrySettings,
     stats: TelemetryStats,
     register_instruments: Callable[[Any], None],
+    export_timeout_s: float | None = None,
 ) -> PrivatePipeline:
+    """The providers for the signals the settings turn on. `export_timeout_s` caps each
+    OTLP export (its retries included): set when the pipeline is built during the exit, where
+    the exports run on the exiting thread itself."""
     environ = settings.environ
     resource = _resource(environ)
-    tracer_provider = logger_provider = meter_provider = None
-    limit = stats.queue_limit
+    pipeline = PrivatePipeline(None, None, None)
     if settings.exporters.get("traces"):
         tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for name in settings.exporters["traces"]:
-            exporter = FencedSpanExporter(_exporter("traces", name, environ), stats)
-            tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=limit))
+            spans = FencedSpanExporter(_exporter("traces", name, environ, export_timeout_s), stats)
+            tracer_provider.add_span_processor(_processor(pipeline, "traces", spans, stats))
+        pipeline.tracer_provider = tracer_provider
     if settings.exporters.get("logs"):
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for name in settings.exporters["logs"]:
-            exporter = FencedLogExporter(_exporter("logs", name, environ), stats)
-            logger_provider.add_log_record_processor(
-                BatchLogRecordProcessor(exporter, max_queue_size=limit)
-            )
+            logs = FencedLogExporter(_exporter("logs", name, environ, export_timeout_s), stats)
+            logger_provider.add_log_record_processor(_processor(pipeline, "logs", logs, stats))
+        pipeline.logger_provider = logger_provider
     if settings.exporters.get("metrics"):
         interval = _interval_ms(environ, "OTEL_METRIC_EXPORT_INTERVAL", 60_000)
         readers = [
-            PeriodicExportingMetricReader(
-                FencedMetricExporter(_exporter("metrics", name, environ), stats),
-                export_interval_millis=interval,
+            _metric_reader(
+                FencedMetricExporter(_exporter("metrics", name, environ, export_timeout_s), stats),
+                interval,
             )
             for name in settings.exporters["metrics"]
         ]
-        meter_provider = MeterProvider(
+        pipeline.meter_provider = MeterProvider(
             metric_readers=readers, resource=resource, shutdown_on_exit=False
         )
-        register_instruments(meter_provider)
+        register_instruments(pipeline.meter_provider)
     silence_exporter_logs()
-    return PrivatePipeline(tracer_provider, logger_provider, meter_provider)
+    return pipeline
+
+
+def _processor(pipeline: PrivatePipeline, signal: str, fenced: Any, stats: TelemetryStats) -> Any:
+    """A batch processor; or, when its export thread cannot be started, a synchronous one
+    over a HeldExporter that the exit flush sends."""
+    limit = stats.queue_limit
+    try:
+        if signal == "traces":
+            return BatchSpanProcessor(fenced, max_queue_size=limit)
+        return BatchLogRecordProcessor(fenced, max_queue_size=limit)
+    except RuntimeError:  # no new thread: Python is exiting (3.12), or out of threads
+        held = HeldExporter(fenced, limit, stats, signal)
+        pipeline.held.append(held)
+        if signal == "traces":
+            return SimpleSpanProcessor(held)
+        return SimpleLogRecordProcessor(held)
+
+
+def _metric_reader(exporter: MetricExporter, interval_ms: float) -> PeriodicExportingMetricReader:
+    try:
+        return PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
+    except RuntimeError:
+        # No thread for periodic exports (see HeldExporter): an infinite interval starts
+        # none, and the exit flush collects and exports on the flushing thread.
+        return PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
 
 
 class _DropOwnExportLogs(logging.Filter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -78,14 +79,59 @@ print(_signal.getsignal(_signal.SIGTERM) is _signal.SIG_IGN)
         assert result.stdout.strip() == "True"
 
 
-def test_normal_exit_flushes_within_bound(tmp_path: Path) -> None:
-    """The process exits right after its first violation, while the pipeline may still be
-    loading: the span still arrives."""
+AT_EXIT = """
+import atexit
+atexit.register(violate)  # the first violation comes during the exit
+"""
+
+
+@pytest.mark.parametrize("when", ["last-statement", "atexit"])
+def test_exit_right_after_the_first_violation_sends_all_three_signals(
+    tmp_path: Path, when: str
+) -> None:
+    """The process exits right after its first violation, while the pipeline is still loading
+    (or from an atexit handler, where 3.12+ refuses new threads and 3.12.0-3.12.2 refuse them
+    from the moment the main thread returns): the span, the log record and the count still
+    arrive."""
+    body = "violate()\n" if when == "last-statement" else AT_EXIT
     with running() as receiver:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "60000"}
-        result = run_app(tmp_path, "violate()\n", env)
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "60000",
+            # the bound is tested below with a dead collector; here a loaded machine may take
+            # longer than 2 s to import the SDK on the way out
+            "APPSHIELD_FLUSH_TIMEOUT": "30",
+        }
+        result = run_app(tmp_path, body, env)
         assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
         assert len(_violation_spans(receiver)) == 1
+        assert [r.event_name for r in receiver.log_records()] == ["appshield.violation"]
+        points = receiver.metric_points("appshield.violations")
+        assert points and points[-1].as_int == 1
+
+
+@pytest.mark.parametrize("when", ["last-statement", "atexit"])
+def test_exit_with_a_dead_collector_is_bounded(tmp_path: Path, when: str) -> None:
+    """The same exits with nothing listening: the OTLP exporters would retry each signal for
+    their own 10 s timeout; the exit takes the flush bound (1 s here) plus the interpreter's
+    own finalisation (and, from an atexit handler, importing the SDK there)."""
+    flush_bound = 1.0
+    margin = 2.5
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    body = ("violate()\n" if when == "last-statement" else AT_EXIT) + "print(time.time())\n"
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        "APPSHIELD_FLUSH_TIMEOUT": str(flush_bound),
+    }
+    result = run_app(tmp_path, body, env)
+    exit_s = time.time() - float(result.stdout.split()[-1])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert exit_s < flush_bound + margin, exit_s
 
 
 def test_install_imports_no_opentelemetry_and_prints_nothing(tmp_path: Path) -> None:
