@@ -1,5 +1,5 @@
-"""The figures of docs/lifecycle.md ("Record and replay"): the size of a recording of the demo app run 100
-times, and how fast `appshield replay` decides it.
+"""The figures of docs/lifecycle.md ("Record and replay"): the size of a recording of the demo
+app run 100 times, and how fast `appshield replay` decides it.
 
     python scripts/record_figures.py [--runs 100] [--keep FILE]
 

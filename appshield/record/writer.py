@@ -22,7 +22,8 @@ What is written (see `appshield.record.format` for the lines):
 
 So each process writes at most 1 header, `limit` first sightings, `limit` count lines per
 flush (`PERIODIC_FLUSHES` + 1 of them: the periodic ones and the last) and one overflow line
-per flush, whatever the number of operations: the bound is in docs/lifecycle.md ("Record and replay").
+per flush, whatever the number of operations: the bound is in docs/lifecycle.md ("Record and
+replay").
 
 Several processes share the file: it is opened with O_APPEND and every batch of whole lines
 goes out in one `write` (at most `CHUNK` bytes, cut at line ends), which Linux applies to a
