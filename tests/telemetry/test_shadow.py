@@ -179,6 +179,10 @@ def test_deny_all_shadow_reports_every_operation_and_blocks_none(tmp_path: Path)
     assert lines and all(line["shadow"] is True for line in lines)
     assert all(line["blocked"] is False and line["policy"] == "deny-all" for line in lines)
     assert _reported([(x["category"], x["api"], x["target"]) for x in lines]) == EXPECTED
+    # Blamed on the app's own line, as an enforced violation is.
+    (removal,) = [x for x in lines if x["api"] == "os.remove"]
+    assert removal["code"]["file"] == str(tmp_path / "app.py")
+    assert removal["code"]["function"] == "delete"
 
     # The caches did not skip the candidate: each repeat of an allowed write, read, connect
     # and start was decided by it again and folded into the summary lines at exit.
