@@ -76,9 +76,12 @@ class Reporter(Protocol):
         function: str | None,
         file: str | None,
         line: int | None,
+        shadow: bool = False,
     ) -> bool:
         """Count a repeat of a violation already reported (True: folded, nothing more to
-        report). A reporter that aggregates nothing returns False."""
+        report). `shadow`: a violation of the shadow candidate (appshield.shadow), folded
+        apart from the enforced policy's. A reporter that aggregates nothing returns
+        False."""
         ...
 
     def flush_now(self) -> None:

@@ -56,6 +56,8 @@ class _Collector:
         self._items: list[Any] = []
 
     def __call__(self, violation: Any) -> None:
+        if getattr(violation, "shadow", False):
+            return  # a shadow candidate's opinion (appshield.shadow): reported, never a failure
         with self._lock:
             self._items.append(violation)
 

@@ -33,6 +33,9 @@ class Violation(NamedTuple):
     # The operation being attempted when this one happened inside it: an import the network
     # call's own C code made (`socket.getaddrinfo '127.0.0.1:9999'`); None otherwise.
     during: str | None = None
+    # Reported for the shadow candidate (appshield.shadow): it would deny or alert; nothing
+    # was blocked, and `policy_name` is the candidate's.
+    shadow: bool = False
 
     @property
     def category(self) -> str:

@@ -80,6 +80,9 @@ class ShieldConfig(NamedTuple):
     locked: bool = False
     log_path: str | None = None
     settings: Settings = STARTUP
+    # The candidate decided beside `policy`, monitor only (APPSHIELD_SHADOW_POLICY;
+    # appshield.shadow), or None.
+    shadow: Policy | None = None
 
 
 def _is_own_frame(filename: str) -> bool:
@@ -259,6 +262,7 @@ class Shield:
         self.config = config
         self.policy = config.policy
         self._decider_for = decider_for
+        self.shadow_name = config.shadow.name if config.shadow is not None else None
         self.compiled: Decider = self._decider(config.policy.compiled)
         self.reporter = reporter
         self.locked = config.locked
@@ -297,6 +301,11 @@ class Shield:
 
     def _decider(self, compiled: Decider) -> Decider:
         decider = compiled if self._decider_for is None else self._decider_for(compiled)
+        shadow = self.config.shadow
+        if shadow is not None:
+            from appshield.shadow import ShadowDecider
+
+            decider = ShadowDecider(decider, shadow.compiled, self._shadow_violation)
         # Scopes are decided from code the import system compiled (`_scope_stack`); a decider
         # that describes its callers gets the names their frames claim instead.
         self._stack_source = (
@@ -314,37 +323,7 @@ class Shield:
         """A violation: report it (folded when it repeats), then raise `PolicyViolation` when
         it is blocked. The report is made before raising, so it never depends on the exception
         reaching the app (libraries fold or retry a PermissionError)."""
-        site: list[CallSite] = []
-        state = thread_state
-        attempting = state.attempting
-        during = (
-            _attempting_text(attempting)
-            if attempting is not None and operation.category == "import"
-            else None
-        )
-        if reporting_now(state):
-            # A violation committed while this thread is inside the sinks (a signal handler,
-            # an app logging handler): reported once the outer report is done.
-            self._defer(operation, decision, api, capture_callsite(sys._getframe(1)), None)
-        else:
-            limit = None
-            try:
-                # Set inside the `try`: an exception a signal handler raises between the two
-                # (3.10 checks for signals before most instructions) must not leave it set.
-                state.reporting = sys._getframe()
-                # The sinks swallow their own errors: met at the recursion limit, a report
-                # would be lost without a trace, so reporting runs with headroom (a violation
-                # is not the hot path). Inside the `try`: an exception a signal handler
-                # raises on the way in must not leave `reporting` set.
-                limit = _gate_limits.raise_limit()
-                frame = sys._getframe(1)
-                if not self._folded(operation, decision, api, site, frame):
-                    self._report(operation, decision, api, capture_callsite(frame), during=during)
-                self._drain_deferred()
-            finally:
-                state.reporting = None
-                if limit is not None:
-                    _gate_limits.lower_limit(limit)
+        during = self._record(operation, decision, api, sys._getframe(1), False)
         if decision.blocked:
             if operation.category == "network":
                 _exporter_denied(sys._getframe(1))
@@ -357,6 +336,54 @@ class Shield:
                 self.policy_name,
                 during or "",
             )
+
+    def _shadow_violation(self, operation: Operation, decision: Decision, api: str) -> None:
+        """The shadow candidate would deny or alert on `operation` (appshield.shadow): report
+        it, folded like any violation, and never raise."""
+        self._record(operation, decision, api, sys._getframe(1), True)
+
+    def _record(
+        self, operation: Operation, decision: Decision, api: str, frame: FrameType, shadow: bool
+    ) -> str | None:
+        """Report a violation (or fold it as a repeat); returns the `during` text."""
+        site: list[CallSite] = []
+        state = thread_state
+        attempting = state.attempting
+        during = (
+            _attempting_text(attempting)
+            if attempting is not None and operation.category == "import"
+            else None
+        )
+        if reporting_now(state):
+            # A violation committed while this thread is inside the sinks (a signal handler,
+            # an app logging handler): reported once the outer report is done.
+            self._defer(operation, decision, api, capture_callsite(frame), None, shadow)
+        else:
+            limit = None
+            try:
+                # Set inside the `try`: an exception a signal handler raises between the two
+                # (3.10 checks for signals before most instructions) must not leave it set.
+                state.reporting = sys._getframe()
+                # The sinks swallow their own errors: met at the recursion limit, a report
+                # would be lost without a trace, so reporting runs with headroom (a violation
+                # is not the hot path). Inside the `try`: an exception a signal handler
+                # raises on the way in must not leave `reporting` set.
+                limit = _gate_limits.raise_limit()
+                if not self._folded(operation, decision, api, site, frame, shadow):
+                    self._report(
+                        operation,
+                        decision,
+                        api,
+                        capture_callsite(frame),
+                        during=during,
+                        shadow=shadow,
+                    )
+                self._drain_deferred()
+            finally:
+                state.reporting = None
+                if limit is not None:
+                    _gate_limits.lower_limit(limit)
+        return during
 
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:
         """Decide; report a violation; raise `PolicyViolation` if the operation is blocked.
@@ -407,7 +434,13 @@ class Shield:
     deferred_dropped = 0
 
     def _defer(
-        self, operation: Any, decision: Decision, api: str, site: CallSite, reason: str | None
+        self,
+        operation: Any,
+        decision: Decision,
+        api: str,
+        site: CallSite,
+        reason: str | None,
+        shadow: bool = False,
     ) -> None:
         state = thread_state
         waiting = state.deferred
@@ -415,7 +448,7 @@ class Shield:
             waiting = state.deferred = []
             self._drain_at_exit_once()
         if len(waiting) < self._DEFERRED_LIMIT:
-            waiting.append((operation, decision, api, site, reason))
+            waiting.append((operation, decision, api, site, reason, shadow))
         else:
             Shield.deferred_dropped += 1
 
@@ -430,9 +463,9 @@ class Shield:
             waiting = state.deferred
             take = len(waiting) if budget is None else min(len(waiting), budget - done)
             batch, state.deferred = waiting[:take], waiting[take:] or None
-            for index, (operation, decision, api, site, reason) in enumerate(batch):
+            for index, (operation, decision, api, site, reason, shadow) in enumerate(batch):
                 try:
-                    self._report(operation, decision, api, site, reason)
+                    self._report(operation, decision, api, site, reason, shadow=shadow)
                 except BaseException:
                     # Interrupted (a signal handler's exception): the rest waits again.
                     state.deferred = batch[index + 1 :] + (state.deferred or [])
@@ -467,6 +500,7 @@ class Shield:
         api: str,
         site: list[CallSite],
         frame: FrameType | None,
+        shadow: bool = False,
     ) -> bool:
         """Was this violation a repeat that the reporter counted and folded (nothing more to
         report)? Asked before a report is built: an aggregated repeat needs only its key, so
@@ -486,6 +520,8 @@ class Shield:
                 code = chosen[1]
                 function, file, line = code.co_name, code.co_filename, chosen[0].f_lineno
         try:
+            if shadow:  # a key of its own: the candidate's rule ids may be the enforced ones
+                return fold(operation, decision, api, function, file, line, shadow=True) is True
             return fold(operation, decision, api, function, file, line) is True
         except Exception:  # a failing sink never reaches the app: report in full instead
             return False
@@ -498,6 +534,7 @@ class Shield:
         site: CallSite,
         reason: str | None = None,
         during: str | None = None,
+        shadow: bool = False,
     ) -> None:
         # Not an exemption: what the sinks (or a signal handler meanwhile) do on this thread
         # is checked like any other code; `thread_state.reporting` only defers the reports
@@ -506,12 +543,13 @@ class Shield:
             operation,
             decision,
             api,
-            self.policy_name,
+            self.shadow_name if shadow and self.shadow_name is not None else self.policy_name,
             site,
             time.time_ns(),
             os.getpid(),
             reason,
             during,
+            shadow,
         )
         # Queued before anything that can be interrupted: an exception a signal handler
         # raises inside the sinks must not cost the report. It stays queued until the
@@ -623,6 +661,22 @@ def _load(
     return Policy.from_file(policy)
 
 
+def load_shadow(settings: Settings) -> Policy | None:
+    """The shadow candidate named by APPSHIELD_SHADOW_POLICY, loaded and compiled (outside
+    every hook), or None. Raises `PolicyError` (or OSError) as the enforced policy's loading
+    does: a shadow that was asked for and cannot run stops the start-up, exit 2, rather than
+    leave its owner believing a candidate is being watched."""
+    path = settings.shadow_policy_path
+    if path is None:
+        return None
+    candidate = Policy.from_file(path)
+    # Decided as it would be if it were enforced: the file's own mode, else enforce (never
+    # APPSHIELD_MODE, which belongs to the enforced policy). Reported in monitor mode.
+    candidate = candidate.with_mode(candidate.document.mode or "enforce")
+    candidate.compiled  # noqa: B018 - compile now, not inside the first hook
+    return candidate
+
+
 def install(
     policy: Policy | str | os.PathLike[str] | Mapping[str, Any] | None = None,
     *,
@@ -643,12 +697,22 @@ def install(
     reporter, decider_for: the shield's ports (appshield.ports); by default the telemetry
     sinks and the compiled policy (`appshield learn` hands in its recorder for both), the
     policy wrapped by a recording when `settings.record_path` (APPSHIELD_RECORD) is set.
+
+    `settings.shadow_policy_path` (APPSHIELD_SHADOW_POLICY) is loaded here too, and decided
+    beside the policy, monitor only (appshield.shadow); a candidate that cannot be loaded
+    raises as an invalid policy does. An unknown APPSHIELD_LOG_FORMAT raises ValueError.
     observers: extra rows of the hook table, installed first and uninstalled last, with the
     hook families (`appshield learn` hands in its observer: appshield.learn.observer)."""
     global _current, _handle, _patcher, _families, _recording
     modules_before_install = frozenset(sys.modules) if modules_before is None else modules_before
     loaded = _load(policy, settings)
     effective = loaded.with_mode(settings.mode_for(mode, loaded.document.mode))
+    shadow = None
+    if not settings.disabled:
+        settings.check_log_format()
+        # Learning records and allows everything: a candidate beside it would judge nothing.
+        if decider_for is None:
+            shadow = load_shadow(settings)
     with _install_lock:
         if _current is not None:
             if _current.policy == effective and _handle is not None:
@@ -666,7 +730,7 @@ def install(
         from appshield.patching import Patcher
         from appshield.telemetry import make_reporter
 
-        config = ShieldConfig(effective, locked, settings.log_path, settings)
+        config = ShieldConfig(effective, locked, settings.log_path, settings, shadow)
         recording = None
         if reporter is None:
             if settings.record_path is not None and decider_for is None:

@@ -28,9 +28,11 @@ from typing import NamedTuple, cast
 
 from appshield.decision import Mode
 
-__all__ = ["MODES", "STARTUP", "Settings", "effective_mode", "seconds"]
+__all__ = ["LOG_FORMATS", "MODES", "STARTUP", "Settings", "effective_mode", "log_format", "seconds"]
 
 MODES = ("enforce", "monitor")
+# APPSHIELD_LOG_FORMAT: today's JSON lines, OCSF Detection Findings, Falco-style alerts.
+LOG_FORMATS = ("json", "ocsf", "falco")
 
 # The variable that carries a parent's policy identity to its children (appshield._inherit).
 _INHERITED = "APPSHIELD_IDENTITY"
@@ -47,6 +49,18 @@ def effective_mode(argument: str | None, environment: str | None, file_mode: Mod
                 raise ValueError(f"mode must be 'enforce' or 'monitor', not {candidate!r}")
             return cast(Mode, candidate)
     return file_mode or "enforce"
+
+
+def log_format(value: str | None) -> str:
+    """The APPSHIELD_LOG_FORMAT value as a known format (case and surrounding blanks
+    ignored; unset or empty: `json`). Anything else is a ValueError: a typo must stop the
+    shield from starting, not quietly write lines a SIEM pipeline cannot read."""
+    found = (value or "").strip().lower() or "json"
+    if found not in LOG_FORMATS:
+        raise ValueError(
+            f"APPSHIELD_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}"
+        )
+    return found
 
 
 def _switched_on(value: str | None) -> bool:
@@ -98,6 +112,9 @@ class Settings(NamedTuple):
     # The APPSHIELD_*, OTEL_* and PATH variables as they were (read-only): the telemetry
     # settings and policy discovery read theirs from here.
     environ: Mapping[str, str] = MappingProxyType({})
+    # APPSHIELD_LOG_FORMAT as written (checked by `check_log_format`, at install)
+    log_format: str | None = None
+    shadow_policy_path: str | None = None  # APPSHIELD_SHADOW_POLICY: the candidate policy
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -114,6 +131,8 @@ class Settings(NamedTuple):
             mode=get("APPSHIELD_MODE") or None,
             disabled=_switched_on(get("APPSHIELD_DISABLE")),
             log_path=get("APPSHIELD_LOG") or None,
+            log_format=get("APPSHIELD_LOG_FORMAT") or None,
+            shadow_policy_path=get("APPSHIELD_SHADOW_POLICY") or None,
             learn_folder=get("APPSHIELD_LEARN") or None,
             reload=_switched_on(get("APPSHIELD_RELOAD")),
             reload_interval=_reload_interval(get("APPSHIELD_RELOAD_INTERVAL")),
@@ -132,6 +151,10 @@ class Settings(NamedTuple):
     def check_mode(self, argument: str | None = None) -> None:
         """Raise ValueError now for a mode that would stop the shield later."""
         effective_mode(argument, self.mode, None)
+
+    def check_log_format(self) -> str:
+        """The log format in force; ValueError now for one that would stop the shield."""
+        return log_format(self.log_format)
 
 
 STARTUP: Settings = Settings.from_environ(os.environ)

@@ -4,6 +4,8 @@
     python benchmarks/run.py --quick    # fewer rounds
     python benchmarks/run.py --only open,connect
     python benchmarks/run.py --callgrind  # also user-space instruction counts (valgrind)
+    python benchmarks/run.py --callgrind --shadow deny --only open,connect
+                                          # and with a shadow candidate beside the policy
 
 Every operation is measured in fresh interpreters, bare and shielded *interleaved* round by
 round (bare, shield, bare, shield, ...), each worker warming up first and timing several
@@ -90,6 +92,24 @@ def bench_rules() -> list[RuleSpec]:
         ),
         RuleSpec("bench-localhost", "network", "allow", Condition({"host": ("localhost",)})),
     ]
+
+
+# Shadow candidates for `--shadow` (APPSHIELD_SHADOW_POLICY): `copy` is the measured policy
+# itself (every operation allowed by both, so the caches stay on: the cost of a shadow that
+# agrees); `deny` denies everything (every operation decided by both and reported as shadow,
+# its repeats folded: the cost of a shadow that disagrees on every call).
+DENY_ALL = (
+    "version: 1\nname: bench-shadow-deny-all\n"
+    "defaults: {process: deny, file: deny, network: deny, import: deny}\n"
+)
+
+
+def shadow_policy(kind: str, policy: str, folder: Path) -> str:
+    if kind == "copy":
+        return policy
+    path = folder / "shadow-deny-all.yaml"
+    path.write_text(DENY_ALL)
+    return str(path)
 
 
 def write_policies(folder: Path) -> dict[str, str]:
@@ -308,6 +328,12 @@ def main() -> int:
         help="add user-space instruction counts (valgrind): per operation, from runs of N and"
         " 2N operations, and for each start-up command",
     )
+    parser.add_argument(
+        "--shadow",
+        choices=("copy", "deny"),
+        help="with --callgrind: also count instructions with a shadow candidate beside the"
+        " policy (copy: the same policy; deny: a deny-all candidate)",
+    )
     args = parser.parse_args()
     rounds, reps = (3, 3) if args.quick else (7, 5)
     folder = Path(tempfile.mkdtemp(prefix="appshield-bench-policies-"))
@@ -340,6 +366,12 @@ def main() -> int:
                 ish = per_op_instructions(case, "shield", policy, env)
                 line += f"  instructions/op {ib:,.0f} -> {ish:,.0f} ({ish / ib:.3f}x)"
                 m = {**m, "instructions_bare": ib, "instructions_shield": ish}
+                if args.shadow:
+                    candidate = shadow_policy(args.shadow, policy, folder)
+                    shadowed = {**env, "APPSHIELD_SHADOW_POLICY": candidate}
+                    isd = per_op_instructions(case, "shield", policy, shadowed)
+                    line += f" -> shadow {args.shadow} {isd:,.0f} ({isd / ib:.3f}x)"
+                    m = {**m, f"instructions_shadow_{args.shadow}": isd}
             print(line, flush=True)
             results[case.name] = m
         if not args.only or "startup" in args.only:

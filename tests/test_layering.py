@@ -53,6 +53,7 @@ CORE = (
     "appshield._proc_children",
     "appshield.policy",
     "appshield.engine",
+    "appshield.shadow",
 )
 ABOVE_CORE = (
     "appshield.hooks",

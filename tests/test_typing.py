@@ -34,6 +34,7 @@ STRICT_SCOPE = (
     "appshield/settings.py",
     "appshield/_proc_describe.py",
     "appshield/_proc_children.py",
+    "appshield/shadow.py",
 )
 
 

@@ -1,6 +1,7 @@
 """`appshield run` and `appshield bootstrap-path`.
 
-    appshield run [--policy P] [--mode enforce|monitor] [--record FILE] -- CMD [ARGS...]
+    appshield run [--policy P] [--mode enforce|monitor] [--record FILE]
+                  [--shadow CANDIDATE] -- CMD [ARGS...]
 
 validates the policy first (invalid: every problem as `FILE:LINE:COL: message`, exit 2, CMD is
 not started), then replaces itself with CMD (`os.execvpe`: CMD keeps this process id, so its
@@ -11,6 +12,8 @@ exit code and the signal that ends it reach the caller unchanged) in an environm
     APPSHIELD_MODE   = --mode, when given
     APPSHIELD_RECORD = --record's absolute path, when given (every decision of every
                        shielded process appended to it: docs/lifecycle.md ("Record and replay"))
+    APPSHIELD_SHADOW_POLICY = --shadow's absolute path, when given (appshield.shadow: a
+                       candidate decided beside the policy and reported, never enforced)
 
 so CMD, if it is Python, and every Python child that inherits the environment starts with the
 shield on, locked. `appshield bootstrap-path` prints the bootstrap folder, for platforms where
@@ -53,6 +56,11 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="append every decision (allowed ones too) to FILE, for `appshield replay`",
     )
+    run_parser.add_argument(
+        "--shadow",
+        metavar="CANDIDATE",
+        help="a candidate policy decided beside the policy, reported as shadow, never enforced",
+    )
     run_parser.add_argument("command", nargs="...", metavar="-- CMD [ARGS...]")
     run_parser.set_defaults(func=_run_from_args)
 
@@ -72,7 +80,7 @@ def _run_from_args(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    return run(command, policy=args.policy, mode=args.mode, record=args.record)
+    return run(command, policy=args.policy, mode=args.mode, record=args.record, shadow=args.shadow)
 
 
 def child_environment(
@@ -80,9 +88,11 @@ def child_environment(
     policy_path: str | None,
     mode: str | None,
     record: str | None = None,
+    shadow_path: str | None = None,
 ) -> dict[str, str]:
     """CMD's environment: the bootstrap folder first on PYTHONPATH (once), the policy path
-    absolute, the mode and the recording's absolute path when given."""
+    absolute, the mode, the recording's absolute path and the shadow candidate (absolute)
+    when given."""
     env = dict(environ)
     bootstrap = os.path.realpath(BOOTSTRAP_DIR)
     rest = [
@@ -97,6 +107,8 @@ def child_environment(
         env["APPSHIELD_MODE"] = mode
     if record is not None:
         env["APPSHIELD_RECORD"] = os.path.abspath(record)
+    if shadow_path is not None:
+        env["APPSHIELD_SHADOW_POLICY"] = os.path.abspath(shadow_path)
     return env
 
 
@@ -106,7 +118,7 @@ def _fail(message: str) -> int:
     return EXIT_INVALID
 
 
-def _validated_policy(policy: str | None, mode: str | None) -> str:
+def _validated_policy(policy: str | None, mode: str | None, shadow: str | None = None) -> str:
     """The absolute policy path, after loading it once: raises on anything that would stop
     the bootstrap in CMD, so CMD is never started only to fail."""
     from appshield.policy import cache, load_policy
@@ -121,8 +133,14 @@ def _validated_policy(policy: str | None, mode: str | None) -> str:
     # building it here too (a few ms for 1,000 rules) would prove nothing more.
     if not cache.is_valid(path):
         load_policy(path)
-    # An invalid APPSHIELD_MODE stops here, too (CMD's settings are this environment's).
-    Settings.from_environ(os.environ).check_mode(mode)
+    # An invalid APPSHIELD_MODE or APPSHIELD_LOG_FORMAT stops here, too (CMD's settings are
+    # this environment's), and so does a shadow candidate that CMD could not load.
+    settings = Settings.from_environ(os.environ)
+    settings.check_mode(mode)
+    settings.check_log_format()
+    candidate = shadow if shadow is not None else settings.shadow_policy_path
+    if candidate is not None and not cache.is_valid(os.path.abspath(candidate)):
+        load_policy(candidate)
     return path
 
 
@@ -132,6 +150,7 @@ def run(
     policy: str | None = None,
     mode: str | None = None,
     record: str | None = None,
+    shadow: str | None = None,
 ) -> int:
     """Validate, then exec CMD. Returns only on failure (the exit code)."""
     from appshield.errors import PolicyError, PolicyViolation
@@ -148,7 +167,7 @@ def run(
         path = os.path.abspath(policy) if policy else None
     else:
         try:
-            path = _validated_policy(policy, mode)
+            path = _validated_policy(policy, mode, shadow)
         except PolicyError as exc:
             return _fail(str(exc))
         except (OSError, ValueError, LookupError) as exc:
@@ -160,7 +179,7 @@ def run(
             os.close(os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
         except OSError as exc:
             return _fail(f"appshield run: cannot write the recording: {_reason(exc)}")
-    env = child_environment(os.environ, path, mode, record)
+    env = child_environment(os.environ, path, mode, record, shadow)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -208,10 +208,13 @@ class DeferredReporter:
         function: str | None,
         file: str | None,
         line: int | None,
+        shadow: bool = False,
     ) -> bool:
         """`TelemetryReporter.fold`; before the first violation nothing can be a repeat."""
         real = self._real
-        return real is not None and real.fold(operation, decision, api, function, file, line)
+        return real is not None and real.fold(
+            operation, decision, api, function, file, line, shadow
+        )
 
     def shutdown(self) -> None:
         if self._real is not None:

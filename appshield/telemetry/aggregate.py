@@ -24,7 +24,7 @@ Key = tuple[object, ...]
 
 def violation_key(violation: Violation) -> Key:
     site = violation.callsite
-    return (
+    key: Key = (
         violation.decision.rule_id,
         violation.api,
         violation.operation,
@@ -32,6 +32,9 @@ def violation_key(violation: Violation) -> Key:
         site.line,
         site.function,
     )
+    # A shadow candidate's violation is its own key: its rule ids are often the enforced
+    # policy's own (a candidate is usually an edited copy).
+    return (*key, True) if violation.shadow else key
 
 
 @dataclass(slots=True)
@@ -47,9 +50,7 @@ class _Entry:
         last, at = self.last, self.folded_at
         if at is None or at <= last.time_ns:
             return last
-        return type(last)(
-            last.operation, last.decision, last.api, last.policy_name, last.callsite, at, last.pid
-        )
+        return last._replace(time_ns=at)
 
 
 @dataclass(frozen=True, slots=True)

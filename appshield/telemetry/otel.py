@@ -104,6 +104,8 @@ def _event_on_active_span(ctx: Any, violation: Violation, attrs: dict[str, Attri
 
 def message(violation: Violation, attrs: dict[str, AttributeValue]) -> str:
     verb = "blocked" if violation.blocked else violation.decision.action
+    if violation.shadow:
+        verb = f"shadow {verb}"  # what the candidate would do; nothing was blocked
     return (
         f"appshield: {verb} {violation.category} {violation.api} {attrs['appshield.target']}"
         f" (rule {violation.decision.rule_id}, policy {violation.policy_name})"
@@ -317,13 +319,26 @@ class OTelSink:
             if self._metric_target is not meter_provider:
                 return []
             counts, _ = self.stats.snapshot()
-            return [
+            found = [
                 Observation(
                     n,
                     {"security_rule.category": c, "appshield.action": a, "security_rule.name": r},
                 )
                 for (c, a, r), n in counts.items()
             ]
+            found.extend(
+                Observation(
+                    n,
+                    {
+                        "security_rule.category": c,
+                        "appshield.action": a,
+                        "security_rule.name": r,
+                        "appshield.shadow": True,
+                    },
+                )
+                for (c, a, r), n in self.stats.shadow_snapshot().items()
+            )
+            return found
 
         def dropped(options: Any) -> list[Any]:
             if self._metric_target is not meter_provider:

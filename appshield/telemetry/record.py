@@ -61,6 +61,8 @@ def violation_record(
         record["reason"] = violation.reason
     if violation.during is not None:
         record["during"] = redactor.text(violation.during)
+    if violation.shadow:
+        record["shadow"] = True
     if suppressed_count:
         record["suppressed_count"] = suppressed_count
     return record
@@ -86,6 +88,8 @@ def violation_attributes(
         attrs["appshield.reason"] = violation.reason
     if violation.during is not None:
         attrs["appshield.during"] = redactor.text(violation.during)
+    if violation.shadow:
+        attrs["appshield.shadow"] = True
     _target_attributes(violation.operation, redactor, attrs)
     site = violation.callsite
     if site.function is not None:

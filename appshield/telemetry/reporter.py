@@ -18,10 +18,11 @@ from appshield._threadstate import appshield_io
 from appshield.report import Violation
 from appshield.telemetry import library_logger
 from appshield.telemetry.aggregate import Aggregator
+from appshield.telemetry.formats import FORMATTERS
 from appshield.telemetry.jsonlog import JsonLineSink
 from appshield.telemetry.lifecycle import ExitHooks
 from appshield.telemetry.otel import OTelSink, Providers
-from appshield.telemetry.record import AttributeValue, violation_attributes, violation_record
+from appshield.telemetry.record import AttributeValue, violation_attributes
 from appshield.telemetry.redact import Redactor
 from appshield.telemetry.settings import TelemetrySettings
 from appshield.telemetry.stats import TelemetryStats
@@ -38,6 +39,7 @@ class TelemetryReporter:
         self.stats = TelemetryStats()
         self.aggregator = Aggregator(settings.interval_s, settings.max_keys)
         self.json = JsonLineSink(settings.log_path) if settings.log_path else None
+        self._line = FORMATTERS[settings.log_format]  # APPSHIELD_LOG_FORMAT
         self.exit_hooks = ExitHooks(self.flush, settings.flush_timeout_s)
         self.otel = OTelSink(settings, self.stats, providers, self.exit_hooks.exit_deadline)
         # (violation, what admit answered) while that violation is being emitted.
@@ -51,7 +53,9 @@ class TelemetryReporter:
             admitted = self._unfinished[1]
         else:
             decision = violation.decision
-            self.stats.count_violation(violation.category, decision.action, decision.rule_id)
+            self.stats.count_violation(
+                violation.category, decision.action, decision.rule_id, violation.shadow
+            )
             admitted = self.aggregator.admit(violation, time.monotonic_ns())
             if admitted is None:
                 return  # a repeat inside the interval: counted, folded, nothing else to do
@@ -73,16 +77,20 @@ class TelemetryReporter:
         function: str | None,
         file: str | None,
         line: int | None,
+        shadow: bool = False,
     ) -> bool:
         """The runtime's shortcut for a repeat, asked before it builds a `Violation`: True
-        when this violation (its aggregation key: rule, api, operation and code location) is
-        a repeat inside the interval, now counted and folded exactly as `report` would have;
-        False when it must go through `report` (counted there)."""
+        when this violation (its aggregation key: rule, api, operation and code location,
+        and whether it is the shadow candidate's) is a repeat inside the interval, now
+        counted and folded exactly as `report` would have; False when it must go through
+        `report` (counted there)."""
         rule_id = decision.rule_id
-        key = (rule_id, api, operation, file, line, function)
+        key: tuple[object, ...] = (rule_id, api, operation, file, line, function)
+        if shadow:  # as `violation_key` builds it
+            key = (*key, True)
         if not self.aggregator.fold(key, time.monotonic_ns(), time.time_ns()):
             return False
-        self.stats.count_violation(operation.category, decision.action, rule_id)
+        self.stats.count_violation(operation.category, decision.action, rule_id, shadow)
         return True
 
     def _emit(self, violation: Violation, suppressed: int, summary: bool = False) -> None:
@@ -91,9 +99,7 @@ class TelemetryReporter:
             attrs["appshield.summary"] = True
         _fenced(self._warn, violation, attrs)
         if self.json is not None:
-            record = violation_record(violation, self.redactor, suppressed)
-            if summary:
-                record["summary"] = True
+            record = self._line(violation, self.redactor, suppressed, summary)
             # Not fenced here: JsonLineSink.write never raises for its own reasons (it retries,
             # then gives up quietly), and an exception a signal handler raises on the way in
             # must reach `report`, which then emits this violation again.

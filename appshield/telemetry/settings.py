@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from appshield.settings import seconds
+from appshield.settings import log_format, seconds
 
 __all__ = ["SIGNALS", "TelemetrySettings"]
 
@@ -37,6 +37,7 @@ def _exporters(environ: Mapping[str, str], signal: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class TelemetrySettings:
     log_path: str | None = None
+    log_format: str = "json"  # APPSHIELD_LOG_FORMAT (checked at install: appshield.settings)
     redact: bool = True
     interval_s: float = 10.0
     max_keys: int = 4096
@@ -53,6 +54,7 @@ class TelemetrySettings:
         exporters = {s: () if disabled else _exporters(environ, s) for s in SIGNALS}
         return cls(
             log_path=log_path if log_path is not None else (environ.get("APPSHIELD_LOG") or None),
+            log_format=log_format(environ.get("APPSHIELD_LOG_FORMAT")),
             redact=environ.get("APPSHIELD_REDACT", "1").strip().lower() not in ("0", "false", "no"),
             interval_s=_float(environ, "APPSHIELD_AGGREGATION_INTERVAL", 10.0),
             flush_timeout_s=_float(environ, "APPSHIELD_FLUSH_TIMEOUT", 2.0),

@@ -22,6 +22,7 @@ class TelemetryStats:
     def __init__(self, queue_limit: int = 2048) -> None:
         self.queue_limit = queue_limit
         self.violations: dict[tuple[str, str, str], int] = {}
+        self.shadow_violations: dict[tuple[str, str, str], int] = {}
         self.dropped: dict[str, int] = {}
         self._submitted: dict[str, int] = {}
         self._taken: dict[str, int] = {}
@@ -31,14 +32,21 @@ class TelemetryStats:
         # time.monotonic() value instead of starting another request.
         self.export_deadline: float | None = None
 
-    def count_violation(self, category: str, action: str, rule: str) -> None:
+    def count_violation(self, category: str, action: str, rule: str, shadow: bool = False) -> None:
         key = (category, action, rule)
         with self._lock:
-            self.violations[key] = self.violations.get(key, 0) + 1
+            counts = self.shadow_violations if shadow else self.violations
+            counts[key] = counts.get(key, 0) + 1
 
     def total_violations(self) -> int:
+        """The enforced policy's violations (the shadow candidate's are counted apart)."""
         with self._lock:
             return sum(self.violations.values())
+
+    def shadow_snapshot(self) -> dict[tuple[str, str, str], int]:
+        """The shadow candidate's violations, by (category, action, rule)."""
+        with self._lock:
+            return dict(self.shadow_violations)
 
     def admit(self, signal: str) -> bool:
         """Room in the private processor's queue for one more record of `signal`?"""
@@ -75,6 +83,7 @@ class TelemetryStats:
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self.violations = {}
+        self.shadow_violations = {}
         self.dropped = {}
         self._submitted = {}
         self._taken = {}
