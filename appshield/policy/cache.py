@@ -39,10 +39,12 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield import __version__
-from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
+
+if TYPE_CHECKING:
+    from appshield.document import Condition, PolicyDocument
 
 __all__ = ["FORMAT", "cache_glob", "cache_path", "compile_file", "load", "plain", "store"]
 
@@ -271,22 +273,25 @@ def plain(document: PolicyDocument) -> Any:
     )
 
 
-def _condition(plain: Any) -> Condition | None:
+def _condition(plain: Any, kind: type[Condition]) -> Condition | None:
     if plain is None:
         return None
     fields, scope = plain
-    return Condition(dict(fields), scope)
+    return kind(dict(fields), scope)
 
 
 def _document(plain: Any) -> PolicyDocument:
+    # Here, not at the top: `appshield run` asks `is_valid` and never builds the document.
+    from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
+
     version, name, mode, defaults, rules, protections, files = plain
     specs = tuple(
         RuleSpec(
             id=rule_id,
             category=category,
             action=action,
-            match=_condition(match) or Condition(),
-            unless=_condition(unless),
+            match=_condition(match, Condition) or Condition(),
+            unless=_condition(unless, Condition),
             scope=scope,
             mode=rule_mode,
             description=description,
