@@ -49,12 +49,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import escape
 from appshield.policy import variables
-from appshield.policy._values import normalise_host
 from appshield.policy.variables import expand, normalise_path_glob, value
 
 if TYPE_CHECKING:
@@ -105,9 +103,18 @@ class Endpoint(NamedTuple):
 
 
 def _endpoint(url: str) -> Endpoint | None:
+    known = _DEFAULT_ENDPOINTS.get(url)
+    if known is not None:
+        return known
     text = url.strip()
     if not text:
         return None
+    # Only for a configured endpoint: urllib.parse, and the loader's host check with
+    # ipaddress, are several million instructions that a start with the defaults skips.
+    from urllib.parse import urlsplit
+
+    from appshield.policy._values import normalise_host
+
     if "://" not in text:
         text = "http://" + text  # a gRPC endpoint may be written `host:port`
     try:
@@ -126,6 +133,13 @@ def _endpoint(url: str) -> Endpoint | None:
         return Endpoint(normalise_host(host), port)
     except ValueError:
         return None
+
+
+# The SDK's defaults, as `_endpoint` reads them (tests/telemetry checks they agree).
+_DEFAULT_ENDPOINTS = {
+    _HTTP_DEFAULT: Endpoint("localhost", 4318),
+    _GRPC_DEFAULT: Endpoint("localhost", 4317),
+}
 
 
 def endpoints(environ: Mapping[str, str]) -> tuple[Endpoint, ...]:
