@@ -225,6 +225,7 @@ def per_op_instructions(case: Case, mode: str, policy: str, env: dict[str, str])
 
 TYPICAL_POLICY = str(HERE.parent / "examples" / "web-service.yaml")
 APPSHIELD_SCRIPT = str(Path(sys.executable).with_name("appshield"))
+GNU_TIME = "/usr/bin/time"
 
 
 def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -286,17 +287,22 @@ def startup(
 
 
 def _peak_rss_mb(command: list[str], env: dict[str, str]) -> float:
-    """Run `command` and return its peak resident set size in MB. `wait4` gives the child's
-    own high-water mark, and Linux carries it across `exec`, so for `appshield run` it is the
-    larger of the two images (the run process's and the command's)."""
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    _pid, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command} exited with {process.returncode}")
-    return usage.ru_maxrss / 1024  # kB on Linux
+    """Run `command` and return its peak resident set size in MB, through GNU time (`-f %M`:
+    the `wait4` high-water mark of its child, which Linux carries across `exec`, so for
+    `appshield run` it is the larger of the two images). Not from this process's own
+    `wait4`: a child forked (or vforked) from this interpreter starts with our pages counted,
+    and reports our size as its floor. NaN where GNU time is missing."""
+    if not os.path.exists(GNU_TIME):
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return float("nan")
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
+        subprocess.run(
+            [GNU_TIME, "-f", "%M", "-o", out.name, *command],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return int(out.read().split()[-1]) / 1024  # kB
 
 
 def startup_instructions(policies: dict[str, str], env: dict[str, str]) -> dict[str, int]:
