@@ -19,17 +19,38 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from appshield._baseline import MODULES_BEFORE_APPSHIELD as MODULES_BEFORE_APPSHIELD
-from appshield.decision import Decision
 from appshield.errors import PolicyError, PolicyViolation
-from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
-from appshield.policy import Policy, load_policy
 
 # The environment's settings are read now, when appshield is first imported, and never again.
 from appshield.settings import STARTUP as _STARTUP  # noqa: F401
 
 if TYPE_CHECKING:
-    from appshield.decision import Mode
+    from appshield.decision import Decision, Mode
+    from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
+    from appshield.policy import Policy, load_policy
     from appshield.runtime import ShieldHandle
+
+# Imported on first use (PEP 562): `appshield run`'s own process, which only checks the
+# policy and execs the command, never needs them, and every shielded start pays for it.
+_ON_FIRST_USE = {
+    "Decision": "appshield.decision",
+    "FileOp": "appshield.operations",
+    "ImportOp": "appshield.operations",
+    "NetworkOp": "appshield.operations",
+    "ProcessOp": "appshield.operations",
+    "Policy": "appshield.policy",
+    "load_policy": "appshield.policy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'appshield' has no attribute {name!r}")
+    value = getattr(__import__(module, fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -51,11 +51,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from appshield._proc_children import child_would_be_unshielded
 from appshield.normalize import normalize_path, resolve_path
 from appshield.operations import ProcessOp
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = [
     "SHELLS",

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
@@ -34,6 +34,11 @@ from appshield.settings import STARTUP, Settings
 # Loaded with the runtime, not when a connection is first blocked: an import made while the
 # gate decides would itself be judged under the app's policy.
 from appshield.telemetry import denied_exporters
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = [
     "Shield",

@@ -24,9 +24,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, cast
 
 from appshield.decision import Mode
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = ["LOG_FORMATS", "MODES", "STARTUP", "Settings", "effective_mode", "log_format", "seconds"]
 

@@ -124,6 +124,26 @@ def write_policies(folder: Path) -> dict[str, str]:
         path = folder / f"{key}.yaml"
         path.write_text(to_yaml(document))
         paths[key] = str(path)
+    # The same 1,000 rules for the PYTHONDONTWRITEBYTECODE=1 start-up rows, each in a folder
+    # of its own (no other row's start may write their caches): one left without a cache,
+    # as such an image has, one prepared by the build step `appshield check --compile`.
+    for key in ("nobytecode_nocache", "nobytecode_compiled"):
+        (folder / key).mkdir()
+        path = folder / key / "full.yaml"
+        path.write_text(to_yaml(full))
+        paths[key] = str(path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appshield",
+            "check",
+            "-q",
+            "--compile",
+            paths["nobytecode_compiled"],
+        ],
+        check=True,
+    )
     return paths
 
 
@@ -225,6 +245,7 @@ def per_op_instructions(case: Case, mode: str, policy: str, env: dict[str, str])
 
 TYPICAL_POLICY = str(HERE.parent / "examples" / "web-service.yaml")
 APPSHIELD_SCRIPT = str(Path(sys.executable).with_name("appshield"))
+GNU_TIME = "/usr/bin/time"
 
 
 def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -253,21 +274,55 @@ def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dic
             [*run, "run", "--policy", policy, "--", py, "-c", "pass"],
             {},
         )
+    # Images that set PYTHONDONTWRITEBYTECODE=1: no start writes the policy cache.
+    for label, key in (
+        ("no cache", "nobytecode_nocache"),
+        ("check --compile", "nobytecode_compiled"),
+    ):
+        commands[f"import appshield.auto, 1,000 rules, PYTHONDONTWRITEBYTECODE=1, {label}"] = (
+            [py, "-c", "import appshield.auto"],
+            {"APPSHIELD_POLICY": policies[key], "PYTHONDONTWRITEBYTECODE": "1"},
+        )
     return commands
 
 
-def startup(rounds: int, policies: dict[str, str], env: dict[str, str]) -> dict[str, float]:
-    """Median wall time of each start-up command, interleaved round by round. The policy cache
-    (appshield/policy/cache.py) is warmed first, as it is after a process's first start."""
+def startup(
+    rounds: int, policies: dict[str, str], env: dict[str, str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall time (ms) and median peak RSS (MB) of each start-up command, interleaved
+    round by round. The policy cache (appshield/policy/cache.py) is warmed first, as it is
+    after a process's first start."""
     commands = startup_commands(policies)
     times: dict[str, list[float]] = {k: [] for k in commands}
+    peaks: dict[str, list[float]] = {k: [] for k in commands}
     for round_number in range(rounds + 1):
         for label, (command, extra) in commands.items():  # interleaved
             t0 = time.perf_counter()
-            subprocess.run(command, env={**env, **extra}, check=True, capture_output=True)
+            peak = _peak_rss_mb(command, {**env, **extra})
             if round_number:  # round 0 warms the page cache and the policy cache
                 times[label].append((time.perf_counter() - t0) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
+                peaks[label].append(peak)
+    median = statistics.median
+    return {k: median(v) for k, v in times.items()}, {k: median(v) for k, v in peaks.items()}
+
+
+def _peak_rss_mb(command: list[str], env: dict[str, str]) -> float:
+    """Run `command` and return its peak resident set size in MB, through GNU time (`-f %M`:
+    the `wait4` high-water mark of its child, which Linux carries across `exec`, so for
+    `appshield run` it is the larger of the two images). Not from this process's own
+    `wait4`: a child forked (or vforked) from this interpreter starts with our pages counted,
+    and reports our size as its floor. NaN where GNU time is missing."""
+    if not os.path.exists(GNU_TIME):
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return float("nan")
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out:
+        subprocess.run(
+            [GNU_TIME, "-f", "%M", "-o", out.name, *command],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return int(out.read().split()[-1]) / 1024  # kB
 
 
 def startup_instructions(policies: dict[str, str], env: dict[str, str]) -> dict[str, int]:
@@ -339,7 +394,14 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="appshield-bench-policies-"))
     policies = {**write_policies(folder), "typical": TYPICAL_POLICY}
     server, port = start_listener()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPSHIELD_", "OTEL_"))}
+    # Bytecode writing on, as in production (and so the policy cache, warmed by the first
+    # round): a machine that sets PYTHONDONTWRITEBYTECODE=1 would otherwise measure every
+    # start-up row without caches. The rows for such images set it themselves.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("APPSHIELD_", "OTEL_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(BENCH_PORT=str(port), APPSHIELD_LOG=str(folder / "violations.jsonl"))
     results: dict[str, object] = {}
     try:
@@ -375,18 +437,22 @@ def main() -> int:
             print(line, flush=True)
             results[case.name] = m
         if not args.only or "startup" in args.only:
-            s = startup(5 if args.quick else 15, policies, env)
+            s, rss = startup(5 if args.quick else 15, policies, env)
             base = s["python -c pass"]
             counts = startup_instructions(policies, env) if args.callgrind else {}
             print()
             for label, ms in s.items():
                 extra = "" if label == "python -c pass" else f"  (+{ms - base:.1f} ms)"
+                extra += f"  peak RSS {rss[label]:5.1f} MB"
+                if label != "python -c pass":
+                    extra += f" (+{rss[label] - rss['python -c pass']:.1f} MB)"
                 if counts:
                     extra += f"  {counts[label] / 1e6:8.1f} M instructions"
                     if label != "python -c pass":
                         extra += f" (+{(counts[label] - counts['python -c pass']) / 1e6:.1f} M)"
                 print(f"start-up  {label:42} {ms:7.1f} ms{extra}")
             results["startup_ms"] = s
+            results["startup_peak_rss_mb"] = rss
             results["startup_instructions"] = counts
     finally:
         server.kill()

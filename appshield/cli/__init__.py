@@ -1,6 +1,8 @@
 """The `appshield` command (also `python -m appshield`).
 
-    appshield check [P...]                 validate policies; exit 0 valid, 1 invalid
+    appshield check [--compile] [P...]     validate policies; exit 0 valid, 1 invalid
+                                           (--compile: also write each one's cache; 1 when
+                                           that fails)
     appshield explain [--policy P] CATEGORY ...
                                            the decision for one described operation;
                                            exit 0 allow, 1 deny, 3 alert, 2 invalid policy
@@ -55,6 +57,12 @@ def _add_check(subparsers: Any) -> None:
     )
     parser.add_argument("paths", nargs="*", metavar="P", help="policy files")
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also write each valid policy's cache, even where bytecode writing is off"
+        " (a build step for images with PYTHONDONTWRITEBYTECODE=1; docs/operations.md)",
+    )
     parser.set_defaults(func=_check)
 
 
@@ -70,18 +78,35 @@ def _check(args: argparse.Namespace) -> int:
 
     failed = False
     for path in paths:
+        written = None
         try:
             pack = _pack_name(path)
-            document = load_file(path) if pack is None else _load_pack(pack)
+            if pack is not None:
+                document = _load_pack(pack)  # built in: never cached on its own
+            elif args.compile:
+                document, written = _compile(path)
+            else:
+                document = load_file(path)
         except PolicyError as exc:
             failed = True
             for problem in exc.problems:
                 print(problem)
             continue
+        except OSError as exc:  # valid, but the cache asked for could not be written
+            failed = True
+            print(f"{path}: valid, but no policy cache written: {exc}")
+            continue
         if not args.quiet:
             count = len(document.rules)
-            print(f"{path}: valid ({count} rule{'s' if count != 1 else ''})")
+            cached = f"; cache {written}" if written else ""
+            print(f"{path}: valid ({count} rule{'s' if count != 1 else ''}{cached})")
     return 1 if failed else 0
+
+
+def _compile(path: str) -> tuple[Any, str]:
+    from appshield.policy.cache import compile_file
+
+    return compile_file(path)
 
 
 def _pack_name(path: str) -> str | None:

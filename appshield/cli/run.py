@@ -30,7 +30,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshield.activation import BOOTSTRAP_DIR
+# From where the activation module takes it: that module (and its imports) is the child's.
+from appshield._proc_children import BOOTSTRAP_DIR
 
 if TYPE_CHECKING:
     import argparse

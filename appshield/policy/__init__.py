@@ -6,10 +6,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from appshield.decision import Decision, Mode
-from appshield.document import PolicyDocument
-
 if TYPE_CHECKING:
+    from appshield.decision import Decision, Mode
+    from appshield.document import PolicyDocument
     from appshield.engine import CompiledPolicy
     from appshield.operations import Operation
 
@@ -193,6 +192,16 @@ def _folders_above(paths: Sequence[str]) -> tuple[str, ...]:
                 found.setdefault(escape(folder), None)
                 folder = os.path.dirname(folder)
     return tuple(found)
+
+
+def __getattr__(name: str) -> Any:
+    # `PolicyDocument` on first use: `appshield run` imports this package only for the
+    # policy cache's check, which never builds a document.
+    if name == "PolicyDocument":
+        from appshield.document import PolicyDocument
+
+        return PolicyDocument
+    raise AttributeError(f"module 'appshield.policy' has no attribute {name!r}")
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:

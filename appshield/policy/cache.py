@@ -4,7 +4,8 @@ Reading a policy needs PyYAML and the validating loader: about 25 ms of imports 
 first rule is read, and far more for a large policy. Every process that starts under
 appshield pays that, so the result of a successful load is kept in `__pycache__` beside the
 policy file, written when Python would write bytecode (not under `PYTHONDONTWRITEBYTECODE` /
-`-B`) and read whenever it is there and trustworthy. Never under `PYTHONPYCACHEPREFIX`: that
+`-B`; `appshield check --compile` writes it anyway, for images built that way: `compile_file`)
+and read whenever it is there and trustworthy. Never under `PYTHONPYCACHEPREFIX`: that
 is the environment's to choose, and a shielded app chooses its children's environment.
 
 A cached policy is used only when it is exactly what loading the files again would give:
@@ -38,12 +39,14 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appshield import __version__
-from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
-__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
+if TYPE_CHECKING:
+    from appshield.document import Condition, PolicyDocument
+
+__all__ = ["FORMAT", "cache_glob", "cache_path", "compile_file", "load", "plain", "store"]
 
 FORMAT = 2  # bump when the stored shape changes
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
@@ -180,18 +183,42 @@ def store(
         return
 
 
+def compile_file(given: str) -> tuple[PolicyDocument, str]:
+    """`appshield check --compile`: load the policy file `given` from its YAML and write its
+    cache whether or not this interpreter writes bytecode, for images that set
+    `PYTHONDONTWRITEBYTECODE` (docs/operations.md). Returns the document and the cache's
+    path. Raises `PolicyError` for an invalid policy (nothing is written), `OSError` when
+    the cache cannot be written, or would not be trusted where it would be read.
+
+    Nothing is weaker for it: the file is the one `store` writes (same place, never under
+    `PYTHONPYCACHEPREFIX`; same owner and permission rules), and a start reads it only while
+    every check of `load` holds. Run it as the app would start, with the same path spelling:
+    `given` is made absolute, as every way in spells the policy path."""
+    from appshield.policy.loader import load_file_inputs
+
+    given = os.path.abspath(given)
+    document, (read_files, variables) = load_file_inputs(given)
+    where = _store(given, document, read_files, variables)
+    if _verified(given) is None:  # e.g. a variable this process sees otherwise than a start
+        raise OSError(f"the cache written to {where} does not verify; a start would not use it")
+    return document, where
+
+
 def _store(
     given: str,
     document: PolicyDocument,
     read_files: tuple[tuple[str, str, bytes], ...],
     variables: Mapping[tuple[str, str], tuple[str, ...]],
-) -> None:
+) -> str:
     policy_path = os.path.abspath(given)
     where = cache_path(policy_path)
     folder = os.path.dirname(where)
     os.makedirs(folder, mode=0o755, exist_ok=True)
     if not _trusted(os.lstat(folder), _owners(policy_path)):
-        return
+        raise PermissionError(
+            f"{folder} is not a folder the cache may live in (a symlink, owned by someone"
+            " else, or writable by group or others)"
+        )
     entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document))
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
@@ -207,6 +234,7 @@ def _store(
     except OSError:
         os.unlink(temporary)
         raise
+    return where
 
 
 # -- the document as plain data (tuples, str, int, bool, None: what marshal stores) ---------
@@ -245,22 +273,25 @@ def plain(document: PolicyDocument) -> Any:
     )
 
 
-def _condition(plain: Any) -> Condition | None:
+def _condition(plain: Any, kind: type[Condition]) -> Condition | None:
     if plain is None:
         return None
     fields, scope = plain
-    return Condition(dict(fields), scope)
+    return kind(dict(fields), scope)
 
 
 def _document(plain: Any) -> PolicyDocument:
+    # Here, not at the top: `appshield run` asks `is_valid` and never builds the document.
+    from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
+
     version, name, mode, defaults, rules, protections, files = plain
     specs = tuple(
         RuleSpec(
             id=rule_id,
             category=category,
             action=action,
-            match=_condition(match) or Condition(),
-            unless=_condition(unless),
+            match=_condition(match, Condition) or Condition(),
+            unless=_condition(unless, Condition),
             scope=scope,
             mode=rule_mode,
             description=description,

@@ -48,14 +48,17 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import NamedTuple
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import escape
 from appshield.policy import variables
-from appshield.policy._values import normalise_host
 from appshield.policy.variables import expand, normalise_path_glob, value
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = ["RULE_ID", "Endpoint", "configured_endpoints", "endpoints", "exporter_rules"]
 
@@ -100,9 +103,18 @@ class Endpoint(NamedTuple):
 
 
 def _endpoint(url: str) -> Endpoint | None:
+    known = _DEFAULT_ENDPOINTS.get(url)
+    if known is not None:
+        return known
     text = url.strip()
     if not text:
         return None
+    # Only for a configured endpoint: urllib.parse, and the loader's host check with
+    # ipaddress, are several million instructions that a start with the defaults skips.
+    from urllib.parse import urlsplit
+
+    from appshield.policy._values import normalise_host
+
     if "://" not in text:
         text = "http://" + text  # a gRPC endpoint may be written `host:port`
     try:
@@ -121,6 +133,13 @@ def _endpoint(url: str) -> Endpoint | None:
         return Endpoint(normalise_host(host), port)
     except ValueError:
         return None
+
+
+# The SDK's defaults, as `_endpoint` reads them (tests/telemetry checks they agree).
+_DEFAULT_ENDPOINTS = {
+    _HTTP_DEFAULT: Endpoint("localhost", 4318),
+    _GRPC_DEFAULT: Endpoint("localhost", 4317),
+}
 
 
 def endpoints(environ: Mapping[str, str]) -> tuple[Endpoint, ...]:
@@ -188,10 +207,13 @@ def _rule(category: str, fields: Mapping[str, tuple[object, ...]], **extra: obje
     )
 
 
-def _origins(*patterns: str) -> tuple[str, ...]:
-    variables = {
+def _origin_variables() -> dict[str, tuple[str, ...]]:
+    return {
         name: value(name, "") for name in ("stdlib", "stdlib_modules", "site_packages", "python")
     }
+
+
+def _origins(variables: Mapping[str, tuple[str, ...]], *patterns: str) -> tuple[str, ...]:
     return tuple(
         dict.fromkeys(normalise_path_glob(g) for p in patterns for g in expand(p, variables))
     )
@@ -223,6 +245,9 @@ def exporter_rules(
     (by default `configured_endpoints(environ)`)."""
     rules: list[RuleSpec] = []
     otel = ("opentelemetry",)
+    # Computed once for all the rules below (sysconfig's path expansion is most of the cost
+    # of building this rule at start-up).
+    places = _origin_variables()
     for endpoint in configured_endpoints(environ) if reach is None else reach:
         host = (endpoint.host,)
         connect = _fields(
@@ -247,7 +272,7 @@ def exporter_rules(
     rules.append(
         _rule(
             "import",
-            _fields(module=otel, origin=_origins("{site_packages}/opentelemetry/**")),
+            _fields(module=otel, origin=_origins(places, "{site_packages}/opentelemetry/**")),
         )
     )
     # Namespace packages have no file (their submodules do, and meet the rule above).
@@ -258,13 +283,15 @@ def exporter_rules(
             _fields(
                 module=("sitecustomize",),
                 origin=_origins(
+                    places,
                     "{site_packages}/opentelemetry/instrumentation/auto_instrumentation/"
-                    "sitecustomize.py"
+                    "sitecustomize.py",
                 ),
             ),
         )
     )
     needed = _origins(
+        places,
         *(f"{{site_packages}}/{name.replace('.', '/')}/**" for name in _NEEDED),
         *(f"{{site_packages}}/{name.replace('.', '/')}.py" for name in _NEEDED),
     )
@@ -276,6 +303,7 @@ def exporter_rules(
     not_stdlib = Condition(
         _fields(
             origin=_origins(
+                places,
                 "{site_packages}/**",
                 # the base interpreter's, when a venv's is what {site_packages} names
                 "{stdlib}/site-packages/**",
@@ -290,7 +318,7 @@ def exporter_rules(
             "import",
             # by origin alone (no `module: "*"`, which would file the rule where every
             # import meets it and switch off the engine's screen of unnamed imports)
-            _fields(origin=_origins("{stdlib}/**")),
+            _fields(origin=_origins(places, "{stdlib}/**")),
             unless=not_stdlib,
             scope=otel,
         )
@@ -303,7 +331,10 @@ def exporter_rules(
     rules.append(
         _rule(
             "import",
-            _fields(module=("_posixsubprocess",), origin=_origins("{stdlib}/**/_posixsubprocess*")),
+            _fields(
+                module=("_posixsubprocess",),
+                origin=_origins(places, "{stdlib}/**/_posixsubprocess*"),
+            ),
             scope=otel,
         )
     )
@@ -319,14 +350,14 @@ def exporter_rules(
             _fields(
                 module=("ctypes", "_ctypes"),
                 origin=_origins(
-                    "{stdlib_modules}/ctypes/**", "{stdlib_modules}/lib-dynload/_ctypes.*"
+                    places, "{stdlib_modules}/ctypes/**", "{stdlib_modules}/lib-dynload/_ctypes.*"
                 ),
             ),
             scope=_FLOAT_BITS,
         )
     )
     rules.append(_rule("import", _fields(module=("_ctypes",)), unless=_ANY_FILE, scope=_FLOAT_BITS))
-    rules.append(_rule("import", _fields(library=_origins("{python}")), scope=_FLOAT_BITS))
+    rules.append(_rule("import", _fields(library=_origins(places, "{python}")), scope=_FLOAT_BITS))
     # The SDK and `opentelemetry-instrument` find their exporters, propagators and
     # instrumentors through entry points: importlib.metadata lists every folder on sys.path
     # (the folder itself, read access, nothing below it).

@@ -60,6 +60,15 @@ def test_endpoints_default_to_the_sdk_defaults() -> None:
     )
 
 
+def test_the_known_defaults_read_as_parsing_reads_them() -> None:
+    """`_endpoint` answers the SDK's two default URLs without parsing (urllib.parse and the
+    host check stay out of start-up); a space around one takes the parsing path."""
+    from appshield.policy.exporter import _DEFAULT_ENDPOINTS, _endpoint
+
+    for url, known in _DEFAULT_ENDPOINTS.items():
+        assert _endpoint(url) == known == _endpoint(f" {url} ")
+
+
 def test_endpoints_per_signal_and_base() -> None:
     environ = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://Collector.example:4318/",

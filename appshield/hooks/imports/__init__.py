@@ -50,6 +50,7 @@ from typing import Any
 
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate
+from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.hooks.imports.library import resolve_library
@@ -256,7 +257,16 @@ def _load_unlocked(
         _judge(args[0], _spec_origin(args[0]), "import")
     module = wrapped(*args, **kwargs)
     if _waiting:
-        loaded(getattr(module, "__name__", None), module)
+        if _lazy.is_lazy(module):
+            # Nothing of it has run, so there is nothing to patch yet: its real loader's
+            # exec_module (below) applies the points on first use. Only a module that
+            # appshield patches is loaded now (reading an attribute runs it), so no patch
+            # point can be left waiting on a loader that no wrapper sees (built-in, frozen).
+            name = getattr(args[0], "name", None) if args else None
+            if type(name) is str and name in _waiting:
+                loaded(getattr(module, "__name__", None), module)
+        else:
+            loaded(getattr(module, "__name__", None), module)
     return module
 
 
@@ -543,14 +553,23 @@ def _on_install(shield: Any) -> None:
     if report is None:
         return
     before = shield.modules_before_install
+    screen = _screen_for(compiled)[1]
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
         if before is not None and name not in before:
             continue  # loaded by appshield's own install, not by the app
-        spec = getattr(module, "__spec__", None)
+        if _lazy.is_lazy(module):
+            # Imported lazily, not run yet: its spec, read without running it.
+            spec = (_lazy.namespace(module) or {}).get("__spec__")
+        else:
+            spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
-        report(_import_op(name, os.path.abspath(origin) if origin else None), "import")
+        absolute = os.path.abspath(origin) if origin else None
+        home, init = (None, None) if absolute is None else _imp_names.names_of(name, absolute)
+        if screen is not None and screen.quiet(name, absolute, home, init):
+            continue  # no rule could name it: decided as the default, an allow, silently
+        report(ImportOp(name, absolute, None, home, init), "import")
 
 
 def _on_uninstall() -> None:

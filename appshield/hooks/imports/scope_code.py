@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports.names import home_name
 
 __all__ = ["configure", "module_of", "record_code", "recording", "wanted_tops"]
@@ -109,6 +110,8 @@ def _record_loaded(name: str, module: Any) -> None:
     """A module loaded before the shield started: its functions and classes, read from its
     namespace now, while only code that ran before the shield has had a chance to change
     them. Only code objects compiled from the module's own file count."""
+    if _lazy.is_lazy(module):
+        return  # imported lazily and not run yet: no code of its own (recorded on first use)
     spec = module.__dict__.get("__spec__") if hasattr(module, "__dict__") else None
     origin = getattr(spec, "origin", None)
     if type(origin) is not str or not getattr(spec, "has_location", False):

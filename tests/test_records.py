@@ -1,0 +1,84 @@
+"""appshield._records.NamedTuple builds what typing.NamedTuple builds, minus the ForwardRefs.
+
+The same class bodies go through both, and every observable part is compared: fields,
+defaults, methods and docstrings kept, construction, `_replace`, pickling, equality with the
+plain tuple, the errors for a bad body. Annotations stay the strings they were written as.
+"""
+
+from __future__ import annotations
+
+import pickle
+import typing
+from typing import Any
+
+import pytest
+
+from appshield import _records
+
+BODY = '''
+class Point(Base):
+    """A point."""
+
+    x: int
+    y: int = 0
+    label: str | None = None
+
+    def norm1(self) -> int:
+        return abs(self.x) + abs(self.y)
+
+    @property
+    def doubled(self) -> tuple[int, int]:
+        return (2 * self.x, 2 * self.y)
+'''
+
+
+def _build(base: Any, module: str) -> Any:
+    namespace: dict[str, Any] = {"Base": base, "__name__": module}
+    exec(compile("from __future__ import annotations\n" + BODY, module, "exec"), namespace)
+    return namespace["Point"]
+
+
+# Picklable: the class is reachable as this module's attribute under its own name.
+Point = _build(_records.NamedTuple, __name__)
+
+
+def test_same_shape_as_typing() -> None:
+    reference = _build(typing.NamedTuple, "reference")
+    assert Point._fields == reference._fields == ("x", "y", "label")
+    assert Point._field_defaults == reference._field_defaults
+    assert Point.__doc__ == reference.__doc__ == "A point."
+    assert Point.__mro__[1:] == reference.__mro__[1:] == (tuple, object)
+    assert Point.__module__ == __name__ and Point.__qualname__ == "Point"
+    point = Point(3, -4)
+    assert point == reference(3, -4) == (3, -4, None)
+    assert point.norm1() == 7 and point.doubled == (6, -8)
+    assert point._replace(label="p") == Point(3, -4, "p")
+    assert point._asdict() == {"x": 3, "y": -4, "label": None}
+    assert repr(point) == "Point(x=3, y=-4, label=None)"
+    assert hash(point) == hash((3, -4, None))
+    assert Point.__annotations__ == {"x": "int", "y": "int", "label": "str | None"}
+
+
+def test_pickles_and_subclasses() -> None:
+    point = Point(1, 2, "a")
+    assert pickle.loads(pickle.dumps(point)) == point
+
+    class Tagged(Point):
+        kind = "tagged"
+
+    tagged = Tagged(1)
+    assert tagged.kind == "tagged" and tagged == (1, 0, None)
+
+
+@pytest.mark.parametrize("base", [typing.NamedTuple, _records.NamedTuple], ids=["typing", "ours"])
+def test_same_errors(base: Any) -> None:
+    with pytest.raises(TypeError, match="Non-default namedtuple field y"):
+        _build_text(base, "class Bad(Base):\n    x: int = 0\n    y: int\n")
+    with pytest.raises(AttributeError, match="Cannot overwrite NamedTuple attribute _replace"):
+        _build_text(base, "class Bad(Base):\n    x: int\n    def _replace(self): pass\n")
+
+
+def _build_text(base: Any, text: str) -> Any:
+    namespace: dict[str, Any] = {"Base": base, "__name__": "bad"}
+    exec(compile("from __future__ import annotations\n" + text, "bad", "exec"), namespace)
+    return namespace["Bad"]
