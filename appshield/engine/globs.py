@@ -9,13 +9,16 @@ Three families share one translator (see docs/architecture.md, "Matching semanti
 
 The common shapes (a literal, `/a/b/**`, `*.example.com`) are answered with plain string
 operations; anything else gets its own regex, compiled on first use so that a 10,000-rule
-policy does not pay for 10,000 `re.compile` calls at start-up.
+policy does not pay for 10,000 `re.compile` calls at start-up. That regex is built so that it
+cannot backtrack more than one pass per chunk ("linear matching" below): `translate_path` and
+`translate_plain` are the plain translations, kept as the reference and for validation only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import count
 
 __all__ = [
     "GlobError",
@@ -67,18 +70,21 @@ def _class_regex(body: str, sep: str | None) -> str:
     return klass if sep is None else f"(?!{re.escape(sep)}){klass}"
 
 
-def _translate_run(pattern: str, sep: str | None) -> str:
-    """`*`, `?`, `[...]` and literals, as fnmatch reads them; `sep` is never crossed."""
-    star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
+_STAR = None  # a `*` among a run's tokens (every other token is one character's regex)
+
+
+def _run_tokens(pattern: str, sep: str | None) -> list[str | None]:
+    """`*`, `?`, `[...]` and literals, as fnmatch reads them: one regex per character, and
+    `_STAR` for a star (`**` inside a segment is just `*`); `sep` is never matched."""
     one = "." if sep is None else f"[^{re.escape(sep)}]"
-    out: list[str] = []
+    out: list[str | None] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         i += 1
         if c == "*":
-            if not (out and out[-1] == star):  # `**` inside a segment is just `*`
-                out.append(star)
+            if not (out and out[-1] is _STAR):
+                out.append(_STAR)
         elif c == "?":
             out.append(one)
         elif c == "[":
@@ -96,7 +102,13 @@ def _translate_run(pattern: str, sep: str | None) -> str:
                 i = j + 1
         else:
             out.append(re.escape(c))
-    return "".join(out)
+    return out
+
+
+def _translate_run(pattern: str, sep: str | None) -> str:
+    """The plain (backtracking) regex of a run: the reference translation."""
+    star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
+    return "".join(star if t is _STAR else t for t in _run_tokens(pattern, sep))
 
 
 def translate_plain(pattern: str) -> str:
@@ -122,6 +134,95 @@ def translate_path(pattern: str) -> str:
     return "".join(out)
 
 
+# -- linear matching ---------------------------------------------------------------------
+#
+# The translations above are the reference, and they backtrack: `*a*a*a*b` read as
+# `.*a.*a.*a.*b` tries every split of the subject (O(n^k)), and `/**/**/**/x` every split
+# of its segments. The matchers use another regex of the same language, in which no part is
+# ever tried twice from the same place:
+#
+# - A run `C0*C1*...*Ck` (each Ci of fixed length: literals, `?`, classes) is matched
+#   greedily: C0 at the start, each middle Ci at its leftmost place after the previous one,
+#   Ck at the end. Leftmost is never worse (whatever follows a placement that ends sooner can
+#   follow it too), so this holds exactly when the glob matches. A middle chunk is found by
+#   a lazy search inside a lookahead, `(?=(?P<g>.*?Ci))(?P=g)`: the engine never goes back
+#   into a lookahead, so the search is not retried (the atomic group of Python 3.11, spelled
+#   so that 3.10 has it too).
+# - Path globs do the same one level up: the subject (behind a `/`) is a list of `/segment`,
+#   `**` skips whole segments, and the segments between two `**` form a block of fixed
+#   length, placed at its leftmost place in a lookahead. The last block is placed by
+#   counting segments back from the end. Every segment pattern ends with `(?![^/])`, so it
+#   matches a whole segment and a placement cannot stop inside one.
+#
+# Cost: every chunk and block search moves forward only, so a decision is a few passes over
+# the subject for each chunk (O(subject x glob) steps, all inside the regex engine).
+
+
+def _linear_run(tokens: list[str | None], any_char: str, end: str, names: Iterator[str]) -> str:
+    chunks: list[list[str]] = [[]]
+    for token in tokens:
+        if token is _STAR:
+            chunks.append([])
+        else:
+            chunks[-1].append(token)
+    if len(chunks) == 1:
+        return "".join(chunks[0]) + end
+    out = "".join(chunks[0])
+    for chunk in chunks[1:-1]:
+        name = next(names)
+        out += f"(?=(?P<{name}>{any_char}*?{''.join(chunk)}))(?P={name})"
+    return out + f"{any_char}*{''.join(chunks[-1])}{end}"
+
+
+def _path_items(pattern: str) -> list[str | None]:
+    """The pattern's segments, with None for a `**` (runs of them are one)."""
+    items: list[str | None] = []
+    for seg in pattern.split("/"):
+        if seg != "**":
+            items.append(seg)
+        elif not items or items[-1] is not None:
+            items.append(None)
+    return items
+
+
+def linear_path_regexes(pattern: str) -> tuple[str, str | None, int]:
+    """(head, tail, count): how a path glob is matched against `x = "/" + subject`, with no
+    backtracking that can grow beyond one pass per chunk (see above).
+
+    Without a `**`, `head` fullmatches all of x (tail None). With one, the last block (the
+    segments after the last `**`) must be the last `count` segments: x is cut before them,
+    `tail` fullmatches that end and `head` (the first block, the middle blocks at their
+    leftmost places, then anything) the rest. Both are for DOTALL.
+    """
+    names = (f"g{k}" for k in count())
+
+    def block(runs: list[str]) -> str:
+        return "".join(
+            "/" + _linear_run(_run_tokens(r, "/"), "[^/]", "(?![^/])", names) for r in runs
+        )
+
+    blocks: list[list[str]] = [[]]
+    for item in _path_items(pattern):
+        if item is None:
+            blocks.append([])
+        else:
+            blocks[-1].append(item)
+    head = block(blocks[0])
+    if len(blocks) == 1:
+        return head, None, 0
+    for middle in blocks[1:-1]:
+        # `.*?` before a block (which starts with `/`) stops only where a segment starts.
+        name = next(names)
+        head += f"(?=(?P<{name}>.*?{block(middle)}))(?P={name})"
+    last = blocks[-1]
+    return head + ".*", (block(last) if last else None), len(last)
+
+
+def linear_plain_regex(pattern: str) -> str:
+    """Regex (for fullmatch, DOTALL) of an fnmatch-like glob, matched greedily as above."""
+    return _linear_run(_run_tokens(pattern, None), ".", "", (f"g{k}" for k in count()))
+
+
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` is not a usable glob, or None. For the loader's validation."""
     try:
@@ -133,14 +234,27 @@ def glob_problem(pattern: str) -> str | None:
 
 
 def _lazy_path_regex(pattern: str) -> Matcher:
-    """Like `_lazy_regex`, but the translation too waits for the first use."""
-    compiled: Callable[[str], object] | None = None
+    """The linear regexes of a path glob, translated and compiled on first use."""
+    compiled: tuple[Callable[..., object], Callable[..., object] | None, int] | None = None
 
     def match(text: str) -> bool:
         nonlocal compiled
         if compiled is None:
-            compiled = re.compile(translate_path(pattern)).fullmatch
-        return compiled(text) is not None
+            head, tail, size = linear_path_regexes(pattern)
+            compiled = (
+                re.compile(head, re.DOTALL).fullmatch,
+                None if tail is None else re.compile(tail, re.DOTALL).fullmatch,
+                size,
+            )
+        head_match, tail_match, size = compiled
+        x = "/" + text
+        if tail_match is None:
+            return head_match(x) is not None
+        parts = x.rsplit("/", size)  # the last `size` segments, cut off in one pass
+        if len(parts) <= size:
+            return False
+        cut = len(parts[0])
+        return head_match(x, 0, cut) is not None and tail_match(x, cut) is not None
 
     return match
 
@@ -241,7 +355,7 @@ def plain_matcher(pattern: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal compiled
         if compiled is None:
-            compiled = re.compile(translate_plain(pattern), re.DOTALL).fullmatch
+            compiled = re.compile(linear_plain_regex(pattern), re.DOTALL).fullmatch
         return compiled(text) is not None
 
     return match
