@@ -24,6 +24,7 @@ from appshield.engine.compiled import (
     CompiledPolicy,
     StackInput,
     compile_policy,
+    index_states,
 )
 from appshield.engine.globs import GlobError, escape, glob_problem
 
@@ -35,4 +36,5 @@ __all__ = [
     "compile_policy",
     "escape",
     "glob_problem",
+    "index_states",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "escape",
     "glob_problem",
     "has_magic",
+    "literal_ends",
     "literal_prefix_segments",
     "module_pattern",
     "module_subject",
@@ -383,6 +384,14 @@ def literal_prefix_segments(pattern: str) -> list[str]:
             break
         out.append(seg)
     return out
+
+
+def literal_ends(pattern: str) -> tuple[str, str]:
+    """The literal text before a glob's first wildcard and after its last (`tool*.sh` ->
+    ("tool", ".sh")); a `[` counts as a wildcard wherever it is, as `has_magic` counts it."""
+    first = min((i for i in (pattern.find(c) for c in "*?[") if i >= 0), default=len(pattern))
+    last = max(pattern.rfind(c) for c in "*?[]")
+    return pattern[:first], pattern[last + 1 :] if last >= 0 else pattern
 
 
 def module_subject(module: str) -> str:

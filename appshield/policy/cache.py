@@ -37,15 +37,15 @@ import marshal
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from appshield import __version__
 from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
-__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
+__all__ = ["FORMAT", "cache_glob", "cache_path", "load", "load_indexed", "plain", "store"]
 
-FORMAT = 2  # bump when the stored shape changes
+FORMAT = 3  # bump when the stored shape changes (3: the rule index, `engine.index_states`)
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -82,10 +82,34 @@ def _owners(policy_path: str) -> tuple[int, ...]:
 def load(given: str) -> PolicyDocument | None:
     """The cached document for the policy file `given` (as the caller spelled it), or None
     on any miss or doubt."""
+    found = load_indexed(given)
+    return None if found is None else found[0]
+
+
+def load_indexed(given: str) -> tuple[PolicyDocument, tuple[Any, ...] | None] | None:
+    """The cached document and its rule index (`appshield.engine.index_states`; None when
+    the entry's is not of the expected shape, and the index is then built again), or None on
+    any miss or doubt. The index is trusted as far as the document is: same file, same
+    checks; and a child compares both with its parent's (`Policy.identity` covers it)."""
     try:
-        return _load(given)
+        entry = _verified(given)
+        if entry is None:
+            return None
+        document, index = entry
+        return _document(document), (index if _index_shaped(index) else None)
     except Exception:  # a cache is an optimisation: any surprise is a miss, never an error
         return None
+
+
+def _index_shaped(index: Any) -> bool:
+    return (
+        type(index) is tuple
+        and len(index) == 4
+        and all(
+            type(i) is tuple and len(i) == 2 and type(i[0]) is tuple and type(i[1]) is bytes
+            for i in index
+        )
+    )
 
 
 def is_valid(given: str) -> bool:
@@ -97,13 +121,8 @@ def is_valid(given: str) -> bool:
         return False
 
 
-def _load(given: str) -> PolicyDocument | None:
-    plain = _verified(given)
-    return None if plain is None else _document(plain)
-
-
 def _verified(given: str) -> Any:
-    """The cached plain document for `given`, once every check has passed; else None."""
+    """(plain document, index) cached for `given`, once every check has passed; else None."""
     policy_path = os.path.abspath(given)
     where = cache_path(policy_path)
     owners = _owners(policy_path)
@@ -120,7 +139,7 @@ def _verified(given: str) -> Any:
     finally:
         os.close(fd)
     entry = marshal.loads(raw)
-    magic, spelled, read_files, variables, document = entry
+    magic, spelled, read_files, variables, document, index = entry
     if magic != _MAGIC or spelled != given:
         return None
     listed = {path for path, _real, _content in read_files}
@@ -143,7 +162,7 @@ def _verified(given: str) -> Any:
                 current = value(name, policy_dir)
             if current != expected:
                 return None
-    return document
+    return document, index
 
 
 def _tempdir_guess() -> tuple[str, ...]:
@@ -169,13 +188,15 @@ def store(
     document: PolicyDocument,
     read_files: tuple[tuple[str, str, bytes], ...],
     variables: Mapping[tuple[str, str], tuple[str, ...]],
+    index: Callable[[], tuple[Any, ...]] | None = None,
 ) -> None:
     """Write the cache for a policy just loaded from `given`; silently skipped where Python
-    would not write bytecode, or where the folder is not one we would trust on reading."""
+    would not write bytecode, or where the folder is not one we would trust on reading.
+    `index`: gives the document's rule index (asked only when the cache is written)."""
     if sys.dont_write_bytecode:
         return
     try:
-        _store(given, document, read_files, variables)
+        _store(given, document, read_files, variables, index)
     except Exception:  # read-only file systems and the like: start-up just stays slower
         return
 
@@ -185,6 +206,7 @@ def _store(
     document: PolicyDocument,
     read_files: tuple[tuple[str, str, bytes], ...],
     variables: Mapping[tuple[str, str], tuple[str, ...]],
+    index: Callable[[], tuple[Any, ...]] | None = None,
 ) -> None:
     policy_path = os.path.abspath(given)
     where = cache_path(policy_path)
@@ -192,7 +214,8 @@ def _store(
     os.makedirs(folder, mode=0o755, exist_ok=True)
     if not _trusted(os.lstat(folder), _owners(policy_path)):
         return
-    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document))
+    kept = None if index is None else index()
+    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept)
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
     temporary = f"{where}.{os.getpid()}.tmp"
