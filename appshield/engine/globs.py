@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from itertools import count
+from typing import Any, NamedTuple
 
 __all__ = [
     "GlobError",
@@ -151,12 +152,16 @@ def translate_path(pattern: str) -> str:
 #   so that 3.10 has it too).
 # - Path globs do the same one level up: the subject (behind a `/`) is a list of `/segment`,
 #   `**` skips whole segments, and the segments between two `**` form a block of fixed
-#   length, placed at its leftmost place in a lookahead. The last block is placed by
-#   counting segments back from the end. Every segment pattern ends with `(?![^/])`, so it
-#   matches a whole segment and a placement cannot stop inside one.
+#   length, placed at its leftmost place by `search` from where the previous block ended.
+#   The last block is placed by counting segments back from the end. A block ends with
+#   `(?![^/])`, so it covers whole segments and a placement cannot stop inside one.
 #
-# Cost: every chunk and block search moves forward only, so a decision is a few passes over
-# the subject for each chunk (O(subject x glob) steps, all inside the regex engine).
+# Cost: every chunk and block search moves forward only and is never retried, so a decision
+# is at most a pass over the subject for each chunk, and for each segment of a block between
+# two `**` (O(subject x glob) steps, all inside the regex engine, never exponential). The
+# slowest shape is a long such block of wildcard segments (`/**/*a/*a/.../*b/**`), which is
+# tried at every segment: about 40 us per segment of the block on a 4,096-character path
+# (`benchmarks/run.py --only globs`).
 
 
 def _linear_run(tokens: list[str | None], any_char: str, end: str, names: Iterator[str]) -> str:
@@ -186,20 +191,33 @@ def _path_items(pattern: str) -> list[str | None]:
     return items
 
 
-def linear_path_regexes(pattern: str) -> tuple[str, str | None, int]:
-    """(head, tail, count): how a path glob is matched against `x = "/" + subject`, with no
-    backtracking that can grow beyond one pass per chunk (see above).
+class PathPlan(NamedTuple):
+    """How a path glob is matched against `x = "/" + subject` (regexes for DOTALL).
 
-    Without a `**`, `head` fullmatches all of x (tail None). With one, the last block (the
-    segments after the last `**`) must be the last `count` segments: x is cut before them,
-    `tail` fullmatches that end and `head` (the first block, the middle blocks at their
-    leftmost places, then anything) the rest. Both are for DOTALL.
+    first: the segments before the first `**`, matched at the start (fullmatch of all of x
+        when there is no `**`: `last_size` is then None).
+    middles: each block of segments between two `**`, searched for from where the previous
+        one ended; its leftmost place is never worse than any other.
+    last, last_size: the segments after the last `**`, which must be the last `last_size`
+        of x.
     """
+
+    first: str
+    middles: tuple[str, ...]
+    last: str
+    last_size: int | None
+
+
+def path_plan(pattern: str) -> PathPlan:
+    """The regexes of a path glob, none of which can backtrack beyond one pass per chunk
+    (see above)."""
     names = (f"g{k}" for k in count())
 
     def block(runs: list[str]) -> str:
-        return "".join(
-            "/" + _linear_run(_run_tokens(r, "/"), "[^/]", "(?![^/])", names) for r in runs
+        # Only the block's end needs the boundary check: inside it, the next segment's `/`
+        # is one. So a block of literal segments is one literal, which `search` scans for fast.
+        return "".join("/" + _linear_run(_run_tokens(r, "/"), "[^/]", "", names) for r in runs) + (
+            "(?![^/])" if runs else ""
         )
 
     blocks: list[list[str]] = [[]]
@@ -208,15 +226,10 @@ def linear_path_regexes(pattern: str) -> tuple[str, str | None, int]:
             blocks.append([])
         else:
             blocks[-1].append(item)
-    head = block(blocks[0])
     if len(blocks) == 1:
-        return head, None, 0
-    for middle in blocks[1:-1]:
-        # `.*?` before a block (which starts with `/`) stops only where a segment starts.
-        name = next(names)
-        head += f"(?=(?P<{name}>.*?{block(middle)}))(?P={name})"
-    last = blocks[-1]
-    return head + ".*", (block(last) if last else None), len(last)
+        return PathPlan(block(blocks[0]), (), "", None)
+    middles = tuple(block(b) for b in blocks[1:-1])
+    return PathPlan(block(blocks[0]), middles, block(blocks[-1]), len(blocks[-1]))
 
 
 def linear_plain_regex(pattern: str) -> str:
@@ -235,27 +248,38 @@ def glob_problem(pattern: str) -> str | None:
 
 
 def _lazy_path_regex(pattern: str) -> Matcher:
-    """The linear regexes of a path glob, translated and compiled on first use."""
-    compiled: tuple[Callable[..., object], Callable[..., object] | None, int] | None = None
+    """The linear matcher of a path glob, translated and compiled on first use."""
+    plan: tuple[Any, tuple[Any, ...], Any, int | None] | None = None
 
     def match(text: str) -> bool:
-        nonlocal compiled
-        if compiled is None:
-            head, tail, size = linear_path_regexes(pattern)
-            compiled = (
-                re.compile(head, re.DOTALL).fullmatch,
-                None if tail is None else re.compile(tail, re.DOTALL).fullmatch,
-                size,
+        nonlocal plan
+        if plan is None:
+            found = path_plan(pattern)
+            plan = (
+                re.compile(found.first, re.DOTALL).match,
+                tuple(re.compile(m, re.DOTALL).search for m in found.middles),
+                re.compile(found.last, re.DOTALL).fullmatch,
+                found.last_size,
             )
-        head_match, tail_match, size = compiled
+        first, middles, last, size = plan
         x = "/" + text
-        if tail_match is None:
-            return head_match(x) is not None
-        parts = x.rsplit("/", size)  # the last `size` segments, cut off in one pass
-        if len(parts) <= size:
+        if size is None:  # no `**`: the first block is the whole glob
+            whole = first(x)
+            return whole is not None and whole.end() == len(x)
+        cut = len(x)
+        if size:
+            parts = x.rsplit("/", size)  # the last `size` segments, cut off in one pass
+            cut = len(parts[0])
+            if len(parts) <= size or last(x, cut) is None:
+                return False
+        placed = first(x, 0, cut)
+        if placed is None:
             return False
-        cut = len(parts[0])
-        return head_match(x, 0, cut) is not None and tail_match(x, cut) is not None
+        for search in middles:
+            placed = search(x, placed.end(), cut)
+            if placed is None:
+                return False
+        return True
 
     return match
 
