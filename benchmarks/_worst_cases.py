@@ -87,7 +87,9 @@ def first_decision(policy: str) -> dict[str, float]:
     return {"load": load, "first": first, "later": later}
 
 
-def first_decision_rows(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) -> list[dict[str, object]]:
+def first_decision_rows(
+    sizes: tuple[int, ...] = (1_000, 10_000, 100_000),
+) -> list[dict[str, object]]:
     sys.path.insert(0, str(HERE))
     from _policygen import generate, to_yaml
 

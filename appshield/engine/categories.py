@@ -564,7 +564,9 @@ def index_state(category: str, specs: Sequence[RuleSpec], default: Action) -> tu
     order = _written_order(specs)
     for position, i in enumerate(order, _OFFSET[category]):
         index.add(position, specs[i])
-    return tuple(order), marshal.dumps(index.export())
+    # Version 2: no shared references, so equal indexes give equal bytes (an identity
+    # digests them), whichever objects happened to be shared when they were built.
+    return tuple(order), marshal.dumps(index.export(), 2)
 
 
 class _Placed(Sequence[RuleSpec | None]):

@@ -450,4 +450,9 @@ def _compile(
         )
 
     categories = _LazyCategories(build, scoped)
+    if index is not None:
+        # Restoring is a copy of plain data, not a pass over the rules: done now, at load,
+        # so that no decision waits for it.
+        for category in CATEGORIES:
+            categories[category] = build(category)
     return CompiledPolicy(categories, mode, dict(document.defaults), cache_size, tuple(scope_globs))

@@ -152,14 +152,14 @@ class Policy:
             # What `implicit:telemetry_exporter` lets through: a child uses its root's
             # endpoints, so both sides agree unless the child is not the parent's shield.
             reach = configured_endpoints(STARTUP.environ)
+        text = repr(("appshield-policy-identity/2", self.mode, plain(self.document), reach))
         # The index is a function of the document, but a cached one is not proved to be it:
-        # the identity covers it (decoded, so the digest does not depend on marshal's
-        # sharing of objects), and a child with another index reloads the YAML.
+        # the identity covers it (marshal version 2 bytes: equal indexes, equal bytes), so
+        # a child with another index reloads the YAML.
         import marshal
 
-        index = tuple((order, marshal.loads(state)) for order, state in self.index())
-        text = repr(("appshield-policy-identity/2", self.mode, plain(self.document), reach, index))
-        return _digest(text.encode("utf-8", "surrogateescape"))
+        index = marshal.dumps(self.index(), 2)
+        return _digest(text.encode("utf-8", "surrogateescape") + index)
 
     def decide(self, operation: Operation, stack: StackInput = None) -> Decision:
         """The pure decision for one operation. `stack`: the modules on the call stack

@@ -7,6 +7,10 @@ policy file, written when Python would write bytecode (not under `PYTHONDONTWRIT
 `-B`) and read whenever it is there and trustworthy. Never under `PYTHONPYCACHEPREFIX`: that
 is the environment's to choose, and a shielded app chooses its children's environment.
 
+The entry also holds the rule index of the document (`appshield.engine.index_states`), so
+that the first decision of a process does not index thousands of rules; it is trusted as far
+as the document is, and `Policy.identity` covers it.
+
 A cached policy is used only when it is exactly what loading the files again would give:
 
 - every file the load read (the policy, each `extends`, each built-in pack) still has the
@@ -192,7 +196,8 @@ def store(
 ) -> None:
     """Write the cache for a policy just loaded from `given`; silently skipped where Python
     would not write bytecode, or where the folder is not one we would trust on reading.
-    `index`: gives the document's rule index (asked only when the cache is written)."""
+    `index`: gives the document's rule index (asked only when the cache is written; without
+    it the index is built here)."""
     if sys.dont_write_bytecode:
         return
     try:
@@ -214,7 +219,12 @@ def _store(
     os.makedirs(folder, mode=0o755, exist_ok=True)
     if not _trusted(os.lstat(folder), _owners(policy_path)):
         return
-    kept = None if index is None else index()
+    if index is None:  # a caller that has not built it (the index is never left out)
+        from appshield.engine import index_states
+
+        kept = index_states(document)
+    else:
+        kept = index()
     entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept)
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
