@@ -6,6 +6,7 @@
     python benchmarks/run.py --callgrind  # also user-space instruction counts (valgrind)
     python benchmarks/run.py --callgrind --shadow deny --only open,connect
                                           # and with a shadow candidate beside the policy
+    python benchmarks/run.py --only globs,first_decision  # the engine's worst cases
 
 Every operation is measured in fresh interpreters, bare and shielded *interleaved* round by
 round (bare, shield, bare, shield, ...), each worker warming up first and timing several
@@ -56,6 +57,13 @@ CASES = (
     Case("open()+close(), no file deny rules", "open", 20000, "no_file_deny", "<= 1.15x"),
     Case("open()+close(), 1,000 rules with file denies", "open", 20000, "full", "<= 1.5x"),
     Case("subprocess.run(['true'])", "subprocess", 100, "full", "<= 1.03x"),
+    Case(
+        "subprocess.run, + 250 base-name glob denies",
+        "subprocess",
+        100,
+        "base_name_globs",
+        "<= 1.10x",
+    ),
     Case("TCP connect+close, loopback", "connect", 3000, "full", "<= 1.10x"),
     Case("getaddrinfo('localhost')", "getaddrinfo", 3000, "full", "-"),
     Case("import json (cached)", "import_cached", 200000, "full", "<= 1.05x"),
@@ -119,8 +127,21 @@ def write_policies(folder: Path) -> dict[str, str]:
         name="bench-1000-no-file-deny",
         rules=tuple(r for r in full.rules if not (r.category == "file" and r.action != "allow")),
     )
+    # Issue 17: `executable: "toolN*"` denies, which a spawn must not check one by one.
+    globs = full._replace(
+        name="bench-1000-base-name-globs",
+        rules=(
+            *full.rules,
+            *(
+                RuleSpec(
+                    f"no-tool{i}", "process", "deny", Condition({"executable": (f"tool{i}*",)})
+                )
+                for i in range(250)
+            ),
+        ),
+    )
     paths = {}
-    for key, document in (("full", full), ("no_file_deny", no_deny)):
+    for key, document in (("full", full), ("no_file_deny", no_deny), ("base_name_globs", globs)):
         path = folder / f"{key}.yaml"
         path.write_text(to_yaml(document))
         paths[key] = str(path)
@@ -436,6 +457,14 @@ def main() -> int:
                     m = {**m, f"instructions_shadow_{args.shadow}": isd}
             print(line, flush=True)
             results[case.name] = m
+        if not args.only or "globs" in args.only.split(","):
+            from _worst_cases import print_globs
+
+            results["globs_worst_ns"] = print_globs()
+        if not args.only or "first_decision" in args.only.split(","):
+            from _worst_cases import print_first_decision
+
+            results["first_decision"] = print_first_decision()
         if not args.only or "startup" in args.only:
             s, rss = startup(5 if args.quick else 15, policies, env)
             base = s["python -c pass"]

@@ -8,8 +8,10 @@ at the candidate rules the indexes give for the operation (see `categories`), an
 every decision that did not consult the call stack, keyed on the operation.
 The semantics are docs/architecture.md, "Matching semantics" and "Decision".
 
-Costs: compiling indexes every rule but builds its predicates (and any regex) only when the
-rule is first a candidate, so start-up grows slowly with the policy. A decision costs the
+Costs: indexing is a pass over the rules (`index_states`), done once at load and kept in the
+policy cache; compiling restores that index, and a rule's predicates (and any regex) are
+built only when the rule is first a candidate, so neither start-up nor the first decision
+grows much with the policy. A decision costs the
 same for 10 or 10,000 rules (`python benchmarks/bench_decision.py`). Decisions are pure:
 no I/O, no `os` or `sys` calls; the only code run outside the engine is the `stack` callable.
 
@@ -24,6 +26,7 @@ from appshield.engine.compiled import (
     CompiledPolicy,
     StackInput,
     compile_policy,
+    index_states,
 )
 from appshield.engine.globs import GlobError, escape, glob_problem
 
@@ -35,4 +38,5 @@ __all__ = [
     "compile_policy",
     "escape",
     "glob_problem",
+    "index_states",
 ]

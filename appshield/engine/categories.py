@@ -21,19 +21,20 @@ from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import (
     Matcher,
     has_magic,
+    literal_ends,
     module_pattern,
     module_subject,
     path_matcher,
     translate_path,
     translate_plain,
 )
-from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie
+from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie, _add
 from appshield.engine.predicates import Pred, host_key, predicates
 
 if TYPE_CHECKING:
     from appshield.operations import NetworkOp
 
-__all__ = ["CategoryIndex", "Rule", "build_category"]
+__all__ = ["CategoryIndex", "Rule", "build_category", "index_state"]
 
 _RANK: dict[str, int] = {"deny": 0, "alert": 1, "allow": 2}
 _ACCESSES = ("read", "write", "delete")
@@ -132,19 +133,64 @@ def _scope(globs: tuple[str, ...] | None) -> tuple[Matcher, ...] | None:
     return tuple(path_matcher(module_pattern(g)) for g in globs)
 
 
-class CategoryIndex:
-    """The rules of one category, sorted by (rank, file order), and their candidate index."""
+# Positions below a category's offset belong to its implicit denies (`_implicit`), so the
+# written rules' positions do not depend on which protections are on: an index of the written
+# rules alone, built once and kept in the policy cache (`index_state`), fits any install.
+_OFFSET = {"file": 2, "process": 1, "network": 0, "import": 0}
 
-    rules: Sequence[Rule]
+
+class CategoryIndex:
+    """The rules of one category, sorted by (rank, file order), and their candidate index.
+
+    `rules[position]` is None until the rule is first needed (`rule_at`): a restored index
+    knows where each rule is filed without having made a `Rule` of any of them.
+    """
+
+    rules: list[Rule | None]
     default_decision: Decision
     needs_stack: bool
+    category: str
 
-    def __init__(self, rules: Sequence[Rule], default: Action, mode: Mode, category: str) -> None:
-        self.rules = rules
+    def __init__(self, default: Action, mode: Mode) -> None:
         self.default = default
+        self.mode: Mode = mode
         blocked = default == "deny" and mode == "enforce"
-        self.default_decision = Decision(default, f"default:{category}", blocked, mode)
-        self.needs_stack = any(r.needs_stack for r in rules)
+        self.default_decision = Decision(default, f"default:{self.category}", blocked, mode)
+        self.needs_stack = False
+        self.count = 0
+        self.rules = []
+        self._specs: Sequence[RuleSpec | None] = ()
+
+    def attach(self, specs: Sequence[RuleSpec | None], count: int, needs_stack: bool) -> None:
+        """The rule at each position (None where no rule is) and what is known of them all."""
+        self._specs = specs
+        self.rules = [None] * len(specs)
+        self.count = count
+        self.needs_stack = needs_stack
+
+    def rule_at(self, position: int) -> Rule:
+        rule = self.rules[position]
+        if rule is None:
+            spec = self._specs[position]
+            assert spec is not None, position
+            rule = self.rules[position] = Rule(spec, self.mode)
+        return rule
+
+    def all_rules(self) -> list[Rule]:
+        return [self.rule_at(p) for p in range(len(self._specs)) if self._specs[p] is not None]
+
+    def add(self, position: int, spec: RuleSpec) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once every rule is filed (or the state restored)."""
+
+    def export(self) -> tuple[Any, ...]:  # pragma: no cover - overridden
+        """The index as plain data (dicts, lists, tuples, str, int, bool: what marshal keeps)."""
+        raise NotImplementedError
+
+    def restore(self, state: tuple[Any, ...]) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def candidates(self, op: Any) -> list[int]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -161,29 +207,40 @@ def _sorted(out: list[int]) -> list[int]:
     return sorted(set(out)) if len(out) > 1 else out
 
 
-def _fields(rule: Rule) -> Any:
-    return rule.spec.match.fields
+def _fields(spec: RuleSpec) -> Any:
+    return spec.match.fields
 
 
 class FileIndex(CategoryIndex):
-    def __init__(self, rules: Sequence[Rule], default: Action, mode: Mode) -> None:
-        super().__init__(rules, default, mode, "file")
+    category = "file"
+
+    def __init__(self, default: Action, mode: Mode) -> None:
+        super().__init__(default, mode)
         self.tries = {access: PathTrie() for access in _ACCESSES}
         self._resolved = {access: False for access in _ACCESSES}
-        for position, rule in enumerate(rules):
-            fields = _fields(rule)
-            accesses = fields.get("access", _ACCESSES)
-            for access in accesses:
-                trie = self.tries.get(access)
-                if trie is None:
-                    continue
-                globs = fields.get("path")
-                if globs is None:
-                    trie.root[1].append(position)
-                for glob in globs or ():
-                    trie.add(glob, position)
-                if _path_sensitive(rule, default):
-                    self._resolved[access] = True
+
+    def add(self, position: int, spec: RuleSpec) -> None:
+        fields = _fields(spec)
+        for access in fields.get("access", _ACCESSES):
+            trie = self.tries.get(access)
+            if trie is None:
+                continue
+            globs = fields.get("path")
+            if globs is None:
+                trie.root[1].append(position)
+            for glob in globs or ():
+                trie.add(glob, position)
+            if _path_sensitive(spec, self.default):
+                self._resolved[access] = True
+
+    def export(self) -> tuple[Any, ...]:
+        return ({a: t.root for a, t in self.tries.items()}, dict(self._resolved))
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        roots, resolved = state
+        for access, root in roots.items():
+            self.tries[access].root = root
+        self._resolved.update(resolved)
 
     def candidates(self, op: Any) -> list[int]:
         trie = self.tries.get(op.access)
@@ -200,57 +257,100 @@ class FileIndex(CategoryIndex):
         return self._resolved.get(access, False)
 
 
-def _path_sensitive(rule: Rule, default: Action) -> bool:
-    if default == "allow" and rule.rank == 2:
+def _path_sensitive(spec: RuleSpec, default: Action) -> bool:
+    if default == "allow" and spec.action == "allow":
         return False  # an allow under an allow default cannot change action or blocking
-    unless = rule.spec.unless
-    return "path" in _fields(rule) or (unless is not None and "path" in unless.fields)
+    unless = spec.unless
+    return "path" in _fields(spec) or (unless is not None and "path" in unless.fields)
 
 
 class ProcessIndex(CategoryIndex):
-    def __init__(self, rules: Sequence[Rule], default: Action, mode: Mode) -> None:
-        super().__init__(rules, default, mode, "process")
+    """Executable globs: with a `/` in a segment trie; base names by literal name, by the
+    literal text a glob starts with (`tool*`), or ends with (`*-dev`); the rest always.
+
+    A spawn looks up its base names' prefixes of the lengths in use (a few dict lookups), so
+    250 `toolN*` denies cost what none cost, instead of 250 glob matches per spawn.
+    """
+
+    category = "process"
+
+    def __init__(self, default: Action, mode: Mode) -> None:
+        super().__init__(default, mode)
         self.paths = PathTrie()
         self.names = KeyIndex()
-        for position, rule in enumerate(rules):
-            globs = _fields(rule).get("executable")
-            if globs is None:
-                self.names.add_always(position)
-            for glob in globs or ():
-                if "/" in glob:
-                    self.paths.add(glob, position)
-                elif has_magic(glob):
-                    self.names.add_always(position)
+        self.prefixes: dict[str, list[int]] = {}
+        self.suffixes: dict[str, list[int]] = {}
+        self._prefix_sizes: tuple[int, ...] = ()
+        self._suffix_sizes: tuple[int, ...] = ()
+
+    def add(self, position: int, spec: RuleSpec) -> None:
+        globs = _fields(spec).get("executable")
+        if globs is None:
+            self.names.add_always(position)
+        for glob in globs or ():
+            if "/" in glob:
+                self.paths.add(glob, position)
+            elif not has_magic(glob):
+                self.names.add(glob, position)
+            else:
+                prefix, suffix = literal_ends(glob)
+                if prefix:
+                    _add(self.prefixes, prefix, position)
+                elif suffix:
+                    _add(self.suffixes, suffix, position)
                 else:
-                    self.names.add(glob, position)
+                    self.names.add_always(position)
+
+    def finish(self) -> None:
+        self._prefix_sizes = tuple(sorted({len(k) for k in self.prefixes}))
+        self._suffix_sizes = tuple(sorted({len(k) for k in self.suffixes}))
+
+    def export(self) -> tuple[Any, ...]:
+        return (self.paths.root, self.names.keys, self.names.always, self.prefixes, self.suffixes)
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        self.paths.root, self.names.keys, self.names.always, self.prefixes, self.suffixes = state
+
+    def _by_name(self, name: str, out: list[int]) -> None:
+        hit = self.names.keys.get(name)
+        if hit:
+            out += hit
+        size = len(name)
+        for k in self._prefix_sizes:
+            if k > size:
+                break
+            hit = self.prefixes.get(name[:k])
+            if hit:
+                out += hit
+        for k in self._suffix_sizes:
+            if k > size:
+                break
+            hit = self.suffixes.get(name[size - k :])
+            if hit:
+                out += hit
 
     def candidates(self, op: Any) -> list[int]:
         out = list(self.names.always)
-        keys = self.names.keys
         exe = op.executable
         self.paths.collect(exe, out)
-        hit = keys.get(exe.rpartition("/")[2])
-        if hit:
-            out += hit
+        self._by_name(exe.rpartition("/")[2], out)
         if op.argv:
             argv0 = op.argv[0]
             if argv0 != exe:
                 self.paths.collect(argv0, out)
-                hit = keys.get(argv0.rpartition("/")[2])
-                if hit:
-                    out += hit
+                self._by_name(argv0.rpartition("/")[2], out)
         return _sorted(out)
 
 
 class NetworkIndex(CategoryIndex):
-    def __init__(self, rules: Sequence[Rule], default: Action, mode: Mode) -> None:
-        super().__init__(rules, default, mode, "network")
+    category = "network"
+
+    def __init__(self, default: Action, mode: Mode) -> None:
+        super().__init__(default, mode)
         self.hosts = HostIndex()
         self.cidrs = CidrIndex()
         self.ports = KeyIndex()
         self.port_ranges: list[tuple[int, int, int]] = []
-        for position, rule in enumerate(rules):
-            self._file(_fields(rule), position)
         self.always = self.ports.always
         # Raw sockets are denied unless a rule allows them, whatever the category default.
         self.raw_decision = Decision("deny", "default:network", mode == "enforce", mode)
@@ -260,7 +360,8 @@ class NetworkIndex(CategoryIndex):
             return self.raw_decision
         return self.default_decision
 
-    def _file(self, fields: Any, position: int) -> None:
+    def add(self, position: int, spec: RuleSpec) -> None:
+        fields = _fields(spec)
         if "host" in fields:
             for pattern in fields["host"]:
                 self.hosts.add(host_key(pattern), position)
@@ -275,6 +376,32 @@ class NetworkIndex(CategoryIndex):
                     self.port_ranges.append((low, high, position))
         else:
             self.ports.add_always(position)
+
+    def export(self) -> tuple[Any, ...]:
+        hosts, ports = self.hosts, self.ports
+        return (
+            hosts.exact,
+            hosts.suffix,
+            hosts.general,
+            self.cidrs.tables,
+            ports.keys,
+            ports.always,
+            self.port_ranges,
+        )
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        hosts, ports = self.hosts, self.ports
+        (
+            hosts.exact,
+            hosts.suffix,
+            hosts.general,
+            self.cidrs.tables,
+            ports.keys,
+            ports.always,
+            port_ranges,
+        ) = state
+        self.port_ranges = [tuple(r) for r in port_ranges]
+        self.always = ports.always
 
     def candidates(self, op: Any) -> list[int]:
         out = self.always + self.hosts.general
@@ -305,32 +432,46 @@ class NetworkIndex(CategoryIndex):
 
 
 class ImportIndex(CategoryIndex):
-    def __init__(self, rules: Sequence[Rule], default: Action, mode: Mode) -> None:
-        super().__init__(rules, default, mode, "import")
+    category = "import"
+
+    def __init__(self, default: Action, mode: Mode) -> None:
+        super().__init__(default, mode)
         self.modules = PathTrie()
         self.origins = PathTrie()
         self.libraries = PathTrie()
         self.always: list[int] = []
-        for position, rule in enumerate(rules):
-            fields = _fields(rule)
-            if "module" in fields:
-                for glob in fields["module"]:
-                    self.modules.add(module_pattern(glob), position)
-            elif "origin" in fields:
-                for glob in fields["origin"]:
-                    self.origins.add(glob, position)
-            elif "library" in fields:
-                for glob in fields["library"]:
-                    self.libraries.add(glob, position)
-            else:
-                self.always.append(position)
+        self._quiet = False
+        self._module_tops: dict[str, Any] = {}
+        self._origin_tops: dict[str, Any] = {}
+
+    def add(self, position: int, spec: RuleSpec) -> None:
+        fields = _fields(spec)
+        if "module" in fields:
+            for glob in fields["module"]:
+                self.modules.add(module_pattern(glob), position)
+        elif "origin" in fields:
+            for glob in fields["origin"]:
+                self.origins.add(glob, position)
+        elif "library" in fields:
+            for glob in fields["library"]:
+                self.libraries.add(glob, position)
+        else:
+            self.always.append(position)
+
+    def finish(self) -> None:
         # For `quiet`: nothing is filed where every import would reach it, and an import that
         # meets no rule is allowed without a report.
-        self._quiet = default == "allow" and not (
+        self._quiet = self.default == "allow" and not (
             self.always or self.modules.root[1] or self.origins.root[1]
         )
-        self._module_tops: dict[str, Any] = self.modules.root[0]
-        self._origin_tops: dict[str, Any] = self.origins.root[0]
+        self._module_tops = self.modules.root[0]
+        self._origin_tops = self.origins.root[0]
+
+    def export(self) -> tuple[Any, ...]:
+        return (self.modules.root, self.origins.root, self.libraries.root, self.always)
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        self.modules.root, self.origins.root, self.libraries.root, self.always = state
 
     def quiet(
         self, module: str, origin: str | None, home: str | None = None, init: str | None = None
@@ -404,6 +545,57 @@ def _implicit(
     return []
 
 
+def _scoped(spec: RuleSpec) -> bool:
+    return spec.scope is not None or (spec.unless is not None and spec.unless.scope is not None)
+
+
+def _written_order(specs: Sequence[RuleSpec]) -> list[int]:
+    """The written rules by (deny, alert, allow), then file order."""
+    return sorted(range(len(specs)), key=lambda i: (_RANK[specs[i].action], i))
+
+
+def index_state(category: str, specs: Sequence[RuleSpec], default: Action) -> tuple[Any, ...]:
+    """The index of a category's written rules as plain data: (the rules' order, the marshalled
+    index). What `build_category(prebuilt=...)` restores; the policy cache keeps it, so that
+    a process does not index thousands of rules before its first decision."""
+    import marshal
+
+    index = _INDEXES[category](default, "enforce")
+    order = _written_order(specs)
+    for position, i in enumerate(order, _OFFSET[category]):
+        index.add(position, specs[i])
+    # Version 2: no shared references, so equal indexes give equal bytes (an identity
+    # digests them), whichever objects happened to be shared when they were built.
+    return tuple(order), marshal.dumps(index.export(), 2)
+
+
+class _Placed(Sequence[RuleSpec | None]):
+    """The rule spec at each position, looked up when asked: the implicit denies, a gap up
+    to the offset, the written rules in `order`, then the implicit allows."""
+
+    def __init__(
+        self,
+        denies: Sequence[RuleSpec],
+        offset: int,
+        written: Sequence[RuleSpec],
+        order: Sequence[int],
+        allows: Sequence[RuleSpec],
+    ) -> None:
+        self._denies, self._offset, self._written = denies, offset, written
+        self._order, self._allows = order, allows
+
+    def __len__(self) -> int:
+        return self._offset + len(self._order) + len(self._allows)
+
+    def __getitem__(self, position: int) -> RuleSpec | None:  # type: ignore[override]
+        if position < self._offset:
+            return self._denies[position] if position < len(self._denies) else None
+        at = position - self._offset
+        if at < len(self._order):
+            return self._written[self._order[at]]
+        return self._allows[at - len(self._order)]
+
+
 def build_category(
     category: str,
     specs: Sequence[RuleSpec],
@@ -414,13 +606,41 @@ def build_category(
     unshielded_children: bool,
     protected_folders: tuple[str, ...] = (),
     implicit_allows: Sequence[RuleSpec] = (),
+    prebuilt: tuple[Any, ...] | None = None,
+    needs_stack: bool | None = None,
 ) -> CategoryIndex:
     """Compile and index one category's rules. Implicit protections come first (they are
     denies that precede every written rule); implicit allows (`implicit:telemetry_exporter`)
     come last, so that a written allow matching the same operation names the decision (and a
-    written deny beats them, as it beats any allow)."""
+    written deny beats them, as it beats any allow).
+
+    prebuilt: `index_state` of these very specs (from the policy cache): restored instead of
+    indexing every written rule again; the implicit rules are filed into it here.
+    needs_stack: whether some rule has a scope, when the caller knows it already."""
     implicit = _implicit(category, protected_paths, unshielded_children, protected_folders)
-    ordered = [*implicit, *specs, *implicit_allows]
-    ranked = sorted(enumerate(ordered), key=lambda item: (_RANK[item[1].action], item[0]))
-    rules = [Rule(spec, mode) for _order, spec in ranked]
-    return _INDEXES[category](rules, default, mode)  # type: ignore[call-arg]
+    offset = _OFFSET[category]
+    assert len(implicit) <= offset
+    index: CategoryIndex | None = None
+    order: Sequence[int] = ()
+    if prebuilt is not None:
+        import marshal
+
+        order, state = prebuilt
+        if len(order) == len(specs):
+            index = _INDEXES[category](default, mode)
+            index.restore(marshal.loads(state))
+    if index is None:
+        index = _INDEXES[category](default, mode)
+        order = _written_order(specs)
+        for position, i in enumerate(order, offset):
+            index.add(position, specs[i])
+    for position, spec in enumerate(implicit):
+        index.add(position, spec)
+    for position, spec in enumerate(implicit_allows, offset + len(order)):
+        index.add(position, spec)
+    index.finish()
+    if needs_stack is None:
+        needs_stack = any(_scoped(s) for s in (*implicit, *specs, *implicit_allows))
+    count = len(implicit) + len(specs) + len(implicit_allows)
+    index.attach(_Placed(implicit, offset, specs, order, implicit_allows), count, needs_stack)
+    return index

@@ -14,7 +14,13 @@ from typing import Any
 
 from appshield.decision import Action, Decision, Mode
 from appshield.document import PolicyDocument, RuleSpec
-from appshield.engine.categories import CategoryIndex, Rule, build_category, check_classes
+from appshield.engine.categories import (
+    CategoryIndex,
+    Rule,
+    build_category,
+    check_classes,
+    index_state,
+)
 from appshield.engine.globs import (
     Matcher,
     has_magic,
@@ -24,7 +30,13 @@ from appshield.engine.globs import (
 )
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
 
-__all__ = ["DEFAULT_CACHE_SIZE", "CompiledPolicy", "StackInput", "compile_policy"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "CompiledPolicy",
+    "StackInput",
+    "compile_policy",
+    "index_states",
+]
 
 StackInput = Callable[[], Sequence[str]] | Sequence[str] | None
 
@@ -160,6 +172,8 @@ class CompiledPolicy:
         view: _Stack | None = None
         for position in index.candidates(op):
             rule = rules[position]
+            if rule is None:  # first time a candidate: made now (see CategoryIndex)
+                rule = index.rule_at(position)
             if winner is not None and rule.rank:
                 break  # past the denies: the deny that won does not block
             preds = rule.preds
@@ -212,7 +226,8 @@ class CompiledPolicy:
             return True
         index = self._categories["import"]
         worst = _strictness(_RANK[decision.action], decision.blocked)
-        for rule in index.rules:
+        rules = index.all_rules()
+        for rule in rules:
             spec = rule.spec
             if spec.unless is not None and "library" in spec.unless.fields:
                 return False
@@ -221,7 +236,7 @@ class CompiledPolicy:
         default = index.default_decision
         if decision.rule_id == default.rule_id:
             return True
-        winners = [rule for rule in index.rules if rule.id == decision.rule_id]
+        winners = [rule for rule in rules if rule.id == decision.rule_id]
         if winners and all(
             "/**" in rule.spec.match.fields.get("library", ("/**",)) for rule in winners
         ):
@@ -284,9 +299,8 @@ class CompiledPolicy:
                     return False
             except TypeError:  # an unhashable field: ask the rules
                 pass
-        rules = index.rules
         for position in index.candidates(op):
-            rule = rules[position]
+            rule = index.rule_at(position)
             if not rule.needs_stack:
                 continue
             preds = rule.preds
@@ -309,7 +323,7 @@ class CompiledPolicy:
 
     def has_rules(self, category: str) -> bool:
         """Some written or implicit rule applies to the category."""
-        return bool(self._categories[category].rules)
+        return self._categories[category].count > 0
 
     def default(self, category: str) -> Action:
         return self._defaults[category]
@@ -326,8 +340,18 @@ class CompiledPolicy:
         return self._categories["file"].resolved_matters(access)
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{c}={len(self._categories[c].rules)}" for c in CATEGORIES)
+        counts = ", ".join(f"{c}={self._categories[c].count}" for c in CATEGORIES)
         return f"<CompiledPolicy mode={self.mode} rules: {counts}>"
+
+
+def index_states(document: PolicyDocument) -> tuple[Any, ...]:
+    """The written rules' index of every category (in `CATEGORIES` order), as plain data:
+    what `compile_policy(index=...)` restores. A pure function of the document, so the
+    policy cache can keep it (and a policy's identity covers it)."""
+    by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
+    for rule in document.rules:
+        by_category[rule.category].append(rule)
+    return tuple(index_state(c, by_category[c], document.defaults[c]) for c in CATEGORIES)
 
 
 def compile_policy(
@@ -338,6 +362,7 @@ def compile_policy(
     cache_size: int = DEFAULT_CACHE_SIZE,
     protected_folders: tuple[str, ...] = (),
     implicit_allows: Sequence[RuleSpec] = (),
+    index: Sequence[Any] | None = None,
 ) -> CompiledPolicy:
     """Compile `document` for the effective `mode`.
 
@@ -349,6 +374,8 @@ def compile_policy(
     reaches it is cleared, which keeps the bookkeeping to one `len` per miss.
     implicit_allows: allow rules appshield adds on its own authority, after the written ones
         (`implicit:telemetry_exporter`, see `appshield.policy.exporter`).
+    index: `index_states(document)`, computed before (at load, or kept in the policy cache):
+        each category's index is then restored, not built, when first needed.
     """
     missing = [c for c in CATEGORIES if c not in document.defaults]
     if missing:
@@ -357,7 +384,13 @@ def compile_policy(
     # needs one first; the cyclic GC is deliberately left alone there, since pausing it is
     # visible to the app's other threads.
     return _compile(
-        document, mode, protected_paths, cache_size, protected_folders, tuple(implicit_allows)
+        document,
+        mode,
+        protected_paths,
+        cache_size,
+        protected_folders,
+        tuple(implicit_allows),
+        index,
     )
 
 
@@ -390,6 +423,7 @@ def _compile(
     cache_size: int,
     protected_folders: tuple[str, ...] = (),
     implicit_allows: tuple[RuleSpec, ...] = (),
+    index: Sequence[Any] | None = None,
 ) -> CompiledPolicy:
     protections = document.protections
     by_category: dict[str, list[RuleSpec]] = {c: [] for c in CATEGORIES}
@@ -421,7 +455,14 @@ def _compile(
             unshielded_children=protections.unshielded_children,
             protected_folders=protected_folders if protections.policy_files else (),
             implicit_allows=allows_by_category[category],
+            prebuilt=None if index is None else index[CATEGORIES.index(category)],
+            needs_stack=scoped[category],
         )
 
     categories = _LazyCategories(build, scoped)
+    if index is not None:
+        # Restoring is a copy of plain data, not a pass over the rules: done now, at load,
+        # so that no decision waits for it.
+        for category in CATEGORIES:
+            categories[category] = build(category)
     return CompiledPolicy(categories, mode, dict(document.defaults), cache_size, tuple(scope_globs))

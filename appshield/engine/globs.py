@@ -9,13 +9,17 @@ Three families share one translator (see docs/architecture.md, "Matching semanti
 
 The common shapes (a literal, `/a/b/**`, `*.example.com`) are answered with plain string
 operations; anything else gets its own regex, compiled on first use so that a 10,000-rule
-policy does not pay for 10,000 `re.compile` calls at start-up.
+policy does not pay for 10,000 `re.compile` calls at start-up. That regex is built so that it
+cannot backtrack more than one pass per chunk ("linear matching" below): `translate_path` and
+`translate_plain` are the plain translations, kept as the reference and for validation only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import count
+from typing import Any, NamedTuple
 
 __all__ = [
     "GlobError",
@@ -24,6 +28,7 @@ __all__ = [
     "escape",
     "glob_problem",
     "has_magic",
+    "literal_ends",
     "literal_prefix_segments",
     "module_pattern",
     "module_subject",
@@ -67,18 +72,21 @@ def _class_regex(body: str, sep: str | None) -> str:
     return klass if sep is None else f"(?!{re.escape(sep)}){klass}"
 
 
-def _translate_run(pattern: str, sep: str | None) -> str:
-    """`*`, `?`, `[...]` and literals, as fnmatch reads them; `sep` is never crossed."""
-    star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
+_STAR = None  # a `*` among a run's tokens (every other token is one character's regex)
+
+
+def _run_tokens(pattern: str, sep: str | None) -> list[str | None]:
+    """`*`, `?`, `[...]` and literals, as fnmatch reads them: one regex per character, and
+    `_STAR` for a star (`**` inside a segment is just `*`); `sep` is never matched."""
     one = "." if sep is None else f"[^{re.escape(sep)}]"
-    out: list[str] = []
+    out: list[str | None] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         i += 1
         if c == "*":
-            if not (out and out[-1] == star):  # `**` inside a segment is just `*`
-                out.append(star)
+            if not (out and out[-1] is _STAR):
+                out.append(_STAR)
         elif c == "?":
             out.append(one)
         elif c == "[":
@@ -96,7 +104,13 @@ def _translate_run(pattern: str, sep: str | None) -> str:
                 i = j + 1
         else:
             out.append(re.escape(c))
-    return "".join(out)
+    return out
+
+
+def _translate_run(pattern: str, sep: str | None) -> str:
+    """The plain (backtracking) regex of a run: the reference translation."""
+    star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
+    return "".join(star if t is _STAR else t for t in _run_tokens(pattern, sep))
 
 
 def translate_plain(pattern: str) -> str:
@@ -122,6 +136,107 @@ def translate_path(pattern: str) -> str:
     return "".join(out)
 
 
+# -- linear matching ---------------------------------------------------------------------
+#
+# The translations above are the reference, and they backtrack: `*a*a*a*b` read as
+# `.*a.*a.*a.*b` tries every split of the subject (O(n^k)), and `/**/**/**/x` every split
+# of its segments. The matchers use another regex of the same language, in which no part is
+# ever tried twice from the same place:
+#
+# - A run `C0*C1*...*Ck` (each Ci of fixed length: literals, `?`, classes) is matched
+#   greedily: C0 at the start, each middle Ci at its leftmost place after the previous one,
+#   Ck at the end. Leftmost is never worse (whatever follows a placement that ends sooner can
+#   follow it too), so this holds exactly when the glob matches. A middle chunk is found by
+#   a lazy search inside a lookahead, `(?=(?P<g>.*?Ci))(?P=g)`: the engine never goes back
+#   into a lookahead, so the search is not retried (the atomic group of Python 3.11, spelled
+#   so that 3.10 has it too).
+# - Path globs do the same one level up: the subject (behind a `/`) is a list of `/segment`,
+#   `**` skips whole segments, and the segments between two `**` form a block of fixed
+#   length, placed at its leftmost place by `search` from where the previous block ended.
+#   The last block is placed by counting segments back from the end. A block ends with
+#   `(?![^/])`, so it covers whole segments and a placement cannot stop inside one.
+#
+# Cost: every chunk and block search moves forward only and is never retried, so a decision
+# is at most a pass over the subject for each chunk, and for each segment of a block between
+# two `**` (O(subject x glob) steps, all inside the regex engine, never exponential). The
+# slowest shape is a long such block of wildcard segments (`/**/*a/*a/.../*b/**`), which is
+# tried at every segment: about 40 us per segment of the block on a 4,096-character path
+# (`benchmarks/run.py --only globs`).
+
+
+def _linear_run(tokens: list[str | None], any_char: str, end: str, names: Iterator[str]) -> str:
+    chunks: list[list[str]] = [[]]
+    for token in tokens:
+        if token is _STAR:
+            chunks.append([])
+        else:
+            chunks[-1].append(token)
+    if len(chunks) == 1:
+        return "".join(chunks[0]) + end
+    out = "".join(chunks[0])
+    for chunk in chunks[1:-1]:
+        name = next(names)
+        out += f"(?=(?P<{name}>{any_char}*?{''.join(chunk)}))(?P={name})"
+    return out + f"{any_char}*{''.join(chunks[-1])}{end}"
+
+
+def _path_items(pattern: str) -> list[str | None]:
+    """The pattern's segments, with None for a `**` (runs of them are one)."""
+    items: list[str | None] = []
+    for seg in pattern.split("/"):
+        if seg != "**":
+            items.append(seg)
+        elif not items or items[-1] is not None:
+            items.append(None)
+    return items
+
+
+class PathPlan(NamedTuple):
+    """How a path glob is matched against `x = "/" + subject` (regexes for DOTALL).
+
+    first: the segments before the first `**`, matched at the start (fullmatch of all of x
+        when there is no `**`: `last_size` is then None).
+    middles: each block of segments between two `**`, searched for from where the previous
+        one ended; its leftmost place is never worse than any other.
+    last, last_size: the segments after the last `**`, which must be the last `last_size`
+        of x.
+    """
+
+    first: str
+    middles: tuple[str, ...]
+    last: str
+    last_size: int | None
+
+
+def path_plan(pattern: str) -> PathPlan:
+    """The regexes of a path glob, none of which can backtrack beyond one pass per chunk
+    (see above)."""
+    names = (f"g{k}" for k in count())
+
+    def block(runs: list[str]) -> str:
+        # Only the block's end needs the boundary check: inside it, the next segment's `/`
+        # is one. So a block of literal segments is one literal, which `search` scans for fast.
+        return "".join("/" + _linear_run(_run_tokens(r, "/"), "[^/]", "", names) for r in runs) + (
+            "(?![^/])" if runs else ""
+        )
+
+    blocks: list[list[str]] = [[]]
+    for item in _path_items(pattern):
+        if item is None:
+            blocks.append([])
+        else:
+            blocks[-1].append(item)
+    if len(blocks) == 1:
+        return PathPlan(block(blocks[0]), (), "", None)
+    middles = tuple(block(b) for b in blocks[1:-1])
+    return PathPlan(block(blocks[0]), middles, block(blocks[-1]), len(blocks[-1]))
+
+
+def linear_plain_regex(pattern: str) -> str:
+    """Regex (for fullmatch, DOTALL) of an fnmatch-like glob, matched greedily as above."""
+    return _linear_run(_run_tokens(pattern, None), ".", "", (f"g{k}" for k in count()))
+
+
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` is not a usable glob, or None. For the loader's validation."""
     try:
@@ -133,14 +248,38 @@ def glob_problem(pattern: str) -> str | None:
 
 
 def _lazy_path_regex(pattern: str) -> Matcher:
-    """Like `_lazy_regex`, but the translation too waits for the first use."""
-    compiled: Callable[[str], object] | None = None
+    """The linear matcher of a path glob, translated and compiled on first use."""
+    plan: tuple[Any, tuple[Any, ...], Any, int | None] | None = None
 
     def match(text: str) -> bool:
-        nonlocal compiled
-        if compiled is None:
-            compiled = re.compile(translate_path(pattern)).fullmatch
-        return compiled(text) is not None
+        nonlocal plan
+        if plan is None:
+            found = path_plan(pattern)
+            plan = (
+                re.compile(found.first, re.DOTALL).match,
+                tuple(re.compile(m, re.DOTALL).search for m in found.middles),
+                re.compile(found.last, re.DOTALL).fullmatch,
+                found.last_size,
+            )
+        first, middles, last, size = plan
+        x = "/" + text
+        if size is None:  # no `**`: the first block is the whole glob
+            whole = first(x)
+            return whole is not None and whole.end() == len(x)
+        cut = len(x)
+        if size:
+            parts = x.rsplit("/", size)  # the last `size` segments, cut off in one pass
+            cut = len(parts[0])
+            if len(parts) <= size or last(x, cut) is None:
+                return False
+        placed = first(x, 0, cut)
+        if placed is None:
+            return False
+        for search in middles:
+            placed = search(x, placed.end(), cut)
+            if placed is None:
+                return False
+        return True
 
     return match
 
@@ -241,7 +380,7 @@ def plain_matcher(pattern: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal compiled
         if compiled is None:
-            compiled = re.compile(translate_plain(pattern), re.DOTALL).fullmatch
+            compiled = re.compile(linear_plain_regex(pattern), re.DOTALL).fullmatch
         return compiled(text) is not None
 
     return match
@@ -269,6 +408,14 @@ def literal_prefix_segments(pattern: str) -> list[str]:
             break
         out.append(seg)
     return out
+
+
+def literal_ends(pattern: str) -> tuple[str, str]:
+    """The literal text before a glob's first wildcard and after its last (`tool*.sh` ->
+    ("tool", ".sh")); a `[` counts as a wildcard wherever it is, as `has_magic` counts it."""
+    first = min((i for i in (pattern.find(c) for c in "*?[") if i >= 0), default=len(pattern))
+    last = max(pattern.rfind(c) for c in "*?[]")
+    return pattern[:first], pattern[last + 1 :] if last >= 0 else pattern
 
 
 def module_subject(module: str) -> str:

@@ -27,12 +27,22 @@ class Policy:
     `APPSHIELD_MODE` variable is applied by whoever builds the runtime configuration.)
     """
 
-    __slots__ = ("_compiled", "document", "mode")
+    __slots__ = ("_compiled", "_index", "document", "mode")
 
-    def __init__(self, document: PolicyDocument, *, mode: Mode | None = None) -> None:
+    def __init__(
+        self,
+        document: PolicyDocument,
+        *,
+        mode: Mode | None = None,
+        index: tuple[Any, ...] | None = None,
+    ) -> None:
         self.document = document
         self.mode: Mode = mode or document.mode or "enforce"
         self._compiled: CompiledPolicy | None = None
+        # The rules' index (`appshield.engine.index_states`): from the policy cache, else
+        # built when first asked for, at the latest when the policy is compiled, so that
+        # the first decision does not index every rule.
+        self._index = index
 
     @classmethod
     def from_yaml(cls, text: str, *, filename: str | None = None) -> Policy:
@@ -48,15 +58,16 @@ class Policy:
 
         given = os.fspath(path)
         if isinstance(given, str) and use_cache:
-            document = cache.load(given)
-            if document is not None:
-                return cls(document)
+            found = cache.load_indexed(given)
+            if found is not None:
+                return cls(found[0], index=found[1])
         from appshield.policy.loader import load_file_inputs
 
         document, (read_files, variables) = load_file_inputs(given)
+        policy = cls(document)
         if isinstance(given, str):
-            cache.store(given, document, read_files, variables)
-        return cls(document)
+            cache.store(given, document, read_files, variables, index=policy.index)
+        return policy
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str | None = None) -> Policy:
@@ -77,7 +88,16 @@ class Policy:
     def with_mode(self, mode: Mode | None) -> Policy:
         if mode is None or mode == self.mode:
             return self
-        return Policy(self.document, mode=mode)
+        return Policy(self.document, mode=mode, index=self._index)
+
+    def index(self) -> tuple[Any, ...]:
+        """The rules' index as plain data (see `appshield.engine.index_states`)."""
+        index = self._index
+        if index is None:
+            from appshield.engine import index_states
+
+            index = self._index = index_states(self.document)
+        return index
 
     @property
     def compiled(self) -> CompiledPolicy:
@@ -102,6 +122,7 @@ class Policy:
                 protected_paths=protected,
                 protected_folders=_folders_above((*files, PACKAGE_DIR)),
                 implicit_allows=self._implicit_allows(),
+                index=self.index(),
             )
             self._compiled = compiled
         return compiled
@@ -130,8 +151,14 @@ class Policy:
             # What `implicit:telemetry_exporter` lets through: a child uses its root's
             # endpoints, so both sides agree unless the child is not the parent's shield.
             reach = configured_endpoints(STARTUP.environ)
-        text = repr(("appshield-policy-identity/1", self.mode, plain(self.document), reach))
-        return _digest(text.encode("utf-8", "surrogateescape"))
+        text = repr(("appshield-policy-identity/2", self.mode, plain(self.document), reach))
+        # The index is a function of the document, but a cached one is not proved to be it:
+        # the identity covers it (marshal version 2 bytes: equal indexes, equal bytes), so
+        # a child with another index reloads the YAML.
+        import marshal
+
+        index = marshal.dumps(self.index(), 2)
+        return _digest(text.encode("utf-8", "surrogateescape") + index)
 
     def decide(self, operation: Operation, stack: StackInput = None) -> Decision:
         """The pure decision for one operation. `stack`: the modules on the call stack

@@ -8,6 +8,10 @@ policy file, written when Python would write bytecode (not under `PYTHONDONTWRIT
 and read whenever it is there and trustworthy. Never under `PYTHONPYCACHEPREFIX`: that
 is the environment's to choose, and a shielded app chooses its children's environment.
 
+The entry also holds the rule index of the document (`appshield.engine.index_states`), so
+that the first decision of a process does not index thousands of rules; it is trusted as far
+as the document is, and `Policy.identity` covers it.
+
 A cached policy is used only when it is exactly what loading the files again would give:
 
 - every file the load read (the policy, each `extends`, each built-in pack) still has the
@@ -38,7 +42,7 @@ import marshal
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from appshield import __version__
@@ -46,9 +50,18 @@ from appshield import __version__
 if TYPE_CHECKING:
     from appshield.document import Condition, PolicyDocument
 
-__all__ = ["FORMAT", "cache_glob", "cache_path", "compile_file", "load", "plain", "store"]
+__all__ = [
+    "FORMAT",
+    "cache_glob",
+    "cache_path",
+    "compile_file",
+    "load",
+    "load_indexed",
+    "plain",
+    "store",
+]
 
-FORMAT = 2  # bump when the stored shape changes
+FORMAT = 3  # bump when the stored shape changes (3: the rule index, `engine.index_states`)
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -85,10 +98,34 @@ def _owners(policy_path: str) -> tuple[int, ...]:
 def load(given: str) -> PolicyDocument | None:
     """The cached document for the policy file `given` (as the caller spelled it), or None
     on any miss or doubt."""
+    found = load_indexed(given)
+    return None if found is None else found[0]
+
+
+def load_indexed(given: str) -> tuple[PolicyDocument, tuple[Any, ...] | None] | None:
+    """The cached document and its rule index (`appshield.engine.index_states`; None when
+    the entry's is not of the expected shape, and the index is then built again), or None on
+    any miss or doubt. The index is trusted as far as the document is: same file, same
+    checks; and a child compares both with its parent's (`Policy.identity` covers it)."""
     try:
-        return _load(given)
+        entry = _verified(given)
+        if entry is None:
+            return None
+        document, index = entry
+        return _document(document), (index if _index_shaped(index) else None)
     except Exception:  # a cache is an optimisation: any surprise is a miss, never an error
         return None
+
+
+def _index_shaped(index: Any) -> bool:
+    return (
+        type(index) is tuple
+        and len(index) == 4
+        and all(
+            type(i) is tuple and len(i) == 2 and type(i[0]) is tuple and type(i[1]) is bytes
+            for i in index
+        )
+    )
 
 
 def is_valid(given: str) -> bool:
@@ -100,13 +137,8 @@ def is_valid(given: str) -> bool:
         return False
 
 
-def _load(given: str) -> PolicyDocument | None:
-    plain = _verified(given)
-    return None if plain is None else _document(plain)
-
-
 def _verified(given: str) -> Any:
-    """The cached plain document for `given`, once every check has passed; else None."""
+    """(plain document, index) cached for `given`, once every check has passed; else None."""
     policy_path = os.path.abspath(given)
     where = cache_path(policy_path)
     owners = _owners(policy_path)
@@ -123,7 +155,7 @@ def _verified(given: str) -> Any:
     finally:
         os.close(fd)
     entry = marshal.loads(raw)
-    magic, spelled, read_files, variables, document = entry
+    magic, spelled, read_files, variables, document, index = entry
     if magic != _MAGIC or spelled != given:
         return None
     listed = {path for path, _real, _content in read_files}
@@ -146,7 +178,7 @@ def _verified(given: str) -> Any:
                 current = value(name, policy_dir)
             if current != expected:
                 return None
-    return document
+    return document, index
 
 
 def _tempdir_guess() -> tuple[str, ...]:
@@ -172,13 +204,16 @@ def store(
     document: PolicyDocument,
     read_files: tuple[tuple[str, str, bytes], ...],
     variables: Mapping[tuple[str, str], tuple[str, ...]],
+    index: Callable[[], tuple[Any, ...]] | None = None,
 ) -> None:
     """Write the cache for a policy just loaded from `given`; silently skipped where Python
-    would not write bytecode, or where the folder is not one we would trust on reading."""
+    would not write bytecode, or where the folder is not one we would trust on reading.
+    `index`: gives the document's rule index (asked only when the cache is written; without
+    it the index is built here)."""
     if sys.dont_write_bytecode:
         return
     try:
-        _store(given, document, read_files, variables)
+        _store(given, document, read_files, variables, index)
     except Exception:  # read-only file systems and the like: start-up just stays slower
         return
 
@@ -209,6 +244,7 @@ def _store(
     document: PolicyDocument,
     read_files: tuple[tuple[str, str, bytes], ...],
     variables: Mapping[tuple[str, str], tuple[str, ...]],
+    index: Callable[[], tuple[Any, ...]] | None = None,
 ) -> str:
     policy_path = os.path.abspath(given)
     where = cache_path(policy_path)
@@ -219,7 +255,13 @@ def _store(
             f"{folder} is not a folder the cache may live in (a symlink, owned by someone"
             " else, or writable by group or others)"
         )
-    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document))
+    if index is None:  # a caller that has not built it (the index is never left out)
+        from appshield.engine import index_states
+
+        kept = index_states(document)
+    else:
+        kept = index()
+    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept)
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
     temporary = f"{where}.{os.getpid()}.tmp"

@@ -173,6 +173,7 @@ def _forge(policy: Path) -> None:
         ((str(policy), os.path.realpath(policy), raw),),
         (),
         cache.plain(weak.document._replace(files=(str(policy),))),
+        weak.index(),
     )
     where = Path(cache.cache_path(str(policy)))
     where.parent.mkdir(exist_ok=True)

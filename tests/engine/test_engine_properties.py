@@ -6,6 +6,7 @@ The default run keeps `max_examples` small; `-m slow` runs the exhaustive versio
 
 from __future__ import annotations
 
+import marshal
 import os
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appshield.document import PolicyDocument
-from appshield.engine import compile_policy
+from appshield.engine import compile_policy, index_states
 from tests.engine import _engine_reference as reference
 from tests.engine._engine_strategies import OPS, categories, documents, path_globs, rules, stacks
 
@@ -44,9 +45,13 @@ def _with_rules(document: PolicyDocument, rules_: tuple) -> PolicyDocument:  # t
 def check_agreement(scenario: tuple) -> None:  # type: ignore[type-arg]
     document, mode, ops, stack, protect = scenario
     compiled = compile_policy(document, mode, protected_paths=protect)
+    # The index as the policy cache keeps it (a marshal round trip), restored not rebuilt.
+    kept = marshal.loads(marshal.dumps(index_states(document)))
+    restored = compile_policy(document, mode, protected_paths=protect, index=kept)
     for op in ops:
         expected = reference.decide(document, mode, op, stack, protect)
         assert compiled.decide(op, stack) == expected, op
+        assert restored.decide(op, stack) == expected, op
         assert compiled.decide(op, lambda s=stack: s) == expected, op  # cached / callable path
         # a cached decision must not leak into a decision for another stack
         for other in (None, ["a"], ["yaml", "ctypes.util"]):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from appshield.errors import PolicyError
+from appshield.operations import FileOp
 from appshield.policy import Policy, cache
 from appshield.policy.loader import PACKS_DIR, load_file
 
@@ -195,11 +196,11 @@ def test_a_cache_that_does_not_list_the_policy_is_a_miss(policy_file: Path) -> N
 
     Policy.from_file(policy_file)
     where = Path(cache.cache_path(str(policy_file)))
-    magic, given, read_files, variables, plain = marshal.loads(where.read_bytes())
+    magic, given, read_files, variables, plain, index = marshal.loads(where.read_bytes())
     for forged_list in ((), read_files[1:]):
-        where.write_bytes(marshal.dumps((magic, given, forged_list, variables, plain)))
+        where.write_bytes(marshal.dumps((magic, given, forged_list, variables, plain, index)))
         assert cache.load(str(policy_file)) is None
-    where.write_bytes(marshal.dumps((magic, given, read_files, variables, plain)))
+    where.write_bytes(marshal.dumps((magic, given, read_files, variables, plain, index)))
     assert cache.load(str(policy_file)) is not None
 
 
@@ -309,3 +310,62 @@ def test_run_with_a_valid_cache_still_refuses_a_bad_mode_and_a_changed_policy(
     policy_file.write_text(TOP.replace("action: deny", "action: nope", 1))
     broken = subprocess.run([*command, "true"], env=env, capture_output=True, text=True)
     assert broken.returncode == 2 and f"{policy_file}:" in broken.stderr, broken.stderr
+
+
+# -- the rule index kept in the cache (issue 17: the first decision must not index every rule)
+
+
+def _denied_write(policy: Policy) -> bool:
+    op = FileOp(f"{os.getcwd()}/secrets/key", "write", f"{os.getcwd()}/secrets/key")
+    return policy.decide(op).blocked
+
+
+def test_the_cache_keeps_the_rule_index(policy_file: Path) -> None:
+    from appshield.engine import index_states
+
+    fresh = Policy.from_file(policy_file)  # from YAML: writes the cache, index included
+    cached = Policy.from_file(policy_file)
+    assert cached._index is not None
+    assert cached._index == index_states(cached.document)
+    assert cached.identity == fresh.identity
+    assert _denied_write(cached) and _denied_write(fresh)
+
+
+def test_a_forged_index_changes_the_identity(policy_file: Path) -> None:
+    """Not authenticated, like the rest of the cache: a root trusts it as far as it trusts the
+    cached document, and a child, which checks its policy's identity against its parent's,
+    sees a forged index as another policy (and reloads the YAML)."""
+    import marshal
+
+    from appshield.engine import index_states
+    from appshield.policy.loader import load_file as load_yaml
+
+    genuine = Policy.from_file(policy_file).identity
+    where = Path(cache.cache_path(str(policy_file)))
+    entry = list(marshal.loads(where.read_bytes()))
+    document = load_yaml(str(policy_file))
+    emptied = index_states(document._replace(rules=()))  # every rule filed nowhere
+    entry[5] = tuple((order, emptied[k][1]) for k, (order, _state) in enumerate(entry[5]))
+    where.write_bytes(marshal.dumps(tuple(entry)))
+    forged = Policy.from_file(policy_file)
+    assert (
+        forged._index is not None
+        and forged._index != Policy.from_file(policy_file, use_cache=False).index()
+    )
+    assert not _denied_write(forged)  # the control: the forged index does hide the rule
+    assert forged.identity != genuine
+    assert Policy.from_file(policy_file, use_cache=False).identity == genuine
+
+
+@pytest.mark.parametrize("shape", [None, (), ("x",) * 4, ((1, 2),) * 4])
+def test_an_index_of_another_shape_is_rebuilt(policy_file: Path, shape: object) -> None:
+    import marshal
+
+    genuine = Policy.from_file(policy_file).identity
+    where = Path(cache.cache_path(str(policy_file)))
+    entry = list(marshal.loads(where.read_bytes()))
+    entry[5] = shape
+    where.write_bytes(marshal.dumps(tuple(entry)))
+    policy = Policy.from_file(policy_file)
+    assert _hit(policy_file) and _denied_write(policy)
+    assert policy.identity == genuine
