@@ -200,6 +200,21 @@ def _scope_stack_of_caller() -> Sequence[str]:
     return _scope_stack(sys._getframe(1))
 
 
+def _granting(compiled: Decider, policy: Policy) -> Decider:
+    from appshield.attribution import DistributionIndex
+    from appshield.granting import GrantingDecider
+    from appshield.grants import GrantTable
+
+    packages = policy.document.packages
+    assert packages is not None
+    # Every distribution's file list is read now, before any hook judges the reads (and
+    # `importlib.metadata`'s own imports).
+    with appshield_io():
+        index = DistributionIndex.build(packages.first_party)
+    table = GrantTable(packages, policy.mode)
+    return GrantingDecider(compiled, table, index, _is_own_frame)
+
+
 def _plain(value: Any) -> str:
     # The exact str, bytes or int a network wrapper converted (see `thread_state.attempting`).
     if type(value) is bytes:
@@ -296,6 +311,11 @@ class Shield:
         imports.configure_scopes(compiled)
 
     def _decider(self, compiled: Decider) -> Decider:
+        packages = self.policy.document.packages
+        if packages is not None:
+            # Per-distribution grants (docs/packages.md): the ordinary rules, then the grants
+            # of whoever is answerable. Only a policy with a `packages` section pays for it.
+            compiled = _granting(compiled, self.policy)
         decider = compiled if self._decider_for is None else self._decider_for(compiled)
         # Scopes are decided from code the import system compiled (`_scope_stack`); a decider
         # that describes its callers gets the names their frames claim instead.
@@ -356,6 +376,8 @@ class Shield:
                 decision.action,
                 self.policy_name,
                 during or "",
+                decision.package or "",
+                decision.package_version or "",
             )
 
     def enforce(self, operation: Operation, api: str, callsite: CallSite | None = None) -> Decision:

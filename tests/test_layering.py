@@ -51,6 +51,9 @@ CORE = (
     "appshield.ports",
     "appshield._proc_describe",
     "appshield._proc_children",
+    "appshield.versions",
+    "appshield.attribution",
+    "appshield.grants",
     "appshield.policy",
     "appshield.engine",
 )

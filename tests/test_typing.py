@@ -34,6 +34,10 @@ STRICT_SCOPE = (
     "appshield/settings.py",
     "appshield/_proc_describe.py",
     "appshield/_proc_children.py",
+    "appshield/versions.py",
+    "appshield/attribution.py",
+    "appshield/grants.py",
+    "appshield/granting.py",
 )
 
 

@@ -41,11 +41,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from appshield import __version__
-from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
+from appshield.document import (
+    Condition,
+    Grant,
+    Packages,
+    PolicyDocument,
+    Protections,
+    RuleSpec,
+    SourceRef,
+)
 
 __all__ = ["FORMAT", "cache_glob", "cache_path", "load", "plain", "store"]
 
-FORMAT = 2  # bump when the stored shape changes
+FORMAT = 3  # bump when the stored shape changes
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -242,7 +250,45 @@ def plain(document: PolicyDocument) -> Any:
         rules,
         protections,
         document.files,
+        _plain_packages(document.packages),
     )
+
+
+def _plain_packages(packages: Packages | None) -> Any:
+    if packages is None:
+        return None
+    grants = tuple(
+        (
+            g.name,
+            g.version,
+            tuple(
+                (category, tuple(_plain_condition(c) for c in conditions))
+                for category, conditions in g.allows.items()
+            ),
+            None if g.source is None else tuple(g.source),
+        )
+        for g in packages.grants.values()
+    )
+    return (packages.default, packages.first_party, grants)
+
+
+def _packages(plain: Any) -> Packages | None:
+    if plain is None:
+        return None
+    default, first_party, grants = plain
+    read = {
+        name: Grant(
+            name,
+            version,
+            {
+                category: tuple(_condition(c) or Condition() for c in conditions)
+                for category, conditions in allows
+            },
+            None if source is None else SourceRef(*source),
+        )
+        for name, version, allows, source in grants
+    }
+    return Packages(default, first_party, read)
 
 
 def _condition(plain: Any) -> Condition | None:
@@ -253,7 +299,7 @@ def _condition(plain: Any) -> Condition | None:
 
 
 def _document(plain: Any) -> PolicyDocument:
-    version, name, mode, defaults, rules, protections, files = plain
+    version, name, mode, defaults, rules, protections, files, packages = plain
     specs = tuple(
         RuleSpec(
             id=rule_id,
@@ -276,4 +322,5 @@ def _document(plain: Any) -> PolicyDocument:
         rules=specs,
         protections=Protections(*protections),
         files=files,
+        packages=_packages(packages),
     )

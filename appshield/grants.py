@@ -1,0 +1,100 @@
+"""Per-distribution grants, decided (docs/packages.md). Pure: no frames, no metadata reads.
+
+    table = GrantTable(document.packages, mode)
+    table.decide(op, decision, responsible)   # the ordinary decision, narrowed by the grants
+
+An operation is allowed only if the ordinary rules allow it (allow or alert) **and** every
+distribution answerable for it (`appshield.attribution.responsible`) may do it:
+
+- a distribution with a grant that applies (its `version` specifier met by the installed
+  version) may do what one of the grant's entries for the category matches;
+- a distribution without one may do what `packages.default` says: `deny` nothing, `allow`
+  whatever the ordinary rules allow;
+- `UNATTRIBUTED` (no frame could be shown to be the app's or a distribution's) may do
+  nothing, whatever the default: a doubt is a denial.
+
+The first answerable distribution that may not (innermost first) names the decision: rule
+`package:<name>` (its grant has no entry for this), `packages:default` (no grant applies)
+or `packages:unattributed`, with the distribution's name and version on the `Decision`.
+Each grant's entries are compiled by the ordinary engine as allow rules, so they match
+exactly as rules do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from appshield.attribution import UNATTRIBUTED, Dist
+from appshield.decision import Action, Decision, Mode
+from appshield.document import Grant, Packages, PolicyDocument, Protections, RuleSpec
+from appshield.operations import CATEGORIES, Operation
+from appshield.versions import meets
+
+__all__ = ["GrantTable"]
+
+_DENY_ALL: dict[str, Action] = dict.fromkeys(CATEGORIES, "deny")
+_NO_PROTECTIONS = Protections(False, False, False)
+
+
+class GrantTable:
+    """The `packages` section ready to decide. Immutable except for its caches."""
+
+    def __init__(self, packages: Packages, mode: Mode) -> None:
+        self.packages = packages
+        self.mode: Mode = mode
+        self._blocks = mode == "enforce"
+        self._default_allows = packages.default == "allow"
+        # (name, version) -> the grant's compiled entries, or None: no grant applies
+        self._applicable: dict[Dist, Any] = {}
+
+    def _compiled(self, dist: Dist) -> Any:
+        try:
+            return self._applicable[dist]
+        except KeyError:
+            pass
+        grant = self.packages.grants.get(dist.name)
+        compiled = None
+        if grant is not None and meets(dist.version, grant.version):
+            compiled = _compile_grant(grant)
+        self._applicable[dist] = compiled
+        return compiled
+
+    def holds(self, dist: Any, op: Operation) -> bool:
+        """Whether `dist` may do `op` (before the ordinary rules, which must allow it too)."""
+        if dist is UNATTRIBUTED:
+            return False
+        compiled = self._compiled(dist)
+        if compiled is None:
+            return self._default_allows
+        return bool(compiled.decide(op).action == "allow")
+
+    def decide(self, op: Operation, decision: Decision, answerable: Sequence[Any]) -> Decision:
+        """`decision` (the ordinary rules'), or a denial naming the first answerable
+        distribution that may not do `op`."""
+        if decision.action == "deny":
+            return decision  # the ordinary rules already refuse: they name the decision
+        for dist in answerable:
+            if self.holds(dist, op):
+                continue
+            if dist is UNATTRIBUTED:
+                return Decision("deny", "packages:unattributed", self._blocks, self.mode)
+            rule = "packages:default" if self._compiled(dist) is None else f"package:{dist.name}"
+            return Decision("deny", rule, self._blocks, self.mode, dist.name, dist.version)
+        return decision
+
+    def grant_for(self, name: str) -> Grant | None:
+        return self.packages.grants.get(name)
+
+
+def _compile_grant(grant: Grant) -> Any:
+    """A grant as a policy of allow rules over deny defaults, for the ordinary engine."""
+    from appshield.engine import compile_policy
+
+    rules = tuple(
+        RuleSpec(f"grant:{grant.name}:{category}:{i}", category, "allow", condition)
+        for category, conditions in grant.allows.items()
+        for i, condition in enumerate(conditions)
+    )
+    document = PolicyDocument(1, None, "enforce", _DENY_ALL, rules, _NO_PROTECTIONS)
+    return compile_policy(document, "enforce")
