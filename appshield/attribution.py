@@ -141,6 +141,14 @@ class DistributionIndex:
         index.versions = versions
         return index
 
+    def add_app_folder(self, folder: str) -> None:
+        """A folder of the app's own code found after start-up (the main script's)."""
+        found = _folder(folder)
+        if found.startswith(self._site) or found.startswith(self._stdlib) or found in self._app:
+            return
+        self._app = (*self._app, found)
+        self._cache.clear()
+
     def version_of(self, name: str) -> str | None:
         return self.versions.get(normalise_name(name))
 
@@ -188,25 +196,34 @@ _SITE_NAMES = ("site-packages", "dist-packages")
 
 
 def responsible(owners: Iterable[Any], bottom: Sequence[Dist] | None = None) -> tuple[Any, ...]:
-    """The rule of attribution, over the owners of the frames from the operation outwards
-    (`STANDARD` and None for frames that are transparent: the standard library, code with no
-    recorded file). Every distribution met before the first first-party frame is answerable,
-    each once, innermost first. A walk that reaches the end of the stack without a
-    first-party frame also holds `bottom` (the distributions answerable where the thread was
-    started, when known); if it then holds nobody, it is `UNATTRIBUTED`: no frame could be
-    shown to be the app's."""
+    """The rule of attribution, over the owners of the frames from the operation outwards:
+    `STANDARD` for the standard library (and appshield's own frames), None for code with no
+    recorded file (`exec`, `compile`, generated at run time), `FIRST_PARTY`, a `Dist`, or
+    `UNATTRIBUTED` for a file nobody can be shown to own.
+
+    Every distribution (and `UNATTRIBUTED` file) met before the first first-party frame is
+    answerable, each once, innermost first. A walk that reaches the end of the stack without
+    a first-party frame also holds `bottom` (the distributions answerable where its thread was
+    started, when known). When it then holds nobody:
+    - it met code with no recorded file: `UNATTRIBUTED` (who made that code is unknown);
+    - it met only the standard library, or no frame at all (the interpreter's own start-up,
+      a builtin called back from C): () -- no third party is answerable, the ordinary rules
+      alone decide."""
     found: list[Any] = []
+    unknown = False
     for owner in owners:
         if owner is FIRST_PARTY:
             return tuple(found)
-        if owner is None or owner is STANDARD:
+        if owner is STANDARD:
+            continue
+        if owner is None:
+            unknown = True
             continue
         if owner not in found:
             found.append(owner)
-    if bottom is not None:
-        for owner in bottom:
-            if owner not in found:
-                found.append(owner)
-    if not found:
+    for owner in bottom or ():
+        if owner not in found:
+            found.append(owner)
+    if not found and unknown:
         return (UNATTRIBUTED,)
     return tuple(found)

@@ -22,6 +22,7 @@ recorded as first-party. Only one code object ever is.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class GrantingDecider:
         # identity of a code object -> (the code object, kept alive; its owner or None)
         self._owners: dict[int, tuple[Any, Any]] = {}
         self._main_recorded = False
+        self._main_codes: dict[int, Any] = {}
         self._main_thread = threading.main_thread().ident
         self._own_globals = globals()
 
@@ -100,7 +102,7 @@ class GrantingDecider:
                 if not owners:
                     return ()
                 return responsible(owners)
-            if owner is not None and owner is not STANDARD:
+            if owner is not STANDARD:
                 owners.append(owner)
             frame = frame.f_back
         return responsible(owners)
@@ -110,8 +112,13 @@ class GrantingDecider:
         if type(filename) is not str:
             return None  # a str subclass could lie: transparent, never remembered
         origin = scope_code.origin_of(code)
-        if self._is_own_file(filename) and (origin is None or self._is_own_file(origin)):
-            owner: Any = None  # appshield's own frames (a faked name only makes code transparent)
+        main = self._main_codes.get(_identity(code))
+        if main is code:
+            owner: Any = FIRST_PARTY
+        elif self._is_own_file(filename) and (origin is None or self._is_own_file(origin)):
+            # appshield's own frames: as transparent as the standard library (a code object
+            # that only claims such a name is judged as the stdlib's; its callers answer)
+            owner: Any = STANDARD
         elif origin is not None:
             owner = self.index.owner_of(origin)
         elif filename.startswith("<frozen "):
@@ -137,7 +144,13 @@ class GrantingDecider:
         if main is None or frame.f_globals is not getattr(main, "__dict__", None):
             return False
         self._main_recorded = True
-        scope_code.record_main(code, code.co_filename)
+        # Its functions, classes and lambdas are the main program's too; and its folder is
+        # an app folder (Python puts it first on `sys.path` after the shield started).
+        for nested in _code_tree(code):
+            self._main_codes[_identity(nested)] = nested
+        filename = code.co_filename
+        if filename.startswith("/"):
+            self.index.add_app_folder(os.path.dirname(filename))
         return True
 
     # -- the rest of the Decider port: the stack matters to every decision ----------------
@@ -170,3 +183,15 @@ class GrantingDecider:
     def __getattr__(self, name: str) -> Any:
         # What else the compiled policy offers (`index`, `no_library_stricter`, ...).
         return getattr(self._inner, name)
+
+
+def _code_tree(code: Any) -> list[Any]:
+    """`code` and every code object nested in its constants."""
+    found: list[Any] = []
+    pending = [code]
+    kind = type(code)
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(c for c in current.co_consts if type(c) is kind)
+    return found

@@ -22,14 +22,14 @@ exactly as rules do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appshield.attribution import UNATTRIBUTED, Dist
 from appshield.decision import Action, Decision, Mode
 from appshield.document import Grant, Packages, PolicyDocument, Protections, RuleSpec
 from appshield.operations import CATEGORIES, Operation
-from appshield.versions import meets
+from appshield.versions import load_packaging, meets
 
 __all__ = ["GrantTable"]
 
@@ -47,6 +47,17 @@ class GrantTable:
         self._default_allows = packages.default == "allow"
         # (name, version) -> the grant's compiled entries, or None: no grant applies
         self._applicable: dict[Dist, Any] = {}
+
+    def prepare(self, installed: Mapping[str, str]) -> None:
+        """Decide now, for the installed versions (name -> version), which grants apply and
+        compile them: a shield does this at install, so deciding never imports or compiles."""
+        load_packaging()
+        for name, version in installed.items():
+            if name in self.packages.grants:
+                compiled = self._compiled(Dist(name, version))
+                if compiled is not None:
+                    for category in CATEGORIES:
+                        compiled.index(category)
 
     def _compiled(self, dist: Dist) -> Any:
         try:

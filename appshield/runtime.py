@@ -211,7 +211,8 @@ def _granting(compiled: Decider, policy: Policy) -> Decider:
     # `importlib.metadata`'s own imports).
     with appshield_io():
         index = DistributionIndex.build(packages.first_party)
-    table = GrantTable(packages, policy.mode)
+        table = GrantTable(packages, policy.mode)
+        table.prepare(index.versions)
     return GrantingDecider(compiled, table, index, _is_own_frame)
 
 
@@ -467,7 +468,7 @@ class Shield:
         decision = self.compiled.decide(operation, self._existing_stack(), api)
         if decision.action != "allow":
             if decision.blocked:
-                decision = Decision(decision.action, decision.rule_id, False, decision.mode)
+                decision = decision._replace(blocked=False)
             self._report(operation, decision, api, CallSite(()))
         return decision
 

@@ -16,8 +16,9 @@ no specifier: a doubt is a denial.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-__all__ = ["SpecifierError", "check_specifier", "meets"]
+__all__ = ["SpecifierError", "check_specifier", "load_packaging", "meets"]
 
 _CLAUSE = re.compile(
     r"^\s*(===?|!=|>=|<=|~=|>|<)\s*"
@@ -58,15 +59,31 @@ def meets(version: str | None, specifier: str | None) -> bool:
         return True
     if not version:
         return False
+    found = _packaging or load_packaging()
+    if not found:
+        return _meets_subset(version, check_specifier(specifier))
+    specifier_set, errors = found
+    try:
+        return bool(specifier_set(specifier).contains(version, prereleases=True))
+    except errors:
+        return False
+
+
+# (SpecifierSet, the exceptions it raises), () when `packaging` is not importable, None until
+# looked for. A shield looks for it once at install: importing while deciding is not allowed.
+_packaging: tuple[Any, tuple[type[Exception], ...]] | tuple[()] | None = None
+
+
+def load_packaging() -> tuple[Any, tuple[type[Exception], ...]] | tuple[()]:
+    global _packaging
     try:
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
         from packaging.version import InvalidVersion
     except ImportError:
-        return _meets_subset(version, check_specifier(specifier))
-    try:
-        return SpecifierSet(specifier).contains(version, prereleases=True)
-    except (InvalidSpecifier, InvalidVersion):
-        return False
+        _packaging = ()
+    else:
+        _packaging = (SpecifierSet, (InvalidSpecifier, InvalidVersion))
+    return _packaging
 
 
 def _release(text: str) -> tuple[int, ...] | None:

@@ -274,13 +274,7 @@ class OTelSink:
             if self._metric_target is not meter_provider:
                 return []
             counts, _ = self.stats.snapshot()
-            return [
-                Observation(
-                    n,
-                    {"security_rule.category": c, "appshield.action": a, "security_rule.name": r},
-                )
-                for (c, a, r), n in counts.items()
-            ]
+            return [Observation(n, _counter_attributes(key)) for key, n in counts.items()]
 
         def dropped(options: Any) -> list[Any]:
             if self._metric_target is not meter_provider:
@@ -392,3 +386,14 @@ def _version() -> str:
     from appshield import __version__
 
     return __version__
+
+
+def _counter_attributes(key: tuple[str, ...]) -> dict[str, str]:
+    """The counter's attributes for a `TelemetryStats` key; a denial the `packages` grants
+    decided also names the distribution (docs/packages.md)."""
+    attrs = {"security_rule.category": key[0], "appshield.action": key[1]}
+    attrs["security_rule.name"] = key[2]
+    if len(key) == 5:
+        attrs["appshield.package.name"] = key[3]
+        attrs["appshield.package.version"] = key[4]
+    return attrs

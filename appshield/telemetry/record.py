@@ -61,6 +61,10 @@ def violation_record(
         record["reason"] = violation.reason
     if violation.during is not None:
         record["during"] = redactor.text(violation.during)
+    package = getattr(decision, "package", None)
+    if package is not None:  # the distribution a `packages` grant did not cover
+        record["package"] = package
+        record["package_version"] = decision.package_version
     if suppressed_count:
         record["suppressed_count"] = suppressed_count
     return record
@@ -86,6 +90,10 @@ def violation_attributes(
         attrs["appshield.reason"] = violation.reason
     if violation.during is not None:
         attrs["appshield.during"] = redactor.text(violation.during)
+    package = getattr(decision, "package", None)
+    if package is not None:  # the distribution a `packages` grant did not cover
+        attrs["appshield.package.name"] = package
+        attrs["appshield.package.version"] = decision.package_version or ""
     _target_attributes(violation.operation, redactor, attrs)
     site = violation.callsite
     if site.function is not None:

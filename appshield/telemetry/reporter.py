@@ -51,7 +51,13 @@ class TelemetryReporter:
             admitted = self._unfinished[1]
         else:
             decision = violation.decision
-            self.stats.count_violation(violation.category, decision.action, decision.rule_id)
+            self.stats.count_violation(
+                violation.category,
+                decision.action,
+                decision.rule_id,
+                decision.package,
+                decision.package_version,
+            )
             admitted = self.aggregator.admit(violation, time.monotonic_ns())
             if admitted is None:
                 return  # a repeat inside the interval: counted, folded, nothing else to do
@@ -79,10 +85,24 @@ class TelemetryReporter:
         a repeat inside the interval, now counted and folded exactly as `report` would have;
         False when it must go through `report` (counted there)."""
         rule_id = decision.rule_id
-        key = (rule_id, api, operation, file, line, function)
+        package = getattr(decision, "package", None)
+        key = (
+            rule_id if package is None else (rule_id, package),
+            api,
+            operation,
+            file,
+            line,
+            function,
+        )
         if not self.aggregator.fold(key, time.monotonic_ns(), time.time_ns()):
             return False
-        self.stats.count_violation(operation.category, decision.action, rule_id)
+        self.stats.count_violation(
+            operation.category,
+            decision.action,
+            rule_id,
+            package,
+            getattr(decision, "package_version", None),
+        )
         return True
 
     def _emit(self, violation: Violation, suppressed: int, summary: bool = False) -> None:

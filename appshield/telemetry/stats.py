@@ -21,7 +21,9 @@ logger = library_logger()
 class TelemetryStats:
     def __init__(self, queue_limit: int = 2048) -> None:
         self.queue_limit = queue_limit
-        self.violations: dict[tuple[str, str, str], int] = {}
+        # (category, action, rule), or with the distribution's (name, version) appended for
+        # a denial the `packages` grants decided
+        self.violations: dict[tuple[str, ...], int] = {}
         self.dropped: dict[str, int] = {}
         self._submitted: dict[str, int] = {}
         self._taken: dict[str, int] = {}
@@ -31,8 +33,17 @@ class TelemetryStats:
         # time.monotonic() value instead of starting another request.
         self.export_deadline: float | None = None
 
-    def count_violation(self, category: str, action: str, rule: str) -> None:
-        key = (category, action, rule)
+    def count_violation(
+        self,
+        category: str,
+        action: str,
+        rule: str,
+        package: str | None = None,
+        package_version: str | None = None,
+    ) -> None:
+        key: tuple[str, ...] = (category, action, rule)
+        if package is not None:
+            key = (*key, package, package_version or "")
         with self._lock:
             self.violations[key] = self.violations.get(key, 0) + 1
 
@@ -68,7 +79,7 @@ class TelemetryStats:
                 " violations are still enforced and counted, see appshield.telemetry.dropped"
             )
 
-    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, int]]:
+    def snapshot(self) -> tuple[dict[tuple[str, ...], int], dict[str, int]]:
         with self._lock:
             return dict(self.violations), dict(self.dropped)
 

@@ -60,7 +60,10 @@ def test_walk_stops_at_the_nearest_first_party_frame() -> None:
     assert responsible([FIRST_PARTY, a]) == ()
     assert responsible([a, a, STANDARD, a]) == (a,)
     assert responsible([STANDARD, None]) == (UNATTRIBUTED,)
-    assert responsible([]) == (UNATTRIBUTED,)
+    assert responsible([None, a]) == (a,)
+    assert responsible([STANDARD, STANDARD]) == ()  # the interpreter's own work
+    assert responsible([]) == ()  # a builtin called back from C
+    assert responsible([UNATTRIBUTED, FIRST_PARTY]) == (UNATTRIBUTED,)
     assert responsible([a], bottom=[b]) == (a, b)
     assert responsible([FIRST_PARTY], bottom=[b]) == ()
 

@@ -118,12 +118,6 @@ def record_origin(path: object, code: object) -> None:
     _add_tree(code, os.path.abspath(path), _origins)
 
 
-def record_main(code: Any, path: str) -> None:
-    """The main program's code (not compiled by the import system when run as a script):
-    recorded as `path`'s by the caller that proved it is the main program."""
-    _add_tree(code, path, _origins)
-
-
 def module_of(code: Any) -> str | None:
     """The module whose file `code` was compiled from, if recorded."""
     entry = _owners.get(_identity(code))
