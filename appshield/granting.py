@@ -118,7 +118,7 @@ class GrantingDecider:
         elif self._is_own_file(filename) and (origin is None or self._is_own_file(origin)):
             # appshield's own frames: as transparent as the standard library (a code object
             # that only claims such a name is judged as the stdlib's; its callers answer)
-            owner: Any = STANDARD
+            owner = STANDARD
         elif origin is not None:
             owner = self.index.owner_of(origin)
         elif filename.startswith("<frozen "):
