@@ -33,11 +33,15 @@ from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.grants import GrantTable
 from appshield.hooks.imports import scope_code
+from appshield.hooks.threads import STARTED_BY
 from appshield.operations import Operation
 
 __all__ = ["GrantingDecider"]
 
 _identity = object.__hash__
+_get_ident = threading.get_ident
+# threading's own table of running threads by ident: a dict lookup, no lock, no import
+_active_threads: dict[int, Any] = threading._active  # type: ignore[attr-defined]
 
 
 class GrantingDecider:
@@ -105,7 +109,11 @@ class GrantingDecider:
             if owner is not STANDARD:
                 owners.append(owner)
             frame = frame.f_back
-        return responsible(owners)
+        # The bottom of this thread's stack, and no first-party frame: the distributions
+        # answerable where the thread was started (hooks/threads.py) answer too.
+        thread = _active_threads.get(_get_ident())
+        started_by = getattr(thread, STARTED_BY, None) if thread is not None else None
+        return responsible(owners, started_by if type(started_by) is tuple else None)
 
     def _owner_of(self, code: Any, frame: Any) -> Any:
         filename = code.co_filename

@@ -136,6 +136,107 @@ def view(request):
 """
 
 
+SNEAKY = '''
+"""Ways for a distribution's code to hide who runs it."""
+import atexit
+import os
+import threading
+
+
+def exec_read(path):
+    # code made by exec has no file: its caller (this function) answers for it
+    scope = {"path": path}
+    exec("with open(path) as f:\\n    data = f.read()", scope)
+    return scope["data"]
+
+
+def disguised_read(path, app_file):
+    # compiled under the app's own file name, run in a fresh namespace: still not the app's
+    code = compile("with open(path) as f:\\n    data = f.read()", app_file, "exec")
+    scope = {"path": path, "__name__": "__main__"}
+    exec(code, scope)
+    return scope["data"]
+
+
+def thread_builtin(command):
+    # the thread's target is the standard library's: the thread was started by sneaky
+    worker = threading.Thread(target=os.system, args=(command,))
+    worker.start()
+    worker.join()
+
+
+def thread_own(path):
+    out = []
+
+    def work():
+        try:
+            with open(path) as f:
+                out.append(f.read())
+        except OSError as exc:
+            out.append(type(exc).__name__)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+def at_exit(path, marker):
+    def leave():
+        try:
+            with open(path) as f:
+                f.read()
+            open(marker, "w").close()
+        except OSError:
+            pass
+
+    atexit.register(leave)
+'''
+
+APP_EDGES = """
+import json
+import os
+import sys
+import threading
+
+import sneaky
+
+cred = os.path.expanduser("~/.aws/credentials")
+marker_dir = os.environ["EVIL_MARKER_DIR"]
+
+
+def attempt(name, action):
+    try:
+        action()
+        results[name] = "done"
+    except PermissionError as exc:
+        results[name] = getattr(exc, "package", "") or "denied"
+
+
+results = {}
+attempt("exec", lambda: sneaky.exec_read(cred))
+attempt("disguised", lambda: sneaky.disguised_read(cred, os.path.abspath(__file__)))
+attempt("thread_own", lambda: results.__setitem__("thread_own_result", sneaky.thread_own(cred)))
+sneaky.thread_builtin(f"touch {marker_dir}/thread_builtin")
+sneaky.at_exit(cred, f"{marker_dir}/at_exit")
+
+
+def app_thread():
+    with open(cred) as f:
+        results["app_thread"] = "done" if f.read() else "empty"
+
+
+worker = threading.Thread(target=app_thread)
+worker.start()
+worker.join()
+# the app's own thread with a standard-library target: started by the app
+reader = threading.Thread(target=os.system, args=(f"touch {marker_dir}/app_builtin",))
+reader.start()
+reader.join()
+print("APP-RESULT " + json.dumps(results), flush=True)
+"""
+
+
 def _record_line(name: str, data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"{name},sha256={digest},{len(data)}"
@@ -325,6 +426,7 @@ def build_world(root: Path) -> World:
             wheels_dir, "framework", "1.0", {"framework/__init__.py": FRAMEWORK}
         ),
         "evil-1": build_wheel(wheels_dir, "evil", "1.0", {"evil/__init__.py": EVIL_HELPER}),
+        "sneaky": build_wheel(wheels_dir, "sneaky", "1.0", {"sneaky/__init__.py": SNEAKY}),
         "evil-2": build_wheel(
             wheels_dir, "evil", "2.0", {"evil/__init__.py": EVIL_HELPER + EVIL_PAYLOAD}
         ),
@@ -340,11 +442,12 @@ def build_world(root: Path) -> World:
     (site_packages / "_appshield_parent.pth").write_text(
         "".join(f"import site; site.addsitedir({p!r})\n" for p in parent)
     )
-    _pip(python, [str(wheels[w]) for w in ("goodhttp", "framework", "evil-2")])
+    _pip(python, [str(wheels[w]) for w in ("goodhttp", "framework", "sneaky", "evil-2")])
     app = root / "app"
     app.mkdir()
     (app / "main.py").write_text(textwrap.dedent(APP_MAIN))
     (app / "app_views.py").write_text(textwrap.dedent(APP_VIEWS))
+    (app / "edges.py").write_text(textwrap.dedent(APP_EDGES))
     (app / "data.txt").write_text("app-data\n")
     home = root / "home"
     (home / ".aws").mkdir(parents=True)

@@ -11,12 +11,9 @@ between the app and the attack. A control run without the shield shows every att
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.packages._world import RunResult, World, build_world
+from tests.packages._world import RunResult, World
 
 ALLOW_ALL = "version: 1\ndefaults: {process: allow, file: allow, network: allow, import: allow}\n"
 
@@ -31,13 +28,6 @@ def grants_policy(world: World, default: str = "deny") -> str:
         f"    evil:\n"
         f"      import: [{{}}]\n"
     )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    made = build_world(tmp_path_factory.mktemp("grants-world"))
-    yield made
-    made.close()
 
 
 def app_result(run: RunResult) -> dict[str, str]:
