@@ -34,11 +34,14 @@ from appshield.engine.compiled import StackInput
 from appshield.grants import GrantTable
 from appshield.hooks.imports import scope_code
 from appshield.hooks.threads import STARTED_BY
-from appshield.operations import Operation
+from appshield.operations import ImportOp, Operation
 
 __all__ = ["GrantingDecider"]
 
 _identity = object.__hash__
+_STDLIB_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(
+    sys.builtin_module_names
+)
 _get_ident = threading.get_ident
 # threading's own table of running threads by ident: a dict lookup, no lock, no import
 _active_threads: dict[int, Any] = threading._active  # type: ignore[attr-defined]
@@ -76,12 +79,24 @@ class GrantingDecider:
 
     def decide(self, op: Operation, stack: StackInput = None, api: str = "") -> Decision:
         decision: Decision = self._inner.decide(op, stack, api)
-        if decision.action == "deny":
+        if op.__class__ is ImportOp and self._standard_module(op):
             return decision
         answerable = self.answerable(sys._getframe(1))
         if not answerable:
             return decision
         return self.table.decide(op, decision, answerable)
+
+    def _standard_module(self, op: Any) -> bool:
+        """Importing a module of the standard library is not governed by grants: its body
+        is the interpreter's own, and whatever a distribution then does with it is judged
+        as a process, file, network or library operation. Python imports such modules on a
+        caller's behalf (`getaddrinfo` loads the idna codec, which loads `stringprep`)."""
+        if op.library is not None or op.module is None:
+            return False
+        origin = op.origin
+        if origin is None:
+            return op.module.partition(".")[0] in _STDLIB_NAMES
+        return bool(self.index.owner_of(origin) is STANDARD)
 
     # -- attribution ----------------------------------------------------------------------
 

@@ -84,7 +84,9 @@ class GrantTable:
         """`decision` (the ordinary rules'), or a denial naming the first answerable
         distribution that may not do `op`."""
         if decision.action == "deny":
-            return decision  # the ordinary rules already refuse: they name the decision
+            # The ordinary rules already refuse and name the rule; the report still names
+            # the distribution that made the operation (the innermost answerable one).
+            return _naming(decision, answerable)
         for dist in answerable:
             if self.holds(dist, op):
                 continue
@@ -92,10 +94,18 @@ class GrantTable:
                 return Decision("deny", "packages:unattributed", self._blocks, self.mode)
             rule = "packages:default" if self._compiled(dist) is None else f"package:{dist.name}"
             return Decision("deny", rule, self._blocks, self.mode, dist.name, dist.version)
-        return decision
+        return _naming(decision, answerable) if decision.action != "allow" else decision
 
     def grant_for(self, name: str) -> Grant | None:
         return self.packages.grants.get(name)
+
+
+def _naming(decision: Decision, answerable: Sequence[Any]) -> Decision:
+    """`decision` naming the innermost answerable distribution (when one is)."""
+    for dist in answerable:
+        if type(dist) is Dist:
+            return decision._replace(package=dist.name, package_version=dist.version)
+    return decision
 
 
 def _compile_grant(grant: Grant) -> Any:

@@ -83,7 +83,10 @@ def test_decision_names_the_first_distribution_that_may_not() -> None:
     assert table(grants).decide(OP_IN, ALLOW, (UNATTRIBUTED,)).rule_id == "packages:unattributed"
     assert table(grants, "allow").decide(OP_IN, ALLOW, (b,)) is ALLOW
     ordinary_deny = Decision("deny", "no-shadow", True, "enforce")
-    assert table(grants).decide(OP_OUT, ordinary_deny, (a,)) is ordinary_deny
+    # the ordinary rules' denial stands, and names the distribution that made it
+    assert table(grants).decide(OP_OUT, ordinary_deny, (a,)) == ordinary_deny._replace(
+        package="a", package_version="1.0"
+    )
 
 
 def test_version_specifier_decides_whether_a_grant_applies() -> None:
