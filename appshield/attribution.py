@@ -157,6 +157,8 @@ class DistributionIndex:
         found = self._cache.get(path)
         if found is None:
             found = self._owner(path)
+            if found is UNATTRIBUTED:
+                return found  # asked again next time: `sys.path` may have grown since
             if len(self._cache) > 65536:
                 self._cache.clear()
             self._cache[path] = found
@@ -170,6 +172,15 @@ class DistributionIndex:
         if normal.startswith(self._stdlib) and not normal.startswith(self._site):
             return STANDARD
         if normal.startswith(self._app) and not normal.startswith(self._site):
+            return FIRST_PARTY
+        # A folder the app put on `sys.path` since (servers add the current folder, as
+        # uvicorn and gunicorn do, to import the app's module by name).
+        added = tuple(
+            f
+            for f in (_folder(p or ".") for p in list(sys.path) if isinstance(p, str))
+            if not f.startswith(self._site) and not f.startswith(self._stdlib)
+        )
+        if normal.startswith(added) and not normal.startswith(self._site):
             return FIRST_PARTY
         return UNATTRIBUTED
 

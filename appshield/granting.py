@@ -28,10 +28,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from appshield.attribution import FIRST_PARTY, STANDARD, DistributionIndex, responsible
+from appshield.attribution import (
+    FIRST_PARTY,
+    STANDARD,
+    UNATTRIBUTED,
+    DistributionIndex,
+    responsible,
+)
 from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
-from appshield.grants import GrantTable
+from appshield.grants import GrantTable, naming
 from appshield.hooks.imports import scope_code
 from appshield.hooks.threads import STARTED_BY
 from appshield.operations import ImportOp, Operation
@@ -80,11 +86,18 @@ class GrantingDecider:
     def decide(self, op: Operation, stack: StackInput = None, api: str = "") -> Decision:
         decision: Decision = self._inner.decide(op, stack, api)
         if op.__class__ is ImportOp and self._standard_module(op):
-            return decision
+            if decision.action == "allow":
+                return decision
+            # not governed by grants, but a violation still names who made it
+            return naming(decision, self.answerable(sys._getframe(1)))
         answerable = self.answerable(sys._getframe(1))
         if not answerable:
             return decision
         return self.table.decide(op, decision, answerable)
+
+    def governs(self, op: Operation) -> bool:
+        """Whether grants can govern `op` at all (not an import of the standard library)."""
+        return not (op.__class__ is ImportOp and self._standard_module(op))
 
     def _standard_module(self, op: Any) -> bool:
         """Importing a module of the standard library is not governed by grants: its body
@@ -120,7 +133,9 @@ class GrantingDecider:
             if owner is FIRST_PARTY:
                 if not owners:
                     return ()
-                return responsible(owners)
+                # what stood between the operation and the app's code (code with no recorded
+                # file is answered for by its caller: the app here)
+                return tuple(dict.fromkeys(o for o in owners if o is not None))
             if owner is not STANDARD:
                 owners.append(owner)
             frame = frame.f_back
@@ -150,6 +165,8 @@ class GrantingDecider:
             owner = FIRST_PARTY
         else:
             owner = None  # no recorded file: answered for by its callers
+        if owner is UNATTRIBUTED:
+            return owner  # asked again next time (see `DistributionIndex.owner_of`)
         cache = self._owners
         if len(cache) > 262144:
             cache.clear()
@@ -171,6 +188,7 @@ class GrantingDecider:
         # an app folder (Python puts it first on `sys.path` after the shield started).
         for nested in _code_tree(code):
             self._main_codes[_identity(nested)] = nested
+            self._owners.pop(_identity(nested), None)  # judged before it was known as main's
         filename = code.co_filename
         if filename.startswith("/"):
             self.index.add_app_folder(os.path.dirname(filename))
@@ -185,7 +203,29 @@ class GrantingDecider:
         return True
 
     def file_needs_resolved_path(self, access: str) -> bool:
-        return True  # a grant's path is an allow: it must match the resolved path
+        # The ordinary rules' need; a grant resolves the path itself when it is asked about a
+        # distribution's access (`GrantTable.holds`), so the app's own opens pay nothing more.
+        return bool(self._inner.file_needs_resolved_path(access))
+
+    def first_party_caller(self, frame: Any) -> bool:
+        """Whether the nearest frame outside appshield and the standard library is proven
+        first-party: then only the ordinary rules decide (the hooks' memories of allowed
+        operations ask this before letting a repeat through)."""
+        cache = self._owners
+        own = self._own_globals
+        while frame is not None:
+            if frame.f_globals is not own:
+                code = frame.f_code
+                entry = cache.get(_identity(code))
+                owner = entry[1] if entry is not None and entry[0] is code else None
+                if entry is None or entry[0] is not code:
+                    owner = self._owner_of(code, frame)
+                if owner is FIRST_PARTY:
+                    return True
+                if owner is not STANDARD:
+                    return False
+            frame = frame.f_back
+        return False
 
     def has_rules(self, category: str) -> bool:
         return True

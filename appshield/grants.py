@@ -23,15 +23,16 @@ exactly as rules do.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from os.path import realpath
 from typing import Any
 
 from appshield.attribution import UNATTRIBUTED, Dist
 from appshield.decision import Action, Decision, Mode
 from appshield.document import Grant, Packages, PolicyDocument, Protections, RuleSpec
-from appshield.operations import CATEGORIES, Operation
+from appshield.operations import CATEGORIES, FileOp, Operation
 from appshield.versions import load_packaging, meets
 
-__all__ = ["GrantTable"]
+__all__ = ["GrantTable", "naming"]
 
 _DENY_ALL: dict[str, Action] = dict.fromkeys(CATEGORIES, "deny")
 _NO_PROTECTIONS = Protections(False, False, False)
@@ -78,6 +79,10 @@ class GrantTable:
         compiled = self._compiled(dist)
         if compiled is None:
             return self._default_allows
+        if op.__class__ is FileOp and op.resolved is None:
+            # A grant's path is an allow: it must match where the path really leads (the
+            # hooks resolve only what the ordinary rules need).
+            op = op._replace(resolved=realpath(op.path))
         return bool(compiled.decide(op).action == "allow")
 
     def decide(self, op: Operation, decision: Decision, answerable: Sequence[Any]) -> Decision:
@@ -86,7 +91,7 @@ class GrantTable:
         if decision.action == "deny":
             # The ordinary rules already refuse and name the rule; the report still names
             # the distribution that made the operation (the innermost answerable one).
-            return _naming(decision, answerable)
+            return naming(decision, answerable)
         for dist in answerable:
             if self.holds(dist, op):
                 continue
@@ -94,13 +99,13 @@ class GrantTable:
                 return Decision("deny", "packages:unattributed", self._blocks, self.mode)
             rule = "packages:default" if self._compiled(dist) is None else f"package:{dist.name}"
             return Decision("deny", rule, self._blocks, self.mode, dist.name, dist.version)
-        return _naming(decision, answerable) if decision.action != "allow" else decision
+        return naming(decision, answerable) if decision.action != "allow" else decision
 
     def grant_for(self, name: str) -> Grant | None:
         return self.packages.grants.get(name)
 
 
-def _naming(decision: Decision, answerable: Sequence[Any]) -> Decision:
+def naming(decision: Decision, answerable: Sequence[Any]) -> Decision:
     """`decision` naming the innermost answerable distribution (when one is)."""
     for dist in answerable:
         if type(dist) is Dist:

@@ -216,6 +216,19 @@ def _granting(compiled: Decider, policy: Policy) -> Decider:
     return GrantingDecider(compiled, table, index, _is_own_frame)
 
 
+def _attributor(policy: Policy) -> Any:
+    from appshield.attribution import DistributionIndex
+    from appshield.document import Packages
+    from appshield.granting import GrantingDecider
+    from appshield.grants import GrantTable
+
+    with appshield_io():
+        index = DistributionIndex.build()
+    return GrantingDecider(
+        policy.compiled, GrantTable(Packages("allow"), policy.mode), index, _is_own_frame
+    )
+
+
 def _plain(value: Any) -> str:
     # The exact str, bytes or int a network wrapper converted (see `thread_state.attempting`).
     if type(value) is bytes:
@@ -318,6 +331,10 @@ class Shield:
             # of whoever is answerable. Only a policy with a `packages` section pays for it.
             compiled = _granting(compiled, self.policy)
         decider = compiled if self._decider_for is None else self._decider_for(compiled)
+        if getattr(decider, "wants_attribution", False):
+            # Learning: which distributions were answerable for each operation (for the
+            # grants it writes); the walk is the granting decider's, with no grants.
+            decider.attach_attribution(_attributor(self.policy))  # type: ignore[attr-defined]
         # Scopes are decided from code the import system compiled (`_scope_stack`); a decider
         # that describes its callers gets the names their frames claim instead.
         self._stack_source = (

@@ -143,6 +143,11 @@ import os
 import threading
 
 
+def plain_read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def exec_read(path):
     # code made by exec has no file: its caller (this function) answers for it
     scope = {"path": path}
@@ -233,6 +238,11 @@ worker.join()
 reader = threading.Thread(target=os.system, args=(f"touch {marker_dir}/app_builtin",))
 reader.start()
 reader.join()
+# the app's own repeated open is remembered; the same open by sneaky is still judged
+for _ in range(3):
+    with open(os.environ["APP_DATA"]) as handle:
+        handle.read()
+attempt("after_app", lambda: sneaky.plain_read(os.environ["APP_DATA"]))
 print("APP-RESULT " + json.dumps(results), flush=True)
 """
 

@@ -178,7 +178,7 @@ def test_index_maps_files_to_distributions(tmp_path: Path) -> None:
     assert index.owner_of(str(site / "stray.py")) is UNATTRIBUTED
     assert index.owner_of(str(app / "main.py")) is FIRST_PARTY
     assert index.owner_of(str(stdlib / "json" / "__init__.py")) is STANDARD
-    assert index.owner_of("/tmp/dropped.py") is UNATTRIBUTED
+    assert index.owner_of("/nowhere/dropped.py") is UNATTRIBUTED
     assert index.version_of("good.http") == "1.2"
     assert index.version_of("nofiles") == "3.0"
     assert normalise_name("Foo__Bar.baz") == "foo-bar-baz"

@@ -19,6 +19,7 @@ def test_control_without_the_shield(world: World) -> None:
     assert run.returncode == 0, run.stderr
     result = app_result(run)
     assert result["exec"] == result["disguised"] == result["app_thread"] == "done"
+    assert result["after_app"] == "done"
     assert "CANARY-42" in result["thread_own_result"]
     assert run.markers == ["app_builtin", "at_exit", "thread_builtin"]
 
@@ -31,6 +32,8 @@ def test_every_hiding_place_is_still_sneakys(world: World) -> None:
     assert result["disguised"] == "sneaky"  # a borrowed file name proves nothing
     assert result["thread_own_result"] == "PolicyViolation"  # its thread, its function
     assert result["app_thread"] == "done"  # the app's thread, the app's function
+    # the app's repeats of an allowed open are let through early; sneaky's is not
+    assert result["after_app"] == "sneaky"
     # a builtin target in sneaky's thread: sneaky started it; in the app's: the app did
     assert run.markers == ["app_builtin"]
     records = [json.loads(line) for line in run.log]
