@@ -103,9 +103,11 @@ def _event_on_active_span(ctx: Any, violation: Violation, attrs: dict[str, Attri
 
 def message(violation: Violation, attrs: dict[str, AttributeValue]) -> str:
     verb = "blocked" if violation.blocked else violation.decision.action
+    package = attrs.get("appshield.package.name")
+    by = f", distribution {package} {attrs.get('appshield.package.version', '')}" if package else ""
     return (
         f"appshield: {verb} {violation.category} {violation.api} {attrs['appshield.target']}"
-        f" (rule {violation.decision.rule_id}, policy {violation.policy_name})"
+        f" (rule {violation.decision.rule_id}, policy {violation.policy_name}{by})"
     )
 
 
