@@ -39,7 +39,15 @@ class _Memory:
     policy changes: an open decided under the old policy on another thread then lands in the
     old memory, never in the new one."""
 
-    __slots__ = ("checked", "first_party", "granted", "owner", "plain", "usable")
+    __slots__ = (
+        "checked",
+        "first_party",
+        "granted",
+        "granted_checked",
+        "owner",
+        "plain",
+        "usable",
+    )
 
     def __init__(self, owner: Any = None) -> None:
         self.owner: Any = owner
@@ -51,6 +59,8 @@ class _Memory:
         if owner is not None and getattr(owner, "attributes_packages", False):
             self.first_party = getattr(owner, "first_party_caller", None)
         self.granted: dict[str, set[int]] = {}
+        # as `checked`, for a policy with grants (same shape, same one-stat check)
+        self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
         self.plain: dict[str, set[int]] = {}  # path -> open flags allowed before
         # path -> (inode, device, open flags allowed while the path led to that file, the
         # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
@@ -92,6 +102,9 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
         return True
     if flags in memory.granted.get(path, ()) and memory.first_party(_getframe(1)):
         return True
+    seen = memory.granted_checked.get(path)
+    if seen is not None and flags in seen[2] and memory.first_party(_getframe(1)):
+        return same_file(seen)
     identity = memory.checked.get(path)
     if identity is None or flags not in identity[2]:
         return False
@@ -139,10 +152,24 @@ def _remember_granted(
     rule is a candidate."""
     first_party = memory.first_party
     inner = getattr(compiled, "inner", None)
-    if first_party is None or inner is None or ops[0].resolved is not None:
+    if first_party is None or inner is None:
         return
     if any(inner.stack_matters(op) for op in ops) or not first_party(_getframe(2)):
         return
-    if len(memory.granted) >= _LIMIT:
-        memory.granted.clear()
-    memory.granted.setdefault(path, set()).add(flags)
+    resolved = ops[0].resolved
+    if resolved is None:
+        if len(memory.granted) >= _LIMIT:
+            memory.granted.clear()
+        memory.granted.setdefault(path, set()).add(flags)
+        return
+    try:
+        found = _stat(resolved)
+    except (OSError, ValueError):
+        return
+    known = memory.granted_checked.get(path)
+    if known is not None and known[0] == found.st_ino and known[1] == found.st_dev:
+        known[2].add(flags)
+        return
+    if len(memory.granted_checked) >= _LIMIT:
+        memory.granted_checked.clear()
+    memory.granted_checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))

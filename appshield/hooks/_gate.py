@@ -459,6 +459,14 @@ def make_audit_hook(
                     granted = opened.granted.get(path)
                     if granted is not None and flags in granted and opened.first_party(getframe(1)):
                         return
+                    seen = opened.granted_checked.get(path)
+                    if seen is not None and flags in seen[2] and opened.first_party(getframe(1)):
+                        try:
+                            found = stat(seen[3])
+                        except OSError:
+                            found = None
+                        if found is not None and found[1] == seen[0] and found[2] == seen[1]:
+                            return
         handler = get_handler(event)
         if handler is None:
             return
