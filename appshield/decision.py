@@ -19,12 +19,15 @@ class Decision(NamedTuple):
     """action: the winning action. rule_id: the deciding rule (`default:<category>` or
     `implicit:<protection>` when no written rule decided). blocked: the operation must not
     happen (a matching deny, or a default deny, that enforces). mode: the policy's effective
-    mode."""
+    mode. package, package_version: the installed distribution whose missing grant decided
+    (the `packages` section, docs/packages.md); None when the ordinary rules decided."""
 
     action: Action
     rule_id: str
     blocked: bool
     mode: Mode
+    package: str | None = None
+    package_version: str | None = None
 
     @property
     def is_violation(self) -> bool:

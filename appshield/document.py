@@ -36,7 +36,16 @@ if TYPE_CHECKING:
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 
-__all__ = ["MATCH_FIELDS", "Condition", "PolicyDocument", "Protections", "RuleSpec", "SourceRef"]
+__all__ = [
+    "MATCH_FIELDS",
+    "Condition",
+    "Grant",
+    "Packages",
+    "PolicyDocument",
+    "Protections",
+    "RuleSpec",
+    "SourceRef",
+]
 
 # The match fields of each category, as the contract lists them.
 MATCH_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -88,6 +97,34 @@ class Protections(NamedTuple):
     telemetry_exporter: bool = True
 
 
+class Grant(NamedTuple):
+    """What one installed distribution's code may do (`packages.grants.<name>`).
+
+    name: the distribution's normalised name (PEP 503: lower-case, runs of `-_.` as `-`).
+    version: a version specifier (`>=2,<3`) the installed version must meet for the grant to
+    apply; None: any version. allows: per category, the conditions (match fields, as in a
+    rule's `match`) of which one must hold; a category absent here grants nothing of it.
+    """
+
+    name: str
+    version: str | None
+    allows: Mapping[str, tuple[Condition, ...]]
+    source: SourceRef | None = None
+
+
+class Packages(NamedTuple):
+    """The `packages` section: per-distribution least privilege (docs/packages.md).
+
+    default: what a third-party distribution without an applicable grant may do (`deny`:
+    nothing; `allow`: whatever the ordinary rules allow). first_party: distributions whose code
+    is the application's own (governed by the ordinary rules only). grants: by normalised name.
+    """
+
+    default: Action = "deny"
+    first_party: tuple[str, ...] = ()
+    grants: Mapping[str, Grant] = MappingProxyType({})
+
+
 class PolicyDocument(NamedTuple):
     """A policy after `extends` are merged and `disable` applied.
 
@@ -103,3 +140,5 @@ class PolicyDocument(NamedTuple):
     rules: tuple[RuleSpec, ...]
     protections: Protections = Protections()
     files: tuple[str, ...] = ()
+    # None: no `packages` section (the ordinary rules alone decide, and nothing is attributed)
+    packages: Packages | None = None

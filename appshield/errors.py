@@ -65,6 +65,8 @@ class PolicyViolation(PermissionError):
         action: str = "deny",
         policy: str = "",
         during: str = "",
+        package: str = "",
+        package_version: str = "",
     ) -> None:
         self.rule_id = rule_id
         self.category = category
@@ -73,8 +75,13 @@ class PolicyViolation(PermissionError):
         self.action = action
         self.policy = policy
         self.during = during
+        # The installed distribution whose missing grant decided (docs/packages.md), or "".
+        self.package = package
+        self.package_version = package_version
         where = f" of policy {policy!r}" if policy else ""
         message = f"appshield: {api} {target!r} blocked by rule {rule_id!r}{where}"
+        if package:
+            message += f" (distribution {package} {package_version})".replace(" )", ")")
         if during:
             message += f", while attempting {during}"
         super().__init__(errno.EACCES, message)
@@ -84,7 +91,7 @@ class PolicyViolation(PermissionError):
 
     def __reduce__(
         self,
-    ) -> tuple[type[PolicyViolation], tuple[str, str, str, str, str, str, str]]:
+    ) -> tuple[type[PolicyViolation], tuple[str, str, str, str, str, str, str, str, str]]:
         return (
             PolicyViolation,
             (
@@ -95,5 +102,7 @@ class PolicyViolation(PermissionError):
                 self.action,
                 self.policy,
                 self.during,
+                self.package,
+                self.package_version,
             ),
         )

@@ -208,6 +208,35 @@ def _scope_stack_of_caller() -> Sequence[str]:
     return _scope_stack(sys._getframe(1))
 
 
+def _granting(compiled: Decider, policy: Policy) -> Decider:
+    from appshield.attribution import DistributionIndex
+    from appshield.granting import GrantingDecider
+    from appshield.grants import GrantTable
+
+    packages = policy.document.packages
+    assert packages is not None
+    # Every distribution's file list is read now, before any hook judges the reads (and
+    # `importlib.metadata`'s own imports).
+    with appshield_io():
+        index = DistributionIndex.build(packages.first_party)
+        table = GrantTable(packages, policy.mode)
+        table.prepare(index.versions)
+    return GrantingDecider(compiled, table, index, _is_own_frame)
+
+
+def _attributor(policy: Policy) -> Any:
+    from appshield.attribution import DistributionIndex
+    from appshield.document import Packages
+    from appshield.granting import GrantingDecider
+    from appshield.grants import GrantTable
+
+    with appshield_io():
+        index = DistributionIndex.build()
+    return GrantingDecider(
+        policy.compiled, GrantTable(Packages("allow"), policy.mode), index, _is_own_frame
+    )
+
+
 def _plain(value: Any) -> str:
     # The exact str, bytes or int a network wrapper converted (see `thread_state.attempting`).
     if type(value) is bytes:
@@ -305,7 +334,16 @@ class Shield:
         imports.configure_scopes(compiled)
 
     def _decider(self, compiled: Decider) -> Decider:
+        packages = self.policy.document.packages
+        if packages is not None:
+            # Per-distribution grants (docs/packages.md): the ordinary rules, then the grants
+            # of whoever is answerable. Only a policy with a `packages` section pays for it.
+            compiled = _granting(compiled, self.policy)
         decider = compiled if self._decider_for is None else self._decider_for(compiled)
+        if getattr(decider, "wants_attribution", False):
+            # Learning: which distributions were answerable for each operation (for the
+            # grants it writes); the walk is the granting decider's, with no grants.
+            decider.attach_attribution(_attributor(self.policy))  # type: ignore[attr-defined]
         shadow = self.config.shadow
         if shadow is not None:
             from appshield.shadow import ShadowDecider
@@ -340,6 +378,8 @@ class Shield:
                 decision.action,
                 self.policy_name,
                 during or "",
+                decision.package or "",
+                decision.package_version or "",
             )
 
     def _shadow_violation(self, operation: Operation, decision: Decision, api: str) -> None:
@@ -483,7 +523,7 @@ class Shield:
         decision = self.compiled.decide(operation, self._existing_stack(), api)
         if decision.action != "allow":
             if decision.blocked:
-                decision = Decision(decision.action, decision.rule_id, False, decision.mode)
+                decision = decision._replace(blocked=False)
             self._report(operation, decision, api, CallSite(()))
         return decision
 

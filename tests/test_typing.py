@@ -35,6 +35,10 @@ STRICT_SCOPE = (
     "appshield/_proc_describe.py",
     "appshield/_proc_children.py",
     "appshield/shadow.py",
+    "appshield/versions.py",
+    "appshield/attribution.py",
+    "appshield/grants.py",
+    "appshield/granting.py",
 )
 
 

@@ -10,7 +10,8 @@
         explain file read|write|delete PATH
         explain network connect|send|bind|resolve HOST[:PORT] [--transport T] [--address A]
         explain import MODULE [--origin PATH] [--library PATH]
-        common: --stack mod1,mod2 (modules on the call stack, for `scope`), --mode, --json
+        common: --stack mod1,mod2 (modules on the call stack, for `scope`), --mode, --json,
+                --package NAME[==VERSION] (as that distribution's code: its grant)
     appshield schema                       print the JSON Schema of the policy format
     appshield diff OLD NEW [--format text|json|sarif]
                                            capability diff; exit 0 NEW widens nothing,
@@ -100,6 +101,11 @@ def _check(args: argparse.Namespace) -> int:
             count = len(document.rules)
             cached = f"; cache {written}" if written else ""
             print(f"{path}: valid ({count} rule{'s' if count != 1 else ''}{cached})")
+        if document.packages is not None:
+            from appshield.cli.packages import grant_warnings
+
+            for warning in grant_warnings(document, path):
+                print(warning)
     return 1 if failed else 0
 
 
@@ -159,6 +165,12 @@ def _common_explain_options(parser: argparse.ArgumentParser, *, suppress: bool) 
         metavar="MOD,MOD",
         default=default,
         help="modules on the call stack, innermost first (for rules with scope)",
+    )
+    parser.add_argument(
+        "--package",
+        metavar="NAME[==VERSION]",
+        default=default,
+        help="as if this installed distribution's code made the operation (its grant)",
     )
     parser.add_argument(
         "--json",
@@ -242,7 +254,17 @@ def _explain(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     stack = tuple(m for m in args.stack.split(",") if m) if args.stack else None
     decision = policy.decide(operation, stack)
+    version = None
+    if args.package:
+        from appshield.cli.packages import decide_for_package
+
+        decision, version = decide_for_package(
+            policy.document, policy.mode, operation, decision, args.package
+        )
     answer = _answer(policy, operation, decision, path)
+    if args.package:
+        answer["package"] = decision.package or args.package.partition("==")[0]
+        answer["package_version"] = decision.package_version or version
     if args.json:
         import json
 
@@ -257,6 +279,11 @@ def _answer(policy: Any, operation: Any, decision: Any, path: str) -> dict[str, 
     source = None
     if rule is not None and rule.source is not None:
         source = f"{_shown(rule.source.file or path)}:{rule.source.line}"
+    packages = policy.document.packages
+    if decision.package is not None and packages is not None:
+        grant = packages.grants.get(decision.package)
+        if grant is not None and grant.source is not None:
+            source = f"{_shown(grant.source.file or path)}:{grant.source.line}"
     fields = {
         name: getattr(operation, name)
         for name in getattr(operation, "_fields", ())
@@ -290,6 +317,8 @@ def _print_answer(answer: dict[str, Any]) -> None:
         print(f"          {answer['description']}")
     blocked = "yes" if answer["blocked"] else "no"
     print(f"blocked:  {blocked} (mode {answer['mode']})")
+    if "package" in answer:
+        print(f"package:  {answer['package']} {answer['package_version'] or '(not installed)'}")
     print(f"{answer['category']}:{' ' * max(1, 9 - len(answer['category']))}{answer['target']}")
 
 

@@ -79,6 +79,12 @@ def register(subparsers: Any) -> None:
         help="allow only the modules seen, not every standard-library module",
     )
     parser.add_argument(
+        "--packages",
+        action="store_true",
+        help="also write per-distribution grants: what each installed distribution's code did"
+        " (docs/packages.md); with --merge, extend the policy's grants",
+    )
+    parser.add_argument(
         "--stop-timeout",
         type=_seconds,
         default=None,
@@ -110,6 +116,11 @@ def _output_path(args: argparse.Namespace) -> str:
     return str(args.merge) if args.merge else "appshield.yaml"
 
 
+# Set for the learning processes by `--packages`: record which installed distributions were
+# answerable for each operation (learn/recorder.py).
+PACKAGES_VARIABLE = "APPSHIELD_LEARN_PACKAGES"
+
+
 def learn_from_args(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
@@ -131,6 +142,9 @@ def learn_from_args(args: argparse.Namespace) -> int:
         from appshield.learn.records import read_records
 
         return _write(args, out, read_records(args.source), command)
+    if args.packages:
+        # Read by the recorder in every learning process (it inherits the environment).
+        os.environ[PACKAGES_VARIABLE] = "1"
     return _record_and_write(args, out, command)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from appshield.hooks import file, imports, network, process
+from appshield.hooks import file, imports, network, process, threads
 from appshield.patching import AuditHandler, FastPath, HookFamily, PatchPoint
 
 __all__ = [
@@ -26,7 +26,13 @@ __all__ = [
     "event_categories",
 ]
 
-FAMILIES: tuple[HookFamily, ...] = (process.FAMILY, file.FAMILY, network.FAMILY, imports.FAMILY)
+FAMILIES: tuple[HookFamily, ...] = (
+    process.FAMILY,
+    file.FAMILY,
+    network.FAMILY,
+    imports.FAMILY,
+    threads.FAMILY,
+)
 
 
 def all_patch_points() -> tuple[PatchPoint, ...]:

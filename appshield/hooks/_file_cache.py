@@ -21,6 +21,7 @@ depends on the caller). The memory is bounded and dropped whenever the policy ch
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = ["lookup", "remember", "same_file"]
 
 _LIMIT = 4096
 _stat = os.stat
+_getframe = sys._getframe
 
 
 class _Memory:
@@ -37,11 +39,28 @@ class _Memory:
     policy changes: an open decided under the old policy on another thread then lands in the
     old memory, never in the new one."""
 
-    __slots__ = ("checked", "owner", "plain", "usable")
+    __slots__ = (
+        "checked",
+        "first_party",
+        "granted",
+        "granted_checked",
+        "owner",
+        "plain",
+        "usable",
+    )
 
     def __init__(self, owner: Any = None) -> None:
         self.owner: Any = owner
         self.usable = owner is not None
+        # A policy with per-distribution grants (docs/packages.md): an open is remembered,
+        # and let through again, only for a caller proven first-party (`first_party(frame)`),
+        # in `granted` (path -> flags); `plain` and `checked` stay empty.
+        self.first_party: Any = None
+        if owner is not None and getattr(owner, "attributes_packages", False):
+            self.first_party = getattr(owner, "first_party_caller", None)
+        self.granted: dict[str, set[int]] = {}
+        # as `checked`, for a policy with grants (same shape, same one-stat check)
+        self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
         self.plain: dict[str, set[int]] = {}  # path -> open flags allowed before
         # path -> (inode, device, open flags allowed while the path led to that file, the
         # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
@@ -81,6 +100,11 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
     memory = _for(compiled)
     if flags in memory.plain.get(path, ()):
         return True
+    if flags in memory.granted.get(path, ()) and memory.first_party(_getframe(1)):
+        return True
+    seen = memory.granted_checked.get(path)
+    if seen is not None and flags in seen[2] and memory.first_party(_getframe(1)):
+        return same_file(seen)
     identity = memory.checked.get(path)
     if identity is None or flags not in identity[2]:
         return False
@@ -93,6 +117,9 @@ def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> Non
         return
     memory = _for(compiled)
     if not memory.usable or not ops or ops[0].path != path:
+        return
+    if getattr(compiled, "attributes_packages", False):
+        _remember_granted(memory, path, flags, ops, compiled)
         return
     if any(compiled.stack_matters(op) for op in ops):
         return  # a scoped rule is a candidate: another caller could be decided otherwise
@@ -115,3 +142,34 @@ def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> Non
     # Another file than before (a symlink moved): the flags allowed for the old one no longer
     # say anything about this one.
     memory.checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))
+
+
+def _remember_granted(
+    memory: _Memory, path: str, flags: int, ops: Sequence[FileOp], compiled: Any
+) -> None:
+    """An allowed open under a policy with grants: remembered when the ordinary rules alone
+    decided it (the caller is first-party), the path needed no resolving, and no scoped
+    rule is a candidate."""
+    first_party = memory.first_party
+    inner = getattr(compiled, "inner", None)
+    if first_party is None or inner is None:
+        return
+    if any(inner.stack_matters(op) for op in ops) or not first_party(_getframe(2)):
+        return
+    resolved = ops[0].resolved
+    if resolved is None:
+        if len(memory.granted) >= _LIMIT:
+            memory.granted.clear()
+        memory.granted.setdefault(path, set()).add(flags)
+        return
+    try:
+        found = _stat(resolved)
+    except (OSError, ValueError):
+        return
+    known = memory.granted_checked.get(path)
+    if known is not None and known[0] == found.st_ino and known[1] == found.st_dev:
+        known[2].add(flags)
+        return
+    if len(memory.granted_checked) >= _LIMIT:
+        memory.granted_checked.clear()
+    memory.granted_checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))

@@ -426,6 +426,7 @@ def make_audit_hook(
 
     stat = __import__("posix").stat
     exact_type = type
+    getframe = sys._getframe
 
     def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open" and len(args) == 3:
@@ -451,6 +452,19 @@ def make_audit_hook(
                             found = stat(seen[3])
                         except OSError:
                             found = None  # gone: decided in full below
+                        if found is not None and found[1] == seen[0] and found[2] == seen[1]:
+                            return
+                    # Per-distribution grants: a repeat of the app's own allowed open, let
+                    # through only when the app's code (not a distribution's) is asking.
+                    granted = opened.granted.get(path)
+                    if granted is not None and flags in granted and opened.first_party(getframe(1)):
+                        return
+                    seen = opened.granted_checked.get(path)
+                    if seen is not None and flags in seen[2] and opened.first_party(getframe(1)):
+                        try:
+                            found = stat(seen[3])
+                        except OSError:
+                            found = None
                         if found is not None and found[1] == seen[0] and found[2] == seen[1]:
                             return
         handler = get_handler(event)

@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 
 from appshield.learn.generalise import (
     Draft,
+    GrantDraft,
     always_read_drafts,
     draft_rules,
+    grant_drafts,
     run_names,
     stdlib_drafts,
 )
-from appshield.learn.merge import append_rules, split_by_policy
+from appshield.learn.merge import append_grants, append_rules, not_granted, split_by_policy
 from appshield.learn.records import Observation, Roots, read_records
-from appshield.learn.render import render_policy
+from appshield.learn.render import render_packages, render_policy
 from appshield.policy import Policy
 
 __all__ = [
@@ -55,9 +57,12 @@ class LearnResult:
     drafts: list[Draft] = field(default_factory=list)
     skipped: list[Observation] = field(default_factory=list)
     denied_by_rule: list[tuple[Observation, str]] = field(default_factory=list)
+    grants: list[GrantDraft] = field(default_factory=list)
 
 
 def _skip_note(obs: Observation) -> str:
+    if ("?", "") in obs.packages:
+        return f"{obs.operation.target} (code no distribution could be shown to own)"
     if obs.operation.category == "process":
         return f"{obs.operation.target} (a Python child without the shield)"
     return f"{obs.operation.target} (a native library not found on disk)"
@@ -84,9 +89,17 @@ def learn_policy(
         drafts[at:at] = extra
     if not strict_imports:
         drafts += stdlib_drafts(o for o in observations if o.operation.category == "import")
+    grants: list[GrantDraft] = []
+    if any(o.packages for o in observations):
+        # Installed distributions were answerable for some of it: a grant for each, so that
+        # each may do only what its own code did (docs/packages.md).
+        grants, unattributed = grant_drafts(observations)
+        skipped += [o for o in unattributed if o not in skipped]
     skip_notes = sorted({_skip_note(o) for o in skipped})
     text = render_policy(drafts, name=name, command=command, skipped_notes=skip_notes, notes=notes)
-    return LearnResult(text, drafts, skipped)
+    if grants or any(o.packages for o in observations):
+        text += render_packages(grants)
+    return LearnResult(text, drafts, skipped, grants=grants)
 
 
 def merge_policy(
@@ -103,10 +116,39 @@ def merge_policy(
     drafts, skipped = draft_rules(split.new, run=run_names(observations))
     taken = {rule.id for rule in existing.document.rules}
     merged = append_rules(text, drafts, taken, notes=notes)
-    return LearnResult(merged, drafts, skipped, split.denied_by_rule)
+    grants: list[GrantDraft] = []
+    ungranted = not_granted(existing, observations)
+    if ungranted:
+        # What installed distributions did that the policy's grants do not cover yet: added
+        # to their grants (a new `packages` section when there is none).
+        grants, unattributed = grant_drafts(ungranted, run=run_names(observations))
+        skipped += [o for o in unattributed if o not in skipped]
+        merged = append_grants(merged, grants)
+    return LearnResult(merged, drafts, skipped, split.denied_by_rule, grants)
 
 
 def not_allowed(policy: Policy, observations: Iterable[Observation]) -> list[Observation]:
     """The observations a policy would still report (deny or alert): the self-check run on
     every learned policy, and what the tests assert is empty."""
-    return [o for o in observations if policy.decide(o.operation, o.stack).action != "allow"]
+    packages = policy.document.packages
+    table = None
+    if packages is not None:
+        from appshield.grants import GrantTable
+
+        table = GrantTable(packages, policy.mode)
+    out = []
+    for obs in observations:
+        decision = policy.decide(obs.operation, obs.stack)
+        if table is not None and obs.packages and decision.action != "deny":
+            decision = table.decide(obs.operation, decision, _answerable(obs))
+        if decision.action != "allow":
+            out.append(obs)
+    return out
+
+
+def _answerable(obs: Observation) -> tuple[object, ...]:
+    from appshield.attribution import UNATTRIBUTED, Dist
+
+    return tuple(
+        UNATTRIBUTED if name == "?" else Dist(name, version) for name, version in obs.packages
+    )

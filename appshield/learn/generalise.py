@@ -927,3 +927,46 @@ def stdlib_drafts(observations: Iterable[Observation]) -> list[Draft]:
         stdlib_frozen_draft(imports),
     )
     return [draft for draft in found if draft is not None]
+
+
+@dataclass
+class GrantDraft:
+    """The grant to write for one distribution: its entries as drafts (their `unless` is
+    left to the ordinary rules, which keep it), and the version it was learned with."""
+
+    name: str
+    version: str
+    drafts: list[Draft]
+
+
+def grant_drafts(
+    observations: Iterable[Observation], *, run: RunNames | None = None
+) -> tuple[list[GrantDraft], list[Observation]]:
+    """A grant per distribution that was answerable for something, generalised as rules
+    are; and the observations no grant can cover (no distribution could be shown to own
+    the code: `packages:unattributed`)."""
+    observations = list(observations)
+    if run is None:
+        run = run_names(observations)
+    by_name: dict[str, tuple[str, list[Observation]]] = {}
+    unattributed: list[Observation] = []
+    for obs in observations:
+        for name, version in obs.packages:
+            if name == "?":
+                unattributed.append(obs)
+                continue
+            by_name.setdefault(name, (version, []))[1].append(obs)
+    grants = []
+    for name in sorted(by_name):
+        version, seen = by_name[name]
+        drafts, _ = draft_rules(seen, run=run)
+        if any(d.category == "file" for d in drafts):
+            # A distribution that reads files formats tracebacks too (a server's error log):
+            # the sources a traceback reads, as the ordinary rules allow them.
+            extra = always_read_drafts(drafts)
+            at = max((i + 1 for i, d in enumerate(drafts) if d.category == "file"), default=0)
+            drafts[at:at] = extra
+        for draft in drafts:
+            draft.unless = None
+        grants.append(GrantDraft(name, version, drafts))
+    return grants, unattributed

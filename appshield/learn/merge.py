@@ -12,12 +12,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from appshield.learn.generalise import Draft
+from appshield.learn.generalise import Draft, GrantDraft
 from appshield.learn.records import Observation
-from appshield.learn.render import render_rules
+from appshield.learn.render import render_grants, render_packages, render_rules
 from appshield.policy import Policy
 
-__all__ = ["MergeResult", "append_rules", "split_by_policy"]
+__all__ = ["MergeResult", "append_grants", "append_rules", "not_granted", "split_by_policy"]
 
 
 @dataclass
@@ -101,3 +101,131 @@ def append_rules(
     new += render_rules(drafts, taken, indent).rstrip("\n").splitlines()
     merged = lines[:insert_at] + new + lines[insert_at:]
     return "\n".join(merged) + "\n"
+
+
+def not_granted(policy: Policy, observations: Iterable[Observation]) -> list[Observation]:
+    """The observations whose answerable distributions the policy's grants do not cover yet
+    (all of them that name a distribution, when the policy has no `packages` section)."""
+    packages = policy.document.packages
+    seen = [o for o in observations if o.packages]
+    if packages is None:
+        return seen
+    from appshield.attribution import UNATTRIBUTED, Dist
+    from appshield.decision import Decision
+    from appshield.grants import GrantTable
+
+    table = GrantTable(packages, policy.mode)
+    allowed = Decision("allow", "learn", False, policy.mode)
+    out = []
+    for obs in seen:
+        answerable = tuple(
+            UNATTRIBUTED if name == "?" else Dist(name, version) for name, version in obs.packages
+        )
+        if table.decide(obs.operation, allowed, answerable).action != "allow":
+            out.append(obs)
+    return out
+
+
+_INDENTED_KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.-]+)\s*:\s*(?P<rest>.*)$")
+
+
+def _key_at(lines: Sequence[str], start: int, end: int, indent: int, key: str) -> int | None:
+    for i in range(start, end):
+        found = _INDENTED_KEY.match(lines[i])
+        if found and len(found.group("indent")) == indent and _norm(found.group("key")) == key:
+            return i
+    return None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _block_end(lines: Sequence[str], start: int, indent: int) -> int:
+    """Just past the last content line of the block opened at `start` (lines indented more
+    than `indent`)."""
+    end = start + 1
+    last = start + 1
+    while end < len(lines):
+        line = lines[end]
+        if line.strip() and not line.lstrip().startswith("#"):
+            if len(line) - len(line.lstrip()) <= indent:
+                break
+            last = end + 1
+        end += 1
+    return last
+
+
+def _rest(line: str) -> str:
+    found = _INDENTED_KEY.match(line)
+    return found.group("rest").split("#")[0].strip() if found else ""
+
+
+def _flow_error(what: str) -> ValueError:
+    return ValueError(
+        f"cannot add to {what} written in flow style ({{...}} or [...]); write it as a block"
+        " mapping or list and merge again"
+    )
+
+
+def append_grants(text: str, grants: Sequence[GrantDraft]) -> str:
+    """`text` with `grants` added to its `packages.grants` (a new `packages` section when it
+    has none): a new distribution's grant at the end, a known one's entries at the end of
+    their category's list. Nothing else in the file changes."""
+    if not grants:
+        return text
+    lines = text.splitlines()
+    top = next((i for i, line in enumerate(lines) if re.match(r"^packages\s*:", line)), None)
+    if top is None:
+        suffix = "" if text.endswith("\n") or not text else "\n"
+        return text + suffix + render_packages(grants)
+    if _rest(lines[top]):
+        raise _flow_error("`packages`")
+    section_end = _block_end(lines, top, 0)
+    found = _key_at(lines, top + 1, section_end, 2, "grants")
+    if found is None:
+        lines[section_end:section_end] = ["  grants:"]
+        found, section_end = section_end, section_end + 1
+    elif _rest(lines[found]) == "{}":
+        lines[found] = "  grants:"
+    elif _rest(lines[found]):
+        raise _flow_error("`packages.grants`")
+    for grant in grants:
+        lines = _add_grant(lines, found, grant)
+    return "\n".join(lines) + "\n"
+
+
+def _add_grant(lines: list[str], grants_line: int, grant: GrantDraft) -> list[str]:
+    grants_end = _block_end(lines, grants_line, 2)
+    at = _key_at(lines, grants_line + 1, grants_end, 4, _norm(grant.name))
+    if at is None:
+        return lines[:grants_end] + render_grants([grant]) + lines[grants_end:]
+    rest = _rest(lines[at])
+    if rest == "{}":
+        lines[at] = lines[at].split(":")[0] + ":"
+    elif rest:
+        raise _flow_error(f"the grant of {grant.name!r}")
+    for draft_lines, category in _by_category(grant):
+        grant_end = _block_end(lines, at, 4)
+        where = _key_at(lines, at + 1, grant_end, 6, category)
+        if where is None:
+            lines = [*lines[:grant_end], f"      {category}:", *draft_lines, *lines[grant_end:]]
+            continue
+        if _rest(lines[where]):
+            raise _flow_error(f"the {category} entries of {grant.name!r}")
+        end = _block_end(lines, where, 6)
+        lines = lines[:end] + draft_lines + lines[end:]
+    return lines
+
+
+def _by_category(grant: GrantDraft) -> list[tuple[list[str], str]]:
+    """Each category's new entries as lines at the grant-entry indent."""
+    rendered = render_grants([grant])
+    out: list[tuple[list[str], str]] = []
+    for line in rendered:
+        found = re.match(r"^      (?P<category>[a-z]+):$", line)
+        if found:
+            out.append(([], found.group("category")))
+        elif out and line.startswith("        "):
+            out[-1][0].append(line)
+    return out

@@ -80,12 +80,41 @@ class _RecordingDecisions:
     def __init__(self, inner: Decider, recorder: Recorder) -> None:
         self._inner = inner
         self._recorder = recorder
+        self._attribution: Any = None
+        # Asked by the runtime: with `appshield learn --packages`, learning also records
+        # which installed distributions were answerable for each operation (for the grants,
+        # docs/packages.md), through an attributor the runtime attaches (the walk needs the
+        # import hooks' record of code objects).
+        self.wants_attribution = recorder.packages
+
+    @property
+    def attributes_packages(self) -> bool:
+        return self._attribution is not None
+
+    def attach_attribution(self, attribution: Any) -> None:
+        """`attribution.answerable(frame)` -> the answerable distributions;
+        `attribution.governs(op)` -> whether grants could govern `op` at all."""
+        self._attribution = attribution
+
+    def answerable(self, frame: Any) -> tuple[Any, ...]:
+        attribution = self._attribution
+        return attribution.answerable(frame) if attribution is not None else ()
 
     def decide(self, operation: Operation, stack: StackInput = None, api: str = "") -> Decision:
         recorder = self._recorder
         if type(operation) is ImportOp and operation.module in recorder.own_loaded:
             return _RECORDED  # loaded by appshield's own work while learning (see `own_loaded`)
-        recorder.saw(operation, stack, api)
+        packages: tuple[tuple[str, str], ...] = ()
+        attribution = self._attribution
+        if attribution is not None and attribution.governs(operation):
+            try:
+                packages = tuple(
+                    (getattr(d, "name", "?"), getattr(d, "version", ""))
+                    for d in attribution.answerable(sys._getframe(1))
+                )
+            except Exception:  # recording must never break the program being learned
+                packages = ()
+        recorder.saw(operation, stack, api, packages)
         return _RECORDED
 
     def needs_stack(self, category: str) -> bool:
@@ -154,6 +183,8 @@ class Recorder:
         # loads tempfile and random): the app's later import of one is a `sys.modules` hit
         # that the import observer records; its load by appshield is never the app's.
         self.own_loaded: set[str] = set()
+        # `appshield learn --packages` (cli/learn.py sets it for every learning process)
+        self.packages = os.environ.get("APPSHIELD_LEARN_PACKAGES") == "1"
         self._lock = threading.RLock()
         self._reset()
         atexit.register(self.flush)
@@ -196,7 +227,13 @@ class Recorder:
             os.write(self._fd, (header_json(Roots.current(), sys.argv) + "\n").encode())
         os.write(self._fd, (line + "\n").encode())
 
-    def saw(self, operation: Operation, stack: Any, api: str) -> None:
+    def saw(
+        self,
+        operation: Operation,
+        stack: Any,
+        api: str,
+        packages: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         try:
             with appshield_io():
                 modules = _modules(stack)
@@ -207,6 +244,7 @@ class Recorder:
                     blame_module(modules),
                     modules,
                     volatile=volatile,
+                    packages=packages,
                 )
                 self._record(obs)
         except Exception:  # recording must never break the program being learned

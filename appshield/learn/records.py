@@ -106,10 +106,13 @@ class Observation:
     pids: tuple[int, ...] = field(default=(), compare=False)
     volatile: tuple[str, ...] = field(default=(), compare=False)
     argvs: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
+    # The installed distributions answerable for it, innermost first, as (name, version)
+    # (docs/packages.md): what `learn` writes grants from. ("?", "") for unattributed code.
+    packages: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.operation, self.api, self.module, self.stack, self.roots)
+        return (self.operation, self.api, self.module, self.stack, self.roots, self.packages)
 
 
 def observation_to_json(obs: Observation) -> str:
@@ -122,6 +125,8 @@ def observation_to_json(obs: Observation) -> str:
     }
     if obs.volatile:
         record["volatile"] = list(obs.volatile)
+    if obs.packages:
+        record["packages"] = [list(p) for p in obs.packages]
     return json.dumps(record, separators=(",", ":"))
 
 
@@ -142,6 +147,7 @@ def observation_from_json(
         pids,
         tuple(str(v) for v in data.get("volatile", ())),
         () if argv is None else (argv,),
+        tuple((str(p[0]), str(p[1])) for p in data.get("packages", ())),
     )
 
 

@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from appshield.learn.generalise import Draft
+from appshield.learn.generalise import Draft, GrantDraft
 from appshield.operations import CATEGORIES
 
 __all__ = ["render_policy", "render_rules", "rule_id"]
@@ -158,3 +158,43 @@ def render_policy(
     rules = render_rules(drafts, set())
     body.append("rules:" if rules else "rules: []")
     return "\n".join(head + body) + "\n" + rules
+
+
+def render_grants(grants: Sequence[GrantDraft], indent: str = "    ") -> list[str]:
+    """The `grants:` entries: per distribution, its entries per category, each with the
+    comment its rule would have had."""
+    out: list[str] = []
+    for grant in grants:
+        out.append(f"{indent}# learned with {grant.name} {grant.version}")
+        if not grant.drafts:
+            out.append(f"{indent}{grant.name}: {{}}")
+            continue
+        out.append(f"{indent}{grant.name}:")
+        by_category: dict[str, list[Draft]] = {}
+        for draft in grant.drafts:
+            by_category.setdefault(draft.category, []).append(draft)
+        for category in CATEGORIES:
+            drafts = by_category.get(category)
+            if not drafts:
+                continue
+            out.append(f"{indent}  {category}:")
+            for draft in drafts:
+                out.extend(f"{indent}    {c}" for c in _comment(draft))
+                out.append(f"{indent}    - {_flow_mapping(draft.match)}")
+    return out
+
+
+def render_packages(grants: Sequence[GrantDraft]) -> str:
+    """A `packages` section: deny by default, a grant for each distribution seen."""
+    lines = [
+        "# Each installed distribution may do only what its grant says (docs/packages.md).",
+        "packages:",
+        "  default: deny",
+    ]
+    entries = render_grants(grants)
+    lines += ["  grants:", *entries] if entries else ["  grants: {}"]
+    return "\n".join(lines) + "\n"
+
+
+def _flow_mapping(match: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{key}: {_flow(value)}" for key, value in match.items()) + "}"

@@ -139,6 +139,50 @@ def _rule() -> Schema:
     }
 
 
+def _packages() -> Schema:
+    grant: Schema = {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "description": "What this distribution's code may do: per category, a list of match-"
+        "field mappings (one that holds grants the operation; [{}] grants the whole category)."
+        " A category left out grants nothing of it.",
+        "properties": {
+            "version": {
+                "type": "string",
+                "description": "Version specifier the installed version must meet for the grant"
+                " to apply, e.g. '>=2,<3' or '==1.*'.",
+            },
+            **{
+                c: {"type": "array", "items": {"$ref": f"#/definitions/match_{c}"}}
+                for c in CATEGORIES
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Per-distribution least privilege (docs/packages.md): an operation is"
+        " allowed only if the ordinary rules allow it and every third-party distribution"
+        " responsible for it holds a grant for it.",
+        "properties": {
+            "default": {
+                "enum": ["deny", "allow"],
+                "description": "What a third-party distribution without an applicable grant may"
+                " do: deny (nothing) or allow (what the ordinary rules allow).",
+            },
+            "first_party": _one_or_many(
+                {"type": "string", "minLength": 1},
+                "Installed distributions that are the application's own code.",
+            ),
+            "grants": {
+                "type": ["object", "null"],
+                "description": "Grants by distribution name (as importlib.metadata knows it).",
+                "additionalProperties": grant,
+            },
+        },
+    }
+
+
 def policy_schema() -> Schema:
     definitions: Schema = {"rule": _rule()}
     for category in CATEGORIES:
@@ -184,6 +228,7 @@ def policy_schema() -> Schema:
                     name: {"type": "boolean", "default": True} for name in PROTECTION_KEYS
                 },
             },
+            "packages": _packages(),
         },
         "definitions": definitions,
     }

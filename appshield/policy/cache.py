@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from appshield import __version__
 
 if TYPE_CHECKING:
-    from appshield.document import Condition, PolicyDocument
+    from appshield.document import Condition, Packages, PolicyDocument
 
 __all__ = [
     "FORMAT",
@@ -61,7 +61,8 @@ __all__ = [
     "store",
 ]
 
-FORMAT = 3  # bump when the stored shape changes (3: the rule index, `engine.index_states`)
+FORMAT = 4  # bump when the stored shape changes (3: the rule index, `engine.index_states`;
+# 4: the `packages` section)
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -312,7 +313,47 @@ def plain(document: PolicyDocument) -> Any:
         rules,
         protections,
         document.files,
+        _plain_packages(document.packages),
     )
+
+
+def _plain_packages(packages: Packages | None) -> Any:
+    if packages is None:
+        return None
+    grants = tuple(
+        (
+            g.name,
+            g.version,
+            tuple(
+                (category, tuple(_plain_condition(c) for c in conditions))
+                for category, conditions in g.allows.items()
+            ),
+            None if g.source is None else tuple(g.source),
+        )
+        for g in packages.grants.values()
+    )
+    return (packages.default, packages.first_party, grants)
+
+
+def _packages(plain: Any) -> Packages | None:
+    if plain is None:
+        return None
+    from appshield.document import Condition, Grant, Packages, SourceRef
+
+    default, first_party, grants = plain
+    read = {
+        name: Grant(
+            name,
+            version,
+            {
+                category: tuple(_condition(c, Condition) or Condition() for c in conditions)
+                for category, conditions in allows
+            },
+            None if source is None else SourceRef(*source),
+        )
+        for name, version, allows, source in grants
+    }
+    return Packages(default, first_party, read)
 
 
 def _condition(plain: Any, kind: type[Condition]) -> Condition | None:
@@ -326,7 +367,7 @@ def _document(plain: Any) -> PolicyDocument:
     # Here, not at the top: `appshield run` asks `is_valid` and never builds the document.
     from appshield.document import Condition, PolicyDocument, Protections, RuleSpec, SourceRef
 
-    version, name, mode, defaults, rules, protections, files = plain
+    version, name, mode, defaults, rules, protections, files, packages = plain
     specs = tuple(
         RuleSpec(
             id=rule_id,
@@ -349,4 +390,5 @@ def _document(plain: Any) -> PolicyDocument:
         rules=specs,
         protections=Protections(*protections),
         files=files,
+        packages=_packages(packages),
     )

@@ -21,6 +21,7 @@ from appshield.decision import Action, Mode
 from appshield.document import (
     MATCH_FIELDS,
     Condition,
+    Packages,
     PolicyDocument,
     Protections,
     RuleSpec,
@@ -31,6 +32,7 @@ from appshield.operations import CATEGORIES
 from appshield.policy import _fields
 from appshield.policy._check import Checker
 from appshield.policy._nodes import Node, from_python
+from appshield.policy._packages import merge_packages, read_packages
 from appshield.policy._yaml import parse
 from appshield.policy.variables import LazyVariables
 
@@ -48,7 +50,17 @@ PACKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 PACK_PREFIX = "appshield:"
 TEXT_NAME = "<policy>"  # the FILE of problems in text loaded without a file name
 
-TOP_KEYS = ("version", "name", "mode", "extends", "disable", "defaults", "rules", "protections")
+TOP_KEYS = (
+    "version",
+    "name",
+    "mode",
+    "extends",
+    "disable",
+    "defaults",
+    "rules",
+    "protections",
+    "packages",
+)
 RULE_KEYS = ("id", "description", "category", "action", "match", "unless", "scope", "mode")
 PROTECTION_KEYS = ("policy_files", "unshielded_children", "telemetry_exporter")
 ACTIONS = ("allow", "deny", "alert")
@@ -173,6 +185,7 @@ class _Merged:
     defaults: dict[str, Action] = field(default_factory=dict)
     rules: list[_Rule] = field(default_factory=list)
     protections: dict[str, bool] = field(default_factory=dict)
+    packages: Packages | None = None
 
     def absorb(self, other: _Merged) -> None:
         """Take `other` as a later layer: its settings win, its rules come after."""
@@ -181,6 +194,7 @@ class _Merged:
         self.defaults.update(other.defaults)
         self.protections.update(other.protections)
         self.rules.extend(other.rules)
+        self.packages = merge_packages(self.packages, other.packages)
 
 
 def _where(rule: _Rule) -> str:
@@ -227,6 +241,7 @@ class _Loader:
             rules=tuple(r.spec for r in merged.rules),
             protections=Protections(**merged.protections),
             files=tuple(self.files),
+            packages=merged.packages,
         )
 
     def _register(self, source: _Source) -> None:
@@ -280,6 +295,8 @@ class _Loader:
         own.defaults = self._defaults(ck, entries.get("defaults"))
         own.protections = self._protections(ck, entries.get("protections"))
         own.rules = self._rules(ck, entries.get("rules"), source, variables)
+        if "packages" in entries:
+            own.packages = read_packages(ck, entries["packages"][1], source.path, variables)
         self._check_duplicates(merged.rules, own.rules)
         merged.absorb(own)
         return merged

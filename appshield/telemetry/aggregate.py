@@ -24,8 +24,11 @@ Key = tuple[object, ...]
 
 def violation_key(violation: Violation) -> Key:
     site = violation.callsite
+    decision = violation.decision
+    # Two distributions denied at the same place are two violations, not repeats.
+    package = getattr(decision, "package", None)
     key: Key = (
-        violation.decision.rule_id,
+        decision.rule_id if package is None else (decision.rule_id, package),
         violation.api,
         violation.operation,
         site.file,

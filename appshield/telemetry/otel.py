@@ -111,9 +111,11 @@ def message(violation: Violation, attrs: dict[str, AttributeValue]) -> str:
     verb = "blocked" if violation.blocked else violation.decision.action
     if violation.shadow:
         verb = f"shadow {verb}"  # what the candidate would do; nothing was blocked
+    package = attrs.get("appshield.package.name")
+    by = f", distribution {package} {attrs.get('appshield.package.version', '')}" if package else ""
     return (
         f"appshield: {verb} {violation.category} {violation.api} {attrs['appshield.target']}"
-        f" (rule {violation.decision.rule_id}, policy {violation.policy_name})"
+        f" (rule {violation.decision.rule_id}, policy {violation.policy_name}{by})"
     )
 
 
@@ -324,24 +326,10 @@ class OTelSink:
             if self._metric_target is not meter_provider:
                 return []
             counts, _ = self.stats.snapshot()
-            found = [
-                Observation(
-                    n,
-                    {"security_rule.category": c, "appshield.action": a, "security_rule.name": r},
-                )
-                for (c, a, r), n in counts.items()
-            ]
+            found = [Observation(n, _counter_attributes(key)) for key, n in counts.items()]
             found.extend(
-                Observation(
-                    n,
-                    {
-                        "security_rule.category": c,
-                        "appshield.action": a,
-                        "security_rule.name": r,
-                        "appshield.shadow": True,
-                    },
-                )
-                for (c, a, r), n in self.stats.shadow_snapshot().items()
+                Observation(n, {**_counter_attributes(key), "appshield.shadow": True})
+                for key, n in self.stats.shadow_snapshot().items()
             )
             return found
 
@@ -477,3 +465,14 @@ def _version() -> str:
     from appshield import __version__
 
     return __version__
+
+
+def _counter_attributes(key: tuple[str, ...]) -> dict[str, str | bool]:
+    """The counter's attributes for a `TelemetryStats` key; a denial the `packages` grants
+    decided also names the distribution (docs/packages.md)."""
+    attrs: dict[str, str | bool] = {"security_rule.category": key[0], "appshield.action": key[1]}
+    attrs["security_rule.name"] = key[2]
+    if len(key) == 5:
+        attrs["appshield.package.name"] = key[3]
+        attrs["appshield.package.version"] = key[4]
+    return attrs

@@ -63,6 +63,10 @@ def violation_record(
         record["during"] = redactor.text(violation.during)
     if violation.shadow:
         record["shadow"] = True
+    package = getattr(decision, "package", None)
+    if package is not None:  # the distribution a `packages` grant did not cover
+        record["package"] = package
+        record["package_version"] = decision.package_version
     if suppressed_count:
         record["suppressed_count"] = suppressed_count
     return record
@@ -90,6 +94,10 @@ def violation_attributes(
         attrs["appshield.during"] = redactor.text(violation.during)
     if violation.shadow:
         attrs["appshield.shadow"] = True
+    package = getattr(decision, "package", None)
+    if package is not None:  # the distribution a `packages` grant did not cover
+        attrs["appshield.package.name"] = package
+        attrs["appshield.package.version"] = decision.package_version or ""
     _target_attributes(violation.operation, redactor, attrs)
     site = violation.callsite
     if site.function is not None:

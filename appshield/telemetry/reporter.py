@@ -54,7 +54,12 @@ class TelemetryReporter:
         else:
             decision = violation.decision
             self.stats.count_violation(
-                violation.category, decision.action, decision.rule_id, violation.shadow
+                violation.category,
+                decision.action,
+                decision.rule_id,
+                decision.package,
+                decision.package_version,
+                violation.shadow,
             )
             admitted = self.aggregator.admit(violation, time.monotonic_ns())
             if admitted is None:
@@ -85,12 +90,27 @@ class TelemetryReporter:
         counted and folded exactly as `report` would have; False when it must go through
         `report` (counted there)."""
         rule_id = decision.rule_id
-        key: tuple[object, ...] = (rule_id, api, operation, file, line, function)
+        package = getattr(decision, "package", None)
+        key: tuple[object, ...] = (
+            rule_id if package is None else (rule_id, package),
+            api,
+            operation,
+            file,
+            line,
+            function,
+        )
         if shadow:  # as `violation_key` builds it
             key = (*key, True)
         if not self.aggregator.fold(key, time.monotonic_ns(), time.time_ns()):
             return False
-        self.stats.count_violation(operation.category, decision.action, rule_id, shadow)
+        self.stats.count_violation(
+            operation.category,
+            decision.action,
+            rule_id,
+            package,
+            getattr(decision, "package_version", None),
+            shadow,
+        )
         return True
 
     def _emit(self, violation: Violation, suppressed: int, summary: bool = False) -> None:

@@ -21,8 +21,10 @@ logger = library_logger()
 class TelemetryStats:
     def __init__(self, queue_limit: int = 2048) -> None:
         self.queue_limit = queue_limit
-        self.violations: dict[tuple[str, str, str], int] = {}
-        self.shadow_violations: dict[tuple[str, str, str], int] = {}
+        # (category, action, rule), or with the distribution's (name, version) appended for
+        # a denial the `packages` grants decided
+        self.violations: dict[tuple[str, ...], int] = {}
+        self.shadow_violations: dict[tuple[str, ...], int] = {}
         self.dropped: dict[str, int] = {}
         self._submitted: dict[str, int] = {}
         self._taken: dict[str, int] = {}
@@ -32,8 +34,18 @@ class TelemetryStats:
         # time.monotonic() value instead of starting another request.
         self.export_deadline: float | None = None
 
-    def count_violation(self, category: str, action: str, rule: str, shadow: bool = False) -> None:
-        key = (category, action, rule)
+    def count_violation(
+        self,
+        category: str,
+        action: str,
+        rule: str,
+        package: str | None = None,
+        package_version: str | None = None,
+        shadow: bool = False,
+    ) -> None:
+        key: tuple[str, ...] = (category, action, rule)
+        if package is not None:
+            key = (*key, package, package_version or "")
         with self._lock:
             counts = self.shadow_violations if shadow else self.violations
             counts[key] = counts.get(key, 0) + 1
@@ -43,7 +55,7 @@ class TelemetryStats:
         with self._lock:
             return sum(self.violations.values())
 
-    def shadow_snapshot(self) -> dict[tuple[str, str, str], int]:
+    def shadow_snapshot(self) -> dict[tuple[str, ...], int]:
         """The shadow candidate's violations, by (category, action, rule)."""
         with self._lock:
             return dict(self.shadow_violations)
@@ -76,7 +88,7 @@ class TelemetryStats:
                 " violations are still enforced and counted, see appshield.telemetry.dropped"
             )
 
-    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, int]]:
+    def snapshot(self) -> tuple[dict[tuple[str, ...], int], dict[str, int]]:
         with self._lock:
             return dict(self.violations), dict(self.dropped)
 

@@ -358,6 +358,12 @@ def _module_code_io(
             _scope_code.record_code(
                 fullname, path if type(path) is str else getattr(code, "co_filename", None), code
             )
+    if _scope_code.attributing:
+        # Per-distribution grants: which file this code came from decides whose it is. A
+        # zip archive's loader has no `path`: such code stays unattributed.
+        path = getattr(instance, "path", None)
+        if type(path) is str:
+            _scope_code.record_origin(path, code)
     return code
 
 
@@ -577,13 +583,16 @@ def _on_uninstall() -> None:
     _judged.clear()
     _intact.clear()
     _scope_code.configure(None)
+    _scope_code.configure_origins(False)
     _imp_names.set_roots(None)
     _screen = (None, None)  # let go of the policy
 
 
 def configure_scopes(compiled: Any) -> None:
-    """Record the code of the modules the decider's scopes name (see `_scope_code`)."""
+    """Record the code of the modules the decider's scopes name (see `_scope_code`), and,
+    for a policy that grants per distribution, which file every module's code came from."""
     _scope_code.configure(compiled.scope_matcher(), compiled.scope_tops())
+    _scope_code.configure_origins(bool(getattr(compiled, "attributes_packages", False)))
 
 
 FAMILY = HookFamily(

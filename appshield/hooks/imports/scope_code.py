@@ -31,7 +31,17 @@ from typing import Any
 from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports.names import home_name
 
-__all__ = ["configure", "module_of", "record_code", "recording", "wanted_tops"]
+__all__ = [
+    "attributing",
+    "configure",
+    "configure_origins",
+    "module_of",
+    "origin_of",
+    "record_code",
+    "record_origin",
+    "recording",
+    "wanted_tops",
+]
 
 _CodeType = type(home_name.__code__)
 _FunctionType = type(home_name)
@@ -46,6 +56,12 @@ _wanted: Callable[[str], bool] | None = None
 # the top-level names a recorded module can have (None: any; `wanted` decides).
 recording = False
 wanted_tops: frozenset[str] | None = None
+
+# For per-distribution grants (`packages`, docs/packages.md): the file every module's code
+# was compiled from, whatever the module's name. identity -> (code, kept alive; its file).
+_origins: dict[int, tuple[Any, str]] = {}
+# Read by the import hooks: whether every compiled module's code is recorded with its file.
+attributing = False
 
 
 def configure(wanted: Callable[[str], bool] | None, tops: frozenset[str] | None = None) -> None:
@@ -63,6 +79,44 @@ def configure(wanted: Callable[[str], bool] | None, tops: frozenset[str] | None 
     for name, module in list(sys.modules.items()):
         if type(name) is str and module is not None and wanted(name):
             _record_loaded(name, module)
+
+
+def configure_origins(on: bool) -> None:
+    """Start (or stop, forgetting all) recording which file each module's code came from,
+    beginning with the modules already loaded (read from their namespaces)."""
+    global attributing
+    with _lock:
+        _origins.clear()
+        attributing = on
+    if not on:
+        return
+    for name, module in list(sys.modules.items()):
+        if type(name) is not str or module is None:
+            continue
+        spec = module.__dict__.get("__spec__") if hasattr(module, "__dict__") else None
+        origin = getattr(spec, "origin", None)
+        if type(origin) is not str or not getattr(spec, "has_location", False):
+            continue
+        codes: list[Any] = []
+        _collect(list(vars(module).values()), origin, name, codes, set(), 0)
+        path = os.path.abspath(origin)
+        for code in codes:
+            _add_tree(code, path, _origins)
+
+
+def origin_of(code: Any) -> str | None:
+    """The file the import system compiled `code` from, if recorded."""
+    entry = _origins.get(_identity(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    return None
+
+
+def record_origin(path: object, code: object) -> None:
+    """A loader compiled `code` from the file `path`: every code object in it is that file's."""
+    if not attributing or type(code) is not _CodeType or type(path) is not str:
+        return
+    _add_tree(code, os.path.abspath(path), _origins)
 
 
 def module_of(code: Any) -> str | None:
@@ -85,7 +139,7 @@ def record_code(name: object, path: object, code: object) -> None:
     _add_tree(code, name)
 
 
-def _add_tree(code: Any, name: str) -> None:
+def _add_tree(code: Any, name: str, into: dict[int, tuple[Any, str]] | None = None) -> None:
     """`code` and every code object nested in its constants (functions, classes, lambdas,
     comprehensions): all of them run as that module's code."""
     found: list[Any] = []
@@ -99,11 +153,12 @@ def _add_tree(code: Any, name: str) -> None:
         seen.add(key)
         found.append(current)
         pending.extend(c for c in current.co_consts if type(c) is _CodeType)
+    table = _owners if into is None else into
     with _lock:
-        if len(_owners) > 1_000_000:  # a bound against endless reloads
-            _owners.clear()
+        if len(table) > 1_000_000:  # a bound against endless reloads
+            table.clear()
         for current in found:
-            _owners[_identity(current)] = (current, name)
+            table[_identity(current)] = (current, name)
 
 
 def _record_loaded(name: str, module: Any) -> None:
