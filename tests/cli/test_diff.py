@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import sarif_pydantic
 
 from appshield.cli import main
 
@@ -128,6 +129,9 @@ def _sarif(capsys: pytest.CaptureFixture[str], old: Path | str, new: Path | str)
     code, out, _ = _diff(capsys, old, new, "--format", "sarif")
     log = json.loads(out)
     jsonschema.validate(log, SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    # And a second, independent reading: sarif-pydantic's models of the SARIF 2.1.0 object
+    # model (our schema file is a subset written from the specification).
+    sarif_pydantic.Sarif.model_validate(log)
     return code, log
 
 
