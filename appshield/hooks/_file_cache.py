@@ -100,11 +100,13 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
     memory = _for(compiled)
     if flags in memory.plain.get(path, ()):
         return True
-    if flags in memory.granted.get(path, ()) and memory.first_party(_getframe(1)):
-        return True
-    seen = memory.granted_checked.get(path)
-    if seen is not None and flags in seen[2] and memory.first_party(_getframe(1)):
-        return same_file(seen)
+    first_party = memory.first_party
+    if first_party is not None:  # per-distribution grants (None without them)
+        if flags in memory.granted.get(path, ()) and first_party(_getframe(1)):
+            return True
+        seen = memory.granted_checked.get(path)
+        if seen is not None and flags in seen[2] and first_party(_getframe(1)):
+            return same_file(seen)
     identity = memory.checked.get(path)
     if identity is None or flags not in identity[2]:
         return False

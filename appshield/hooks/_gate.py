@@ -456,17 +456,20 @@ def make_audit_hook(
                             return
                     # Per-distribution grants: a repeat of the app's own allowed open, let
                     # through only when the app's code (not a distribution's) is asking.
-                    granted = opened.granted.get(path)
-                    if granted is not None and flags in granted and opened.first_party(getframe(1)):
-                        return
-                    seen = opened.granted_checked.get(path)
-                    if seen is not None and flags in seen[2] and opened.first_party(getframe(1)):
-                        try:
-                            found = stat(seen[3])
-                        except OSError:
-                            found = None
-                        if found is not None and found[1] == seen[0] and found[2] == seen[1]:
+                    # (`first_party` is None without a `packages` section: one test, then on.)
+                    first_party = opened.first_party
+                    if first_party is not None:
+                        granted = opened.granted.get(path)
+                        if granted is not None and flags in granted and first_party(getframe(1)):
                             return
+                        seen = opened.granted_checked.get(path)
+                        if seen is not None and flags in seen[2] and first_party(getframe(1)):
+                            try:
+                                found = stat(seen[3])
+                            except OSError:
+                                found = None
+                            if found is not None and found[1] == seen[0] and found[2] == seen[1]:
+                                return
         handler = get_handler(event)
         if handler is None:
             return

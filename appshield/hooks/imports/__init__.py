@@ -46,6 +46,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
+from types import ModuleType as _ModuleType
 from typing import Any
 
 from appshield._threadstate import still_running, thread_state
@@ -257,7 +258,8 @@ def _load_unlocked(
         _judge(args[0], _spec_origin(args[0]), "import")
     module = wrapped(*args, **kwargs)
     if _waiting:
-        if _lazy.is_lazy(module):
+        # `type(...) is not ModuleType` first: the usual module costs no call.
+        if type(module) is not _ModuleType and _lazy.is_lazy(module):
             # Nothing of it has run, so there is nothing to patch yet: its real loader's
             # exec_module (below) applies the points on first use. Only a module that
             # appshield patches is loaded now (reading an attribute runs it), so no patch
