@@ -324,7 +324,36 @@ def _path_shape(pattern: str) -> Matcher | None:
             and len(text) >= size
             and "/" not in text[start:]
         )
+    if _one_star_folder(pattern):
+        return _folder_below(pattern[:-3])
     return None
+
+
+def _one_star_folder(pattern: str) -> bool:
+    """`/P/**` where no segment of P has more than one `*` (and P has no `**`): a shape the
+    reference regex matches without backtracking across segments (`[^/]*` cannot cross a
+    `/`, and one star per segment tries each split of that segment once), so it is matched
+    by that regex in C, not by the block placement below in Python frames."""
+    if not pattern.startswith("/") or not pattern.endswith("/**"):
+        return False
+    head = pattern[:-3]
+    if not head or "**" in head or not has_magic(head):
+        return False
+    return all(segment.count("*") <= 1 for segment in head.split("/"))
+
+
+def _folder_below(head: str) -> Matcher:
+    """P/** for a P of `_one_star_folder`: P itself or anything below it, compiled on first
+    use (a policy's many globs are never all needed)."""
+    fullmatch: Callable[[str], Any] | None = None
+
+    def match(text: str) -> bool:
+        nonlocal fullmatch
+        if fullmatch is None:
+            fullmatch = re.compile(translate_path(head) + "(?:/.*)?", re.DOTALL).fullmatch
+        return fullmatch(text) is not None
+
+    return match
 
 
 def _head_tail(head: str, tail: str) -> Matcher:

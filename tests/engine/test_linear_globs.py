@@ -110,3 +110,18 @@ def test_adversarial_globs_decide_at_once(kind: str, glob: str, subject: str) ->
         f"assert not any(m({subject!r}) for _ in range(20))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# `/P/**` with at most one `*` in each segment of P is matched by one regex in C (the
+# `_one_star_folder` shape of `globs._path_shape`): it must mean what the reference means.
+ONE_STAR_PIECES = ["a", "b", "*", "?", "[ab]", "[!a]", "*a", "a*", "a?b*", "?*b"]
+one_star_folders = st.lists(st.sampled_from(ONE_STAR_PIECES), min_size=1, max_size=4).map(
+    lambda parts: "/" + "/".join(parts) + "/**"
+)
+
+
+@MANY
+@given(one_star_folders, subjects)
+def test_one_star_folder_shape_agrees_with_the_reference(glob: str, subject: str) -> None:
+    assert path_matcher(glob)(subject) is reference.path_glob(glob, subject)
+    assert path_matcher(glob)(subject + "/x\ny") is reference.path_glob(glob, subject + "/x\ny")
