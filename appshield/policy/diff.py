@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 from appshield.decision import Decision
-from appshield.document import PolicyDocument, SourceRef
+from appshield.document import Grant, PolicyDocument, Protections, RuleSpec, SourceRef
 from appshield.engine import compile_policy
 from appshield.operations import CATEGORIES
 from appshield.policy._witnesses import LIMIT, Witness, witnesses
@@ -114,6 +114,9 @@ def diff_documents(old: PolicyDocument, new: PolicyDocument, *, limit: int = LIM
     found = witnesses(old, new, limit=limit)
     changes = [*_setting_changes(old, new), *_decision_changes(old, new, found.items)]
     checked = sum(len(v) for v in found.items.values())
+    package_changes, package_checked = _package_changes(old, new, limit)
+    changes.extend(package_changes)
+    checked += package_checked
     widened = tuple(c for c in changes if c.direction == "widened")
     narrowed = tuple(c for c in changes if c.direction == "narrowed")
     return DiffResult(widened, narrowed, checked, found.truncated)
@@ -217,6 +220,100 @@ def _setting_changes(old: PolicyDocument, new: PolicyDocument) -> list[Change]:
         summary = f"protections.{name}: {state[a_on]} -> {state[b_on]}"
         out.append(Change(direction, kind, "protections", summary, rule, rule))
     return out
+
+
+def _package_changes(
+    old: PolicyDocument, new: PolicyDocument, limit: int
+) -> tuple[list[Change], int]:
+    """What the `packages` sections let each distribution do, compared per distribution and
+    category (docs/packages.md, docs/lifecycle.md). A distribution's capability is its grant
+    (or, without one, the section's `default`), compared as a policy of its own: deny by
+    default, the grant's conditions as allow rules, decided on the same witnesses. Adding the
+    section narrows, removing it widens; `default` and `first_party` are settings."""
+    a, b = old.packages, new.packages
+    if a is None and b is None:
+        return [], 0
+    if a is None or b is None:
+        direction: Direction = "widened" if b is None else "narrowed"
+        summary = "packages: section removed" if b is None else "packages: section added"
+        kind = "allowed" if b is None else "blocked"
+        return [Change(direction, kind, "packages", summary, "packages", "packages")], 0
+    out: list[Change] = []
+    if a.default != b.default:
+        direction = "widened" if b.default == "allow" else "narrowed"
+        summary = f"packages.default: {a.default} -> {b.default}"
+        kind = "allowed" if direction == "widened" else "blocked"
+        out.append(Change(direction, kind, "packages", summary, "packages", "packages"))
+    for name in sorted(set(b.first_party) - set(a.first_party)):
+        # first-party code answers to the ordinary rules only: its grant no longer binds it
+        summary = f"packages.first_party: + {name}"
+        out.append(Change("widened", "allowed", "packages", summary, "packages", "packages"))
+    for name in sorted(set(a.first_party) - set(b.first_party)):
+        summary = f"packages.first_party: - {name}"
+        out.append(Change("narrowed", "blocked", "packages", summary, "packages", "packages"))
+    checked = 0
+    for name in sorted(set(a.grants) | set(b.grants)):
+        before, after = a.grants.get(name), b.grants.get(name)
+        rule = f"packages.grants.{name}"
+        old_source = before.source if before is not None else None
+        new_source = after.source if after is not None else None
+        old_version = before.version if before is not None else None
+        new_version = after.version if after is not None else None
+        if before is not None and after is not None and old_version != new_version:
+            # A doubt is a widening: another specifier may cover versions the old did not.
+            summary = f"{rule}.version: {old_version or 'any'} -> {new_version or 'any'}"
+            out.append(
+                Change(
+                    "widened", "allowed", "packages", summary, rule, rule, old_source, new_source
+                )
+            )
+        found = diff_documents(
+            _grant_document(before, a.default), _grant_document(after, b.default), limit=limit
+        )
+        checked += found.checked
+        for change in (*found.widened, *found.narrowed):
+            if change.category == "defaults":
+                continue  # the grant document's own default, said by the summary below
+            out.append(
+                change._replace(
+                    category=f"packages:{name}:{change.category}",
+                    summary=f"{name}: {change.summary}",
+                    old_rule=rule if before is not None else "packages.default",
+                    new_rule=rule if after is not None else "packages.default",
+                    old_source=old_source,
+                    new_source=new_source,
+                )
+            )
+        if (before is None) != (after is None):
+            summary = f"{rule}: {'added' if after is not None else 'removed'}"
+            shown = Change("narrowed", "blocked", "packages", summary, rule, rule)
+            if found.widened and not found.narrowed:
+                shown = shown._replace(direction="widened", kind="allowed")
+            if found.widened or found.narrowed:
+                out.append(shown._replace(old_source=old_source, new_source=new_source))
+    return out, checked
+
+
+def _grant_document(grant: Grant | None, default: str) -> PolicyDocument:
+    """One distribution's capability as a policy: without a grant, what `default` gives it
+    (everything the ordinary rules allow, or nothing); with one, its conditions."""
+    everything = grant is None and default == "allow"
+    rules = tuple(
+        RuleSpec(f"grant-{index}-{category}", category, "allow", condition)
+        for index, (category, conditions) in enumerate(
+            sorted((grant.allows if grant else {}).items())
+        )
+        for condition in conditions
+    )
+    return PolicyDocument(
+        version=1,
+        name="grant",
+        mode="enforce",
+        defaults={c: ("allow" if everything else "deny") for c in CATEGORIES},
+        rules=rules,
+        protections=Protections(False, False, False),
+        files=(),
+    )
 
 
 def setting_place(document: PolicyDocument, change: Change) -> SourceRef | None:
