@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from appshield._threadstate import thread_state
+
 __all__ = ["ExitHooks"]
 
 Flush = Callable[[float], None]  # takes a deadline on the time.monotonic() clock
@@ -70,6 +72,9 @@ class _FlushThread:
         self._wake.set()
 
     def _serve(self) -> None:
+        # appshield's own thread doing appshield's own work: the export it runs (and the
+        # connection that makes) is not the app's to judge, as on the build thread.
+        thread_state.busy = True
         while True:
             self._wake.wait()
             self._wake.clear()
