@@ -260,7 +260,8 @@ def _vector_tails(vector: tuple[str, ...], fresh: str, char: str) -> list[tuple[
     found: dict[tuple[str, ...], None] = {}
     for combo in itertools.islice(itertools.product(*fills), _PER_PATTERN):
         found[tuple(combo)] = None
-        found[(*combo, fresh)] = None
+        longer = (*combo, fresh)  # bound first: a starred index is 3.11 syntax to mypy
+        found[longer] = None
         if combo:
             found[tuple(combo[:-1])] = None
     return list(found)
