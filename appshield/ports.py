@@ -24,7 +24,7 @@ from appshield.operations import Operation
 if TYPE_CHECKING:
     from appshield.report import Violation
 
-__all__ = ["Decider", "Reporter", "StackInput"]
+__all__ = ["Decider", "Reporter", "StackInput", "WatchingDecider"]
 
 
 class Decider(Protocol):
@@ -89,3 +89,36 @@ class Reporter(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+
+class WatchingDecider:
+    """Base of a decider that wraps another and must be asked about every operation (the
+    recording, learning): the questions about the policy go to the wrapped decider, and the
+    hooks' memories of allowed operations are off, so every repeat reaches `decide`."""
+
+    def __init__(self, inner: Decider) -> None:
+        self._inner = inner
+
+    def needs_stack(self, category: str) -> bool:
+        return self._inner.needs_stack(category)
+
+    def stack_matters(self, op: Operation) -> bool:
+        return True  # no hook remembers an allowed operation: every repeat is seen
+
+    def import_screen(self) -> None:
+        return None  # no import is let through unseen
+
+    def file_needs_resolved_path(self, access: str) -> bool:
+        return self._inner.file_needs_resolved_path(access)
+
+    def has_rules(self, category: str) -> bool:
+        return self._inner.has_rules(category)
+
+    def default(self, category: str) -> Action:
+        return self._inner.default(category)
+
+    def scope_matcher(self) -> Callable[[str], bool] | None:
+        return self._inner.scope_matcher()
+
+    def scope_tops(self) -> frozenset[str] | None:
+        return self._inner.scope_tops()

@@ -33,10 +33,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from appshield._threadstate import appshield_io
-from appshield.decision import Action, Decision
+from appshield.decision import Decision
 from appshield.engine.compiled import StackInput
 from appshield.learn.records import Observation, Roots, header_json, observation_to_json
 from appshield.operations import FileOp, ImportOp, Operation
+from appshield.ports import WatchingDecider
 from appshield.record.writer import blame_module
 from appshield.record.writer import with_resolved as _with_resolved
 from appshield.report import Violation
@@ -70,7 +71,7 @@ FLUSH_INTERVAL = 1.0  # seconds between appends of the repeat counts while recor
 _RECORDED = Decision("allow", "learn:recorded", False, "monitor")
 
 
-class _RecordingDecisions:
+class _RecordingDecisions(WatchingDecider):
     """The learning shield's decider (appshield.ports.Decider): records every operation it is
     asked about and allows it. Decisions, not reports, are where every operation is seen."""
 
@@ -78,7 +79,7 @@ class _RecordingDecisions:
     describes_callers = True
 
     def __init__(self, inner: Decider, recorder: Recorder) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._recorder = recorder
         self._attribution: Any = None
         # Asked by the runtime: with `appshield learn --packages`, learning also records
@@ -121,21 +122,6 @@ class _RecordingDecisions:
         # Every decision depends on the caller here (it is recorded): this also keeps the
         # hooks from remembering allowed operations, so every repeat is counted.
         return True
-
-    def stack_matters(self, op: Operation) -> bool:
-        return True  # every operation is recorded, each repeat counted: nothing is cached
-
-    def import_screen(self) -> None:
-        return None  # no import is allowed unseen: every one is recorded
-
-    def file_needs_resolved_path(self, access: str) -> bool:
-        return self._inner.file_needs_resolved_path(access)
-
-    def has_rules(self, category: str) -> bool:
-        return self._inner.has_rules(category)
-
-    def default(self, category: str) -> Action:
-        return self._inner.default(category)
 
     def scope_matcher(self) -> Callable[[str], bool] | None:
         return None  # the learning policy has no scopes

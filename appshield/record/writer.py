@@ -47,10 +47,10 @@ from collections.abc import Callable
 from typing import Any
 
 from appshield._threadstate import open_own
-from appshield.decision import Action, Decision
+from appshield.decision import Decision
 from appshield.engine.compiled import StackInput
 from appshield.operations import FileOp, Operation
-from appshield.ports import Decider
+from appshield.ports import Decider, WatchingDecider
 from appshield.record.format import Entry, Site, current_roots, entry_json, header_json
 
 __all__ = [
@@ -299,7 +299,7 @@ def _policy_facts(policy: Any) -> dict[str, Any]:
     }
 
 
-class RecordingDecider:
+class RecordingDecider(WatchingDecider):
     """A `Decider` (appshield.ports) that decides as `inner` does and notes every decision.
 
     Scopes are decided from the code the import system compiled, as the engine alone does
@@ -308,37 +308,13 @@ class RecordingDecider:
     describes_callers = False
 
     def __init__(self, inner: Decider, recording: Recording) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._recording = recording
 
     def decide(self, op: Operation, stack: StackInput = None, api: str = "") -> Decision:
         decision = self._inner.decide(op, stack, api)
         self._recording.note(op, api, decision, sys._getframe(1))
         return decision
-
-    def needs_stack(self, category: str) -> bool:
-        return self._inner.needs_stack(category)
-
-    def stack_matters(self, op: Operation) -> bool:
-        return True  # no hook remembers an allowed operation: every repeat is counted
-
-    def import_screen(self) -> None:
-        return None  # no import is allowed unseen: every one is recorded
-
-    def file_needs_resolved_path(self, access: str) -> bool:
-        return self._inner.file_needs_resolved_path(access)
-
-    def has_rules(self, category: str) -> bool:
-        return self._inner.has_rules(category)
-
-    def default(self, category: str) -> Action:
-        return self._inner.default(category)
-
-    def scope_matcher(self) -> Callable[[str], bool] | None:
-        return self._inner.scope_matcher()
-
-    def scope_tops(self) -> frozenset[str] | None:
-        return self._inner.scope_tops()
 
     def __getattr__(self, name: str) -> Any:
         # The rest of the policy's interface (`no_library_stricter`, `mode`...) as it is.
