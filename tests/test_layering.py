@@ -47,6 +47,7 @@ CORE = (
     "appshield.errors",
     "appshield.normalize",
     "appshield._threadstate",
+    "appshield._modules",
     "appshield.settings",
     "appshield.ports",
     "appshield._proc_describe",

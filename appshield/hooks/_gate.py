@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
+from appshield._modules import loaded
 from appshield._threadstate import still_running, thread_state
 from appshield.decision import Decision
 from appshield.errors import PolicyViolation
@@ -208,7 +209,7 @@ def own_call(event: str, token: Any, function: Callable[..., T], *args: Any) -> 
 
 def own_import(name: str) -> Any:
     """Import a module appshield needs while deciding (a stdlib helper kept out of start-up)."""
-    found = sys.modules.get(name)
+    found = loaded(name)  # not one another thread is still importing: that one is waited for
     if found is not None:
         return found
     previous = _state.own_imports

@@ -17,13 +17,13 @@ active when it happened and its own timestamps, so their spans keep their parent
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from appshield._modules import loaded
 from appshield._threadstate import appshield_io
 from appshield.report import Violation
 from appshield.telemetry import library_logger
@@ -67,15 +67,10 @@ def app_providers() -> Providers:
     already imported: no import happens here. The module globals are read directly where
     they exist, because the public getters may load and *set* a provider named by
     `OTEL_PYTHON_*_PROVIDER`, which is the app's call to make, not appshield's."""
-    modules = sys.modules
     return Providers(
-        _global(modules.get("opentelemetry.trace"), "_TRACER_PROVIDER", "get_tracer_provider"),
-        _global(
-            modules.get("opentelemetry._logs._internal"), "_LOGGER_PROVIDER", "get_logger_provider"
-        ),
-        _global(
-            modules.get("opentelemetry.metrics._internal"), "_METER_PROVIDER", "get_meter_provider"
-        ),
+        _global(loaded("opentelemetry.trace"), "_TRACER_PROVIDER", "get_tracer_provider"),
+        _global(loaded("opentelemetry._logs._internal"), "_LOGGER_PROVIDER", "get_logger_provider"),
+        _global(loaded("opentelemetry.metrics._internal"), "_METER_PROVIDER", "get_meter_provider"),
     )
 
 
@@ -92,14 +87,16 @@ _MISSING = object()
 
 
 def _context(in_context: bool) -> Any:
-    module = sys.modules.get("opentelemetry.context")
+    # A module still being imported (the private pipeline's loader imports the SDK) counts
+    # as absent: no span of the app's can be active through it yet.
+    module = loaded("opentelemetry.context")
     if module is None:
         return None
     return module.get_current() if in_context else module.Context()
 
 
 def _event_on_active_span(ctx: Any, violation: Violation, attrs: dict[str, AttributeValue]) -> None:
-    trace = sys.modules.get("opentelemetry.trace")
+    trace = loaded("opentelemetry.trace")
     if trace is None:
         return
     span = trace.get_current_span(ctx)
@@ -153,6 +150,16 @@ class OTelSink:
 
     def emit(
         self, violation: Violation, attrs: dict[str, AttributeValue], in_context: bool = True
+    ) -> None:
+        try:
+            self._emit(violation, attrs, in_context)
+        except Exception:
+            # Whatever went wrong, the loss is counted (and warned about once), never silent:
+            # `appshield.telemetry.dropped` with signal "report".
+            self.stats.drop("report", 1)
+
+    def _emit(
+        self, violation: Violation, attrs: dict[str, AttributeValue], in_context: bool
     ) -> None:
         ctx = _context(in_context)
         if in_context:
