@@ -5,7 +5,8 @@
 #
 # For each interpreter present under $PYENV_ROOT/versions (default /root/.pyenv): a fresh
 # venv in /tmp, `pip install -e '.[test]'` from this checkout, then
-# `pytest tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed`
+# `pytest tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed
+# tests/packages` (attribution reads interpreter internals that differ between versions)
 # and the `run` argument reading
 # (argparse differs between versions). Prints one summary line per
 # version and exits non-zero if any present version failed (missing ones are reported, not
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYENV_ROOT=${PYENV_ROOT:-/root/.pyenv}
 OUT=${APPSHIELD_MULTI_OUT:-/tmp/appshield-multi-python}
-SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed tests/cli/test_run_arguments.py)
+SUITES=(tests/engine tests/policy tests/hooks tests/bypass tests/hostile tests/failclosed tests/packages tests/cli/test_run_arguments.py)
 # APPSHIELD_MULTI_FULL=1: the whole suite instead (as the README's test command runs it).
 if [ "${APPSHIELD_MULTI_FULL:-0}" = "1" ]; then SUITES=(tests); fi
 mkdir -p "$OUT"

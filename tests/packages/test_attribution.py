@@ -182,3 +182,35 @@ def test_index_maps_files_to_distributions(tmp_path: Path) -> None:
     assert index.version_of("good.http") == "1.2"
     assert index.version_of("nofiles") == "3.0"
     assert normalise_name("Foo__Bar.baz") == "foo-bar-baz"
+
+
+def test_a_module_body_running_as_the_shield_starts_is_attributed_to_its_file(
+    tmp_path: Path,
+) -> None:
+    """The body of a module still being imported when origins start to be recorded (3.10's
+    `site.py`, which runs the bootstrap's sitecustomize) is recorded from its frame, so it is
+    judged by its file instead of as code nobody made. A body run by `exec` under a module's
+    globals but with another file name is not."""
+    import subprocess
+    import sys
+
+    (tmp_path / "starter.py").write_text(
+        "import sys\n"
+        "from appshield.hooks.imports import scope_code\n"
+        "scope_code.configure_origins(True)\n"
+        "print(scope_code.origin_of(sys._getframe(0).f_code))\n"
+        "forged = compile('import sys; from appshield.hooks.imports import scope_code;"
+        " scope_code.configure_origins(True);"
+        " print(scope_code.origin_of(sys._getframe(0).f_code))', '/usr/lib/forged.py', 'exec')\n"
+        "exec(forged, globals())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "import starter"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(tmp_path / "starter.py"), "None"]

@@ -102,6 +102,32 @@ def configure_origins(on: bool) -> None:
         path = os.path.abspath(origin)
         for code in codes:
             _add_tree(code, path, _origins)
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            _record_running_body(frame)
+        frame = frame.f_back
+
+
+def _record_running_body(frame: Any) -> None:
+    """A module whose body is still running as the shield starts: on 3.10, where `site` is
+    not frozen, `site.py` runs the bootstrap's sitecustomize from its body. Its namespace
+    holds no code object for the body itself, so the frame gives it. The same trust as for
+    the loaded modules' functions: only code that ran before the shield is on this stack.
+    Without it, the body is code with no recorded file, and every operation with it below
+    (the modules imported before install, reported at install) was judged unattributed."""
+    namespace = frame.f_globals
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if type(name) is str else None
+    if module is None or getattr(module, "__dict__", None) is not namespace:
+        return
+    spec = namespace.get("__spec__")
+    origin = getattr(spec, "origin", None)
+    if type(origin) is not str or not getattr(spec, "has_location", False):
+        return
+    if frame.f_code.co_filename != origin:
+        return
+    _add_tree(frame.f_code, os.path.abspath(origin), _origins)
 
 
 def origin_of(code: Any) -> str | None:
