@@ -74,6 +74,10 @@ class GrantingDecider:
         self.mode = getattr(inner, "mode", table.mode)
         # identity of a code object -> (the code object, kept alive; its owner or None)
         self._owners: dict[int, tuple[Any, Any]] = {}
+        # identity of a code object -> the code object, for those proven first-party: the
+        # hooks' memories of allowed operations read it inline (`hooks/_callers.py`), so a
+        # repeat made directly by the app's code costs one lookup instead of this walk.
+        self.proven_first_party: dict[int, Any] = {}
         self._main_recorded = False
         self._main_codes: dict[int, Any] = {}
         self._main_thread = threading.main_thread().ident
@@ -170,7 +174,10 @@ class GrantingDecider:
         cache = self._owners
         if len(cache) > 262144:
             cache.clear()
+            self.proven_first_party.clear()
         cache[_identity(code)] = (code, owner)
+        if owner is FIRST_PARTY:
+            self.proven_first_party[_identity(code)] = code
         return owner
 
     def _is_main_program(self, code: Any, frame: Any) -> bool:

@@ -105,6 +105,14 @@ class WatchingDecider:
     def stack_matters(self, op: Operation) -> bool:
         return True  # no hook remembers an allowed operation: every repeat is seen
 
+    # The same under a policy with grants (hooks/_callers.py): no caller may reuse an allow.
+    def first_party_caller(self, frame: Any) -> bool:
+        return False
+
+    @property
+    def proven_first_party(self) -> dict[int, Any]:
+        return {}
+
     def import_screen(self) -> None:
         return None  # no import is let through unseen
 

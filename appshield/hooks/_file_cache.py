@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from appshield.hooks._callers import granted_callers
 from appshield.operations import FileOp
 
 __all__ = ["lookup", "remember", "same_file"]
@@ -41,42 +42,44 @@ class _Memory:
 
     __slots__ = (
         "checked",
-        "first_party",
         "granted",
         "granted_checked",
+        "granting",
+        "key",
         "owner",
         "plain",
         "usable",
     )
 
-    def __init__(self, owner: Any = None) -> None:
-        self.owner: Any = owner
-        self.usable = owner is not None
+    def __init__(self, key: Any = None) -> None:
+        self.key: Any = key  # the compiled policy this memory belongs to
+        self.usable = key is not None
         # A policy with per-distribution grants (docs/packages.md): an open is remembered,
-        # and let through again, only for a caller proven first-party (`first_party(frame)`),
-        # in `granted` (path -> flags); `plain` and `checked` stay empty.
-        self.first_party: Any = None
-        if owner is not None and getattr(owner, "attributes_packages", False):
-            self.first_party = getattr(owner, "first_party_caller", None)
-        self.granted: dict[str, set[int]] = {}
-        # as `checked`, for a policy with grants (same shape, same one-stat check)
-        self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
+        # and let through again, only for a caller proven first-party (hooks/_callers.py).
+        # Then `owner` stays None, so that the audit hook's test for a policy without grants
+        # fails at once, and `granting` holds the check.
+        self.granting = granted_callers(key)
+        self.owner: Any = key if self.granting is None else None
         self.plain: dict[str, set[int]] = {}  # path -> open flags allowed before
         # path -> (inode, device, open flags allowed while the path led to that file, the
         # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
         # before the lookup; the bytes spare `stat` encoding the path on every hit.
         self.checked: dict[str, tuple[int, int, set[int], bytes]] = {}
+        # With grants, the same two memories under other names (`_dicts`): the audit hook's
+        # path for a policy without grants then never finds an entry only the app may reuse.
+        self.granted: dict[str, set[int]] = {}
+        self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
 
 
-# The memory of the policy last seen. The audit hook reads it (`_memory.owner`, `.plain`,
-# `.checked`) for the hot path, before any bookkeeping: see runtime._make_audit_hook.
+# The memory of the policy last seen. The audit hook reads it (`_memory.owner`, `.granting`,
+# `.plain`, `.checked`) for the hot path, before any bookkeeping: see _gate.make_audit_hook.
 _memory = _Memory()
 
 
 def _for(compiled: Any) -> _Memory:
     global _memory
     memory = _memory
-    if memory.owner is not compiled:
+    if memory.key is not compiled:
         memory = _memory = _Memory(compiled)
     return memory
 
@@ -98,16 +101,13 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
     if type(path) is not str or type(flags) is not int:
         return False
     memory = _for(compiled)
-    if flags in memory.plain.get(path, ()):
+    granting = memory.granting
+    if granting is not None and not granting.first_party(_getframe(1)):
+        return False  # a distribution may be asking: decided in full
+    plain, checked = _dicts(memory)
+    if flags in plain.get(path, ()):
         return True
-    first_party = memory.first_party
-    if first_party is not None:  # per-distribution grants (None without them)
-        if flags in memory.granted.get(path, ()) and first_party(_getframe(1)):
-            return True
-        seen = memory.granted_checked.get(path)
-        if seen is not None and flags in seen[2] and first_party(_getframe(1)):
-            return same_file(seen)
-    identity = memory.checked.get(path)
+    identity = checked.get(path)
     if identity is None or flags not in identity[2]:
         return False
     return same_file(identity)
@@ -120,58 +120,36 @@ def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> Non
     memory = _for(compiled)
     if not memory.usable or not ops or ops[0].path != path:
         return
-    if getattr(compiled, "attributes_packages", False):
-        _remember_granted(memory, path, flags, ops, compiled)
-        return
-    if any(compiled.stack_matters(op) for op in ops):
+    if memory.granting is not None:
+        if not memory.granting.may_remember(ops, _getframe(1)):
+            return
+    elif any(compiled.stack_matters(op) for op in ops):
         return  # a scoped rule is a candidate: another caller could be decided otherwise
+    plain, checked = _dicts(memory)
     resolved = ops[0].resolved
     if resolved is None:
-        if len(memory.plain) >= _LIMIT:
-            memory.plain.clear()
-        memory.plain.setdefault(path, set()).add(flags)
+        if len(plain) >= _LIMIT:
+            plain.clear()
+        plain.setdefault(path, set()).add(flags)
         return
     try:
         found = _stat(resolved)
     except (OSError, ValueError):
         return  # not there (yet): nothing stable to remember
-    known = memory.checked.get(path)
+    known = checked.get(path)
     if known is not None and known[0] == found.st_ino and known[1] == found.st_dev:
         known[2].add(flags)
         return
-    if len(memory.checked) >= _LIMIT:
-        memory.checked.clear()
+    if len(checked) >= _LIMIT:
+        checked.clear()
     # Another file than before (a symlink moved): the flags allowed for the old one no longer
     # say anything about this one.
-    memory.checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))
+    checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))
 
 
-def _remember_granted(
-    memory: _Memory, path: str, flags: int, ops: Sequence[FileOp], compiled: Any
-) -> None:
-    """An allowed open under a policy with grants: remembered when the ordinary rules alone
-    decided it (the caller is first-party), the path needed no resolving, and no scoped
-    rule is a candidate."""
-    first_party = memory.first_party
-    inner = getattr(compiled, "inner", None)
-    if first_party is None or inner is None:
-        return
-    if any(inner.stack_matters(op) for op in ops) or not first_party(_getframe(2)):
-        return
-    resolved = ops[0].resolved
-    if resolved is None:
-        if len(memory.granted) >= _LIMIT:
-            memory.granted.clear()
-        memory.granted.setdefault(path, set()).add(flags)
-        return
-    try:
-        found = _stat(resolved)
-    except (OSError, ValueError):
-        return
-    known = memory.granted_checked.get(path)
-    if known is not None and known[0] == found.st_ino and known[1] == found.st_dev:
-        known[2].add(flags)
-        return
-    if len(memory.granted_checked) >= _LIMIT:
-        memory.granted_checked.clear()
-    memory.granted_checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))
+def _dicts(
+    memory: _Memory,
+) -> tuple[dict[str, set[int]], dict[str, tuple[int, int, set[int], bytes]]]:
+    if memory.granting is None:
+        return memory.plain, memory.checked
+    return memory.granted, memory.granted_checked

@@ -423,11 +423,13 @@ def make_audit_hook(
     category_of = dict(categories).get
     state = thread_state
     this_module = sys.modules[__name__]
+    from appshield.hooks import _callers as callers
     from appshield.hooks import _file_cache as file_cache
 
     stat = __import__("posix").stat
     exact_type = type
     getframe = sys._getframe
+    code_key = callers.identity
 
     def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open" and len(args) == 3:
@@ -455,16 +457,26 @@ def make_audit_hook(
                             found = None  # gone: decided in full below
                         if found is not None and found[1] == seen[0] and found[2] == seen[1]:
                             return
-                    # Per-distribution grants: a repeat of the app's own allowed open, let
-                    # through only when the app's code (not a distribution's) is asking.
-                    # (`first_party` is None without a `packages` section: one test, then on.)
-                    first_party = opened.first_party
-                    if first_party is not None:
-                        granted = opened.granted.get(path)
-                        if granted is not None and flags in granted and first_party(getframe(1)):
-                            return
-                        seen = opened.granted_checked.get(path)
-                        if seen is not None and flags in seen[2] and first_party(getframe(1)):
+                elif active is not None and opened.key is active.compiled:
+                    # Per-distribution grants (`owner` is None then): the same memories, in
+                    # `granted` and `granted_checked`, reused only when the app's own code
+                    # asks: its code object proven first-party, one lookup (hooks/_callers.py).
+                    granting: Any = opened.granting  # not None: `key` is set only with it
+                    allowed = opened.granted.get(path)
+                    seen = opened.granted_checked.get(path) if allowed is None else None
+                    if (allowed is not None and flags in allowed) or (
+                        seen is not None and flags in seen[2]
+                    ):
+                        try:
+                            caller = getframe(1)
+                        except ValueError:  # no Python caller: the interpreter's own open
+                            caller = None
+                        if caller is not None and (
+                            granting.proven.get(code_key(code := caller.f_code)) is code
+                            or granting.walk(caller)
+                        ):
+                            if seen is None:
+                                return
                             try:
                                 found = stat(seen[3])
                             except OSError:

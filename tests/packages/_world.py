@@ -148,6 +148,15 @@ def plain_read(path):
         return f.read()
 
 
+def plain_connect(port):
+    import socket
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    finally:
+        s.close()
+
+
 def exec_read(path):
     # code made by exec has no file: its caller (this function) answers for it
     scope = {"path": path}
@@ -243,6 +252,14 @@ for _ in range(3):
     with open(os.environ["APP_DATA"]) as handle:
         handle.read()
 attempt("after_app", lambda: sneaky.plain_read(os.environ["APP_DATA"]))
+# the same for a connect: the app's repeats are let through early; sneaky's is not
+import socket
+server_port = int(os.environ["APP_SERVER_PORT"])
+for _ in range(3):
+    own = socket.socket()
+    own.connect(("127.0.0.1", server_port))
+    own.close()
+attempt("connect_after_app", lambda: sneaky.plain_connect(server_port))
 print("APP-RESULT " + json.dumps(results), flush=True)
 """
 

@@ -19,7 +19,7 @@ def test_control_without_the_shield(world: World) -> None:
     assert run.returncode == 0, run.stderr
     result = app_result(run)
     assert result["exec"] == result["disguised"] == result["app_thread"] == "done"
-    assert result["after_app"] == "done"
+    assert result["after_app"] == result["connect_after_app"] == "done"
     assert "CANARY-42" in result["thread_own_result"]
     assert run.markers == ["app_builtin", "at_exit", "thread_builtin"]
 
@@ -34,6 +34,7 @@ def test_every_hiding_place_is_still_sneakys(world: World) -> None:
     assert result["app_thread"] == "done"  # the app's thread, the app's function
     # the app's repeats of an allowed open are let through early; sneaky's is not
     assert result["after_app"] == "sneaky"
+    assert result["connect_after_app"] == "sneaky"
     # a builtin target in sneaky's thread: sneaky started it; in the app's: the app did
     assert run.markers == ["app_builtin"]
     records = [json.loads(line) for line in run.log]

@@ -116,7 +116,7 @@ def _record_running_body(frame: Any) -> None:
     the loaded modules' functions: only code that ran before the shield is on this stack.
     Without it, the body is code with no recorded file, and every operation with it below
     (the modules imported before install, reported at install) was judged unattributed."""
-    namespace = frame.f_globals
+    namespace: dict[str, Any] = frame.f_globals
     name = namespace.get("__name__")
     module = sys.modules.get(name) if type(name) is str else None
     if module is None or getattr(module, "__dict__", None) is not namespace:

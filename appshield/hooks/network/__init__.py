@@ -27,13 +27,16 @@ Where each action is seen:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
+from appshield.hooks._callers import GrantedCallers, granted_callers, identity
 from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks.network import describe
 from appshield.operations import NetworkOp, Operation
@@ -75,14 +78,30 @@ class _AllowCache:
     LIMIT = 4096
 
     def __init__(self) -> None:
+        self.key: Any = None  # the compiled policy the entries belong to
+        # `key`, for a policy without grants; None with grants, where an entry is reused
+        # only for a caller `granting` proves first-party (hooks/_callers.py)
         self.owner: Any = None
+        self.granting: GrantedCallers | None = None
         self.entries: dict[Any, tuple[NetworkOp, tuple[str, ...]]] = {}
         self.usable = False
 
     def reset_for(self, compiled: Any) -> None:
         self.entries = {}
         self.usable = True  # each operation is asked `stack_matters` before it is stored
-        self.owner = compiled
+        self.key = compiled
+        self.granting = granted_callers(compiled)
+        self.owner = compiled if self.granting is None else None
+
+    def may_store(self, compiled: Any, op: Operation, frame: FrameType) -> bool:
+        """An allow of `op`, decided at `frame`, may be reused: no scoped rule is a
+        candidate, and under grants the app's own code asked."""
+        if not self.usable:
+            return False
+        granting = self.granting
+        if granting is None:
+            return not compiled.stack_matters(op)
+        return granting.may_remember((op,), frame)
 
     def store(self, key: Any, base: NetworkOp, names: tuple[str, ...]) -> None:
         entries = self.entries
@@ -162,6 +181,8 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
     by_address = _memory._by_address
     raw_family = describe.raw_family
     raw_type = describe.raw_type
+    getframe = sys._getframe
+    code_key = identity
 
     def repeat_allowed(args: tuple[Any, ...]) -> bool:
         address = args[1]
@@ -174,7 +195,18 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
             return False
         compiled = _gate._shield.compiled
         if cache.owner is not compiled:
-            return False
+            # Grants: only the app's own code reuses (frame 2: the caller of the socket
+            # method; 1 is the audit hook). Its code proven first-party: one lookup.
+            granting = cache.granting
+            if granting is None or cache.key is not compiled:
+                return False
+            try:
+                caller = getframe(2)
+            except ValueError:  # no Python caller (a thread of a C library's)
+                return False
+            code = caller.f_code
+            if granting.proven.get(code_key(code)) is not code and not granting.walk(caller):
+                return False
         try:
             key = (operation, raw_family(args[0]), raw_type(args[0]), address)
         except TypeError:  # a socket of another `_socket` module instance: the long way
@@ -208,11 +240,10 @@ def _decide_socket_event(
     op = describe.with_names(base, names)
     if base.host is not None:  # a name: what it resolves to changes, never cached
         return op, api
-    if _allowed.owner is not compiled:
+    if _allowed.key is not compiled:
         _allowed.reset_for(compiled)
     if (
-        _allowed.usable
-        and not compiled.stack_matters(op)
+        _allowed.may_store(compiled, op, sys._getframe(1))
         and compiled.decide(op, None).action == "allow"
     ):
         _allowed.store(key, base, names)
@@ -242,9 +273,9 @@ def _decide_unix(
         or compiled.stack_matters(found)
     ):
         return None
-    if _allowed.owner is not compiled:
+    if _allowed.key is not compiled:
         _allowed.reset_for(compiled)
-    if _allowed.usable and not compiled.stack_matters(base):
+    if _allowed.may_store(compiled, base, sys._getframe(1)):
         _allowed.store(key, base, ())
     return None
 
@@ -577,10 +608,11 @@ def _remember_allow(compiled: Any, key: Any, op: NetworkOp) -> None:
     """Cache a lookup the gate let through, if it was an allow (and not a violation that
     monitor mode let through): decided again, purely, which a stack-free policy allows."""
     cache = _resolves_allowed
-    if cache.owner is not compiled:
+    if cache.key is not compiled:
         cache.reset_for(compiled)
     if (
         cache.usable
+        and cache.granting is None  # under grants lookups are not remembered
         and not compiled.stack_matters(op)
         and compiled.decide(op, None).action == "allow"
     ):
