@@ -39,7 +39,8 @@ __all__ = ["LIMIT", "Witness", "Witnesses", "witnesses"]
 LIMIT = 200_000  # witnesses per category; a policy pair beyond it is reported as truncated
 _PER_PATTERN = 24  # instances of one pattern (the product of its wildcards' fillings)
 _PAIRS = 1_500  # symlink witnesses (a path whose resolved path differs) per access
-_STACKS = 8  # call stacks tried with each operation of a category that has a scoped rule
+_STACKS = 16  # call stacks tried with each operation of a category that has a scoped rule
+# (at least one per scope glob: see `stacks`)
 
 Stack = tuple[str, ...]
 
@@ -80,11 +81,17 @@ class _Patterns:
         self.broad_paths = sorted(broad_paths_found)
         self.scopes = sorted(scopes)
         # Every condition's fields, by category (to tell which rules could match a witness).
-        self.conditions: dict[str, list[Any]] = {c: [] for c in CATEGORIES}
+        # Sorted and de-duplicated like the patterns: the generators that walk the conditions
+        # (argv tails, ports, combined import fields) then yield the same witnesses in the
+        # same order whichever policy is OLD, so both directions report the same examples.
+        conditions: dict[str, dict[str, Any]] = {c: {} for c in CATEGORIES}
         for document in documents:
             for rule in document.rules:
                 for condition, _broad in _conditions(rule):
-                    self.conditions[rule.category].append(condition.fields)
+                    conditions[rule.category].setdefault(repr(condition.fields), condition.fields)
+        self.conditions: dict[str, list[Any]] = {
+            c: [found[k] for k in sorted(found)] for c, found in conditions.items()
+        }
         self.unshielded_differs = len({d.protections.unshielded_children for d in documents}) > 1
         # Off in both: no implicit deny, so `unshielded` can matter.
         self.unshielded_differs |= not any(d.protections.unshielded_children for d in documents)
@@ -343,6 +350,36 @@ def _process(p: _Patterns) -> Iterator[Operation]:
     for exe, _trusted in programs:
         yield ProcessOp(f"/usr/bin/{f}", (exe,), False, None, True, False)
         yield ProcessOp(exe, (f,), False, None, False, False)
+    yield from _combined_process(p)
+
+
+def _combined_process(p: _Patterns) -> Iterator[Operation]:
+    """A rule that names both `executable` and `command_line` matches only a process whose
+    program (or argv[0], for a deny) and whole command line both match: built from that
+    rule's own values, the words of each command line after the program's name."""
+    f, c = p.fresh, p.fresh_char
+    for fields in p.conditions["process"]:
+        lines, executables = fields.get("command_line"), fields.get("executable")
+        if not lines or not executables:
+            continue
+        programs: list[tuple[str, bool]] = []
+        for glob in executables:
+            if "/" in glob:
+                programs += [(path, t) for path in _paths([glob], f, c)[:3] for t in (True, False)]
+            else:
+                for name in [n for n in _fill_run(glob, f, c) if n][:3]:
+                    programs += [(f"/usr/bin/{name}", True), (f"/tmp/{f}/{name}", False)]
+        texts = [t for glob in lines for t in _fill_run(glob, f, c)[:3] if t.strip()]
+        for (exe, trusted), text in itertools.islice(
+            itertools.product(programs, texts), _PER_PATTERN * 8
+        ):
+            words = tuple(text.split(" "))
+            base = exe.rpartition("/")[2]
+            for argv in ((base, *words[1:]), (exe, *words[1:]), words):
+                for shell in (False, True):
+                    yield ProcessOp(exe, argv, shell, None, trusted, False)
+            # the rule's program named only in argv[0]: a deny still holds
+            yield ProcessOp(f"/usr/bin/{f}", (base, *words[1:]), False, None, True, False)
 
 
 def _addresses(p: _Patterns) -> list[str]:
@@ -438,7 +475,9 @@ def _network(p: _Patterns) -> Iterator[Operation]:
         for host, address in itertools.islice(itertools.product(hosts, addresses), _PAIRS):
             targets.append({"host": host, "address": address})
     operations = _named(p, "operation", ("connect", "send", "bind", "resolve"))
-    transports = _named(p, "transport", ("tcp", "udp"))
+    # Raw sockets always: a rule that does not name `raw` never allows one, while a deny of
+    # any shape still matches one (engine/categories.py), so raw ops fall on other rules.
+    transports = tuple(dict.fromkeys((*_named(p, "transport", ("tcp", "udp")), "raw")))
     for target in targets:
         for port, operation, transport in itertools.product(
             ports_for(target), operations, transports
@@ -481,6 +520,46 @@ def _import(p: _Patterns) -> Iterator[Operation]:
     for library in libraries:
         yield ImportOp(None, None, library)
         yield ImportOp(f, None, library)
+    yield from _combined_imports(p, modules, origins, libraries)
+
+
+_IMPORT_FIELDS = ("module", "origin", "library")
+
+
+def _combined_imports(
+    p: _Patterns,
+    all_modules: list[str],
+    all_origins: list[str | None],
+    all_libraries: list[str],
+) -> Iterator[Operation]:
+    """A rule that names two of `module`, `origin` and `library` matches only an operation
+    that has both: such operations are built from that rule's own values (the witnesses
+    above fill one field at a time). The first of them is also tried with every value of
+    the field the rule does not name, since another rule may name it."""
+    f, c = p.fresh, p.fresh_char
+    for fields in p.conditions["import"]:
+        named = [name for name in _IMPORT_FIELDS if fields.get(name)]
+        if len(named) < 2:
+            continue
+        own: dict[str, list[Any]] = {
+            "module": _modules(fields.get("module", ()), f, c)[:3],
+            "origin": _paths(fields.get("origin", ()), f, c)[:3],
+            "library": _paths(fields.get("library", ()), f, c)[:3],
+        }
+        every: dict[str, list[Any]] = {
+            "module": [None, *all_modules],
+            "origin": all_origins,
+            "library": [None, *all_libraries],
+        }
+        spare: dict[str, list[Any]] = {"module": [None, f], "origin": [None], "library": [None]}
+        first = {name: own[name][:1] or every[name] for name in _IMPORT_FIELDS}
+        rest = {name: own[name] or spare[name] for name in _IMPORT_FIELDS}
+        for values in (first, rest):
+            combos = itertools.product(*(values[name] for name in _IMPORT_FIELDS))
+            for module, origin, library in itertools.islice(combos, _PER_PATTERN * 8):
+                yield ImportOp(module, origin, library)
+                if module is not None:  # the module's file under its own name
+                    yield ImportOp(module, origin, library, module.rpartition(".")[2])
 
 
 _GENERATORS = {"file": _file, "process": _process, "network": _network, "import": _import}
@@ -488,14 +567,17 @@ _GENERATORS = {"file": _file, "process": _process, "network": _network, "import"
 
 def stacks(p: _Patterns) -> list[Stack]:
     """The call stacks to try with a category that has a scoped rule: none, and each scope
-    glob's instances on their own."""
-    found: dict[Stack, None] = {(): None}
+    glob's instances on their own: every glob's first instance before any glob's second,
+    so that a cut never leaves a scope untried."""
+    rounds: list[list[Stack]] = [[], []]
     for glob in p.scopes:
-        for path in path_instances("/" + glob.replace(".", "/"), p.fresh, p.fresh_char)[:2]:
+        found = path_instances("/" + glob.replace(".", "/"), p.fresh, p.fresh_char)[:2]
+        for index, path in enumerate(found):
             module = path.strip("/").replace("/", ".")
             if module:
-                found[(module,)] = None
-    return list(found)[:_STACKS]
+                rounds[index].append((module,))
+    ordered = dict.fromkeys([(), *rounds[0], *rounds[1]])
+    return list(ordered)[: max(_STACKS, 1 + len(rounds[0]))]
 
 
 def witnesses(old: PolicyDocument, new: PolicyDocument, *, limit: int = LIMIT) -> Witnesses:

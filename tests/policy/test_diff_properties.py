@@ -21,7 +21,15 @@ from appshield.engine import CompiledPolicy, compile_policy
 from appshield.policy.diff import Change, DiffResult, diff_documents, strictness
 from tests.engine._engine_strategies import OPS, categories, documents, rules, stacks
 
-QUICK = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The default suite's runs are derandomized (a fixed sequence of examples per test): the
+# witnesses still have known gaps (below), and a random draw that lands on one must not fail
+# an unrelated change's CI. The random search is the exhaustive runs' job.
+QUICK = settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
 SLOW = settings(
     max_examples=int(os.environ.get("APPSHIELD_DIFF_EXAMPLES", "600")),
     deadline=None,
@@ -155,11 +163,12 @@ def test_brute_force_finds_no_change_the_diff_missed(case: Any) -> None:
     _check_brute(*case)
 
 
-# Known gaps, found by these exhaustive runs (issue 16 stays open on them): the witnesses of
-# native library loads miss a `library` shape a rule can decide, and the witness set of
-# process `args`/`command_line` rules depends on which policy is "old" (the per-pattern cut),
-# so counts and examples differ between the two directions. Not strict: a sample that does
-# not reach such a case passes.
+# Known gaps, found by these exhaustive runs (issue 16 stays open on them): interactions of
+# three or more rules where a scope or an `unless` of one rule decides between the others'
+# matches (the witness stacks try each scope glob on its own, never two scopes' modules
+# together), and combinations of fields that two different rules name (the combined
+# witnesses pair the fields one rule names). Not strict: a sample that does not reach such a
+# case passes. docs/lifecycle.md, "Known gaps".
 KNOWN_WITNESS_GAPS = pytest.mark.xfail(
     reason="witness gaps found by the exhaustive runs; see docs/lifecycle.md", strict=False
 )
