@@ -8,6 +8,7 @@ test are the ones the engine uses (`path_matcher`, `plain_matcher`), fast shapes
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -18,8 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appshield.engine.globs import (
+    _MEMO,
+    _BlockScan,
+    _middle,
     glob_problem,
+    has_magic,
     path_matcher,
+    path_plan,
     plain_matcher,
     translate_path,
     translate_plain,
@@ -125,3 +131,117 @@ one_star_folders = st.lists(st.sampled_from(ONE_STAR_PIECES), min_size=1, max_si
 def test_one_star_folder_shape_agrees_with_the_reference(glob: str, subject: str) -> None:
     assert path_matcher(glob)(subject) is reference.path_glob(glob, subject)
     assert path_matcher(glob)(subject + "/x\ny") is reference.path_glob(glob, subject + "/x\ny")
+
+
+# A block of segments between two `**` is found by `_BlockScan` (one pass over the subject's
+# segments, every try at once) when the regex search would try it at every segment for too
+# long: it must find exactly where the regex search's leftmost match ends, from any start.
+BLOCK_PIECES = [
+    *RUN_PIECES,
+    "[a-b]",
+    "[!/]",  # two segments, `[!` and `]`: a glob's `/` always separates
+    "[+-0]",
+    "[]a]",
+    "[!]]",
+    "[!]",
+    "[",
+    "a[",
+    "**a",
+    "\n",
+    "é",
+    "?*",
+]
+BLOCK_SEGMENTS = [*SUBJECT_SEGMENTS, "]", "é", "+", "[", "0", "-", "\n", "a[", "!"]
+blocks = st.lists(st.sampled_from(BLOCK_PIECES), min_size=2, max_size=8).filter(
+    lambda runs: "**" not in runs and any(has_magic(run) for run in runs)
+)
+many_segments = st.one_of(
+    st.lists(st.sampled_from(BLOCK_SEGMENTS), max_size=14),
+    # Past the scan's first slice (256 characters), with segments longer than a slice.
+    st.lists(st.sampled_from([*BLOCK_SEGMENTS, "a" * 300, "ab" * 200]), min_size=50, max_size=400),
+).map(lambda parts: "".join("/" + part for part in parts))
+
+
+@MANY
+@given(blocks, many_segments, st.data())
+def test_block_scan_ends_where_the_regex_search_ends(
+    runs: list[str], x: str, data: st.DataObject
+) -> None:
+    plan = path_plan("/**/" + "/".join(runs) + "/**")
+    (block,) = plan.middle_runs
+    bounds = [i for i, c in enumerate(x) if c == "/"] + [len(x)]
+    pos = data.draw(st.sampled_from(bounds))
+    cut = data.draw(st.sampled_from([b for b in bounds if b >= pos]))
+    found = re.compile(plan.middles[0], re.DOTALL).search(x, pos, cut)
+    assert _BlockScan(list(block)).end(x, pos, cut) == (-1 if found is None else found.end())
+
+
+# Blocks the matcher gives to the scan: 15-18 segments with a star (a regex search over the
+# next few dozen characters first, then the scan) and 51-55 (the scan alone), on subjects of
+# short segments long enough for both to be taken, short enough for the reference.
+STAR_PIECES = ["*", "*a", "a*", "?*", "*[ab]", "*b"]
+HEADS, TAILS = ["/**/", "/a/**/", "/**/*/**/"], ["/**", "/**/b", "/**/*b/**"]
+
+
+def _star_subjects(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(["a", "b", "ab"]), min_size=low, max_size=high).map(
+        lambda parts: "/" + "/".join(parts)
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(STAR_PIECES), min_size=15, max_size=18),
+    _star_subjects(20, 60),
+    st.sampled_from(HEADS),
+    st.sampled_from(TAILS),
+)
+def test_blocks_probed_then_scanned_agree_with_the_reference(
+    runs: list[str], subject: str, head: str, tail: str
+) -> None:
+    glob = head + "/".join(runs) + tail
+    assert path_matcher(glob)(subject) is reference.path_glob(glob, subject)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(STAR_PIECES), min_size=51, max_size=55),
+    _star_subjects(55, 80),
+    st.sampled_from(HEADS),
+    st.sampled_from(TAILS),
+)
+def test_long_blocks_take_the_scan_and_agree_with_the_reference(
+    runs: list[str], subject: str, head: str, tail: str
+) -> None:
+    glob = head + "/".join(runs) + tail
+    end = _middle(path_plan(glob).middles[-1], runs)
+    assert isinstance(getattr(end, "__self__", None), _BlockScan)  # the scan alone
+    assert path_matcher(glob)(subject) is reference.path_glob(glob, subject)
+
+
+def test_a_long_block_on_a_long_path_decides_at_once() -> None:
+    """The shape that was slowest with the regex search alone (24 wildcard segments between
+    two `**` on 2,048 one-character segments): now one pass; as a property, not a timing,
+    it runs in a child with a wall-clock limit like the adversarial globs above."""
+    glob = "/**/" + "/".join(["*a"] * 1000) + "/*b/**"
+    code = (
+        "from appshield.engine.globs import path_matcher\n"
+        f"m = path_matcher({glob!r})\n"
+        "assert not any(m('/a' * 2048) for _ in range(200))\n"
+        "assert m('/a' * 1000 + '/b')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_block_scan_memo_overflow_keeps_the_segments_it_reads() -> None:
+    # More distinct segments than the memo holds: it is replaced along the way, and every
+    # placement must still be the regex search's.
+    runs = ["*", "?*", "[a-z]*"] * 5 + ["b"]
+    plan = path_plan("/**/" + "/".join(runs) + "/**")
+    search = re.compile(plan.middles[0], re.DOTALL).search
+    scan = _BlockScan(runs)
+    names = ["".join(p) for p in itertools.product("acdefghij", repeat=5)][: _MEMO + 500]
+    for x in ("/" + "/".join(names), "/" + "/".join(names) + "/b", "/" + "/".join(names[::-1])):
+        for pos in (0, len(x) // 2 - x[: len(x) // 2][::-1].index("/") - 1):
+            found = search(x, pos, len(x))
+            assert scan.end(x, pos, len(x)) == (-1 if found is None else found.end())
