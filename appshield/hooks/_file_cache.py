@@ -72,7 +72,7 @@ class _Memory:
 
 
 # The memory of the policy last seen. The audit hook reads it (`_memory.owner`, `.granting`,
-# `.plain`, `.checked`) for the hot path, before any bookkeeping: see _gate.make_audit_hook.
+# `.plain`, `.checked`) for the hot path, before any bookkeeping: see hooks/_audit_hook.py.
 _memory = _Memory()
 
 

@@ -20,14 +20,17 @@ Whatever a hook is, the gate runs its describing and deciding the same way, and 
 - **The shield is handed over at install** (`bind`): hooks ask this module, never a private
   global of the runtime.
 
-The hot path (an `open` the policy allowed before) is the first lines of the audit hook, and
-touches none of this.
+The audit hook's own code, its first lines (events appshield does not decide, and the hot
+path: an `open` the policy allowed before), is `hooks/_audit_hook.py`, and touches none of
+this.
 """
 
 from __future__ import annotations
 
+import builtins
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from types import FunctionType
 from typing import Any, TypeVar, cast
 
 from appshield._modules import loaded
@@ -416,97 +419,35 @@ def make_audit_hook(
     categories: Mapping[str, str],
     fast_paths: Mapping[str, Callable[[tuple[Any, ...]], bool]] | None = None,
 ) -> Callable[[str, tuple[Any, ...]], None]:
-    # Everything the hook uses is bound here, so it keeps working while the interpreter
-    # tears modules down at shutdown.
-    get_handler = handlers.get
-    get_fast = dict(fast_paths or {}).get
-    category_of = dict(categories).get
-    state = thread_state
-    this_module = sys.modules[__name__]
-    from appshield.hooks import _callers as callers
-    from appshield.hooks import _file_cache as file_cache
+    """The audit hook: `hooks/_audit_hook.py`'s code, run with a namespace of its own.
 
-    stat = __import__("posix").stat
-    exact_type = type
-    getframe = sys._getframe
-    code_key = callers.identity
+    Everything the hook uses is bound here, in that namespace (no closure cells, which every
+    call would copy; no module's globals, which the interpreter clears at shutdown while the
+    hook still runs): see that module's notes."""
+    from appshield.hooks import _audit_hook, _callers, _file_cache
 
-    def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "open" and len(args) == 3:
-            # The hot path of every open(): an open the active policy allowed before (see
-            # hooks/_file_cache) is let through here, before any per-thread bookkeeping. It
-            # builds nothing and runs no code of the caller's: only an exact str path is looked
-            # up (a subclass could lie in __hash__/__eq__; `type()`, because `io.FileIO(obj)`
-            # hands the caller's own object here, and `obj.__class__` can be faked).
-            path = args[0]
-            flags = args[2]  # always an exact int: CPython computes it from the mode
-            if exact_type(path) is str:
-                active = this_module._shield
-                opened = file_cache._memory
-                if active is not None and opened.owner is active.compiled:
-                    allowed = opened.plain.get(path)
-                    if allowed is not None and flags in allowed:
-                        return
-                    # Symlinks matter to this policy: allowed again only while the path
-                    # leads to the same file (one stat; _file_cache.same_file, inlined).
-                    seen = opened.checked.get(path)
-                    if seen is not None and flags in seen[2]:
-                        try:
-                            found = stat(seen[3])
-                        except OSError:
-                            found = None  # gone: decided in full below
-                        if found is not None and found[1] == seen[0] and found[2] == seen[1]:
-                            return
-                elif active is not None and opened.key is active.compiled:
-                    # Per-distribution grants (`owner` is None then): the same memories, in
-                    # `granted` and `granted_checked`, reused only when the app's own code
-                    # asks: its code object proven first-party, one lookup (hooks/_callers.py).
-                    granting: Any = opened.granting  # not None: `key` is set only with it
-                    allowed = opened.granted.get(path)
-                    seen = opened.granted_checked.get(path) if allowed is None else None
-                    if (allowed is not None and flags in allowed) or (
-                        seen is not None and flags in seen[2]
-                    ):
-                        try:
-                            caller = getframe(1)
-                        except ValueError:  # no Python caller: the interpreter's own open
-                            caller = None
-                        if caller is not None and (
-                            granting.proven.get(code_key(code := caller.f_code)) is code
-                            or granting.walk(caller)
-                        ):
-                            if seen is None:
-                                return
-                            try:
-                                found = stat(seen[3])
-                            except OSError:
-                                found = None
-                            if found is not None and found[1] == seen[0] and found[2] == seen[1]:
-                                return
-        handler = get_handler(event)
-        if handler is None:
-            return
-        active = this_module._shield
-        if active is None:
-            return
-        busy = state.busy
-        if busy and still_running(busy):
-            return
-        fast = get_fast(event)
-        if fast is not None and fast(args):
-            return  # a repeat the active policy allowed (exact types only)
-        first = args[0] if args else None
-        expected = state.expect
-        if expected is not None and first is expected[1] and expected[0] == event:
-            state.expect = None  # the wrapper already decided this very call
-            return
-        own = state.own
-        if own is not None and first is own[1] and own[0] == event:
-            state.own = None  # appshield's own system call, made with its own object
-            return
-        if state.own_imports and event == "import" and exact_type(first) is str:
-            if first in state.own_imports:
-                return
-        judge_event(active, handler, category_of(event, "unknown"), event, args)
-
-    return appshield_audit_hook
+    handled = dict(handlers)  # one lookup answers "handled at all?", and then "by whom?"
+    namespace: dict[str, Any] = {
+        "handled": handled,
+        "get_handler": handled.get,
+        "get_fast": dict(fast_paths or {}).get,
+        "category_of": dict(categories).get,
+        "judge_event": judge_event,
+        "still_running": still_running,
+        "state": thread_state,
+        "gate": sys.modules[__name__],
+        "file_cache": _file_cache,
+        "stat": __import__("posix").stat,
+        "getframe": sys._getframe,
+        "code_key": _callers.identity,
+        "exact_type": type,
+    }
+    if sorted(namespace) != sorted(_audit_hook.BOUND_NAMES):
+        raise RuntimeError("the audit hook's namespace does not bind what it declares")
+    namespace["__builtins__"] = {name: getattr(builtins, name) for name in _audit_hook.BUILTINS}
+    # appshield's frame walkers know its own frames by their globals' `__name__` (hooks/file,
+    # hooks/process): the hook's frame is one of them.
+    namespace["__name__"] = _audit_hook.__name__
+    template = _audit_hook.appshield_audit_hook
+    hook = FunctionType(template.__code__, namespace, template.__name__)
+    return cast(Callable[[str, tuple[Any, ...]], None], hook)

@@ -764,10 +764,10 @@ POSITIONS: dict[str, Position] = {
 }
 
 # Known to get through because of the core's hot path, not the file hooks: the inlined
-# open() fast path in `_gate.make_audit_hook` tests `path.__class__ is str`, which an object
-# fakes with a `__class__` property; with a `__hash__`/`__eq__` that match a remembered
-# allowed path, `io.FileIO(obj)` (whose event carries the caller's object) is let through
-# before any handler runs. Fixed by testing `type(path) is str` there.
+# open() fast path of the audit hook (hooks/_audit_hook.py) tested `path.__class__ is str`,
+# which an object fakes with a `__class__` property; with a `__hash__`/`__eq__` that match a
+# remembered allowed path, `io.FileIO(obj)` (whose event carries the caller's object) is let
+# through before any handler runs. Fixed by testing `type(path) is str` there.
 CORE_HOT_PATH = {"io.FileIO:file|pathlike-fakes-class"}
 
 

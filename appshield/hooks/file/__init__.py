@@ -164,7 +164,7 @@ def _relative(path: str | bytes) -> bool:
 
 def _on_open(args: tuple[Any, ...]) -> Described | None:
     # A remembered allowed open never gets here: the audit hook lets it through first (see
-    # _gate.make_audit_hook and _file_cache). The lookup below starts a fresh memory when the
+    # hooks/_audit_hook.py and _file_cache). The lookup below starts a fresh memory when the
     # policy changed since the last open.
     original, mode, raw_flags = args
     # The converted path (exact, or read through str/bytes). An `io.FileIO(obj)` event
