@@ -155,4 +155,5 @@ def test_markdown_table() -> None:
         "1.50x",
         "10.0x",
     ]
-    assert repeated.strip("| ").split(" | ")[3] == "90.00 us"
+    # Only under appshield is the loop a violation: the other modes show no figure.
+    assert repeated.strip("| ").split(" | ")[1:4] == ["-", "-", "90.00 us"]
