@@ -1,18 +1,35 @@
 """One measurement in a fresh interpreter: `python _worker.py OP MODE N REPS [POLICY]`.
 
-MODE is `bare` (no appshield) or `shield` (appshield.install(POLICY) first). Prints one JSON
-list: nanoseconds per operation for each repetition. The parent (`run.py`) interleaves bare
-and shielded workers and takes medians, so that machine noise hits both sides alike.
+MODE is one of:
+
+- `bare`: nothing installed;
+- `noop_hook`: `sys.addaudithook(lambda e, a: None)` and nothing else, the floor of any design
+  that decides in a Python audit hook (every audit event calls it);
+- `shield`: `appshield.install(POLICY)` first;
+- `aikido`: Aikido Zen's documented start-up (`import aikido_zen; aikido_zen.protect()`, the
+  first lines of the app, before its other imports); run under an interpreter that has
+  `aikido_zen` installed, with its own environment (`run.py --aikido-python`).
+
+Prints one JSON list: nanoseconds per operation for each repetition. The parent (`run.py`)
+interleaves the modes and takes medians, so that machine noise hits every side alike.
 """
 
 from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and sys.argv[2:3] == ["aikido"]:
+    # Zen's start-up goes before the app's imports (its README): it patches the modules
+    # imported after it as they load, and those imported before it at once.
+    import importlib
+
+    importlib.import_module("aikido_zen").protect()
 
 import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,6 +69,16 @@ def _connect_loop(work: str) -> Loop:
     return loop
 
 
+def _create_connection_loop(work: str) -> Loop:
+    port = int(os.environ["BENCH_PORT"])
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            socket.create_connection(("127.0.0.1", port)).close()
+
+    return loop
+
+
 def _resolve_loop(work: str) -> Loop:
     def loop(n: int) -> None:
         for _ in range(n):
@@ -67,6 +94,70 @@ def _cached_import_loop(work: str) -> Loop:
 
     def loop(n: int) -> None:
         exec(code, {"n": n})
+
+    return loop
+
+
+def _exec_import_loop(work: str) -> Loop:
+    import json  # noqa: F401  (already imported: compiling and running the string is measured)
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            exec("import json", {})
+
+    return loop
+
+
+# Operations that raise an audit event appshield has no handler for: what any Python audit
+# hook costs on them (`noop_hook`) is the floor, and appshield should stay near it.
+
+
+def _compile_loop(work: str) -> Loop:  # event `compile`
+    def loop(n: int) -> None:
+        for _ in range(n):
+            compile("x = 1", "<bench>", "exec")
+
+    return loop
+
+
+def _exec_code_loop(work: str) -> Loop:  # event `exec`
+    code = compile("x = 1", "<bench>", "exec")
+
+    def loop(n: int) -> None:
+        namespace: dict[str, object] = {}
+        for _ in range(n):
+            exec(code, namespace)
+
+    return loop
+
+
+def _getframe_loop(work: str) -> Loop:  # event `sys._getframe`
+    getframe = sys._getframe
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            getframe()
+
+    return loop
+
+
+def _function_code_loop(work: str) -> Loop:  # event `object.__getattr__`
+    def function() -> None:
+        pass
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            function.__code__  # noqa: B018  (the read is what is measured)
+
+    return loop
+
+
+def _frame_code_loop(work: str) -> Loop:  # event `object.__getattr__`
+    frame = sys._getframe()
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            frame.f_code  # noqa: B018  (the read is what is measured)
 
     return loop
 
@@ -118,8 +209,15 @@ OPS: dict[str, Callable[[str], Loop]] = {
     "open": _open_loop,
     "subprocess": _subprocess_loop,
     "connect": _connect_loop,
+    "create_connection": _create_connection_loop,
     "getaddrinfo": _resolve_loop,
     "import_cached": _cached_import_loop,
+    "exec_import": _exec_import_loop,
+    "compile": _compile_loop,
+    "exec_code": _exec_code_loop,
+    "getframe": _getframe_loop,
+    "function_code": _function_code_loop,
+    "frame_code": _frame_code_loop,
     "import_first": _first_import_loop,
     "violation_repeated": _violation_loop(False),
     "violation_distinct": _violation_loop(True),
@@ -142,6 +240,10 @@ def measure(op: str, mode: str, n: int, reps: int, work: str) -> list[float]:
         import appshield
 
         handle = appshield.install(sys.argv[5])
+    elif mode == "noop_hook":
+        sys.addaudithook(lambda e, a: None)
+    elif mode not in ("bare", "aikido"):
+        raise SystemExit(f"unknown mode {mode!r}")
     try:
         loop(max(1, n // 10))  # warm-up: caches, lazy imports, first-violation telemetry set-up
         results = []

@@ -7,6 +7,8 @@
     python benchmarks/run.py --callgrind --shadow deny --only open,connect
                                           # and with a shadow candidate beside the policy
     python benchmarks/run.py --only globs,first_decision  # the engine's worst cases
+    python benchmarks/run.py --callgrind --with-noop-hook --aikido-python PATH --markdown
+                                          # issue 17's side-by-side per-call table
 
 Every operation is measured in fresh interpreters, bare and shielded *interleaved* round by
 round (bare, shield, bare, shield, ...), each worker warming up first and timing several
@@ -15,6 +17,12 @@ machines are noisy and only ratios taken side by side mean anything. The allowed
 measured under a generated 1,000-rule policy across all four categories (benchmarks/
 _policygen.py) under which the measured operation is allowed. `strace -f` (ptrace, what is
 left on hosts without eBPF) runs the bare loop for comparison.
+
+`--with-noop-hook` adds a worker with a no-op Python audit hook and nothing else (the floor of
+any design that decides in an audit hook), and `--aikido-python PATH` one with Aikido Zen
+started as its README says, in blocking mode (`AIKIDO_BLOCK=true`), under PATH, an
+interpreter of a separate venv that has `aikido_zen` installed (never appshield's). No
+`AIKIDO_TOKEN` is passed: without one Zen starts no background process and reports nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,12 +61,18 @@ class Case:
     target: str  # the issue's target, for the table
     strace: bool = True
     key: str = ""  # what `--only` also accepts for this row (default: just the op)
+    # An operation whose audit events appshield has no handler for: its target is the no-op
+    # hook's cost (within 10%), not bare Python's.
+    unhandled: bool = False
+
+
+HOOK_FLOOR = "hook +10%"
 
 
 CASES = (
-    Case("open()+close(), no file deny rules", "open", 20000, "no_file_deny", "<= 1.15x"),
-    Case("open()+close(), 1,000 rules with file denies", "open", 20000, "full", "<= 1.5x"),
-    Case("subprocess.run(['true'])", "subprocess", 100, "full", "<= 1.03x"),
+    Case("open()+close(), no file deny rules", "open", 20000, "no_file_deny", "<= 1.08x"),
+    Case("open()+close(), 1,000 rules with file denies", "open", 20000, "full", "<= 1.15x"),
+    Case("subprocess.run(['true'])", "subprocess", 100, "full", "<= 1.10x"),
     Case(
         "subprocess.run, + 250 base-name glob denies",
         "subprocess",
@@ -65,7 +80,14 @@ CASES = (
         "base_name_globs",
         "<= 1.10x",
     ),
-    Case("TCP connect+close, loopback", "connect", 3000, "full", "<= 1.10x"),
+    Case("TCP connect+close, loopback", "connect", 3000, "full", "<= 1.15x"),
+    Case(
+        "socket.create_connection+close, loopback",
+        "create_connection",
+        3000,
+        "full",
+        "<= 1.15x",
+    ),
     # The app's own open/connect under a policy that grants 50 distributions (issue 15):
     # what per-distribution attribution costs a first-party caller.
     Case(
@@ -86,6 +108,35 @@ CASES = (
     ),
     Case("getaddrinfo('localhost')", "getaddrinfo", 3000, "full", "-"),
     Case("import json (cached)", "import_cached", 200000, "full", "<= 1.05x"),
+    # Audit events appshield does not handle (issue 17): every Python audit hook is called
+    # on them, so the no-op hook (`--with-noop-hook`) is the floor to compare with.
+    Case(
+        "exec('import json'), already imported",
+        "exec_import",
+        20000,
+        "full",
+        HOOK_FLOOR,
+        unhandled=True,
+    ),
+    Case("compile('x = 1')", "compile", 20000, "full", HOOK_FLOOR, unhandled=True),
+    Case("exec(code of 'x = 1')", "exec_code", 200000, "full", HOOK_FLOOR, unhandled=True),
+    Case("sys._getframe()", "getframe", 200000, "full", HOOK_FLOOR, unhandled=True),
+    Case(
+        "function.__code__ (object.__getattr__)",
+        "function_code",
+        200000,
+        "full",
+        HOOK_FLOOR,
+        unhandled=True,
+    ),
+    Case(
+        "frame.f_code (object.__getattr__)",
+        "frame_code",
+        200000,
+        "full",
+        HOOK_FLOOR,
+        unhandled=True,
+    ),
     Case("first import of a module", "import_first", 300, "full", "<= 1.10x"),
     Case(
         "violation, repeated (aggregated)",
@@ -227,31 +278,67 @@ def start_listener() -> tuple[subprocess.Popen[bytes], int]:
     return server, port
 
 
+@dataclass(frozen=True)
+class Mode:
+    """A worker mode (`_worker.py`'s MODE) and how to start it."""
+
+    name: str  # the worker's MODE
+    label: str  # column heading
+    python: str = sys.executable
+    env: tuple[tuple[str, str], ...] = ()  # added to the benchmark's environment
+
+    def environ(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, **dict(self.env)}
+
+
+BARE = Mode("bare", "bare")
+SHIELD = Mode("shield", "appshield")
+NOOP_HOOK = Mode("noop_hook", "no-op hook")
+
+
+def aikido_mode(python: str) -> Mode:
+    # Blocking mode. AIKIDO_TOKEN is never set (the benchmark's environment drops every
+    # AIKIDO_ variable): without a token Zen starts no background process, so nothing is
+    # sent anywhere; its patches and checks run all the same.
+    return Mode("aikido", "Aikido Zen", python, (("AIKIDO_BLOCK", "true"),))
+
+
 def run_worker(
     case: Case,
-    mode: str,
+    mode: str | Mode,
     reps: int,
     policy: str,
     env: dict[str, str],
     tracer: list[str] | None = None,
 ) -> list[float]:
-    command = [sys.executable, WORKER, case.op, mode, str(case.n), str(reps), policy]
+    how = mode if isinstance(mode, Mode) else Mode(mode, mode)
+    command = [how.python, WORKER, case.op, how.name, str(case.n), str(reps), policy]
     if tracer:
         command = [*tracer, *command]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(command, env=how.environ(env), capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
-        raise RuntimeError(f"{case.op} {mode} failed:\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"{case.op} {how.name} failed:\n{out.stderr[-2000:]}")
     return [float(x) for x in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
 def measure(
-    case: Case, rounds: int, reps: int, policy: str, env: dict[str, str], with_strace: bool
+    case: Case,
+    rounds: int,
+    reps: int,
+    policy: str,
+    env: dict[str, str],
+    with_strace: bool,
+    extra: tuple[Mode, ...] = (),
 ) -> dict[str, float | None]:
-    samples: dict[str, list[float]] = {"bare": [], "shield": [], "strace": []}
+    """Median ns per operation of each mode (keys: the worker's MODE, and "strace"), the
+    modes interleaved round by round."""
+    modes = (BARE, SHIELD, *extra)
+    samples: dict[str, list[float]] = {m.name: [] for m in modes}
+    samples["strace"] = []
     strace = shutil.which("strace") if with_strace and case.strace else None
     for _ in range(rounds):
-        samples["bare"] += run_worker(case, "bare", reps, policy, env)
-        samples["shield"] += run_worker(case, "shield", reps, policy, env)
+        for mode in modes:
+            samples[mode.name] += run_worker(case, mode, reps, policy, env)
         if strace:
             samples["strace"] += run_worker(
                 case,
@@ -267,36 +354,39 @@ def measure(
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def instructions(case: Case, mode: str, n: int, policy: str, env: dict[str, str]) -> int:
+def instructions(case: Case, mode: Mode, n: int, policy: str, env: dict[str, str]) -> int:
     """User-space instructions of one worker run of `n` operations (one repetition)."""
     with tempfile.TemporaryDirectory() as out:
         command = [
             "valgrind",
             "--tool=callgrind",
             f"--callgrind-out-file={out}/cg.out",
-            sys.executable,
+            mode.python,
             WORKER,
             case.op,
-            mode,
+            mode.name,
             str(n),
             "1",
             policy,
         ]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            command, env=mode.environ(env), capture_output=True, text=True, timeout=1800
+        )
     found = _COLLECTED.findall(done.stderr)
     if done.returncode != 0 or not found:
-        raise RuntimeError(f"callgrind {case.op} {mode} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"callgrind {case.op} {mode.name} failed:\n{done.stderr[-2000:]}")
     return int(found[-1])
 
 
-def per_op_instructions(case: Case, mode: str, policy: str, env: dict[str, str]) -> float:
+def per_op_instructions(case: Case, mode: str | Mode, policy: str, env: dict[str, str]) -> float:
+    how = mode if isinstance(mode, Mode) else Mode(mode, mode)
     n = max(50, case.n // 20)
     # One plain run first, so that neither measured run is the one that writes the policy
     # cache or the `.pyc` files (that work would land in one count and not the other).
-    warm = [sys.executable, WORKER, case.op, mode, "1", "1", policy]
-    subprocess.run(warm, env=env, capture_output=True, timeout=600, check=False)
-    one = instructions(case, mode, n, policy, env)
-    two = instructions(case, mode, 2 * n, policy, env)
+    warm = [how.python, WORKER, case.op, how.name, "1", "1", policy]
+    subprocess.run(warm, env=how.environ(env), capture_output=True, timeout=600, check=False)
+    one = instructions(case, how, n, policy, env)
+    two = instructions(case, how, 2 * n, policy, env)
     # The worker also runs a warm-up of n/10 operations, which scales with n as well.
     return (two - one) / (n * 1.1)
 
@@ -421,6 +511,55 @@ def _callgrind_total(
         return sum(int(x) for x in found)
 
 
+def selected(case: Case, only: AbstractSet[str] | None, skip: AbstractSet[str]) -> bool:
+    """Whether `--only` (None: everything; `calls`: every per-call row) and `--skip` keep
+    `case`. A row answers to its op and to its key."""
+    names = {case.op, case.key} - {""}
+    return (only is None or "calls" in only or bool(names & only)) and not names & skip
+
+
+def markdown_table(
+    rows: list[tuple[Case, dict[str, float | None]]], extra: tuple[Mode, ...]
+) -> str:
+    """The per-call rows as docs/performance.md shows them: instructions per call of each
+    mode with its ratio to bare (and, for an unhandled event, appshield's to the no-op hook),
+    then the wall-clock ratios. A ptrace tracer adds no user-space instructions to the traced
+    process (its cost is in the kernel and the tracer), so `strace -f` has wall time only."""
+    modes = (
+        BARE,
+        *(m for m in extra if m is NOOP_HOOK),
+        SHIELD,
+        *(m for m in extra if m is not NOOP_HOOK),
+    )
+    head = ["operation", *(f"{m.label}, instr." for m in modes), "target"]
+    head += ["appshield / no-op hook", "wall, appshield / bare", "wall, `strace -f` / bare"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case, m in rows:
+        bare_ns, traced = m["bare"], m["strace"]
+        violation = case.op.startswith("violation")
+        cells = [case.name]
+        ib = m.get("instructions_bare")
+        for mode in modes:
+            count = m.get(f"instructions_{mode.name}")
+            if count is None:
+                # A violation is one only under appshield: the other modes' loops just write
+                # their files, so only appshield's wall time means anything there.
+                cells.append(fmt_ns(m[mode.name]) if violation and mode is SHIELD else "-")
+            elif mode is BARE or not ib:
+                cells.append(f"{count:,.0f}")
+            else:
+                cells.append(f"{count:,.0f} ({count / ib:.2f}x)")
+        cells.append(case.target.replace("<=", "≤"))
+        noop, ish = m.get("instructions_noop_hook"), m.get("instructions_shield")
+        cells.append(f"{ish / noop:.3f}x" if noop and ish else "-")
+        shield_ns = m["shield"]
+        wall = not violation and bare_ns and shield_ns
+        cells.append(f"{shield_ns / bare_ns:.2f}x" if wall and shield_ns and bare_ns else "-")
+        cells.append(f"{traced / bare_ns:.1f}x" if traced and bare_ns else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def fmt_ns(value: float | None) -> str:
     if value is None:
         return "-"
@@ -432,7 +571,10 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
-    parser.add_argument("--only", help="comma-separated worker ops to run (e.g. open,connect)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated worker ops to run (e.g. open,connect; `calls`: every per-call row)",
+    )
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
@@ -447,7 +589,33 @@ def main() -> int:
         help="with --callgrind: also count instructions with a shadow candidate beside the"
         " policy (copy: the same policy; deny: a deny-all candidate)",
     )
+    parser.add_argument(
+        "--skip", help="comma-separated rows to leave out (op or key, e.g. open_grants50)"
+    )
+    parser.add_argument(
+        "--with-noop-hook",
+        action="store_true",
+        help="also run every row with a no-op Python audit hook and nothing else",
+    )
+    parser.add_argument(
+        "--aikido-python",
+        metavar="PATH",
+        help="also run every row under Aikido Zen (blocking mode, no token), with PATH: the"
+        " python of a separate venv with aikido_zen installed",
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="end with the per-call rows as a Markdown table (docs/performance.md)",
+    )
     args = parser.parse_args()
+    more: tuple[Mode, ...] = ()
+    if args.with_noop_hook:
+        more += (NOOP_HOOK,)
+    if args.aikido_python:
+        more += (aikido_mode(args.aikido_python),)
+    only = set(args.only.split(",")) if args.only else None
+    skip = set(args.skip.split(",")) if args.skip else set()
     rounds, reps = (3, 3) if args.quick else (7, 5)
     folder = Path(tempfile.mkdtemp(prefix="appshield-bench-policies-"))
     policies = {**write_policies(folder), "typical": TYPICAL_POLICY}
@@ -458,19 +626,21 @@ def main() -> int:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("APPSHIELD_", "OTEL_")) and k != "PYTHONDONTWRITEBYTECODE"
+        if not k.startswith(("APPSHIELD_", "OTEL_", "AIKIDO_")) and k != "PYTHONDONTWRITEBYTECODE"
     }
     env.update(BENCH_PORT=str(port), APPSHIELD_LOG=str(folder / "violations.jsonl"))
     results: dict[str, object] = {}
+    rows: list[tuple[Case, dict[str, float | None]]] = []
     try:
         print(
             f"{'operation':46} {'bare':>10} {'appshield':>10} {'ratio':>7} {'target':>10}"
             f" {'strace -f':>10} {'ratio':>7}"
         )
         for case in CASES:
-            if args.only and not {case.op, case.key} & set(args.only.split(",")):
+            if not selected(case, only, skip):
                 continue
-            m = measure(case, rounds, reps, policies[case.policy], env, not args.no_strace)
+            policy = policies[case.policy]
+            m = measure(case, rounds, reps, policy, env, not args.no_strace, more)
             bare, shield, traced = m["bare"], m["shield"], m["strace"]
             assert bare is not None and shield is not None
             violation = case.op.startswith("violation")
@@ -480,12 +650,23 @@ def main() -> int:
                 f"{case.name:46} {fmt_ns(None if violation else bare):>10} {fmt_ns(shield):>10}"
                 f" {ratio:>7} {case.target:>10} {fmt_ns(traced):>10} {sratio:>7}"
             )
+            for mode in more:  # wall time of the other modes, after the usual columns
+                value = m[mode.name]
+                assert value is not None
+                line += f"  {mode.label} {fmt_ns(value)}"
+                line += "" if violation else f" ({value / bare:.3f}x)"
             if args.callgrind and not violation:
-                policy = policies[case.policy]
                 ib = per_op_instructions(case, "bare", policy, env)
                 ish = per_op_instructions(case, "shield", policy, env)
                 line += f"  instructions/op {ib:,.0f} -> {ish:,.0f} ({ish / ib:.3f}x)"
                 m = {**m, "instructions_bare": ib, "instructions_shield": ish}
+                for mode in more:
+                    count = per_op_instructions(case, mode, policy, env)
+                    line += f", {mode.label} {count:,.0f} ({count / ib:.3f}x)"
+                    m = {**m, f"instructions_{mode.name}": count}
+                noop = m.get("instructions_noop_hook")
+                if case.unhandled and noop:
+                    line += f"; appshield / no-op hook {ish / noop:.3f}x"
                 if args.shadow:
                     candidate = shadow_policy(args.shadow, policy, folder)
                     shadowed = {**env, "APPSHIELD_SHADOW_POLICY": candidate}
@@ -494,11 +675,15 @@ def main() -> int:
                     m = {**m, f"instructions_shadow_{args.shadow}": isd}
             print(line, flush=True)
             results[case.name] = m
-        if not args.only or "globs" in args.only.split(","):
+            rows.append((case, m))
+        if args.markdown and rows:
+            print()
+            print(markdown_table(rows, more))
+        if only is None or "globs" in only:
             from _worst_cases import print_globs
 
             results["globs_worst_ns"] = print_globs()
-        if not args.only or "first_decision" in args.only.split(","):
+        if only is None or "first_decision" in only:
             from _worst_cases import print_first_decision
 
             results["first_decision"] = print_first_decision()
