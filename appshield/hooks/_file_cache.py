@@ -101,16 +101,18 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
     if type(path) is not str or type(flags) is not int:
         return False
     memory = _for(compiled)
+    plain, checked = _dicts(memory)
+    identity = None
+    if flags not in plain.get(path, ()):
+        identity = checked.get(path)
+        if identity is None or flags not in identity[2]:
+            return False
+    # Remembered: under grants, reused only when the app's own code asks (asked only now,
+    # so that an open never seen before costs no walk of the stack).
     granting = memory.granting
     if granting is not None and not granting.first_party(_getframe(1)):
         return False  # a distribution may be asking: decided in full
-    plain, checked = _dicts(memory)
-    if flags in plain.get(path, ()):
-        return True
-    identity = checked.get(path)
-    if identity is None or flags not in identity[2]:
-        return False
-    return same_file(identity)
+    return identity is None or same_file(identity)
 
 
 def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> None:
