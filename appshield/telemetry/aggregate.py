@@ -88,11 +88,14 @@ class Aggregator:
                 entry.folded_at = None
                 return folded, None
             self._entries[key] = _Entry(now_ns, 0, violation)
-            evicted = None
-            if len(self._entries) > self.max_keys:
-                _, old = self._entries.popitem(last=False)
-                if old.suppressed:
-                    evicted = Summary(old.latest(), old.suppressed)
+            if len(self._entries) <= self.max_keys:
+                return 0, None
+            # The oldest key's summary is built before the key leaves the map: an exception
+            # landing in that Python code (a signal handler's) then loses nothing, and from
+            # the removal to the return only C code runs.
+            oldest = next(iter(self._entries.values()))
+            evicted = Summary(oldest.latest(), oldest.suppressed) if oldest.suppressed else None
+            self._entries.popitem(last=False)
             return 0, evicted
 
     def fold(self, key: Key, now_ns: int, time_ns: int) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from appshield._threadstate import appshield_io
 from appshield.report import Violation
 from appshield.telemetry import library_logger
-from appshield.telemetry.aggregate import Aggregator
+from appshield.telemetry.aggregate import Aggregator, Summary
 from appshield.telemetry.formats import FORMATTERS
 from appshield.telemetry.jsonlog import JsonLineSink
 from appshield.telemetry.lifecycle import ExitHooks
@@ -28,6 +28,11 @@ from appshield.telemetry.settings import TelemetrySettings
 from appshield.telemetry.stats import TelemetryStats
 
 __all__ = ["TelemetryReporter"]
+
+# Where a report stopped: (repeats folded into it, or None once it is out; the summary its
+# admission evicted, or None), or _UNANSWERED before the aggregator answered.
+_Step = tuple[int | None, Summary | None]
+_UNANSWERED: _Step = (-1, None)
 
 logger = library_logger()
 
@@ -42,15 +47,21 @@ class TelemetryReporter:
         self._line = FORMATTERS[settings.log_format]  # APPSHIELD_LOG_FORMAT
         self.exit_hooks = ExitHooks(self.flush, settings.flush_timeout_s)
         self.otel = OTelSink(settings, self.stats, providers, self.exit_hooks.exit_deadline)
-        # (violation, what admit answered) while that violation is being emitted.
-        self._unfinished: tuple[Violation, tuple[int, Any]] | None = None
+        # Reports an exception stopped half-way (a signal handler's, which can land between
+        # any two calls): id(violation) -> (violation, the step it stopped at). The runtime
+        # keeps such a violation queued and hands the same object back, which goes on from
+        # that step instead of being counted and folded as a repeat of itself. Keyed per
+        # violation, not one slot: another thread's report meanwhile must not erase it.
+        self._unfinished: dict[int, tuple[Violation, _Step]] = {}
+        # Summaries the exit flush took from the aggregator and has not emitted yet.
+        self._summaries_due: list[Summary] = []
         _reset_in_forked_children(self)
 
     def report(self, violation: Violation) -> None:
-        if self._unfinished is not None and self._unfinished[0] is violation:
-            # The same report again, after an exception (a signal handler's) stopped it once
-            # admitted: emitted now, not folded as a repeat of itself.
-            admitted = self._unfinished[1]
+        unfinished = self._unfinished
+        stopped = unfinished.get(id(violation))
+        if stopped is not None and stopped[0] is violation:
+            step = stopped[1]
         else:
             decision = violation.decision
             self.stats.count_violation(
@@ -61,15 +72,27 @@ class TelemetryReporter:
                 decision.package_version,
                 violation.shadow,
             )
+            # Set before `admit`: once admit has the key, asking again would fold this very
+            # violation as a repeat of itself, and its first report would never be made.
+            unfinished[id(violation)] = (violation, _UNANSWERED)
             admitted = self.aggregator.admit(violation, time.monotonic_ns())
             if admitted is None:
+                del unfinished[id(violation)]
                 return  # a repeat inside the interval: counted, folded, nothing else to do
-            self._unfinished = (violation, admitted)
-        suppressed, evicted = admitted
-        self._emit(violation, suppressed)
-        self._unfinished = None
+            unfinished[id(violation)] = (violation, admitted)
+            step = admitted
+        if step is _UNANSWERED:
+            # Stopped before admit answered: whether it took the key is unknown, so this is
+            # reported in full. At worst a repeat is reported once more; none is lost.
+            step = (0, None)
+        suppressed, evicted = step
+        if suppressed is not None:
+            self._emit(violation, suppressed)
+            # Out; what is left is the summary this key's admission pushed out of the map.
+            unfinished[id(violation)] = (violation, (None, evicted))
         if evicted is not None:
             self._emit(evicted.violation, evicted.suppressed_count, summary=True)
+        unfinished.pop(id(violation), None)
         # Cheap once settled; until then it retries (a SIGTERM handler can only be set
         # from the main thread, and OpenTelemetry output may appear later).
         self.exit_hooks.arm(with_signal=self.otel.has_targets)
@@ -147,8 +170,18 @@ class TelemetryReporter:
         with appshield_io():
             self.stats.export_deadline = deadline
             try:
-                for summary in self.aggregator.drain():
+                # Taken out of the aggregator first, emitted one by one, and dropped from
+                # the list only once out: a flush that an exception stops (a signal at
+                # exit) leaves the rest for the next flush rather than losing them. Dropped
+                # by identity: two flushes at once (an exit flush past its timeout, still
+                # running) may emit one twice, never skip one.
+                due = self._summaries_due
+                due.extend(self.aggregator.drain())
+                while due:
+                    summary = due[0]
                     self._emit(summary.violation, summary.suppressed_count, summary=True)
+                    if due and due[0] is summary:
+                        del due[0]
                 self.otel.flush(deadline)
             finally:
                 self.stats.export_deadline = None
@@ -175,6 +208,7 @@ class TelemetryReporter:
         self.exit_hooks.reset_after_fork()
         self.stats.reset_after_fork()
         self.aggregator.reset_after_fork()
+        self._summaries_due = []  # the parent's repeats, which the parent reports
         self.otel.reset_after_fork()
         if self.json is not None:
             self.json.reset_after_fork()
