@@ -391,11 +391,13 @@ def _addresses(p: _Patterns) -> list[str]:
             continue
     for cidr in p.get("network", "cidr"):
         net = ipaddress.ip_network(cidr, strict=False)
+        # Made by the network's own class: `ip_address(1)` is 0.0.0.1, even for `::1/128`.
+        kind = net.network_address.__class__
         top = 2**32 - 1 if net.version == 4 else 2**128 - 1
         first, last = int(net.network_address), int(net.broadcast_address)
         for value in (first, last, first - 1, last + 1, (first + last) // 2):
             if 0 <= value <= top:
-                found[str(ipaddress.ip_address(value))] = None
+                found[str(kind(value))] = None
     found["192.0.2.77"] = None  # TEST-NET-1: a fresh v4 address (if no rule names it)
     found["2001:db8::77"] = None
     return list(found)
@@ -566,9 +568,11 @@ _GENERATORS = {"file": _file, "process": _process, "network": _network, "import"
 
 
 def stacks(p: _Patterns) -> list[Stack]:
-    """The call stacks to try with a category that has a scoped rule: none, and each scope
-    glob's instances on their own: every glob's first instance before any glob's second,
-    so that a cut never leaves a scope untried."""
+    """The call stacks to try with a category that has a scoped rule: none; each scope
+    glob's instances on their own, every glob's first instance before any glob's second, so
+    that a cut never leaves a scope untried; then two globs' first instances together (one
+    rule's scope can decide between two others' matches only when modules of both are on
+    the stack), as far as the bound allows."""
     rounds: list[list[Stack]] = [[], []]
     for glob in p.scopes:
         found = path_instances("/" + glob.replace(".", "/"), p.fresh, p.fresh_char)[:2]
@@ -576,7 +580,9 @@ def stacks(p: _Patterns) -> list[Stack]:
             module = path.strip("/").replace("/", ".")
             if module:
                 rounds[index].append((module,))
-    ordered = dict.fromkeys([(), *rounds[0], *rounds[1]])
+    firsts = [stack[0] for stack in rounds[0]]
+    together = [(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1 :] if a != b]
+    ordered = dict.fromkeys([(), *rounds[0], *rounds[1], *together])
     return list(ordered)[: max(_STACKS, 1 + len(rounds[0]))]
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from appshield.document import PolicyDocument, RuleSpec
 from appshield.engine import CompiledPolicy, compile_policy
+from appshield.policy import Policy
 from appshield.policy.diff import Change, DiffResult, diff_documents, strictness
 from tests.engine._engine_strategies import OPS, categories, documents, rules, stacks
 
@@ -188,3 +189,24 @@ def test_brute_force_finds_no_change_the_diff_missed_exhaustive(case: Any) -> No
 @given(policy_pairs())
 def test_widened_one_way_is_narrowed_the_other_exhaustive(pair: Any) -> None:
     test_widened_one_way_is_narrowed_the_other.hypothesis.inner_test(pair)  # type: ignore[attr-defined]
+
+
+# Cases the exhaustive runs found, kept as plain regressions.
+_ALLOW_ALL = {"file": "allow", "network": "allow", "import": "allow", "process": "allow"}
+
+
+def _document(*rules: dict[str, Any]) -> PolicyDocument:
+    mapping = {"version": 1, "name": "gen", "defaults": _ALLOW_ALL, "rules": list(rules)}
+    return Policy.from_mapping(mapping).document
+
+
+@pytest.mark.parametrize("cidr", ["::1/128", "::/126", "0.0.0.0/31", "10.0.0.0/8"])
+def test_a_cidr_low_in_its_address_space_is_compared_with_its_own_addresses(cidr: str) -> None:
+    # `ipaddress.ip_address(1)` is 0.0.0.1: the witnesses of `::1/128` must be IPv6 ones.
+    old = _document({"id": "r0", "category": "network", "action": "allow", "match": {}})
+    new = _document(
+        {"id": "n0", "category": "network", "action": "deny", "match": {"cidr": [cidr]}}
+    )
+    result = diff_documents(old, new)
+    assert [(c.old_rule, c.new_rule) for c in result.narrowed] == [("r0", "n0")]
+    _check_witnesses(old, new, result)
