@@ -514,6 +514,10 @@ def _import(p: _Patterns) -> Iterator[Operation]:
     libraries = [f"/{f}/{f}.so", *_paths(p.get("import", "library"), f, c)]
     for module, origin in itertools.product(modules, origins):
         yield ImportOp(module, origin)
+    # A file loaded with no module name (a native library by path): a rule on `module`
+    # cannot match it, one on `origin` still can.
+    for origin in origins[1:]:
+        yield ImportOp(None, origin)
     # A module whose file has another name (see ImportOp.home and init).
     for module in modules:
         yield ImportOp(f, None, None, module)

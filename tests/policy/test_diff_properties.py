@@ -210,3 +210,19 @@ def test_a_cidr_low_in_its_address_space_is_compared_with_its_own_addresses(cidr
     result = diff_documents(old, new)
     assert [(c.old_rule, c.new_rule) for c in result.narrowed] == [("r0", "n0")]
     _check_witnesses(old, new, result)
+
+
+def test_a_file_loaded_with_no_module_name_is_a_witness() -> None:
+    # OLD denies the origin; NEW denies every module name: a load with no module name (an
+    # origin alone) is allowed by NEW only.
+    old = _document(
+        {"id": "r0", "category": "import", "action": "allow", "match": {}},
+        {"id": "r3", "category": "import", "action": "deny", "match": {"origin": "/a/a"}},
+    )
+    new = _document(
+        {"id": "n0", "category": "import", "action": "allow", "match": {}},
+        {"id": "n1", "category": "import", "action": "deny", "match": {"module": "*"}},
+    )
+    result = diff_documents(old, new)
+    assert ("r3", "n0") in [(c.old_rule, c.new_rule) for c in result.widened]
+    _check_witnesses(old, new, result)
