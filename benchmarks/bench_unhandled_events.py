@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,26 +160,16 @@ def worker(row: str, mode: str, n: int, policy: str, check: bool) -> None:
 
 # -- parent ----------------------------------------------------------------------------------
 
-_COLLECTED = re.compile(r"Collected : (\d+)")
-
 
 def _command(row: str, mode: str, n: int, policy: str) -> list[str]:
     return [sys.executable, __file__, "--worker", row, mode, str(n), policy]
 
 
 def _instructions(row: str, mode: str, n: int, policy: str, env: dict[str, str]) -> int:
-    with tempfile.TemporaryDirectory() as out:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}/cg.out",
-            *_command(row, mode, n, policy),
-        ]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    found = _COLLECTED.findall(done.stderr)
-    if done.returncode != 0 or not found:
-        raise RuntimeError(f"callgrind {row} {mode} failed:\n{done.stderr[-2000:]}")
-    return int(found[-1])
+    # Imported here, in the driver: the worker runs this file too and must load nothing more.
+    from run import callgrind_instructions
+
+    return callgrind_instructions(_command(row, mode, n, policy), env, f"{row} {mode}")
 
 
 def per_event(row: str, mode: str, n: int, policy: str, env: dict[str, str]) -> float:

@@ -22,26 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def _best(call: Callable[[], object], tries: int) -> float:
-    best = float("inf")
-    for _ in range(tries):
-        t0 = time.perf_counter_ns()
-        call()
-        best = min(best, time.perf_counter_ns() - t0)
-    return best
-
-
 def child(policy: str) -> dict[str, object]:
     """In this (fresh) process: load, then the first decisions, with every collection logged."""
     sys.path.insert(0, str(HERE))
     from _policygen import SAMPLE_OPS
+    from _worst_cases import _best
 
     from appshield.policy import Policy
 

@@ -354,28 +354,27 @@ def measure(
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def instructions(case: Case, mode: Mode, n: int, policy: str, env: dict[str, str]) -> int:
-    """User-space instructions of one worker run of `n` operations (one repetition)."""
+def callgrind_instructions(command: list[str], env: dict[str, str], label: str) -> int:
+    """User-space instructions of one run of `command` under callgrind (its children not
+    followed). `label` names the run in the error when callgrind fails."""
     with tempfile.TemporaryDirectory() as out:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}/cg.out",
-            mode.python,
-            WORKER,
-            case.op,
-            mode.name,
-            str(n),
-            "1",
-            policy,
-        ]
         done = subprocess.run(
-            command, env=mode.environ(env), capture_output=True, text=True, timeout=1800
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
     found = _COLLECTED.findall(done.stderr)
     if done.returncode != 0 or not found:
-        raise RuntimeError(f"callgrind {case.op} {mode.name} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"callgrind {label} failed:\n{done.stderr[-2000:]}")
     return int(found[-1])
+
+
+def instructions(case: Case, mode: Mode, n: int, policy: str, env: dict[str, str]) -> int:
+    """User-space instructions of one worker run of `n` operations (one repetition)."""
+    command = [mode.python, WORKER, case.op, mode.name, str(n), "1", policy]
+    return callgrind_instructions(command, mode.environ(env), f"{case.op} {mode.name}")
 
 
 def per_op_instructions(case: Case, mode: str | Mode, policy: str, env: dict[str, str]) -> float:
