@@ -144,10 +144,14 @@ class DeferredReporter:
         handler runs; if the wait is interrupted, the build still finishes, and the
         violations that arrived meanwhile wait in `_pending` for the next report (or the
         exit)."""
-        if _in_an_import():
+        if _in_an_import() or sys.is_finalizing():
             # A helper thread could wait for a module lock this thread holds (the app's
             # `import appshield.auto` reports the modules imported before it): build here.
             # appshield's own imports (docs/limits.md: this one window).
+            # At interpreter shutdown (a `__del__` run while modules are cleared), 3.10 and
+            # 3.11 still start a thread but never let it take the GIL: waiting for it would
+            # hang the exit for ever. Building here may fail (modules are going away); the
+            # runtime then keeps the violation queued, and the operation stays denied.
             with appshield_io():
                 return self._build()
         if self._builder is None:

@@ -365,3 +365,33 @@ RESULT["profiled_allowed_work"] = any(
             _assert_enforced(run)
         else:
             _assert_monitored(run, listener.port)
+
+
+def test_first_violation_from_a_finalizer_at_interpreter_shutdown(
+    tmp_path: Path, listener: Listener
+) -> None:
+    # A `__del__` that runs while the interpreter clears its modules commits the process's
+    # first violation, so the telemetry is built there. 3.10 and 3.11 still start a thread
+    # at that point but never let it run: waiting for a helper thread to build the reporter
+    # hung the exit for ever. Now the exit completes and the write stays denied; the watchdog
+    # (the timeout) turns a hang into a failure.
+    code = """\
+class Late:
+    # Bound now: the builtins and modules are cleared before this runs.
+    def __del__(self, open=open, join=os.path.join, folder=FORBIDDEN, sys=sys):
+        try:
+            open(join(folder, "at-exit"), "w").close()
+        except BaseException as exc:
+            sys.stderr.write("finalizer: %s\\n" % type(exc).__name__)
+KEEP = Late()
+"""
+    control = run_child(code, tmp_path / "control", listener, mode=None, timeout=60)
+    assert control.canaries == ["at-exit"], control.stderr[-3000:]
+    for mode in ("enforce", "monitor"):
+        run = run_child(code, tmp_path / mode, listener, mode=mode, timeout=60)
+        assert run.returncode == 0, run.stderr[-3000:]
+        # Whatever the finalizer could still import, the write did not happen: at this point
+        # appshield cannot always describe the path (its own lazy imports fail), and an
+        # operation it cannot describe is denied, in monitor mode too.
+        assert run.canaries == [], (mode, run.stderr[-3000:])
+        assert "finalizer:" in run.stderr
