@@ -395,14 +395,23 @@ APPSHIELD_SCRIPT = str(Path(sys.executable).with_name("appshield"))
 GNU_TIME = "/usr/bin/time"
 
 
-def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
+NOOP_HOOK_STARTUP = "no-op audit hook (the floor)"
+STRACE_STARTUP = "strace -f python -c pass"
+
+
+def startup_commands(
+    policies: dict[str, str], aikido_python: str | None = None, strace: bool = False
+) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Label -> (command, extra environment). `import wrapt` is there for reference (the
     brief's patching library, of which appshield loads only the C extension), and so are the
-    standard-library modules appshield needs at start-up."""
+    standard-library modules appshield needs at start-up. A no-op audit hook is the floor of
+    this design; Aikido Zen (started as its README says, blocking, no token) and a ptrace
+    tracer are the peers, when asked for."""
     py = sys.executable
     appshield = APPSHIELD_SCRIPT if os.path.exists(APPSHIELD_SCRIPT) else None
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "python -c pass": ([py, "-c", "pass"], {}),
+        NOOP_HOOK_STARTUP: ([py, "-c", "import sys; sys.addaudithook(lambda e, a: None)"], {}),
         "python -c 'import wrapt' (reference)": ([py, "-c", "import wrapt"], {}),
         # The standard-library modules appshield needs, which most applications import anyway.
         "import typing, re, threading (reference)": (
@@ -421,6 +430,15 @@ def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dic
             [*run, "run", "--policy", policy, "--", py, "-c", "pass"],
             {},
         )
+    if aikido_python:
+        commands["Aikido Zen, protect()"] = (
+            [aikido_python, "-c", "import aikido_zen; aikido_zen.protect()"],
+            {"AIKIDO_BLOCK": "true"},
+        )
+    if strace and shutil.which("strace"):
+        # Wall time and RSS only: callgrind would count the tracer, not the traced program
+        # (which runs the same user-space code as bare Python).
+        commands[STRACE_STARTUP] = (["strace", "-f", "-o", "/dev/null", py, "-c", "pass"], {})
     # Images that set PYTHONDONTWRITEBYTECODE=1: no start writes the policy cache.
     for label, key in (
         ("no cache", "nobytecode_nocache"),
@@ -434,12 +452,16 @@ def startup_commands(policies: dict[str, str]) -> dict[str, tuple[list[str], dic
 
 
 def startup(
-    rounds: int, policies: dict[str, str], env: dict[str, str]
+    rounds: int,
+    policies: dict[str, str],
+    env: dict[str, str],
+    aikido_python: str | None = None,
+    strace: bool = False,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Median wall time (ms) and median peak RSS (MB) of each start-up command, interleaved
     round by round. The policy cache (appshield/policy/cache.py) is warmed first, as it is
     after a process's first start."""
-    commands = startup_commands(policies)
+    commands = startup_commands(policies, aikido_python, strace)
     times: dict[str, list[float]] = {k: [] for k in commands}
     peaks: dict[str, list[float]] = {k: [] for k in commands}
     for round_number in range(rounds + 1):
@@ -472,14 +494,16 @@ def _peak_rss_mb(command: list[str], env: dict[str, str]) -> float:
         return int(out.read().split()[-1]) / 1024  # kB
 
 
-def startup_instructions(policies: dict[str, str], env: dict[str, str]) -> dict[str, int]:
+def startup_instructions(
+    policies: dict[str, str], env: dict[str, str], aikido_python: str | None = None
+) -> dict[str, int]:
     """User-space instructions of each start-up command (callgrind; child processes too).
 
     callgrind reports only the last image of a process that execs, so for `appshield run`
     the command's own share (validating the policy, up to the exec) is counted separately,
     from the same command with a CMD that does not exist (it stops just before the exec)."""
     counts: dict[str, int] = {}
-    for label, (command, extra) in startup_commands(policies).items():
+    for label, (command, extra) in startup_commands(policies, aikido_python).items():
         counts[label] = _callgrind_total(label, command, {**env, **extra})
         if "--" in command:
             missing = [*command[: command.index("--") + 1], "/nonexistent/appshield-bench"]
@@ -687,16 +711,18 @@ def main() -> int:
 
             results["first_decision"] = print_first_decision()
         if not args.only or "startup" in args.only:
-            s, rss = startup(5 if args.quick else 15, policies, env)
+            aikido = args.aikido_python
+            rounds = 5 if args.quick else 15
+            s, rss = startup(rounds, policies, env, aikido, not args.no_strace)
             base = s["python -c pass"]
-            counts = startup_instructions(policies, env) if args.callgrind else {}
+            counts = startup_instructions(policies, env, aikido) if args.callgrind else {}
             print()
             for label, ms in s.items():
                 extra = "" if label == "python -c pass" else f"  (+{ms - base:.1f} ms)"
                 extra += f"  peak RSS {rss[label]:5.1f} MB"
                 if label != "python -c pass":
                     extra += f" (+{rss[label] - rss['python -c pass']:.1f} MB)"
-                if counts:
+                if label in counts:
                     extra += f"  {counts[label] / 1e6:8.1f} M instructions"
                     if label != "python -c pass":
                         extra += f" (+{(counts[label] - counts['python -c pass']) / 1e6:.1f} M)"

@@ -157,3 +157,21 @@ def test_markdown_table() -> None:
     ]
     # Only under appshield is the loop a violation: the other modes show no figure.
     assert repeated.strip("| ").split(" | ")[1:4] == ["-", "-", "90.00 us"]
+
+
+def test_every_startup_command_runs(tmp_path: Path) -> None:
+    # The start-up rows (bare, the no-op hook floor, the references, appshield's ways in and,
+    # with a stand-in interpreter, the peer's row) each start and exit cleanly.
+    policies = {
+        key: POLICY for key in ("typical", "full", "nobytecode_nocache", "nobytecode_compiled")
+    }
+    commands = run.startup_commands(policies, aikido_python=sys.executable)
+    assert {"python -c pass", run.NOOP_HOOK_STARTUP, "Aikido Zen, protect()"} <= set(commands)
+    for label, (command, extra) in commands.items():
+        if label.startswith("Aikido"):
+            continue  # needs aikido_zen, which is never in appshield's environment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
+        done = subprocess.run(
+            command, env={**env, **extra}, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (label, done.stderr[-2000:])
