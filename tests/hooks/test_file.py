@@ -392,6 +392,39 @@ def test_changing_a_protected_file_is_refused(world: World) -> None:
     )
 
 
+def test_changes_through_a_descriptor_are_judged_on_the_kernels_path(world: World) -> None:
+    # A descriptor's path is the kernel's (/proc/self/fd), already resolved: the file is
+    # judged as what it is, whichever name opened it (a symlink here), and an unlinked file
+    # keeps the folder it was in ("<path> (deleted)", as gunicorn's heartbeat file is).
+    runtime.uninstall()
+    (world.root / "locked").mkdir(exist_ok=True)
+    held, gone = world.root / "locked" / "held", world.root / "locked" / "gone"
+    held.write_text("x")
+    gone.write_text("x")
+    os.symlink(held, world.root / "innocent-link")
+    through_link = os.open(world.root / "innocent-link", os.O_RDONLY)
+    unlinked = os.open(gone, os.O_RDONLY)
+    os.unlink(gone)
+    scratch = world.root / "scratch"
+    scratch.write_text("y")
+    allowed = os.open(scratch, os.O_RDONLY)
+    os.unlink(scratch)
+    runtime.install(_policy(world.root, "enforce"))
+    try:
+        for fd in (through_link, unlinked):
+            before = os.stat(fd).st_mtime_ns
+            for _ in range(2):  # a repeat is judged again, never remembered by number
+                refused(lambda fd=fd: os.utime(fd, (0, 0)))
+                refused(lambda fd=fd: os.chmod(fd, 0o600))
+            assert os.stat(fd).st_mtime_ns == before
+        for _ in range(3):  # allowed, as without the shield, on "<path> (deleted)"
+            os.utime(allowed, (5, 5))
+            assert os.stat(allowed).st_mtime == 5
+    finally:
+        for fd in (through_link, unlinked, allowed):
+            os.close(fd)
+
+
 # -- arguments read once, failing closed ----------------------------------------------------
 
 

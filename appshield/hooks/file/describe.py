@@ -109,6 +109,14 @@ def file_op(
     path: Any, access: FileAccess, *, dir_fd: int | None = None, follow: bool = True
 ) -> FileOp:
     """One access to `path` (str, bytes or an open descriptor, already converted)."""
+    if type(path) is int:
+        # An open descriptor: the kernel's path for it (/proc/self/fd) is already resolved,
+        # every symlink in it followed, so resolving it again would only repeat the work (a
+        # failed O_PATH open and a `realpath` walk for an unlinked file's "(deleted)" name:
+        # gunicorn's heartbeat `os.utime(fd)` ran that on every request).
+        kernel = fd_path(path)
+        if kernel is not None:
+            return FileOp(kernel, access, kernel if resolver_for(access) else None)
     normalised = fast_normalize(path, dir_fd)
     resolved = _resolve(normalised, follow) if resolver_for(access) else None
     return FileOp(normalised, access, resolved)
