@@ -276,7 +276,7 @@ def _store(
         kept = index()
     from appshield.policy.variables import stdlib_paths_with_proof
 
-    stdlib = stdlib_paths_with_proof()
+    stdlib: Any = stdlib_paths_with_proof()
     entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept, stdlib)
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
