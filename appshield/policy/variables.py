@@ -349,6 +349,11 @@ def _escape(value: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", value)
 
 
+def glob_escaped(value: str) -> str:
+    """A variable's value as `expand` puts it into a glob (matching only itself)."""
+    return _escape(value)
+
+
 def expand(pattern: str, variables: Mapping[str, tuple[str, ...]]) -> list[str]:
     """Every glob that `pattern` stands for once its variables are replaced."""
     if pattern == "~" or pattern.startswith("~/"):
