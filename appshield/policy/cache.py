@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 FORMAT = 5  # bump when the stored shape changes (3: the rule index, `engine.index_states`;
-# 4: the `packages` section; 5: sysconfig's standard-library paths with their proof)
+# 4: the `packages` section; 5: what is needed of sysconfig, with its proof)
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -174,12 +174,12 @@ def _verified(given: str) -> Any:
             if handle.read() != content:
                 return None
     if stdlib is not None:
-        from appshield.policy.variables import prove_stdlib_paths
+        from appshield.policy.variables import prove_sysconfig_answer
 
         # sysconfig's answer without sysconfig, while what it is computed from is the same
         # (else `{stdlib}` below asks sysconfig and compares, as always). The exporter rule
         # (`implicit:telemetry_exporter`) takes the same answer.
-        prove_stdlib_paths(*stdlib)
+        prove_sysconfig_answer(*stdlib)
     if variables:
         from appshield.policy.variables import frozen, record, value
 
@@ -274,9 +274,9 @@ def _store(
         kept = index_states(document)
     else:
         kept = index()
-    from appshield.policy.variables import stdlib_paths_with_proof
+    from appshield.policy.variables import sysconfig_answer_with_proof
 
-    stdlib: Any = stdlib_paths_with_proof()
+    stdlib: Any = sysconfig_answer_with_proof()
     entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept, stdlib)
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.

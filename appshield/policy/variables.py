@@ -151,51 +151,75 @@ def value(name: str, policy_dir: str, *, built_with: bool = True) -> tuple[str, 
     return found
 
 
-# sysconfig's (stdlib, platstdlib): `sysconfig.get_paths()` costs about 7 M instructions
-# (it imports sysconfig and its build-time data, and expands every scheme path with `re`), so
+# What this process needs of sysconfig: (stdlib, platstdlib, LIBDIR, MULTIARCH), the first two
+# for `{stdlib}` and `{stdlib_modules}`, the others for where the dynamic loader looks
+# (`appshield.hooks.imports.library`). Importing sysconfig and asking it costs about 7 M
+# instructions (it imports its build-time data, and expands every scheme path with `re`), so
 # it is asked once per process, and not at all when the policy cache proves the answer
-# (`sysconfig_proof`, `prove_stdlib_paths`).
-_stdlib: tuple[str, str] | None = None
-# The proof `_stdlib` was obtained under, when it was taken (what the cache stores with it).
-_stdlib_proof: tuple[object, ...] | None = None
+# (`sysconfig_proof`, `prove_sysconfig_answer`).
+_answer: tuple[str, str, str, str] | None = None
+# The proof `_answer` was obtained under, when it was taken (what the cache stores with it).
+_answer_proof: tuple[object, ...] | None = None
 
 
-def _stdlib_paths() -> tuple[str, str]:
-    global _stdlib, _stdlib_proof
-    found = _stdlib
+def _sysconfig_answer() -> tuple[str, str, str, str]:
+    global _answer, _answer_proof
+    found = _answer
     if found is None:
         proof = sysconfig_proof()  # before: what the answer below was computed from
         import sysconfig
 
         paths = sysconfig.get_paths()
-        found = _stdlib = (paths.get("stdlib", ""), paths.get("platstdlib", ""))
-        _stdlib_proof = proof if proof == sysconfig_proof() else None
+        found = (
+            paths.get("stdlib", ""),
+            paths.get("platstdlib", ""),
+            str(sysconfig.get_config_var("LIBDIR") or ""),
+            str(sysconfig.get_config_var("MULTIARCH") or ""),
+        )
+        _answer = found
+        _answer_proof = proof if proof == sysconfig_proof() else None
     return found
 
 
-def stdlib_paths_with_proof() -> tuple[tuple[object, ...], tuple[str, str]] | None:
-    """(proof, sysconfig's stdlib and platstdlib), for the policy cache (asked of sysconfig
-    now if this process has not yet: `implicit:telemetry_exporter` needs them at every start,
-    even when no written rule does); None when what they came from could not be proved."""
-    _stdlib_paths()
-    if _stdlib is None or _stdlib_proof is None:
+def _stdlib_paths() -> tuple[str, str]:
+    found = _sysconfig_answer()
+    return found[0], found[1]
+
+
+def loader_folders() -> tuple[str, str]:
+    """sysconfig's LIBDIR and MULTIARCH (each "" when it has none)."""
+    found = _sysconfig_answer()
+    return found[2], found[3]
+
+
+def sysconfig_answer_with_proof() -> tuple[tuple[object, ...], tuple[str, ...]] | None:
+    """(proof, what this process needs of sysconfig), for the policy cache (asked of
+    sysconfig now if this process has not yet: `implicit:telemetry_exporter` and the import
+    hooks need it at every start, even when no written rule does); None when what it came
+    from could not be proved."""
+    _sysconfig_answer()
+    if _answer is None or _answer_proof is None:
         return None
-    return _stdlib_proof, _stdlib
+    return _answer_proof, _answer
 
 
-def prove_stdlib_paths(proof: object, paths: object) -> bool:
-    """Take `paths` as sysconfig's (stdlib, platstdlib) without asking sysconfig, when `proof`
-    (stored beside them by a process that asked it) equals this process's `sysconfig_proof()`:
-    the same sysconfig code computing from the same inputs gives the same answer."""
-    global _stdlib, _stdlib_proof
-    if _stdlib is not None:
+def prove_sysconfig_answer(proof: object, answer: object) -> bool:
+    """Take `answer` as sysconfig's without asking sysconfig, when `proof` (stored beside it
+    by a process that asked it) equals this process's `sysconfig_proof()`: the same sysconfig
+    code computing from the same inputs gives the same answer."""
+    global _answer, _answer_proof
+    if _answer is not None:
         return False  # asked already: that answer stands
-    if not (type(paths) is tuple and len(paths) == 2 and all(type(p) is str for p in paths)):
+    if _frozen:
+        # A child of a shielded parent: its parent's identity covers the values it takes
+        # (the variables handed down) but not this answer, so a cache is not believed.
+        return False
+    if not (type(answer) is tuple and len(answer) == 4 and all(type(a) is str for a in answer)):
         return False
     current = sysconfig_proof()
     if current is None or proof != current:
         return False
-    _stdlib, _stdlib_proof = (paths[0], paths[1]), current
+    _answer, _answer_proof = (answer[0], answer[1], answer[2], answer[3]), current
     return True
 
 

@@ -107,8 +107,8 @@ def _forge(policy: Path, fake: str) -> None:
     against it, name `fake` (what a stale cache, or one from another interpreter, holds)."""
     where = Path(cache.cache_path(str(policy)))
     entry = list(marshal.loads(where.read_bytes()))
-    proof, (_stdlib, platstdlib) = entry[6]
-    entry[6] = (proof, (fake, platstdlib))
+    proof, (_stdlib, platstdlib, libdir, multiarch) = entry[6]
+    entry[6] = (proof, (fake, platstdlib, libdir, multiarch))
     entry[3] = tuple(
         (key, (fake, platstdlib) if key[1] == "stdlib" else values) for key, values in entry[3]
     )
@@ -140,3 +140,41 @@ def test_a_proof_of_another_shape_asks_sysconfig(written: Path) -> None:
     entry[6] = (entry[6][0], ("only-one",))
     where.write_bytes(marshal.dumps(tuple(entry)))
     assert _run(CHECK, str(written), env=_environ()) == "True True"
+
+
+CHILD_CHECK = """\
+import sys
+from appshield.policy import cache, variables
+variables.freeze({"cwd": ("/",)})  # as a child of a shielded parent starts
+ok = cache.is_valid(sys.argv[1])
+print(ok, "sysconfig" in sys.modules)
+"""
+
+
+def test_a_child_of_a_shielded_parent_does_not_take_the_answer(written: Path) -> None:
+    """A child's parent identity covers the variables it hands down, not this answer."""
+    assert _run(CHILD_CHECK, str(written), env=_environ()).endswith("True")
+
+
+LOADER = """\
+import sys
+from appshield.policy import cache
+cache.is_valid(sys.argv[1])
+from appshield.hooks.imports import library
+dirs = library._loader_dirs()
+libc = library.resolve_library("libc.so.6")
+asked = "sysconfig" in sys.modules
+import sysconfig
+multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+libdir = sysconfig.get_config_var("LIBDIR") or ""
+same = dirs[-1] == libdir and (not multiarch or dirs[0] == "/lib/" + multiarch)
+print(same, libc.startswith("/"), asked)
+"""
+
+
+@pytest.mark.parametrize("proved", [True, False])
+def test_the_loader_folders_are_sysconfigs(written: Path, tmp_path: Path, proved: bool) -> None:
+    """Where a bare library name is looked for: sysconfig's LIBDIR and MULTIARCH, taken
+    from the cache under the same proof, else asked of sysconfig."""
+    env = _environ() if proved else _environ(PYTHONUSERBASE=str(tmp_path / "user"))
+    assert _run(LOADER, str(written), env=env) == f"True True {not proved}"
