@@ -30,15 +30,19 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-# From where the activation module takes it: that module (and its imports) is the child's.
-from appshield._proc_children import BOOTSTRAP_DIR
-
 if TYPE_CHECKING:
     import argparse
 
 __all__ = ["bootstrap_path", "child_environment", "register", "run", "simple_run_arguments"]
 
 EXIT_INVALID = 2
+
+# `appshield._proc_children.BOOTSTRAP_DIR`, restated (tests/cli/test_run_arguments.py checks
+# they agree): importing that module and `_inherit` would cost this process, which only
+# validates and execs, about 2 M instructions; they are the child's.
+BOOTSTRAP_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bootstrap"
+)
 
 
 def register(subparsers: Any) -> None:

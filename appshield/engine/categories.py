@@ -199,6 +199,20 @@ class CategoryIndex:
         """The decision for `op` when no rule matches it."""
         return self.default_decision
 
+    def may_object(self, op: Any) -> bool:
+        """Whether the decision for `op` can be anything but an allow: the default is not
+        allow, or some candidate rule denies or alerts (an allow rule, whatever its `unless`
+        and scope, can only turn the default allow into an allow that names it). Costs the
+        candidate lookup alone: no rule is made and no predicate compiled."""
+        if self.default != "allow":
+            return True
+        specs = self._specs
+        for position in self.candidates(op):
+            spec = specs[position]
+            if spec is None or spec.action != "allow":
+                return True
+        return False
+
     def resolved_matters(self, access: str) -> bool:
         return False
 

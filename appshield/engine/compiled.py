@@ -462,7 +462,11 @@ def _compile(
     categories = _LazyCategories(build, scoped)
     if index is not None:
         # Restoring is a copy of plain data, not a pass over the rules: done now, at load,
-        # so that no decision waits for it.
+        # so that no decision waits for it. Not the network index: filing its implicit
+        # allows (the telemetry exporter's `::1` and collector hosts) imports `ipaddress`
+        # (about 6 M instructions), which the first network decision imports anyway to read
+        # its address; a process that never opens a socket never pays it.
         for category in CATEGORIES:
-            categories[category] = build(category)
+            if category != "network":
+                categories[category] = build(category)
     return CompiledPolicy(categories, mode, dict(document.defaults), cache_size, tuple(scope_globs))

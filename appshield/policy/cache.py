@@ -20,6 +20,11 @@ A cached policy is used only when it is exactly what loading the files again wou
   leaves a file out proves nothing about it);
 - every variable the rules used (`{cwd}`, `{tmp}`, `{home}`, ...) still has the same value;
 - the same appshield version, cache format and Python (the tag is in the file name);
+- `{stdlib}` and `{stdlib_modules}` are re-checked from sysconfig's paths, taken from the
+  entry without asking sysconfig (7 M instructions) only while everything sysconfig computes
+  them from is the same (`variables.sysconfig_proof`: the interpreter, its prefixes and
+  `platlibdir`, the environment variables sysconfig reads, and the identity of the files
+  sysconfig and its build-time data load from); otherwise sysconfig is asked;
 - the path was given the same way (problems and reports quote it as given).
 
 Anything else, or any doubt (unreadable, corrupt, a symlink, owned by someone else, writable
@@ -61,8 +66,8 @@ __all__ = [
     "store",
 ]
 
-FORMAT = 4  # bump when the stored shape changes (3: the rule index, `engine.index_states`;
-# 4: the `packages` section)
+FORMAT = 5  # bump when the stored shape changes (3: the rule index, `engine.index_states`;
+# 4: the `packages` section; 5: what is needed of sysconfig, with its proof)
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -156,7 +161,7 @@ def _verified(given: str) -> Any:
     finally:
         os.close(fd)
     entry = marshal.loads(raw)
-    magic, spelled, read_files, variables, document, index = entry
+    magic, spelled, read_files, variables, document, index, stdlib = entry
     if magic != _MAGIC or spelled != given:
         return None
     listed = {path for path, _real, _content in read_files}
@@ -168,6 +173,13 @@ def _verified(given: str) -> Any:
         with open(path, "rb") as handle:
             if handle.read() != content:
                 return None
+    if stdlib is not None:
+        from appshield.policy.variables import prove_sysconfig_answer
+
+        # sysconfig's answer without sysconfig, while what it is computed from is the same
+        # (else `{stdlib}` below asks sysconfig and compares, as always). The exporter rule
+        # (`implicit:telemetry_exporter`) takes the same answer.
+        prove_sysconfig_answer(*stdlib)
     if variables:
         from appshield.policy.variables import frozen, record, value
 
@@ -262,7 +274,10 @@ def _store(
         kept = index_states(document)
     else:
         kept = index()
-    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept)
+    from appshield.policy.variables import sysconfig_answer_with_proof
+
+    stdlib: Any = sysconfig_answer_with_proof()
+    entry = (_MAGIC, given, read_files, tuple(variables.items()), plain(document), kept, stdlib)
     data = marshal.dumps(entry)
     # Written aside and renamed into place, so a reader sees the old file or the new one.
     temporary = f"{where}.{os.getpid()}.tmp"

@@ -151,6 +151,165 @@ def value(name: str, policy_dir: str, *, built_with: bool = True) -> tuple[str, 
     return found
 
 
+# What this process needs of sysconfig: (stdlib, platstdlib, LIBDIR, MULTIARCH), the first two
+# for `{stdlib}` and `{stdlib_modules}`, the others for where the dynamic loader looks
+# (`appshield.hooks.imports.library`). Importing sysconfig and asking it costs about 7 M
+# instructions (it imports its build-time data, and expands every scheme path with `re`), so
+# it is asked once per process, and not at all when the policy cache proves the answer
+# (`sysconfig_proof`, `prove_sysconfig_answer`).
+_answer: tuple[str, str, str, str] | None = None
+# The proof `_answer` was obtained under, when it was taken (what the cache stores with it).
+_answer_proof: tuple[object, ...] | None = None
+
+
+def _sysconfig_answer() -> tuple[str, str, str, str]:
+    global _answer, _answer_proof
+    found = _answer
+    if found is None:
+        proof = sysconfig_proof()  # before: what the answer below was computed from
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        found = (
+            paths.get("stdlib", ""),
+            paths.get("platstdlib", ""),
+            str(sysconfig.get_config_var("LIBDIR") or ""),
+            str(sysconfig.get_config_var("MULTIARCH") or ""),
+        )
+        _answer = found
+        _answer_proof = proof if proof == sysconfig_proof() else None
+    return found
+
+
+def _stdlib_paths() -> tuple[str, str]:
+    found = _sysconfig_answer()
+    return found[0], found[1]
+
+
+def loader_folders() -> tuple[str, str]:
+    """sysconfig's LIBDIR and MULTIARCH (each "" when it has none)."""
+    found = _sysconfig_answer()
+    return found[2], found[3]
+
+
+def sysconfig_answer_with_proof() -> tuple[tuple[object, ...], tuple[str, ...]] | None:
+    """(proof, what this process needs of sysconfig), for the policy cache (asked of
+    sysconfig now if this process has not yet: `implicit:telemetry_exporter` and the import
+    hooks need it at every start, even when no written rule does); None when what it came
+    from could not be proved."""
+    _sysconfig_answer()
+    if _answer is None or _answer_proof is None:
+        return None
+    return _answer_proof, _answer
+
+
+def prove_sysconfig_answer(proof: object, answer: object) -> bool:
+    """Take `answer` as sysconfig's without asking sysconfig, when `proof` (stored beside it
+    by a process that asked it) equals this process's `sysconfig_proof()`: the same sysconfig
+    code computing from the same inputs gives the same answer."""
+    global _answer, _answer_proof
+    if _answer is not None:
+        return False  # asked already: that answer stands
+    if _frozen:
+        # A child of a shielded parent: its parent's identity covers the values it takes
+        # (the variables handed down) but not this answer, so a cache is not believed.
+        return False
+    if not (type(answer) is tuple and len(answer) == 4 and all(type(a) is str for a in answer)):
+        return False
+    current = sysconfig_proof()
+    if current is None or proof != current:
+        return False
+    _answer, _answer_proof = (answer[0], answer[1], answer[2], answer[3]), current
+    return True
+
+
+# The environment variables sysconfig reads (CPython 3.10-3.13: the build-time data module's
+# name, a cross-build's project base and platform, the user base), those that set `sys`'s
+# prefixes, and those the distributions' patched sysconfig modules read (Debian, Fedora).
+# Not PYTHONPATH: it only chooses where modules come from, which the files' identities in
+# the proof cover.
+_SYSCONFIG_ENVIRON = (
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONPLATLIBDIR",
+    "DEB_PYTHON_INSTALL_LAYOUT",
+    "RPM_BUILD_ROOT",
+    "VIRTUAL_ENV",
+)
+
+
+def _sysconfig_environ() -> tuple[tuple[str, str], ...]:
+    return tuple(
+        sorted(
+            (k, v)
+            for k, v in os.environ.items()
+            if k.startswith("_PYTHON") or k in _SYSCONFIG_ENVIRON
+        )
+    )
+
+
+def _module_file(name: str) -> str | None:
+    """The file the module `name` is (or would be) loaded from, without importing it: the
+    loaded module's, else the first finder's answer. None when it is not a plain file."""
+    module = sys.modules.get(name)
+    if module is not None:
+        where = getattr(module, "__file__", None)
+        return where if isinstance(where, str) and os.path.isabs(where) else None
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        spec = find(name, None)
+        if spec is None:
+            continue
+        loader = type(spec.loader).__name__
+        origin = spec.origin
+        if loader not in ("SourceFileLoader", "SourcelessFileLoader"):
+            return None
+        return origin if isinstance(origin, str) and os.path.isabs(origin) else None
+    return None
+
+
+def sysconfig_proof() -> tuple[object, ...] | None:
+    """Everything `sysconfig.get_paths()`'s stdlib and platstdlib are computed from: the
+    interpreter's version, ABI, platform and prefixes, `sys.platlibdir`, the environment
+    variables sysconfig reads, and which files sysconfig and its build-time data are loaded
+    from (path, device, inode, size, modification time: an edited or replaced sysconfig is
+    another proof). Two equal proofs mean the same answer. None when a module is not a
+    plain file (the answer must then be asked of sysconfig itself); any error is None."""
+    try:
+        data = os.environ.get(
+            "_PYTHON_SYSCONFIGDATA_NAME",
+            f"_sysconfigdata_{sys.abiflags}_{sys.platform}_"
+            f"{getattr(sys.implementation, '_multiarch', '')}",
+        )
+        files = []
+        for module in ("sysconfig", data):
+            where = _module_file(module)
+            if where is None:
+                return None
+            st = os.stat(where)
+            files.append((where, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        return (
+            "sysconfig-proof/1",
+            sys.version,
+            sys.implementation.cache_tag,
+            sys.abiflags,
+            sys.platform,
+            os.name,
+            sys.prefix,
+            sys.base_prefix,
+            sys.exec_prefix,
+            sys.base_exec_prefix,
+            getattr(sys, "platlibdir", "lib"),
+            str(getattr(sys, "_framework", "")),
+            tuple(files),
+            _sysconfig_environ(),
+        )
+    except Exception:
+        return None
+
+
 def _compute(name: str) -> tuple[str, ...]:
     if name == "cwd":
         return (os.getcwd(),)
@@ -163,16 +322,11 @@ def _compute(name: str) -> tuple[str, ...]:
     if name == "prefix":
         return (sys.prefix,)
     if name == "stdlib":
-        import sysconfig
-
-        paths = sysconfig.get_paths()
-        return _unique([paths.get("stdlib", ""), paths.get("platstdlib", "")])
+        return _unique(list(_stdlib_paths()))
     if name == "stdlib_modules":
-        import sysconfig
-
         # Also resolved: the import system's spelling comes from `sys.path`, which may reach
         # the same folder through a symlinked prefix.
-        folder = sysconfig.get_paths().get("stdlib", "")
+        folder = _stdlib_paths()[0]
         return _unique([folder, os.path.realpath(folder) if folder else ""])
     if name == "site_packages":
         return _unique(_site_packages())
@@ -217,6 +371,11 @@ class LazyVariables(Mapping[str, tuple[str, ...]]):
 def _escape(value: str) -> str:
     # Only the glob characters of our syntax need escaping; a class of one is the escape.
     return re.sub(r"([*?\[])", r"[\1]", value)
+
+
+def glob_escaped(value: str) -> str:
+    """A variable's value as `expand` puts it into a glob (matching only itself)."""
+    return _escape(value)
 
 
 def expand(pattern: str, variables: Mapping[str, tuple[str, ...]]) -> list[str]:

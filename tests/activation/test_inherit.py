@@ -174,6 +174,7 @@ def _forge(policy: Path) -> None:
         (),
         cache.plain(weak.document._replace(files=(str(policy),))),
         weak.index(),
+        None,  # no sysconfig paths kept: a policy with no `{stdlib}` needs none
     )
     where = Path(cache.cache_path(str(policy)))
     where.parent.mkdir(exist_ok=True)

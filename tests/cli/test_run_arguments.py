@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,3 +94,55 @@ def test_run_imports_no_argparse(tmp_path: object) -> None:
     env["APPSHIELD_DISABLE"] = "1"  # no policy needed: only the argument reading is tested
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_run_names_the_bootstrap_folder_the_child_uses() -> None:
+    from appshield._proc_children import BOOTSTRAP_DIR
+    from appshield.cli import run
+
+    assert run.BOOTSTRAP_DIR == BOOTSTRAP_DIR
+
+
+# `appshield run` with a valid policy cache, up to the exec: what it must not import (the
+# YAML loader, argparse, the child's modules, sysconfig), and that it reaches the exec.
+LEAN = """\
+import os, sys
+sys.argv = ["appshield", "run", "--policy", sys.argv[1], "--", sys.executable, "-c", "pass"]
+heavy = ("yaml", "argparse", "appshield._proc_children", "appshield._inherit", "sysconfig")
+def execvpe(*args):
+    print("exec", sorted(m for m in heavy if m in sys.modules))
+    sys.exit(0)
+os.execvpe = execvpe
+from appshield.cli import main
+sys.exit(main())
+"""
+
+POLICY = """\
+version: 1
+name: lean-run
+extends: ["appshield:python-runtime"]
+defaults: {process: allow, file: allow, network: deny, import: allow}
+rules:
+  - {id: tmp, category: file, action: deny, match: {path: "{tmp}/nope/**"}}
+"""
+
+
+def test_run_with_a_valid_cache_imports_only_what_validating_needs(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPSHIELD_", "OTEL_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the first run writes the cache
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", LEAN, str(policy)], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs[1] == "exec []", outputs  # the cache proved the policy valid
+    # and a policy that no longer is valid still stops it before the exec, exit 2
+    policy.write_text(POLICY.replace("action: deny", "action: nope"))
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN, str(policy)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and f"{policy}:" in done.stderr and "exec" not in done.stdout

@@ -196,11 +196,12 @@ def test_a_cache_that_does_not_list_the_policy_is_a_miss(policy_file: Path) -> N
 
     Policy.from_file(policy_file)
     where = Path(cache.cache_path(str(policy_file)))
-    magic, given, read_files, variables, plain, index = marshal.loads(where.read_bytes())
+    magic, given, read_files, variables, plain, index, stdlib = marshal.loads(where.read_bytes())
     for forged_list in ((), read_files[1:]):
-        where.write_bytes(marshal.dumps((magic, given, forged_list, variables, plain, index)))
+        forged = (magic, given, forged_list, variables, plain, index, stdlib)
+        where.write_bytes(marshal.dumps(forged))
         assert cache.load(str(policy_file)) is None
-    where.write_bytes(marshal.dumps((magic, given, read_files, variables, plain, index)))
+    where.write_bytes(marshal.dumps((magic, given, read_files, variables, plain, index, stdlib)))
     assert cache.load(str(policy_file)) is not None
 
 

@@ -516,3 +516,30 @@ def test_a_child_with_another_endpoint_gets_its_parents(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"PARENT_PORT": RULE_ID, "CHILD_PORT": "default:network"}
+
+
+@pytest.mark.parametrize(
+    "folders",
+    [
+        ("/usr/lib/python3.11", "/venv/lib/python3.11"),
+        ("/opt/a[1]/lib/py*", "/opt/odd?/./lib//x/.."),
+        ("/",),
+    ],
+)
+def test_the_rules_origin_globs_are_what_expand_gives(folders: tuple[str, ...]) -> None:
+    """The rule builds its origin globs without `expand` (start-up): the same globs, in the
+    same order, for values with glob characters and unnormalised paths too."""
+    from appshield.policy.exporter import _origins
+    from appshield.policy.variables import expand, glob_escaped, normalise_path_glob
+
+    raw = {"stdlib": folders, "python": folders[:1]}
+    escaped = {name: tuple(glob_escaped(v) for v in values) for name, values in raw.items()}
+    patterns = ("{stdlib}/**", "{stdlib}/**/ctypes*", "{python}", "{stdlib}/site-packages/**")
+    expected = tuple(
+        dict.fromkeys(normalise_path_glob(g) for p in patterns for g in expand(p, raw))
+    )
+    assert _origins(escaped, *patterns) == expected
+    with pytest.raises(ValueError):
+        _origins(escaped, "{stdlib}/{python}")
+    with pytest.raises(ValueError):
+        _origins(escaped, "/usr/{stdlib}")

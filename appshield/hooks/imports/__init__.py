@@ -562,6 +562,14 @@ def _on_install(shield: Any) -> None:
         return
     before = shield.modules_before_install
     screen = _screen_for(compiled)[1]
+    # Only a non-allow decision is reported. When the policy's own compiled rules decide
+    # (no grants, shadow candidate, recording or learning wraps them: those see every
+    # decision), an import that no deny or alert rule can name is not decided at all:
+    # deciding each of the ~100 modules loaded before install compiled the origin globs of
+    # every allow rule naming the standard library (`implicit:telemetry_exporter`'s).
+    policy = getattr(shield, "policy", None)
+    alone = policy is not None and compiled is getattr(policy, "compiled", None)
+    may_object = getattr(screen, "may_object", None) if alone else None
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
@@ -577,7 +585,10 @@ def _on_install(shield: Any) -> None:
         home, init = (None, None) if absolute is None else _imp_names.names_of(name, absolute)
         if screen is not None and screen.quiet(name, absolute, home, init):
             continue  # no rule could name it: decided as the default, an allow, silently
-        report(ImportOp(name, absolute, None, home, init), "import")
+        operation = ImportOp(name, absolute, None, home, init)
+        if may_object is not None and not may_object(operation):
+            continue  # an allow whichever rule matches: nothing to report
+        report(operation, "import")
 
 
 def _on_uninstall() -> None:

@@ -11,25 +11,38 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
+
+from appshield.policy.variables import loader_folders
 
 __all__ = ["resolve_library"]
 
-_MULTIARCH = sysconfig.get_config_var("MULTIARCH") or ""
-_SYSTEM_DIRS = tuple(
-    d
-    for d in (
-        f"/lib/{_MULTIARCH}" if _MULTIARCH else "",
-        f"/usr/lib/{_MULTIARCH}" if _MULTIARCH else "",
-        "/lib64",
-        "/usr/lib64",
-        "/lib",
-        "/usr/lib",
-        "/usr/local/lib",
-        sysconfig.get_config_var("LIBDIR") or "",
-    )
-    if d
-)
+
+def _loader_dirs() -> tuple[str, ...]:
+    """The system folders the loader searches, in its order. Made on the first bare name:
+    two of them come from sysconfig (LIBDIR, MULTIARCH), asked once per process or proved by
+    the policy cache (`appshield.policy.variables`), never imported at start-up for this."""
+    global _SYSTEM_DIRS
+    found = _SYSTEM_DIRS
+    if found is None:
+        libdir, multiarch = loader_folders()
+        found = _SYSTEM_DIRS = tuple(
+            d
+            for d in (
+                f"/lib/{multiarch}" if multiarch else "",
+                f"/usr/lib/{multiarch}" if multiarch else "",
+                "/lib64",
+                "/usr/lib64",
+                "/lib",
+                "/usr/lib",
+                "/usr/local/lib",
+                libdir,
+            )
+            if d
+        )
+    return found
+
+
+_SYSTEM_DIRS: tuple[str, ...] | None = None
 # Read once: the loader itself only reads LD_LIBRARY_PATH at process start.
 _LD_LIBRARY_PATH = tuple(p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p)
 
@@ -42,7 +55,7 @@ def resolve_library(name: object) -> str | None:
     text = os.fsdecode(name)  # type: ignore[arg-type]  # callers hand exact str or bytes
     if "/" in text:
         return os.path.realpath(text)
-    for folder in (*_LD_LIBRARY_PATH, *_SYSTEM_DIRS):
+    for folder in (*_LD_LIBRARY_PATH, *_loader_dirs()):
         candidate = os.path.join(folder, text)
         if os.path.exists(candidate):
             return os.path.realpath(candidate)
