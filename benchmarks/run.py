@@ -7,6 +7,8 @@
     python benchmarks/run.py --callgrind --shadow deny --only open,connect
                                           # and with a shadow candidate beside the policy
     python benchmarks/run.py --only globs,first_decision  # the engine's worst cases
+    python benchmarks/run.py --only servers [--callgrind]  # Flask/gunicorn, FastAPI/uvicorn
+                                          # requests per second under a learned policy
     python benchmarks/run.py --callgrind --with-noop-hook --aikido-python PATH --markdown
                                           # issue 17's side-by-side per-call table
 
@@ -596,7 +598,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
     parser.add_argument(
         "--only",
-        help="comma-separated worker ops to run (e.g. open,connect; `calls`: every per-call row)",
+        help="comma-separated worker ops to run (e.g. open,connect; `calls`: every per-call"
+        " row; `servers`: the server throughput row, only when named)",
     )
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
@@ -710,6 +713,13 @@ def main() -> int:
             from _worst_cases import print_first_decision
 
             results["first_decision"] = print_first_decision()
+        if only is not None and "servers" in only:  # opt-in: servers start, learn, serve
+            from bench_servers import run_callgrind, run_servers
+
+            rounds_, requests = (3, 2000) if args.quick else (5, 5000)
+            results["servers"] = run_servers(None, rounds_, requests)
+            if args.callgrind:
+                results["servers_instructions"] = run_callgrind()
         if not args.only or "startup" in args.only:
             aikido = args.aikido_python
             rounds = 5 if args.quick else 15
