@@ -80,11 +80,17 @@ def forge(policy, path):
         "defaults: {process: allow, file: allow, network: allow, import: allow}\\n"
         "protections: {policy_files: false, unshielded_children: false}\\n"
     )
-    entry = (_cache._MAGIC, policy, ((policy, os.path.realpath(policy), raw),), (),
-             (getattr(_cache, "plain", None) or _cache._plain)(weak.document))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(marshal.dumps(entry))
+    # Written by the cache's own writer, aimed at `path`: the entry has exactly the format
+    # a start reads (a hand-built tuple went stale when the format grew, and the attempt then
+    # failed for the wrong reason).
+    aimed = _cache.cache_path
+    _cache.cache_path = lambda _policy_path: path
+    try:
+        _cache._store(policy, weak.document, ((policy, os.path.realpath(policy), raw),), {})
+    finally:
+        _cache.cache_path = aimed
+    with open(path, "rb") as handle:
+        assert marshal.loads(handle.read())[4] == _cache.plain(weak.document)
 policy = os.environ.get("APPSHIELD_POLICY") or os.path.join(os.path.dirname(WORK), "policy.yaml")
 NAME = os.path.basename(policy) + _cache._SUFFIX
 """
