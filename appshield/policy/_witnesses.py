@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from appshield.document import Condition, PolicyDocument, RuleSpec
+from appshield.engine.globs import module_pattern, module_subject, path_matcher
 from appshield.engine.predicates import predicates
 from appshield.operations import (
     CATEGORIES,
@@ -40,7 +41,10 @@ LIMIT = 200_000  # witnesses per category; a policy pair beyond it is reported a
 _PER_PATTERN = 24  # instances of one pattern (the product of its wildcards' fillings)
 _PAIRS = 1_500  # symlink witnesses (a path whose resolved path differs) per access
 _STACKS = 16  # call stacks tried with each operation of a category that has a scoped rule
-# (at least one per scope glob: see `stacks`)
+# (at least one per scope glob: see `stacks`); 16 covers every pattern of four scope lists
+_STACK_ROOM = 20_000  # more stacks, up to this many witnesses, where the operations are few
+_MAX_STACKS = 256
+_CANDIDATES = 4_096  # pairs and triples of scope modules looked at for new stack patterns
 
 Stack = tuple[str, ...]
 
@@ -68,6 +72,7 @@ class _Patterns:
         found: dict[tuple[str, str], set[Any]] = {}
         broad_paths_found: set[str] = set()  # matched against `path` as well as the resolved path
         scopes: set[str] = set()
+        scope_lists: set[tuple[str, ...]] = set()
         for document in documents:
             for rule in document.rules:
                 for condition, broad in _conditions(rule):
@@ -76,10 +81,15 @@ class _Patterns:
                         if rule.category == "file" and name == "path" and broad:
                             broad_paths_found.update(values)
                     scopes.update(condition.scope or ())
+                    if condition.scope is not None:
+                        scope_lists.add(tuple(condition.scope))
                 scopes.update(rule.scope or ())
+                if rule.scope is not None:
+                    scope_lists.add(tuple(rule.scope))
         self._found = found
         self.broad_paths = sorted(broad_paths_found)
         self.scopes = sorted(scopes)
+        self.scope_lists = sorted(scope_lists)  # each `scope` as written (holds as a whole)
         # Every condition's fields, by category (to tell which rules could match a witness).
         # Sorted and de-duplicated like the patterns: the generators that walk the conditions
         # (argv tails, ports, combined import fields) then yield the same witnesses in the
@@ -341,11 +351,12 @@ def _process(p: _Patterns) -> Iterator[Operation]:
             yield ProcessOp(exe, argv, shell, None, trusted, unshielded)
             if spell_full:
                 yield ProcessOp(exe, (exe, *tail), shell, None, trusted, unshielded)
+    line_flags = dict.fromkeys([(False, False), (True, False), *flags])
     for argv in lines:
         exe = argv[0] if argv[0].startswith("/") else f"/usr/bin/{argv[0] or f}"
-        for shell in (False, True):
-            yield ProcessOp(exe, argv, shell, None, True, False)
-            yield ProcessOp(f"/usr/bin/{f}", argv, shell, None, True, False)
+        for shell, unshielded in line_flags:
+            yield ProcessOp(exe, argv, shell, None, True, unshielded)
+            yield ProcessOp(f"/usr/bin/{f}", argv, shell, None, True, unshielded)
     # argv[0] is not the program: a deny on argv[0] still holds, an allow does not.
     for exe, _trusted in programs:
         yield ProcessOp(f"/usr/bin/{f}", (exe,), False, None, True, False)
@@ -354,32 +365,50 @@ def _process(p: _Patterns) -> Iterator[Operation]:
 
 
 def _combined_process(p: _Patterns) -> Iterator[Operation]:
-    """A rule that names both `executable` and `command_line` matches only a process whose
-    program (or argv[0], for a deny) and whole command line both match: built from that
-    rule's own values, the words of each command line after the program's name."""
+    """A process whose program (or argv[0], for a deny) matches an `executable` and whose
+    whole command line matches a `command_line`: a rule that names both matches only such a
+    process, and so does a pair of conditions that name one each (two rules, or a rule's
+    match and its unless). First each condition that names both, from its own values; then
+    every `executable` of any condition with every `command_line` of any, in at most 750
+    pairs (half `_PAIRS`: each pair makes seven operations, and each is tried on every stack).
+    The words of each command line after the program's name become the arguments."""
     f, c = p.fresh, p.fresh_char
     for fields in p.conditions["process"]:
         lines, executables = fields.get("command_line"), fields.get("executable")
-        if not lines or not executables:
-            continue
-        programs: list[tuple[str, bool]] = []
-        for glob in executables:
-            if "/" in glob:
-                programs += [(path, t) for path in _paths([glob], f, c)[:3] for t in (True, False)]
-            else:
-                for name in [n for n in _fill_run(glob, f, c) if n][:3]:
-                    programs += [(f"/usr/bin/{name}", True), (f"/tmp/{f}/{name}", False)]
-        texts = [t for glob in lines for t in _fill_run(glob, f, c)[:3] if t.strip()]
-        for (exe, trusted), text in itertools.islice(
-            itertools.product(programs, texts), _PER_PATTERN * 8
-        ):
-            words = tuple(text.split(" "))
-            base = exe.rpartition("/")[2]
-            for argv in ((base, *words[1:]), (exe, *words[1:]), words):
-                for shell in (False, True):
-                    yield ProcessOp(exe, argv, shell, None, trusted, False)
-            # the rule's program named only in argv[0]: a deny still holds
-            yield ProcessOp(f"/usr/bin/{f}", (base, *words[1:]), False, None, True, False)
+        if lines and executables:
+            own = _programs(executables, f, c), _texts(lines, f, c)
+            yield from _program_lines(*own, f, _PER_PATTERN * 8)
+    every_program = _programs(p.get("process", "executable"), f, c)
+    every_text = _texts(p.get("process", "command_line"), f, c)
+    yield from _program_lines(every_program, every_text, f, _PAIRS // 2)
+
+
+def _programs(executables: Iterable[str], f: str, c: str) -> list[tuple[str, bool]]:
+    programs: list[tuple[str, bool]] = []
+    for glob in executables:
+        if "/" in glob:
+            programs += [(path, t) for path in _paths([glob], f, c)[:3] for t in (True, False)]
+        else:
+            for name in [n for n in _fill_run(glob, f, c) if n][:3]:
+                programs += [(f"/usr/bin/{name}", True), (f"/tmp/{f}/{name}", False)]
+    return programs
+
+
+def _texts(lines: Iterable[str], f: str, c: str) -> list[str]:
+    return [t for glob in lines for t in _fill_run(glob, f, c)[:3] if t.strip()]
+
+
+def _program_lines(
+    programs: list[tuple[str, bool]], texts: list[str], f: str, bound: int
+) -> Iterator[Operation]:
+    for (exe, trusted), text in itertools.islice(itertools.product(programs, texts), bound):
+        words = tuple(text.split(" "))
+        base = exe.rpartition("/")[2]
+        for argv in ((base, *words[1:]), (exe, *words[1:]), words):
+            for shell in (False, True):
+                yield ProcessOp(exe, argv, shell, None, trusted, False)
+        # the program named only in argv[0]: a deny still holds
+        yield ProcessOp(f"/usr/bin/{f}", (base, *words[1:]), False, None, True, False)
 
 
 def _addresses(p: _Patterns) -> list[str]:
@@ -526,6 +555,17 @@ def _import(p: _Patterns) -> Iterator[Operation]:
     for library in libraries:
         yield ImportOp(None, None, library)
         yield ImportOp(f, None, library)
+    # `module` and `origin` are paired above; `library` with each of them here, since two
+    # conditions (two rules, or a rule's match and its unless) can each name one of the
+    # pair and a decision then changes only where both hold. At most 3,000 pairs (twice
+    # the symlink pairs: the library goes with two fields).
+    others: list[tuple[str | None, str | None]] = [(m, None) for m in modules[:-1]]
+    others += [(None, o) for o in origins[1:]]
+    pairs = itertools.product(libraries, others)
+    for library, (name, place) in itertools.islice(pairs, 2 * _PAIRS):
+        yield ImportOp(name, place, library)
+        if name is None:
+            yield ImportOp(f, place, library)
     yield from _combined_imports(p, modules, origins, libraries)
 
 
@@ -571,23 +611,46 @@ def _combined_imports(
 _GENERATORS = {"file": _file, "process": _process, "network": _network, "import": _import}
 
 
-def stacks(p: _Patterns) -> list[Stack]:
-    """The call stacks to try with a category that has a scoped rule: none; each scope
-    glob's instances on their own, every glob's first instance before any glob's second, so
-    that a cut never leaves a scope untried; then two globs' first instances together (one
-    rule's scope can decide between two others' matches only when modules of both are on
-    the stack), as far as the bound allows."""
-    rounds: list[list[Stack]] = [[], []]
+def stacks(p: _Patterns, operations: int = 0) -> list[Stack]:
+    """The call stacks to try with a category that has a scoped rule, one per distinct way
+    the stack can decide the policies' scopes.
+
+    A decision depends on the stack only through which `scope` (and `unless.scope`) lists
+    hold on it, so two stacks under which the same lists hold are decided alike for every
+    operation: of the candidates, only the first of each such pattern is kept. Candidates,
+    in order: none; each scope glob's instances on their own (every glob's first instance
+    before any glob's second, so that a cut never leaves a scope untried); then every pair
+    and every triple of instances (a rule's `unless` scope can decide between other rules'
+    matches only when modules of two or three scopes are on the stack at once), as far as
+    `_CANDIDATES` allows. At most `_STACKS` patterns are kept (or one per glob, when there
+    are more globs than that), so with up to four scope lists every pattern fits; where the
+    category has few `operations`, as many more as keep the witnesses within `_STACK_ROOM`
+    (at most `_MAX_STACKS`)."""
+    rounds: list[list[str]] = [[], []]
     for glob in p.scopes:
         found = path_instances("/" + glob.replace(".", "/"), p.fresh, p.fresh_char)[:2]
         for index, path in enumerate(found):
             module = path.strip("/").replace("/", ".")
             if module:
-                rounds[index].append((module,))
-    firsts = [stack[0] for stack in rounds[0]]
-    together = [(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1 :] if a != b]
-    ordered = dict.fromkeys([(), *rounds[0], *rounds[1], *together])
-    return list(ordered)[: max(_STACKS, 1 + len(rounds[0]))]
+                rounds[index].append(module)
+    modules = list(dict.fromkeys([*rounds[0], *rounds[1]]))
+    lists = [tuple(path_matcher(module_pattern(g)) for g in scope) for scope in p.scope_lists]
+    subjects = {m: module_subject(m) for m in modules}
+
+    def pattern(stack: Stack) -> tuple[bool, ...]:
+        return tuple(any(m(subjects[s]) for s in stack for m in scope) for scope in lists)
+
+    singles: list[Stack] = [(m,) for m in modules]
+    combos = itertools.chain(itertools.combinations(modules, 2), itertools.combinations(modules, 3))
+    candidates = itertools.chain([()], singles, itertools.islice(combos, _CANDIDATES))
+    kept: dict[tuple[bool, ...], Stack] = {}
+    room = min(_MAX_STACKS, _STACK_ROOM // max(operations, 1))
+    cap = max(_STACKS, 1 + len(rounds[0]), room)
+    for stack in candidates:
+        kept.setdefault(pattern(stack), stack)
+        if len(kept) >= cap or len(kept) >= 2 ** len(lists):
+            break
+    return list(kept.values())
 
 
 def witnesses(old: PolicyDocument, new: PolicyDocument, *, limit: int = LIMIT) -> Witnesses:
@@ -598,7 +661,7 @@ def witnesses(old: PolicyDocument, new: PolicyDocument, *, limit: int = LIMIT) -
     truncated: list[str] = []
     for category in CATEGORIES:
         ops = dict.fromkeys(_GENERATORS[category](patterns))
-        contexts = stacks(patterns) if scoped[category] else [()]
+        contexts = stacks(patterns, len(ops)) if scoped[category] else [()]
         made = (Witness(op, stack) for op in ops for stack in contexts)
         items[category], cut = _bounded(made, limit)
         if cut:
