@@ -23,8 +23,9 @@ from appshield.policy.diff import Change, DiffResult, diff_documents, strictness
 from tests.engine._engine_strategies import OPS, categories, documents, rules, stacks
 
 # The default suite's runs are derandomized (a fixed sequence of examples per test): the
-# witnesses still have gaps left in principle (docs/lifecycle.md, "Known gaps"), and a random draw that lands on one must not fail
-# an unrelated change's CI. The random search is the exhaustive runs' job.
+# witnesses still have gaps left in principle (docs/lifecycle.md, "Known gaps"), and a
+# random draw that lands on one must not fail an unrelated change's CI. The random search
+# is the exhaustive runs' job.
 QUICK = settings(
     max_examples=8,
     deadline=None,
