@@ -16,7 +16,9 @@ Where each action is seen:
   converted values (`_gate.judge_call`), calls the original *with them*, and feeds the
   resolver memory with the answer; the events `socket.getaddrinfo`,
   `socket.gethostbyname`, `socket.gethostbyaddr` are the backstop for calls that reach the
-  C functions some other way.
+  C functions some other way. A repeated getaddrinfo of an address, or of a name the policy
+  allowed for any caller, is answered from the resolve memory (`_Resolves`), which the
+  wrapper and the audit event (`_repeat_resolve`) both consult.
 - asyncio resolves in an executor thread, whose stack shows nothing of the caller. So
   `BaseEventLoop.getaddrinfo` is wrapped: the resolve is decided there, in the loop thread
   with the caller's coroutines on the stack (so `scope` and the code location work), and the
