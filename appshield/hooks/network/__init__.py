@@ -330,7 +330,10 @@ def _repeat_resolve(args: tuple[Any, ...]) -> bool:
         port_kind is int or port_kind is str or port_kind is bytes or port is None
     ):
         memory = _resolves
-        return memory.key is _gate._shield.compiled and (host, port) in memory.entries
+        active = _gate._shield  # (None if another thread uninstalled meanwhile)
+        return (
+            active is not None and memory.key is active.compiled and (host, port) in memory.entries
+        )
     return False
 
 
