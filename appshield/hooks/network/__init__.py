@@ -16,7 +16,9 @@ Where each action is seen:
   converted values (`_gate.judge_call`), calls the original *with them*, and feeds the
   resolver memory with the answer; the events `socket.getaddrinfo`,
   `socket.gethostbyname`, `socket.gethostbyaddr` are the backstop for calls that reach the
-  C functions some other way.
+  C functions some other way. A repeated getaddrinfo of an address, or of a name the policy
+  allowed for any caller, is answered from the resolve memory (`_Resolves`), which the
+  wrapper and the audit event (`_repeat_resolve`) both consult.
 - asyncio resolves in an executor thread, whose stack shows nothing of the caller. So
   `BaseEventLoop.getaddrinfo` is wrapped: the resolve is decided there, in the loop thread
   with the caller's coroutines on the stack (so `scope` and the code location work), and the
@@ -313,8 +315,31 @@ def _reverse_op(ip: str | bytes | None) -> NetworkOp | None:
     return NetworkOp("resolve", None, address, None, "tcp", describe.memory.names_for(address))
 
 
-# Checked by the audit hook before the gate (see `_repeat_allowed`).
+def _repeat_resolve(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for `socket.getaddrinfo`: True only for a
+    lookup the active policy's resolve memory holds (`_Resolves`), with an exact host and
+    port. The event carries the very objects C received, so an exact str or bytes here is
+    what C looked up; the memory holds only what deciding these two values let through (an
+    address, or a name allowed for any caller), so the event decides nothing new. This is
+    also what lets the wrapper's repeat call C without a token."""
+    host = args[0]
+    port = args[1]
+    kind = type(host)
+    port_kind = type(port)
+    if (kind is str or kind is bytes) and (
+        port_kind is int or port_kind is str or port_kind is bytes or port is None
+    ):
+        memory = _resolves
+        active = _gate._shield  # (None if another thread uninstalled meanwhile)
+        return (
+            active is not None and memory.key is active.compiled and (host, port) in memory.entries
+        )
+    return False
+
+
+# Checked by the audit hook before the gate (see `_repeat_allowed`, `_repeat_resolve`).
 FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {
+    "socket.getaddrinfo": _repeat_resolve,
     "socket.connect": _repeat_allowed("connect"),
     "socket.bind": _repeat_allowed("bind"),
     "socket.sendto": _repeat_allowed("send"),
@@ -516,7 +541,65 @@ def _loop_getaddrinfo(
 
 # -- resolver wrappers: convert once, decide, then remember the answer -----------------------
 
-_resolves_allowed = _AllowCache()
+
+class _Resolves:
+    """Lookups that need no decision again under one compiled policy: `(host, port)` ->
+    the `resolve` operation the policy allowed, or None for a host that is an address.
+
+    Two kinds of entry:
+
+    - a name the policy allowed, decided again purely (no scoped rule a candidate): only
+      under a policy without grants, where no caller can be decided otherwise;
+    - an address (`"127.0.0.1"`, `b"::1"`, `""`, `"<broadcast>"`): an address is not
+      looked up, so `describe_resolve` makes no operation and nothing is decided (the
+      connect that follows is, with every rule on addresses, CIDRs and the names the
+      resolver memory holds). What decides that is a pure function of the two values,
+      the same for any policy and any caller: remembered under grants too.
+
+    Keys are exact `str`/`bytes` hosts with exact `int`/`str`/`bytes`/None ports, taken
+    from the caller's own arguments only when those are already exact (a subclass, even
+    converted, is never remembered), so a lookup runs no `__hash__` or `__eq__` of the
+    caller's. Family, type, protocol and flags are not in the key: no decision reads them.
+    Bounded; replaced whole, never emptied in place, when the policy changes, so that a
+    lookup decided under the old policy on another thread lands in the old memory."""
+
+    __slots__ = ("entries", "granting", "key", "usable")
+
+    LIMIT = 4096
+
+    def __init__(self, compiled: Any) -> None:
+        self.key: Any = compiled  # the compiled policy the entries belong to
+        self.usable = compiled is not None
+        self.granting = granted_callers(compiled)
+        self.entries: dict[tuple[Any, Any], NetworkOp | None] = {}
+
+    def store(self, key: tuple[Any, Any], op: NetworkOp | None) -> None:
+        entries = self.entries
+        if len(entries) >= self.LIMIT:
+            entries.clear()
+        entries[key] = op
+
+
+_resolves = _Resolves(None)
+
+
+def _resolves_for(compiled: Any) -> _Resolves:
+    global _resolves
+    memory = _resolves
+    if memory.key is not compiled:
+        memory = _resolves = _Resolves(compiled)
+    return memory
+
+
+def _exact_key(host: Any, port: Any) -> tuple[Any, Any] | None:
+    """`(host, port)` when both are exact built-in types a memory may hold, else None."""
+    kind = type(host)
+    port_kind = type(port)
+    if (kind is str or kind is bytes) and (
+        port_kind is int or port_kind is str or port_kind is bytes or port is None
+    ):
+        return (host, port)
+    return None
 
 
 def _prepare_getaddrinfo(
@@ -526,8 +609,10 @@ def _prepare_getaddrinfo(
     # describe the lookup; the others are ints C converts itself (their `__index__` runs
     # once, as without appshield, and cannot reach the token made here).
     kwargs = _plain_kwargs(kwargs) if kwargs else {}
-    host = _resolver_host(_argument(args, kwargs, 0, "host"))
-    port = _resolver_port(_argument(args, kwargs, 1, "port"))
+    given_host = _argument(args, kwargs, 0, "host")
+    given_port = _argument(args, kwargs, 1, "port")
+    host = _resolver_host(given_host)
+    port = _resolver_port(given_port)
     if host is _REFUSED or port is _REFUSED:
         return [], (None, _REFUSED, None, args, kwargs)
     passed, token = _fresh(host)
@@ -535,49 +620,53 @@ def _prepare_getaddrinfo(
     args, kwargs = _replace(args, kwargs, 1, "port", port)
     key = (host, port)
     predecided = _predecided.take(host, port)
-    if predecided or (_resolves_allowed.owner is compiled and key in _resolves_allowed.entries):
-        return [], (token, host, None, args, kwargs)  # decided before (loop, or an allow)
+    if predecided or (_resolves.key is compiled and key in _resolves.entries):
+        return [], (token, host, None, args, kwargs)  # decided before (loop, or remembered)
     op = describe.describe_resolve(host, port)
+    # Remembered (an address needs no decision; a name, if allowed) only for the caller's
+    # own exact values, never for a subclass's converted copy.
+    exact = _exact_key(given_host, given_port)
+    remember = None if exact is None else (exact, op)
     if op is None:
-        return [], (token, host, None, args, kwargs)
-    return [(op, "socket.getaddrinfo")], (token, host, (key, op), args, kwargs)
+        return [], (token, host, remember, args, kwargs)
+    return [(op, "socket.getaddrinfo")], (token, host, remember, args, kwargs)
 
 
 def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    shield = _shield()
-    if shield is None:
+    active = _gate._shield
+    if active is None:
         return wrapped(*args, **kwargs)
-    compiled = shield.compiled
     if not kwargs and len(args) >= 2:
-        # The hot path: a lookup this policy allowed before, with an exact host and port
-        # (the converted values are the arguments themselves; the key is hashed and
-        # compared without running any code of the caller's). Nothing here can fail but
-        # the interpreter itself (a signal's exception, the recursion limit), and then the
-        # lookup does not happen either.
+        # The hot path: a lookup this policy allowed before, or one of an address, with an
+        # exact host and port (the key is hashed and compared without running any code of
+        # the caller's). Nothing here can fail but the interpreter itself (a signal's
+        # exception, the recursion limit), and then the lookup does not happen either.
+        # Before `_shield()`: in appshield's own work (`busy`) the call goes through
+        # unjudged all the same, and only a name's answer is then not remembered.
         host = args[0]
         port = args[1]
         kind = type(host)
         port_kind = type(port)
+        memory = _resolves
         if (
-            (kind is str or kind is bytes)
+            memory.key is active.compiled
+            and (kind is str or kind is bytes)
             and (port_kind is int or port_kind is str or port_kind is bytes or port is None)
-            and _resolves_allowed.owner is compiled
-            and (host, port) in _resolves_allowed.entries
             and not _predecided._pending  # an executor thread's pass comes first
         ):
-            if len(host) < 2:  # see _fresh
+            found = memory.entries.get((host, port), _REFUSED)
+            if found is not _REFUSED:
+                # Called with the caller's own exact values: the audit event sees the same
+                # key in the same memory (`_repeat_resolve`) and lets it through, so no
+                # token is needed to tell it this call was decided.
                 infos = wrapped(*args)
-            else:
-                # `_fresh` and `_expecting`, inline: a new exact copy as the token.
-                token = (host + (b"." if kind is bytes else "."))[:-1]
-                previous = _state.expect
-                _state.expect = ("socket.getaddrinfo", token)
-                try:
-                    infos = wrapped(token, *args[1:])
-                finally:
-                    _state.expect = previous
-            describe.remember_results(host, infos)
-            return infos
+                if found is not None and _shield() is not None:
+                    describe.remember_results(host, infos)  # a name's answer
+                return infos
+    shield = _shield()
+    if shield is None:
+        return wrapped(*args, **kwargs)
+    compiled = shield.compiled
     # A str host is encoded with the idna codec (by C, and by the conversion here), whose
     # first use imports modules: an import denied there is reported as part of this lookup
     # (`thread_state.attempting`). The positional arguments as given first (read from the
@@ -595,7 +684,7 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
         if host is _REFUSED:
             return wrapped(*args, **kwargs)  # C raises its own error, before any lookup
         if decided is not None:
-            _remember_allow(compiled, *decided)
+            _remember_resolve(compiled, *decided)
         _state.attempting = ("socket.getaddrinfo", host, _argument(args, kwargs, 1, "port"))
         infos = _expecting("socket.getaddrinfo", token, wrapped, *args, **kwargs)
     finally:
@@ -604,19 +693,21 @@ def _getaddrinfo(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
     return infos
 
 
-def _remember_allow(compiled: Any, key: Any, op: NetworkOp) -> None:
-    """Cache a lookup the gate let through, if it was an allow (and not a violation that
-    monitor mode let through): decided again, purely, which a stack-free policy allows."""
-    cache = _resolves_allowed
-    if cache.key is not compiled:
-        cache.reset_for(compiled)
-    if (
-        cache.usable
-        and cache.granting is None  # under grants lookups are not remembered
+def _remember_resolve(compiled: Any, key: tuple[Any, Any], op: NetworkOp | None) -> None:
+    """Remember a lookup the gate let through. An address (`op` None) needed no decision;
+    a name only if it was an allow (not a violation that monitor mode let through): decided
+    again, purely, which a stack-free policy without grants allows."""
+    memory = _resolves_for(compiled)
+    if not memory.usable:
+        return
+    if op is None:
+        memory.store(key, None)
+    elif (
+        memory.granting is None  # under grants a name's lookup is not remembered
         and not compiled.stack_matters(op)
         and compiled.decide(op, None).action == "allow"
     ):
-        cache.store(key, op, ())
+        memory.store(key, op)
 
 
 def _prepare_by_name(
