@@ -321,3 +321,19 @@ def test_monitor_reports_the_file_and_connects(uninstall: None, tmp_path: Path) 
         ("folder", "file", False)
     ]
     server.close()
+
+
+def test_an_allow_decided_under_the_previous_policy_is_not_stored_under_the_new_one() -> None:
+    # A thread decides an allow under policy one; meanwhile another thread's operation finds
+    # policy two and resets the memory for it. The late store must not land among policy
+    # two's entries, where a repeat would be let through without policy two's decision.
+    cache = network._AllowCache()
+    one, two = object(), object()
+    cache.reset_for(one)
+    key = ("connect", 2, 1, ("127.0.0.1", 9))
+    base = NetworkOp("connect", None, "127.0.0.1", 9, "tcp")
+    cache.reset_for(two)
+    cache.store(one, key, base, ())
+    assert key not in cache.entries
+    cache.store(two, key, base, ())
+    assert cache.entries[key] == (base, ())

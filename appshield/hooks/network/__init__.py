@@ -62,6 +62,18 @@ def _shield() -> Any:
 # -- audit events: every socket action ------------------------------------------------------
 
 
+class _Entries(dict):  # type: ignore[type-arg]
+    """One policy's remembered allows: the dict carries the policy that decided them, so a
+    decision made under the previous policy (on another thread, while the policy changed)
+    can never be stored among the new policy's entries."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Any) -> None:
+        super().__init__()
+        self.owner = owner
+
+
 class _AllowCache:
     """Actions already decided `allow`: key -> (the operation without names, the remembered
     names it was decided with), for the compiled policy that decided them.
@@ -85,11 +97,11 @@ class _AllowCache:
         # only for a caller `granting` proves first-party (hooks/_callers.py)
         self.owner: Any = None
         self.granting: GrantedCallers | None = None
-        self.entries: dict[Any, tuple[NetworkOp, tuple[str, ...]]] = {}
+        self.entries: dict[Any, tuple[NetworkOp, tuple[str, ...]]] = _Entries(None)
         self.usable = False
 
     def reset_for(self, compiled: Any) -> None:
-        self.entries = {}
+        self.entries = _Entries(compiled)
         self.usable = True  # each operation is asked `stack_matters` before it is stored
         self.key = compiled
         self.granting = granted_callers(compiled)
@@ -105,8 +117,12 @@ class _AllowCache:
             return not compiled.stack_matters(op)
         return granting.may_remember((op,), frame)
 
-    def store(self, key: Any, base: NetworkOp, names: tuple[str, ...]) -> None:
+    def store(self, compiled: Any, key: Any, base: NetworkOp, names: tuple[str, ...]) -> None:
+        """Remember an allow `compiled` decided, unless the entries now belong to another
+        policy (it changed while this decision was made)."""
         entries = self.entries
+        if entries.owner is not compiled:  # type: ignore[attr-defined]
+            return
         if len(entries) >= self.LIMIT:
             entries.clear()
         entries[key] = (base, names)
@@ -248,7 +264,7 @@ def _decide_socket_event(
         _allowed.may_store(compiled, op, sys._getframe(1))
         and compiled.decide(op, None).action == "allow"
     ):
-        _allowed.store(key, base, names)
+        _allowed.store(compiled, key, base, names)
         return None
     return op, api
 
@@ -278,7 +294,7 @@ def _decide_unix(
     if _allowed.key is not compiled:
         _allowed.reset_for(compiled)
     if _allowed.may_store(compiled, base, sys._getframe(1)):
-        _allowed.store(key, base, ())
+        _allowed.store(compiled, key, base, ())
     return None
 
 
