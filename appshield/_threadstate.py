@@ -50,12 +50,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import FrameType
+    from typing import Any
 
 __all__ = ["appshield_io", "open_own", "reporting_now", "still_running", "thread_state"]
 

@@ -15,9 +15,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
@@ -35,9 +33,13 @@ from appshield.settings import STARTUP, Settings
 # gate decides would itself be judged under the app's policy.
 from appshield.telemetry import denied_exporters
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from _collections_abc import Mapping  # collections.abc's, without `collections`
+
     from appshield._records import NamedTuple
 
 __all__ = [

@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshield import _inherit
 from appshield._proc_children import BOOTSTRAP_DIR, ENV_SOURCES
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
-else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
-    from appshield._records import NamedTuple
+    from collections.abc import Mapping
+    from typing import Any, NamedTuple, NoReturn
 
-if TYPE_CHECKING:
     from appshield.runtime import ShieldHandle
     from appshield.settings import Settings
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = [
     "BOOTSTRAP_DIR",

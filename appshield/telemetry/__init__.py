@@ -36,15 +36,20 @@ import _thread
 import sys
 import threading
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
 
 from appshield._threadstate import appshield_io, thread_state
 from appshield.report import Violation
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Protocol
+
     from appshield.telemetry.otel import Providers
     from appshield.telemetry.reporter import TelemetryReporter
+else:
+    Protocol = object  # read only by type checkers: no `typing` at run time
+
 
 __all__ = [
     "DeferredReporter",

@@ -27,7 +27,10 @@ import sys
 import threading
 import weakref
 from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["exiting", "note_denied_connection", "stop_denied"]
 

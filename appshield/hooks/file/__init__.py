@@ -65,9 +65,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
 
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
@@ -79,6 +77,11 @@ from appshield.hooks.file.describe import file_op, open_ops
 from appshield.normalize import fd_path
 from appshield.operations import Operation
 from appshield.patching import HookFamily, PatchPoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 

@@ -81,7 +81,6 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any
 
 from appshield._threadstate import thread_state
 from appshield.decision import Decision
@@ -89,6 +88,10 @@ from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
 from appshield.hooks.file.describe import file_op
 from appshield.operations import FileAccess, ImportOp, Operation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "SQL_LOAD_EXTENSION",

@@ -45,9 +45,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping
 from types import ModuleType as _ModuleType
-from typing import Any
 
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate
@@ -57,6 +55,11 @@ from appshield.hooks.imports import scope_code as _scope_code
 from appshield.hooks.imports.library import resolve_library
 from appshield.operations import ImportOp, Operation
 from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 

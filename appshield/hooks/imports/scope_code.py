@@ -25,11 +25,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
 
 from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports.names import home_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = [
     "attributing",

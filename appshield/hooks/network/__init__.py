@@ -30,9 +30,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
 
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
@@ -41,6 +39,11 @@ from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks.network import describe
 from appshield.operations import NetworkOp, Operation
 from appshield.patching import HookFamily, PatchPoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
