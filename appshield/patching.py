@@ -21,9 +21,9 @@ hooks: those put a finder in front of `sys.meta_path`, which every first import 
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 from types import MappingProxyType
 
 TYPE_CHECKING = False
@@ -154,7 +154,7 @@ class Patcher:
     def __init__(self, points: Iterable[PatchPoint]) -> None:
         self.points = tuple(points)
         self._applied: list[_Applied] = []
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._active = False
 
     def install(self) -> None:

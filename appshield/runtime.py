@@ -9,10 +9,10 @@ active shield and returns at once.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import sys
-import threading
 import time
 from collections import deque
 from types import FrameType
@@ -686,7 +686,7 @@ _patcher: Any = None
 # The hook table's rows in the order they were installed (observers first).
 _families: tuple[HookFamily, ...] = ()
 _recording: Any = None  # APPSHIELD_RECORD's recording of the active shield, flushed at uninstall
-_install_lock = threading.RLock()
+_install_lock = _thread.RLock()
 _audit_hook_added = False
 
 
@@ -898,7 +898,7 @@ def _add_audit_hook() -> None:
 
 def _after_fork_in_child() -> None:
     global _install_lock
-    _install_lock = threading.RLock()
+    _install_lock = _thread.RLock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import _thread
 import sys
-import threading
 import time
 
 from appshield._threadstate import appshield_io, thread_state
@@ -121,7 +120,7 @@ class DeferredReporter:
     ) -> None:
         self._args = (log_path, dict(environ), providers)
         self._real: TelemetryReporter | None = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._builder: Any = None  # the lock held while the build runs
         self._built: TelemetryReporter | None = None
         self._failure: BaseException | None = None

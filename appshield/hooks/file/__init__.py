@@ -61,10 +61,10 @@ set and the call comes from `<frozen importlib._bootstrap_external>`.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import sys
-import threading
 from types import FrameType
 
 from appshield._threadstate import thread_state
@@ -448,7 +448,7 @@ def _fresh(path: str | bytes) -> str | bytes | None:
     return path[:-1] + path[-1:]  # type: ignore[operator]
 
 
-class _Wrapped(threading.local):
+class _Wrapped(_thread._local):
     # The exact object os.open's wrapper passes, without dir_fd, for a relative path: the
     # `open` event carrying *that object* is relative to the current folder. Any other
     # relative open event may come from an original os.open reached around the wrapper (a

@@ -27,8 +27,8 @@ Where each action is seen:
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import time
 from types import FrameType
 
@@ -451,7 +451,7 @@ class _Predecided:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[Any, Any], list[float]] = {}
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
 
     def add(self, host: Any, port: Any) -> None:
         deadline = time.monotonic() + self.LIFETIME
@@ -463,7 +463,9 @@ class _Predecided:
     def take(self, host: Any, port: Any) -> bool:
         if not self._pending:
             return False
-        if not threading.current_thread().name.startswith("asyncio"):
+        # Not imported at start-up: no event loop's executor thread exists before it is.
+        threading = sys.modules.get("threading")
+        if threading is None or not threading.current_thread().name.startswith("asyncio"):
             return False
         now = time.monotonic()
         with self._lock:
@@ -475,7 +477,7 @@ class _Predecided:
             return False
 
     def after_fork(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._pending = {}
 
 

@@ -71,10 +71,10 @@ and interpreters are governed by ordinary process rules. See docs/limits.md.
 
 from __future__ import annotations
 
+import _thread
 import operator
 import os
 import sys
-import threading
 from types import ModuleType
 
 from appshield._proc_describe import (
@@ -155,7 +155,7 @@ class _Mark(NamedTuple):
     popen: _PopenStart | None
 
 
-class _Started(threading.local):
+class _Started(_thread._local):
     mark: _Mark | None = None
 
 
