@@ -1,7 +1,7 @@
 """`import appshield.auto` leaves the standard library's heavier modules out of start-up.
 
-Each of `typing`, `re`, `enum`, `contextlib`, `functools`, `threading`, `weakref` and
-`importlib.util` costs a shielded start millions of instructions (docs/performance.md, "Start-up,
+Each of `typing`, `re`, `enum`, `contextlib`, `functools`, `threading`, `weakref`,
+`importlib.util` and `ipaddress` costs a shielded start millions of instructions (docs/performance.md, "Start-up,
 third round"), and a single `from typing import Any` or `import threading` at the top of one
 module on the path brings it back. This runs a real child, a non-site interpreter (`-S`: an
 editable install's import finder, which a `.pth` file starts, loads `re` and `contextlib`
@@ -38,6 +38,7 @@ OFF_THE_PATH = (
     "threading",
     "weakref",
     "importlib.util",
+    "ipaddress",
 )
 # Importers still allowed to bring them: the glob compiler and the policy variables
 # (`import re` at their top; they compile their patterns with it at start-up).
