@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 # From where the activation module takes it: that module (and its imports) is the child's.
 from appshield._proc_children import BOOTSTRAP_DIR
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 __all__ = ["bootstrap_path", "child_environment", "register", "run", "simple_run_arguments"]
 
