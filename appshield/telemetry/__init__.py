@@ -34,6 +34,13 @@ from __future__ import annotations
 
 import _thread
 import sys
+
+# Loaded at start-up although nothing here needs it yet: `threading` takes the thread that first
+# imports it for the main thread, and its exit (`_shutdown`, run before the atexit handlers
+# only when it is loaded) is what the exit flush of the sinks relies on (`main_thread()`
+# stopped, `_register_atexit` callbacks; telemetry/otel.py and lifecycle.py). Imported later,
+# on the sinks' helper thread or from an atexit handler, a report made at exit is lost.
+import threading  # noqa: F401
 import time
 
 from appshield._threadstate import appshield_io, thread_state

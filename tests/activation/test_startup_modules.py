@@ -1,8 +1,8 @@
 """`import appshield.auto` leaves the standard library's heavier modules out of start-up.
 
-Each of `typing`, `re`, `enum`, `contextlib`, `functools`, `threading`, `weakref`,
-`importlib.util` and `ipaddress` costs a shielded start millions of instructions (docs/performance.md, "Start-up,
-third round"), and a single `from typing import Any` or `import threading` at the top of one
+Each of `typing`, `re`, `enum`, `contextlib`, `weakref`, `importlib.util` and `ipaddress`
+costs a shielded start millions of instructions (docs/performance.md, "Start-up, third
+round"), and a single `from typing import Any` or `import weakref` at the top of one
 module on the path brings it back. This runs a real child, a non-site interpreter (`-S`: an
 editable install's import finder, which a `.pth` file starts, loads `re` and `contextlib`
 itself) with the typical policy from a warm cache and bytecode writing on, as production
@@ -34,12 +34,13 @@ OFF_THE_PATH = (
     "re",
     "enum",
     "contextlib",
-    "functools",
-    "threading",
     "weakref",
     "importlib.util",
     "ipaddress",
 )
+# `threading` (and the `functools` it imports) stays: appshield.telemetry imports it at
+# start-up on purpose (the exit flush needs it loaded on the main thread before the exit).
+
 # Importers still allowed to bring them: the glob compiler and the policy variables
 # (`import re` at their top; they compile their patterns with it at start-up).
 EXEMPT = ("appshield.engine.globs", "appshield.policy.variables")
