@@ -15,8 +15,6 @@ for a module whose docstring holds the marker.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from appshield._baseline import MODULES_BEFORE_APPSHIELD as MODULES_BEFORE_APPSHIELD
 from appshield.errors import PolicyError, PolicyViolation
@@ -24,7 +22,11 @@ from appshield.errors import PolicyError, PolicyViolation
 # The environment's settings are read now, when appshield is first imported, and never again.
 from appshield.settings import STARTUP as _STARTUP  # noqa: F401
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
     from appshield.decision import Decision, Mode
     from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
     from appshield.policy import Policy, load_policy

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple

@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
 
 from appshield import _inherit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Protocol
+else:
+    # The same classes, without `typing` or the `collections` package at start-up: a Protocol
+    # is only read by type checkers, and `_collections_abc` is what `collections.abc` is.
+    from _collections_abc import Mapping
+
+    Protocol = object
 
 __all__ = [
     "BOOTSTRAP_DIR",

@@ -50,15 +50,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from appshield._proc_children import child_would_be_unshielded
 from appshield.normalize import normalize_path, resolve_path
 from appshield.operations import ProcessOp
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any, NamedTuple, TypeAlias
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 
@@ -84,7 +84,7 @@ __all__ = [
 Plain = str | bytes
 # The child's environment: None (it inherits this process's), a dict of exact str/bytes, or
 # fork_exec's exact `b"KEY=VALUE"` items.
-Env = Mapping[Plain, Plain] | Sequence[bytes] | None
+Env: TypeAlias = "Mapping[Plain, Plain] | Sequence[bytes] | None"
 
 _BUSYBOX = "busybox"
 # Programs that run a command string given with `-c` (busybox: when its applet is a shell;

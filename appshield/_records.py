@@ -21,7 +21,10 @@ Only the class form is supported, without `Generic`: what appshield uses.
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["NamedTuple"]
 

@@ -47,20 +47,21 @@ the thread (or, for `busy`, exempting everything). Only read when a flag is on, 
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType
+    from typing import Any
 
 __all__ = ["appshield_io", "open_own", "reporting_now", "still_running", "thread_state"]
 
 
-class _ThreadState(threading.local):
+# `_thread._local` is `threading.local`: importing `threading` (and `functools`, `collections`)
+# costs start-up a few million instructions for nothing this module needs.
+class _ThreadState(_thread._local):
     busy: Any = False
     expect: tuple[str, Any] | None = None
     own: tuple[str, Any] | None = None
@@ -100,19 +101,26 @@ def reporting_now(state: _ThreadState) -> bool:
     return bool(owner) and still_running(owner)
 
 
-@contextmanager
-def appshield_io() -> Iterator[None]:
+class _OwnWork:
+    """The `with` block `appshield_io` returns (a class: `contextlib` is not loaded at
+    start-up, and its generator would add two frames to every such block)."""
+
+    __slots__ = ("previous",)
+
+    def __enter__(self) -> None:
+        state = thread_state
+        self.previous = state.busy
+        state.busy = _getframe(1)  # the `with` statement's frame
+
+    def __exit__(self, *exc_info: object) -> None:
+        thread_state.busy = self.previous
+
+
+def appshield_io() -> _OwnWork:
     """Mark a block of appshield's own work that is not a decision (telemetry export, the
     learning recorder's files, the policy reloader): hooks let it through. Never used while
     deciding or reporting on an application thread."""
-    state = thread_state
-    previous = state.busy
-    try:
-        # The `with` statement's frame (this generator's is not on the stack of the block).
-        state.busy = _getframe(2)
-        yield
-    finally:
-        state.busy = previous
+    return _OwnWork()
 
 
 # posix.open as it was before any patching: appshield's own opens skip its own wrapper.

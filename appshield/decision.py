@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from typing import Literal, NamedTuple, TypeAlias
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 
 __all__ = ["Action", "Decision", "Mode"]
 
-Action = Literal["allow", "deny", "alert"]
-Mode = Literal["enforce", "monitor"]
+Action: TypeAlias = 'Literal["allow", "deny", "alert"]'
+Mode: TypeAlias = 'Literal["enforce", "monitor"]'
 
 
 class Decision(NamedTuple):

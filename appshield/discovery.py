@@ -8,9 +8,12 @@ the filesystem root. Finding nothing is an error, never a silent allow-all.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from appshield.errors import PolicyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["POLICY_NAMES", "discover_policy"]
 

@@ -25,14 +25,14 @@ The types are named tuples, not dataclasses, so that importing them at start-up 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 
 from appshield.decision import Action, Mode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from collections.abc import Mapping
+    from typing import Any, NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 

@@ -17,10 +17,9 @@ hash, compare, pickle and print exactly as the NamedTuple alone would.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from typing import ClassVar, Literal, NamedTuple, TypeAlias
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 
@@ -39,9 +38,9 @@ __all__ = [
 
 CATEGORIES: tuple[str, ...] = ("process", "file", "network", "import")
 
-FileAccess = Literal["read", "write", "delete"]
-NetworkOperation = Literal["connect", "send", "bind", "resolve"]
-Transport = Literal["tcp", "udp", "unix", "raw"]
+FileAccess: TypeAlias = 'Literal["read", "write", "delete"]'
+NetworkOperation: TypeAlias = 'Literal["connect", "send", "bind", "resolve"]'
+Transport: TypeAlias = 'Literal["tcp", "udp", "unix", "raw"]'
 
 
 class _ProcessFields(NamedTuple):

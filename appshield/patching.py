@@ -21,15 +21,15 @@ hooks: those put a finder in front of `sys.meta_path`, which every first import 
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, NamedTuple, TypeAlias
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 
@@ -101,7 +101,7 @@ def loaded(name: object, module: Any) -> None:
         patcher.apply_later(point, module)
 
 
-WrapperFn = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+WrapperFn: TypeAlias = "Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]"
 
 
 class PatchPoint(NamedTuple):
@@ -115,8 +115,8 @@ class PatchPoint(NamedTuple):
     lazy: bool = True
 
 
-AuditHandler = Callable[[tuple[Any, ...]], Any]
-FastPath = Callable[[tuple[Any, ...]], bool]
+AuditHandler: TypeAlias = "Callable[[tuple[Any, ...]], Any]"
+FastPath: TypeAlias = "Callable[[tuple[Any, ...]], bool]"
 
 
 def _nothing(*args: Any) -> None:
@@ -154,7 +154,7 @@ class Patcher:
     def __init__(self, points: Iterable[PatchPoint]) -> None:
         self.points = tuple(points)
         self._applied: list[_Applied] = []
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._active = False
 
     def install(self) -> None:

@@ -14,15 +14,19 @@ else needs to tell them apart: a decider says what it needs (`describes_callers`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
-
 from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.operations import Operation
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
     from appshield.report import Violation
+else:
+    Protocol = object  # read only by type checkers: no `typing` at run time
+
 
 __all__ = ["Decider", "Reporter", "StackInput", "WatchingDecider"]
 

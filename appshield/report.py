@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from appshield.decision import Decision
 from appshield.operations import Operation, UndescribedOp
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)

@@ -9,15 +9,13 @@ active shield and returns at once.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
@@ -35,9 +33,13 @@ from appshield.settings import STARTUP, Settings
 # gate decides would itself be judged under the app's policy.
 from appshield.telemetry import denied_exporters
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from _collections_abc import Mapping  # collections.abc's, without `collections`
+
     from appshield._records import NamedTuple
 
 __all__ = [
@@ -684,7 +686,7 @@ _patcher: Any = None
 # The hook table's rows in the order they were installed (observers first).
 _families: tuple[HookFamily, ...] = ()
 _recording: Any = None  # APPSHIELD_RECORD's recording of the active shield, flushed at uninstall
-_install_lock = threading.RLock()
+_install_lock = _thread.RLock()
 _audit_hook_added = False
 
 
@@ -896,7 +898,7 @@ def _add_audit_hook() -> None:
 
 def _after_fork_in_child() -> None:
     global _install_lock
-    _install_lock = threading.RLock()
+    _install_lock = _thread.RLock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

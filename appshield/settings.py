@@ -22,13 +22,13 @@ can read the start-up PATH without importing the runtime.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, cast
 
 from appshield.decision import Mode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
@@ -36,6 +36,8 @@ else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield
 __all__ = ["LOG_FORMATS", "MODES", "STARTUP", "Settings", "effective_mode", "log_format", "seconds"]
 
 MODES = ("enforce", "monitor")
+# Each mode by its spelling: typed as a `Mode` without `typing.cast` at run time.
+_MODE_OF: dict[str, Mode] = {"enforce": "enforce", "monitor": "monitor"}
 # APPSHIELD_LOG_FORMAT: today's JSON lines, OCSF Detection Findings, Falco-style alerts.
 LOG_FORMATS = ("json", "ocsf", "falco")
 
@@ -50,9 +52,10 @@ def effective_mode(argument: str | None, environment: str | None, file_mode: Mod
     `enforce` must not quietly leave the file's `monitor` in force)."""
     for candidate in (argument, environment or None):
         if candidate is not None:
-            if candidate not in MODES:
+            mode = _MODE_OF.get(candidate) if isinstance(candidate, str) else None
+            if mode is None:
                 raise ValueError(f"mode must be 'enforce' or 'monitor', not {candidate!r}")
-            return cast(Mode, candidate)
+            return mode
     return file_mode or "enforce"
 
 

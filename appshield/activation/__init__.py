@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from appshield import _inherit
 from appshield._proc_children import BOOTSTRAP_DIR, ENV_SOURCES
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple
-else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
-    from appshield._records import NamedTuple
+    from collections.abc import Mapping
+    from typing import Any, NamedTuple, NoReturn
 
-if TYPE_CHECKING:
     from appshield.runtime import ShieldHandle
     from appshield.settings import Settings
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = [
     "BOOTSTRAP_DIR",
@@ -240,8 +239,8 @@ def _identity(policy: Any) -> str:
 
 
 def _import_importlib() -> None:
-    """Import the `importlib` package (and the two submodules `chain_sitecustomize` uses)
-    before the shield is installed.
+    """Import the `importlib` package (and `importlib.machinery`, which `chain_sitecustomize`
+    and the file hook use) before the shield is installed.
 
     `importlib/__init__.py` makes `importlib._bootstrap` and `importlib._bootstrap_external`
     the interpreter's own frozen, initialised import modules. If `importlib.machinery` or
@@ -252,11 +251,12 @@ def _import_importlib() -> None:
     the first one of `importlib` included, and the file hook imports `importlib.machinery`.
     Apps and the YAML policy loader usually import `importlib` early; a policy read from its
     cache imports nothing, so importlib's first import would come under the shield.
-    `importlib.machinery` and `importlib.util` are frozen, and the rest is already loaded at
-    start-up: this costs a fraction of a millisecond, paid only once the shield is up anyway.
+    `importlib.machinery` is frozen and light. `importlib.util` is not imported: it would
+    bring `contextlib` and `functools` into every start, and once the package is initialised
+    a later import of it binds the frozen modules like any other (`chain_sitecustomize`
+    takes `module_from_spec` from `importlib._bootstrap`, the same function).
     """
-    import importlib.machinery
-    import importlib.util  # noqa: F401
+    import importlib.machinery  # noqa: F401
 
 
 def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> str:
@@ -291,7 +291,7 @@ def _run_next_sitecustomize(our_file: str) -> None:
     """Searching only *after* our own folder is what stops recursion: another copy of this
     bootstrap further down the path would itself search only after its own folder."""
     import importlib.machinery
-    import importlib.util
+    from importlib._bootstrap import module_from_spec  # importlib.util's, without its imports
 
     here = os.path.realpath(os.path.dirname(os.path.abspath(our_file)))
     entries = list(sys.path)
@@ -302,7 +302,7 @@ def _run_next_sitecustomize(our_file: str) -> None:
         return
     if spec.origin and os.path.realpath(spec.origin) == os.path.realpath(our_file):
         return
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     ours = sys.modules.get("sitecustomize")
     sys.modules["sitecustomize"] = module
     try:

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 __all__ = ["bootstrap_path", "child_environment", "register", "run", "simple_run_arguments"]
 

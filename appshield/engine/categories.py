@@ -13,9 +13,6 @@ field (no indexable field, or a glob with no literal part) is checked for every 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
 from appshield.decision import Action, Decision, Mode
 from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import (
@@ -31,8 +28,14 @@ from appshield.engine.globs import (
 from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie, _add
 from appshield.engine.predicates import Pred, host_key, predicates
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     from appshield.operations import NetworkOp
+else:
+    from _collections_abc import Sequence  # collections.abc's, without `collections`
 
 __all__ = ["CategoryIndex", "Rule", "build_category", "index_state"]
 

@@ -9,9 +9,6 @@ denies only when that deny does not block, looking for one that does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
 from appshield.decision import Action, Decision, Mode
 from appshield.document import PolicyDocument, RuleSpec
 from appshield.engine.categories import (
@@ -30,6 +27,11 @@ from appshield.engine.globs import (
 )
 from appshield.operations import CATEGORIES, FileOp, ImportOp, NetworkOp, Operation, ProcessOp
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, TypeAlias
+
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "CompiledPolicy",
@@ -38,7 +40,7 @@ __all__ = [
     "index_states",
 ]
 
-StackInput = Callable[[], Sequence[str]] | Sequence[str] | None
+StackInput: TypeAlias = "Callable[[], Sequence[str]] | Sequence[str] | None"
 
 DEFAULT_CACHE_SIZE = 4096
 

@@ -9,9 +9,12 @@ an index may over-approximate (return rules that then fail) but never miss one.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 from appshield.engine.globs import has_magic, literal_prefix_segments
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CidrIndex", "HostIndex", "KeyIndex", "PathTrie", "address_key", "network_key"]
 

@@ -15,9 +15,6 @@ a forged argv[0] or a renamed module can neither switch a deny off nor keep an a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
 from appshield.engine.globs import (
     Matcher,
     any_matcher,
@@ -29,9 +26,14 @@ from appshield.engine.globs import (
 from appshield.engine.indexes import address_key, network_key
 from appshield.normalize import canonical_address
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeAlias
+
 __all__ = ["Pred", "host_key", "predicates"]
 
-Pred = Callable[[Any], bool]
+Pred: TypeAlias = "Callable[[Any], bool]"
 
 
 def _paths(globs: Sequence[str]) -> Matcher:

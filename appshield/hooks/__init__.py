@@ -13,10 +13,13 @@ module with its own `FAMILY`, listed here); nothing else registers anything.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from appshield.hooks import file, imports, network, process, threads
 from appshield.patching import AuditHandler, FastPath, HookFamily, PatchPoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "FAMILIES",

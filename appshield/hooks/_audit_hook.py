@@ -29,9 +29,12 @@ declared below (this module defines none of them: never call the function here d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["BOUND_NAMES", "BUILTINS", "appshield_audit_hook"]
 

@@ -15,7 +15,10 @@ the decider's walk.
 from __future__ import annotations
 
 from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["GrantedCallers", "granted_callers", "identity"]
 

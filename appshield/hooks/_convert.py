@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Unreadable",

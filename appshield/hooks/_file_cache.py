@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from appshield.hooks._callers import granted_callers
 from appshield.operations import FileOp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["lookup", "remember", "same_file"]
 

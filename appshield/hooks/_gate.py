@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import builtins
 import sys
-from collections.abc import Callable, Iterable, Mapping
 from types import FunctionType
-from typing import Any, TypeVar, cast
 
 from appshield._modules import loaded
 from appshield._threadstate import still_running, thread_state
@@ -39,6 +37,13 @@ from appshield.decision import Decision
 from appshield.errors import PolicyViolation
 from appshield.hooks._convert import Unreadable
 from appshield.operations import Operation, UndescribedOp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = [
     "bind",
@@ -58,7 +63,6 @@ __all__ = [
     "unbind",
 ]
 
-T = TypeVar("T")
 Described = tuple[Operation, str]
 
 _state = thread_state
@@ -164,7 +168,7 @@ def plain_text(value: object) -> str:
     if kind is str:
         return value  # type: ignore[return-value]
     if issubclass(kind, str):
-        return str.__getitem__(cast(str, value), slice(None))  # a str subclass: checked above
+        return str.__getitem__(value, slice(None))  # type: ignore[index]  # a str subclass
     return "?"
 
 
@@ -450,4 +454,4 @@ def make_audit_hook(
     namespace["__name__"] = _audit_hook.__name__
     template = _audit_hook.appshield_audit_hook
     hook = FunctionType(template.__code__, namespace, template.__name__)
-    return cast(Callable[[str, tuple[Any, ...]], None], hook)
+    return hook

@@ -14,10 +14,13 @@ on its own stack (see docs/limits.md).
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from appshield.hooks import _gate
 from appshield.patching import HookFamily, PatchPoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FAMILY", "STARTED_BY"]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, TypeAlias
+
     from appshield.decision import Decision, Mode
     from appshield.document import PolicyDocument
     from appshield.engine import CompiledPolicy
@@ -17,7 +19,7 @@ __all__ = ["Policy", "PolicyDocument", "load_policy"]
 # appshield's own installed files: protected by `protections.policy_files`.
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-StackInput = Callable[[], Sequence[str]] | Sequence[str] | None
+StackInput: TypeAlias = "Callable[[], Sequence[str]] | Sequence[str] | None"
 
 
 class Policy:

@@ -47,12 +47,14 @@ import marshal
 import os
 import stat
 import sys
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from appshield import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
     from appshield.document import Condition, Packages, PolicyDocument
 
 __all__ = [

@@ -46,16 +46,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import escape
 from appshield.policy import variables
 from appshield.policy.variables import glob_escaped, normalise_path_glob, value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import NamedTuple
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple

@@ -30,7 +30,12 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+else:
+    from _collections_abc import Mapping  # collections.abc's, without `collections`
 
 __all__ = [
     "INHERITED",

@@ -34,17 +34,28 @@ from __future__ import annotations
 
 import _thread
 import sys
-import threading
+
+# Loaded at start-up although nothing here needs it yet: `threading` takes the thread that first
+# imports it for the main thread, and its exit (`_shutdown`, run before the atexit handlers
+# only when it is loaded) is what the exit flush of the sinks relies on (`main_thread()`
+# stopped, `_register_atexit` callbacks; telemetry/otel.py and lifecycle.py). Imported later,
+# on the sinks' helper thread or from an atexit handler, a report made at exit is lost.
+import threading  # noqa: F401
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
 
 from appshield._threadstate import appshield_io, thread_state
 from appshield.report import Violation
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Protocol
+
     from appshield.telemetry.otel import Providers
     from appshield.telemetry.reporter import TelemetryReporter
+else:
+    Protocol = object  # read only by type checkers: no `typing` at run time
+
 
 __all__ = [
     "DeferredReporter",
@@ -116,7 +127,7 @@ class DeferredReporter:
     ) -> None:
         self._args = (log_path, dict(environ), providers)
         self._real: TelemetryReporter | None = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._builder: Any = None  # the lock held while the build runs
         self._built: TelemetryReporter | None = None
         self._failure: BaseException | None = None

@@ -22,12 +22,15 @@ The SDK may log "already shutdown" when it shuts the exporter down again.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-import weakref
+from _weakrefset import WeakSet  # weakref's own, without importing weakref
 from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["exiting", "note_denied_connection", "stop_denied"]
 
@@ -41,14 +44,14 @@ _EXPORTER_BASES = (
 )
 _DEPTH = 80  # the exporter's `export` is a few dozen frames below socket.connect
 
-_lock = threading.Lock()
-_denied: weakref.WeakSet[Any] = weakref.WeakSet()
-_stopped: weakref.WeakSet[Any] = weakref.WeakSet()  # shut down once, never again
+_lock = _thread.allocate_lock()
+_denied: WeakSet[Any] = WeakSet()
+_stopped: WeakSet[Any] = WeakSet()  # shut down once, never again
 
 
 def _after_fork_in_child() -> None:
     global _lock
-    _lock = threading.Lock()  # another thread of the parent may have held it at the fork
+    _lock = _thread.allocate_lock()  # another thread of the parent may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -97,8 +100,10 @@ def note_denied_connection(frame: FrameType | None) -> bool:
 
 
 def exiting() -> bool:
-    # threading._shutdown stops the main thread before the atexit handlers run.
-    return not threading.main_thread().is_alive()
+    # threading._shutdown stops the main thread before the atexit handlers run. Only asked
+    # about an SDK exporter, which imports threading (appshield does not, at start-up).
+    threading = sys.modules.get("threading")
+    return threading is not None and not threading.main_thread().is_alive()
 
 
 def stop_denied() -> None:

@@ -21,6 +21,7 @@ import site
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,16 +135,21 @@ def _isolate_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> object:
 def test_failure_to_load_the_app_sitecustomize_is_reported_like_site(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import importlib.util
+    import importlib._bootstrap
 
     ran = tmp_path / "ran"
     our_file = _two_sitecustomizes(tmp_path, f"open({str(ran)!r}, 'w').close()\n")
     ours = _isolate_imports(monkeypatch, tmp_path)
+    # The chain takes `module_from_spec` from `importlib._bootstrap` (importlib.util's is the
+    # same function), which every import uses: only the sitecustomize's fails.
+    real = importlib._bootstrap.module_from_spec
 
-    def broken(spec: object) -> object:
-        raise AttributeError("'NoneType' object has no attribute 'ModuleSpec'")
+    def broken(spec: Any) -> object:
+        if getattr(spec, "name", None) == "sitecustomize":
+            raise AttributeError("'NoneType' object has no attribute 'ModuleSpec'")
+        return real(spec)
 
-    monkeypatch.setattr(importlib.util, "module_from_spec", broken)
+    monkeypatch.setattr(importlib._bootstrap, "module_from_spec", broken)
     chain_sitecustomize(str(our_file))  # raises nothing
     assert capsys.readouterr().err == (
         "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"

@@ -207,6 +207,49 @@ def test_canonical_address_names_and_garbage(name: str) -> None:
     assert canonical_address(name) is None
 
 
+def _as_ipaddress_spells(packed: bytes) -> str:
+    """What canonical_address gave when it went through `ipaddress` (before it was kept
+    out of start-up): mapped and compatible addresses fold to IPv4, the rest is RFC 5952."""
+    if len(packed) == 4:
+        return str(ipaddress.IPv4Address(packed))
+    address = ipaddress.IPv6Address(packed)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    value = int(address)
+    if value >> 32 == 0 and value >= 2:
+        return str(ipaddress.IPv4Address(value))
+    return str(address)
+
+
+# Zero groups in runs of every length and place: where RFC 5952's `::` goes.
+_GROUPS = st.lists(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0x0DB8, 0x10]), min_size=8, max_size=8)
+
+
+@SLOW
+@given(
+    st.one_of(
+        st.binary(min_size=16, max_size=16),
+        _GROUPS.map(lambda g: b"".join(w.to_bytes(2, "big") for w in g)),
+    )
+)
+def test_canonical_v6_spells_as_ipaddress_does(packed: bytes) -> None:
+    expected = _as_ipaddress_spells(packed)
+    for spelling in (
+        socket.inet_ntop(socket.AF_INET6, packed),
+        ":".join(packed[at : at + 2].hex() for at in range(0, 16, 2)),  # no `::`, zero-padded
+    ):
+        assert canonical_address(spelling) == expected
+        assert canonical_address(f"[{spelling}]") == expected
+
+
+@FUZZ
+@given(st.binary(min_size=4, max_size=4))
+def test_canonical_v4_spells_as_ipaddress_does(packed: bytes) -> None:
+    expected = _as_ipaddress_spells(packed)
+    assert canonical_address(socket.inet_ntoa(packed)) == expected
+    assert canonical_address(str(int.from_bytes(packed, "big"))) == expected
+
+
 def check_canonical(text: str) -> None:
     result = canonical_address(text)
     if result is not None:

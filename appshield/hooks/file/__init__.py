@@ -61,13 +61,11 @@ set and the call comes from `<frozen importlib._bootstrap_external>`.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import sys
-import threading
-from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
 
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
@@ -79,6 +77,11 @@ from appshield.hooks.file.describe import file_op, open_ops
 from appshield.normalize import fd_path
 from appshield.operations import Operation
 from appshield.patching import HookFamily, PatchPoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -445,7 +448,7 @@ def _fresh(path: str | bytes) -> str | bytes | None:
     return path[:-1] + path[-1:]  # type: ignore[operator]
 
 
-class _Wrapped(threading.local):
+class _Wrapped(_thread._local):
     # The exact object os.open's wrapper passes, without dir_fd, for a relative path: the
     # `open` event carrying *that object* is relative to the current folder. Any other
     # relative open event may come from an original os.open reached around the wrapper (a

@@ -24,12 +24,15 @@ second time here.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from appshield.hooks import _gate
 from appshield.hooks._convert import event_index, event_path
 from appshield.normalize import fd_path, normalize_path, resolve_path
 from appshield.operations import FileAccess, FileOp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["accesses", "fast_normalize", "file_op", "open_ops", "resolver_for"]
 

@@ -77,11 +77,10 @@ a bad authority) makes no exception: the path is judged.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-import weakref
-from typing import Any
+from _weakrefset import WeakSet
 
 from appshield._threadstate import thread_state
 from appshield.decision import Decision
@@ -89,6 +88,11 @@ from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
 from appshield.hooks.file.describe import file_op
 from appshield.operations import FileAccess, ImportOp, Operation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+    from weakref import WeakKeyDictionary
 
 __all__ = [
     "SQL_LOAD_EXTENSION",
@@ -313,7 +317,7 @@ def _base() -> Any:
 
 # Connections whose __init__ is running on this thread, each with whether the app's own
 # __init__ set an authorizer (through `_set_authorizer`) on the way: [connection, bool].
-_initializing = threading.local()
+_initializing = _thread._local()
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -456,8 +460,10 @@ def on_enable_load_extension(args: tuple[Any, ...]) -> None:
         )
 
 
-_shielded: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
-_ours: weakref.WeakSet[type] = weakref.WeakSet()
+# Made at the first connection: `weakref` is not loaded at start-up (`WeakSet` is
+# `_weakrefset`'s, which is).
+_shielded: WeakKeyDictionary[type, type] | None = None
+_ours: WeakSet[type] = WeakSet()
 _mro_of = type.__dict__["__mro__"].__get__
 
 
@@ -480,7 +486,11 @@ def shielded_factory(factory: Any) -> Any:
         return factory
     if factory in _ours:
         return factory
-    found = _shielded.get(factory)
+    global _shielded
+    shielded = _shielded
+    if shielded is None:
+        shielded = _shielded = _gate.own_import("weakref").WeakKeyDictionary()
+    found = shielded.get(factory)
     if found is None:
         namespace = {
             "__slots__": (_WANTED,) if hasattr(base, "enable_load_extension") else (),
@@ -494,7 +504,7 @@ def shielded_factory(factory: Any) -> Any:
             namespace["enable_load_extension"] = _enable_load_extension
             namespace["load_extension"] = _load_extension
         found = type(factory.__name__, (factory,), namespace)
-        _shielded[factory] = found
+        shielded[factory] = found
         _ours.add(found)
     return found
 

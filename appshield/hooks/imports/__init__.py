@@ -41,13 +41,11 @@ cache). The file hooks let that through: reading modules is this category's busi
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-import weakref
-from collections.abc import Callable, Mapping
+from _weakref import ref as weak_ref  # weakref.ref, without importing weakref
 from types import ModuleType as _ModuleType
-from typing import Any
 
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _gate
@@ -57,6 +55,11 @@ from appshield.hooks.imports import scope_code as _scope_code
 from appshield.hooks.imports.library import resolve_library
 from appshield.operations import ImportOp, Operation
 from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -94,12 +97,12 @@ class _Judged:
     def __init__(self) -> None:
         self._specs: dict[int, tuple[Any, str | None]] = {}
         self._names: dict[str, str | None] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self.last: tuple[Callable[[], Any], str | None] = (_nothing, None)
 
     def add(self, spec: Any, name: str | None, origin: str | None) -> None:
         try:
-            ref = weakref.ref(spec)
+            ref = weak_ref(spec)
         except TypeError:
             return
         specs = self._specs
@@ -114,7 +117,7 @@ class _Judged:
 
     def remember_last(self, spec: Any, origin: str | None) -> None:
         try:
-            self.last = (weakref.ref(spec), origin)
+            self.last = (weak_ref(spec), origin)
         except TypeError:
             pass
 
@@ -137,7 +140,7 @@ class _Judged:
             self.last = (_nothing, None)
 
     def after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
 
 _judged = _Judged()

@@ -22,14 +22,17 @@ time by the module itself through `exec` (dataclass and namedtuple methods), fro
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any
 
 from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports.names import home_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = [
     "attributing",
@@ -50,7 +53,7 @@ _identity = object.__hash__  # a code object's own hash is by value: two equal c
 # identity of a code object -> (that code object, kept alive so its address is not reused;
 # the module it belongs to)
 _owners: dict[int, tuple[Any, str]] = {}
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _wanted: Callable[[str], bool] | None = None
 # Read by the import hooks before they call `record_code`: whether anything is recorded, and
 # the top-level names a recorded module can have (None: any; `wanted` decides).
@@ -247,4 +250,4 @@ def _collect(
 def after_fork() -> None:
     """In a forked child (hooks.imports' FAMILY): another thread may have held the lock."""
     global _lock
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()

@@ -29,12 +29,10 @@ Where each action is seen:
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
 
 from appshield._threadstate import thread_state
 from appshield.hooks import _gate
@@ -43,6 +41,11 @@ from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks.network import describe
 from appshield.operations import NetworkOp, Operation
 from appshield.patching import HookFamily, PatchPoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -489,7 +492,7 @@ class _Predecided:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[Any, Any], list[float]] = {}
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
 
     def add(self, host: Any, port: Any) -> None:
         deadline = time.monotonic() + self.LIFETIME
@@ -501,7 +504,9 @@ class _Predecided:
     def take(self, host: Any, port: Any) -> bool:
         if not self._pending:
             return False
-        if not threading.current_thread().name.startswith("asyncio"):
+        # Not imported at start-up: no event loop's executor thread exists before it is.
+        threading = sys.modules.get("threading")
+        if threading is None or not threading.current_thread().name.startswith("asyncio"):
             return False
         now = time.monotonic()
         with self._lock:
@@ -513,7 +518,7 @@ class _Predecided:
             return False
 
     def after_fork(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._pending = {}
 
 

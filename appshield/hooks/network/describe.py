@@ -48,7 +48,6 @@ import _socket
 import os
 import sys
 from types import GetSetDescriptorType, MemberDescriptorType, MethodDescriptorType
-from typing import Any
 
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_tuple, type_attribute
@@ -56,6 +55,10 @@ from appshield.hooks.file.describe import file_op
 from appshield.hooks.network.memory import memory as memory  # also network.py's, through here
 from appshield.normalize import canonical_address, normalize_host, reached_address
 from appshield.operations import FileOp, NetworkOp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "FAMILIES",

@@ -17,10 +17,13 @@ lock (a lock held by another thread at fork time would otherwise never be releas
 
 from __future__ import annotations
 
-import threading
+import _thread
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["ResolverMemory", "memory"]
 
@@ -53,7 +56,7 @@ class ResolverMemory:
         self.ttl = ttl
         self._by_address: OrderedDict[str, _Entry] = OrderedDict()
         self._by_name: dict[str, tuple[tuple[str, ...], float]] = {}
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
 
     def remember(self, name: str, addresses: Iterable[str]) -> None:
         """Record that `name` (already normalised) resolved to `addresses` (canonical)."""
@@ -135,7 +138,7 @@ class ResolverMemory:
 
     def after_fork(self) -> None:
         """In a forked child (hooks.network's FAMILY): another thread may have held the lock."""
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
 
 
 memory = ResolverMemory()

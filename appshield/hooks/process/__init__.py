@@ -71,13 +71,11 @@ and interpreters are governed by ordinary process rules. See docs/limits.md.
 
 from __future__ import annotations
 
+import _thread
 import operator
 import os
 import sys
-import threading
-from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any, NamedTuple
 
 from appshield._proc_describe import (
     absolute_candidates,
@@ -112,6 +110,13 @@ from appshield.hooks.process.screen import active, first_violation, screen
 from appshield.operations import Operation, ProcessOp
 from appshield.patching import FunctionWrapper, HookFamily, PatchPoint
 from appshield.settings import STARTUP
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, NamedTuple
+else:
+    from appshield._records import NamedTuple  # typing's costs ~0.7 M per class at start-up
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -150,7 +155,7 @@ class _Mark(NamedTuple):
     popen: _PopenStart | None
 
 
-class _Started(threading.local):
+class _Started(_thread._local):
     mark: _Mark | None = None
 
 

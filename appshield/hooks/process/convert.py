@@ -33,8 +33,6 @@ from __future__ import annotations
 import operator
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from appshield.hooks._convert import (
     Unreadable,
@@ -43,6 +41,11 @@ from appshield.hooks._convert import (
     is_c_implemented,
     type_attribute,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 __all__ = [
     "Plain",

@@ -10,11 +10,13 @@ the names these hooks have always used (see `appshield.hooks._gate`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from appshield.hooks._gate import first_violation, for_wrapper, screen
 from appshield.operations import Operation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["active", "enforce_all", "first_violation", "screen"]
 

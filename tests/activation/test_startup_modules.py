@@ -1,0 +1,95 @@
+"""`import appshield.auto` leaves the standard library's heavier modules out of start-up.
+
+Each of `typing`, `re`, `enum`, `contextlib`, `weakref`, `importlib.util` and `ipaddress`
+costs a shielded start millions of instructions (docs/performance.md, "Start-up, third
+round"), and a single `from typing import Any` or `import weakref` at the top of one
+module on the path brings it back. This runs a real child, a non-site interpreter (`-S`: an
+editable install's import finder, which a `.pth` file starts, loads `re` and `contextlib`
+itself) with the typical policy from a warm cache and bytecode writing on, as production
+starts, and reads which module imported each of them (`-X importtime` prints the imports as a
+tree).
+
+Modules owned by another piece of work still import `re` at their top; what they import is
+let through here and listed in EXEMPT, so that this test turns strict for it on its own once
+they no longer do. (What one of them imports first is not seen again when another imports
+it later: the check is exact once the list is empty.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import wrapt
+
+import appshield
+from tests.activation._helpers import PY, clean_env, run
+
+REPO = Path(appshield.__file__).resolve().parent.parent
+POLICY = REPO / "examples" / "web-service.yaml"
+
+OFF_THE_PATH = (
+    "typing",
+    "re",
+    "enum",
+    "contextlib",
+    "weakref",
+    "importlib.util",
+    "ipaddress",
+)
+# `threading` (and the `functools` it imports) stays: appshield.telemetry imports it at
+# start-up on purpose (the exit flush needs it loaded on the main thread before the exit).
+
+# Importers still allowed to bring them: the glob compiler and the policy variables
+# (`import re` at their top; they compile their patterns with it at start-up).
+EXEMPT = ("appshield.engine.globs", "appshield.policy.variables")
+
+
+def _import_tree(stderr: str) -> list[tuple[int, str]]:
+    """(depth, module) for each line of `-X importtime`, in its order: a module is listed
+    after everything it imported, one level deeper than it."""
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        name = line.rsplit("|", 1)[1]
+        stripped = name.lstrip(" ")
+        rows.append(((len(name) - len(stripped)) // 2, stripped.strip()))
+    return rows
+
+
+def _importers(rows: list[tuple[int, str]], index: int) -> list[str]:
+    """The chain of modules whose import led to `rows[index]`, nearest first."""
+    chain = []
+    depth = rows[index][0]
+    for later_depth, name in rows[index + 1 :]:
+        if later_depth < depth:
+            chain.append(name)
+            depth = later_depth
+    return chain
+
+
+def test_auto_starts_without_the_heavy_standard_library(tmp_path: Path) -> None:
+    policy = tmp_path / "web-service.yaml"
+    shutil.copyfile(POLICY, policy)
+    # This checkout and wrapt's folder: nothing else from site-packages.
+    path = os.pathsep.join([str(REPO), str(Path(wrapt.__file__).resolve().parent.parent)])
+    env = clean_env(APPSHIELD_POLICY=str(policy), PYTHONPATH=path)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the policy cache is written, then read
+    code = "import appshield.auto, sys; print(sorted(sys.modules))"
+    warm = run([PY, "-S", "-c", code], env=env, cwd=tmp_path)
+    assert warm.returncode == 0, warm.stderr
+    started = run([PY, "-S", "-X", "importtime", "-c", code], env=env, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert "'appshield.runtime'" in started.stdout  # the shield really started
+    rows = _import_tree(started.stderr)
+    wrong = []
+    for index, (_, name) in enumerate(rows):
+        if name not in OFF_THE_PATH:
+            continue
+        chain = _importers(rows, index)
+        ours = [m for m in chain if m.startswith("appshield")]
+        if not ours or ours[0] not in EXEMPT:
+            wrong.append(f"{name} <- {' <- '.join(chain)}")
+    assert wrong == []
