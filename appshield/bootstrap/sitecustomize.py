@@ -33,14 +33,17 @@ def _import_own_appshield(package: str) -> None:
     init = os.path.join(package, "__init__.py")
     real = os.path.realpath(package) + os.sep
     if "appshield" not in sys.modules:
-        import importlib.util
+        # importlib.util's own two functions, from the frozen import system that every
+        # interpreter has loaded: importlib.util would bring contextlib and functools.
+        import _frozen_importlib
+        import _frozen_importlib_external
 
-        spec = importlib.util.spec_from_file_location(
+        spec = _frozen_importlib_external.spec_from_file_location(
             "appshield", init, submodule_search_locations=[package]
         )
         if spec is None or spec.loader is None:
             raise ImportError(f"no appshield package at {package}")
-        module = importlib.util.module_from_spec(spec)
+        module = _frozen_importlib.module_from_spec(spec)
         sys.modules["appshield"] = module
         try:
             spec.loader.exec_module(module)

@@ -29,18 +29,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from appshield import __version__
 from appshield.errors import PolicyError
 
+# `typing` (and `collections.abc`) only for type checkers: this module runs in `appshield
+# run`'s own process, which should do almost nothing before it execs the command.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeAlias
+
+    Register: TypeAlias = Callable[[Any], None]
 
 __all__ = ["COMMANDS", "build_parser", "main"]
-
-Register = Callable[[Any], None]
 
 EXIT_ALLOW, EXIT_DENY, EXIT_INVALID, EXIT_ALERT = 0, 1, 2, 3
 _EXIT_FOR_ACTION = {"allow": EXIT_ALLOW, "deny": EXIT_DENY, "alert": EXIT_ALERT}
