@@ -83,6 +83,21 @@ NEW_SUBJECTS: tuple[tuple[str, str, Callable[[int], str]], ...] = (
         lambda n: "/" + ("ab" * SUBJECT)[n : n + SUBJECT - 1001] + "/a" * 500,
     ),
     (
+        "path, 34 blocks, far placements",
+        "/**/" + "/**/".join(["/".join(["*"] * 12 + ["b"])] * 34) + "/**",
+        lambda n: "".join(
+            "/"
+            + "/".join(map(chr, range(0x3000 + 3000 * n + 61 * j, 0x3000 + 3000 * n + 61 * j + 60)))
+            + "/b"
+            for j in range(33)
+        ),
+    ),
+    (
+        "path, 40 blocks of 51, new chars",
+        "/**/" + "/**/".join(["/".join(["*?"] * 51)] * 40) + "/**",
+        lambda n: _new_segments(0x3000 + 3000 * n),
+    ),
+    (
         "path, 409 new 9-char segments",
         _block(["*[!b]a"] * 300),
         lambda n: "/" + "/".join(islice(map("".join, product("ab", repeat=9)), n, n + 409)),

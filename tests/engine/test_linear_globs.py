@@ -251,6 +251,7 @@ WIDE_PIECES = [
     "[!\U00010000]*",
     "*\U0010ffff",
     "[é-\U0010ffff]",  # not U+0000, yet all that is past the table: its stand-in matters
+    "*[!\x00-\x1f]",  # names only ASCII: the rest is its last range, not its first
 ]
 WIDE_SEGMENTS = ["a", "é", "ü", "ñ", "\uffff", "\udcff", "\U0001f600", "\U0001f680", "\U00010000"]
 wide_segments = st.lists(
@@ -304,6 +305,32 @@ def test_block_scan_with_a_range_at_every_code_point_of_the_bmp() -> None:
         x = "/" + "/".join(parts)
         found = search(x, 0, len(x))
         assert scan.end(x, 0, len(x)) == (-1 if found is None else found.end()), parts
+
+
+def _backslash_block(beyond: bool) -> list[str]:
+    if not beyond:  # names only ASCII, up to `[` (U+005B): its last range starts at `\\`
+        return ["*", "*[0-[]*"]
+    for size in range(
+        1, 120
+    ):  # names `é`: a class of as many ranges as make `\\` the last stand-in
+        runs = ["*", "*[" + "".join(chr(0x30 + 2 * i) for i in range(size)) + "é]*"]
+        if _BlockScan(runs)._reps[-1] == "\\":
+            return runs
+    raise AssertionError("no block with that stand-in")
+
+
+@pytest.mark.parametrize("beyond", [False, True])
+def test_block_scan_stand_in_that_is_a_backslash(beyond: bool) -> None:
+    # The characters past a table are replaced by a regex substitution, whose template reads
+    # `\\` as an escape: a block whose last stand-in (it names a character beyond ASCII), or
+    # the first character of whose last range (it names only ASCII), is `\\` must be read too.
+    runs = _backslash_block(beyond)
+    scan = _BlockScan(runs)
+    assert (scan._reps[-1] if beyond else chr(scan._bounds[-1])) == "\\"
+    search = re.compile(path_plan("/**/" + "/".join(runs) + "/**").middles[0], re.DOTALL).search
+    for x in ("/a/\U0001f600", "/é/\U0001f600b", "/\\/ü", "/a/b", "/ü/ß"):
+        found = search(x, 0, len(x))
+        assert scan.end(x, 0, len(x)) == (-1 if found is None else found.end()), x
 
 
 def test_block_scan_memo_overflow_keeps_the_segments_it_reads() -> None:
