@@ -531,7 +531,7 @@ class _BlockScan:
             wide[slots] = mask
         return mask
 
-    def end(self, x: str, pos: int, cut: int) -> int:
+    def end(self, x: str, pos: int, cut: int, _probes: list[int] | None = None) -> int:
         """Where the leftmost placement in `x[pos:cut]` ends (-1 if none); `x[pos]` is the
         `/` before a segment, or pos == cut, as for the regex `search` it stands for."""
         if pos >= cut or x.count("/", pos, cut) < self._size:
@@ -600,16 +600,22 @@ def _regex_cost(run: str) -> int:
     return _CLASS_COST if "[" in run else _PLAIN_COST
 
 
-# A block the scan takes, up to this cost, is first tried right where the search starts (one
-# anchored regex match, which reads at most the block's own segments): a glob of many blocks,
-# each placed where the last ended, then never pays for the scan's set-up. It used to be a
-# regex search over the next `_PROBE_REACH // cost` characters, which a subject that puts each
-# placement just beyond that reach made cost a regex search over the whole subject (1 ms for
-# 34 blocks of 13 segments). What is left of the subject within that reach is still searched.
-_PROBE_MAX, _PROBE_REACH = 1500, 40_000
+# A block the scan takes, up to this cost, first gets a regex search over the next
+# `_PROBE_REACH // cost` characters (a few us at most): a placement close by, as in a glob of
+# many blocks each placed where the last ended or a little later, is found without the
+# scan's set-up. What those searches go through before a placement (or all of it, when there
+# is none) is counted per decision, in characters x cost: past `_PROBE_BUDGET` (four failed
+# searches), a block is only tried right where the search starts (one anchored match, which
+# reads at most the block's own segments) before the scan. Unbounded, a subject that puts
+# each placement just beyond the reach made the searches add up to a regex search of the
+# whole subject (34 blocks of 13 segments: 1.7-2.4 ms).
+_PROBE_MAX, _PROBE_REACH, _PROBE_BUDGET = 1500, 40_000, 160_000
 
 
-def _middle(regex: str, runs: list[str]) -> Callable[[str, int, int], int]:
+Middle = Callable[[str, int, int, "list[int] | None"], int]
+
+
+def _middle(regex: str, runs: list[str]) -> Middle:
     """For a block between two `**`: where its leftmost placement in `x[pos:cut]` ends (-1
     if none), by its regex search or, for a long block with a wildcard, by the one-pass scan
     (made when the glob is first used)."""
@@ -623,17 +629,25 @@ def _middle(regex: str, runs: list[str]) -> Callable[[str, int, int], int]:
     search = compiled.search
     if not long:
 
-        def end(x: str, pos: int, cut: int) -> int:
+        def end(x: str, pos: int, cut: int, _probes: list[int] | None = None) -> int:
             placed = search(x, pos, cut)
             return -1 if placed is None else placed.end()
 
         return end
     scan, reach, anchored = _BlockScan(runs).end, _PROBE_REACH // cost, compiled.match
 
-    def probe_then_scan(x: str, pos: int, cut: int) -> int:
-        if cut - pos <= reach:  # what is left is short: searched at once
-            placed = search(x, pos, cut)
-            return -1 if placed is None else placed.end()
+    def probe_then_scan(x: str, pos: int, cut: int, probes: list[int] | None = None) -> int:
+        if probes is None or probes[0] < _PROBE_BUDGET:
+            # Up to a `/` (or the cut): the block's end check then sees a real boundary.
+            stop = cut if pos + reach >= cut else x.rfind("/", pos + 1, pos + reach)
+            if stop > pos:
+                placed = search(x, pos, stop)
+                if probes is not None:  # what the search went through before its placement
+                    probes[0] += ((stop if placed is None else placed.start()) - pos) * cost
+                if placed is not None:
+                    return placed.end()
+                if stop == cut:
+                    return -1
         # Placed at `pos` itself is the leftmost placement there can be.
         placed = anchored(x, pos, cut)
         return scan(x, pos, cut) if placed is None else placed.end()
@@ -643,7 +657,7 @@ def _middle(regex: str, runs: list[str]) -> Callable[[str, int, int], int]:
 
 def _lazy_path_regex(pattern: str) -> Matcher:
     """The linear matcher of a path glob, translated and compiled on first use."""
-    plan: tuple[Any, tuple[Callable[[str, int, int], int], ...], Any, int | None] | None = None
+    plan: tuple[Any, tuple[Middle, ...], Any, int | None] | None = None
 
     def match(text: str) -> bool:
         nonlocal plan
@@ -675,8 +689,9 @@ def _lazy_path_regex(pattern: str) -> Matcher:
         if placed is None:
             return False
         pos = placed.end()
+        probes = [0]  # this decision's probe searches, in characters x cost (`_middle`)
         for middle in middles:
-            pos = middle(x, pos, cut)
+            pos = middle(x, pos, cut, probes)
             if pos < 0:
                 return False
         return True
