@@ -28,7 +28,7 @@ __all__ = ["SAMPLE_OPS", "generate", "to_yaml"]
 DEFAULTS = {"process": "deny", "file": "allow", "network": "deny", "import": "allow"}
 
 
-def _rule(rule_id: str, category: str, action: str, **fields: tuple) -> RuleSpec:
+def _rule(rule_id: str, category: str, action: str, **fields: tuple[object, ...]) -> RuleSpec:
     return RuleSpec(rule_id, category, action, Condition(fields))  # type: ignore[arg-type]
 
 
@@ -161,7 +161,7 @@ SAMPLE_OPS: tuple[tuple[str, Operation], ...] = (
 
 def _yaml_value(value: object) -> str:
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        items = (f'"{lo}-{hi}"' if lo != hi else str(lo) for lo, hi in value)  # type: ignore[misc]
+        items = (f'"{lo}-{hi}"' if lo != hi else str(lo) for lo, hi in value)
         return "[" + ", ".join(items) + "]"
     if isinstance(value, tuple):
         return "[" + ", ".join(f'"{v}"' for v in value) + "]"

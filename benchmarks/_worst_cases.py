@@ -1,8 +1,12 @@
 """Worst cases of the engine, for `run.py --only globs,first_decision` (issue 17).
 
 globs: the slowest single decision over adversarial globs, each against a 4,096-character
-subject built to make a backtracking matcher try every split (the matcher's regex is
-compiled before the clock starts; the best of a few tries, since one decision is short).
+subject built to make a backtracking matcher try every split, or a long block between two
+`**` do the most work per subject (new characters, long segments): a new matcher's first
+decision on that subject (its regex compiled beforehand on another subject; what an attacker
+who varies the subject gets, each try a subject of characters not used before) and the same
+decision repeated, in CPU time, the best of a few tries (one decision is short, and the
+machine may be shared).
 
 first_decision: a generated policy of 1k, 10k and 100k rules, its cache written by a first
 run, then in a fresh process: loading it (as `install` does), the first decision of each
@@ -21,6 +25,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
+from itertools import islice, product
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +52,59 @@ ADVERSARIAL: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _new_segments(first: int) -> str:
+    """2,048 one-character segments, all distinct and beyond ASCII, from code point `first`."""
+    return "/" + "/".join(map(chr, range(first, first + SUBJECT // 2)))
+
+
+def _block(pieces: list[str], tail: str = "/**") -> str:
+    return "/**/" + "/".join(pieces) + tail
+
+
+_ASTRAL = 0x20000
+_DISTINCT = [f"*{chr(0x100 + i)}*a" for i in range(500)]
+# (family, glob, subject of try n): the shapes that cost the block scan most, found by
+# benchmarks/worst_glob_shapes.py and docs/performance-worst-cases.md.
+NEW_SUBJECTS: tuple[tuple[str, str, Callable[[int], str]], ...] = (
+    (
+        "path, 2,048 new chars",
+        _block(["*?"] * 24, "/b/**"),
+        lambda n: _new_segments(0x3000 + 3000 * n),
+    ),
+    ("path, 2,048 new chars", _block(["*"] * 2000), lambda n: _new_segments(0x3000 + 3000 * n)),
+    (
+        "path, 2,048 new astral chars",
+        _block([f"*[{chr(_ASTRAL - 5000 + 50 * i)}]" for i in range(2000)], "/b/**"),
+        lambda n: _new_segments(_ASTRAL + 3000 * n),
+    ),
+    (
+        "path, distinct globs, long seg",
+        _block(_DISTINCT, "/c/**"),
+        lambda n: "/" + ("ab" * SUBJECT)[n : n + SUBJECT - 1001] + "/a" * 500,
+    ),
+    (
+        "path, 34 blocks, far placements",
+        "/**/" + "/**/".join(["/".join(["*"] * 12 + ["b"])] * 34) + "/**",
+        lambda n: "".join(
+            "/"
+            + "/".join(map(chr, range(0x3000 + 3000 * n + 61 * j, 0x3000 + 3000 * n + 61 * j + 60)))
+            + "/b"
+            for j in range(33)
+        ),
+    ),
+    (
+        "path, 40 blocks of 51, new chars",
+        "/**/" + "/**/".join(["/".join(["*?"] * 51)] * 40) + "/**",
+        lambda n: _new_segments(0x3000 + 3000 * n),
+    ),
+    (
+        "path, 409 new 9-char segments",
+        _block(["*[!b]a"] * 300),
+        lambda n: "/" + "/".join(islice(map("".join, product("ab", repeat=9)), n, n + 409)),
+    ),
+)
+
+
 def _best(call: Callable[[], object], tries: int = 5) -> float:
     best = float("inf")
     for _ in range(tries):
@@ -55,16 +114,42 @@ def _best(call: Callable[[], object], tries: int = 5) -> float:
     return best
 
 
-def globs_rows() -> list[tuple[str, str, float]]:
+def _first_and_repeated(
+    family: str, glob: str, subject: Callable[[int], str], tries: int = 5
+) -> tuple[float, float]:
+    """CPU time (ns) of a new matcher's first decision on subject(n) and of that decision
+    again, best of `tries`."""
     from appshield.engine.globs import path_matcher, plain_matcher
 
+    single = path_matcher if family.startswith(("path", "executable")) else plain_matcher
+    first = repeated = float("inf")
+    for n in range(tries):
+        matcher, text = single(glob), subject(n)
+        matcher("/compile")  # the regexes and scans are made on first use
+        for k in range(2):
+            t0 = time.process_time_ns()
+            matcher(text)
+            spent = time.process_time_ns() - t0
+            if k:
+                repeated = min(repeated, spent)
+            else:
+                first = min(first, spent)
+    return first, repeated
+
+
+def globs_rows() -> list[tuple[str, str, float]]:
+    """(family, glob, the worse of the first and the repeated decision, ns)."""
     rows = []
-    for family, glob, subject in ADVERSARIAL:
-        single = path_matcher if family.startswith(("path", "executable")) else plain_matcher
-        matcher = single(glob)
-        matcher("compile")  # the regex is compiled on first use
-        rows.append((family, glob, _best(lambda m=matcher, s=subject: m(s))))
+    same: list[tuple[str, str, Callable[[int], str]]] = [
+        (family, glob, partial(_same, subject)) for family, glob, subject in ADVERSARIAL
+    ]
+    for family, glob, subject in [*same, *NEW_SUBJECTS]:
+        rows.append((family, glob, max(_first_and_repeated(family, glob, subject))))
     return rows
+
+
+def _same(subject: str, _n: int) -> str:
+    return subject
 
 
 def first_decision(policy: str) -> dict[str, float]:
@@ -83,7 +168,7 @@ def first_decision(policy: str) -> dict[str, float]:
         t0 = time.perf_counter_ns()
         compiled.decide(op)
         first = max(first, time.perf_counter_ns() - t0)
-    later = max(_best(lambda o=op: compiled.decide_uncached(o), 7) for _label, op in SAMPLE_OPS)
+    later = max(_best(partial(compiled.decide_uncached, op), 7) for _label, op in SAMPLE_OPS)
     return {"load": load, "first": first, "later": later}
 
 
@@ -115,7 +200,10 @@ def first_decision_rows(
 
 def print_globs() -> list[tuple[str, str, float]]:
     rows = globs_rows()
-    print(f"\nworst-case single decision, {SUBJECT}-character subject (target <= 1 ms)")
+    print(
+        f"\nworst-case single decision, {SUBJECT}-character subject (target <= 1 ms;"
+        " CPU time, the worse of a new matcher's first decision and a repeated one)"
+    )
     for family, glob, ns in rows:
         shown = glob if len(glob) <= 48 else glob[:45] + "..."
         print(f"  {family:30} {shown:50} {ns / 1000:9.1f} us")

@@ -16,11 +16,12 @@ cannot backtrack more than one pass per chunk ("linear matching" below): `transl
 
 from __future__ import annotations
 
-import re
 import sys
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import count
+from operator import length_hint, mul, sub
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -75,6 +76,8 @@ def _class_items(body: str) -> tuple[bool, list[tuple[str, str, bool]]]:
 
 def _class_regex(body: str, sep: str | None) -> str:
     """`[...]` body (without brackets) as a regex class; never matches `sep`."""
+    import re  # here, not at the top: `re` stays off the start-up path (see module doc)
+
     negate, items = _class_items(body)
     klass = (
         "["
@@ -130,6 +133,8 @@ def _run_items(pattern: str) -> list[Item]:
 def _run_tokens(pattern: str, sep: str | None) -> list[str | None]:
     """The run's items as regexes: one per character, `_STAR` for a star; `sep` is never
     matched."""
+    import re
+
     one = "." if sep is None else f"[^{re.escape(sep)}]"
     out: list[str | None] = []
     for item in _run_items(pattern):
@@ -146,6 +151,8 @@ def _run_tokens(pattern: str, sep: str | None) -> list[str | None]:
 
 def _translate_run(pattern: str, sep: str | None) -> str:
     """The plain (backtracking) regex of a run: the reference translation."""
+    import re
+
     star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
     return "".join(star if t is _STAR else t for t in _run_tokens(pattern, sep))
 
@@ -291,15 +298,40 @@ def path_plan(pattern: str) -> PathPlan:
 #   moves them up by one. The first time bit k is set, the leftmost try has matched (tries
 #   end in the order they began), and where it ends is where the regex search's match ends.
 #
-# What a subject segment is accepted by is computed once per distinct segment; what a
-# character may be, once per distinct character (a bisection over the code point ranges of
-# the block's items). So the cost is a dictionary hit and three integer operations per
-# subject segment, plus a few per character of a segment seen for the first time.
+# Each character is first replaced, in C, by the stand-in of its code point range (the
+# ranges over which every item of the block behaves alike), and what a segment of stand-ins
+# is accepted by is computed once. So the cost is a C translation per character, a
+# dictionary hit and three integer operations per subject segment, and a step per character
+# of a segment of stand-ins met for the first time, whether or not the subject's characters
+# are new: an attacker who sends new characters each time gets no slower path.
 
 _SLASH = ord("/")
 _TOP = sys.maxunicode
 # A memo is emptied when it would hold more entries than this, so its memory is bounded.
 _MEMO = 1 << 14
+_BMP = 0x10000
+
+
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _template(rep: str) -> str:
+    """`rep` as a regex substitution's template, which reads `\\` as an escape."""
+    return rep.replace("\\", "\\\\")
+
+
+_NON_ASCII: Callable[[str, str], str] | None = None
+
+
+def _non_ascii(rep: str, text: str) -> str:
+    """`text` with every character beyond ASCII replaced by `rep` (a template)."""
+    global _NON_ASCII
+    if _NON_ASCII is None:
+        import re
+
+        _NON_ASCII = re.compile(r"[^\x00-\x7f]").sub
+    return _NON_ASCII(rep, text)
 
 
 def _union(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -341,22 +373,37 @@ class _BlockScan:
     """The leftmost placement of a block of path segments (see above)."""
 
     __slots__ = (
+        "_ascii",
         "_bounds",
-        "_classes",
         "_found",
         "_loops",
         "_masks",
+        "_past",
         "_read",
-        "_seen",
+        "_reps",
         "_shift",
+        "_size",
+        "_spread",
         "_start",
+        "_table",
         "_top",
+        "_wide",
     )
 
     def __init__(self, runs: list[str]) -> None:
-        items = [_run_items(run) for run in runs]
+        # Equal segment globs accept the same subject segments, so the automaton runs one
+        # slot per distinct one (2,000 x `*a` is one slot, not 2,000 bits per character
+        # step); `_spread` gives each slot's verdict to the block positions that hold it.
+        distinct = list(dict.fromkeys(runs))
+        where = {glob: slot for slot, glob in enumerate(distinct)}
+        self._spread = [0] * len(distinct)
+        for position, glob in enumerate(runs):
+            self._spread[where[glob]] |= 1 << position
+        self._wide: dict[int, int] | None = None if distinct == runs else {}
+        self._size = len(runs)
+        items = [_run_items(run) for run in distinct]
         sizes = [sum(item is not _STAR for item in run) for run in items]
-        depth, slots = max(sizes), len(runs)
+        depth, slots = max(sizes), len(distinct)
         start = loops = 0
         # Where a state starts or stops accepting a character; `/` is a class of its own.
         events: dict[int, int] = {0: 0, _SLASH: 0, _SLASH + 1: 0}
@@ -371,70 +418,130 @@ class _BlockScan:
                 for low, high in _item_ranges(item):
                     events[low] = events.get(low, 0) ^ (1 << state)
                     events[high + 1] = events.get(high + 1, 0) ^ (1 << state)
-        # The code points fall into ranges (`_bounds`) whose characters every item treats
-        # alike; a subject is read with each character replaced by the first of its range, so
-        # segments that differ only in such characters are one segment to the memo.
-        self._bounds = sorted(events)
-        self._masks: dict[str, int] = {}  # first character of a range -> states it may enter
+        # The code points fall into ranges (`_bounds`, the last one ending at _TOP) whose
+        # characters every item treats alike. A subject is read with each character replaced
+        # by its range's stand-in (`_reps`: `/` for `/`, otherwise a character of its own,
+        # the smallest ones free), so that segments that differ only in characters no item
+        # tells apart are one segment to the memo, and a stand-in string is short to store.
+        self._bounds = bounds = [at for at in sorted(events) if at <= _TOP]
+        self._reps = reps = [
+            "/" if at == _SLASH else chr(index + 1 if index >= _SLASH else index)
+            for index, at in enumerate(bounds)
+        ]
+        self._masks: dict[str, int] = {}  # stand-in -> states its characters may enter
         mask = 0
-        for at in self._bounds:
+        for at, rep in zip(bounds, reps, strict=True):
             mask ^= events[at]
-            if at <= _TOP:  # not the end of the last range
-                self._masks[chr(at)] = mask
+            self._masks[rep] = mask
         self._shift, self._start, self._loops = slots, start, loops
-        self._top, self._found = depth * slots, 1 << slots
-        self._classes: dict[int, str] = {}  # code point -> first character of its range
-        self._read: dict[str, int] = {}  # segment so read -> the block segments accepting it
-        self._seen: dict[str, int] = {}  # segment -> the block segments accepting it
+        self._top, self._found = depth * slots, 1 << self._size
+        # Stand-ins by code point as `str.translate` tables (a character past a table's end
+        # is left as it is): one for ASCII, and, if the glob names a character beyond ASCII,
+        # one as long as the highest code point it names (`_make_table`; 64 KB to 2.2 MB,
+        # made now: its cost grows with the glob, like the rest of this set-up).
+        self._ascii = self._span_table(0x80)
+        self._table = ""
+        self._past: Callable[[str], str] | None = None  # stand-in for what is past `_table`
+        if bounds[-1] >= 0x80:
+            self._make_table()
+        self._read: dict[str, int] = {}  # segment as stand-ins -> block segments accepting it
 
-    def _learn(self, segments: list[str]) -> dict[str, int]:
-        """A memo that holds every one of `segments`, those it lacked worked out in bulk (not
-        a call per segment: a subject of new segments is the worst case). A new segment is
-        read with every character replaced by the first of its range, so that segments that
-        differ only in characters no item tells apart are worked out once. A full memo is
-        replaced, never emptied in place: another thread may be reading it."""
-        seen = self._seen
-        new = set(segments).difference(seen)
+    def _span_table(self, end: int) -> str:
+        """The stand-ins of code points 0 to end - 1, as a string indexed by code point (in
+        C calls: a glob of thousands of ranges would otherwise pay a Python step each)."""
+        used = bisect_left(self._bounds, end)
+        starts = self._bounds[:used]
+        sizes = map(sub, [*starts[1:], end], starts)
+        return "".join(map(mul, self._reps[:used], sizes))
+
+    def _forms(self, joined: str) -> str:
+        """`joined` with each character replaced by its range's stand-in: in C (one
+        `str.translate`, and one regex substitution for characters past the table), not a
+        Python step per character, since a subject of new characters is what an attacker
+        sends."""
+        if joined.isascii():
+            return joined.translate(self._ascii)
+        past = self._past
+        if past is None:
+            # A glob that names only ASCII: every other character is in the last range, so
+            # it becomes that range's first character (ASCII), then the ASCII table applies.
+            # No table of the BMP per block: a glob of many blocks would fill one each, at a
+            # page fault per 4 KB, in its first decision with a character beyond ASCII.
+            return _non_ascii(_template(chr(self._bounds[-1])), joined).translate(self._ascii)
+        out = joined.translate(self._table)
+        if out.isascii() and len(self._reps) <= 0x80:
+            return out  # nothing was left as it was: every stand-in is ASCII
+        return past(out)
+
+    def _make_table(self) -> Callable[[str], str]:
+        """Make `_table` and `_past`, and return `_past`."""
+        import re
+
+        bounds = self._bounds
+        # Every code point from the start of the last range up is in that range, so the
+        # table stops there (at the BMP's end at least: 64-128 KB), and what is past it gets
+        # the last stand-in. A glob of so many ranges that the stand-ins would reach that far
+        # gets a table of every code point instead.
+        end = max(_BMP, bounds[-1])
+        if len(bounds) + 1 >= end:
+            end = _TOP + 1
+        self._table = self._span_table(end)
+        if end > _TOP:
+            self._past = _unchanged
+        else:
+            past = re.compile(f"[{chr(end)}-{chr(_TOP)}]").sub
+            self._past = partial(past, _template(self._reps[-1]))
+        return self._past
+
+    def _learn(self, forms: list[str]) -> dict[str, int]:
+        """A memo (stand-in segment -> the block segments accepting it) that holds every one
+        of `forms`, those it lacked worked out in bulk. A full memo is replaced, never
+        emptied in place: another thread may be reading it."""
+        read = self._read
+        new = set(forms).difference(read)
         if not new:
-            return seen
-        if len(seen) + len(new) > _MEMO:
-            seen = self._seen = {}
-            new = set(segments)
-        read, classes = self._read, self._classes
+            return read
         if len(read) + len(new) > _MEMO:
             read = self._read = {}
-        ordered = list(new)
-        joined = "/".join(ordered)
-        codes = set(map(ord, set(joined))).difference(classes)
-        if len(classes) + len(codes) > _MEMO:
-            classes = self._classes = {}
-            codes = set(map(ord, set(joined)))
-        bounds = self._bounds
-        for code in codes:
-            classes[code] = chr(bounds[bisect_right(bounds, code) - 1])
-        forms = joined.translate(classes).split("/")
+            new = set(forms)
         masks, loops, shift, top = self._masks, self._loops, self._shift, self._top
-        for form in set(forms).difference(read):
+        wide = self._wide
+        for form in new:
             states = self._start
-            for char in form:
-                states = ((states << shift) & masks[char]) | (states & loops)
+            for mask in map(masks.__getitem__, form):
+                states = ((states << shift) & mask) | (states & loops)
                 if not states:
                     break
-            read[form] = states >> top
-        seen.update(zip(ordered, map(read.__getitem__, forms), strict=True))
-        return seen
+            read[form] = states >> top if wide is None else self._widen(states >> top)
+        return read
 
-    def end(self, x: str, pos: int, cut: int) -> int:
+    def _widen(self, slots: int) -> int:
+        """The block positions whose segment glob is one of the distinct `slots`."""
+        wide = self._wide
+        assert wide is not None
+        mask = wide.get(slots)
+        if mask is None:
+            if len(wide) >= _MEMO:
+                wide = self._wide = {}
+            mask, bits, spread = 0, slots, self._spread
+            while bits:
+                low = bits & -bits
+                mask |= spread[low.bit_length() - 1]
+                bits ^= low
+            wide[slots] = mask
+        return mask
+
+    def end(self, x: str, pos: int, cut: int, _probes: list[int] | None = None) -> int:
         """Where the leftmost placement in `x[pos:cut]` ends (-1 if none); `x[pos]` is the
         `/` before a segment, or pos == cut, as for the regex `search` it stands for."""
-        if pos >= cut:
-            return -1
+        if pos >= cut or x.count("/", pos, cut) < self._size:
+            return -1  # fewer segments than the block: the few long ones need not be read
         found, live = self._found, 0
         # Where the next segment starts, and the next slice's size: the segments are split
-        # off in slices that double in size, starting from about what the block can cover,
-        # so that a placement found early does not pay for reading the rest (a glob of many
-        # blocks would pay for that once per block).
-        start, window = pos + 1, 4 * self._shift + 4
+        # off in slices that double in size, starting from the least the block can cover (k
+        # one-character segments), so that a placement found early does not pay for reading
+        # the rest (a glob of many blocks would pay for that once per block, or twice over).
+        start, window = pos + 1, 2 * self._size + 2
         while True:
             stop = start + window
             if stop < cut:
@@ -444,12 +551,16 @@ class _BlockScan:
                     continue
             else:
                 stop = cut
-            segments = x[start:stop].split("/")
-            accepts = self._learn(segments).__getitem__
-            for index, accepted in enumerate(map(accepts, segments)):
+            # The slice as stand-ins, one per character, so its segments keep their lengths
+            # (and subjects that differ only in characters no item tells apart are alike).
+            forms = self._forms(x[start:stop]).split("/")
+            accepts = self._learn(forms).__getitem__
+            rest = iter(forms)  # no `enumerate`: the index is what `rest` has not yet given
+            for accepted in map(accepts, rest):
                 live = ((live | 1) & accepted) << 1
                 if live >= found:  # `found` is the highest bit `live` can hold
-                    return start + index + sum(map(len, segments[: index + 1]))
+                    index = len(forms) - length_hint(rest)
+                    return start + index - 1 + sum(map(len, forms[:index]))
             if stop == cut:
                 return -1
             start, window = stop + 1, window * 2
@@ -462,6 +573,8 @@ def linear_plain_regex(pattern: str) -> str:
 
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` is not a usable glob, or None. For the loader's validation."""
+    import re
+
     try:
         re.compile(translate_path(pattern))
         re.compile(translate_plain(pattern))
@@ -474,10 +587,10 @@ def glob_problem(pattern: str) -> str | None:
 # costs, per segment of the block, about 60-90 us for one with a star and a class (`*[!b]a`:
 # the class is a lookahead that keeps it off `/`), 30-50 us with a star, 10-30 us with a
 # class and 2-4 us for the rest (a fixed-length segment is rejected at its first character).
-# The scan costs 0.2-0.8 ms whatever the block's length, but up to about 1.5 ms when every
-# segment and character of the subject is new to it (docs/performance-worst-cases.md). Both
-# grow with the subject alike, so the block alone decides: the scan from 13 segments with a
-# star (7 with a star and a class, 31 with a class, 181 others).
+# The scan costs 0.2-0.7 ms whatever the block's length, new characters or not
+# (docs/performance-worst-cases.md). Both grow with the subject alike, so the block alone
+# decides: the scan from 13 segments with a star (7 with a star and a class, 31 with a class,
+# 181 others).
 _STAR_CLASS_COST, _STAR_COST, _CLASS_COST, _PLAIN_COST, _SCAN_COST = 60, 30, 12, 2, 360
 
 
@@ -489,49 +602,68 @@ def _regex_cost(run: str) -> int:
 
 # A block the scan takes, up to this cost, first gets a regex search over the next
 # `_PROBE_REACH // cost` characters (a few us at most): a placement close by, as in a glob of
-# many blocks each placed where the last ended, is found without the scan's set-up.
-_PROBE_MAX, _PROBE_REACH = 1500, 40_000
+# many blocks each placed where the last ended or a little later, is found without the
+# scan's set-up. What those searches go through before a placement (or all of it, when there
+# is none) is counted per decision, in characters x cost: past `_PROBE_BUDGET` (four failed
+# searches), a block is only tried right where the search starts (one anchored match, which
+# reads at most the block's own segments) before the scan. Unbounded, a subject that puts
+# each placement just beyond the reach made the searches add up to a regex search of the
+# whole subject (34 blocks of 13 segments: 1.7-2.4 ms).
+_PROBE_MAX, _PROBE_REACH, _PROBE_BUDGET = 1500, 40_000, 160_000
 
 
-def _middle(regex: str, runs: list[str]) -> Callable[[str, int, int], int]:
+Middle = Callable[[str, int, int, "list[int] | None"], int]
+
+
+def _middle(regex: str, runs: list[str]) -> Middle:
     """For a block between two `**`: where its leftmost placement in `x[pos:cut]` ends (-1
     if none), by its regex search or, for a long block with a wildcard, by the one-pass scan
     (made when the glob is first used)."""
+    import re
+
     cost = sum(map(_regex_cost, runs))
     long = cost > _SCAN_COST and any(map(has_magic, runs))
     if long and cost > _PROBE_MAX:
         return _BlockScan(runs).end
-    search = re.compile(regex, re.DOTALL).search
+    compiled = re.compile(regex, re.DOTALL)
+    search = compiled.search
     if not long:
 
-        def end(x: str, pos: int, cut: int) -> int:
+        def end(x: str, pos: int, cut: int, _probes: list[int] | None = None) -> int:
             placed = search(x, pos, cut)
             return -1 if placed is None else placed.end()
 
         return end
-    scan, reach = _BlockScan(runs).end, _PROBE_REACH // cost
+    scan, reach, anchored = _BlockScan(runs).end, _PROBE_REACH // cost, compiled.match
 
-    def probe_then_scan(x: str, pos: int, cut: int) -> int:
-        # Up to a `/` (or the cut): the block's end check then sees a real boundary.
-        stop = cut if pos + reach >= cut else x.rfind("/", pos + 1, pos + reach)
-        if stop > pos:
-            placed = search(x, pos, stop)
-            if placed is not None:
-                return placed.end()
-            if stop == cut:
-                return -1
-        return scan(x, pos, cut)
+    def probe_then_scan(x: str, pos: int, cut: int, probes: list[int] | None = None) -> int:
+        if probes is None or probes[0] < _PROBE_BUDGET:
+            # Up to a `/` (or the cut): the block's end check then sees a real boundary.
+            stop = cut if pos + reach >= cut else x.rfind("/", pos + 1, pos + reach)
+            if stop > pos:
+                placed = search(x, pos, stop)
+                if probes is not None:  # what the search went through before its placement
+                    probes[0] += ((stop if placed is None else placed.start()) - pos) * cost
+                if placed is not None:
+                    return placed.end()
+                if stop == cut:
+                    return -1
+        # Placed at `pos` itself is the leftmost placement there can be.
+        placed = anchored(x, pos, cut)
+        return scan(x, pos, cut) if placed is None else placed.end()
 
     return probe_then_scan
 
 
 def _lazy_path_regex(pattern: str) -> Matcher:
     """The linear matcher of a path glob, translated and compiled on first use."""
-    plan: tuple[Any, tuple[Callable[[str, int, int], int], ...], Any, int | None] | None = None
+    plan: tuple[Any, tuple[Middle, ...], Any, int | None] | None = None
 
     def match(text: str) -> bool:
         nonlocal plan
         if plan is None:
+            import re
+
             found = path_plan(pattern)
             plan = (
                 re.compile(found.first, re.DOTALL).match,
@@ -557,8 +689,9 @@ def _lazy_path_regex(pattern: str) -> Matcher:
         if placed is None:
             return False
         pos = placed.end()
+        probes = [0]  # this decision's probe searches, in characters x cost (`_middle`)
         for middle in middles:
-            pos = middle(x, pos, cut)
+            pos = middle(x, pos, cut, probes)
             if pos < 0:
                 return False
         return True
@@ -632,6 +765,8 @@ def _folder_below(head: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal fullmatch
         if fullmatch is None:
+            import re
+
             fullmatch = re.compile(translate_path(head) + "(?:/.*)?", re.DOTALL).fullmatch
         return fullmatch(text) is not None
 
@@ -691,6 +826,8 @@ def plain_matcher(pattern: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal compiled
         if compiled is None:
+            import re
+
             compiled = re.compile(linear_plain_regex(pattern), re.DOTALL).fullmatch
         return compiled(text) is not None
 

@@ -233,10 +233,112 @@ def test_a_long_block_on_a_long_path_decides_at_once() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+# Characters the scan reads through its translation tables: ASCII, the rest of the BMP (the
+# table's end, a lone surrogate as `os.fsdecode` makes), and beyond it (left past the table
+# and substituted), in globs and subjects; a block with repeated segment globs (one slot
+# for each distinct one) and subjects with fewer segments than the block.
+WIDE_PIECES = [
+    "*",
+    "?",
+    "*a",
+    "é*",
+    "*[é-ü]",
+    "[!é]",
+    "*\uffff",
+    "[\ud800-\udfff]*",
+    "*\U0001f600",
+    "[\U0001f600-\U0001f64f]?",
+    "[!\U00010000]*",
+    "*\U0010ffff",
+    "[é-\U0010ffff]",  # not U+0000, yet all that is past the table: its stand-in matters
+    "*[!\x00-\x1f]",  # names only ASCII: the rest is its last range, not its first
+]
+WIDE_SEGMENTS = ["a", "é", "ü", "ñ", "\uffff", "\udcff", "\U0001f600", "\U0001f680", "\U00010000"]
+wide_segments = st.lists(
+    st.lists(st.sampled_from([*WIDE_SEGMENTS, "b"]), max_size=4).map("".join), max_size=40
+).map(lambda parts: "".join("/" + part for part in parts))
+
+
+@MANY
+@given(
+    st.lists(st.sampled_from(WIDE_PIECES), min_size=2, max_size=10),
+    wide_segments,
+    st.data(),
+)
+def test_block_scan_reads_any_character_as_the_regex_does(
+    runs: list[str], x: str, data: st.DataObject
+) -> None:
+    plan = path_plan("/**/" + "/".join(runs) + "/**")
+    bounds = [i for i, c in enumerate(x) if c == "/"] + [len(x)]
+    pos = data.draw(st.sampled_from(bounds))
+    found = re.compile(plan.middles[0], re.DOTALL).search(x, pos, len(x))
+    scan = _BlockScan(runs)
+    assert scan.end(x, pos, len(x)) == (-1 if found is None else found.end())
+    assert scan.end(x, pos, len(x)) == (-1 if found is None else found.end())  # memo
+
+
+def test_block_scan_reads_any_character_every_pair() -> None:
+    # Every pair of those segment globs (hypothesis rarely draws the one pair that tells two
+    # ranges apart) on subjects of every two of those segments.
+    subjects = [
+        "/" + "/".join(parts) for parts in itertools.product([*WIDE_SEGMENTS, "a" + "é"], repeat=2)
+    ]
+    for runs in itertools.product(WIDE_PIECES, repeat=2):
+        search = re.compile(path_plan("/**/" + "/".join(runs) + "/**").middles[0], re.DOTALL)
+        scan = _BlockScan(list(runs))
+        for x in subjects:
+            found = search.search(x, 0, len(x))
+            assert scan.end(x, 0, len(x)) == (-1 if found is None else found.end()), (runs, x)
+
+
+def test_block_scan_with_a_range_at_every_code_point_of_the_bmp() -> None:
+    # A class of every even code point up to U+10010 (no `/`, `]`, `!` or `-`: all odd): a
+    # range starts at every code point, so the stand-ins reach as far as the table would end
+    # and the table covers every code point instead (nothing is left for the substitution).
+    chars = "".join(map(chr, range(0, 0x10012, 2)))
+    runs = ["*", f"*[{chars}]", "?*", f"[!{chars[:50]}]"]
+    plan = path_plan("/**/" + "/".join(runs) + "/**")
+    search = re.compile(plan.middles[0], re.DOTALL).search
+    scan = _BlockScan(runs)
+    samples = ["a", "b", chr(0x1000F), chr(0x10010), chr(0x10011), "\U0001f600", "a" + chars[9:12]]
+    for parts in itertools.product(samples, repeat=4):
+        x = "/" + "/".join(parts)
+        found = search(x, 0, len(x))
+        assert scan.end(x, 0, len(x)) == (-1 if found is None else found.end()), parts
+
+
+def _backslash_block(beyond: bool) -> list[str]:
+    if not beyond:  # names only ASCII, up to `[` (U+005B): its last range starts at `\\`
+        return ["*", "*[0-[]*"]
+    for size in range(
+        1, 120
+    ):  # names `é`: a class of as many ranges as make `\\` the last stand-in
+        runs = ["*", "*[" + "".join(chr(0x30 + 2 * i) for i in range(size)) + "é]*"]
+        if _BlockScan(runs)._reps[-1] == "\\":
+            return runs
+    raise AssertionError("no block with that stand-in")
+
+
+@pytest.mark.parametrize("beyond", [False, True])
+def test_block_scan_stand_in_that_is_a_backslash(beyond: bool) -> None:
+    # The characters past a table are replaced by a regex substitution, whose template reads
+    # `\\` as an escape: a block whose last stand-in (it names a character beyond ASCII), or
+    # the first character of whose last range (it names only ASCII), is `\\` must be read too.
+    runs = _backslash_block(beyond)
+    scan = _BlockScan(runs)
+    assert (scan._reps[-1] if beyond else chr(scan._bounds[-1])) == "\\"
+    search = re.compile(path_plan("/**/" + "/".join(runs) + "/**").middles[0], re.DOTALL).search
+    for x in ("/a/\U0001f600", "/é/\U0001f600b", "/\\/ü", "/a/b", "/ü/ß"):
+        found = search(x, 0, len(x))
+        assert scan.end(x, 0, len(x)) == (-1 if found is None else found.end()), x
+
+
 def test_block_scan_memo_overflow_keeps_the_segments_it_reads() -> None:
     # More distinct segments than the memo holds: it is replaced along the way, and every
     # placement must still be the regex search's.
-    runs = ["*", "?*", "[a-z]*"] * 5 + ["b"]
+    # Every letter of the names a range of its own, so that the names stay distinct as
+    # stand-ins and the memo of stand-in segments overflows too.
+    runs = ["*", "?*", "[a-z]*"] * 5 + [f"*{c}*" for c in "acdefghij"] + ["b"]
     plan = path_plan("/**/" + "/".join(runs) + "/**")
     search = re.compile(plan.middles[0], re.DOTALL).search
     scan = _BlockScan(runs)
