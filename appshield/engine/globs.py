@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import count
 from operator import length_hint, mul, sub
-from typing import Any, NamedTuple
+
+# `typing` and `collections.abc` for type checkers only: this module is on the start-up path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, NamedTuple, TypeAlias
+else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+    from appshield._records import NamedTuple
 
 __all__ = [
     "GlobError",
@@ -41,7 +47,7 @@ __all__ = [
     "translate_plain",
 ]
 
-Matcher = Callable[[str], bool]
+Matcher: TypeAlias = "Callable[[str], bool]"
 
 
 class GlobError(ValueError):
@@ -74,21 +80,31 @@ def _class_items(body: str) -> tuple[bool, list[tuple[str, str, bool]]]:
     return negate, items
 
 
+# `re.escape` without importing `re`: the same table CPython's `re` uses (3.7 onwards), so
+# that translating a glob (which install does for every `[...]` class, to fail early) keeps
+# `re` off the start-up path. tests/engine/test_linear_globs.py compares the two.
+_REGEX_SPECIAL = {i: "\\" + chr(i) for i in b"()[]{}?*+-|^$\\.&~# \t\n\r\v\f"}
+
+
+def regex_escape(text: str) -> str:
+    """`re.escape(text)`."""
+    return text.translate(_REGEX_SPECIAL)
+
+
 def _class_regex(body: str, sep: str | None) -> str:
     """`[...]` body (without brackets) as a regex class; never matches `sep`."""
-    import re  # here, not at the top: `re` stays off the start-up path (see module doc)
-
     negate, items = _class_items(body)
     klass = (
         "["
         + ("^" if negate else "")
         + "".join(
-            f"{re.escape(lo)}-{re.escape(hi)}" if span else re.escape(lo) for lo, hi, span in items
+            f"{regex_escape(lo)}-{regex_escape(hi)}" if span else regex_escape(lo)
+            for lo, hi, span in items
         )
         + "]"
     )
     # A lookahead, not `[^.../]`: a range such as `+-0` spans `/` too.
-    return klass if sep is None else f"(?!{re.escape(sep)}){klass}"
+    return klass if sep is None else f"(?!{regex_escape(sep)}){klass}"
 
 
 _STAR = None  # a `*` among a run's tokens (every other token is one character's regex)
@@ -133,9 +149,7 @@ def _run_items(pattern: str) -> list[Item]:
 def _run_tokens(pattern: str, sep: str | None) -> list[str | None]:
     """The run's items as regexes: one per character, `_STAR` for a star; `sep` is never
     matched."""
-    import re
-
-    one = "." if sep is None else f"[^{re.escape(sep)}]"
+    one = "." if sep is None else f"[^{regex_escape(sep)}]"
     out: list[str | None] = []
     for item in _run_items(pattern):
         if item is _STAR:
@@ -145,15 +159,13 @@ def _run_tokens(pattern: str, sep: str | None) -> list[str | None]:
         elif item[0] == "[":
             out.append(_class_regex(item[1], sep))
         else:
-            out.append(re.escape(item[1]))
+            out.append(regex_escape(item[1]))
     return out
 
 
 def _translate_run(pattern: str, sep: str | None) -> str:
     """The plain (backtracking) regex of a run: the reference translation."""
-    import re
-
-    star = ".*" if sep is None else f"[^{re.escape(sep)}]*"
+    star = ".*" if sep is None else f"[^{regex_escape(sep)}]*"
     return "".join(star if t is _STAR else t for t in _run_tokens(pattern, sep))
 
 
@@ -612,7 +624,7 @@ def _regex_cost(run: str) -> int:
 _PROBE_MAX, _PROBE_REACH, _PROBE_BUDGET = 1500, 40_000, 160_000
 
 
-Middle = Callable[[str, int, int, "list[int] | None"], int]
+Middle: TypeAlias = "Callable[[str, int, int, list[int] | None], int]"
 
 
 def _middle(regex: str, runs: list[str]) -> Middle:

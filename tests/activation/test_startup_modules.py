@@ -9,10 +9,9 @@ itself) with the typical policy from a warm cache and bytecode writing on, as pr
 starts, and reads which module imported each of them (`-X importtime` prints the imports as a
 tree).
 
-Modules owned by another piece of work still import `re` at their top; what they import is
-let through here and listed in EXEMPT, so that this test turns strict for it on its own once
-they no longer do. (What one of them imports first is not seen again when another imports
-it later: the check is exact once the list is empty.)
+No appshield module may bring any of them into a start: the glob compiler and the policy
+variables, the last two that did, now import `re` only when a glob is compiled for a
+decision (and `threading` stays, on purpose: below).
 """
 
 from __future__ import annotations
@@ -41,9 +40,8 @@ OFF_THE_PATH = (
 # `threading` (and the `functools` it imports) stays: appshield.telemetry imports it at
 # start-up on purpose (the exit flush needs it loaded on the main thread before the exit).
 
-# Importers still allowed to bring them: the glob compiler and the policy variables
-# (`import re` at their top; they compile their patterns with it at start-up).
-EXEMPT = ("appshield.engine.globs", "appshield.policy.variables")
+# Importers allowed to bring them at start-up: none.
+EXEMPT: tuple[str, ...] = ()
 
 
 def _import_tree(stderr: str) -> list[tuple[int, str]]:

@@ -347,3 +347,13 @@ def test_block_scan_memo_overflow_keeps_the_segments_it_reads() -> None:
         for pos in (0, len(x) // 2 - x[: len(x) // 2][::-1].index("/") - 1):
             found = search(x, pos, len(x))
             assert scan.end(x, pos, len(x)) == (-1 if found is None else found.end())
+
+
+@given(st.text(max_size=60))
+def test_regex_escape_is_re_escape(text: str) -> None:
+    # globs.regex_escape keeps `re` off the start-up path; it must escape exactly as re does.
+    import re
+
+    from appshield.engine.globs import regex_escape
+
+    assert regex_escape(text) == re.escape(text)
