@@ -445,18 +445,27 @@ def read_log(log: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def one_round(
-    server: Server, folder: Path, policy: Path | None, requests: int, warmup: int
-) -> Round:
-    """One fresh server (bare when `policy` is None), warmed up, then the measured loop."""
+def server_start(
+    server: Server, policy: Path | None, log: Path
+) -> tuple[int, dict[str, str], list[str]]:
+    """A free port, the environment and the command of one server start: bare when `policy`
+    is None, else under `appshield run` with its violations written to `log`."""
     port = free_port()
     env = clean_env()
     command = server.command(port)
-    log = folder / "violations.jsonl"
     if policy is not None:
         log.unlink(missing_ok=True)
         env["APPSHIELD_LOG"] = str(log)
         command = appshield("run", "--policy", str(policy), "--", *command)
+    return port, env, command
+
+
+def one_round(
+    server: Server, folder: Path, policy: Path | None, requests: int, warmup: int
+) -> Round:
+    """One fresh server (bare when `policy` is None), warmed up, then the measured loop."""
+    log = folder / "violations.jsonl"
+    port, env, command = server_start(server, policy, log)
     with serving(command, folder, port, env, stop=server.stop) as pid:
         client(port, warmup)
         cpu0 = tree_cpu_seconds(pid)
@@ -577,12 +586,7 @@ def server_instructions(
     `requests` and again with 2 x `requests` requests, each followed by a dump; per request
     is the difference divided by `requests` (what does not grow with the loop cancels).
     `keep`: a folder to copy the dumps to (`callgrind_annotate --inclusive=yes` reads them)."""
-    port = free_port()
-    env = clean_env()
-    command = server.command(port)
-    if policy is not None:
-        env["APPSHIELD_LOG"] = str(folder / "violations-callgrind.jsonl")
-        command = appshield("run", "--policy", str(policy), "--", *command)
+    port, env, command = server_start(server, policy, folder / "violations-callgrind.jsonl")
     with tempfile.TemporaryDirectory(prefix="appshield-bench-cg-") as out:
         where = Path(out)
         valgrind = ["valgrind", "--tool=callgrind", "--trace-children=yes",
@@ -644,12 +648,7 @@ def profiled(
 ) -> Profile:
     """cProfile of every thread of the server (bare when `policy` is None) over warm-up +
     loop, and its audit events, read back through an inherited temporary file."""
-    port = free_port()
-    env = clean_env()
-    command = server.command(port)
-    if policy is not None:
-        env["APPSHIELD_LOG"] = str(folder / "violations-profile.jsonl")
-        command = appshield("run", "--policy", str(policy), "--", *command)
+    port, env, command = server_start(server, policy, folder / "violations-profile.jsonl")
     with tempfile.TemporaryFile() as out:
         env["BENCH_PROFILE_FD"] = str(out.fileno())
         with serving(command, folder, port, env, stop=server.stop, pass_fds=(out.fileno(),)):
