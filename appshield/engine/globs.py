@@ -485,8 +485,8 @@ class _BlockScan:
             return out  # nothing was left as it was: every stand-in is ASCII
         return past(out)
 
-    def _make_table(self) -> Callable[[str], str]:
-        """Make `_table` and `_past`, and return `_past`."""
+    def _make_table(self) -> None:
+        """Make `_table` and `_past`."""
         import re
 
         bounds = self._bounds
@@ -503,7 +503,6 @@ class _BlockScan:
         else:
             past = re.compile(f"[{chr(end)}-{chr(_TOP)}]").sub
             self._past = partial(past, _template(self._reps[-1]))
-        return self._past
 
     def _learn(self, forms: list[str]) -> dict[str, int]:
         """A memo (stand-in segment -> the block segments accepting it) that holds every one

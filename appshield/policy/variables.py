@@ -67,7 +67,7 @@ INHERITED = ("telemetry_endpoints",)
 
 # `expand` reads its braces without `re`: `re` (with `enum`) is about 15 M instructions of
 # every start-up, and this module is on that path. `tokens` finds exactly what the regular
-# expression `\{([^{}]*)\}|[{}]` would (tests/policy/test_variables.py compares them).
+# expression `\{([^{}]*)\}|[{}]` would (tests/policy/test_variable_tokens.py compares them).
 _GLOB_ESCAPES = {ord(c): f"[{c}]" for c in "*?["}
 
 
@@ -402,14 +402,10 @@ class LazyVariables(Mapping[str, tuple[str, ...]]):
         return len(NAMES)
 
 
-def _escape(value: str) -> str:
-    # Only the glob characters of our syntax need escaping; a class of one is the escape.
-    return value.translate(_GLOB_ESCAPES)
-
-
 def glob_escaped(value: str) -> str:
     """A variable's value as `expand` puts it into a glob (matching only itself)."""
-    return _escape(value)
+    # Only the glob characters of our syntax need escaping; a class of one is the escape.
+    return value.translate(_GLOB_ESCAPES)
 
 
 def expand(pattern: str, variables: Mapping[str, tuple[str, ...]]) -> list[str]:
@@ -429,7 +425,7 @@ def expand(pattern: str, variables: Mapping[str, tuple[str, ...]]) -> list[str]:
                 + ")"
             )
         pieces.append([pattern[last:start]])
-        pieces.append([_escape(v) for v in variables[name]])
+        pieces.append([glob_escaped(v) for v in variables[name]])
         last = end
     if not pieces:
         return [pattern]

@@ -4,7 +4,6 @@ long run are measured, not tested: they live in docs/performance.md."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,14 +11,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_rss_flat.py"
+from tests.benchmarks._load import load_benchmark
 
 
 def test_the_benchmark_runs_both_modes(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_rss_flat", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_rss_flat")
     results = bench.main(["--ops", "400", "--json", str(tmp_path / "rss.json")])
     assert set(results) == {"bare", "appshield"}
     for points in results.values():
@@ -33,11 +29,7 @@ def test_every_memory_stays_within_its_bound_over_distinct_operations(tmp_path: 
     work = tmp_path / "work"
     (work / "secret").mkdir(parents=True)
     policy = tmp_path / "policy.yaml"
-    spec = importlib.util.spec_from_file_location("bench_rss_flat_policy", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    policy.write_text(bench.POLICY.format(work=work))
+    policy.write_text(load_benchmark("bench_rss_flat").POLICY.format(work=work))
     code = textwrap.dedent(
         """\
         import gc, json, os, socket, sys

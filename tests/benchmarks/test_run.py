@@ -4,7 +4,6 @@ docs/performance.md is filled from. No figure is checked: speed is measured, not
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -14,26 +13,17 @@ import threading
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmarks._load import BENCHMARKS, load_benchmark
+
 WORKER = BENCHMARKS / "_worker.py"
 POLICY = str(BENCHMARKS.parent / "examples" / "web-service.yaml")
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _load("run")
-worker = _load("_worker")
+run = load_benchmark("run")
+worker = load_benchmark("_worker")
 
 
 def _rows(only: AbstractSet[str] | None, skip: AbstractSet[str] = frozenset()) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import _socket
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,29 +19,7 @@ from appshield.hooks import network
 from appshield.hooks._convert import Unreadable
 from appshield.policy import Policy
 from appshield.report import Violation
-
-
-class Server:
-    def __init__(self, host: str = "127.0.0.1", family: int = socket.AF_INET) -> None:
-        self.sock = socket.socket(family)
-        self.sock.bind((host, 0))
-        self.sock.listen(32)
-        self.port: int = self.sock.getsockname()[1]
-        self.count = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.count += 1
-            conn.close()
-
-    def settle(self) -> int:
-        threading.Event().wait(0.05)
-        return self.count
+from tests.hooks.test_network import Server  # the same counting listener on 127.0.0.1
 
 
 @pytest.fixture
