@@ -68,11 +68,10 @@ import sys
 from types import FrameType
 
 from appshield._threadstate import thread_state
-from appshield.hooks import _gate
+from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
-from appshield.hooks.file import sqlite as _sqlite
 from appshield.hooks.file.describe import file_op, open_ops
 from appshield.normalize import fd_path
 from appshield.operations import Operation
@@ -82,6 +81,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
+
+    from appshield.hooks.file import sqlite as _sqlite
+else:
+    # The SQLite hook (URI reading, the authorizer, the extension switch): loaded by the first
+    # `sqlite3.connect` or SQLite audit event (hooks/_deferred.py), from inside the gate.
+    _sqlite = _deferred.defer_module(
+        globals(),
+        "_sqlite",
+        _deferred.Part("sqlite", ("appshield.hooks.file.sqlite",), ("_weakrefset",)),
+        "appshield.hooks.file.sqlite",
+    )
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -361,6 +371,11 @@ def _on_sqlite_handle(args: tuple[Any, ...]) -> None:
     return None
 
 
+def _on_enable_load_extension(args: tuple[Any, ...]) -> None:
+    # Through the module global, not the function itself: the SQLite part loads on first use.
+    _sqlite.on_enable_load_extension(args)
+
+
 def _on_rmtree(args: tuple[Any, ...]) -> Described | None:
     # Raised by shutil with the caller's own objects (the wrapper below hands it converted
     # ones): a PathLike or an __index__ object reached through an unwrapped alias is
@@ -390,7 +405,7 @@ AUDIT_HANDLERS: Mapping[str, Callable[[tuple[Any, ...]], Any]] = {
     "shutil.rmtree": _on_rmtree,
     "sqlite3.connect": _on_sqlite_connect,
     "sqlite3.connect/handle": _on_sqlite_handle,
-    "sqlite3.enable_load_extension": _sqlite.on_enable_load_extension,
+    "sqlite3.enable_load_extension": _on_enable_load_extension,
 }
 
 

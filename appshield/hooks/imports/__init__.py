@@ -48,11 +48,10 @@ from _weakref import ref as weak_ref  # weakref.ref, without importing weakref
 from types import ModuleType as _ModuleType
 
 from appshield._threadstate import still_running, thread_state
-from appshield.hooks import _convert, _gate
+from appshield.hooks import _convert, _deferred, _gate
 from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
-from appshield.hooks.imports.library import resolve_library
 from appshield.operations import ImportOp, Operation
 from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
 
@@ -60,6 +59,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
+
+    from appshield.hooks.imports.library import resolve_library
+else:
+    # Where a native library name leads (with the policy's loader folders): loaded by the
+    # first ctypes/cffi/SQLite-extension load (hooks/_deferred.py), from inside the gate.
+    _deferred.defer(
+        globals(),
+        _deferred.Part(
+            "native library",
+            ("appshield.hooks.imports.library",),
+            ("appshield.policy", "appshield.policy.variables"),
+        ),
+        {"appshield.hooks.imports.library": ("resolve_library",)},
+    )
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 

@@ -77,35 +77,9 @@ import os
 import sys
 from types import ModuleType
 
-from appshield._proc_describe import (
-    absolute_candidates,
-    describe_first,
-    describe_start,
-    shell_command,
-    unshielded,
-)
 from appshield._threadstate import thread_state
-from appshield.hooks import _gate
+from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, fspath_once
-from appshield.hooks.process.convert import (
-    Plain,
-    argv_once,
-    bytes_items_once,
-    env_once,
-    event_argv,
-    event_env,
-    exec_path,
-    fork_exec_argv_once,
-    path_once,
-    plain_spawn_options,
-    preview_argv,
-    preview_env,
-    preview_path,
-    spawn_options_once,
-    text,
-    token,
-)
-from appshield.hooks.process.preexec import PREEXEC_INDEX, Expected, run_checked
 from appshield.hooks.process.screen import active, first_violation, screen
 from appshield.operations import Operation, ProcessOp
 from appshield.patching import FunctionWrapper, HookFamily, PatchPoint
@@ -115,8 +89,85 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any, NamedTuple
+
+    from appshield._proc_describe import (
+        absolute_candidates,
+        describe_first,
+        describe_start,
+        shell_command,
+        unshielded,
+    )
+    from appshield.hooks.process.convert import (
+        Plain,
+        argv_once,
+        bytes_items_once,
+        env_once,
+        event_argv,
+        event_env,
+        exec_path,
+        fork_exec_argv_once,
+        path_once,
+        plain_spawn_options,
+        preview_argv,
+        preview_env,
+        preview_path,
+        spawn_options_once,
+        text,
+        token,
+    )
+    from appshield.hooks.process.preexec import Expected, run_checked
 else:
     from appshield._records import NamedTuple  # typing's costs ~0.7 M per class at start-up
+
+    # The describer, the argument readers and the preexec check: one part, loaded by the
+    # first program start (hooks/_deferred.py); until then these names are stand-ins.
+    # Every wrapper reaches them through the gate first (a handler or `prepare`), so a part
+    # that cannot be loaded is a refused start. `_judged_fork_exec`/`_judged_posix_spawn`
+    # run outside the gate only after a Popen event's handler loaded the part.
+    _deferred.defer(
+        globals(),
+        _deferred.Part(
+            "process",
+            (
+                "appshield._proc_describe",
+                "appshield.hooks.process.convert",
+                "appshield.hooks.process.preexec",
+            ),
+            ("appshield._proc_children", "appshield._inherit", "appshield.normalize", "_socket"),
+        ),
+        {
+            "appshield._proc_describe": (
+                "absolute_candidates",
+                "describe_first",
+                "describe_start",
+                "shell_command",
+                "unshielded",
+            ),
+            "appshield.hooks.process.convert": (
+                "argv_once",
+                "bytes_items_once",
+                "env_once",
+                "event_argv",
+                "event_env",
+                "exec_path",
+                "fork_exec_argv_once",
+                "path_once",
+                "plain_spawn_options",
+                "preview_argv",
+                "preview_env",
+                "preview_path",
+                "spawn_options_once",
+                "text",
+                "token",
+            ),
+            "appshield.hooks.process.preexec": ("run_checked",),
+        },
+    )
+
+# fork_exec's `preexec_fn`: positional-only everywhere, the 21st argument on 3.10 and the 22nd
+# from 3.11 (`pgid_to_set` came in before it). Here, not in the deferred preexec part: the
+# fork_exec wrapper reads it on every call.
+PREEXEC_INDEX = 20 if sys.version_info < (3, 11) else 21
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 

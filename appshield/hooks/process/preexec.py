@@ -42,12 +42,12 @@ handler that rewrites the check's frame or runs after it) is tampering, out of r
 from __future__ import annotations
 
 import os
-import sys
 
 from appshield._proc_describe import describe_start
 from appshield.decision import Decision
 from appshield.errors import PolicyViolation
 from appshield.hooks import _gate
+from appshield.hooks.process import PREEXEC_INDEX  # read by the fork_exec wrapper, kept there
 from appshield.operations import UndescribedOp
 from appshield.settings import STARTUP
 
@@ -61,9 +61,6 @@ else:
 __all__ = ["API", "PREEXEC_INDEX", "Expected", "run_checked"]
 
 API = "subprocess.preexec_fn"
-# fork_exec's `preexec_fn`: positional-only everywhere, the 21st argument on 3.10 and the 22nd
-# from 3.11 (`pgid_to_set` came in before it).
-PREEXEC_INDEX = 20 if sys.version_info < (3, 11) else 21
 
 # Each candidate the child may run, with the identity it must still have (None: nothing that
 # can run may be there).

@@ -1,0 +1,148 @@
+"""Parts of the hooks loaded on their first operation, not at start-up.
+
+Install patches every patch point and adds the audit hook before the app's first line runs:
+a category patched later would be a window. What a hook needs only once an operation of its
+kind comes (the process describer and argument readers on the first program start, the
+SQLite authorizer on the first `sqlite3.connect`, the native-library resolver on the first
+`ctypes`/`cffi` load) is a *part*: a few modules loaded together, the first time any of their
+functions is called. A shielded start that never spawns a program never loads them.
+
+How a hook module defers a part (`defer`): the names it would import from the part's modules
+are bound, in its own globals, to stand-ins. The first call of any stand-in loads the whole
+part and writes the real objects over every stand-in of that part, so each later call is the
+plain global lookup an eager import gives: no import statement, no `sys.modules` lookup on the
+hot path. A module alias (`_sqlite.connect_paths(...)`) gets a stand-in object whose first
+attribute read does the same.
+
+Loading a part is appshield's own import (`thread_state.own_imports`, as `_gate.own_import`
+does for a stdlib helper): the audit hook lets its `import` events through and the import hooks
+do not judge them, so a policy that refuses imports of, say, `_socket` cannot refuse
+appshield its own describer; the files the import system reads meanwhile are its own work
+(`thread_state.importing`), not file operations. Each part names every module its load may
+import (`brings`; tests/activation/test_deferred_parts.py checks the list).
+
+A part that cannot be loaded (`ImportError`, `RecursionError`, `MemoryError`, a `sys.modules`
+entry someone else put there) raises. Stand-ins are only called while the gate describes an
+operation (an audit handler, a wrapper's `prepare`), so that is the gate's fail-closed path:
+the operation is refused and reported as undescribable, never let through. At the recursion
+limit the gate tries again with headroom, and the load with it. The next operation tries the
+load again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+
+from appshield._modules import loaded
+from appshield._threadstate import thread_state
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+__all__ = ["PARTS", "Part", "defer", "defer_module", "load_part"]
+
+# appshield's own folder: a part's module must be a file in it.
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# The import system's own entry point, taken now: `builtins.__import__` is the app's to replace.
+_import = sys.modules["_frozen_importlib"]._gcd_import
+
+
+class Part:
+    """Modules loaded together, and every module their load may import."""
+
+    __slots__ = ("brings", "modules", "name")
+
+    def __init__(self, name: str, modules: tuple[str, ...], brings: tuple[str, ...]) -> None:
+        self.name = name
+        self.modules = modules
+        self.brings = (*modules, *brings)
+
+
+# Every part any hook module deferred, for the tests (and `appshield explain`-style tools).
+PARTS: list[Part] = []
+
+
+def load_part(part: Part) -> dict[str, ModuleType]:
+    """Import the part's modules as appshield's own imports: module name -> module. Raises
+    when one cannot be loaded or is not appshield's own file."""
+    found: dict[str, ModuleType] = {}
+    state = thread_state
+    previous = state.own_imports
+    state.own_imports = (*previous, *part.brings)
+    try:
+        for name in part.modules:
+            module = loaded(name)
+            if module is None:
+                _import(name)
+                module = sys.modules.get(name)
+            found[name] = _checked(name, module)
+    finally:
+        state.own_imports = previous
+    return found
+
+
+def _checked(name: str, module: object) -> ModuleType:
+    """`module` when it is the module appshield ships as `name`; otherwise ImportError (a
+    `sys.modules` entry replaced by other code is not trusted to describe anything)."""
+    if type(module) is ModuleType:
+        file = module.__dict__.get("__file__")
+        if type(file) is str and file.startswith(_HOME) and module.__dict__.get("__name__") == name:
+            return module
+    raise ImportError(f"appshield could not load its own module {name}")
+
+
+def defer(namespace: dict[str, Any], part: Part, names: Mapping[str, tuple[str, ...]]) -> None:
+    """Bind `names` (module -> the names a hook module would import from it) in `namespace`
+    to stand-ins that load `part` on first call and put the real objects in their place."""
+    if part not in PARTS:
+        PARTS.append(part)
+
+    def fill() -> None:
+        modules = load_part(part)
+        # Every value read before any is written: a part that lacks one changes nothing.
+        values = {
+            name: getattr(modules[module], name) for module in names for name in names[module]
+        }
+        namespace.update(values)
+
+    for module in names:
+        for name in names[module]:
+            namespace[name] = _stand_in(fill, namespace, name)
+
+
+def _stand_in(fill: Callable[[], None], namespace: dict[str, Any], name: str) -> Any:
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        fill()
+        return namespace[name](*args, **kwargs)
+
+    stand_in.__name__ = stand_in.__qualname__ = name
+    return stand_in
+
+
+class _ModuleStandIn:
+    """Stands for a module alias in a hook module's globals until the part is loaded."""
+
+    __slots__ = ("_alias", "_module", "_namespace", "_part")
+
+    def __init__(self, namespace: dict[str, Any], alias: str, part: Part, module: str) -> None:
+        self._namespace = namespace
+        self._alias = alias
+        self._part = part
+        self._module = module
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = load_part(self._part)[self._module]
+        self._namespace[self._alias] = module
+        return getattr(module, attribute)
+
+
+def defer_module(namespace: dict[str, Any], alias: str, part: Part, module: str) -> Any:
+    """A stand-in for `import module as alias` in `namespace`: the first attribute read loads
+    `part` and binds `alias` to the module itself."""
+    if part not in PARTS:
+        PARTS.append(part)
+    return _ModuleStandIn(namespace, alias, part, module)

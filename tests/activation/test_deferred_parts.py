@@ -1,0 +1,209 @@
+"""The hook parts loaded on their first operation (appshield/hooks/_deferred.py).
+
+A plain shielded start loads none of them, and still has every patch point and the audit
+hook in place; the first operation of their kind loads them as appshield's own imports (a
+policy refusing `appshield.*` imports does not refuse them); and a part that cannot be
+loaded, because of the recursion limit or a `sys.modules` entry someone else put there, is a
+refused operation that is reported, never one let through. Real children, real programs,
+the violation log as the listener, a canary file as the proof that nothing ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import wrapt
+
+import appshield
+from tests.activation._helpers import PY, clean_env, policy_file, run
+
+REPO = Path(appshield.__file__).resolve().parent.parent
+TYPICAL = REPO / "examples" / "web-service.yaml"
+
+# The modules the parts hold: none is loaded by a start.
+DEFERRED = (
+    "appshield._proc_describe",
+    "appshield.hooks.process.convert",
+    "appshield.hooks.process.preexec",
+    "appshield.hooks.file.sqlite",
+    "appshield.hooks.imports.library",
+)
+
+POLICY = """\
+version: 1
+name: deferred-parts
+defaults: {process: deny, file: allow, network: allow, import: allow}
+rules:
+  - id: sh-allowed
+    category: process
+    action: allow
+    match: {executable: [sh, dash, bash]}
+  - id: no-appshield-imports
+    category: import
+    action: deny
+    match: {module: ["appshield", "appshield.*", "_socket", "_weakrefset"]}
+"""
+
+
+def _env(tmp_path: Path, policy: Path) -> dict[str, str]:
+    # This checkout and wrapt's folder, without site (an editable install's finder imports
+    # modules of its own), with bytecode and the policy cache written as in production.
+    path = os.pathsep.join([str(REPO), str(Path(wrapt.__file__).resolve().parent.parent)])
+    env = clean_env(
+        APPSHIELD_POLICY=str(policy),
+        APPSHIELD_LOG=str(tmp_path / "violations.log"),
+        PYTHONPATH=path,
+    )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _reports(tmp_path: Path) -> list[dict[str, object]]:
+    log = tmp_path / "violations.log"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line]
+
+
+def test_a_start_loads_no_part_and_each_part_brings_only_what_it_names(tmp_path: Path) -> None:
+    policy = tmp_path / "web-service.yaml"
+    shutil.copyfile(TYPICAL, policy)
+    env = _env(tmp_path, policy)
+    code = f"""
+import appshield.auto, json, sys
+from appshield import runtime
+from appshield.hooks import _deferred
+assert runtime.active_shield() is not None
+loaded = [name for name in {DEFERRED!r} if name in sys.modules]
+extra = {{}}
+for part in _deferred.PARTS:
+    before = set(sys.modules)
+    _deferred.load_part(part)
+    extra[part.name] = sorted(set(sys.modules) - before - set(part.brings))
+print(json.dumps({{"loaded": loaded, "extra": extra, "parts": [p.name for p in _deferred.PARTS]}}))
+"""
+    assert run([PY, "-S", "-c", "import appshield.auto"], env=env, cwd=tmp_path).returncode == 0
+    done = run([PY, "-S", "-c", code], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["loaded"] == []
+    assert sorted(found["parts"]) == ["native library", "process", "sqlite"]
+    assert found["extra"] == {name: [] for name in found["parts"]}
+
+
+def test_stand_ins_give_way_to_the_real_functions(tmp_path: Path) -> None:
+    """After the first start, the hook module's globals hold the part's own functions: later
+    calls pay no stand-in and no `sys.modules` lookup."""
+    policy = policy_file(tmp_path, POLICY)
+    code = """
+import appshield.auto, subprocess, sqlite3
+from appshield.hooks import process, file
+before = process.describe_start
+subprocess.run(["sh", "-c", "exit 0"], check=True)
+sqlite3.connect(":memory:").close()
+# Loaded by the two calls above, as appshield's own: the policy refuses these imports to the
+# app, and here they are only looked up.
+from appshield import _proc_describe
+from appshield.hooks.file import sqlite
+from appshield.hooks.process import convert, preexec
+assert before is not _proc_describe.describe_start
+assert process.describe_start is _proc_describe.describe_start
+assert process.token is convert.token and process.run_checked is preexec.run_checked
+assert file._sqlite is sqlite
+print("ok")
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    # appshield's own imports are not judged: nothing refused, no deferred module reported
+    # (the modules imported before install are reported as such, not blocked: they ran).
+    reports = _reports(tmp_path)
+    assert [r for r in reports if r["blocked"]] == []
+    assert [r["target"] for r in reports if r["target"] in DEFERRED] == []
+
+
+def test_a_poisoned_part_refuses_an_allowed_start(tmp_path: Path) -> None:
+    """A `sys.modules` entry for the process part that is not appshield's file (None, or a
+    module of someone else's making that describes nothing): the allowed start is refused
+    and reported as undescribable; the program never runs."""
+    policy = policy_file(tmp_path, POLICY)
+    canary = tmp_path / "canary"
+    code = f"""
+import appshield.auto, subprocess, sys, types
+fake = types.ModuleType("appshield._proc_describe")
+fake.__file__ = "/elsewhere/appshield/_proc_describe.py"
+for name in ("absolute_candidates", "describe_first", "describe_start", "shell_command",
+             "unshielded"):
+    setattr(fake, name, lambda *args, **kwargs: None)
+outcomes = []
+for poison in (None, fake):
+    sys.modules["appshield._proc_describe"] = poison
+    try:
+        subprocess.run(["sh", "-c", "touch {canary}"], check=True)
+        outcomes.append("ran")
+    except BaseException as exc:
+        outcomes.append(type(exc).__name__)
+del sys.modules["appshield._proc_describe"]
+subprocess.run(["sh", "-c", "exit 0"], check=True)  # the real part loads: allowed again
+print(outcomes)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['ModuleNotFoundError', 'ImportError']"
+    assert not canary.exists()
+    refused = [r for r in _reports(tmp_path) if r["blocked"]]
+    assert [(r["rule"], r["category"]) for r in refused] == [
+        ("implicit:undescribable", "process")
+    ] * 2
+
+
+@pytest.mark.parametrize("api", ["os.system", "sqlite3.connect"])
+def test_a_part_first_loaded_at_the_recursion_limit_still_denies(tmp_path: Path, api: str) -> None:
+    """The first operation of a part's kind, made a few frames below the recursion limit,
+    for each of several margins (fresh processes: a part loads once): the load and the
+    decision complete with the gate's headroom, or fail; the denied operation never runs."""
+    # No program may start (the shell `os.system` runs included), and one database is refused.
+    body = POLICY.replace("action: allow", "action: deny") + (
+        "  - id: no-db\n    category: file\n    action: deny\n"
+        '    match: {path: "{cwd}/blocked.db"}\n'
+    )
+    policy = policy_file(tmp_path, body)
+    canary = tmp_path / ("canary" if api == "os.system" else "blocked.db")
+    call = (
+        f"os.system('touch {canary}')"
+        if api == "os.system"
+        else f"sqlite3.connect({str(canary)!r}).execute('create table t (x)')"
+    )
+    code = f"""
+import appshield.auto, os, sqlite3, sys
+
+def depth():
+    frame, n = sys._getframe(), 0
+    while frame is not None:
+        frame, n = frame.f_back, n + 1
+    return n
+
+def near(margin, level=0):
+    if level < sys.getrecursionlimit() - depth() - margin:
+        return near(margin, level + 1)
+    try:
+        {call}
+        return "ran"
+    except BaseException as exc:
+        return type(exc).__name__
+
+print(near(int(sys.argv[1])))
+"""
+    outcomes = []
+    for margin in (3, 8, 15, 25, 40, 80, 150):
+        done = run([PY, "-S", "-c", code, str(margin)], env=_env(tmp_path, policy), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        outcomes.append(done.stdout.strip())
+        assert not canary.exists(), (margin, outcomes)
+    assert "ran" not in outcomes
+    # The operation reached the gate (a report) for the wider margins at least.
+    assert "PolicyViolation" in outcomes
+    assert any(r["blocked"] and r["category"] in ("process", "file") for r in _reports(tmp_path))
