@@ -7,6 +7,7 @@ plain tuple, the errors for a bad body. Annotations stay the strings they were w
 
 from __future__ import annotations
 
+import collections
 import pickle
 import typing
 from typing import Any
@@ -82,3 +83,41 @@ def _build_text(base: Any, text: str) -> Any:
     namespace: dict[str, Any] = {"Base": base, "__name__": "bad"}
     exec(compile("from __future__ import annotations\n" + text, "bad", "exec"), namespace)
     return namespace["Bad"]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 15, 16, 17, 20])
+def test_every_field_count_binds_as_namedtuple_does(count: int) -> None:
+    """Each field count's `__new__` (the written-out ones, and namedtuple itself past them):
+    positional, keyword and default binding, the errors, `_make`, `__match_args__`."""
+    names = [f"f{i}" for i in range(count)]
+    text = (
+        "class Bad(Base):\n    pass\n"
+        if not count
+        else "class Bad(Base):\n"
+        + "".join(
+            f"    {name}: int{' = -1' if i == count - 1 else ''}\n" for i, name in enumerate(names)
+        )
+    )
+    ours = _build_text(_records.NamedTuple, text)
+    reference = collections.namedtuple("Bad", names, defaults=[-1] if count else None)
+    values = list(range(count))
+    assert ours(*values) == reference(*values) == tuple(values)
+    assert ours(**dict(zip(names, values, strict=True))) == tuple(values)
+    assert ours._make(values) == tuple(values) and type(ours._make(values)) is ours
+    assert ours.__match_args__ == reference.__match_args__ == tuple(names)
+    assert ours.__new__.__defaults__ == reference.__new__.__defaults__
+    assert ours.__new__.__qualname__ == "Bad.__new__"
+    assert ours.__doc__ == reference.__doc__
+    if count:
+        assert ours(*values[:-1]) == (*values[:-1], -1)
+        assert repr(ours(*values)) == repr(reference(*values))
+        assert getattr(ours(*values), names[-1]) == values[-1]
+        wrong = [((*values, 0), {}), (values, {"nope": 1})] + ([((), {})] if count > 1 else [])
+        for args, kwargs in wrong:
+            with pytest.raises(TypeError) as mine:
+                ours(*args, **kwargs)
+            with pytest.raises(TypeError) as theirs:
+                reference(*args, **kwargs)
+            assert str(mine.value) == str(theirs.value)
+    with pytest.raises(ValueError, match="underscore"):
+        _build_text(_records.NamedTuple, "class Bad(Base):\n    _x: int\n")
