@@ -31,6 +31,7 @@ DEFERRED = (
     "appshield.hooks.process.preexec",
     "appshield.hooks.file.sqlite",
     "appshield.hooks.imports.library",
+    "appshield.hooks.network.describe",
 )
 
 POLICY = """\
@@ -91,7 +92,7 @@ print(json.dumps({{"loaded": loaded, "extra": extra, "parts": [p.name for p in _
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["loaded"] == []
-    assert sorted(found["parts"]) == ["native library", "process", "sqlite"]
+    assert sorted(found["parts"]) == ["native library", "network", "process", "sqlite"]
     assert found["extra"] == {name: [] for name in found["parts"]}
 
 
@@ -105,7 +106,13 @@ from appshield.hooks import process, file
 before = process.describe_start
 subprocess.run(["sh", "-c", "exit 0"], check=True)
 sqlite3.connect(":memory:").close()
-# Loaded by the two calls above, as appshield's own: the policy refuses these imports to the
+import socket
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+socket.create_connection(server.getsockname()).close()
+server.close()
+# Loaded by the calls above, as appshield's own: the policy refuses these imports to the
 # app, and here they are only looked up.
 from appshield import _proc_describe
 from appshield.hooks.file import sqlite
@@ -114,6 +121,9 @@ assert before is not _proc_describe.describe_start
 assert process.describe_start is _proc_describe.describe_start
 assert process.token is convert.token and process.run_checked is preexec.run_checked
 assert file._sqlite is sqlite
+from appshield.hooks import network
+from appshield.hooks.network import describe as network_describe
+assert network.describe is network_describe
 print("ok")
 """
     done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)

@@ -33,12 +33,13 @@ import _thread
 import sys
 import time
 from types import FrameType
+from types import ModuleType as _ModuleType
 
 from appshield._threadstate import thread_state
-from appshield.hooks import _gate
+from appshield.hooks import _deferred, _gate
 from appshield.hooks._callers import GrantedCallers, granted_callers, identity
 from appshield.hooks._convert import Unreadable, event_bytes_like
-from appshield.hooks.network import describe
+from appshield.hooks.network.memory import memory as _memory
 from appshield.operations import NetworkOp, Operation
 from appshield.patching import HookFamily, PatchPoint
 
@@ -46,6 +47,22 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
+
+    from appshield.hooks.network import describe
+else:
+    # The describers (addresses as C reads them, resolutions, AF_UNIX paths): loaded by the
+    # first socket event or resolver call (hooks/_deferred.py), from inside the gate. The
+    # resolver memory (`_memory`) is not part of it: the audit hook's fast paths read it.
+    describe = _deferred.defer_module(
+        globals(),
+        "describe",
+        _deferred.Part(
+            "network",
+            ("appshield.hooks.network.describe",),
+            ("appshield.hooks.file.describe", "appshield.normalize", "_socket"),
+        ),
+        "appshield.hooks.network.describe",
+    )
 
 __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
 
@@ -132,25 +149,26 @@ class _AllowCache:
 
 
 _allowed = _AllowCache()
-_family_of = describe.family_of
-_type_of = describe.type_of
-_memory = describe.memory
+_namespace = globals()
 _monotonic = time.monotonic
-_FAMILIES = describe.FAMILIES
-_UNSPECIFIED = describe.UNSPECIFIED
 
 
 def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
     """The audit handler for one socket action. The first half is the hot path (a repeat of
     an allowed action to an exact `(str, int)` tuple): no Python calls beyond this
-    function."""
+    function. The describers' functions it calls are its own variables, filled by its first
+    call (which loads the network part, inside the gate)."""
     cache = _allowed
     by_address = _memory._by_address
-    read_address = describe.read_address
-    raw_family = describe.raw_family
-    raw_type = describe.raw_type
+    read_address: Any = None
+    raw_family: Any = None
+    raw_type: Any = None
 
     def handler(args: tuple[Any, ...]) -> Described | None:
+        nonlocal read_address, raw_family, raw_type
+        if raw_type is None:
+            read_address, raw_family = describe.read_address, describe.raw_family
+            raw_type = describe.raw_type
         sock = args[0]
         address = args[1]
         try:
@@ -159,8 +177,8 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
             family = raw_family(sock)
             sotype = raw_type(sock)
         except TypeError:  # a socket of another `_socket` module instance
-            family = _family_of(sock)
-            sotype = _type_of(sock)
+            family = describe.family_of(sock)
+            sotype = describe.type_of(sock)
         # `type(x) is`, never `x.__class__` (a class can fake that), and only then hashed:
         # an exact tuple of an exact str and int hashes and compares without running any
         # code of the caller's.
@@ -172,7 +190,7 @@ def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
         ):
             if address is None:  # sendmsg on a connected socket: its connect was judged
                 return None
-            if family not in _FAMILIES:
+            if family not in describe.FAMILIES:
                 return None  # netlink, packet...: not a network operation
             address = read_address(family, address)  # as C read it, or Unreadable
         key = (operation, family, sotype, address)
@@ -197,15 +215,24 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
     repeat of an action the active policy allowed, to an exact `(str, int)` address (which
     hashes and compares without running any code of the caller's). Anything else, and any
     doubt, is False: the gate then decides in full. A connect to the same few addresses all
-    day costs this one call."""
+    day costs this one call. Until the network part is loaded nothing can be a repeat: False,
+    and the gate's handler loads it."""
     cache = _allowed
     by_address = _memory._by_address
-    raw_family = describe.raw_family
-    raw_type = describe.raw_type
+    raw_family: Any = None
+    raw_type: Any = None
     getframe = sys._getframe
     code_key = identity
 
     def repeat_allowed(args: tuple[Any, ...]) -> bool:
+        nonlocal raw_family, raw_type
+        if raw_type is None:
+            # Only from the loaded module: an attribute of the stand-in would load the part
+            # here, before the gate.
+            found = _namespace["describe"]
+            if type(found) is not _ModuleType:
+                return False
+            raw_family, raw_type = found.raw_family, found.raw_type
         address = args[1]
         if (
             type(address) is not tuple
@@ -252,7 +279,7 @@ def _decide_socket_event(
         return None
     if base.transport == "unix":
         return _decide_unix(base, api, key, address, compiled)
-    if base.address in _UNSPECIFIED and base.operation != "bind":
+    if base.address in describe.UNSPECIFIED and base.operation != "bind":
         # 0.0.0.0 or :: reaches this host, which address depends on the socket: decided as
         # that address, never cached (so no repeat is let through on the address written).
         op = describe.reach(base, sock)
@@ -796,7 +823,7 @@ def _on_install(shield: Any) -> None:
 
 
 def _on_uninstall() -> None:
-    describe.memory.clear()
+    _memory.clear()
 
 
 FAMILY = HookFamily(
@@ -806,5 +833,5 @@ FAMILY = HookFamily(
     FAST_PATHS,
     _on_install,
     _on_uninstall,
-    (_predecided.after_fork, describe.memory.after_fork),
+    (_predecided.after_fork, _memory.after_fork),
 )
