@@ -4,14 +4,15 @@ Install patches every patch point and adds the audit hook before the app's first
 a category patched later would be a window. What a hook needs only once an operation of its
 kind comes (the process describer and argument readers on the first program start, the
 SQLite authorizer on the first `sqlite3.connect`, the native-library resolver on the first
-`ctypes`/`cffi` load) is a *part*: a few modules loaded together, the first time any of their
-functions is called. A shielded start that never spawns a program never loads them.
+`ctypes`/`cffi` load, the network describers on the first socket event or resolver call) is a
+*part*: a few modules loaded together, the first time any of their functions is called. A
+shielded start that never spawns a program never loads the process part.
 
 How a hook module defers a part (`defer`): the names it would import from the part's modules
 are bound, in its own globals, to stand-ins. The first call of any stand-in loads the whole
 part and writes the real objects over every stand-in of that part, so each later call is the
 plain global lookup an eager import gives: no import statement, no `sys.modules` lookup on the
-hot path. A module alias (`_sqlite.connect_paths(...)`) gets a stand-in object whose first
+hot path. A module alias (`_sqlite.sqlite_paths(...)`) gets a stand-in object whose first
 attribute read does the same.
 
 Loading a part is appshield's own import (`thread_state.own_imports`, as `_gate.own_import`
@@ -19,7 +20,10 @@ does for a stdlib helper): the audit hook lets its `import` events through and t
 do not judge them, so a policy that refuses imports of, say, `_socket` cannot refuse
 appshield its own describer; the files the import system reads meanwhile are its own work
 (`thread_state.importing`), not file operations. Each part names every module its load may
-import (`brings`; tests/activation/test_deferred_parts.py checks the list).
+import (`brings`; tests/activation/test_deferred_parts.py checks the list). Where code has
+undone the import hooks those reads are file operations, described by the file describer,
+which is therefore not a part; an operation that needs the very part being loaded on its
+thread gets ImportError (`_Loading`), never a second load inside the first.
 
 A part that cannot be loaded (`ImportError`, `RecursionError`, `MemoryError`, a `sys.modules`
 entry someone else put there) raises. Stand-ins are only called while the gate describes an
@@ -31,6 +35,7 @@ load again.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 from types import ModuleType
@@ -62,14 +67,31 @@ class Part:
         self.brings = (*modules, *brings)
 
 
-# Every part any hook module deferred, for the tests (and `appshield explain`-style tools).
+# Every part any hook module deferred, for the tests.
 PARTS: list[Part] = []
+
+
+class _Loading(_thread._local):
+    """The parts this thread is loading now. An operation that the load itself makes (the
+    import system reading a part's file, seen as a file operation when the import hooks
+    were undone) and that needs the same part cannot have it: it gets ImportError, which the
+    gate turns into a refusal, instead of loading the part again inside its own load
+    without end."""
+
+    parts: tuple[Part, ...] = ()
+
+
+_loading = _Loading()
 
 
 def load_part(part: Part) -> dict[str, ModuleType]:
     """Import the part's modules as appshield's own imports: module name -> module. Raises
     when one cannot be loaded or is not appshield's own file."""
     found: dict[str, ModuleType] = {}
+    loading = _loading.parts
+    if part in loading:
+        raise ImportError(f"appshield's {part.name} part is needed while it loads")
+    _loading.parts = (*loading, part)
     state = thread_state
     previous = state.own_imports
     state.own_imports = (*previous, *part.brings)
@@ -82,6 +104,7 @@ def load_part(part: Part) -> dict[str, ModuleType]:
             found[name] = _checked(name, module)
     finally:
         state.own_imports = previous
+        _loading.parts = loading
     return found
 
 

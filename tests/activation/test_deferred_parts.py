@@ -217,3 +217,38 @@ print(near(int(sys.argv[1])))
     # The operation reached the gate (a report) for the wider margins at least.
     assert "PolicyViolation" in outcomes
     assert any(r["blocked"] and r["category"] in ("process", "file") for r in _reports(tmp_path))
+
+
+def test_a_part_needed_while_it_loads_is_refused_not_loaded_again(tmp_path: Path) -> None:
+    """An operation made by a part's own load (here: the import system opening the part's
+    file, which an audit hook answers by calling a stand-in of that same part) does not load
+    the part again inside its own load, without end: it gets ImportError, which in the gate
+    is a refusal, and the outer load fails the same way."""
+    code = """
+import sys
+from appshield.hooks import _deferred
+namespace = {}
+part = _deferred.Part("loop", ("appshield.hooks.process.convert",), ())
+_deferred.defer(namespace, part, {"appshield.hooks.process.convert": ("text",)})
+nested = []
+def hook(event, args):
+    if event == "open" and "convert" in str(args[0]) and not nested:
+        try:
+            namespace["text"]("x")
+            nested.append("loaded")
+        except ImportError as exc:
+            nested.append(str(exc))
+            raise
+sys.addaudithook(hook)
+try:
+    namespace["text"]("x")
+    print("outer: loaded", nested)
+except ImportError:
+    print("outer: ImportError", nested)
+"""
+    env = _env(tmp_path, tmp_path / "unused.yaml")
+    done = run([PY, "-S", "-c", code], env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        'outer: ImportError ["appshield\'s loop part is needed while it loads"]'
+    )
