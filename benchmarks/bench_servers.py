@@ -659,7 +659,7 @@ def profiled(
     if not blob:
         raise RuntimeError("the server wrote no profile")
     dumped = marshal.loads(blob)
-    stats = pstats.Stats(_Loaded(dumped["threads"][0]))
+    stats = pstats.Stats(_Loaded(dumped["threads"][0]))  # type: ignore[arg-type]
     for more in dumped["threads"][1:]:
         stats.add(_Loaded(more))  # type: ignore[arg-type]
     return Profile(stats, dumped["events"])
@@ -703,7 +703,7 @@ def per_request(stats: pstats.Stats, calls: int, package: str) -> list[Row]:
 def callees(stats: pstats.Stats, name: str, calls: int) -> list[Row]:
     """What the function called `name` calls, per request (own time left out: pstats keeps
     only the time of each call edge)."""
-    stats.calc_callees()  # type: ignore[attr-defined]
+    stats.calc_callees()
     rows = []
     for function, edges in stats.all_callees.items():  # type: ignore[attr-defined]
         if function[2] != name:
@@ -722,9 +722,11 @@ def run_profile(only: Sequence[str] | None, requests: int, warmup: int) -> None:
             calls = requests + warmup
             bare = profiled(server, folder, None, requests, warmup)
             shield = profiled(server, folder, policy, requests, warmup)
+        # pstats sets `total_tt` in __init__ without declaring it (typeshed leaves it out).
         total = {
-            how: p.stats.total_tt / calls * 1e6 for how, p in (("bare", bare), ("shield", shield))
-        }  # type: ignore[attr-defined]
+            how: p.stats.total_tt / calls * 1e6  # type: ignore[attr-defined]
+            for how, p in (("bare", bare), ("shield", shield))
+        }
         print(
             f"\n{server.label}: cProfile over {calls} requests (every thread; profiled time"
             f" per request: bare {total['bare']:.0f} us, shielded {total['shield']:.0f} us)"

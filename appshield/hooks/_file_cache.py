@@ -16,6 +16,17 @@ policy, is allowed again without building an operation or deciding:
 Never remembered: denied or alerted opens (each must be reported), relative or unclean
 paths (they depend on the current folder), policies with scoped file rules (the decision
 depends on the caller). The memory is bounded and dropped whenever the policy changes.
+
+Remembered allowed changes through a descriptor (`os.utime(fd)`, `os.chmod(fd)`, ...: the
+heartbeat gunicorn's sync worker writes once a request): such a change is judged as a write
+to the kernel's path for the descriptor (/proc/self/fd/N, every symlink already followed),
+and the decision depends on nothing else. So what is remembered is that path, and a repeat
+reads it again from the kernel (one `readlink`) and is let through only when it is the same:
+a descriptor closed and its number reused for another file, `dup2` of another file onto it,
+the file renamed (even to a denied name) all change what the kernel says, and the change is
+decided in full. Neither the number nor the inode alone ever allows anything (a hard link
+or a rename keeps the inode under another name); nothing outlives the policy; only exact
+int descriptors are let through, and never under per-distribution grants.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["lookup", "remember", "same_file"]
+__all__ = ["lookup", "remember", "remember_descriptor", "same_file"]
 
 _LIMIT = 4096
 _stat = os.stat
@@ -44,6 +55,7 @@ class _Memory:
     old memory, never in the new one."""
 
     __slots__ = (
+        "changed",
         "checked",
         "granted",
         "granted_checked",
@@ -72,6 +84,11 @@ class _Memory:
         # path for a policy without grants then never finds an entry only the app may reuse.
         self.granted: dict[str, set[int]] = {}
         self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
+        # Descriptor number -> (its /proc/self/fd link, the kernel's path it had when a
+        # write through it was allowed), both as bytes. The number only picks which path to
+        # compare with: a repeat is let through only when the link, read again, says that
+        # very path. Never filled under grants: the decision would depend on the caller.
+        self.changed: dict[int, tuple[bytes, bytes]] = {}
 
 
 # The memory of the policy last seen. The audit hook reads it (`_memory.owner`, `.granting`,
@@ -158,3 +175,18 @@ def _dicts(
     if memory.granting is None:
         return memory.plain, memory.checked
     return memory.granted, memory.granted_checked
+
+
+def remember_descriptor(fd: int, op: FileOp, compiled: Any) -> None:
+    """Note an allowed write through the descriptor `fd`: `op.path` is the kernel's path for
+    it, read by the caller just before deciding. The audit hook's check of a repeat, which
+    reads it again, is hooks/file/describe.py `descriptor_repeat`."""
+    memory = _for(compiled)
+    if memory.owner is None or op.access != "write" or op.path[:1] != "/":
+        return  # grants (or no policy): every repeat is decided; anything else is not ours
+    if type(fd) is not int or compiled.stack_matters(op):
+        return  # a scoped rule (or a shadow candidate that objects) could decide otherwise
+    changed = memory.changed
+    if len(changed) >= _LIMIT:
+        changed.clear()
+    changed[fd] = (os.fsencode(f"/proc/self/fd/{fd}"), os.fsencode(op.path))

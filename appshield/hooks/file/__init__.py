@@ -72,10 +72,15 @@ from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
-
 # Loaded at start-up, not a deferred part: loading any part reads its module files, which are
 # file operations once code has undone the import hooks, and describing them needs this.
-from appshield.hooks.file.describe import file_op, open_ops
+from appshield.hooks.file.describe import (
+    DESCRIPTOR_EVENTS,
+    descriptor_change,
+    descriptor_repeat,
+    file_op,
+    open_ops,
+)
 from appshield.normalize import fd_path
 from appshield.operations import Operation
 from appshield.patching import HookFamily, PatchPoint
@@ -303,6 +308,8 @@ def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[...,
         dir_fd = _dir_fd(args, fd_index)
         if _state.importing and _from_import_machinery():
             return None  # __pycache__ folders and cache files
+        if type(path) is int:
+            return descriptor_change(path, access, api, follow)  # remembered when allowed
         return _one_or_first(_accesses(path, dir_fd, (access,), api, follow, (args[0],)))
 
     return handler
@@ -338,7 +345,10 @@ def _on_symlink(args: tuple[Any, ...]) -> Described | None:
 
 
 def _on_truncate(args: tuple[Any, ...]) -> Described | None:
-    return file_op(event_path(args[0]), "write"), "os.truncate"
+    path = event_path(args[0])
+    if type(path) is int:
+        return descriptor_change(path, "write", "os.truncate")  # os.ftruncate
+    return file_op(path, "write"), "os.truncate"
 
 
 def _sqlite_name(value: Any) -> str:
@@ -661,4 +671,7 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )
 
-FAMILY = HookFamily("file", PATCHES, AUDIT_HANDLERS)
+# An allowed change through a descriptor, repeated (hooks/_file_cache.py): before the gate.
+FAST_PATHS = dict.fromkeys(DESCRIPTOR_EVENTS, descriptor_repeat)
+
+FAMILY = HookFamily("file", PATCHES, AUDIT_HANDLERS, FAST_PATHS)

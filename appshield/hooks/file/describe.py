@@ -25,22 +25,45 @@ from __future__ import annotations
 
 import os
 
-from appshield.hooks import _gate
+from appshield.hooks import _file_cache, _gate
 from appshield.hooks._convert import event_index, event_path
 from appshield.normalize import fd_path, normalize_path, resolve_path
-from appshield.operations import FileAccess, FileOp
+from appshield.operations import FileAccess, FileOp, Operation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["accesses", "fast_normalize", "file_op", "open_ops", "resolver_for"]
+__all__ = [
+    "DESCRIPTOR_EVENTS",
+    "accesses",
+    "descriptor_change",
+    "descriptor_repeat",
+    "fast_normalize",
+    "file_op",
+    "open_ops",
+    "resolver_for",
+]
 
 _WRITE_FLAGS = os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _BOTH: tuple[FileAccess, ...] = ("read", "write")
 _READ: tuple[FileAccess, ...] = ("read",)
 _WRITE: tuple[FileAccess, ...] = ("write",)
 _access_cache: dict[int, tuple[FileAccess, ...]] = {}
+_readlink = os.readlink
+
+# The audit events of a change through a descriptor that the file hooks judge as one write
+# to the descriptor's kernel path (hooks/file: `_single(...)` and `_on_truncate`, through
+# `descriptor_change`), whatever the rest of their arguments: the path or descriptor is
+# always the event's first argument.
+DESCRIPTOR_EVENTS = (
+    "os.utime",
+    "os.chmod",
+    "os.chown",
+    "os.truncate",
+    "os.setxattr",
+    "os.removexattr",
+)
 
 # (compiled policy, {access: needs resolving}) for the policy last seen.
 _needs: tuple[Any, dict[str, bool]] = (None, {})
@@ -125,6 +148,29 @@ def file_op(
     return FileOp(normalised, access, resolved)
 
 
+def descriptor_change(
+    fd: int, access: FileAccess, api: str, follow: bool = True
+) -> tuple[Operation, str] | None:
+    """A change through the open descriptor `fd` (an exact int, already converted), for an
+    audit handler: None when allowed (remembered then, so that the audit hook lets the next
+    one through after reading the kernel's path again: hooks/_file_cache.py), else the
+    operation for the gate to decide again, report and refuse (the engine's cache answers
+    that second decision)."""
+    kernel = fd_path(fd)
+    if kernel is None:
+        return file_op(fd, access, follow=follow), api  # no path in the kernel: not kept
+    op = FileOp(kernel, access, kernel if resolver_for(access) else None)
+    # The policy is read before deciding: should a reload land in between, a newer policy's
+    # decision is remembered for the older one (whose memory is then dropped unused), never
+    # an older policy's for the newer one.
+    compiled = _gate.shield().compiled
+    found = _gate.screen([(op, api)])
+    if found is None:
+        _file_cache.remember_descriptor(fd, op, compiled)
+        return None
+    return found[0], found[1]
+
+
 def open_ops(
     path: Any, flags: int, *, dir_fd: int | None = None, cwd: str | None = None
 ) -> list[FileOp]:
@@ -140,3 +186,26 @@ def open_ops(
     if any(resolver_for(a) for a in wanted):
         resolved = resolve_path(normalised)
     return [FileOp(normalised, a, resolved) for a in wanted]
+
+
+def descriptor_repeat(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for the events of `DESCRIPTOR_EVENTS`: True
+    only for a change through an exact int descriptor whose kernel path, read now, is the
+    one the active policy last allowed a write to through that number. Anything else (a
+    path, an int subclass, a descriptor the kernel names otherwise or not at all) is decided
+    in full. Runs inside the audit hook, untraced, like the rest of it."""
+    fd = args[0] if args else None
+    if type(fd) is not int:
+        return False
+    memory = _file_cache._memory
+    active = _gate._shield
+    if active is None or memory.owner is not active.compiled:
+        return False
+    seen = memory.changed.get(fd)
+    if seen is None:
+        return False
+    try:
+        kernel = _readlink(seen[0])  # bytes in, bytes out: nothing encoded or decoded
+    except (OSError, ValueError):
+        return False  # closed (or no /proc): decided in full, and the call fails by itself
+    return kernel == seen[1]
