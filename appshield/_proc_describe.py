@@ -26,7 +26,9 @@ interpreter, `appshield._proc_children`).
   folder *above the link's target*, and that is where execve goes).
   The search is remembered per (name, PATH, working folder, start-up PATH) and checked again
   on every start with the same system calls a search makes (`_still_found`): only the path
-  building and resolving is saved, never a check of the file system.
+  building and resolving is saved, never a check of the file system. A start that inherits
+  this process's environment and folder is remembered whole (`_repeated`), behind the same
+  re-proof and with the fields that depend on more than the search asked again.
 - executable: the found file with every symlink resolved. A symlink named `ls` that points
   at `touch` is judged as `touch`.
 - trusted_location: the resolved file sits in a folder of PATH as it was when the shield

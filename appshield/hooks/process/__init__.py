@@ -571,7 +571,8 @@ _modules = sys.modules
 
 
 def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    shield = active()
+    # `active()`, its call made only when this thread is inside appshield's own work.
+    shield = active() if _state.busy else _gate._shield
     if shield is None or kwargs:  # fork_exec takes no keywords: the C function refuses them
         return wrapped(*args, **kwargs)
     if len(args) > PREEXEC_INDEX and args[PREEXEC_INDEX] is not None:
