@@ -277,18 +277,12 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
         and _all_str(argv)
     ):
         # The common case (`subprocess.run(["ls", "-l"])`), read without the readers. The
-        # child's PATH is this environment's: split once per PATH value, and always the same
-        # tuple for the same value, which lets the describer's memory of repeated starts
-        # know it (`describe_start`); read only for a bare name, as subprocess reads it.
+        # child's PATH is this environment's, read only for a bare name (as subprocess reads
+        # it): split once per PATH value, always the same tuple for the same value, which
+        # lets the describer's memory of repeated starts know it (`describe_start`).
         items = tuple(argv)
         start = describe_start(
-            executable,
-            items,
-            None,
-            None,
-            search=None if "/" in executable else exec_path(),
-            missing=True,
-            startup_path=STARTUP_PATH,
+            executable, items, None, None, search=exec_path, missing=True, startup_path=STARTUP_PATH
         )
         if start is None:
             return None
@@ -353,12 +347,7 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
             return False
     try:
         start = describe_start(
-            executable,
-            items,
-            None,
-            None,
-            search=None if "/" in executable else exec_path(),
-            startup_path=STARTUP_PATH,
+            executable, items, None, None, search=exec_path, startup_path=STARTUP_PATH
         )
         if start is None:
             return False  # not found: `_on_popen` describes the start of a missing program
