@@ -230,3 +230,64 @@ def test_the_describer_asks_unshielded_again_on_a_repeat(
     monkeypatch.setenv("PYTHONPATH", "")
     again = describe()
     assert again is not None and again.op.unshielded
+
+
+def _bootstrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as if its shield came in through the environment, and a child
+    environment that drops the bootstrap: a Python child would be unshielded."""
+    activation = _activate.Activation("bootstrap", "/p.yaml", None, "/p.yaml")
+    monkeypatch.setattr(_activate, "_activation", activation)
+    for name in ("APPSHIELD_MODE", "APPSHIELD_DISABLE", "APPSHIELD_IDENTITY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APPSHIELD_POLICY", "/p.yaml")
+    monkeypatch.setenv("PYTHONPATH", "")
+
+
+def test_the_child_check_remembers_names_per_program_and_argv0(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `_proc_children` remembers whether (program, argv[0]) look like a Python interpreter's
+    # names. `true` started as `true` is not Python; the same program started as `python3`
+    # is judged as one (argv[0] counts), whatever was remembered for the first.
+    from appshield import _proc_children
+
+    _bootstrapped(monkeypatch)
+    for _ in range(2):
+        assert subprocess.run([TRUE], check=False).returncode == 0
+    assert _proc_children._named.get((TRUE, TRUE)) is False
+    with pytest.raises(PolicyViolation):
+        subprocess.run(["python3", "-c", "pass"], executable=TRUE, check=False)
+    assert world.violations[-1].decision.rule_id == "implicit:unshielded_children"
+    assert _proc_children._named.get((TRUE, "python3")) is True
+
+
+def test_a_program_replaced_by_this_interpreter_is_judged_as_python(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `tool` started as a program that is not Python (remembered so, with its names), then
+    # re-pointed at this interpreter: the next start is a Python child, unshielded here.
+    _bootstrapped(monkeypatch)
+    tool = world.root / "tool"
+    tool.symlink_to(TRUE)
+    for _ in range(2):
+        assert subprocess.run([str(tool)], check=False).returncode == 0
+    os.remove(tool)
+    tool.symlink_to(os.path.realpath(sys.executable))
+    with pytest.raises(PolicyViolation):
+        subprocess.run([str(tool), "-c", f"open({str(world.canary)!r}, 'w')"], check=False)
+    assert not world.canary.exists()
+    assert world.violations[-1].decision.rule_id == "implicit:unshielded_children"
+
+
+def test_the_child_check_remembers_only_exact_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appshield import _proc_children
+
+    class Text(str):
+        pass
+
+    activation = _activate.Activation("bootstrap", "/p.yaml", None, "/p.yaml")
+    before = dict(_proc_children._named)
+    assert not _proc_children.child_would_be_unshielded(
+        [Text("true")], None, executable=Text(TRUE), parent=activation
+    )
+    assert _proc_children._named == before
