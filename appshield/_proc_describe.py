@@ -520,13 +520,19 @@ def describe_start(
     search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
     missing: bool = False,
     startup_path: str,
+    reuse: bool = False,
 ) -> Start | None:
     """The start of `program` with `argv` in `env` (None: this process's environment) from
     folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
     (or a function returning them, called only for a bare name). `startup_path`: PATH as it
     was when the shield started, whose folders hold trusted programs. None when the program
     cannot start (a NUL byte in a path) and, unless `missing`, when it is not found or not
-    executable; with `missing`, such a start is described by `_missing`."""
+    executable; with `missing`, such a start is described by `_missing`.
+
+    Each call describes afresh: a new operation object every time, as the shadow decider
+    and the recorder expect (they know a second decision of one attempt by its identity).
+    `reuse`: the caller may be handed the very `Start` a repeated start was described to
+    before (`_repeated`), for a decision nothing watches by identity."""
     if cwd is None and env is None and type(program) is str and "\x00" not in program:
         # The same start again (`_repeated`), or the first of its kind, told from the rest.
         if "/" in program:
@@ -534,7 +540,7 @@ def describe_start(
         elif callable(search):
             search = search()
         if search is None or type(search) is tuple:
-            start = _repeated(program, argv, search, startup_path)
+            start = _repeated(program, argv, search, startup_path, reuse)
             if start is not None:
                 return start
     if cwd is None:  # the common case, without a helper call
@@ -566,7 +572,9 @@ def describe_start(
 _described: dict[tuple[str, tuple[str, ...], str], tuple[Any, str, _Found, Start]] = {}
 
 
-def _repeated(program: str, argv: Any, entries: Any, startup_path: str) -> Start | None:
+def _repeated(
+    program: str, argv: Any, entries: Any, startup_path: str, reuse: bool
+) -> Start | None:
     """`describe_start` for a start that inherits this process's environment and working
     folder, of an exact str program with a tuple of exact str arguments that is found: the
     most common start there is (`subprocess.run(["ls", "-l"])`). None when it cannot answer:
@@ -582,7 +590,8 @@ def _repeated(program: str, argv: Any, entries: Any, startup_path: str) -> Start
     process cannot write", and `unshielded`, which reads the environment. Every other field
     is a function of the key and the found file. What is saved is building the operation and
     the start, never a system call of the search. Every key part is an exact str or a tuple
-    of them: the lookup runs no code of an argument's."""
+    of them: the lookup runs no code of an argument's. Unless `reuse`, a remembered start is
+    handed out as a copy (a new operation object: see `describe_start`)."""
     if type(argv) is not tuple:
         return None
     for arg in argv:  # a loop: cheaper than one C-level pass for the few items argv has
@@ -611,7 +620,9 @@ def _repeated(program: str, argv: Any, entries: Any, startup_path: str) -> Start
                 else unshielded(op.argv, None, op.executable, here) == op.unshielded
             )
         ):
-            return start
+            if reuse:
+                return start
+            return _new(Start, (_new(ProcessOp, op), *start[1:]))
     # Only a working folder `_current_folder` takes as it is (the kernel's normal answer).
     if here[:1] != "/" or "/." in here or "//" in here or here[-1:] == "/" or "\x00" in program:
         return None

@@ -12,6 +12,7 @@ tmp_path; each test installs its own shield and removes it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -226,10 +227,11 @@ def test_the_describer_asks_unshielded_again_on_a_repeat(
 
     first = describe()
     assert first is not None and not first.op.unshielded
-    assert describe() is first  # remembered
-    monkeypatch.setenv("PYTHONPATH", "")
     again = describe()
-    assert again is not None and again.op.unshielded
+    assert again == first and again is not None and again.op is not first.op  # a fresh copy
+    monkeypatch.setenv("PYTHONPATH", "")
+    changed = describe()
+    assert changed is not None and changed.op.unshielded
 
 
 def _bootstrapped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,3 +293,60 @@ def test_the_child_check_remembers_only_exact_names(monkeypatch: pytest.MonkeyPa
         [Text("true")], None, executable=Text(TRUE), parent=activation
     )
     assert _proc_children._named == before
+
+
+def test_each_description_is_a_new_operation_unless_reuse_is_asked(world: World) -> None:
+    # The shadow decider and the recorder know a second decision of one attempt by the
+    # operation's identity: a remembered start is handed out as a copy, except to the audit
+    # hook's check before the gate, which runs only for the policy's own decider.
+    from appshield.hooks.process.convert import exec_path
+    from appshield.settings import STARTUP
+
+    def describe(reuse: bool) -> Any:
+        return _proc_describe.describe_start(
+            "prog", ("prog",), None, search=exec_path(), startup_path=STARTUP.path, reuse=reuse
+        )
+
+    first, second = describe(False), describe(False)
+    assert first == second and first.op is not second.op
+    assert describe(True) is describe(True)
+
+
+SHADOW_APP = """\
+import os, subprocess, appshield
+appshield.install(os.environ["TEST_POLICY"], mode="enforce")
+for _ in range(4):
+    subprocess.run(["true"], check=True)
+"""
+
+
+def test_a_shadow_candidate_sees_every_repeated_start(tmp_path: Path) -> None:
+    # Four starts in a row, nothing else decided in between: the deny-all candidate reports
+    # the first and folds the other three into its summary (a start described from memory
+    # is still a new attempt).
+    from tests.telemetry.apps import clean_env
+
+    (tmp_path / "policy.yaml").write_text(
+        "version: 1\nname: allow-all\n"
+        "defaults: {process: allow, file: allow, network: allow, import: allow}\n"
+    )
+    (tmp_path / "shadow.yaml").write_text(
+        "version: 1\nname: deny-all\n"
+        "defaults: {process: deny, file: deny, network: deny, import: deny}\n"
+    )
+    (tmp_path / "app.py").write_text(SHADOW_APP)
+    log = tmp_path / "violations.jsonl"
+    env = clean_env(
+        TEST_POLICY=str(tmp_path / "policy.yaml"),
+        APPSHIELD_SHADOW_POLICY=str(tmp_path / "shadow.yaml"),
+        APPSHIELD_LOG=str(log),
+    )
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "app.py")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    starts = [x for x in lines if x["api"] == "subprocess.Popen"]
+    assert all(x["shadow"] is True for x in starts)
+    assert len([x for x in starts if not x.get("summary")]) == 1
+    assert sum(x["suppressed_count"] for x in starts if x.get("summary")) == 3

@@ -336,7 +336,16 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
     with headroom and fails closed. The description is the describer's (`describe_start`,
     with its memory of repeated starts, re-proved each time); the decision is the shield's,
     asked every time: nothing here remembers an allowed decision."""
-    if _gettrace() is not None or _getprofile() is not None or len(args) != 4:
+    active = _gate._shield
+    if (
+        _gettrace() is not None
+        or _getprofile() is not None
+        or len(args) != 4
+        or active is None
+        # The policy's own decider, nothing around it: a shadow candidate, a recorder or
+        # grants (which see callers) are decided through the gate, which decides once.
+        or active.compiled is not active.policy.compiled
+    ):
         return False
     executable, argv, cwd, env = args
     if type(executable) is not str or type(argv) is not list or cwd is not None or env is not None:
@@ -347,13 +356,12 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
             return False
     try:
         start = describe_start(
-            executable, items, None, None, search=exec_path, startup_path=STARTUP_PATH
+            executable, items, None, None, search=exec_path, startup_path=STARTUP_PATH, reuse=True
         )
         if start is None:
             return False  # not found: `_on_popen` describes the start of a missing program
         op, _path, child_folder, index, launch, encoded, identity = start
-        active = _gate._shield
-        if active is None or identity is None or active.decide(op, _POPEN).action != "allow":
+        if identity is None or active.decide(op, _POPEN).action != "allow":
             return False
         popen = _new(
             _PopenStart, (executable, items, None, index, launch, encoded, child_folder, identity)
