@@ -184,6 +184,35 @@ def _pythonpath_activates(env: Mapping[str, str], cwd: str | None) -> bool:
 _python_name: Any = None  # is_python_program's name pattern, compiled on first use
 
 
+def _arg_text(value: Any) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else str(value)
+
+
+# (program, argv[0]) -> does either base name look like a Python interpreter's? A pure
+# function of two exact str, remembered: `os.path.basename` and the pattern cost more than a
+# lookup, on every start of a shield that came in through the environment.
+_named: dict[tuple[str, str | None], bool] = {}
+
+
+def _python_named(program: str, argv0: str | None) -> bool:
+    global _python_name
+    exact = type(program) is str and (argv0 is None or type(argv0) is str)
+    if exact:
+        found = _named.get((program, argv0))
+        if found is not None:
+            return found
+    if _python_name is None:
+        import re
+
+        _python_name = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]*(\.exe)?$")
+    found = any(c and _python_name.match(os.path.basename(c)) for c in (program, argv0))
+    if exact:
+        if len(_named) >= 256:
+            _named.clear()
+        _named[program, argv0] = found
+    return found
+
+
 def child_would_be_unshielded(
     argv: Sequence[str | bytes],
     env: Mapping[Any, Any] | Sequence[Any] | None = None,
@@ -205,21 +234,16 @@ def child_would_be_unshielded(
     current = parent
     if current is None or current.source not in ENV_SOURCES:
         return False
-    args = [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv]
+    # argv[0] first: the rest of argv is read only for a child that is Python (most are not).
+    argv0 = _arg_text(argv[0]) if argv else None
     if isinstance(executable, bytes):
         executable = os.fsdecode(executable)
-    program = executable or (args[0] if args else "")
-    argv0 = args[0] if args else None
+    program = executable or (argv0 if argv0 is not None else "")
     # Most children are not Python: say so without is_python_program's two realpath walks
     # (about 60 us per start). Equal realpaths are one file, so different files (device and
     # inode, both found) cannot be this interpreter; a name that looks like Python, or a file
     # that cannot be looked at, goes through is_python_program itself.
-    global _python_name
-    if _python_name is None:
-        import re
-
-        _python_name = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]*(\.exe)?$")
-    if not any(c and _python_name.match(os.path.basename(c)) for c in (program, argv0)):
+    if not _python_named(program, argv0):
         if not program:
             return False
         try:
@@ -229,6 +253,7 @@ def child_would_be_unshielded(
             pass  # not found: is_python_program decides
     if not is_python_program(program, argv0):
         return False
+    args = [_arg_text(a) for a in argv]
     if isolation_flags(args):
         return True
     if env is not None and not isinstance(env, Mapping):

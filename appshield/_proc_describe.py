@@ -26,7 +26,9 @@ interpreter, `appshield._proc_children`).
   folder *above the link's target*, and that is where execve goes).
   The search is remembered per (name, PATH, working folder, start-up PATH) and checked again
   on every start with the same system calls a search makes (`_still_found`): only the path
-  building and resolving is saved, never a check of the file system.
+  building and resolving is saved, never a check of the file system. A start that inherits
+  this process's environment and folder is remembered whole (`_repeated`), behind the same
+  re-proof and with the fields that depend on more than the search asked again.
 - executable: the found file with every symlink resolved. A symlink named `ls` that points
   at `touch` is judged as `touch`.
 - trusted_location: the resolved file sits in a folder of PATH as it was when the shield
@@ -518,13 +520,29 @@ def describe_start(
     search: Iterable[str] | Callable[[], Iterable[str]] | None = None,
     missing: bool = False,
     startup_path: str,
+    reuse: bool = False,
 ) -> Start | None:
     """The start of `program` with `argv` in `env` (None: this process's environment) from
     folder `cwd` (None: the current one). `search`: PATH entries to search for a bare name
     (or a function returning them, called only for a bare name). `startup_path`: PATH as it
     was when the shield started, whose folders hold trusted programs. None when the program
     cannot start (a NUL byte in a path) and, unless `missing`, when it is not found or not
-    executable; with `missing`, such a start is described by `_missing`."""
+    executable; with `missing`, such a start is described by `_missing`.
+
+    Each call describes afresh: a new operation object every time, as the shadow decider
+    and the recorder expect (they know a second decision of one attempt by its identity).
+    `reuse`: the caller may be handed the very `Start` a repeated start was described to
+    before (`_repeated`), for a decision nothing watches by identity."""
+    if cwd is None and env is None and type(program) is str and "\x00" not in program:
+        # The same start again (`_repeated`), or the first of its kind, told from the rest.
+        if "/" in program:
+            search = None
+        elif callable(search):
+            search = search()
+        if search is None or type(search) is tuple:
+            start = _repeated(program, argv, search, startup_path, reuse)
+            if start is not None:
+                return start
     if cwd is None:  # the common case, without a helper call
         where = walked = _current_folder()
     else:
@@ -547,6 +565,76 @@ def describe_start(
     # A candidate with a NUL byte (from a PATH entry) is one execve never tries.
     paths = [path for path, _ in _candidates(name, search, walked) if "\x00" not in path]  # type: ignore[arg-type]
     return _missing(paths, name, argv, env, where, walked, cwd, startup_path) if paths else None
+
+
+# (program, argv as text, working folder) -> (PATH entries, start-up PATH, what the search
+# found, the start described from them): the last ordinary start of each (`_repeated`).
+_described: dict[tuple[str, tuple[str, ...], str], tuple[Any, str, _Found, Start]] = {}
+
+
+def _repeated(
+    program: str, argv: Any, entries: Any, startup_path: str, reuse: bool
+) -> Start | None:
+    """`describe_start` for a start that inherits this process's environment and working
+    folder, of an exact str program with a tuple of exact str arguments that is found: the
+    most common start there is (`subprocess.run(["ls", "-l"])`). None when it cannot answer:
+    `describe_start` then takes the long way.
+
+    The start described last from the same program, arguments, working folder, PATH entries
+    (the very same object: `hooks/process/convert.exec_path` keeps one tuple per PATH value,
+    so a changed PATH is another object) and start-up PATH is handed back again when it is,
+    provably, what describing it now gives: the PATH search is re-proved with its own system
+    calls (`_still_found`: no earlier candidate became runnable, the found file is the very
+    same regular executable file), and the two fields of the operation that do not follow
+    from those inputs and that file are asked again: `trusted_location`'s "a folder this
+    process cannot write", and `unshielded`, which reads the environment. Every other field
+    is a function of the key and the found file. What is saved is building the operation and
+    the start, never a system call of the search. Every key part is an exact str or a tuple
+    of them: the lookup runs no code of an argument's. Unless `reuse`, a remembered start is
+    handed out as a copy (a new operation object: see `describe_start`)."""
+    if type(argv) is not tuple:
+        return None
+    for arg in argv:  # a loop: cheaper than one C-level pass for the few items argv has
+        if type(arg) is not str:
+            return None
+    try:
+        here = os.getcwd()
+    except OSError:
+        return None
+    key = (program, argv, here)
+    hit = _described.get(key)
+    # (A folder in a key passed the test below when it was stored: the same text passes it.)
+    if hit is not None and hit[0] is entries and hit[1] is startup_path:
+        found, start = hit[2], hit[3]
+        op = start.op
+        # `unshielded` without its call when no shield came in through the environment
+        # (no activation: no child can be unshielded).
+        activation = _modules.get("appshield.activation")
+        if (
+            _still_found(found)
+            and (found.on_startup_path or not os.access(found.folder, os.W_OK))
+            == op.trusted_location
+            and (
+                not op.unshielded
+                if activation is None or activation._activation is None
+                else unshielded(op.argv, None, op.executable, here) == op.unshielded
+            )
+        ):
+            if reuse:
+                return start
+            return _new(Start, (_new(ProcessOp, op), *start[1:]))
+    # Only a working folder `_current_folder` takes as it is (the kernel's normal answer).
+    if here[:1] != "/" or "/." in here or "//" in here or here[-1:] == "/" or "\x00" in program:
+        return None
+    located = _locate(program, entries, here, startup_path)
+    if located is None:
+        return None
+    start = _start(located, program, argv, None, here, here, None)
+    if located.identity is not None:  # one the search can prove again
+        if len(_described) >= 256:
+            _described.clear()
+        _described[key] = (entries, startup_path, located, start)
+    return start
 
 
 def describe_first(

@@ -72,6 +72,7 @@ from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
+
 # Loaded at start-up, not a deferred part: loading any part reads its module files, which are
 # file operations once code has undone the import hooks, and describing them needs this.
 from appshield.hooks.file.describe import (

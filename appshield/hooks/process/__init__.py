@@ -80,7 +80,7 @@ from types import ModuleType
 from appshield._threadstate import thread_state
 from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, fspath_once
-from appshield.hooks.process.screen import active, first_violation, screen
+from appshield.hooks.process.screen import active, first_violation
 from appshield.operations import Operation, ProcessOp
 from appshield.patching import FunctionWrapper, HookFamily, PatchPoint
 from appshield.settings import STARTUP
@@ -269,10 +269,14 @@ def _decided_start(
 ) -> Described | None:
     """For an audit event raised before a later layer sees the same start: decide now, mark
     the start unless it is refused, and hand a violation to the gate to report."""
-    found = screen([(op, api)])
-    if found is None or not found[2].blocked:
-        _mark(op, for_child, popen)
-    return None if found is None else (op, api)
+    # `screen([(op, api)])` and `_mark`, inline: this runs on every subprocess start.
+    active = _gate._shield
+    decision = None if active is None else active.decide(op, api)
+    if decision is None or not decision.blocked:
+        _started.mark = _new(
+            _Mark, (op, os.getpid(), for_child, None if active is None else active.compiled, popen)
+        )
+    return None if decision is None or decision.action == "allow" else (op, api)
 
 
 # -- audit events ---------------------------------------------------------------------------
@@ -323,8 +327,24 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
         and env is None
         and _all_str(argv)
     ):
-        # The common case (`subprocess.run(["ls", "-l"])`), read without the readers.
-        program, items, folder, child_env, exact = executable, tuple(argv), None, None, True
+        # The common case (`subprocess.run(["ls", "-l"])`), read without the readers. The
+        # child's PATH is this environment's, read only for a bare name (as subprocess reads
+        # it): split once per PATH value, always the same tuple for the same value, which
+        # lets the describer's memory of repeated starts know it (`describe_start`).
+        items = tuple(argv)
+        start = describe_start(
+            executable, items, None, None, search=exec_path, missing=True, startup_path=STARTUP_PATH
+        )
+        if start is None:
+            return None
+        op, _path, child_folder, index, launch, encoded, identity = start
+        popen = None
+        if identity is not None:  # a missing program is described again by fork_exec
+            popen = _new(
+                _PopenStart,
+                (executable, items, None, index, launch, encoded, child_folder, identity),
+            )
+        return _decided_start(op, "subprocess.Popen", False, popen)
     else:
         program, exact = preview_path(executable)
         items, exact_items = preview_argv(argv)
@@ -351,6 +371,62 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
             _PopenStart, (program, items, cwd, index, launch, encoded, child_folder, identity)
         )
     return _decided_start(op, "subprocess.Popen", False, popen)
+
+
+def _popen_allowed(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for `subprocess.Popen` (`_on_popen`'s common
+    case): True only for a start of an exact str program with a list of exact str arguments,
+    this process's environment and working folder, found, that the active policy allows now;
+    the start is then marked for the fork_exec or posix_spawn call that follows, exactly as
+    `_on_popen` marks it. Anything else, and any doubt, is False: the gate then describes and
+    decides in full (and reports what must be reported).
+
+    It runs no code of any argument's (exact types only, compared and hashed in C), and only
+    when no tracer or profiler could watch or rewrite it, as the gate would have hidden them.
+    An exception on the way (the recursion limit, say) is False too: the gate's path retries
+    with headroom and fails closed. The description is the describer's (`describe_start`,
+    with its memory of repeated starts, re-proved each time); the decision is the shield's,
+    asked every time: nothing here remembers an allowed decision."""
+    active = _gate._shield
+    if (
+        _gettrace() is not None
+        or _getprofile() is not None
+        or len(args) != 4
+        or active is None
+        # The policy's own decider, nothing around it: a shadow candidate, a recorder or
+        # grants (which see callers) are decided through the gate, which decides once.
+        or active.compiled is not active.policy.compiled
+        # The describer still a stand-in (hooks/_deferred.py): its first load happens
+        # inside the gate, where a load that fails is a refusal, never here.
+        or describe_start.__module__ != "appshield._proc_describe"
+    ):
+        return False
+    executable, argv, cwd, env = args
+    if type(executable) is not str or type(argv) is not list or cwd is not None or env is not None:
+        return False
+    items = tuple(argv)
+    for item in items:  # a loop: cheaper than one C-level pass for the few items argv has
+        if type(item) is not str:
+            return False
+    try:
+        start = describe_start(
+            executable, items, None, None, search=exec_path, startup_path=STARTUP_PATH, reuse=True
+        )
+        if start is None:
+            return False  # not found: `_on_popen` describes the start of a missing program
+        op, _path, child_folder, index, launch, encoded, identity = start
+        if identity is None or active.decide(op, _POPEN).action != "allow":
+            return False
+        popen = _new(
+            _PopenStart, (executable, items, None, index, launch, encoded, child_folder, identity)
+        )
+        _started.mark = _new(_Mark, (op, os.getpid(), False, active.compiled, popen))
+    except Exception:
+        return False
+    return True
+
+
+_POPEN = "subprocess.Popen"
 
 
 def _on_system(args: tuple[Any, ...]) -> Described | None:
@@ -526,18 +602,28 @@ def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] |
         or candidate != launch
     ):
         return None
-    if unshielded(op[1], None, op[0], op[3]) != op[5]:  # argv, executable, cwd, unshielded
-        return None  # the environment the child inherits changed since the event
+    # The environment the child inherits may have changed since the event: `unshielded`
+    # (argv, executable, cwd) asked again, without its call when no shield came in through
+    # the environment (then it is False whatever the environment holds).
+    activation = _modules.get("appshield.activation")
+    if (
+        op[5]
+        if activation is None or activation._activation is None
+        else unshielded(op[1], None, op[0], op[3]) != op[5]
+    ):
+        return None
     _started.mark = None
     return (items, (path,), args[2], args[3], folder, None, *args[6:])
 
 
 _gettrace = sys.gettrace
 _getprofile = sys.getprofile
+_modules = sys.modules
 
 
 def _wrap_fork_exec(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    shield = active()
+    # `active()`, its call made only when this thread is inside appshield's own work.
+    shield = active() if _state.busy else _gate._shield
     if shield is None or kwargs:  # fork_exec takes no keywords: the C function refuses them
         return wrapped(*args, **kwargs)
     if len(args) > PREEXEC_INDEX and args[PREEXEC_INDEX] is not None:
@@ -802,4 +888,7 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("os", "spawnvpe", _spawnv_wrapper(True, True), "process", optional=True),
 )
 
-FAMILY = HookFamily("process", PATCHES, AUDIT_HANDLERS)
+# Checked by the audit hook before the gate (see `_popen_allowed`).
+FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {"subprocess.Popen": _popen_allowed}
+
+FAMILY = HookFamily("process", PATCHES, AUDIT_HANDLERS, FAST_PATHS)
