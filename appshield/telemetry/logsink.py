@@ -15,12 +15,13 @@ thread happens to be. Two places made a plain `logger.warning` there wait for ev
 
 So `warn` first asks whether this thread holds any of those locks. If not (the usual case),
 it logs at once, exactly as a direct `logger.warning`. If it does, the record is built here
-(this thread's name, the caller, the app's context variables) without taking any lock, and
-each handler that is free this instant (its lock taken without waiting) gets it at once; a
-handler busy on another thread, or held by this very thread (its `emit` is what committed
-the violation: it is never re-entered), gets it from a thread of appshield's own, which
-retries until the lock is free. Nothing is dropped: the exit flush (`drain`) waits for those
-deliveries, within its deadline, as long as they make progress.
+(this thread's name, the caller, the app's context variables) without taking any lock. Each
+handler that is free this instant (its lock taken without waiting), or whose lock this
+thread already holds (its `emit` committed the violation: logging's lock is reentrant, as
+before), gets it at once; a handler busy on another thread, or with a lock of another kind,
+gets it from a thread of appshield's own, which retries until the lock is free. Nothing is
+dropped silently: the exit flush (`drain`) waits for those deliveries, within its deadline,
+as long as they make progress; past `_Handoff.LIMIT` waiting ones, the oldest are counted.
 
 Residual: a lock of the app's own (not logging's) held around a guarded call, which the app's
 own handler also takes, is invisible here; logging from there would hang the app the same way.
@@ -186,12 +187,23 @@ def _offer(record: Any, context: Any, handler: Any, later: Any, here: bool = Fal
     `here`: on the thread that made the record, in its own context; else in `context`."""
     if record.levelno < handler.level:
         return True
-    lock = getattr(handler, "lock", None)
-    if lock is not None and (_owned(lock) or not lock.acquire(False)):
-        _handoff.keep(later, (record, context, handler))
-        return False
+    lock: Any = getattr(handler, "lock", None)
+    taken = False
+    if lock is not None:
+        if getattr(lock, "_is_owned", None) is not None:  # logging's RLock
+            # Held by this thread (its emit committed the violation): `handle` takes it
+            # again, as logging allows, and as a direct `logger.warning` did.
+            if not lock._is_owned():
+                if not lock.acquire(False):  # busy on another thread
+                    _handoff.keep(later, (record, context, handler))
+                    return False
+                taken = True  # `handle` takes it again: reentrant
+        elif here:
+            # A lock of another kind cannot be taken twice nor asked who holds it: only
+            # appshield's log thread may wait for it.
+            _handoff.keep(later, (record, context, handler))
+            return False
     try:
-        # `handle` takes the lock again: logging's RLock, which this thread now holds
         if here:
             handler.handle(record)
         else:
@@ -199,7 +211,7 @@ def _offer(record: Any, context: Any, handler: Any, later: Any, here: bool = Fal
     except Exception:  # a failing handler never reaches the app, nor stops the others
         pass
     finally:
-        if lock is not None:
+        if taken:
             lock.release()
     return True
 
