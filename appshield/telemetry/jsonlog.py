@@ -39,10 +39,13 @@ class JsonLineSink:
         import json  # here, not at import: ~1-2 ms of start-up for a process without violations
 
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        if self.target == "-":
+            # Not under the lock: the app's sys.stderr may be a stream that logs, and its
+            # handlers may be waiting for a report on another thread that needs this lock.
+            # One write of a whole line, as print() makes.
+            sys.stderr.write(line)
+            return
         with self._lock:
-            if self.target == "-":
-                sys.stderr.write(line)
-                return
             if self.failed:
                 return
             try:
@@ -56,7 +59,12 @@ class JsonLineSink:
                 # Python logger and OpenTelemetry still carry the reports. Said once.
                 self.failed = True
                 self._close_quietly()
-                _warn_unwritable(self.target, exc)
+                failure = exc
+            else:
+                return
+        # Outside the lock: the warning goes to the app's handlers, whose emit may be
+        # committing a violation on another thread that waits for this lock.
+        _warn_unwritable(self.target, failure)
 
     def close(self) -> None:
         with self._lock:
@@ -75,9 +83,9 @@ class JsonLineSink:
 
 
 def _warn_unwritable(target: str, exc: OSError) -> None:
-    from appshield.telemetry import library_logger
+    from appshield.telemetry.logsink import warn
 
-    library_logger().warning(
+    warn(
         "appshield: cannot write APPSHIELD_LOG %s (%s); no further lines will be written there,"
         " violations are still reported through this logger and OpenTelemetry",
         target,

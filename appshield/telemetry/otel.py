@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from appshield._modules import loaded
 from appshield._threadstate import appshield_io
 from appshield.report import Violation
-from appshield.telemetry import library_logger
 from appshield.telemetry.record import EVENT_NAME, AttributeValue
 from appshield.telemetry.settings import SIGNALS, TelemetrySettings
 from appshield.telemetry.stats import TelemetryStats
@@ -38,7 +37,6 @@ else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield
 
 __all__ = ["OTelSink", "Providers", "app_providers"]
 
-logger = library_logger()
 _SCOPE = "appshield"
 _DEFAULTS = frozenset(
     {
@@ -167,12 +165,16 @@ class OTelSink:
         app = self.explicit or app_providers()
         if app != (None, None, None):
             self.has_targets = True
-        queued = False
+        queued, dropped = False, 0
         if not self._ready and self._needs_private(app):
             with self._lock:
                 if not self._ready:
-                    self._enqueue((violation, attrs, ctx, app, time.time_ns()))
+                    dropped = self._enqueue((violation, attrs, ctx, app, time.time_ns()))
                     queued = True
+            if queued and dropped:
+                # Counted (and warned about, once) outside the lock: the warning reaches the
+                # app's handlers, whose emit may be reporting on another thread.
+                self.stats.drop("pending", dropped)
         if not queued:
             self._emit_now(violation, attrs, ctx, app, time.time_ns())
         if self._threads_refused:
@@ -181,15 +183,17 @@ class OTelSink:
     def _needs_private(self, app: Providers) -> bool:
         return any(app[SIGNALS.index(s)] is None for s in self._private_signals)
 
-    def _enqueue(self, item: _Pending) -> None:
+    def _enqueue(self, item: _Pending) -> int:
+        """Queue `item` for the private pipeline (under `_lock`); returns how many records
+        were dropped instead, for the caller to count once the lock is released."""
         if len(self._pending) >= self.stats.queue_limit:
-            self.stats.drop("pending", 1)
-            return
+            return 1
         self._pending.append(item)
         if self._loader is None:
-            self._start_loader()
+            return self._start_loader()
+        return 0
 
-    def _start_loader(self) -> None:
+    def _start_loader(self) -> int:
         # The SDK cannot be imported once the interpreter has begun to exit (its import
         # registers threading-atexit callbacks and runs a thread pool). So the loader must
         # finish before that: a threading-atexit callback waits for it (bounded). Those
@@ -209,20 +213,21 @@ class OTelSink:
                 # No new threads this late in the exit (3.12+): the first violation came
                 # from an atexit handler (or the SDK's own exit flush). See _send_at_exit.
                 self._threads_refused = True
-                return
+                return 0
             # Out of threads while the app runs: give up on the private pipeline rather
             # than queueing forever, or loading it on the app's thread; the logger and
             # APPSHIELD_LOG still report.
-            self.stats.drop("pending", len(self._pending))
+            dropped = len(self._pending)
             self._pending.clear()
             self._ready = True
-            return
+            return dropped
         register = getattr(threading, "_register_atexit", None)
         if register is not None:
             try:
                 register(self._await_loader)
             except RuntimeError:  # already exiting: flush() still waits for it
                 pass
+        return 0
 
     def _send_at_exit(self) -> None:
         """The exit of 3.12+, where no thread can be started: build the pipeline on this
@@ -370,7 +375,9 @@ class OTelSink:
                     self.settings, self.stats, self.instrument, export_timeout_s
                 )
             except Exception as exc:  # a broken exporter setup must not break the app
-                logger.warning("appshield: private OpenTelemetry pipeline unavailable: %r", exc)
+                from appshield.telemetry.logsink import warn
+
+                warn("appshield: private OpenTelemetry pipeline unavailable: %r", exc)
                 pipeline = None
             if pipeline is not None and pipeline.meter_provider is not None:
                 if self._metric_target is None:

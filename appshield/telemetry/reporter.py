@@ -16,11 +16,12 @@ from typing import Any
 
 from appshield._threadstate import appshield_io
 from appshield.report import Violation
-from appshield.telemetry import library_logger
 from appshield.telemetry.aggregate import Aggregator, Summary
 from appshield.telemetry.formats import FORMATTERS
 from appshield.telemetry.jsonlog import JsonLineSink
 from appshield.telemetry.lifecycle import ExitHooks
+from appshield.telemetry.logsink import drain as drain_log
+from appshield.telemetry.logsink import warn
 from appshield.telemetry.otel import OTelSink, Providers
 from appshield.telemetry.record import AttributeValue, violation_attributes
 from appshield.telemetry.redact import Redactor
@@ -33,8 +34,6 @@ __all__ = ["TelemetryReporter"]
 # admission evicted, or None), or _UNANSWERED before the aggregator answered.
 _Step = tuple[int | None, Summary | None]
 _UNANSWERED: _Step = (-1, None)
-
-logger = library_logger()
 
 
 class TelemetryReporter:
@@ -153,9 +152,9 @@ class TelemetryReporter:
     def _warn(violation: Violation, attrs: dict[str, AttributeValue]) -> None:
         from appshield.telemetry.otel import message
 
-        if not _heard(logger):
-            return
-        logger.warning(
+        # Never a plain logger.warning: this thread may be inside the app's logging (a
+        # handler's emit that opened its file), see telemetry/logsink.py.
+        warn(
             "%s%s",
             message(violation, attrs),
             f" (+{attrs['appshield.suppressed_count']} repeats)"
@@ -182,6 +181,8 @@ class TelemetryReporter:
                     self._emit(summary.violation, summary.suppressed_count, summary=True)
                     if due and due[0] is summary:
                         del due[0]
+                # Warnings handed to the log thread (made inside the app's logging).
+                drain_log(deadline)
                 self.otel.flush(deadline)
             finally:
                 self.stats.export_deadline = None
@@ -212,31 +213,6 @@ class TelemetryReporter:
         self.otel.reset_after_fork()
         if self.json is not None:
             self.json.reset_after_fork()
-
-
-def _heard(log: Any) -> bool:
-    """Would a warning on `log` reach anything but a NullHandler? When the app configured no
-    logging, the record would be built (a stack walk, a thread lookup: about a sixth of a
-    distinct violation's cost) only to be dropped. Looked up at every report, so handlers,
-    levels and filters set later count. Anything unusual (a Logger subclass, a filter on the
-    logger, no handler at all, which means Python's last-resort handler) counts as heard."""
-    import logging
-
-    if log.__class__ is not logging.Logger or log.filters:
-        return True
-    if not log.isEnabledFor(logging.WARNING):
-        return False  # logger.warning would drop it too
-    found = False
-    current: Any = log
-    while current is not None:
-        for handler in current.handlers:
-            if handler.__class__ is not logging.NullHandler:
-                return True
-            found = True
-        if not current.propagate:
-            break
-        current = current.parent
-    return not found
 
 
 def _fenced(call: Callable[..., Any], *args: Any) -> None:

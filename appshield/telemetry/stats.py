@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from appshield.telemetry import library_logger
-
 __all__ = ["TelemetryStats"]
-
-logger = library_logger()
 
 
 class TelemetryStats:
@@ -83,7 +79,9 @@ class TelemetryStats:
             first = not self._warned
             self._warned = True
         if first:
-            logger.warning(
+            from appshield.telemetry.logsink import warn
+
+            warn(
                 "appshield: telemetry is being dropped (exporter failing, slow or queue full);"
                 " violations are still enforced and counted, see appshield.telemetry.dropped"
             )
