@@ -61,6 +61,26 @@ def _block(pieces: list[str], tail: str = "/**") -> str:
     return "/**/" + "/".join(pieces) + tail
 
 
+def late_placements(first: int) -> str:
+    """For 130 blocks of 12 `*` and a `b`: five placements 61 segments apart (what spent
+    the probes' budget when each block had a scan of its own), then each block one segment
+    later than it could be, in new characters from code point `first`."""
+    names = map(chr, range(first, first + SUBJECT))
+    parts: list[str] = []
+    for gap in [60] * 5 + [13] * 124:
+        parts += [*(next(names) for _ in range(gap)), "b"]
+    return "/" + "/".join(parts)
+
+
+def _wide_subject(n: int) -> str:
+    """For a block of `*`, 1,500 distinct `*X` and one glob of 1,000 `?`: the 1,500 X, each
+    a new stand-in segment, a segment of 1,000 characters, then `/x` up to SUBJECT
+    characters; rotated by n so that no two tries are alike."""
+    names = [chr(0x400 + (i + n) % 1500) for i in range(1500)]
+    text = "/" + "/".join(names) + "/" + "a" * 1000
+    return text + "/x" * ((SUBJECT - len(text)) // 2)
+
+
 _ASTRAL = 0x20000
 _DISTINCT = [f"*{chr(0x100 + i)}*a" for i in range(500)]
 # (family, glob, subject of try n): the shapes that cost the block scan most, found by
@@ -96,6 +116,16 @@ NEW_SUBJECTS: tuple[tuple[str, str, Callable[[int], str]], ...] = (
         "path, 40 blocks of 51, new chars",
         "/**/" + "/**/".join(["/".join(["*?"] * 51)] * 40) + "/**",
         lambda n: _new_segments(0x3000 + 3000 * n),
+    ),
+    (
+        "path, 130 blocks placed late",
+        "/**/" + "/**/".join(["/".join(["*"] * 12 + ["b"])] * 130) + "/**",
+        lambda n: late_placements(0x3000 + 5000 * n),
+    ),
+    (
+        "path, one wide block, new segs",
+        _block(["*"] + [f"*{chr(0x400 + i)}" for i in range(1500)] + ["?" * 1000]),
+        lambda n: _wide_subject(n),
     ),
     (
         "path, 409 new 9-char segments",
