@@ -72,12 +72,16 @@ def late_placements(first: int) -> str:
     return "/" + "/".join(parts)
 
 
+# A block of `*` and 170 distinct `*X`: 511 characters between the two `**`, as wide as
+# `appshield check` allows (512, appshield/policy/_values.py), every X its own stand-in.
+_WIDE = 170
+
+
 def _wide_subject(n: int) -> str:
-    """For a block of `*`, 1,500 distinct `*X` and one glob of 1,000 `?`: the 1,500 X, each
-    a new stand-in segment, a segment of 1,000 characters, then `/x` up to SUBJECT
-    characters; rotated by n so that no two tries are alike."""
-    names = [chr(0x400 + (i + n) % 1500) for i in range(1500)]
-    text = "/" + "/".join(names) + "/" + "a" * 1000
+    """For that block: its X (rotated by n, so that no two tries are alike), each a new
+    stand-in segment, then `/x` up to SUBJECT characters."""
+    names = [chr(0x400 + (i + n) % _WIDE) for i in range(_WIDE)]
+    text = "/" + "/".join(names)
     return text + "/x" * ((SUBJECT - len(text)) // 2)
 
 
@@ -123,8 +127,8 @@ NEW_SUBJECTS: tuple[tuple[str, str, Callable[[int], str]], ...] = (
         lambda n: late_placements(0x3000 + 5000 * n),
     ),
     (
-        "path, one wide block, new segs",
-        _block(["*"] + [f"*{chr(0x400 + i)}" for i in range(1500)] + ["?" * 1000]),
+        "path, widest block check allows",
+        _block(["*"] + [f"*{chr(0x400 + i)}" for i in range(_WIDE)]),
         lambda n: _wide_subject(n),
     ),
     (

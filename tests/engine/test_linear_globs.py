@@ -429,3 +429,32 @@ def test_regex_escape_is_re_escape(text: str) -> None:
     from appshield.engine.globs import regex_escape
 
     assert regex_escape(text) == re.escape(text)
+
+
+def test_check_refuses_a_long_part_between_double_stars() -> None:
+    # The scan's cost grows with the length of what lies between the first and the last
+    # `**` (times the subject's): `appshield check` bounds it, in path and module globs.
+    from appshield.policy._values import (
+        MAX_BETWEEN_DOUBLE_STARS,
+        check_module_glob,
+        check_path_glob,
+    )
+
+    def middle(size: int, sep: str) -> str:  # `a*` segments, then `b..` up to `size`
+        count = (size - 1) // 3
+        return sep.join(["a*"] * count + ["b" * (size - 3 * count)])
+
+    for size in (MAX_BETWEEN_DOUBLE_STARS, MAX_BETWEEN_DOUBLE_STARS + 1):
+        part = middle(size, "/")
+        assert len(part) == size
+        paths = [f"/x/**/{part}/**/y", f"/**/{part}/**", f"/**/a/**/{part[5:]}/**"]
+        modules = [f"x.**.{middle(size, '.')}.**.y"]
+        for glob, check in [*((p, check_path_glob) for p in paths)] + [
+            (m, check_module_glob) for m in modules
+        ]:
+            if size <= MAX_BETWEEN_DOUBLE_STARS:
+                check(glob)
+            else:
+                with pytest.raises(ValueError, match="between the first and the last"):
+                    check(glob)
+    check_path_glob("/**/" + middle(5000, "/"))  # one `**`: nothing lies between two
