@@ -655,15 +655,17 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
-# Which of a block's two matchers to use. On a path of 2,048 segments, the regex search
-# costs, per segment of the block, about 60-90 us for one with a star and a class (`*[!b]a`:
-# the class is a lookahead that keeps it off `/`), 30-50 us with a star, 10-30 us with a
-# class and 2-4 us for the rest (a fixed-length segment is rejected at its first character).
-# The scan costs 0.2-0.7 ms whatever the block's length, new characters or not
-# (docs/performance-worst-cases.md). Both grow with the subject alike, so the block alone
-# decides: the scan from 13 segments with a star (7 with a star and a class, 31 with a class,
-# 181 others).
-_STAR_CLASS_COST, _STAR_COST, _CLASS_COST, _PLAIN_COST, _SCAN_COST = 60, 30, 12, 2, 360
+# Which of a block's two matchers to use. Measured in callgrind instructions on a subject
+# of 2,048 segments that lets every try go deep (`/a`, `/aa`), the regex search costs, per
+# segment of the block, about 1.4 M for one with a star and a class (`*[!b]a`: the class is
+# a lookahead that keeps it off `/`), 0.4-0.7 M with a star, 0.25 M with a class and 0.05 M
+# for the rest (`?`, `a?`: a fixed-length segment is rejected at its first character only
+# when the subject's segments differ there). The scan costs 3.5-7.5 M whatever the block's
+# length (docs/performance-worst-cases.md). Both grow with the subject alike, so the block
+# alone decides: the scan from 3 segments with a star and a class (6 with a star, 15 with a
+# class, 61 others). These were 60, 30, 12 and 2 until round 25: a block of 178 `?` and a
+# `b` stayed a regex search that cost 9.3 M on `/a` x 2,048, the scan 3.8 M.
+_STAR_CLASS_COST, _STAR_COST, _CLASS_COST, _PLAIN_COST, _SCAN_COST = 140, 70, 25, 6, 360
 
 
 def _regex_cost(run: str) -> int:
