@@ -304,13 +304,14 @@ def path_plan(pattern: str) -> PathPlan:
 #   state it follows). They are laid out end to end, read backwards (each glob's top state
 #   is its start, its bottom state where it accepts), so that a character moves all of them
 #   at once (a shift down, two ANDs and an OR) and the bottoms left after a subject segment
-#   are the globs that accept it. The integer is no wider than the block's globs are long,
-#   and a subject shorter than that is refused unread, so no decision reads more than
-#   (subject length) x (subject length) bits of it.
+#   are the globs that accept it. The integer is at most twice as wide as the block's globs
+#   are long, and a subject shorter than they are is refused unread, so no decision steps
+#   through more than 2 x (subject length) x (subject length) bits of it.
 # - The tries in flight are a second integer with a bit at glob j's bottom for "a try has
 #   matched the block's first j segments": each subject segment keeps the tries whose next
-#   glob accepts it and moves them to the next bottom (a shift when every glob has the same
-#   depth, else an addition whose carry runs to the next bottom). The first try to pass the
+#   glob accepts it and moves them to the next bottom (a shift when the bottoms are evenly
+#   spaced, every glob given the room of the deepest if that at most doubles the width;
+#   else an addition whose carry runs to the next bottom). The first try to pass the
 #   last glob is the leftmost placement (tries end in the order they began), and where it
 #   ends is where the regex search's match ends.
 # - A glob of several blocks between `**` places them one after the other in the same pass:
@@ -381,23 +382,24 @@ class _Tries:
 
     __slots__ = ("base", "found", "gaps", "marks", "mask", "memo", "stride")
 
-    def __init__(self, base: int, depths: list[int]) -> None:
+    def __init__(self, base: int, depths: list[int], stride: int) -> None:
         # Segment glob j's states lie from its bottom (bit `bottoms[j]` above `base`) up to
         # its top; the bit of "a try has placed the globs before j" is that same bottom, so
         # that a verdict and the tries line up without moving either. A segment moves the
-        # tries its globs accept up to the next bottom: by one stride when every glob has
-        # the same depth, otherwise by adding `gaps` (the bits between the bottoms), whose
-        # carry runs from just above a bottom up to the next one and stops there.
+        # tries its globs accept up to the next bottom: by one stride when the bottoms are
+        # evenly spaced (every glob given the room of the deepest, `stride`, when that at
+        # most doubles the width), otherwise (stride 0) by adding `gaps` (the bits between
+        # the bottoms), whose carry runs from just above a bottom up to the next one and
+        # stops there: twice the operations, on an integer half as wide.
         bottoms, bit = 0, 0
         for depth in depths:
             bottoms |= 1 << bit
-            bit += depth + 1
+            bit += stride or depth + 1
         self.base, self.found = base, 1 << bit  # `found`: every glob of the block placed
         self.mask = self.found - 1
         self.marks = bottoms | self.found
-        self.stride = depths[0] + 1
-        same = all(depth == depths[0] for depth in depths)
-        self.gaps = 0 if same else self.mask & ~bottoms
+        self.stride = stride
+        self.gaps = 0 if stride else self.mask & ~bottoms
         self.memo: dict[str, int] = {}  # segment as stand-ins -> bottoms of globs accepting it
 
 
@@ -431,17 +433,20 @@ class _BlockScan:
         # bottom is where it accepts (the glob is read backwards, and so is each segment).
         blocks = [runs, *later]
         parts: dict[tuple[str, ...], _Tries] = {}
+        need: dict[tuple[str, ...], int] = {}
         bit = start = loops = marks = 0
         # Where a state starts or stops accepting a character; `/` is a class of its own.
         events: dict[int, int] = {0: 0, _SLASH: 0, _SLASH + 1: 0}
         for block in map(tuple, blocks):
             if block in parts:
                 continue
-            base, depths = bit, []
-            for run in block:
-                items = _run_items(run)
-                depth = sum(item is not _STAR for item in items)
-                depths.append(depth)
+            base, readings = bit, [_run_items(run) for run in block]
+            depths = [sum(item is not _STAR for item in items) for items in readings]
+            need[block] = sum(depths) + len(depths)  # a `/` and the items of each glob
+            stride = max(depths) + 1
+            if stride * len(depths) > 2 * need[block]:
+                stride = 0
+            for items, depth in zip(readings, depths, strict=True):
                 marks |= 1 << bit
                 state = bit + depth
                 start |= 1 << state
@@ -453,12 +458,12 @@ class _BlockScan:
                     for low, high in _item_ranges(item):
                         events[low] = events.get(low, 0) ^ (1 << state)
                         events[high + 1] = events.get(high + 1, 0) ^ (1 << state)
-                bit += depth + 1
-            parts[block] = _Tries(base, depths)
+                bit += stride or depth + 1
+            parts[block] = _Tries(base, depths, stride)
         self._blocks = [parts[tuple(block)] for block in blocks]
         self._size = sum(map(len, blocks))
-        # The characters the blocks need, one `/` and its items for each segment glob.
-        self._need = sum(part.found.bit_length() - 1 for part in self._blocks)
+        # The characters the blocks need; the automaton is at most twice as wide.
+        self._need = sum(need[tuple(block)] for block in blocks)
         self._start, self._loops, self._marks = start, loops, marks
         # The code points fall into ranges (`_bounds`, the last one ending at _TOP) whose
         # characters every item treats alike. A subject is read with each character replaced
