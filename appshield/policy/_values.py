@@ -62,7 +62,7 @@ def _engine_glob_problem(glob: str) -> str | None:
 
 # The segments between a glob's first and last `**` are placed by a scan whose automaton is
 # about as wide as they are long, and a decision's cost grows with that width times the
-# subject's length (at 512, up to about 5.6 M instructions, 0.4 ms, on a 4,096-character
+# subject's length (at 512, up to about 6.3 M instructions, 0.45 ms, on a 4,096-character
 # path; unbounded, over 20 M; docs/performance-worst-cases.md). No real policy comes near:
 # the longest such part in the packs and examples is 26 characters.
 MAX_BETWEEN_DOUBLE_STARS = 512
