@@ -61,6 +61,30 @@ def _block(pieces: list[str], tail: str = "/**") -> str:
     return "/**/" + "/".join(pieces) + tail
 
 
+def late_placements(first: int) -> str:
+    """For 130 blocks of 12 `*` and a `b`: five placements 61 segments apart (what spent
+    the probes' budget when each block had a scan of its own), then each block one segment
+    later than it could be, in new characters from code point `first`."""
+    names = map(chr, range(first, first + SUBJECT))
+    parts: list[str] = []
+    for gap in [60] * 5 + [13] * 124:
+        parts += [*(next(names) for _ in range(gap)), "b"]
+    return "/" + "/".join(parts)
+
+
+# A block of `*` and 170 distinct `*X`: 511 characters between the two `**`, as wide as
+# `appshield check` allows (512, appshield/policy/_values.py), every X its own stand-in.
+_WIDE = 170
+
+
+def _wide_subject(n: int) -> str:
+    """For that block: its X (rotated by n, so that no two tries are alike), each a new
+    stand-in segment, then `/x` up to SUBJECT characters."""
+    names = [chr(0x400 + (i + n) % _WIDE) for i in range(_WIDE)]
+    text = "/" + "/".join(names)
+    return text + "/x" * ((SUBJECT - len(text)) // 2)
+
+
 _ASTRAL = 0x20000
 _DISTINCT = [f"*{chr(0x100 + i)}*a" for i in range(500)]
 # (family, glob, subject of try n): the shapes that cost the block scan most, found by
@@ -96,6 +120,16 @@ NEW_SUBJECTS: tuple[tuple[str, str, Callable[[int], str]], ...] = (
         "path, 40 blocks of 51, new chars",
         "/**/" + "/**/".join(["/".join(["*?"] * 51)] * 40) + "/**",
         lambda n: _new_segments(0x3000 + 3000 * n),
+    ),
+    (
+        "path, 130 blocks placed late",
+        "/**/" + "/**/".join(["/".join(["*"] * 12 + ["b"])] * 130) + "/**",
+        lambda n: late_placements(0x3000 + 5000 * n),
+    ),
+    (
+        "path, widest block check allows",
+        _block(["*"] + [f"*{chr(0x400 + i)}" for i in range(_WIDE)]),
+        lambda n: _wide_subject(n),
     ),
     (
         "path, 409 new 9-char segments",

@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _worst_cases import ADVERSARIAL, SUBJECT
+from _worst_cases import ADVERSARIAL, SUBJECT, late_placements
 
 from appshield.engine import globs
 
@@ -70,6 +70,25 @@ def shapes() -> Iterator[tuple[str, str, str, str]]:
     for blocks, size in ((100, 2), (1000, 2), (680, 3), (2000, 1), (50, 16)):
         glob = "/**/" + "/**/".join(["/".join(["*a"] * size)] * blocks) + "/*b/**"
         yield "path blocks", f"{blocks} blocks of {size} x *a", glob, PATHS["2,048 x /a"]
+    # Many blocks each placed one segment later than it could be (a scan per block paid its
+    # set-up per block), and single blocks as wide as the subject allows (many distinct
+    # segment globs, each its own stand-in, beside one long glob).
+    late = "/**/" + "/**/".join(["/".join(["*"] * 12 + ["b"])] * 130) + "/**"
+    for name, subject in (
+        ("ASCII", ("/a" * 60 + "/b") * 5 + ("/a" * 13 + "/b") * 124),
+        ("new chars", late_placements(0x3000)),
+    ):
+        yield "path blocks", f"130 blocks of 12 x * + b, late, {name}", late, subject
+    # (What lies between the two `**` is over `appshield check`'s 512 characters in the
+    # first three: the engine still matches them, a policy cannot hold them.)
+    for distinct, long in ((1500, 1000), (1000, 2000), (250, 500), (170, 0), (150, 60)):
+        names = [chr(0x400 + i) for i in range(distinct)]
+        runs = ["*", *(f"*{c}" for c in names), *(["?" * long] if long else [])]
+        glob = "/**/" + "/".join(runs) + "/**"
+        subject = "/" + "/".join(names) + ("/" + "a" * long if long else "")
+        subject += "/x" * ((SUBJECT - len(subject)) // 2)
+        refused = " (refused by check)" if len("/".join(runs)) > 512 else ""
+        yield "path block", f"{distinct} distinct *X + {long} x ?{refused}", glob, subject
     yield "path", "one segment, 2,000 stars", "/**/" + "*a" * 2000 + "*b/**", PATHS["2,048 x /a"]
     yield "path", "2,000 stars, long segment", "/**/" + "*a" * 2000 + "*b/**", PATHS["1 segment"]
     for stars in (10, 100, 1000, 2000):

@@ -299,21 +299,29 @@ def path_plan(pattern: str) -> PathPlan:
 # same placement in one pass over the subject's segments, whatever the block's length, by
 # running every try at once (shift-and, bit-parallel):
 #
-# - The block's k segments are run side by side as one automaton in one integer: one state
-#   per character item of each segment (a star is a loop on the state it follows), the
-#   states of depth d (d items read) of segment j at bit d * k + j, every segment's last
-#   state at the same depth. A character moves all of them at once (a shift by k, two ANDs
-#   and an OR), and after a subject segment the top depth, shifted down, holds bit j when
-#   the block's segment j accepts it.
-# - The tries in flight are one integer with bit j for "a try has matched the block's first
-#   j segments": each subject segment keeps the bits whose block segment accepts it and
-#   moves them up by one. The first time bit k is set, the leftmost try has matched (tries
-#   end in the order they began), and where it ends is where the regex search's match ends.
+# - Each segment glob of the block is a small automaton, and all of them run side by side in
+#   one integer, each at its own bits (one state per character item, a star a loop on the
+#   state it follows). They are laid out end to end, read backwards (each glob's top state
+#   is its start, its bottom state where it accepts), so that a character moves all of them
+#   at once (a shift down, two ANDs and an OR) and the bottoms left after a subject segment
+#   are the globs that accept it. The integer is at most twice as wide as the block's globs
+#   are long, and a subject shorter than they are is refused unread, so no decision steps
+#   through more than 2 x (subject length) x (subject length) bits of it.
+# - The tries in flight are a second integer with a bit at glob j's bottom for "a try has
+#   matched the block's first j segments": each subject segment keeps the tries whose next
+#   glob accepts it and moves them to the next bottom (a shift when the bottoms are evenly
+#   spaced, every glob given the room of the deepest if that at most doubles the width;
+#   else an addition whose carry runs to the next bottom). The first try to pass the
+#   last glob is the leftmost placement (tries end in the order they began), and where it
+#   ends is where the regex search's match ends.
+# - A glob of several blocks between `**` places them one after the other in the same pass:
+#   once a block is placed, its tries are dropped (a later placement of it is never better)
+#   and the next block's begin. Equal blocks share their states and memo.
 #
 # Each character is first replaced, in C, by the stand-in of its code point range (the
-# ranges over which every item of the block behaves alike), and what a segment of stand-ins
+# ranges over which every item of the blocks behaves alike), and what a segment of stand-ins
 # is accepted by is computed once. So the cost is a C translation per character, a
-# dictionary hit and three integer operations per subject segment, and a step per character
+# dictionary hit and a few integer operations per subject segment, and a step per character
 # of a segment of stand-ins met for the first time, whether or not the subject's characters
 # are new: an attacker who sends new characters each time gets no slower path.
 
@@ -331,19 +339,6 @@ def _unchanged(text: str) -> str:
 def _template(rep: str) -> str:
     """`rep` as a regex substitution's template, which reads `\\` as an escape."""
     return rep.replace("\\", "\\\\")
-
-
-_NON_ASCII: Callable[[str, str], str] | None = None
-
-
-def _non_ascii(rep: str, text: str) -> str:
-    """`text` with every character beyond ASCII replaced by `rep` (a template)."""
-    global _NON_ASCII
-    if _NON_ASCII is None:
-        import re
-
-        _NON_ASCII = re.compile(r"[^\x00-\x7f]").sub
-    return _NON_ASCII(rep, text)
 
 
 def _union(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -381,55 +376,95 @@ def _item_ranges(item: tuple[str, str]) -> list[tuple[int, int]]:
     return out
 
 
+class _Tries:
+    """One distinct block's part of a `_BlockScan`: where its states lie in the scan's
+    automaton, how its tries move, and what each segment of stand-ins gives them."""
+
+    __slots__ = ("base", "found", "gaps", "marks", "mask", "memo", "stride")
+
+    def __init__(self, base: int, depths: list[int], stride: int) -> None:
+        # Segment glob j's states lie from its bottom (bit `bottoms[j]` above `base`) up to
+        # its top; the bit of "a try has placed the globs before j" is that same bottom, so
+        # that a verdict and the tries line up without moving either. A segment moves the
+        # tries its globs accept up to the next bottom: by one stride when the bottoms are
+        # evenly spaced (every glob given the room of the deepest, `stride`, when that at
+        # most doubles the width), otherwise (stride 0) by adding `gaps` (the bits between
+        # the bottoms), whose carry runs from just above a bottom up to the next one and
+        # stops there: twice the operations, on an integer half as wide.
+        bottoms, bit = 0, 0
+        for depth in depths:
+            bottoms |= 1 << bit
+            bit += stride or depth + 1
+        self.base, self.found = base, 1 << bit  # `found`: every glob of the block placed
+        self.mask = self.found - 1
+        self.marks = bottoms | self.found
+        self.stride = stride
+        self.gaps = 0 if stride else self.mask & ~bottoms
+        self.memo: dict[str, int] = {}  # segment as stand-ins -> bottoms of globs accepting it
+
+
 class _BlockScan:
-    """The leftmost placement of a block of path segments (see above)."""
+    """The leftmost placement of one block of path segments, or of several blocks each
+    after a `**`, one after the other (see above)."""
 
     __slots__ = (
         "_ascii",
+        "_blocks",
         "_bounds",
-        "_found",
+        "_latin",
+        "_limit",
         "_loops",
+        "_marks",
         "_masks",
+        "_need",
         "_past",
         "_read",
         "_reps",
-        "_shift",
         "_size",
-        "_spread",
         "_start",
         "_table",
-        "_top",
-        "_wide",
     )
 
-    def __init__(self, runs: list[str]) -> None:
-        # Equal segment globs accept the same subject segments, so the automaton runs one
-        # slot per distinct one (2,000 x `*a` is one slot, not 2,000 bits per character
-        # step); `_spread` gives each slot's verdict to the block positions that hold it.
-        distinct = list(dict.fromkeys(runs))
-        where = {glob: slot for slot, glob in enumerate(distinct)}
-        self._spread = [0] * len(distinct)
-        for position, glob in enumerate(runs):
-            self._spread[where[glob]] |= 1 << position
-        self._wide: dict[int, int] | None = None if distinct == runs else {}
-        self._size = len(runs)
-        items = [_run_items(run) for run in distinct]
-        sizes = [sum(item is not _STAR for item in run) for run in items]
-        depth, slots = max(sizes), len(distinct)
-        start = loops = 0
+    def __init__(self, runs: list[str], *later: list[str]) -> None:
+        # One automaton for the glob's distinct blocks, each at its own bits (equal blocks
+        # accept the same segments, so they share their states and their memo). Every
+        # segment glob has its own states, bottom to top: its top is where it starts, each
+        # character item moves down one, a star is a loop on the state it follows, and its
+        # bottom is where it accepts (the glob is read backwards, and so is each segment).
+        blocks = [runs, *later]
+        parts: dict[tuple[str, ...], _Tries] = {}
+        need: dict[tuple[str, ...], int] = {}
+        bit = start = loops = marks = 0
         # Where a state starts or stops accepting a character; `/` is a class of its own.
         events: dict[int, int] = {0: 0, _SLASH: 0, _SLASH + 1: 0}
-        for slot, (run, size) in enumerate(zip(items, sizes, strict=True)):
-            state = (depth - size) * slots + slot  # so that every slot ends at depth `depth`
-            start |= 1 << state
-            for item in run:
-                if item is _STAR:
-                    loops |= 1 << state
-                    continue
-                state += slots
-                for low, high in _item_ranges(item):
-                    events[low] = events.get(low, 0) ^ (1 << state)
-                    events[high + 1] = events.get(high + 1, 0) ^ (1 << state)
+        for block in map(tuple, blocks):
+            if block in parts:
+                continue
+            base, readings = bit, [_run_items(run) for run in block]
+            depths = [sum(item is not _STAR for item in items) for items in readings]
+            need[block] = sum(depths) + len(depths)  # a `/` and the items of each glob
+            stride = max(depths) + 1
+            if stride * len(depths) > 2 * need[block]:
+                stride = 0
+            for items, depth in zip(readings, depths, strict=True):
+                marks |= 1 << bit
+                state = bit + depth
+                start |= 1 << state
+                for item in reversed(items):
+                    if item is _STAR:
+                        loops |= 1 << state
+                        continue
+                    state -= 1
+                    for low, high in _item_ranges(item):
+                        events[low] = events.get(low, 0) ^ (1 << state)
+                        events[high + 1] = events.get(high + 1, 0) ^ (1 << state)
+                bit += stride or depth + 1
+            parts[block] = _Tries(base, depths, stride)
+        self._blocks = [parts[tuple(block)] for block in blocks]
+        self._size = sum(map(len, blocks))
+        # The characters the blocks need; the automaton is at most twice as wide.
+        self._need = sum(need[tuple(block)] for block in blocks)
+        self._start, self._loops, self._marks = start, loops, marks
         # The code points fall into ranges (`_bounds`, the last one ending at _TOP) whose
         # characters every item treats alike. A subject is read with each character replaced
         # by its range's stand-in (`_reps`: `/` for `/`, otherwise a character of its own,
@@ -445,8 +480,6 @@ class _BlockScan:
         for at, rep in zip(bounds, reps, strict=True):
             mask ^= events[at]
             self._masks[rep] = mask
-        self._shift, self._start, self._loops = slots, start, loops
-        self._top, self._found = depth * slots, 1 << self._size
         # Stand-ins by code point as `str.translate` tables (a character past a table's end
         # is left as it is): one for ASCII, and, if the glob names a character beyond ASCII,
         # one as long as the highest code point it names (`_make_table`; 64 KB to 2.2 MB,
@@ -454,9 +487,16 @@ class _BlockScan:
         self._ascii = self._span_table(0x80)
         self._table = ""
         self._past: Callable[[str], str] | None = None  # stand-in for what is past `_table`
+        self._latin = b""
         if bounds[-1] >= 0x80:
             self._make_table()
-        self._read: dict[str, int] = {}  # segment as stand-ins -> block segments accepting it
+        else:  # stand-ins by byte of a subject encoded to Latin-1 (`_forms`); all below 0x100
+            latin = [*self._ascii.encode("latin-1"), *[ord(reps[-1])] * 0x80]
+            latin[ord("?")], latin[0x80] = ord(reps[-1]), ord(self._ascii[ord("?")])
+            self._latin = bytes(latin)
+        self._read: dict[str, int] = {}  # segment as stand-ins -> bottoms of globs accepting it
+        # Each entry is an integer as wide as the automaton: about 1 MB in all at most.
+        self._limit = max(256, min(_MEMO, (1 << 23) // (bit + 1)))
 
     def _span_table(self, end: int) -> str:
         """The stand-ins of code points 0 to end - 1, as a string indexed by code point (in
@@ -475,11 +515,13 @@ class _BlockScan:
             return joined.translate(self._ascii)
         past = self._past
         if past is None:
-            # A glob that names only ASCII: every other character is in the last range, so
-            # it becomes that range's first character (ASCII), then the ASCII table applies.
-            # No table of the BMP per block: a glob of many blocks would fill one each, at a
-            # page fault per 4 KB, in its first decision with a character beyond ASCII.
-            return _non_ascii(_template(chr(self._bounds[-1])), joined).translate(self._ascii)
+            # A glob that names only ASCII: every other character is in the last range. The
+            # Latin-1 encoder turns each character past U+00FF into `?` in C, so a real `?`
+            # is first moved to U+0080 (and a real U+0080 to U+0081, in the last range
+            # too), and `_latin` then gives each byte its stand-in. A regex substitution per
+            # character, as before, cost about 0.3 M instructions per 2,048 characters.
+            moved = joined.replace("\x80", "\x81").replace("?", "\x80")
+            return moved.encode("latin-1", "replace").translate(self._latin).decode("latin-1")
         out = joined.translate(self._table)
         if out.isascii() and len(self._reps) <= 0x80:
             return out  # nothing was left as it was: every stand-in is ASCII
@@ -504,55 +546,39 @@ class _BlockScan:
             past = re.compile(f"[{chr(end)}-{chr(_TOP)}]").sub
             self._past = partial(past, _template(self._reps[-1]))
 
-    def _learn(self, forms: list[str]) -> dict[str, int]:
-        """A memo (stand-in segment -> the block segments accepting it) that holds every one
-        of `forms`, those it lacked worked out in bulk. A full memo is replaced, never
-        emptied in place: another thread may be reading it."""
+    def _accepts(self, form: str) -> int:
+        """The bottoms of the segment globs (of every distinct block) accepting `form`: one
+        step per stand-in over the whole automaton, remembered. A full memo is replaced,
+        never emptied in place: another thread may be reading it."""
         read = self._read
-        new = set(forms).difference(read)
-        if not new:
-            return read
-        if len(read) + len(new) > _MEMO:
-            read = self._read = {}
-            new = set(forms)
-        masks, loops, shift, top = self._masks, self._loops, self._shift, self._top
-        wide = self._wide
-        for form in new:
+        verdict = read.get(form)
+        if verdict is None:
+            masks, loops = self._masks, self._loops
             states = self._start
-            for mask in map(masks.__getitem__, form):
-                states = ((states << shift) & mask) | (states & loops)
+            for mask in map(masks.__getitem__, reversed(form)):
+                states = ((states >> 1) & mask) | (states & loops)
                 if not states:
                     break
-            read[form] = states >> top if wide is None else self._widen(states >> top)
-        return read
-
-    def _widen(self, slots: int) -> int:
-        """The block positions whose segment glob is one of the distinct `slots`."""
-        wide = self._wide
-        assert wide is not None
-        mask = wide.get(slots)
-        if mask is None:
-            if len(wide) >= _MEMO:
-                wide = self._wide = {}
-            mask, bits, spread = 0, slots, self._spread
-            while bits:
-                low = bits & -bits
-                mask |= spread[low.bit_length() - 1]
-                bits ^= low
-            wide[slots] = mask
-        return mask
+            verdict = states & self._marks
+            if len(read) >= self._limit:
+                read = self._read = {}
+            read[form] = verdict
+        return verdict
 
     def end(self, x: str, pos: int, cut: int, _probes: list[int] | None = None) -> int:
-        """Where the leftmost placement in `x[pos:cut]` ends (-1 if none); `x[pos]` is the
-        `/` before a segment, or pos == cut, as for the regex `search` it stands for."""
-        if pos >= cut or x.count("/", pos, cut) < self._size:
-            return -1  # fewer segments than the block: the few long ones need not be read
-        found, live = self._found, 0
+        """Where the last block's leftmost placement in `x[pos:cut]` ends (-1 if none), each
+        block placed where it first can after the one before; `x[pos]` is the `/` before a
+        segment, or pos == cut, as for the regex `search` it stands for."""
+        if pos >= cut or cut - pos < self._need or x.count("/", pos, cut) < self._size:
+            # Fewer characters or segments than the blocks need: the few long segments need
+            # not be read (and no automaton is wider than the subject is long).
+            return -1
+        blocks = iter(self._blocks)
+        part, live = next(blocks), 0
         # Where the next segment starts, and the next slice's size: the segments are split
-        # off in slices that double in size, starting from the least the block can cover (k
-        # one-character segments), so that a placement found early does not pay for reading
-        # the rest (a glob of many blocks would pay for that once per block, or twice over).
-        start, window = pos + 1, 2 * self._size + 2
+        # off in slices that double in size, starting from the least the blocks can cover,
+        # so that a placement found early does not pay for reading the rest.
+        start, window = pos + 1, max(2 * self._size, self._need) + 2
         while True:
             stop = start + window
             if stop < cut:
@@ -565,16 +591,56 @@ class _BlockScan:
             # The slice as stand-ins, one per character, so its segments keep their lengths
             # (and subjects that differ only in characters no item tells apart are alike).
             forms = self._forms(x[start:stop]).split("/")
-            accepts = self._learn(forms).__getitem__
             rest = iter(forms)  # no `enumerate`: the index is what `rest` has not yet given
-            for accepted in map(accepts, rest):
-                live = ((live | 1) & accepted) << 1
-                if live >= found:  # `found` is the highest bit `live` can hold
+            while True:
+                live = self._tries(part, rest, live)
+                if live < part.found:
+                    break  # the slice is read
+                # Placed: the next block starts after it. A try still in this block could
+                # only place it later, which is never better.
+                following = next(blocks, None)
+                if following is None:
                     index = len(forms) - length_hint(rest)
                     return start + index - 1 + sum(map(len, forms[:index]))
+                part, live = following, 0
             if stop == cut:
                 return -1
             start, window = stop + 1, window * 2
+
+    def _tries(self, part: _Tries, rest: Iterator[str], live: int) -> int:
+        """`part`'s tries after reading from `rest` until the block is placed (`found` is
+        then the highest bit set) or `rest` runs out."""
+        found, known, gaps = part.found, part.memo.get, part.gaps
+        if gaps:
+            marks = part.marks
+            for form in rest:
+                accepted = known(form)
+                if accepted is None:
+                    accepted = self._learn(part, form)
+                    known = part.memo.get
+                live = ((((live | 1) & accepted) << 1) + gaps) & marks
+                if live >= found:
+                    break
+        else:
+            stride = part.stride
+            for form in rest:
+                accepted = known(form)
+                if accepted is None:
+                    accepted = self._learn(part, form)
+                    known = part.memo.get
+                live = ((live | 1) & accepted) << stride
+                if live >= found:
+                    break
+        return live
+
+    def _learn(self, part: _Tries, form: str) -> int:
+        """The bottoms of `part`'s globs accepting `form`, remembered in its memo (replaced,
+        never emptied in place, when full)."""
+        accepted = (self._accepts(form) >> part.base) & part.mask
+        if len(part.memo) >= _MEMO:
+            part.memo = {}
+        part.memo[form] = accepted
+        return accepted
 
 
 def linear_plain_regex(pattern: str) -> str:
@@ -594,15 +660,17 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
-# Which of a block's two matchers to use. On a path of 2,048 segments, the regex search
-# costs, per segment of the block, about 60-90 us for one with a star and a class (`*[!b]a`:
-# the class is a lookahead that keeps it off `/`), 30-50 us with a star, 10-30 us with a
-# class and 2-4 us for the rest (a fixed-length segment is rejected at its first character).
-# The scan costs 0.2-0.7 ms whatever the block's length, new characters or not
-# (docs/performance-worst-cases.md). Both grow with the subject alike, so the block alone
-# decides: the scan from 13 segments with a star (7 with a star and a class, 31 with a class,
-# 181 others).
-_STAR_CLASS_COST, _STAR_COST, _CLASS_COST, _PLAIN_COST, _SCAN_COST = 60, 30, 12, 2, 360
+# Which of a block's two matchers to use. Measured in callgrind instructions on a subject
+# of 2,048 segments that lets every try go deep (`/a`, `/aa`), the regex search costs, per
+# segment of the block, about 1.4 M for one with a star and a class (`*[!b]a`: the class is
+# a lookahead that keeps it off `/`), 0.4-0.7 M with a star, 0.25 M with a class and 0.05 M
+# for the rest (`?`, `a?`: a fixed-length segment is rejected at its first character only
+# when the subject's segments differ there). The scan costs 3.5-7.5 M whatever the block's
+# length (docs/performance-worst-cases.md). Both grow with the subject alike, so the block
+# alone decides: the scan from 3 segments with a star and a class (6 with a star, 15 with a
+# class, 61 others). These were 60, 30, 12 and 2 until round 25: a block of 178 `?` and a
+# `b` stayed a regex search that cost 9.3 M on `/a` x 2,048, the scan 3.8 M.
+_STAR_CLASS_COST, _STAR_COST, _CLASS_COST, _PLAIN_COST, _SCAN_COST = 140, 70, 25, 6, 360
 
 
 def _regex_cost(run: str) -> int:
@@ -666,6 +734,22 @@ def _middle(regex: str, runs: list[str]) -> Middle:
     return probe_then_scan
 
 
+def _is_long(runs: list[str]) -> bool:
+    """Whether a block's regex search would cost more than the scan (above)."""
+    return sum(map(_regex_cost, runs)) > _SCAN_COST and any(map(has_magic, runs))
+
+
+def _middles(plan: PathPlan) -> tuple[Middle, ...]:
+    """How the blocks between two `**` are placed, one after the other. When one of several
+    blocks is long, all of them are placed by one scan: it reads the subject once for every
+    block, where a scan per block paid for its set-up per block (a glob of 130 blocks of 12
+    `*` and a `b`, each block placed a segment further than the last: 19-51 M instructions)."""
+    blocks = [list(runs) for runs in plan.middle_runs]
+    if len(blocks) > 1 and any(map(_is_long, blocks)):
+        return (_BlockScan(*blocks).end,)
+    return tuple(_middle(regex, runs) for regex, runs in zip(plan.middles, blocks, strict=True))
+
+
 def _lazy_path_regex(pattern: str) -> Matcher:
     """The linear matcher of a path glob, translated and compiled on first use."""
     plan: tuple[Any, tuple[Middle, ...], Any, int | None] | None = None
@@ -678,10 +762,7 @@ def _lazy_path_regex(pattern: str) -> Matcher:
             found = path_plan(pattern)
             plan = (
                 re.compile(found.first, re.DOTALL).match,
-                tuple(
-                    _middle(regex, list(runs))
-                    for regex, runs in zip(found.middles, found.middle_runs, strict=True)
-                ),
+                _middles(found),
                 re.compile(found.last, re.DOTALL).fullmatch,
                 found.last_size,
             )

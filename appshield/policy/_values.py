@@ -60,14 +60,36 @@ def _engine_glob_problem(glob: str) -> str | None:
     return glob_problem(glob)
 
 
+# The segments between a glob's first and last `**` are placed by a scan whose automaton is
+# about as wide as they are long, and a decision's cost grows with that width times the
+# subject's length (at 512, up to about 6.3 M instructions, 0.45 ms, on a 4,096-character
+# path; unbounded, over 20 M; docs/performance-worst-cases.md). No real policy comes near:
+# the longest such part in the packs and examples is 26 characters.
+MAX_BETWEEN_DOUBLE_STARS = 512
+
+
+def _check_between_double_stars(glob: str, segments: list[str], sep: str) -> None:
+    marks = [i for i, segment in enumerate(segments) if segment == "**"]
+    if len(marks) > 1:
+        size = len(sep.join(segments[marks[0] + 1 : marks[-1]]))
+        if size > MAX_BETWEEN_DOUBLE_STARS:
+            shown = glob if len(glob) <= 80 else glob[:77] + "..."
+            raise ValueError(
+                f"the segments between the first and the last '**' may hold at most "
+                f"{MAX_BETWEEN_DOUBLE_STARS:,} characters, not {size:,}, in glob {shown!r}"
+            )
+
+
 def check_path_glob(glob: str) -> None:
     if not glob.startswith("/"):
         raise ValueError(
             f"{glob!r} is not absolute (a path glob must start with '/', '~' or a variable)"
         )
-    for segment in glob.split("/"):
+    segments = glob.split("/")
+    for segment in segments:
         if "**" in segment and segment != "**":
             raise ValueError(f"'**' must be a whole path segment in {glob!r}")
+    _check_between_double_stars(glob, segments, "/")
     check_class_brackets(glob, allow_slash=False)
 
 
@@ -81,6 +103,7 @@ def check_module_glob(glob: str) -> None:
             raise ValueError(f"{glob!r} is not a dotted module name or glob")
         if "**" in segment and segment != "**":
             raise ValueError(f"'**' must be a whole segment in module glob {glob!r}")
+    _check_between_double_stars(glob, glob.split("."), ".")
     check_class_brackets(glob)
 
 

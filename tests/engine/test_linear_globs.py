@@ -22,6 +22,7 @@ from appshield.engine.globs import (
     _MEMO,
     _BlockScan,
     _middle,
+    _middles,
     glob_problem,
     has_magic,
     path_matcher,
@@ -176,7 +177,29 @@ def test_block_scan_ends_where_the_regex_search_ends(
     assert _BlockScan(list(block)).end(x, pos, cut) == (-1 if found is None else found.end())
 
 
-# Blocks the matcher gives to the scan: 15-18 segments with a star (a regex search over the
+# Several blocks, each after a `**`, are placed by one scan, one after the other: the last
+# one must end exactly where the regex searches, block after block, would place it.
+@MANY
+@given(st.lists(blocks, min_size=2, max_size=4), many_segments, st.data())
+def test_one_scan_of_several_blocks_ends_where_the_regex_searches_end(
+    runs: list[list[str]], x: str, data: st.DataObject
+) -> None:
+    plan = path_plan("/**/" + "/**/".join("/".join(block) for block in runs) + "/**")
+    runs = [list(block) for block in plan.middle_runs]  # `[!/]` is two segments
+    bounds = [i for i, c in enumerate(x) if c == "/"] + [len(x)]
+    pos = data.draw(st.sampled_from(bounds))
+    cut = data.draw(st.sampled_from([b for b in bounds if b >= pos]))
+    expected = pos
+    for regex in plan.middles:
+        found = re.compile(regex, re.DOTALL).search(x, expected, cut)
+        if found is None:
+            expected = -1
+            break
+        expected = found.end()
+    assert _BlockScan(*runs).end(x, pos, cut) == expected
+
+
+# Blocks the matcher gives to the scan: 6-10 segments with a star (a regex search over the
 # next few dozen characters first, then the scan) and 51-55 (the scan alone), on subjects of
 # short segments long enough for both to be taken, short enough for the reference.
 STAR_PIECES = ["*", "*a", "a*", "?*", "*[ab]", "*b"]
@@ -191,7 +214,7 @@ def _star_subjects(low: int, high: int) -> st.SearchStrategy[str]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(st.sampled_from(STAR_PIECES), min_size=15, max_size=18),
+    st.lists(st.sampled_from(STAR_PIECES), min_size=6, max_size=10),
     _star_subjects(20, 60),
     st.sampled_from(HEADS),
     st.sampled_from(TAILS),
@@ -217,6 +240,55 @@ def test_long_blocks_take_the_scan_and_agree_with_the_reference(
     end = _middle(path_plan(glob).middles[-1], runs)
     assert isinstance(getattr(end, "__self__", None), _BlockScan)  # the scan alone
     assert path_matcher(glob)(subject) is reference.path_glob(glob, subject)
+
+
+# Globs of several blocks, one of them long enough for the scan, and equal blocks among
+# them (which share their part of the scan's automaton and memo).
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(STAR_PIECES), min_size=6, max_size=16),
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "*", "*b", "?", "[!a]", "*a"]), min_size=1, max_size=3),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.sampled_from(["a", "b", "ab"]), min_size=10, max_size=70).map(
+        lambda parts: "/" + "/".join(parts)
+    ),
+    st.sampled_from(HEADS),
+    st.sampled_from(TAILS),
+    st.integers(0, 4),
+)
+def test_globs_of_several_blocks_agree_with_the_reference(
+    long: list[str],
+    short: list[list[str]],
+    subject: str,
+    head: str,
+    tail: str,
+    where: int,
+) -> None:
+    middle = [*short]
+    middle.insert(where % (len(short) + 1), long)
+    middle.append(short[0])  # an equal block
+    glob = head + "/**/".join("/".join(block) for block in middle) + tail
+    assert len(_middles(path_plan(glob))) == 1  # one scan for every block
+    assert path_matcher(glob)(subject) is reference.path_glob(glob, subject)
+
+
+def test_many_blocks_each_placed_late_decide_at_once() -> None:
+    """The shape that set up a scan per block (130 blocks of 12 `*` and a `b`, the subject
+    first spending the probes' budget, then placing each block one segment late, 19-51 M
+    instructions a decision): one scan now reads the subject once for all of them."""
+    glob = "/**/" + "/**/".join(["/".join(["*"] * 12 + ["b"])] * 130) + "/**"
+    code = (
+        "from appshield.engine.globs import path_matcher\n"
+        f"m = path_matcher({glob!r})\n"
+        "far = ('/a' * 60 + '/b') * 5\n"
+        "late = ('/a' * 13 + '/b') * 124\n"  # 129 blocks placed, 4,082 characters
+        "assert not any(m(far + late) for _ in range(200))\n"
+        "assert m(far + late + '/b' * 13)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_a_long_block_on_a_long_path_decides_at_once() -> None:
@@ -357,3 +429,32 @@ def test_regex_escape_is_re_escape(text: str) -> None:
     from appshield.engine.globs import regex_escape
 
     assert regex_escape(text) == re.escape(text)
+
+
+def test_check_refuses_a_long_part_between_double_stars() -> None:
+    # The scan's cost grows with the length of what lies between the first and the last
+    # `**` (times the subject's): `appshield check` bounds it, in path and module globs.
+    from appshield.policy._values import (
+        MAX_BETWEEN_DOUBLE_STARS,
+        check_module_glob,
+        check_path_glob,
+    )
+
+    def middle(size: int, sep: str) -> str:  # `a*` segments, then `b..` up to `size`
+        count = (size - 1) // 3
+        return sep.join(["a*"] * count + ["b" * (size - 3 * count)])
+
+    for size in (MAX_BETWEEN_DOUBLE_STARS, MAX_BETWEEN_DOUBLE_STARS + 1):
+        part = middle(size, "/")
+        assert len(part) == size
+        paths = [f"/x/**/{part}/**/y", f"/**/{part}/**", f"/**/a/**/{part[5:]}/**"]
+        modules = [f"x.**.{middle(size, '.')}.**.y"]
+        for glob, check in [*((p, check_path_glob) for p in paths)] + [
+            (m, check_module_glob) for m in modules
+        ]:
+            if size <= MAX_BETWEEN_DOUBLE_STARS:
+                check(glob)
+            else:
+                with pytest.raises(ValueError, match="between the first and the last"):
+                    check(glob)
+    check_path_glob("/**/" + middle(5000, "/"))  # one `**`: nothing lies between two
