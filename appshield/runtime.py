@@ -632,8 +632,9 @@ class Shield:
                 self.reporter.report(pending[0])
                 pending.popleft()
             self.reporter.flush_now()
-        except Exception:  # at exit: a failing sink must not change the exit status
-            pass
+        except Exception as exc:  # at exit: a failing sink must not change the exit status
+            if pending:
+                _say_unreported(len(pending), exc)
 
     def _notify(self, violation: Violation) -> None:
         for listener in self._listeners:
@@ -641,6 +642,16 @@ class Shield:
                 listener(violation)
             except Exception:  # a failing listener never reaches the app
                 pass
+
+
+def _say_unreported(count: int, why: BaseException) -> None:
+    """The last word on violations no sink could take (the telemetry could not be built):
+    one line on the process's stderr, written with nothing that could import or lock, so
+    that they are never lost in silence."""
+    try:
+        os.write(2, f"appshield: {count} violation(s) could not be reported: {why}\n".encode())
+    except Exception:  # stderr closed: nothing is left to tell
+        pass
 
 
 class ShieldHandle:

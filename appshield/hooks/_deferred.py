@@ -40,7 +40,7 @@ import os
 import sys
 from types import ModuleType
 
-from appshield._modules import loaded
+from appshield._modules import in_an_import, loaded, wait_for_helper
 from appshield._threadstate import thread_state
 
 TYPE_CHECKING = False
@@ -86,11 +86,82 @@ _loading = _Loading()
 
 def load_part(part: Part) -> dict[str, ModuleType]:
     """Import the part's modules as appshield's own imports: module name -> module. Raises
-    when one cannot be loaded or is not appshield's own file."""
+    when one cannot be loaded or is not appshield's own file.
+
+    The imports run on a thread of appshield's own, as the telemetry build does: no Python
+    signal handler runs there. On the app's thread, a handler that raises (a fast interval
+    timer) can interrupt the import system between taking its global lock and the `try` that
+    gives it back; that lock then stays held for ever, and every other thread's import (the
+    telemetry build's among them) waits for ever. If the wait here is interrupted, the load
+    still finishes and the next operation takes its result. A thread that is itself in an
+    import loads here: a helper would wait for its module lock. A helper stuck on the global
+    lock is never waited for for ever (`wait_for_helper`, docs/limits.md)."""
+    if part in _loading.parts:
+        raise ImportError(f"appshield's {part.name} part is needed while it loads")
+    if part not in _loads and (in_an_import() or sys.is_finalizing()):
+        # Never while a helper's load of the part is under way: this thread would wait for
+        # the module locks that helper holds, while the helper may wait for this thread.
+        return _load_here(part)
+    load = _Load()
+    running = _loads.setdefault(part, load)  # one step under the GIL: one load per part
+    if running is load:
+        try:
+            load.helper = _thread.start_new_thread(_load_on_own_thread, (part, load))
+        except BaseException:
+            # No new threads (interpreter shutdown on 3.12+), or interrupted here.
+            load.done.release()
+            del _loads[part]
+            raise
+    if not wait_for_helper(running.done, lambda: running.helper):
+        # It stays in `_loads`: a later operation gives up at once too.
+        raise ImportError(
+            f"appshield could not load its {part.name} part: the import system's lock is "
+            "held for ever by an interrupted import"
+        )
+    if _loads.get(part) is running:
+        del _loads[part]
+    if running.found is None:
+        # The loading thread's own exception, so a refusal reads as it would have here.
+        if running.failure is not None:
+            raise running.failure
+        raise ImportError(f"appshield could not load its {part.name} part")
+    return running.found
+
+
+class _Load:
+    """One load of a part on appshield's own thread."""
+
+    __slots__ = ("done", "failure", "found", "helper")
+
+    def __init__(self) -> None:
+        self.done = _thread.allocate_lock()
+        self.done.acquire()  # released by the loading thread when it is over
+        self.found: dict[str, ModuleType] | None = None
+        self.failure: BaseException | None = None
+        self.helper = 0  # the loading thread's ident
+
+
+# part -> its load in progress (or over, until a waiting thread takes the result).
+_loads: dict[Part, _Load] = {}
+# A fork's child has none of the loading threads: a load they had begun is started again.
+os.register_at_fork(after_in_child=_loads.clear)
+
+
+def _load_on_own_thread(part: Part, load: _Load) -> None:
+    # appshield's own thread doing appshield's own work: the files its imports read are not
+    # the app's operations.
+    thread_state.busy = True
+    try:
+        load.found = _load_here(part)
+    except BaseException as exc:  # handed to the waiting thread
+        load.failure = exc
+    finally:
+        load.done.release()
+
+
+def _load_here(part: Part) -> dict[str, ModuleType]:
     found: dict[str, ModuleType] = {}
     loading = _loading.parts
-    if part in loading:
-        raise ImportError(f"appshield's {part.name} part is needed while it loads")
     _loading.parts = (*loading, part)
     state = thread_state
     previous = state.own_imports

@@ -43,6 +43,8 @@ import sys
 import threading  # noqa: F401
 import time
 
+from appshield._modules import in_an_import as _in_an_import
+from appshield._modules import wait_for_helper
 from appshield._threadstate import appshield_io, thread_state
 from appshield.report import Violation
 
@@ -105,20 +107,6 @@ def library_logger() -> Any:
     return logger
 
 
-def _in_an_import() -> bool:
-    """Is this thread in the middle of importing a module (holding its import lock)? A
-    helper thread that imported the same module would then wait for this one for ever."""
-    locks = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None)
-    if not locks:
-        return False
-    me = _thread.get_ident()
-    for reference in list(locks.values()):
-        lock = reference()
-        if lock is not None and getattr(lock, "owner", None) == me:
-            return True
-    return False
-
-
 class DeferredReporter:
     """What `make_reporter` returns: builds the real reporter on the first violation."""
 
@@ -129,6 +117,7 @@ class DeferredReporter:
         self._real: TelemetryReporter | None = None
         self._lock = _thread.allocate_lock()
         self._builder: Any = None  # the lock held while the build runs
+        self._builder_ident = 0  # the building thread's
         self._built: TelemetryReporter | None = None
         self._failure: BaseException | None = None
 
@@ -155,7 +144,7 @@ class DeferredReporter:
         handler runs; if the wait is interrupted, the build still finishes, and the
         violations that arrived meanwhile wait in `_pending` for the next report (or the
         exit)."""
-        if _in_an_import() or sys.is_finalizing():
+        if self._builder is None and (_in_an_import() or sys.is_finalizing()):
             # A helper thread could wait for a module lock this thread holds (the app's
             # `import appshield.auto` reports the modules imported before it): build here.
             # appshield's own imports (docs/limits.md: this one window).
@@ -173,7 +162,7 @@ class DeferredReporter:
             done = _thread.allocate_lock()
             done.acquire()
             try:
-                _thread.start_new_thread(self._build_here, (done,))
+                self._builder_ident = _thread.start_new_thread(self._build_here, (done,))
             except RuntimeError:
                 # No new threads at interpreter shutdown (3.12+): the first violation came
                 # during the exit (an atexit handler's, the SDK's own exit flush). No signal
@@ -181,8 +170,11 @@ class DeferredReporter:
                 with appshield_io():
                     return self._build()
             self._builder = done
-        with self._builder:  # until the build is over
-            pass
+        if not wait_for_helper(self._builder, lambda: self._builder_ident):
+            raise RuntimeError(
+                "appshield: telemetry could not be set up: the import system's lock is held "
+                "for ever by an interrupted import"
+            )
         if self._built is None:
             raise RuntimeError("appshield: telemetry could not be set up") from self._failure
         return self._built

@@ -395,3 +395,46 @@ KEEP = Late()
         # operation it cannot describe is denied, in monitor mode too.
         assert run.canaries == [], (mode, run.stderr[-3000:])
         assert "finalizer:" in run.stderr
+
+
+def test_import_lock_left_held_by_an_interrupted_import(tmp_path: Path, listener: Listener) -> None:
+    # What a raising signal handler leaves behind when it lands between importlib's
+    # `_imp.acquire_lock()` and the `try` that gives it back (the storm above hits it now and
+    # then): the import system's global lock, held for ever by the app's thread. From then on
+    # no other thread can import anything, appshield's helper threads (the telemetry build,
+    # the parts loaded on first use) included. Waiting for them must not hang the app, and
+    # nothing may get through unreported.
+    code = """\
+import _imp
+_imp.acquire_lock()
+for i, op in enumerate(ALL_OPS):
+    attempt(op, f"l{i}")
+"""
+    _check(code, tmp_path, listener)
+
+
+def test_import_lock_left_held_by_another_thread(tmp_path: Path, listener: Listener) -> None:
+    # The same lock left held by a thread that is not the one reporting: it cannot be lent to
+    # appshield's helpers, so the telemetry is never built. Enforce still lets nothing
+    # through; monitor lets the operations happen (its promise) and says at exit, on stderr,
+    # how many violations it could not report: never a hang, never silence.
+    code = """\
+import _imp, threading
+held = threading.Event()
+def hold_for_ever():
+    _imp.acquire_lock()
+    held.set()
+    threading.Event().wait()
+threading.Thread(target=hold_for_ever, daemon=True).start()
+held.wait()
+for i, op in enumerate(FILE_OPS):
+    attempt(op, f"o{i}")
+"""
+    control = run_child(OPS + code, tmp_path / "control", listener, mode=None)
+    assert control.canaries, control.stderr[-3000:]
+    _assert_enforced(run_child(OPS + code, tmp_path / "enforce", listener, mode="enforce"))
+    monitored = run_child(OPS + code, tmp_path / "monitor", listener, mode="monitor")
+    assert "RESULT " in monitored.stdout, monitored.stderr[-3000:]
+    unreported = [name for name in monitored.canaries if not _reported(monitored, name)]
+    if unreported:
+        assert "violation(s) could not be reported" in monitored.stderr, monitored.stderr
