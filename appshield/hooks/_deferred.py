@@ -107,11 +107,14 @@ def load_part(part: Part) -> dict[str, ModuleType]:
     if running is load:
         try:
             load.helper = _thread.start_new_thread(_load_on_own_thread, (part, load))
-        except BaseException:
-            # No new threads (interpreter shutdown on 3.12+), or interrupted here.
+        except BaseException as exc:
             load.done.release()
             del _loads[part]
-            raise
+            if isinstance(exc, RuntimeError):
+                # No new thread: interpreter shutdown on 3.12+ (an atexit handler's first
+                # program start), or a thread limit. Loaded here, as before the helpers.
+                return _load_here(part)
+            raise  # interrupted here: the next operation starts the load again
     if not wait_for_helper(running.done, lambda: running.helper):
         # It stays in `_loads`: a later operation gives up at once too.
         raise ImportError(

@@ -252,3 +252,42 @@ except ImportError:
     assert done.stdout.strip() == (
         'outer: ImportError ["appshield\'s loop part is needed while it loads"]'
     )
+
+
+@pytest.mark.parametrize("when", ["at-exit", "no-threads"])
+def test_a_part_first_needed_where_no_thread_can_start_still_decides(
+    tmp_path: Path, when: str
+) -> None:
+    """Parts load on a thread of appshield's own. Where none can start (an `atexit`
+    handler's first program start: 3.12 and later refuse new threads at shutdown; a thread
+    limit, here `start_new_thread` raising as it then does) the part loads on the
+    operation's own thread and decides as usual: the allowed start runs, the denied one
+    (`touch` is not in the policy) never does, and it is reported."""
+    policy = policy_file(tmp_path, POLICY)
+    canary = tmp_path / "canary"
+    limit = (
+        "import _thread\n"
+        "def refuse(*args, **kwargs):\n"
+        '    raise RuntimeError("can\'t start new thread")\n'
+        "_thread.start_new_thread = refuse\n"
+        if when == "no-threads"
+        else ""
+    )
+    code = f"""
+import appshield.auto, atexit, os, subprocess
+{limit}
+def first_starts():
+    subprocess.run(["sh", "-c", "exit 0"], check=True)
+    os.write(1, b"allowed ran\\n")
+    try:
+        subprocess.run(["touch", "{canary}"])
+    except PermissionError:
+        os.write(1, b"denied\\n")
+atexit.register(first_starts)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["allowed", "ran", "denied"], done.stdout + done.stderr
+    assert not canary.exists()
+    refused = [r for r in _reports(tmp_path) if r["blocked"]]
+    assert [(r["rule"], r["category"]) for r in refused] == [("default:process", "process")]
