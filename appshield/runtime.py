@@ -20,23 +20,22 @@ from types import FrameType
 from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
+from appshield.hooks import _deferred
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import Operation
 from appshield.patching import WRAPT_DIR, HookFamily
 from appshield.policy import Policy
-from appshield.ports import Decider, Reporter
 from appshield.report import CallSite, Violation
 from appshield.settings import STARTUP, Settings
-
-# Loaded with the runtime, not when a connection is first blocked: an import made while the
-# gate decides would itself be judged under the app's policy.
-from appshield.telemetry import denied_exporters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any, NamedTuple
+
+    from appshield.ports import Decider, Reporter
+    from appshield.telemetry import denied_exporters
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from _collections_abc import Mapping  # collections.abc's, without `collections`
 
@@ -257,12 +256,31 @@ def _attempting_text(attempting: tuple[str, Any, Any]) -> str:
 
 _OTEL_BOOTSTRAP = "opentelemetry.instrumentation.auto_instrumentation"
 
+# Only a blocked connection needs it, so it is a part (appshield/hooks/_deferred.py), loaded
+# by the first one as appshield's own import (a plain import there, inside the gate, would be
+# judged under the app's policy), not at every start. Its imports are all loaded by then
+# (`_weakrefset` by `threading`, which the telemetry façade imports at start-up).
+EXPORTERS_PART = _deferred.Part(
+    "denied exporters", ("appshield.telemetry.denied_exporters",), ("_weakrefset",)
+)
+if not TYPE_CHECKING:
+    denied_exporters = _deferred.defer_module(
+        globals(), "denied_exporters", EXPORTERS_PART, "appshield.telemetry.denied_exporters"
+    )
+
 
 def _exporter_denied(frame: FrameType) -> None:
     """A blocked connection: if an OpenTelemetry exporter of the app made it, stop that
     exporter at exit instead of letting the SDK retry it for its whole timeout (see
     `appshield.telemetry.denied_exporters`)."""
-    if not denied_exporters.note_denied_connection(frame):
+    try:
+        noted = denied_exporters.note_denied_connection(frame)
+    except Exception:
+        # The part could not load (a `sys.modules` entry someone else put there, the
+        # recursion limit): the connection is refused and reported all the same; only the
+        # exit-time courtesy of stopping the exporter that made it is lost.
+        return
+    if not noted:
         return
     global _exporters_stop_armed
     if denied_exporters.exiting():
