@@ -26,7 +26,6 @@ from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import Operation
 from appshield.patching import WRAPT_DIR, HookFamily
 from appshield.policy import Policy
-from appshield.report import CallSite, Violation
 from appshield.settings import STARTUP, Settings
 
 TYPE_CHECKING = False
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any, NamedTuple
 
     from appshield.ports import Decider, Reporter
+    from appshield.report import CallSite, Violation
     from appshield.telemetry import denied_exporters
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from _collections_abc import Mapping  # collections.abc's, without `collections`
@@ -68,6 +68,15 @@ def _library_roots() -> tuple[list[str], list[str]]:
         return stdlib, [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
     return [os.path.dirname(os.__file__)], list(getsitepackages())
 
+
+# The report's records (`CallSite`, `Violation`): a part (appshield/hooks/_deferred.py),
+# loaded by the first violation (or the first call-site walk: learning, a scoped rule's
+# report), not by every start. It is reached from `Shield.act` inside the gate, so a part
+# that cannot load makes the operation a refusal (the gate's fail-closed path), and
+# `report_undescribable` says on stderr what it could not report.
+REPORT_PART = _deferred.Part("report", ("appshield.report",), ())
+if not TYPE_CHECKING:
+    _deferred.defer(globals(), REPORT_PART, {"appshield.report": ("CallSite", "Violation")})
 
 _STDLIB_ROOTS, _SITE_ROOTS = _library_roots()
 _STDLIB_DIRS = tuple(
@@ -386,7 +395,14 @@ class Shield:
         """A violation: report it (folded when it repeats), then raise `PolicyViolation` when
         it is blocked. The report is made before raising, so it never depends on the exception
         reaching the app (libraries fold or retry a PermissionError)."""
-        during = self._record(operation, decision, api, sys._getframe(1), False)
+        try:
+            during = self._record(operation, decision, api, sys._getframe(1), False)
+        except Exception as exc:
+            # No report could be made (the report part could not be loaded): said on stderr,
+            # and the operation is refused whatever its decision (the exception reaches the
+            # app in the place of the call), as for any part that cannot load.
+            _say_unreported(1, exc)
+            raise
         if decision.blocked:
             if operation.category == "network":
                 _exporter_denied(sys._getframe(1))
@@ -477,6 +493,11 @@ class Shield:
         limit = _gate_limits.raise_limit()  # as in `act`: a report needs headroom
         try:
             self._report_undescribable(operation, decision, api)
+        except Exception as exc:
+            # Nothing could make the report (the report part could not be loaded: a
+            # `sys.modules` entry someone else put there): never lost in silence. The gate
+            # refuses the operation all the same.
+            _say_unreported(1, exc)
         finally:
             _gate_limits.lower_limit(limit)
 

@@ -33,6 +33,7 @@ DEFERRED = (
     "appshield.hooks.imports.library",
     "appshield.hooks.network.describe",
     "appshield.telemetry.denied_exporters",
+    "appshield.report",
 )
 
 POLICY = """\
@@ -98,6 +99,7 @@ print(json.dumps({{"loaded": loaded, "extra": extra, "parts": [p.name for p in _
         "native library",
         "network",
         "process",
+        "report",
         "sqlite",
     ]
     assert found["extra"] == {name: [] for name in found["parts"]}
@@ -382,3 +384,60 @@ print(outcomes)
     refused = [r["rule"] for r in _reports(tmp_path) if r["blocked"]]
     # Three refusals, each by its rule (repeats of one call site are folded in the log).
     assert refused and set(refused) == {"no-second-loopback"}, refused
+
+
+# The report's module refused to the app: not all of `appshield.*`, whose modules imported
+# before install would be reported, and so load the part, at install.
+REPORT_POLICY = EXPORTERS_POLICY.replace(
+    '["appshield", "appshield.*", "_socket", "_weakrefset"]', '["appshield.report"]'
+)
+
+
+def test_the_report_part_loads_on_the_first_violation(tmp_path: Path) -> None:
+    """The report's records are loaded by the first violation, as appshield's own import
+    (the policy refuses that module to the app), and the violation is reported."""
+    policy = policy_file(tmp_path, REPORT_POLICY)
+    code = f"""
+import appshield.auto, sys
+before = "appshield.report" in sys.modules
+{_BLOCKED_CONNECT}
+print(before, attempt(), reached(), "appshield.report" in sys.modules)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "PolicyViolation", "False", "True"]
+    refused = [r["rule"] for r in _reports(tmp_path) if r["blocked"]]
+    assert refused == ["no-second-loopback"], refused
+
+
+@pytest.mark.parametrize("mode", ["enforce", "monitor"])
+def test_a_report_part_that_cannot_load_refuses_and_says_so(tmp_path: Path, mode: str) -> None:
+    """A `sys.modules` entry for the report's module that is not appshield's file: the first
+    violation cannot be made into a report, so the operation is refused (in monitor mode too:
+    a part that cannot load is a denial) and stderr says what could not be reported. Once
+    the entry is gone, the next violation is reported as usual."""
+    policy = policy_file(tmp_path, REPORT_POLICY.replace("version: 1", f"version: 1\nmode: {mode}"))
+    code = f"""
+import appshield.auto, sys, types
+fake = types.ModuleType("appshield.report")
+fake.__file__ = "/elsewhere/appshield/report.py"
+fake.CallSite = fake.Violation = lambda *args, **kwargs: None
+{_BLOCKED_CONNECT}
+outcomes = []
+for poison in (None, fake):
+    sys.modules["appshield.report"] = poison
+    outcomes.append(attempt())
+    outcomes.append(reached())
+del sys.modules["appshield.report"]
+outcomes.append(attempt())
+print(outcomes)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    last = "PolicyViolation" if mode == "enforce" else "connected"
+    assert done.stdout.strip() == (
+        f"['ModuleNotFoundError', False, 'ImportError', False, {last!r}]"
+    ), done.stdout + done.stderr
+    assert done.stderr.count("1 violation(s) could not be reported") == 2, done.stderr
+    reports = [(r["rule"], r["blocked"]) for r in _reports(tmp_path)]
+    assert reports == [("no-second-loopback", mode == "enforce")], reports

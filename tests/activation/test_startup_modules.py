@@ -96,12 +96,14 @@ def test_auto_starts_without_the_heavy_standard_library(tmp_path: Path) -> None:
 # appshield's own modules that `import appshield.auto` needs neither to install nor for a
 # first allowed operation (docs/performance.md, "Start-up, sixth round"): the inheritance
 # record and the children's check (only the ways in that pass the shield on through the
-# environment, and the process part, use them), the ports (type hints only), and the stopping
-# of denied exporters (a part, loaded by the first blocked connection).
+# environment, and the process part, use them), the ports (type hints only), the report's
+# records (a part, loaded by the first violation) and the stopping of denied exporters (a
+# part, loaded by the first blocked connection).
 NOT_AT_START = (
     "appshield._inherit",
     "appshield._proc_children",
     "appshield.ports",
+    "appshield.report",
     "appshield.telemetry.denied_exporters",
 )
 
