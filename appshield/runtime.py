@@ -71,9 +71,8 @@ def _library_roots() -> tuple[list[str], list[str]]:
 
 # The report's records (`CallSite`, `Violation`): a part (appshield/hooks/_deferred.py),
 # loaded by the first violation (or the first call-site walk: learning, a scoped rule's
-# report), not by every start. It is reached from `Shield.act` inside the gate, so a part
-# that cannot load makes the operation a refusal (the gate's fail-closed path), and
-# `report_undescribable` says on stderr what it could not report.
+# report), not by every start. A violation it cannot be loaded for is decided as any other
+# (blocked in enforce mode) and said on stderr (`Shield.act`, `report_undescribable`).
 REPORT_PART = _deferred.Part("report", ("appshield.report",), ())
 if not TYPE_CHECKING:
     _deferred.defer(globals(), REPORT_PART, {"appshield.report": ("CallSite", "Violation")})
@@ -397,12 +396,13 @@ class Shield:
         reaching the app (libraries fold or retry a PermissionError)."""
         try:
             during = self._record(operation, decision, api, sys._getframe(1), False)
-        except Exception as exc:
-            # No report could be made (the report part could not be loaded): said on stderr,
-            # and the operation is refused whatever its decision (the exception reaches the
-            # app in the place of the call), as for any part that cannot load.
+        except ImportError as exc:
+            # No report could be made (the report part could not be loaded): never lost in
+            # silence, said on stderr; the decision stands, as when a sink fails (blocked in
+            # enforce mode, let through in monitor mode, which never blocks). Anything else
+            # (what a signal handler raises meanwhile) reaches the app, as it always has.
             _say_unreported(1, exc)
-            raise
+            during = None
         if decision.blocked:
             if operation.category == "network":
                 _exporter_denied(sys._getframe(1))
@@ -493,7 +493,7 @@ class Shield:
         limit = _gate_limits.raise_limit()  # as in `act`: a report needs headroom
         try:
             self._report_undescribable(operation, decision, api)
-        except Exception as exc:
+        except ImportError as exc:
             # Nothing could make the report (the report part could not be loaded: a
             # `sys.modules` entry someone else put there): never lost in silence. The gate
             # refuses the operation all the same.
