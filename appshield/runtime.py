@@ -20,23 +20,22 @@ from types import FrameType
 from appshield._threadstate import appshield_io, reporting_now, thread_state
 from appshield.decision import Decision, Mode
 from appshield.errors import PolicyViolation
+from appshield.hooks import _deferred
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import Operation
 from appshield.patching import WRAPT_DIR, HookFamily
 from appshield.policy import Policy
-from appshield.ports import Decider, Reporter
-from appshield.report import CallSite, Violation
 from appshield.settings import STARTUP, Settings
-
-# Loaded with the runtime, not when a connection is first blocked: an import made while the
-# gate decides would itself be judged under the app's policy.
-from appshield.telemetry import denied_exporters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any, NamedTuple
+
+    from appshield.ports import Decider, Reporter
+    from appshield.report import CallSite, Violation
+    from appshield.telemetry import denied_exporters
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from _collections_abc import Mapping  # collections.abc's, without `collections`
 
@@ -69,6 +68,14 @@ def _library_roots() -> tuple[list[str], list[str]]:
         return stdlib, [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
     return [os.path.dirname(os.__file__)], list(getsitepackages())
 
+
+# The report's records (`CallSite`, `Violation`): a part (appshield/hooks/_deferred.py),
+# loaded by the first violation (or the first call-site walk: learning, a scoped rule's
+# report), not by every start. A violation it cannot be loaded for is decided as any other
+# (blocked in enforce mode) and said on stderr (`Shield.act`, `report_undescribable`).
+REPORT_PART = _deferred.Part("report", ("appshield.report",), ())
+if not TYPE_CHECKING:
+    _deferred.defer(globals(), REPORT_PART, {"appshield.report": ("CallSite", "Violation")})
 
 _STDLIB_ROOTS, _SITE_ROOTS = _library_roots()
 _STDLIB_DIRS = tuple(
@@ -257,12 +264,31 @@ def _attempting_text(attempting: tuple[str, Any, Any]) -> str:
 
 _OTEL_BOOTSTRAP = "opentelemetry.instrumentation.auto_instrumentation"
 
+# Only a blocked connection needs it, so it is a part (appshield/hooks/_deferred.py), loaded
+# by the first one as appshield's own import (a plain import there, inside the gate, would be
+# judged under the app's policy), not at every start. Its imports are all loaded by then
+# (`_weakrefset` by `threading`, which the telemetry façade imports at start-up).
+EXPORTERS_PART = _deferred.Part(
+    "denied exporters", ("appshield.telemetry.denied_exporters",), ("_weakrefset",)
+)
+if not TYPE_CHECKING:
+    denied_exporters = _deferred.defer_module(
+        globals(), "denied_exporters", EXPORTERS_PART, "appshield.telemetry.denied_exporters"
+    )
+
 
 def _exporter_denied(frame: FrameType) -> None:
     """A blocked connection: if an OpenTelemetry exporter of the app made it, stop that
     exporter at exit instead of letting the SDK retry it for its whole timeout (see
     `appshield.telemetry.denied_exporters`)."""
-    if not denied_exporters.note_denied_connection(frame):
+    try:
+        noted = denied_exporters.note_denied_connection(frame)
+    except Exception:
+        # The part could not load (a `sys.modules` entry someone else put there, the
+        # recursion limit): the connection is refused and reported all the same; only the
+        # exit-time courtesy of stopping the exporter that made it is lost.
+        return
+    if not noted:
         return
     global _exporters_stop_armed
     if denied_exporters.exiting():
@@ -368,7 +394,15 @@ class Shield:
         """A violation: report it (folded when it repeats), then raise `PolicyViolation` when
         it is blocked. The report is made before raising, so it never depends on the exception
         reaching the app (libraries fold or retry a PermissionError)."""
-        during = self._record(operation, decision, api, sys._getframe(1), False)
+        try:
+            during = self._record(operation, decision, api, sys._getframe(1), False)
+        except ImportError as exc:
+            # No report could be made (the report part could not be loaded): never lost in
+            # silence, said on stderr; the decision stands, as when a sink fails (blocked in
+            # enforce mode, let through in monitor mode, which never blocks). Anything else
+            # (what a signal handler raises meanwhile) reaches the app, as it always has.
+            _say_unreported(1, exc)
+            during = None
         if decision.blocked:
             if operation.category == "network":
                 _exporter_denied(sys._getframe(1))
@@ -459,6 +493,11 @@ class Shield:
         limit = _gate_limits.raise_limit()  # as in `act`: a report needs headroom
         try:
             self._report_undescribable(operation, decision, api)
+        except ImportError as exc:
+            # Nothing could make the report (the report part could not be loaded: a
+            # `sys.modules` entry someone else put there): never lost in silence. The gate
+            # refuses the operation all the same.
+            _say_unreported(1, exc)
         finally:
             _gate_limits.lower_limit(limit)
 

@@ -20,18 +20,31 @@ from __future__ import annotations
 import os
 import sys
 
-from appshield import _inherit
-from appshield._proc_children import BOOTSTRAP_DIR, ENV_SOURCES
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, NamedTuple, NoReturn
 
+    from appshield._proc_children import BOOTSTRAP_DIR
     from appshield.runtime import ShieldHandle
     from appshield.settings import Settings
 else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
+
+# `appshield._proc_children.ENV_SOURCES`, restated (tests/activation/test_startup_modules.py
+# checks they agree): `import appshield.auto` needs neither that module nor `_inherit`, which
+# only the ways in that travel through the environment use (about 1.6 M instructions of every
+# such start). They are imported before install when needed: after it, an import is judged.
+ENV_SOURCES = frozenset({"bootstrap", "opentelemetry"})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BOOTSTRAP_DIR":  # for `appshield learn` and the tests, not the start-up
+        from appshield._proc_children import BOOTSTRAP_DIR
+
+        return BOOTSTRAP_DIR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BOOTSTRAP_DIR",
@@ -119,7 +132,11 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
             return None
         path = _policy_path(policy, settings.environ)
         before = frozenset(sys.modules)
-        passed = settings.inherited if source in ENV_SOURCES else None
+        passed = None
+        if source in ENV_SOURCES:
+            from appshield import _inherit
+
+            passed = settings.inherited
         parent = None if passed is None else _inherit.decode(passed)
         if parent is not None:
             from appshield.policy import variables
@@ -206,6 +223,7 @@ def policy_replaced(policy: Any) -> None:
     current = _activation
     if current is None or current.identity is None:
         return
+    from appshield import _inherit  # loaded by `activate`: a way in with an identity
     from appshield.policy import variables
 
     before = _inherit.decode(current.identity)
@@ -223,6 +241,7 @@ def policy_replaced(policy: Any) -> None:
 
 def _identity(policy: Any) -> str:
     """What this root process hands down: see `appshield._inherit`."""
+    from appshield import _inherit  # loaded by `activate` before install
     from appshield.policy import variables
     from appshield.runtime import _PACKAGE_DIR, _SITE_ROOTS
 

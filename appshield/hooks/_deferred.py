@@ -6,7 +6,9 @@ kind comes (the process describer and argument readers on the first program star
 SQLite authorizer on the first `sqlite3.connect`, the native-library resolver on the first
 `ctypes`/`cffi` load, the network describers on the first socket event or resolver call) is a
 *part*: a few modules loaded together, the first time any of their functions is called. A
-shielded start that never spawns a program never loads the process part.
+shielded start that never spawns a program never loads the process part. The runtime defers
+two parts of its own the same way: the report's records (`CallSite`, `Violation`) until the
+first violation, and the stop of denied exporters until the first blocked connection.
 
 How a hook module defers a part (`defer`): the names it would import from the part's modules
 are bound, in its own globals, to stand-ins. The first call of any stand-in loads the whole

@@ -46,13 +46,13 @@ import time
 from appshield._modules import in_an_import as _in_an_import
 from appshield._modules import wait_for_helper
 from appshield._threadstate import appshield_io, thread_state
-from appshield.report import Violation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Protocol
 
+    from appshield.report import Violation  # the sinks' modules import it on the first report
     from appshield.telemetry.otel import Providers
     from appshield.telemetry.reporter import TelemetryReporter
 else:

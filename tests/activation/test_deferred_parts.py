@@ -32,6 +32,8 @@ DEFERRED = (
     "appshield.hooks.file.sqlite",
     "appshield.hooks.imports.library",
     "appshield.hooks.network.describe",
+    "appshield.telemetry.denied_exporters",
+    "appshield.report",
 )
 
 POLICY = """\
@@ -92,7 +94,14 @@ print(json.dumps({{"loaded": loaded, "extra": extra, "parts": [p.name for p in _
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["loaded"] == []
-    assert sorted(found["parts"]) == ["native library", "network", "process", "sqlite"]
+    assert sorted(found["parts"]) == [
+        "denied exporters",
+        "native library",
+        "network",
+        "process",
+        "report",
+        "sqlite",
+    ]
     assert found["extra"] == {name: [] for name in found["parts"]}
 
 
@@ -291,3 +300,148 @@ atexit.register(first_starts)
     assert not canary.exists()
     refused = [r for r in _reports(tmp_path) if r["blocked"]]
     assert [(r["rule"], r["category"]) for r in refused] == [("default:process", "process")]
+
+
+EXPORTERS_POLICY = POLICY + (
+    "  - id: no-second-loopback\n"
+    "    category: network\n"
+    "    action: deny\n"
+    "    match: {host: 127.0.0.2, operation: connect}\n"
+)
+
+# A listener on 127.0.0.2 that says whether anything reached it; then a blocked connection.
+_BLOCKED_CONNECT = """
+import socket
+server = socket.socket()
+server.bind(("127.0.0.2", 0))
+server.listen()
+server.settimeout(0.3)
+def attempt():
+    try:
+        socket.create_connection(server.getsockname(), timeout=2).close()
+        return "connected"
+    except BaseException as exc:
+        return type(exc).__name__
+def reached():
+    try:
+        server.accept()[0].close()
+        return True
+    except OSError:
+        return False
+"""
+
+
+def test_the_denied_exporters_part_loads_on_the_first_blocked_connection(tmp_path: Path) -> None:
+    """Stopping the app's exporters whose connection was refused is needed only once one is:
+    the first blocked connection loads it as appshield's own import (the policy refuses
+    `appshield.*` imports to the app), and the connection is refused by its rule."""
+    policy = policy_file(tmp_path, EXPORTERS_POLICY)
+    code = f"""
+import appshield.auto, sys
+name = "appshield.telemetry.denied_exporters"
+before = name in sys.modules
+{_BLOCKED_CONNECT}
+outcome = attempt()
+print(before, name in sys.modules, outcome, reached())
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "PolicyViolation", "False"]
+    refused = [(r["rule"], r["target"]) for r in _reports(tmp_path) if r["blocked"]]
+    assert len(refused) == 1 and refused[0][0] == "no-second-loopback", refused
+
+
+def test_a_poisoned_denied_exporters_part_still_refuses_and_reports(tmp_path: Path) -> None:
+    """A `sys.modules` entry for the part that is not appshield's file (None, or a stand-in of
+    someone else's making that would see every exporter as not involved): the connection is
+    refused all the same, by its rule, with the app's usual PolicyViolation, and reported;
+    only the exit-time stop of the exporter is lost. The real part loads once the entry is
+    gone."""
+    policy = policy_file(tmp_path, EXPORTERS_POLICY)
+    code = f"""
+import appshield.auto, sys, types
+name = "appshield.telemetry.denied_exporters"
+fake = types.ModuleType(name)
+fake.__file__ = "/elsewhere/appshield/telemetry/denied_exporters.py"
+fake.note_denied_connection = lambda frame: False
+{_BLOCKED_CONNECT}
+outcomes = []
+for poison in (None, fake):
+    sys.modules[name] = poison
+    outcomes.append(attempt())
+    outcomes.append(reached())
+del sys.modules[name]
+outcomes.append(attempt())
+from appshield import runtime
+outcomes.append(type(runtime.denied_exporters).__name__)
+print(outcomes)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "['PolicyViolation', False, 'PolicyViolation', False, 'PolicyViolation', 'module']"
+    )
+    refused = [r["rule"] for r in _reports(tmp_path) if r["blocked"]]
+    # Three refusals, each by its rule (repeats of one call site are folded in the log).
+    assert refused and set(refused) == {"no-second-loopback"}, refused
+
+
+# The report's module refused to the app: not all of `appshield.*`, whose modules imported
+# before install would be reported, and so load the part, at install.
+REPORT_POLICY = EXPORTERS_POLICY.replace(
+    '["appshield", "appshield.*", "_socket", "_weakrefset"]', '["appshield.report"]'
+)
+
+
+def test_the_report_part_loads_on_the_first_violation(tmp_path: Path) -> None:
+    """The report's records are loaded by the first violation, as appshield's own import
+    (the policy refuses that module to the app), and the violation is reported."""
+    policy = policy_file(tmp_path, REPORT_POLICY)
+    code = f"""
+import appshield.auto, sys
+before = "appshield.report" in sys.modules
+{_BLOCKED_CONNECT}
+print(before, attempt(), reached(), "appshield.report" in sys.modules)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "PolicyViolation", "False", "True"]
+    refused = [r["rule"] for r in _reports(tmp_path) if r["blocked"]]
+    assert refused == ["no-second-loopback"], refused
+
+
+@pytest.mark.parametrize("mode", ["enforce", "monitor"])
+def test_a_report_part_that_cannot_load_keeps_the_decision_and_says_so(
+    tmp_path: Path, mode: str
+) -> None:
+    """A `sys.modules` entry for the report's module that is not appshield's file: the
+    violation cannot be made into a report. The decision stands (refused with the usual
+    PolicyViolation in enforce mode, let through in monitor mode, which never blocks) and
+    stderr says what could not be reported. Once the entry is gone, the next violation is
+    reported as usual."""
+    policy = policy_file(tmp_path, REPORT_POLICY.replace("version: 1", f"version: 1\nmode: {mode}"))
+    code = f"""
+import appshield.auto, sys, types
+fake = types.ModuleType("appshield.report")
+fake.__file__ = "/elsewhere/appshield/report.py"
+fake.CallSite = fake.Violation = lambda *args, **kwargs: None
+{_BLOCKED_CONNECT}
+outcomes = []
+for poison in (None, fake):
+    sys.modules["appshield.report"] = poison
+    outcomes.append(attempt())
+    outcomes.append(reached())
+del sys.modules["appshield.report"]
+outcomes.append(attempt())
+print(outcomes)
+"""
+    done = run([PY, "-S", "-c", code], env=_env(tmp_path, policy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    if mode == "enforce":
+        expected = "['PolicyViolation', False, 'PolicyViolation', False, 'PolicyViolation']"
+    else:
+        expected = "['connected', True, 'connected', True, 'connected']"
+    assert done.stdout.strip() == expected, done.stdout + done.stderr
+    assert done.stderr.count("1 violation(s) could not be reported") == 2, done.stderr
+    reports = [(r["rule"], r["blocked"]) for r in _reports(tmp_path)]
+    assert reports == [("no-second-loopback", mode == "enforce")], reports

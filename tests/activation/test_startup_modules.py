@@ -91,3 +91,45 @@ def test_auto_starts_without_the_heavy_standard_library(tmp_path: Path) -> None:
         if not ours or ours[0] not in EXEMPT:
             wrong.append(f"{name} <- {' <- '.join(chain)}")
     assert wrong == []
+
+
+# appshield's own modules that `import appshield.auto` needs neither to install nor for a
+# first allowed operation (docs/performance.md, "Start-up, sixth round"): the inheritance
+# record and the children's check (only the ways in that pass the shield on through the
+# environment, and the process part, use them), the ports (type hints only), the report's
+# records (a part, loaded by the first violation) and the stopping of denied exporters (a
+# part, loaded by the first blocked connection).
+NOT_AT_START = (
+    "appshield._inherit",
+    "appshield._proc_children",
+    "appshield.ports",
+    "appshield.report",
+    "appshield.telemetry.denied_exporters",
+)
+
+
+def test_auto_starts_without_the_modules_only_other_ways_in_or_a_violation_need(
+    tmp_path: Path,
+) -> None:
+    policy = tmp_path / "web-service.yaml"
+    shutil.copyfile(POLICY, policy)
+    path = os.pathsep.join([str(REPO), str(Path(wrapt.__file__).resolve().parent.parent)])
+    env = clean_env(APPSHIELD_POLICY=str(policy), PYTHONPATH=path)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    code = (
+        "import appshield.auto, sys\n"
+        "from appshield import runtime\n"
+        "assert runtime.active_shield() is not None\n"
+        f"print([m for m in {NOT_AT_START!r} if m in sys.modules])\n"
+    )
+    assert run([PY, "-S", "-c", code], env=env, cwd=tmp_path).returncode == 0
+    started = run([PY, "-S", "-c", code], env=env, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "[]"
+
+
+def test_activation_restates_the_ways_in_that_pass_the_shield_on() -> None:
+    from appshield import _proc_children, activation
+
+    assert activation.ENV_SOURCES == _proc_children.ENV_SOURCES
+    assert activation.BOOTSTRAP_DIR == _proc_children.BOOTSTRAP_DIR
