@@ -94,6 +94,7 @@ if TYPE_CHECKING:
         absolute_candidates,
         describe_first,
         describe_start,
+        remembered_start,
         shell_command,
         unshielded,
     )
@@ -140,6 +141,7 @@ else:
                 "absolute_candidates",
                 "describe_first",
                 "describe_start",
+                "remembered_start",
                 "shell_command",
                 "unshielded",
             ),
@@ -409,7 +411,9 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
         if type(item) is not str:
             return False
     try:
-        start = describe_start(
+        # A start remembered from before, re-proved (`remembered_start`); else described,
+        # and remembered for the next time.
+        start = remembered_start(executable, items, exec_path(), STARTUP_PATH) or describe_start(
             executable, items, None, None, search=exec_path, startup_path=STARTUP_PATH, reuse=True
         )
         if start is None:
@@ -597,7 +601,10 @@ def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] |
     candidate = candidates[index]
     if (
         len(items) != len(judged_argv)
-        or not all(map(_same, items, judged_argv))
+        # The one item of most argvs compared inline: `all(map(...))` builds a map object.
+        or not (
+            items[0] is judged_argv[0] if len(items) == 1 else all(map(_same, items, judged_argv))
+        )
         or type(candidate) is not bytes
         or candidate != launch
     ):
@@ -613,7 +620,8 @@ def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] |
     ):
         return None
     _started.mark = None
-    return (items, (path,), args[2], args[3], folder, None, *args[6:])
+    # A concatenation of two tuples: building one with `*args[6:]` goes through a list.
+    return (items, (path,), args[2], args[3], folder, None) + args[6:]  # noqa: RUF005
 
 
 _gettrace = sys.gettrace
