@@ -78,6 +78,7 @@ __all__ = [
     "describe_start",
     "is_shell",
     "is_trusted",
+    "remembered_start",
     "shell_command",
     "trusted_folders",
     "unshielded",
@@ -184,21 +185,31 @@ def _still_found(found: _Found) -> bool:
     (device and inode through every symlink, as execve follows them: a replaced file or a
     re-pointed link, a re-used inode fail). These are the system calls the search itself
     makes; what the cache saves is building and resolving the paths again."""
-    if found.identity is None:
+    # Fields by position (misses, found, identity): a NamedTuple's named read is a
+    # descriptor call, and this runs on every repeated start.
+    identity = found[2]
+    if identity is None:
         return False
-    access, x_ok = os.access, os.X_OK
-    for candidate in found.misses:
+    access, x_ok = _access, _X_OK
+    for candidate in found[0]:
         if access(candidate, x_ok) and os.path.isfile(candidate):
             return False
+    path = found[1]
     try:
-        info = os.stat(found.found)
+        info = _stat(path)
     except OSError:
         return False
     return (
-        (info.st_dev, info.st_ino, info.st_ctime_ns) == found.identity
+        (info.st_dev, info.st_ino, info.st_ctime_ns) == identity
         and info.st_mode & 0o170000 == 0o100000  # S_ISREG, as os.path.isfile
-        and access(found.found, x_ok)
+        and access(path, x_ok)
     )
+
+
+_access = os.access
+_stat = os.stat
+_X_OK = os.X_OK
+_W_OK = os.W_OK
 
 
 def _candidates(name: str, search: Sequence[str] | None, base: str) -> Iterable[tuple[str, str]]:
@@ -570,6 +581,45 @@ def describe_start(
 # (program, argv as text, working folder) -> (PATH entries, start-up PATH, what the search
 # found, the start described from them): the last ordinary start of each (`_repeated`).
 _described: dict[tuple[str, tuple[str, ...], str], tuple[Any, str, _Found, Start]] = {}
+
+
+def remembered_start(
+    program: str, argv: tuple[str, ...], entries: Any, startup_path: str
+) -> Start | None:
+    """The `Start` `_repeated` would hand back with `reuse` for this very start, when it holds
+    one: None otherwise (and nothing is searched, described or stored: the caller then asks
+    `describe_start`). The audit hook's check before the gate for `subprocess.Popen` calls it
+    once per start, so it is `_repeated`'s hit alone, positional and without the checks its
+    caller has made: `program` an exact str, `argv` a tuple of exact str (both checked there,
+    item by item, in the same pass that builds the tuple). The re-proof and the two fields
+    asked again are exactly `_repeated`'s; the handed-out `Start` is the remembered object
+    itself, for a decision nothing watches by identity."""
+    try:
+        here = _getcwd()
+    except OSError:
+        return None
+    hit = _described.get((program, argv, here))
+    if hit is None or hit[0] is not entries or hit[1] is not startup_path:
+        return None
+    found = hit[2]
+    start = hit[3]
+    op = start[0]
+    # `unshielded` without its call when no shield came in through the environment.
+    activation = _modules.get("appshield.activation")
+    if (
+        _still_found(found)
+        and (found[5] or not _access(found[4], _W_OK)) == op[4]  # on_startup_path, folder
+        and (
+            not op[5]
+            if activation is None or activation._activation is None
+            else unshielded(op[1], None, op[0], here) == op[5]
+        )
+    ):
+        return start
+    return None
+
+
+_getcwd = os.getcwd
 
 
 def _repeated(

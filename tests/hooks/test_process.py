@@ -398,6 +398,32 @@ def test_argv_edited_after_the_popen_event_is_judged_again(tmp_path: Path) -> No
         runtime.uninstall()
 
 
+def test_a_one_item_argv_edited_after_the_popen_event_is_judged_again(tmp_path: Path) -> None:
+    # The fork_exec wrapper compares a one-item argv inline (its only item by identity): the
+    # item swapped after the event, for touch's path (a deny also checks argv[0]), must send
+    # the call through the gate, which refuses it. `true` still runs if it is let through,
+    # so the refusal and the reported argv are the proof.
+    try:
+        world = _install(tmp_path, "enforce", [*RULES, NO_CANARY_ARGS])
+        true = os.path.realpath(shutil.which("true") or "/bin/true")
+        assert subprocess.run([true], check=False).returncode == 0  # remembered, then repeated
+        assert subprocess.run([true], check=False).returncode == 0
+
+        def edit(args: tuple[Any, ...]) -> None:
+            if args[1] == [true]:
+                args[1][0] = TOUCH
+
+        stop = _with_audit_hook(edit)
+        try:
+            refused(lambda: subprocess.run([true]))
+        finally:
+            stop()
+        assert world.ops[-1].argv == (TOUCH,)
+        assert world.violations[-1].decision.rule_id == "no-touch"
+    finally:
+        runtime.uninstall()
+
+
 def test_dot_dot_after_a_symlink_is_walked_as_the_kernel_walks_it(world: World) -> None:
     # `a/link/../bin/touch` with `link` -> /usr/bin: the kernel follows the link before the
     # `..` and lands on /usr/bin/touch; folded as text first, it would name a/bin/touch (here

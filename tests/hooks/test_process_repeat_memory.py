@@ -149,6 +149,38 @@ def test_another_working_folder_is_a_new_start(
     assert not world.canary.exists()
 
 
+def test_the_audit_hooks_lookup_answers_only_a_start_proved_again(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `remembered_start`, what the audit hook's check before the gate asks first: the very
+    # remembered start, handed back only for the same PATH entries object, start-up PATH and
+    # working folder, and only while the search proves the same; None otherwise, and the
+    # start is then described in full (and refused here, the canary never made).
+    from appshield.hooks.process.convert import exec_path
+    from appshield.settings import STARTUP
+
+    argv = ("prog", str(world.canary))
+    hit = _proc_describe.remembered_start("prog", argv, exec_path(), STARTUP.path)
+    assert hit is not None
+    assert hit is _proc_describe._described[("prog", argv, os.getcwd())][3]
+    assert hit.op.executable == TRUE
+    # An equal PATH in another tuple, another start-up PATH: not what was remembered.
+    assert _proc_describe.remembered_start("prog", argv, (*exec_path(),), STARTUP.path) is None
+    assert _proc_describe.remembered_start("prog", argv, exec_path(), STARTUP.path + ":") is None
+    # Another working folder: another start.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert _proc_describe.remembered_start("prog", argv, exec_path(), STARTUP.path) is None
+    monkeypatch.chdir(world.root)
+    assert _proc_describe.remembered_start("prog", argv, exec_path(), STARTUP.path) is hit
+    # A program dropped into an earlier PATH folder: the search no longer proves the same.
+    (world.early / "prog").symlink_to(TOUCH)
+    assert _proc_describe.remembered_start("prog", argv, exec_path(), STARTUP.path) is None
+    refused(world)
+    assert world.violations[-1].operation.executable == TOUCH  # type: ignore[union-attr]
+
+
 def test_a_tracer_takes_the_gate_and_still_decides(world: World) -> None:
     def tracer(frame: Any, event: str, arg: Any) -> None:
         return None

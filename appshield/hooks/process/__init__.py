@@ -94,6 +94,7 @@ if TYPE_CHECKING:
         absolute_candidates,
         describe_first,
         describe_start,
+        remembered_start,
         shell_command,
         unshielded,
     )
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
         event_env,
         exec_path,
         fork_exec_argv_once,
+        inherited_exec_path,
         path_once,
         plain_spawn_options,
         preview_argv,
@@ -140,6 +142,7 @@ else:
                 "absolute_candidates",
                 "describe_first",
                 "describe_start",
+                "remembered_start",
                 "shell_command",
                 "unshielded",
             ),
@@ -151,6 +154,7 @@ else:
                 "event_env",
                 "exec_path",
                 "fork_exec_argv_once",
+                "inherited_exec_path",
                 "path_once",
                 "plain_spawn_options",
                 "preview_argv",
@@ -373,6 +377,21 @@ def _on_popen(args: tuple[Any, ...]) -> Described | None:
     return _decided_start(op, "subprocess.Popen", False, popen)
 
 
+# (a policy, its compiled policy): the last policy `_own_compiled` was asked about.
+_compiled_of: tuple[Any, Any] = (None, None)
+
+
+def _own_compiled(policy: Any) -> Any:
+    """`policy.compiled`, a property, asked once per policy object: a policy compiles once
+    and keeps that compiled policy for good (`Policy.compiled`), so the remembered answer is
+    the property's own."""
+    global _compiled_of
+    known = _compiled_of
+    if known[0] is not policy:
+        known = _compiled_of = (policy, policy.compiled)
+    return known[1]
+
+
 def _popen_allowed(args: tuple[Any, ...]) -> bool:
     """The audit hook's check before the gate for `subprocess.Popen` (`_on_popen`'s common
     case): True only for a start of an exact str program with a list of exact str arguments,
@@ -393,13 +412,16 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
         or _getprofile() is not None
         or len(args) != 4
         or active is None
-        # The policy's own decider, nothing around it: a shadow candidate, a recorder or
-        # grants (which see callers) are decided through the gate, which decides once.
-        or active.compiled is not active.policy.compiled
         # The describer still a stand-in (hooks/_deferred.py): its first load happens
         # inside the gate, where a load that fails is a refusal, never here.
         or describe_start.__module__ != "appshield._proc_describe"
     ):
+        return False
+    # The policy's own decider, nothing around it: a shadow candidate, a recorder or grants
+    # (which see callers) are decided through the gate, which decides once. (`_compiled_of`
+    # read once: a pair another thread replaces meanwhile is never mixed.)
+    policy, known = active.policy, _compiled_of
+    if active.compiled is not (known[1] if known[0] is policy else _own_compiled(policy)):
         return False
     executable, argv, cwd, env = args
     if type(executable) is not str or type(argv) is not list or cwd is not None or env is not None:
@@ -409,7 +431,13 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
         if type(item) is not str:
             return False
     try:
-        start = describe_start(
+        # A start remembered from before, re-proved (`remembered_start`); else described,
+        # and remembered for the next time. (No PATH entries from os.environ as it is
+        # (not the standard mapping): `exec_path` reads them, in `describe_start`.)
+        entries = inherited_exec_path()
+        start = (
+            entries is not None and remembered_start(executable, items, entries, STARTUP_PATH)
+        ) or describe_start(
             executable, items, None, None, search=exec_path, startup_path=STARTUP_PATH, reuse=True
         )
         if start is None:
@@ -597,7 +625,10 @@ def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] |
     candidate = candidates[index]
     if (
         len(items) != len(judged_argv)
-        or not all(map(_same, items, judged_argv))
+        # The one item of most argvs compared inline: `all(map(...))` builds a map object.
+        or not (
+            items[0] is judged_argv[0] if len(items) == 1 else all(map(_same, items, judged_argv))
+        )
         or type(candidate) is not bytes
         or candidate != launch
     ):
@@ -613,7 +644,8 @@ def _judged_fork_exec(args: tuple[Any, ...], compiled: Any) -> tuple[Any, ...] |
     ):
         return None
     _started.mark = None
-    return (items, (path,), args[2], args[3], folder, None, *args[6:])
+    # A concatenation of two tuples: building one with `*args[6:]` goes through a list.
+    return (items, (path,), args[2], args[3], folder, None) + args[6:]  # noqa: RUF005
 
 
 _gettrace = sys.gettrace

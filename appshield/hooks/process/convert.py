@@ -57,6 +57,7 @@ __all__ = [
     "exec_path",
     "file_actions_once",
     "fork_exec_argv_once",
+    "inherited_exec_path",
     "path_once",
     "plain",
     "plain_spawn_options",
@@ -539,6 +540,11 @@ def _inherited_exec_path() -> tuple[str, ...] | None:
         entries = tuple(path.split(os.pathsep))
         _environ_path = (value, entries)
     return entries
+
+
+# For the audit hook's check before the gate (`hooks/process._popen_allowed`), which asks it
+# once per start without `exec_path`'s extra call.
+inherited_exec_path = _inherited_exec_path
 
 
 def exec_path(env: Mapping[Any, Any] | None = None) -> Sequence[str]:
