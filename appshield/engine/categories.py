@@ -25,7 +25,7 @@ from appshield.engine.globs import (
     translate_path,
     translate_plain,
 )
-from appshield.engine.indexes import CidrIndex, HostIndex, KeyIndex, PathTrie, _add
+from appshield.engine.indexes import Buckets, CidrIndex, HostIndex, KeyIndex, PathTrie
 from appshield.engine.predicates import Pred, host_key, predicates
 
 TYPE_CHECKING = False
@@ -244,19 +244,23 @@ class FileIndex(CategoryIndex):
                 continue
             globs = fields.get("path")
             if globs is None:
-                trie.root[1].append(position)
+                trie.add_root(position)
             for glob in globs or ():
                 trie.add(glob, position)
             if _path_sensitive(spec, self.default):
                 self._resolved[access] = True
 
+    def finish(self) -> None:
+        for trie in self.tries.values():
+            trie.freeze()
+
     def export(self) -> tuple[Any, ...]:
-        return ({a: t.root for a, t in self.tries.items()}, dict(self._resolved))
+        return ({a: t.export() for a, t in self.tries.items()}, dict(self._resolved))
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        roots, resolved = state
-        for access, root in roots.items():
-            self.tries[access].root = root
+        tries, resolved = state
+        for access, trie in tries.items():
+            self.tries[access].restore(trie)
         self._resolved.update(resolved)
 
     def candidates(self, op: Any) -> list[int]:
@@ -295,8 +299,8 @@ class ProcessIndex(CategoryIndex):
         super().__init__(default, mode)
         self.paths = PathTrie()
         self.names = KeyIndex()
-        self.prefixes: dict[str, list[int]] = {}
-        self.suffixes: dict[str, list[int]] = {}
+        self.prefixes = Buckets()
+        self.suffixes = Buckets()
         self._prefix_sizes: tuple[int, ...] = ()
         self._suffix_sizes: tuple[int, ...] = ()
 
@@ -312,39 +316,56 @@ class ProcessIndex(CategoryIndex):
             else:
                 prefix, suffix = literal_ends(glob)
                 if prefix:
-                    _add(self.prefixes, prefix, position)
+                    self.prefixes.add(prefix, position)
                 elif suffix:
-                    _add(self.suffixes, suffix, position)
+                    self.suffixes.add(suffix, position)
                 else:
                     self.names.add_always(position)
 
     def finish(self) -> None:
-        self._prefix_sizes = tuple(sorted({len(k) for k in self.prefixes}))
-        self._suffix_sizes = tuple(sorted({len(k) for k in self.suffixes}))
+        for buckets in (self.paths, self.names, self.prefixes, self.suffixes):
+            buckets.freeze()
+        self._prefix_sizes = tuple(sorted({len(k) for k in self.prefixes.slots}))
+        self._suffix_sizes = tuple(sorted({len(k) for k in self.suffixes.slots}))
 
     def export(self) -> tuple[Any, ...]:
-        return (self.paths.root, self.names.keys, self.names.always, self.prefixes, self.suffixes)
+        return (
+            self.paths.export(),
+            self.names.export(),
+            self.names.always,
+            self.prefixes.export(),
+            self.suffixes.export(),
+        )
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        self.paths.root, self.names.keys, self.names.always, self.prefixes, self.suffixes = state
+        paths, names, self.names.always, prefixes, suffixes = state
+        self.paths.restore(paths)
+        self.names.restore(names)
+        self.prefixes.restore(prefixes)
+        self.suffixes.restore(suffixes)
 
     def _by_name(self, name: str, out: list[int]) -> None:
-        hit = self.names.keys.get(name)
-        if hit:
-            out += hit
+        names = self.names
+        slot = names.slots.get(name)
+        if slot is not None:
+            out += names.hits[slot]
         size = len(name)
-        for k in self._prefix_sizes:
-            if k > size:
-                break
-            hit = self.prefixes.get(name[:k])
-            if hit:
-                out += hit
-        for k in self._suffix_sizes:
-            if k > size:
-                break
-            hit = self.suffixes.get(name[size - k :])
-            if hit:
-                out += hit
+        if self._prefix_sizes:
+            slots, hits = self.prefixes.slots, self.prefixes.hits
+            for k in self._prefix_sizes:
+                if k > size:
+                    break
+                slot = slots.get(name[:k])
+                if slot is not None:
+                    out += hits[slot]
+        if self._suffix_sizes:
+            slots, hits = self.suffixes.slots, self.suffixes.hits
+            for k in self._suffix_sizes:
+                if k > size:
+                    break
+                slot = slots.get(name[size - k :])
+                if slot is not None:
+                    out += hits[slot]
 
     def candidates(self, op: Any) -> list[int]:
         out = list(self.names.always)
@@ -394,29 +415,30 @@ class NetworkIndex(CategoryIndex):
         else:
             self.ports.add_always(position)
 
+    def finish(self) -> None:
+        self.hosts.freeze()
+        self.cidrs.freeze()
+        self.ports.freeze()
+
     def export(self) -> tuple[Any, ...]:
         hosts, ports = self.hosts, self.ports
         return (
-            hosts.exact,
-            hosts.suffix,
+            hosts.exact.export(),
+            hosts.suffix.export(),
             hosts.general,
-            self.cidrs.tables,
-            ports.keys,
+            self.cidrs.export(),
+            ports.export(),
             ports.always,
             self.port_ranges,
         )
 
     def restore(self, state: tuple[Any, ...]) -> None:
         hosts, ports = self.hosts, self.ports
-        (
-            hosts.exact,
-            hosts.suffix,
-            hosts.general,
-            self.cidrs.tables,
-            ports.keys,
-            ports.always,
-            port_ranges,
-        ) = state
+        exact, suffix, hosts.general, cidrs, keys, ports.always, port_ranges = state
+        hosts.exact.restore(exact)
+        hosts.suffix.restore(suffix)
+        self.cidrs.restore(cidrs)
+        ports.restore(keys)
         self.port_ranges = [tuple(r) for r in port_ranges]
         self.always = ports.always
 
@@ -439,9 +461,10 @@ class NetworkIndex(CategoryIndex):
             hosts.collect(name, out)
         port = op.port
         if port is not None:
-            hit = self.ports.keys.get(port)
-            if hit:
-                out += hit
+            ports = self.ports
+            slot = ports.slots.get(port)
+            if slot is not None:
+                out += ports.hits[slot]
             for low, high, position in self.port_ranges:
                 if low <= port <= high:
                     out.append(position)
@@ -458,8 +481,8 @@ class ImportIndex(CategoryIndex):
         self.libraries = PathTrie()
         self.always: list[int] = []
         self._quiet = False
-        self._module_tops: dict[str, Any] = {}
-        self._origin_tops: dict[str, Any] = {}
+        self._module_tops: dict[str, int] = {}
+        self._origin_tops: dict[str, int] = {}
 
     def add(self, position: int, spec: RuleSpec) -> None:
         fields = _fields(spec)
@@ -476,19 +499,29 @@ class ImportIndex(CategoryIndex):
             self.always.append(position)
 
     def finish(self) -> None:
+        for trie in (self.modules, self.origins, self.libraries):
+            trie.freeze()
         # For `quiet`: nothing is filed where every import would reach it, and an import that
         # meets no rule is allowed without a report.
         self._quiet = self.default == "allow" and not (
-            self.always or self.modules.root[1] or self.origins.root[1]
+            self.always or self.modules.root or self.origins.root
         )
-        self._module_tops = self.modules.root[0]
-        self._origin_tops = self.origins.root[0]
+        self._module_tops = self.modules.tops
+        self._origin_tops = self.origins.tops
 
     def export(self) -> tuple[Any, ...]:
-        return (self.modules.root, self.origins.root, self.libraries.root, self.always)
+        return (
+            self.modules.export(),
+            self.origins.export(),
+            self.libraries.export(),
+            self.always,
+        )
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        self.modules.root, self.origins.root, self.libraries.root, self.always = state
+        modules, origins, libraries, self.always = state
+        self.modules.restore(modules)
+        self.origins.restore(origins)
+        self.libraries.restore(libraries)
 
     def quiet(
         self, module: str, origin: str | None, home: str | None = None, init: str | None = None

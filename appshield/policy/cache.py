@@ -68,8 +68,9 @@ __all__ = [
     "store",
 ]
 
-FORMAT = 5  # bump when the stored shape changes (3: the rule index, `engine.index_states`;
-# 4: the `packages` section; 5: what is needed of sysconfig, with its proof)
+FORMAT = 6  # bump when the stored shape changes (3: the rule index, `engine.index_states`;
+# 4: the `packages` section; 5: what is needed of sysconfig, with its proof; 6: the index's
+# positions as slots in tuples, `engine.indexes.Buckets`)
 _MAGIC = f"appshield-policy-cache/{FORMAT}/{__version__}"
 _SUFFIX = f".appshield-{sys.implementation.cache_tag or 'python'}.cache"
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
