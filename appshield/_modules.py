@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing's own constant, without importing typing at star
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["in_an_import", "loaded", "wait_for_helper"]
+__all__ = ["in_an_import", "loaded", "set_stdlib_loader", "stdlib", "wait_for_helper"]
 
 
 def loaded(name: str) -> ModuleType | None:
@@ -37,6 +37,37 @@ def loaded(name: str) -> ModuleType | None:
     if spec is not None and getattr(spec, "_initializing", False) is True:
         return None
     return module  # type: ignore[return-value]
+
+
+def _plain_import(name: str) -> ModuleType:
+    __import__(name)
+    return sys.modules[name]  # type: ignore[no-any-return]
+
+
+# How `stdlib` imports a module that is not loaded yet. The patching layer replaces it when it
+# is loaded (`hooks._deferred`): an import it makes is then appshield's own, never the app's.
+_stdlib_loader: Callable[[str], ModuleType] = _plain_import
+
+
+def stdlib(name: str) -> ModuleType:
+    """The standard-library module `name`, for the engine's first use of one it keeps off
+    start-up (`re` for a glob's regex, `ipaddress` for an address).
+
+    A plain `import re` inside a decision is an import like the app's, judged by the app's
+    policy: a policy that does not allow `re` (an import allow-list learned from an app that
+    never imports it) would then refuse the app's allowed `open()` once the policy cache
+    spared the start its own `import re`. Through here, the shielded process loads it as
+    appshield's own import, on appshield's own thread."""
+    module = loaded(name)
+    if module is not None:
+        return module
+    return _stdlib_loader(name)
+
+
+def set_stdlib_loader(loader: Callable[[str], ModuleType] | None) -> None:
+    """Make `loader` the way `stdlib` imports (None: a plain import again)."""
+    global _stdlib_loader
+    _stdlib_loader = _plain_import if loader is None else loader
 
 
 def in_an_import() -> bool:

@@ -22,6 +22,8 @@ from functools import partial
 from itertools import count
 from operator import length_hint, mul, sub
 
+from appshield._modules import stdlib
+
 # `typing` and `collections.abc` for type checkers only: this module is on the start-up path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -529,7 +531,7 @@ class _BlockScan:
 
     def _make_table(self) -> None:
         """Make `_table` and `_past`."""
-        import re
+        re = stdlib("re")
 
         bounds = self._bounds
         # Every code point from the start of the last range up is in that range, so the
@@ -650,7 +652,7 @@ def linear_plain_regex(pattern: str) -> str:
 
 def glob_problem(pattern: str) -> str | None:
     """Why `pattern` is not a usable glob, or None. For the loader's validation."""
-    import re
+    re = stdlib("re")
 
     try:
         re.compile(translate_path(pattern))
@@ -698,7 +700,7 @@ def _middle(regex: str, runs: list[str]) -> Middle:
     """For a block between two `**`: where its leftmost placement in `x[pos:cut]` ends (-1
     if none), by its regex search or, for a long block with a wildcard, by the one-pass scan
     (made when the glob is first used)."""
-    import re
+    re = stdlib("re")
 
     cost = sum(map(_regex_cost, runs))
     long = cost > _SCAN_COST and any(map(has_magic, runs))
@@ -757,7 +759,7 @@ def _lazy_path_regex(pattern: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal plan
         if plan is None:
-            import re
+            re = stdlib("re")
 
             found = path_plan(pattern)
             plan = (
@@ -857,7 +859,7 @@ def _folder_below(head: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal fullmatch
         if fullmatch is None:
-            import re
+            re = stdlib("re")
 
             fullmatch = re.compile(translate_path(head) + "(?:/.*)?", re.DOTALL).fullmatch
         return fullmatch(text) is not None
@@ -918,7 +920,7 @@ def plain_matcher(pattern: str) -> Matcher:
     def match(text: str) -> bool:
         nonlocal compiled
         if compiled is None:
-            import re
+            re = stdlib("re")
 
             compiled = re.compile(linear_plain_regex(pattern), re.DOTALL).fullmatch
         return compiled(text) is not None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from appshield._modules import stdlib
+
 from appshield.engine.globs import has_magic, literal_prefix_segments
 
 TYPE_CHECKING = False
@@ -235,7 +237,8 @@ class HostIndex:
 @lru_cache(maxsize=4096)
 def address_key(address: str) -> tuple[int, int] | None:
     """(IP version, integer) of an address; IPv4-mapped IPv6 folds to IPv4. None if not an IP."""
-    import ipaddress  # here, not at the top: only network decisions need it, never start-up
+    # Here, not at the top: only network decisions need it, never start-up.
+    ipaddress = stdlib("ipaddress")
 
     try:
         ip = ipaddress.ip_address(address)
@@ -248,14 +251,14 @@ def address_key(address: str) -> tuple[int, int] | None:
 
 @lru_cache(maxsize=1)
 def _mapped_range() -> Any:
-    import ipaddress
+    ipaddress = stdlib("ipaddress")
 
     return ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def network_key(cidr: str) -> tuple[int, int, int]:
     """(IP version, prefix length, network integer); an IPv4-mapped IPv6 network folds to IPv4."""
-    import ipaddress
+    ipaddress = stdlib("ipaddress")
 
     net = ipaddress.ip_network(cidr, strict=False)
     if (

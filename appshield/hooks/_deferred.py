@@ -42,7 +42,7 @@ import os
 import sys
 from types import ModuleType
 
-from appshield._modules import in_an_import, loaded, wait_for_helper
+from appshield._modules import in_an_import, loaded, set_stdlib_loader, wait_for_helper
 from appshield._threadstate import thread_state
 
 TYPE_CHECKING = False
@@ -59,14 +59,19 @@ _import = sys.modules["_frozen_importlib"]._gcd_import
 
 
 class Part:
-    """Modules loaded together, and every module their load may import."""
+    """Modules loaded together, and every module their load may import. `home`: the folder
+    each of `modules` must come from (appshield's own, or the standard library's for the
+    engine's stdlib helpers)."""
 
-    __slots__ = ("brings", "modules", "name")
+    __slots__ = ("brings", "home", "modules", "name")
 
-    def __init__(self, name: str, modules: tuple[str, ...], brings: tuple[str, ...]) -> None:
+    def __init__(
+        self, name: str, modules: tuple[str, ...], brings: tuple[str, ...], home: str = _HOME
+    ) -> None:
         self.name = name
         self.modules = modules
         self.brings = (*modules, *brings)
+        self.home = home
 
 
 # Every part any hook module deferred, for the tests.
@@ -154,8 +159,12 @@ os.register_at_fork(after_in_child=_loads.clear)
 
 def _load_on_own_thread(part: Part, load: _Load) -> None:
     # appshield's own thread doing appshield's own work: the files its imports read are not
-    # the app's operations.
-    thread_state.busy = True
+    # the app's operations. Not for a stdlib part: its modules are found on `sys.path`, where
+    # a file planted under one of their names must still be judged (the import hooks let
+    # through only the part's names from appshield's or the standard library's folder); the
+    # import system's own reads are let through as on any thread (`thread_state.importing`).
+    if part.home is _HOME:
+        thread_state.busy = True
     try:
         load.found = _load_here(part)
     except BaseException as exc:  # handed to the waiting thread
@@ -177,19 +186,20 @@ def _load_here(part: Part) -> dict[str, ModuleType]:
             if module is None:
                 _import(name)
                 module = sys.modules.get(name)
-            found[name] = _checked(name, module)
+            found[name] = _checked(name, module, part.home)
     finally:
         state.own_imports = previous
         _loading.parts = loading
     return found
 
 
-def _checked(name: str, module: object) -> ModuleType:
-    """`module` when it is the module appshield ships as `name`; otherwise ImportError (a
-    `sys.modules` entry replaced by other code is not trusted to describe anything)."""
+def _checked(name: str, module: object, home: str = _HOME) -> ModuleType:
+    """`module` when it is the module appshield ships as `name` (or, for a stdlib part, the
+    standard library's); otherwise ImportError (a `sys.modules` entry replaced by other code
+    is not trusted to describe anything)."""
     if type(module) is ModuleType:
         file = module.__dict__.get("__file__")
-        if type(file) is str and file.startswith(_HOME) and module.__dict__.get("__name__") == name:
+        if type(file) is str and file.startswith(home) and module.__dict__.get("__name__") == name:
             return module
     raise ImportError(f"appshield could not load its own module {name}")
 
@@ -245,3 +255,51 @@ def defer_module(namespace: dict[str, Any], alias: str, part: Part, module: str)
     if part not in PARTS:
         PARTS.append(part)
     return _ModuleStandIn(namespace, alias, part, module)
+
+
+# -- the engine's standard-library helpers ------------------------------------------------------
+
+# The standard library's own folder (`os` is one of its files, whatever the build), where the
+# engine's helpers must come from: a `re.py` planted earlier on `sys.path` is not appshield's
+# import, and is judged as any other (`STDLIB_HOME` in the import hooks' own-import check).
+STDLIB_HOME = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
+# Where an import that appshield makes as its own may come from (`own_imports`): its own
+# folder and the standard library's. A file elsewhere under one of those names is judged.
+OWN_HOMES = (_HOME, STDLIB_HOME)
+
+# What importing each may load, 3.10 to 3.13 (with `functools`, `operator`, `collections` and
+# `types` already there from start-up; listed anyway, should an app have removed them).
+_REGEX_BRINGS = (
+    "_locale",
+    "_sre",
+    "copyreg",
+    "enum",
+    "functools",
+    "operator",
+    "re._casefix",
+    "re._compiler",
+    "re._constants",
+    "re._parser",
+    "sre_compile",
+    "sre_constants",
+    "sre_parse",
+    "types",
+)
+STDLIB_PARTS = {
+    "re": Part("stdlib re", ("re",), _REGEX_BRINGS, STDLIB_HOME),
+    "ipaddress": Part("stdlib ipaddress", ("ipaddress",), ("functools",), STDLIB_HOME),
+}
+
+
+def _load_stdlib(name: str) -> ModuleType:
+    """The engine's way to a stdlib helper once the patching layer is loaded: the part
+    machinery's, so the import is appshield's own (not judged by the app's policy) and runs on
+    appshield's own thread. A name without a part is a plain import, judged as the app's."""
+    part = STDLIB_PARTS.get(name)
+    if part is None:
+        __import__(name)
+        return sys.modules[name]
+    return load_part(part)[name]
+
+
+set_stdlib_loader(_load_stdlib)

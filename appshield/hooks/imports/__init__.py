@@ -167,6 +167,18 @@ def _spec_origin(spec: Any) -> str | None:
     return origin
 
 
+def _own_origin(origin: object) -> bool:
+    """Is `origin` a file of appshield's own or of the standard library, where every module
+    appshield imports as its own comes from? A module of the same name planted elsewhere on
+    `sys.path` is judged like the app's."""
+    return (
+        type(origin) is str
+        and origin.startswith(_deferred.OWN_HOMES)
+        and "/../" not in origin
+        and "/./" not in origin
+    )
+
+
 def _judge(spec: Any, origin: str | None, api: str) -> None:
     """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
     unless that very spec was already decided for that very file."""
@@ -187,7 +199,11 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
                 # not be the module its characters name. Refused (the gate reports it).
                 raise _convert.Unreadable(f"a module name of type {kind.__qualname__}")
             name = None
-        elif _state.own_imports and name in _state.own_imports:
+        elif (
+            _state.own_imports
+            and name in _state.own_imports
+            and (origin is None or _own_origin(origin))
+        ):
             return  # a helper module appshield itself imports while deciding
         if not origin:
             absolute = None
