@@ -586,6 +586,12 @@ def _on_install(shield: Any) -> None:
     policy = getattr(shield, "policy", None)
     alone = policy is not None and compiled is getattr(policy, "compiled", None)
     may_object = getattr(screen, "may_object", None) if alone else None
+    if may_object is not None:
+        # Then only a deny or alert rule can make a report: an import that none of them can
+        # name is passed on their own screen, a few dict lookups, whatever allows name it.
+        objecting = getattr(screen, "objecting", None)
+        if objecting is not None:
+            screen = objecting()
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
@@ -597,10 +603,23 @@ def _on_install(shield: Any) -> None:
         else:
             spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
-        absolute = os.path.abspath(origin) if origin else None
+        if not origin:
+            absolute = None
+        elif (
+            type(origin) is str
+            and origin[:1] == "/"
+            and "/." not in origin
+            and "//" not in origin
+            and origin[-1:] != "/"
+        ):
+            absolute = origin  # as in `_judge`: abspath would return it unchanged
+        else:
+            absolute = os.path.abspath(origin)
         home, init = (None, None) if absolute is None else _imp_names.names_of(name, absolute)
         if screen is not None and screen.quiet(name, absolute, home, init):
-            continue  # no rule could name it: decided as the default, an allow, silently
+            # No rule could name it (alone: no rule that could object): decided as the
+            # default, an allow, or by an allow rule; either way silently.
+            continue
         operation = ImportOp(name, absolute, None, home, init)
         if may_object is not None and not may_object(operation):
             continue  # an allow whichever rule matches: nothing to report
