@@ -239,6 +239,11 @@ def test_escape_makes_a_literal_glob(name: str) -> None:
     assert not matcher("/p/p.yaml") and not matcher("/p/aXbY.yaml")
 
 
+@pytest.mark.parametrize("text", ["", "/p/plain.yaml", "/p/[x]*?.yaml", "a]b", "*"])
+def test_escape_is_one_class_per_glob_character(text: str) -> None:
+    assert escape(text) == "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def test_non_operation_and_missing_defaults_are_refused() -> None:
     compiled = compile_policy(_doc(), "enforce")
     with pytest.raises(TypeError):
