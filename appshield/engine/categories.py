@@ -111,23 +111,30 @@ def _not_raw(op: NetworkOp) -> bool:
     return op.transport != "raw"
 
 
-_GLOB_FIELDS = ("executable", "command_line", "path", "host", "module", "origin", "library")
+_GLOB_FIELDS = frozenset(
+    {"executable", "command_line", "path", "host", "module", "origin", "library"}
+)
 
 
 def check_classes(spec: RuleSpec) -> None:
     """Raise GlobError now for a bad `[...]` class, rather than at the first decision (the
-    compiler calls it for every written rule, before any index is built)."""
-    conditions = [spec.match] if spec.unless is None else [spec.match, spec.unless]
-    globs = [*(spec.scope or ()), *(g for c in conditions for g in c.scope or ())]
-    for condition in conditions:
-        for name in _GLOB_FIELDS:
-            globs.extend(condition.fields.get(name, ()))
-        for vector in condition.fields.get("args", ()):
-            globs.extend(vector)
-    for glob in globs:
-        if "[" in glob:
-            translate_path(glob)
-            translate_plain(glob)
+    compiler calls it for every written rule, before any index is built).
+
+    Walks the fields a condition has (one to three) rather than asking for each glob field
+    by name: it runs for every written rule at every start."""
+    groups: list[Any] = [spec.scope or ()]
+    for condition in (spec.match,) if spec.unless is None else (spec.match, spec.unless):
+        groups.append(condition.scope or ())
+        for name, values in condition.fields.items():
+            if name in _GLOB_FIELDS:
+                groups.append(values)
+            elif name == "args":
+                groups.extend(values)
+    for globs in groups:
+        for glob in globs:
+            if "[" in glob:
+                translate_path(glob)
+                translate_plain(glob)
 
 
 def _scope(globs: tuple[str, ...] | None) -> tuple[Matcher, ...] | None:

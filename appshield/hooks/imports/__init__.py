@@ -615,7 +615,12 @@ def _on_install(shield: Any) -> None:
             absolute = origin  # as in `_judge`: abspath would return it unchanged
         else:
             absolute = os.path.abspath(origin)
-        home, init = (None, None) if absolute is None else _imp_names.names_of(name, absolute)
+        home = init = None
+        if absolute is not None:
+            # `a/b/c.py` or `a/b/c/__init__.py` for `a.b.c`, tested here as in `_judge`.
+            tail = "/" + name.replace(".", "/")
+            if not (absolute.endswith(tail + ".py") or absolute.endswith(tail + "/__init__.py")):
+                home, init = _imp_names.names_of(name, absolute)
         if screen is not None and screen.quiet(name, absolute, home, init):
             # No rule could name it (alone: no rule that could object): decided as the
             # default, an allow, or by an allow rule; either way silently.
