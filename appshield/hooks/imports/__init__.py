@@ -194,11 +194,14 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
         elif (
             type(origin) is str
             and origin[:1] == "/"
-            and "/." not in origin
             and "//" not in origin
-            and origin[-1:] != "/"
+            and "/./" not in origin
+            and "/../" not in origin
+            and not origin.endswith(("/.", "/..", "/"))
         ):
-            absolute = origin  # no `.`, `..` or empty part: abspath would return it unchanged
+            # No `.`, `..` or empty part (`_imp_names.is_normal`, inlined): abspath would
+            # return it unchanged. A hidden folder (`~/.local`, `~/.pyenv`) is no such part.
+            absolute = origin
         else:
             absolute = os.path.abspath(_convert.event_text(origin))
         # The names its code has besides `name`, when the file disagrees (see _imp_names).
@@ -605,14 +608,8 @@ def _on_install(shield: Any) -> None:
         origin = _spec_origin(spec) if spec is not None else None
         if not origin:
             absolute = None
-        elif (
-            type(origin) is str
-            and origin[:1] == "/"
-            and "/." not in origin
-            and "//" not in origin
-            and origin[-1:] != "/"
-        ):
-            absolute = origin  # as in `_judge`: abspath would return it unchanged
+        elif type(origin) is str and _imp_names.is_normal(origin):
+            absolute = origin  # abspath would return it unchanged
         else:
             absolute = os.path.abspath(origin)
         home = init = None
