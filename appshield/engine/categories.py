@@ -588,6 +588,11 @@ class ImportIndex(CategoryIndex):
             self._objecting = found
         return found
 
+    def names_nothing(self) -> bool:
+        """True when `quiet` says True for every import whose names hold no `/`: no rule is
+        filed under any module or origin name, and none reaches every import."""
+        return self._quiet and not self._module_tops and not self._origin_tops
+
     def candidates(self, op: Any) -> list[int]:
         out = list(self.always)
         if op.module is not None:

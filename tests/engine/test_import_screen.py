@@ -141,3 +141,36 @@ def test_objecting_before_the_rules_are_attached_is_the_whole_index() -> None:
     index.add(0, _rule("stdlib", "allow", origin=("/usr/lib/python3/**",)))
     index.finish()
     assert index.objecting() is index
+
+
+@given(
+    st.lists(st.tuples(modules, st.one_of(st.none(), paths), st.one_of(st.none(), modules))),
+)
+@QUICK
+def test_names_nothing_means_quiet_for_every_import(
+    subjects: list[tuple[str, str | None, str | None]],
+) -> None:
+    """Only allows (or a screen of the deny and alert rules, when there are none): the
+    install walk then passes every module loaded before it without looking at its file."""
+    for document in (
+        _document("allow"),
+        _document("allow", _rule("lib", "deny", library=("/**/libm*",))),
+        _document(
+            "allow",
+            _rule("stdlib", "allow", origin=("/usr/lib/python3/**",)),
+            _rule("otel", "allow", module=("opentelemetry", "json")),
+        ),
+    ):
+        index = compile_policy(document, "enforce").index("import")
+        screen = index.objecting()  # type: ignore[attr-defined]
+        assert screen.names_nothing()
+        for module, origin, home in subjects:
+            assert screen.quiet(module, origin, home)
+    for document in (
+        _document("deny"),
+        _document("allow", _rule("w", "alert", module=("pickle",))),
+        _document("allow", _rule("o", "deny", origin=("/opt/**",))),
+        _document("allow", _rule("any", "alert", origin=("/**",))),
+    ):
+        index = compile_policy(document, "enforce").index("import")
+        assert not index.objecting().names_nothing()  # type: ignore[attr-defined]

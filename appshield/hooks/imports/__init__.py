@@ -595,11 +595,17 @@ def _on_install(shield: Any) -> None:
         objecting = getattr(screen, "objecting", None)
         if objecting is not None:
             screen = objecting()
+    # No rule names any module or origin (the usual policy has no import deny or alert): then
+    # only a name with a `/` in it could be one the screen does not pass.
+    names_nothing = getattr(screen, "names_nothing", None)
+    silent = names_nothing is not None and names_nothing() is True
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
         if before is not None and name not in before:
             continue  # loaded by appshield's own install, not by the app
+        if silent and type(name) is str and "/" not in name:
+            continue
         if _lazy.is_lazy(module):
             # Imported lazily, not run yet: its spec, read without running it.
             spec = (_lazy.namespace(module) or {}).get("__spec__")
