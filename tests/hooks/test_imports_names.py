@@ -20,6 +20,7 @@ from appshield import runtime
 from appshield.errors import PolicyViolation
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
+from appshield.normalize import is_normal_path, realpath
 from appshield.policy import Policy
 
 SO = importlib.machinery.PathFinder.find_spec("_ctypes").origin  # type: ignore[union-attr]
@@ -180,15 +181,16 @@ _SPELLING = st.lists(st.sampled_from(["a", "b", ".", "..", "", ".x", "x.", "..y"
 def test_is_normal_means_abspath_keeps_it(parts: list[str]) -> None:
     # The import hooks and the install walk skip `os.path.abspath` for such a path.
     path = "/" + "/".join(parts)
-    if _imp_names.is_normal(path):
+    if is_normal_path(path):
         assert os.path.abspath(path) == path
-    assert _imp_names.is_normal("/root/.pyenv/lib/python3.11")  # a hidden folder is fine
+    assert is_normal_path("/root/.pyenv/lib/python3.11")  # a hidden folder is fine
 
 
 def test_realpath_is_os_path_realpath(tmp_path: Path) -> None:
-    """`_realpath` (install's resolution of `sys.path` and of extension modules) gives what
-    `os.path.realpath` gives: through a symlinked folder, a link to a file, a dangling
-    link, a loop, missing parts, a file taken for a folder, `..` after a link."""
+    """`appshield.normalize.realpath` (install's resolution of `sys.path`, of extension
+    modules and of the policy's files) gives what `os.path.realpath` gives: through a
+    symlinked folder, a link to a file, a dangling link, a loop, missing parts, a file
+    taken for a folder, `..` after a link."""
     real = tmp_path / "real"
     (real / "pkg").mkdir(parents=True)
     (real / "pkg" / "m.so").write_text("")
@@ -213,7 +215,7 @@ def test_realpath_is_os_path_realpath(tmp_path: Path) -> None:
         "/",
         "relative/path",
     ]:
-        assert _imp_names._realpath(path) == os.path.realpath(path), path
+        assert realpath(path) == os.path.realpath(path), path
 
 
 def test_set_roots_resolves_each_folder_as_realpath_does(tmp_path: Path) -> None:

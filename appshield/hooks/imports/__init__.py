@@ -52,6 +52,7 @@ from appshield.hooks import _convert, _deferred, _gate
 from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
+from appshield.normalize import is_normal_path
 from appshield.operations import ImportOp, Operation
 from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
 
@@ -199,7 +200,7 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
             and "/../" not in origin
             and not origin.endswith(("/.", "/..", "/"))
         ):
-            # No `.`, `..` or empty part (`_imp_names.is_normal`, inlined): abspath would
+            # No `.`, `..` or empty part (`normalize.is_normal_path`, inlined): abspath would
             # return it unchanged. A hidden folder (`~/.local`, `~/.pyenv`) is no such part.
             absolute = origin
         else:
@@ -606,7 +607,7 @@ def _on_install(shield: Any) -> None:
             continue  # loaded by appshield's own install, not by the app
         if silent and type(name) is str and "/" not in name:
             continue
-        if _lazy.is_lazy(module):
+        if type(module) is not _ModuleType and _lazy.is_lazy(module):
             # Imported lazily, not run yet: its spec, read without running it.
             spec = (_lazy.namespace(module) or {}).get("__spec__")
         else:
@@ -614,7 +615,7 @@ def _on_install(shield: Any) -> None:
         origin = _spec_origin(spec) if spec is not None else None
         if not origin:
             absolute = None
-        elif type(origin) is str and _imp_names.is_normal(origin):
+        elif type(origin) is str and is_normal_path(origin):
             absolute = origin  # abspath would return it unchanged
         else:
             absolute = os.path.abspath(origin)
