@@ -24,13 +24,16 @@ from __future__ import annotations
 # enum tables, ...) into every shielded process at start-up.
 import _socket
 import os
+from stat import S_ISLNK
 
 __all__ = [
     "canonical_address",
     "fd_path",
+    "is_normal_path",
     "normalize_host",
     "normalize_path",
     "reached_address",
+    "realpath",
     "resolve_path",
 ]
 
@@ -110,6 +113,51 @@ def normalize_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | Non
     if text.startswith("//"):
         text = "/" + text.lstrip("/")
     return text
+
+
+def is_normal_path(path: str) -> bool:
+    """Whether the absolute `path` is already what `os.path.abspath` makes of it: no `.`,
+    `..` or empty part, no trailing `/` (hidden names such as `/root/.pyenv` are fine)."""
+    return (
+        path[:1] == "/"
+        and "//" not in path
+        and "/./" not in path
+        and "/../" not in path
+        and not path.endswith(("/.", "/..", "/"))
+    ) or path == "/"
+
+
+def realpath(path: str, plain: set[str] | None = None) -> str:
+    """`os.path.realpath(path)`. For an absolute, normalised path (no `.`, `..` or empty
+    part) in which no folder on the way is a symlink, that is the path itself, and finding it
+    out takes one `lstat` per part without the rest of realpath's walk (about half its
+    instructions; install resolves every `sys.path` folder, each extension module loaded
+    before it and the policy's files). Anything else, a symlink met included, is left to
+    `os.path.realpath`. Not `resolve_path`: the kernel's answer differs from realpath's
+    for the magic links of /proc, and these callers keep realpath's.
+
+    A part that cannot be read (missing, not a folder, not searchable) is taken as it is, as
+    realpath takes it, and so is every part below it. `plain`: parts already found not to be
+    symlinks by this same caller a moment ago (the `sys.path` folders share most of theirs),
+    and where the parts found now are added."""
+    if type(path) is not str or not is_normal_path(path):
+        return os.path.realpath(path)
+    lstat = os.lstat
+    end = path.find("/", 1)
+    while True:
+        part = path if end < 0 else path[:end]
+        if plain is None or part not in plain:
+            try:
+                mode = lstat(part).st_mode
+            except OSError:
+                mode = 0
+            if S_ISLNK(mode):
+                return os.path.realpath(path)
+            if plain is not None:
+                plain.add(part)
+        if end < 0:
+            return path
+        end = path.find("/", end + 1)
 
 
 def fd_path(fd: int) -> str | None:

@@ -464,11 +464,14 @@ def _compile(
     categories = _LazyCategories(build, scoped)
     if index is not None:
         # Restoring is a copy of plain data, not a pass over the rules: done now, at load,
-        # so that no decision waits for it. Not the network index: filing its implicit
-        # allows (the telemetry exporter's `::1` and collector hosts) imports `ipaddress`
-        # (about 6 M instructions), which the first network decision imports anyway to read
-        # its address; a process that never opens a socket never pays it.
+        # for the categories nearly every process decides at once (its imports, which
+        # install itself screens, and its files), so that no decision of theirs waits for
+        # it. Not the network index: filing its implicit allows (the telemetry exporter's
+        # `::1` and collector hosts) imports `ipaddress` (about 6 M instructions), which the
+        # first network decision imports anyway to read its address; a process that never
+        # opens a socket never pays it. Nor the process index (about 0.2 M): most processes
+        # start no program, and the first that does costs far more than restoring it.
         for category in CATEGORIES:
-            if category != "network":
+            if category in ("file", "import"):
                 categories[category] = build(category)
     return CompiledPolicy(categories, mode, dict(document.defaults), cache_size, tuple(scope_globs))

@@ -935,6 +935,11 @@ def _suffix(suffix: str) -> Matcher:
 def escape(text: str) -> str:
     """A glob that matches exactly `text` (for file names used as globs, such as the
     protected policy files): `*`, `?` and `[` each become a one-character class."""
+    if "*" not in text and "?" not in text and "[" not in text:
+        # The usual file name, returned as it is: the join below walks it a character at a
+        # time (about 15,000 instructions for a path of fifty), and every shielded start
+        # escapes a dozen such paths (its policy files, their folders, appshield's own).
+        return text
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
@@ -946,7 +951,7 @@ def literal_prefix_segments(pattern: str) -> list[str]:
     """
     out: list[str] = []
     for seg in pattern.split("/")[1:]:
-        if has_magic(seg):
+        if "*" in seg or "?" in seg or "[" in seg:  # `has_magic`, inlined: once per segment
             break
         out.append(seg)
     return out

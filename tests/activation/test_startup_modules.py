@@ -98,10 +98,12 @@ def test_auto_starts_without_the_heavy_standard_library(tmp_path: Path) -> None:
 # record and the children's check (only the ways in that pass the shield on through the
 # environment, and the process part, use them), the ports (type hints only), the report's
 # records (a part, loaded by the first violation) and the stopping of denied exporters (a
-# part, loaded by the first blocked connection).
+# part, loaded by the first blocked connection), and the search for a policy (APPSHIELD_POLICY
+# names it).
 NOT_AT_START = (
     "appshield._inherit",
     "appshield._proc_children",
+    "appshield.discovery",
     "appshield.ports",
     "appshield.report",
     "appshield.telemetry.denied_exporters",
@@ -129,7 +131,8 @@ def test_auto_starts_without_the_modules_only_other_ways_in_or_a_violation_need(
 
 
 def test_activation_restates_the_ways_in_that_pass_the_shield_on() -> None:
-    from appshield import _proc_children, activation
+    from appshield import _proc_children, activation, discovery
 
     assert activation.ENV_SOURCES == _proc_children.ENV_SOURCES
+    assert activation.POLICY_VARIABLE == discovery.ENV_VAR
     assert activation.BOOTSTRAP_DIR == _proc_children.BOOTSTRAP_DIR

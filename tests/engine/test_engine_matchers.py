@@ -239,6 +239,11 @@ def test_escape_makes_a_literal_glob(name: str) -> None:
     assert not matcher("/p/p.yaml") and not matcher("/p/aXbY.yaml")
 
 
+@pytest.mark.parametrize("text", ["", "/p/plain.yaml", "/p/[x]*?.yaml", "a]b", "*"])
+def test_escape_is_one_class_per_glob_character(text: str) -> None:
+    assert escape(text) == "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def test_non_operation_and_missing_defaults_are_refused() -> None:
     compiled = compile_policy(_doc(), "enforce")
     with pytest.raises(TypeError):
@@ -282,8 +287,29 @@ def test_glob_edge_cases_exhaustive(glob: str, text: str, path_glob: str) -> Non
     check_weird_path(path_glob, "/" + text.replace("\\", "/"))
 
 
-def test_bad_class_fails_at_compile_not_at_decision() -> None:
-    bad = RuleSpec("b", "file", "deny", Condition({"path": ("/a/[z-a]",)}))
+_BAD = "/a/[z-a]"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        RuleSpec("b", "file", "deny", Condition({"path": (_BAD,)})),
+        RuleSpec("b", "file", "deny", Condition({"access": ("read",), "path": ("/x", _BAD)})),
+        RuleSpec("b", "process", "deny", Condition({"args": (("x", _BAD),)})),
+        RuleSpec("b", "process", "deny", Condition({"command_line": (_BAD,)})),
+        RuleSpec("b", "network", "deny", Condition({"host": ("[z-a].example",)})),
+        RuleSpec("b", "import", "deny", Condition({"origin": (_BAD,)})),
+        RuleSpec("b", "import", "deny", Condition({"library": (_BAD,)})),
+        RuleSpec("b", "import", "deny", Condition({"module": ("m[z-a]",)})),
+        RuleSpec("b", "file", "deny", Condition({"path": ("/x",)}), scope=("m[z-a]",)),
+        RuleSpec("b", "file", "deny", Condition({}, scope=("m[z-a]",))),
+        RuleSpec("b", "file", "deny", Condition({}), unless=Condition({"path": (_BAD,)})),
+        RuleSpec("b", "file", "deny", Condition({}), unless=Condition({}, scope=("m[z-a]",))),
+    ],
+)
+def test_bad_class_fails_at_compile_not_at_decision(bad: RuleSpec) -> None:
+    """Wherever a glob sits in a rule (each glob field, an argument vector, a scope, the
+    `unless`), a bad class fails when the shield starts."""
     with pytest.raises(ValueError, match="range"):
         compile_policy(_doc(bad), "enforce")
 

@@ -80,3 +80,97 @@ def test_never_quiet_when_every_import_meets_a_rule_or_the_default_speaks() -> N
     ):
         index = compile_policy(document, "enforce").index("import")
         assert not index.quiet("app", "/srv/app.py"), document
+
+
+@given(
+    documents("import"),
+    st.sampled_from(["enforce", "monitor"]),
+    st.lists(
+        st.tuples(modules, st.one_of(st.none(), paths), st.one_of(st.none(), modules)),
+        min_size=1,
+        max_size=5,
+    ),
+)
+@QUICK
+def test_objecting_quiet_means_no_rule_can_object(
+    document: PolicyDocument, mode: str, subjects: list[tuple[str, str | None, str | None]]
+) -> None:
+    """The screen of the deny and alert rules alone (the report of the modules loaded before
+    install asks it): when it says quiet, `may_object` says no, and an allow is decided."""
+    compiled = compile_policy(document, mode)  # type: ignore[arg-type]
+    index = compiled.index("import")
+    objecting = index.objecting()  # type: ignore[attr-defined]
+    assert index.objecting() is objecting  # type: ignore[attr-defined]  # made once
+    for module, origin, home in subjects:
+        if index.quiet(module, origin, home):
+            assert objecting.quiet(module, origin, home)  # it sees fewer rules, never more
+        if not objecting.quiet(module, origin, home):
+            continue
+        op = ImportOp(module, origin, None, home)
+        assert not index.may_object(op)
+        assert compiled.decide(op, ["yaml"]).action == "allow"
+
+
+def test_objecting_passes_what_only_allows_name() -> None:
+    index = compile_policy(
+        _document(
+            "allow",
+            _rule("stdlib", "allow", origin=("/usr/lib/python3/**",)),
+            _rule("otel", "allow", module=("opentelemetry",)),
+            _rule("watch", "alert", module=("pickle",)),
+            _rule("plugins", "deny", origin=("/opt/plugins/**",)),
+        ),
+        "enforce",
+    ).index("import")
+    objecting = index.objecting()  # type: ignore[attr-defined]
+    assert not index.quiet("json", "/usr/lib/python3/json/__init__.py")  # an allow names it
+    assert objecting.quiet("json", "/usr/lib/python3/json/__init__.py")
+    assert objecting.quiet("opentelemetry", None)
+    assert not objecting.quiet("pickle", "/usr/lib/python3/pickle.py")
+    assert not objecting.quiet("x", None, "pickle")  # the name its file has
+    assert not objecting.quiet("p", "/opt/plugins/p.py")
+    for default in ("deny", "alert"):
+        screen = compile_policy(_document(default), "enforce").index("import")
+        assert not screen.objecting().quiet("json", None)  # type: ignore[attr-defined]
+
+
+def test_objecting_before_the_rules_are_attached_is_the_whole_index() -> None:
+    from appshield.engine.categories import ImportIndex
+
+    index = ImportIndex("allow", "enforce")
+    index.add(0, _rule("stdlib", "allow", origin=("/usr/lib/python3/**",)))
+    index.finish()
+    assert index.objecting() is index
+
+
+@given(
+    st.lists(st.tuples(modules, st.one_of(st.none(), paths), st.one_of(st.none(), modules))),
+)
+@QUICK
+def test_names_nothing_means_quiet_for_every_import(
+    subjects: list[tuple[str, str | None, str | None]],
+) -> None:
+    """Only allows (or a screen of the deny and alert rules, when there are none): the
+    install walk then passes every module loaded before it without looking at its file."""
+    for document in (
+        _document("allow"),
+        _document("allow", _rule("lib", "deny", library=("/**/libm*",))),
+        _document(
+            "allow",
+            _rule("stdlib", "allow", origin=("/usr/lib/python3/**",)),
+            _rule("otel", "allow", module=("opentelemetry", "json")),
+        ),
+    ):
+        index = compile_policy(document, "enforce").index("import")
+        screen = index.objecting()  # type: ignore[attr-defined]
+        assert screen.names_nothing()
+        for module, origin, home in subjects:
+            assert screen.quiet(module, origin, home)
+    for document in (
+        _document("deny"),
+        _document("allow", _rule("w", "alert", module=("pickle",))),
+        _document("allow", _rule("o", "deny", origin=("/opt/**",))),
+        _document("allow", _rule("any", "alert", origin=("/**",))),
+    ):
+        index = compile_policy(document, "enforce").index("import")
+        assert not index.objecting().names_nothing()  # type: ignore[attr-defined]

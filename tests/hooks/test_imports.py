@@ -271,6 +271,57 @@ def test_modules_loaded_before_install_are_reported(modules: Path) -> None:
     assert hits and not hits[0].decision.blocked
 
 
+def test_loaded_before_install_an_allow_does_not_hide_an_objecting_rule(modules: Path) -> None:
+    """The install-time walk looks only for rules that can object (a deny or an alert): an
+    allow naming the same module, as the telemetry exporter's standard-library origins name
+    nearly every module loaded, neither reports it nor hides it from them, whether they
+    name its file or the name its file has."""
+    for name in ("shield_file_b", "shield_home_b", "shield_quiet_b"):
+        (modules / f"{name}.py").write_text("X = 1\n")
+    importlib.invalidate_caches()
+    importlib.import_module("shield_file_b")
+    importlib.import_module("shield_quiet_b")
+    spec = importlib.util.spec_from_file_location("zz_alias_b", modules / "shield_home_b.py")
+    assert spec is not None and spec.loader is not None
+    alias = importlib.util.module_from_spec(spec)
+    sys.modules["zz_alias_b"] = alias
+    spec.loader.exec_module(alias)
+    seen: list[Violation] = []
+
+    class Collect:
+        def report(self, violation: Violation) -> None:
+            seen.append(violation)
+
+    runtime.install(
+        _policy(f"""\
+  - id: everything-here
+    category: import
+    action: allow
+    match: {{origin: "{modules}/**"}}
+  - id: watch-file
+    category: import
+    action: alert
+    match: {{origin: "{modules}/shield_file_b.py"}}
+  - id: watch-home
+    category: import
+    action: alert
+    match: {{module: shield_home_b}}
+""")
+    )
+    try:
+        shield = runtime.active_shield()
+        assert shield is not None
+        shield.reporter = Collect()
+        imports.FAMILY.on_install(shield)
+    finally:
+        runtime.uninstall()
+        del sys.modules["zz_alias_b"]
+    found = {v.operation.module: v.decision.rule_id for v in seen}  # type: ignore[union-attr]
+    assert found.get("shield_file_b") == "watch-file"
+    assert found.get("zz_alias_b") == "watch-home"
+    assert "shield_quiet_b" not in found
+
+
 def test_uninstall_restores_identical_objects() -> None:
     import _frozen_importlib as bootstrap
     import _frozen_importlib_external as external

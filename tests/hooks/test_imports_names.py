@@ -20,6 +20,7 @@ from appshield import runtime
 from appshield.errors import PolicyViolation
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
+from appshield.normalize import is_normal_path, realpath
 from appshield.policy import Policy
 
 SO = importlib.machinery.PathFinder.find_spec("_ctypes").origin  # type: ignore[union-attr]
@@ -168,5 +169,70 @@ def test_the_import_hooks_fast_path_agrees_with_names_of(
     _imp_names.set_roots(["/", "/" + "/".join(folder)])
     try:
         assert _imp_names.names_of(name, absolute) == (None, None)
+    finally:
+        _imp_names.set_roots(None)
+
+
+_SPELLING = st.lists(st.sampled_from(["a", "b", ".", "..", "", ".x", "x.", "..y"]), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPELLING)
+def test_is_normal_means_abspath_keeps_it(parts: list[str]) -> None:
+    # The import hooks and the install walk skip `os.path.abspath` for such a path.
+    path = "/" + "/".join(parts)
+    if is_normal_path(path):
+        assert os.path.abspath(path) == path
+    assert is_normal_path("/root/.pyenv/lib/python3.11")  # a hidden folder is fine
+
+
+def test_realpath_is_os_path_realpath(tmp_path: Path) -> None:
+    """`appshield.normalize.realpath` (install's resolution of `sys.path`, of extension
+    modules and of the policy's files) gives what `os.path.realpath` gives: through a
+    symlinked folder, a link to a file, a dangling link, a loop, missing parts, a file
+    taken for a folder, `..` after a link."""
+    real = tmp_path / "real"
+    (real / "pkg").mkdir(parents=True)
+    (real / "pkg" / "m.so").write_text("")
+    (tmp_path / "linked").symlink_to(real)
+    (real / "file.so").symlink_to(real / "pkg" / "m.so")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    base = str(tmp_path)
+    for path in [
+        f"{base}/real/pkg/m.so",
+        f"{base}/linked/pkg/m.so",
+        f"{base}/real/file.so",
+        f"{base}/dangling",
+        f"{base}/dangling/more",
+        f"{base}/loop",
+        f"{base}/loop/x",
+        f"{base}/missing/a/b",
+        f"{base}/real/pkg/m.so/below",
+        f"{base}/linked/../real/pkg",
+        f"{base}/real/./pkg",
+        f"{base}//real/pkg/",
+        "/",
+        "relative/path",
+    ]:
+        assert realpath(path) == os.path.realpath(path), path
+
+
+def test_set_roots_resolves_each_folder_as_realpath_does(tmp_path: Path) -> None:
+    """The `sys.path` folders are resolved sharing what their parts were found to be: a
+    symlinked folder among plain ones is still resolved."""
+    real = tmp_path / "real"
+    (real / "lib").mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(real)
+    entries = [
+        str(real),
+        str(real / "lib"),
+        str(tmp_path / "linked" / "lib"),
+        str(tmp_path / "gone"),
+    ]
+    _imp_names.set_roots(list(entries))
+    try:
+        expected = {os.path.realpath(e) for e in entries} | set(entries)
+        assert set(_imp_names._roots) == expected
     finally:
         _imp_names.set_roots(None)

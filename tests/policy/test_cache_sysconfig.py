@@ -178,3 +178,24 @@ def test_the_loader_folders_are_sysconfigs(written: Path, tmp_path: Path, proved
     from the cache under the same proof, else asked of sysconfig."""
     env = _environ() if proved else _environ(PYTHONUSERBASE=str(tmp_path / "user"))
     assert _run(LOADER, str(written), env=env) == f"True True {not proved}"
+
+
+def test_the_environment_in_the_proof_is_every_variable_sysconfig_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from appshield.policy import variables
+
+    monkeypatch.setenv("_PYTHON_HOST_PLATFORM", "linux-x")
+    monkeypatch.setenv("VIRTUAL_ENV", "/venv")
+    monkeypatch.setenv("PYTHONUSERBASE_NOT", "x")  # not a name sysconfig reads
+    expected = tuple(
+        sorted(
+            (k, v)
+            for k, v in os.environ.items()
+            if k.startswith("_PYTHON") or k in variables._SYSCONFIG_ENVIRON
+        )
+    )
+    assert variables._sysconfig_environ() == expected
+    assert ("_PYTHON_HOST_PLATFORM", "linux-x") in expected
+    assert ("VIRTUAL_ENV", "/venv") in expected
+    assert all(k != "PYTHONUSERBASE_NOT" for k, _ in expected)

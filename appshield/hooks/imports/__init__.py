@@ -52,6 +52,7 @@ from appshield.hooks import _convert, _deferred, _gate
 from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
+from appshield.normalize import is_normal_path
 from appshield.operations import ImportOp, Operation
 from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
 
@@ -210,11 +211,14 @@ def _judge(spec: Any, origin: str | None, api: str) -> None:
         elif (
             type(origin) is str
             and origin[:1] == "/"
-            and "/." not in origin
             and "//" not in origin
-            and origin[-1:] != "/"
+            and "/./" not in origin
+            and "/../" not in origin
+            and not origin.endswith(("/.", "/..", "/"))
         ):
-            absolute = origin  # no `.`, `..` or empty part: abspath would return it unchanged
+            # No `.`, `..` or empty part (`normalize.is_normal_path`, inlined): abspath would
+            # return it unchanged. A hidden folder (`~/.local`, `~/.pyenv`) is no such part.
+            absolute = origin
         else:
             absolute = os.path.abspath(_convert.event_text(origin))
         # The names its code has besides `name`, when the file disagrees (see _imp_names).
@@ -602,21 +606,45 @@ def _on_install(shield: Any) -> None:
     policy = getattr(shield, "policy", None)
     alone = policy is not None and compiled is getattr(policy, "compiled", None)
     may_object = getattr(screen, "may_object", None) if alone else None
+    if may_object is not None:
+        # Then only a deny or alert rule can make a report: an import that none of them can
+        # name is passed on their own screen, a few dict lookups, whatever allows name it.
+        objecting = getattr(screen, "objecting", None)
+        if objecting is not None:
+            screen = objecting()
+    # No rule names any module or origin (the usual policy has no import deny or alert): then
+    # only a name with a `/` in it could be one the screen does not pass.
+    names_nothing = getattr(screen, "names_nothing", None)
+    silent = names_nothing is not None and names_nothing() is True
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
         if before is not None and name not in before:
             continue  # loaded by appshield's own install, not by the app
-        if _lazy.is_lazy(module):
+        if silent and type(name) is str and "/" not in name:
+            continue
+        if type(module) is not _ModuleType and _lazy.is_lazy(module):
             # Imported lazily, not run yet: its spec, read without running it.
             spec = (_lazy.namespace(module) or {}).get("__spec__")
         else:
             spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
-        absolute = os.path.abspath(origin) if origin else None
-        home, init = (None, None) if absolute is None else _imp_names.names_of(name, absolute)
+        if not origin:
+            absolute = None
+        elif type(origin) is str and is_normal_path(origin):
+            absolute = origin  # abspath would return it unchanged
+        else:
+            absolute = os.path.abspath(origin)
+        home = init = None
+        if absolute is not None:
+            # `a/b/c.py` or `a/b/c/__init__.py` for `a.b.c`, tested here as in `_judge`.
+            tail = "/" + name.replace(".", "/")
+            if not (absolute.endswith(tail + ".py") or absolute.endswith(tail + "/__init__.py")):
+                home, init = _imp_names.names_of(name, absolute)
         if screen is not None and screen.quiet(name, absolute, home, init):
-            continue  # no rule could name it: decided as the default, an allow, silently
+            # No rule could name it (alone: no rule that could object): decided as the
+            # default, an allow, or by an allow rule; either way silently.
+            continue
         operation = ImportOp(name, absolute, None, home, init)
         if may_object is not None and not may_object(operation):
             continue  # an allow whichever rule matches: nothing to report

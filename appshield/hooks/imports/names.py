@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
+from appshield.normalize import realpath as _realpath
+
 __all__ = ["home_name", "names_of", "set_roots"]
 
 # The folders of `sys.path` at install (absolute and resolved), the deepest first: a file
@@ -46,12 +48,13 @@ def set_roots(paths: list[object] | None) -> None:
         _roots = ()
         return
     found: set[str] = set()
+    plain: set[str] = set()
     for entry in paths:
         if type(entry) is not str:
             continue
         absolute = os.path.abspath(entry or os.curdir)
         found.add(absolute.rstrip("/") or "/")
-        real = os.path.realpath(absolute)
+        real = _realpath(absolute, plain)
         found.add(real.rstrip("/") or "/")
     _roots = tuple(sorted(found, key=len, reverse=True))
 
@@ -96,7 +99,7 @@ def names_of(name: str, absolute: str) -> tuple[str | None, str | None]:
     # The file itself, symlinks resolved: a link to `_ctypes`' file is `_ctypes` wherever the
     # link lives, even in an import folder under the name it claims. (One `realpath` per
     # extension loaded: small next to the `dlopen` that follows.)
-    real = os.path.realpath(absolute)
+    real = _realpath(absolute)
     home = home_name(real)
     if home is None and real != absolute:
         home = home_name(absolute)  # a link to a file outside the import folders
