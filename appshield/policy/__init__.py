@@ -212,10 +212,13 @@ def _folders_above(paths: Sequence[str]) -> tuple[str, ...]:
     """Globs of every folder above each path (as given and with symlinks resolved), up to but
     not including `/`: renaming any of them away moves the file with it."""
     from appshield.engine import escape
+    from appshield.policy.variables import real_path
 
     found: dict[str, None] = {}
+    known: set[str] = set()  # folders found not to be links, shared by the paths
     for path in paths:
-        for spelling in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+        # `real_path`: `os.path.realpath`, the same answer for less.
+        for spelling in dict.fromkeys((os.path.abspath(path), real_path(path, known))):
             folder = os.path.dirname(spelling)
             while folder and folder != os.path.dirname(folder):
                 found.setdefault(escape(folder), None)

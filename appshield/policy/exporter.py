@@ -51,7 +51,7 @@ from types import MappingProxyType
 from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import escape
 from appshield.policy import variables
-from appshield.policy.variables import glob_escaped, normalise_path_glob, value
+from appshield.policy.variables import glob_escaped, normalise_path_glob, real_path, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -216,19 +216,48 @@ def _origin_variables() -> dict[str, tuple[str, ...]]:
     }
 
 
-def _origins(escaped: Mapping[str, tuple[str, ...]], *patterns: str) -> tuple[str, ...]:
+def _normalised(escaped: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Each of `escaped`'s values as `normalise_path_glob` leaves it (same order)."""
+    return {name: tuple(normalise_path_glob(v) for v in vs) for name, vs in escaped.items()}
+
+
+def _origins(
+    escaped: Mapping[str, tuple[str, ...]],
+    *patterns: str,
+    normalised: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[str, ...]:
     """The normalised globs of `patterns`, each a variable then a literal rest
     (`{stdlib}/**`): `expand` and `normalise_path_glob`, as a written rule's, without
     `expand`'s parsing (and its escaping of every value again) for each of the ~40 patterns
-    (about 3 M instructions of every start)."""
+    (about 3 M instructions of every start), nor a `normpath` for each glob: for a `_clean`
+    rest and an absolute value, `normalise_path_glob(value + rest)` is the value normalised
+    (`normalised`: `_normalised(escaped)`, made once for all the calls) then the rest, since
+    normpath folds a path left to right and a clean rest leaves it nothing to fold.
+    (tests/telemetry/test_exporter_rule.py compares them, odd values included.)"""
+    if normalised is None:
+        normalised = _normalised(escaped)
     out: dict[str, None] = {}
     for pattern in patterns:
         name, close, rest = pattern[1:].partition("}")
         if not pattern.startswith("{") or not close or "{" in rest or "}" in rest:
             raise ValueError(f"not a variable and a literal rest: {pattern!r}")
-        for start in escaped[name]:
-            out.setdefault(normalise_path_glob(start + rest), None)
+        clean = _clean(rest)
+        for start, normal in zip(escaped[name], normalised[name], strict=True):
+            if clean and normal.startswith("/"):
+                glob = rest if normal == "/" and rest else normal + rest
+            else:
+                glob = normalise_path_glob(start + rest)
+            out.setdefault(glob, None)
     return tuple(out)
+
+
+def _clean(rest: str) -> bool:
+    """`rest` is empty, or `/` then segments that `normpath` keeps as they are (none empty,
+    `.` or `..`)."""
+    if not rest:
+        return True
+    tail = rest + "/"
+    return rest.startswith("/") and "//" not in tail and "/./" not in tail and "/../" not in tail
 
 
 # Every absolute origin: as an `unless`, it limits a rule to modules that have no file (the
@@ -238,11 +267,14 @@ _ANY_FILE = Condition(_fields(origin=("/**",)))
 
 def _search_path_folders(search_path: Sequence[str]) -> tuple[str, ...]:
     out: dict[str, None] = {}
+    # The entries share most of their folders (`.../lib/python3.X/...`): each is looked at
+    # once for all of them (`real_path` is `os.path.realpath`, for less).
+    known: set[str] = set()
     for entry in search_path:
         if isinstance(entry, str):
             folder = os.path.abspath(entry)
             out.setdefault(escape(folder), None)
-            out.setdefault(escape(os.path.realpath(folder)), None)
+            out.setdefault(escape(real_path(folder, known)), None)
     return tuple(out)
 
 
@@ -260,6 +292,11 @@ def exporter_rules(
     # Computed once for all the rules below (sysconfig's path expansion is most of the cost
     # of building this rule at start-up).
     places = _origin_variables()
+    normalised = _normalised(places)
+
+    def origins(*patterns: str) -> tuple[str, ...]:
+        return _origins(places, *patterns, normalised=normalised)
+
     for endpoint in configured_endpoints(environ) if reach is None else reach:
         host = (endpoint.host,)
         connect = _fields(
@@ -284,7 +321,7 @@ def exporter_rules(
     rules.append(
         _rule(
             "import",
-            _fields(module=otel, origin=_origins(places, "{site_packages}/opentelemetry/**")),
+            _fields(module=otel, origin=origins("{site_packages}/opentelemetry/**")),
         )
     )
     # Namespace packages have no file (their submodules do, and meet the rule above).
@@ -294,16 +331,14 @@ def exporter_rules(
             "import",
             _fields(
                 module=("sitecustomize",),
-                origin=_origins(
-                    places,
+                origin=origins(
                     "{site_packages}/opentelemetry/instrumentation/auto_instrumentation/"
                     "sitecustomize.py",
                 ),
             ),
         )
     )
-    needed = _origins(
-        places,
+    needed = origins(
         *(f"{{site_packages}}/{name.replace('.', '/')}/**" for name in _NEEDED),
         *(f"{{site_packages}}/{name.replace('.', '/')}.py" for name in _NEEDED),
     )
@@ -314,8 +349,7 @@ def exporter_rules(
     # modules (no file) by name.
     not_stdlib = Condition(
         _fields(
-            origin=_origins(
-                places,
+            origin=origins(
                 "{site_packages}/**",
                 # the base interpreter's, when a venv's is what {site_packages} names
                 "{stdlib}/site-packages/**",
@@ -330,7 +364,7 @@ def exporter_rules(
             "import",
             # by origin alone (no `module: "*"`, which would file the rule where every
             # import meets it and switch off the engine's screen of unnamed imports)
-            _fields(origin=_origins(places, "{stdlib}/**")),
+            _fields(origin=origins("{stdlib}/**")),
             unless=not_stdlib,
             scope=otel,
         )
@@ -345,7 +379,7 @@ def exporter_rules(
             "import",
             _fields(
                 module=("_posixsubprocess",),
-                origin=_origins(places, "{stdlib}/**/_posixsubprocess*"),
+                origin=origins("{stdlib}/**/_posixsubprocess*"),
             ),
             scope=otel,
         )
@@ -361,15 +395,15 @@ def exporter_rules(
             "import",
             _fields(
                 module=("ctypes", "_ctypes"),
-                origin=_origins(
-                    places, "{stdlib_modules}/ctypes/**", "{stdlib_modules}/lib-dynload/_ctypes.*"
+                origin=origins(
+                    "{stdlib_modules}/ctypes/**", "{stdlib_modules}/lib-dynload/_ctypes.*"
                 ),
             ),
             scope=_FLOAT_BITS,
         )
     )
     rules.append(_rule("import", _fields(module=("_ctypes",)), unless=_ANY_FILE, scope=_FLOAT_BITS))
-    rules.append(_rule("import", _fields(library=_origins(places, "{python}")), scope=_FLOAT_BITS))
+    rules.append(_rule("import", _fields(library=origins("{python}")), scope=_FLOAT_BITS))
     # The SDK and `opentelemetry-instrument` find their exporters, propagators and
     # instrumentors through entry points: importlib.metadata lists every folder on sys.path
     # (the folder itself, read access, nothing below it).

@@ -524,6 +524,8 @@ def test_a_child_with_another_endpoint_gets_its_parents(tmp_path: Path) -> None:
         ("/usr/lib/python3.11", "/venv/lib/python3.11"),
         ("/opt/a[1]/lib/py*", "/opt/odd?/./lib//x/.."),
         ("/",),
+        ("//usr/lib/", "/../..", "///a/./b/"),
+        ("relative/lib", "", ".", "../up"),  # (never a real value: still `expand`'s globs)
     ],
 )
 def test_the_rules_origin_globs_are_what_expand_gives(folders: tuple[str, ...]) -> None:
@@ -539,6 +541,17 @@ def test_the_rules_origin_globs_are_what_expand_gives(folders: tuple[str, ...]) 
         dict.fromkeys(normalise_path_glob(g) for p in patterns for g in expand(p, raw))
     )
     assert _origins(escaped, *patterns) == expected
+    # Rests that `normpath` would fold (never the rule's own): the long way, same globs.
+    odd = (
+        "{stdlib}/a/../b",
+        "{stdlib}/./x",
+        "{stdlib}//y",
+        "{stdlib}/z/",
+        "{stdlib}..",
+        "{python}/.",
+    )
+    expected = tuple(dict.fromkeys(normalise_path_glob(g) for p in odd for g in expand(p, raw)))
+    assert _origins(escaped, *odd) == expected
     with pytest.raises(ValueError):
         _origins(escaped, "{stdlib}/{python}")
     with pytest.raises(ValueError):
