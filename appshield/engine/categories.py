@@ -471,6 +471,11 @@ class NetworkIndex(CategoryIndex):
         return _sorted(out)
 
 
+# `ImportIndex.allows_only`'s screen looks at every rule of the category once: not for more
+# than this many (the engine's own answer then, candidates collected).
+_SCREENED_RULES = 512
+
+
 class ImportIndex(CategoryIndex):
     category = "import"
 
@@ -483,20 +488,30 @@ class ImportIndex(CategoryIndex):
         self._quiet = False
         self._module_tops: dict[str, int] = {}
         self._origin_tops: dict[str, int] = {}
+        # `allows_only`'s screen (see `_objecting_tops`), made on its first call.
+        self._objecting: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None
+        self._objecting_made = False
 
-    def add(self, position: int, spec: RuleSpec) -> None:
+    def _filing(self, spec: RuleSpec) -> tuple[int, list[str]]:
+        """Which trie `spec` is filed in (0 modules, 1 origins, 2 libraries, -1 `always`)
+        and under which globs: what `add` does and `_objecting_tops` reads."""
         fields = _fields(spec)
         if "module" in fields:
-            for glob in fields["module"]:
-                self.modules.add(module_pattern(glob), position)
-        elif "origin" in fields:
-            for glob in fields["origin"]:
-                self.origins.add(glob, position)
-        elif "library" in fields:
-            for glob in fields["library"]:
-                self.libraries.add(glob, position)
-        else:
+            return 0, [module_pattern(glob) for glob in fields["module"]]
+        if "origin" in fields:
+            return 1, list(fields["origin"])
+        if "library" in fields:
+            return 2, list(fields["library"])
+        return -1, []
+
+    def add(self, position: int, spec: RuleSpec) -> None:
+        kind, globs = self._filing(spec)
+        if kind < 0:
             self.always.append(position)
+            return
+        trie = (self.modules, self.origins, self.libraries)[kind]
+        for glob in globs:
+            trie.add(glob, position)
 
     def finish(self) -> None:
         for trie in (self.modules, self.origins, self.libraries):
@@ -549,6 +564,61 @@ class ImportIndex(CategoryIndex):
             return True
         end = origin.find("/", 1)
         return (origin[1:end] if end > 0 else origin[1:]) not in self._origin_tops
+
+    def allows_only(
+        self, module: str, origin: str | None, home: str | None = None, init: str | None = None
+    ) -> bool:
+        """True when `may_object(ImportOp(module, origin, None, home, init))` is False for
+        certain, told as `quiet` tells its answer: the default is allow, and no deny or alert
+        is filed under the first segment of any of the names or of the origin (nor at a
+        root, nor in `always`), so none can be a candidate. False: not known, ask
+        `may_object`. The app's modules loaded before install are asked about one by one
+        (`appshield.hooks.imports`), and a rule that allows the standard library by origin
+        (`implicit:telemetry_exporter`'s) leaves none of them `quiet`: this answers for
+        them at a few dict lookups each instead of collecting their candidates."""
+        if self.default != "allow":
+            return False
+        if not self._objecting_made:
+            self._objecting = self._objecting_tops()
+            self._objecting_made = True
+        screen = self._objecting
+        if screen is None:
+            return False
+        modules, origins, _libraries = screen
+        for name in (module, home, init):
+            if name is None:
+                continue
+            # The first segment of `module_subject(name)`: up to the first `.` (or `/`,
+            # rare enough to be left to `may_object`).
+            end = name.find(".")
+            top = name if end < 0 else name[:end]
+            if "/" in top or top in modules:
+                return False
+        if origin is None or not origin.startswith("/"):
+            return True  # a relative path meets the root's rules only (there are none)
+        end = origin.find("/", 1)
+        return (origin[1:end] if end > 0 else origin[1:]) not in origins
+
+    def _objecting_tops(self) -> tuple[frozenset[str], frozenset[str], frozenset[str]] | None:
+        """The first segments (in the module, origin and library tries) under which some
+        rule that is not an allow is filed; None when one is filed at a root or in `always`
+        (every import meets it), or when there are too many rules to look at them all."""
+        specs = self._specs
+        if len(specs) > _SCREENED_RULES:
+            return None
+        tops: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        for spec in specs:
+            if spec is None or spec.action == "allow":
+                continue  # (None: a position nothing is filed at)
+            kind, globs = self._filing(spec)
+            if kind < 0:
+                return None
+            for glob in globs:
+                top = PathTrie.filed_top(glob)
+                if top is None:
+                    return None
+                tops[kind].add(top)
+        return frozenset(tops[0]), frozenset(tops[1]), frozenset(tops[2])
 
     def candidates(self, op: Any) -> list[int]:
         out = list(self.always)

@@ -85,6 +85,11 @@ class Buckets:
         return bool(self.slots)
 
 
+def _filed_segments(pattern: str) -> list[str]:
+    """The trie path `PathTrie.add` files `pattern` under."""
+    return literal_prefix_segments(pattern) if pattern.startswith("/") else []
+
+
 class PathTrie:
     """Segment trie over the literal prefixes of path globs.
 
@@ -114,7 +119,7 @@ class PathTrie:
         if not isinstance(kids, list) or not isinstance(hits, list):
             kids, hits = self.kids, self.hits = list(kids), list(hits)
         node = 0
-        for seg in literal_prefix_segments(pattern) if pattern.startswith("/") else ():
+        for seg in _filed_segments(pattern):
             below = kids[node].get(seg)
             if below is None:
                 below = kids[node][seg] = len(kids)
@@ -126,6 +131,18 @@ class PathTrie:
 
     def add_root(self, position: int) -> None:
         self.add("", position)
+
+    @staticmethod
+    def filed_top(pattern: str) -> str | None:
+        """The root's child that `add` files `pattern` under (None: the root itself)."""
+        segments = _filed_segments(pattern)
+        return segments[0] if segments else None
+
+    @staticmethod
+    def walked_top(path: str) -> str | None:
+        """The root's child that `collect` walks into for `path` (None: it stops at the
+        root). Only positions filed at the root or below that child can be collected."""
+        return path.split("/", 2)[1] if path.startswith("/") else None
 
     @property
     def root(self) -> tuple[int, ...]:

@@ -586,6 +586,8 @@ def _on_install(shield: Any) -> None:
     policy = getattr(shield, "policy", None)
     alone = policy is not None and compiled is getattr(policy, "compiled", None)
     may_object = getattr(screen, "may_object", None) if alone else None
+    # The same answer as `may_object` where it is sure, before an operation is even built.
+    allows_only = getattr(screen, "allows_only", None) if may_object is not None else None
     for name, module in list(sys.modules.items()):
         if not isinstance(name, str) or module is None:
             continue
@@ -601,6 +603,8 @@ def _on_install(shield: Any) -> None:
         home, init = (None, None) if absolute is None else _imp_names.names_of(name, absolute)
         if screen is not None and screen.quiet(name, absolute, home, init):
             continue  # no rule could name it: decided as the default, an allow, silently
+        if allows_only is not None and allows_only(name, absolute, home, init):
+            continue  # no deny or alert could name it: an allow whichever rule matches
         operation = ImportOp(name, absolute, None, home, init)
         if may_object is not None and not may_object(operation):
             continue  # an allow whichever rule matches: nothing to report
