@@ -505,6 +505,16 @@ class ImportIndex(CategoryIndex):
         return -1, []
 
     def add(self, position: int, spec: RuleSpec) -> None:
+        fields = _fields(spec)
+        if "module" in fields:
+            for name in fields["module"]:
+                if has_magic(name):
+                    self.modules.add(module_pattern(name), position)
+                else:
+                    # A plain name's trie path, without making and parsing its pattern
+                    # (`/a/b/**` is filed under a, b): the implicit allows name ~50 modules.
+                    self.modules.add_under(name.replace(".", "/").split("/"), position)
+            return
         kind, globs = self._filing(spec)
         if kind < 0:
             self.always.append(position)

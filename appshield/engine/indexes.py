@@ -115,11 +115,16 @@ class PathTrie:
         self.hits: Sequence[tuple[int, ...]] = [()]
 
     def add(self, pattern: str, position: int) -> None:
+        self.add_under(_filed_segments(pattern), position)
+
+    def add_under(self, segments: Sequence[str], position: int) -> None:
+        """File `position` under the trie path `segments` (what `add` finds in a pattern,
+        for a caller that knows it without parsing one)."""
         kids, hits = self.kids, self.hits
         if not isinstance(kids, list) or not isinstance(hits, list):
             kids, hits = self.kids, self.hits = list(kids), list(hits)
         node = 0
-        for seg in _filed_segments(pattern):
+        for seg in segments:
             below = kids[node].get(seg)
             if below is None:
                 below = kids[node][seg] = len(kids)

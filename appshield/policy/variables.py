@@ -186,9 +186,10 @@ def _interpreters() -> list[str]:
     """The paths the running interpreter goes by: a process rule sees the resolved file,
     a reader the venv's `python`, and a venv's children may be started with the base one."""
     found: list[str] = []
+    known: set[str] = set()  # a venv's link leads into the base interpreter's folders
     for path in (sys.executable, getattr(sys, "_base_executable", None)):
         if isinstance(path, str) and os.path.isabs(path):
-            found += [path, real_path(path)]
+            found += [path, real_path(path, known)]
     return found
 
 
