@@ -948,17 +948,8 @@ def literal_prefix_segments(pattern: str) -> list[str]:
     `/a/b/*.py` -> ["a", "b"]; a literal pattern gives all of its segments; `/**` gives [].
     The segment trie files a rule under this prefix: only paths that walk through it can match.
     """
-    if pattern.startswith("/"):
-        # The segments before the one holding the first glob character, cut in C (a
-        # `has_magic` call per segment was most of the cost of filing a rule).
-        size = len(pattern)
-        first = min(
-            pattern.find("*") % (size + 1),
-            pattern.find("?") % (size + 1),
-            pattern.find("[") % (size + 1),
-        )  # (not found: -1, which `% (size + 1)` makes `size`)
-        segments = pattern[:first].split("/")[1:]
-        return segments if first == size else segments[:-1]
+    if not has_magic(pattern):
+        return pattern.split("/")[1:]  # a literal path (a folder, a protected file): all
     out: list[str] = []
     for seg in pattern.split("/")[1:]:
         if has_magic(seg):

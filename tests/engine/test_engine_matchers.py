@@ -254,6 +254,7 @@ def test_escape_is_the_class_of_each_glob_character(text: str) -> None:
 @QUICK
 @given(st.one_of(_GLOB_TEXT, _GLOB_TEXT.map(lambda t: "/" + t)))
 def test_literal_prefix_segments_stop_at_the_first_glob_segment(pattern: str) -> None:
+    # (a literal pattern is split at once; the segments are what this loop finds)
     expected = []
     for segment in pattern.split("/")[1:]:
         if has_magic(segment):
