@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from appshield._modules import stdlib
-
 from appshield.engine.globs import has_magic, literal_prefix_segments
 
 TYPE_CHECKING = False
@@ -87,6 +86,11 @@ class Buckets:
         return bool(self.slots)
 
 
+def _filed_segments(pattern: str) -> list[str]:
+    """The trie path `PathTrie.add` files `pattern` under."""
+    return literal_prefix_segments(pattern) if pattern.startswith("/") else []
+
+
 class PathTrie:
     """Segment trie over the literal prefixes of path globs.
 
@@ -112,11 +116,16 @@ class PathTrie:
         self.hits: Sequence[tuple[int, ...]] = [()]
 
     def add(self, pattern: str, position: int) -> None:
+        self.add_under(_filed_segments(pattern), position)
+
+    def add_under(self, segments: Sequence[str], position: int) -> None:
+        """File `position` under the trie path `segments` (what `add` finds in a pattern,
+        for a caller that knows it without parsing one)."""
         kids, hits = self.kids, self.hits
         if not isinstance(kids, list) or not isinstance(hits, list):
             kids, hits = self.kids, self.hits = list(kids), list(hits)
         node = 0
-        for seg in literal_prefix_segments(pattern) if pattern.startswith("/") else ():
+        for seg in segments:
             below = kids[node].get(seg)
             if below is None:
                 below = kids[node][seg] = len(kids)

@@ -51,7 +51,7 @@ from types import MappingProxyType
 from appshield.document import Condition, RuleSpec
 from appshield.engine.globs import escape
 from appshield.policy import variables
-from appshield.policy.variables import glob_escaped, normalise_path_glob, value
+from appshield.policy.variables import glob_escaped, normalise_path_glob, real_path, value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -90,11 +90,56 @@ _NEEDED = (
     "zipp",
 )
 
+# Where each of them is below a site-packages folder: packages, then single modules (as
+# `_NEEDED` names them; tests/telemetry/test_exporter_rule.py checks they agree). Written
+# out rather than made at each start from `_NEEDED`.
+_NEEDED_RESTS = (
+    "/google/protobuf/**",
+    "/google/_upb/**",
+    "/google/rpc/**",
+    "/grpc/**",
+    "/requests/**",
+    "/urllib3/**",
+    "/idna/**",
+    "/charset_normalizer/**",
+    "/certifi/**",
+    "/packaging/**",
+    "/typing_extensions/**",
+    "/wrapt/**",
+    "/deprecated/**",
+    "/importlib_metadata/**",
+    "/zipp/**",
+    "/google/protobuf.py",
+    "/google/_upb.py",
+    "/google/rpc.py",
+    "/grpc.py",
+    "/requests.py",
+    "/urllib3.py",
+    "/idna.py",
+    "/charset_normalizer.py",
+    "/certifi.py",
+    "/packaging.py",
+    "/typing_extensions.py",
+    "/wrapt.py",
+    "/deprecated.py",
+    "/importlib_metadata.py",
+    "/zipp.py",
+)
+
 # Not allowed to OpenTelemetry's code at large: each hands out memory or native code that no
 # hook judges. (`ctypes` only to the one SDK module below.)
 _NATIVE = ("ctypes", "_ctypes", "cffi", "_cffi_backend", "mmap")
 # The SDK module that imports ctypes when it is imported (to read a float's bits).
 _FLOAT_BITS = ("opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.ieee_754",)
+# The files of `_NATIVE` and `_posixsubprocess` anywhere below the standard library's folder.
+_NATIVE_RESTS = (
+    "/**/ctypes*",
+    "/**/_ctypes*",
+    "/**/cffi*",
+    "/**/_cffi_backend*",
+    "/**/mmap*",
+    "/**/_posixsubprocess*",
+)
 
 
 class Endpoint(NamedTuple):
@@ -216,19 +261,70 @@ def _origin_variables() -> dict[str, tuple[str, ...]]:
     }
 
 
-def _origins(escaped: Mapping[str, tuple[str, ...]], *patterns: str) -> tuple[str, ...]:
+def _normalised(escaped: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Each of `escaped`'s values as `normalise_path_glob` leaves it (same order)."""
+    return {name: tuple(normalise_path_glob(v) for v in vs) for name, vs in escaped.items()}
+
+
+def _origins(
+    escaped: Mapping[str, tuple[str, ...]],
+    *patterns: str,
+    normalised: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[str, ...]:
     """The normalised globs of `patterns`, each a variable then a literal rest
     (`{stdlib}/**`): `expand` and `normalise_path_glob`, as a written rule's, without
-    `expand`'s parsing (and its escaping of every value again) for each of the ~40 patterns
-    (about 3 M instructions of every start)."""
-    out: dict[str, None] = {}
+    `expand`'s parsing (and its escaping of every value again). The rule itself names its
+    patterns as (variable, rests) already (`_under`)."""
+    groups = []
     for pattern in patterns:
         name, close, rest = pattern[1:].partition("}")
         if not pattern.startswith("{") or not close or "{" in rest or "}" in rest:
             raise ValueError(f"not a variable and a literal rest: {pattern!r}")
-        for start in escaped[name]:
-            out.setdefault(normalise_path_glob(start + rest), None)
-    return tuple(out)
+        groups.append((name, (rest,)))
+    return _under(escaped, _normalised(escaped) if normalised is None else normalised, *groups)
+
+
+def _under(
+    escaped: Mapping[str, tuple[str, ...]],
+    normalised: Mapping[str, tuple[str, ...]],
+    *groups: tuple[str, tuple[str, ...]],
+) -> tuple[str, ...]:
+    """`normalise_path_glob(value + rest)` for each (variable name, rests) of `groups`, each
+    rest in turn and each of the variable's values for it, without repeats: the globs
+    `expand` gives, normalised, in its order. Made in a few C-level passes rather than a
+    `normpath` per glob (most of the cost of building the rule at start-up): for rests
+    that normpath has nothing to fold in (`_clean`) and an absolute value other than `/`,
+    the glob is the normalised value then the rest, since normpath folds a path left to
+    right. (tests/telemetry/test_exporter_rule.py compares them, odd values included.)"""
+    out: list[str] = []
+    for name, rests in groups:
+        values, normals = escaped[name], normalised[name]
+        if _clean(rests) and all(n.startswith("/") and n != "/" for n in normals):
+            if len(normals) == 1:
+                normal = normals[0]
+                out += [normal + rest for rest in rests]
+            else:
+                out += [normal + rest for rest in rests for normal in normals]
+        else:
+            out += [normalise_path_glob(value + rest) for rest in rests for value in values]
+    return tuple(dict.fromkeys(out))
+
+
+def _clean(rests: tuple[str, ...]) -> bool:
+    """Each rest is `/` then segments that `normpath` keeps as they are: none empty, `.` or
+    `..` (told from the rests joined by newlines, in C; a newline in a rest fails it)."""
+    text = "\n".join(rests) + "\n"
+    return (
+        text.startswith("/")
+        and text.count("\n") == len(rests)  # every newline is a separator
+        and text.count("\n/") == len(rests) - 1  # after each, a rest starting with `/`
+        and "//" not in text
+        and "/\n" not in text
+        and "/./" not in text
+        and "/.\n" not in text
+        and "/../" not in text
+        and "/..\n" not in text
+    )
 
 
 # Every absolute origin: as an `unless`, it limits a rule to modules that have no file (the
@@ -238,11 +334,14 @@ _ANY_FILE = Condition(_fields(origin=("/**",)))
 
 def _search_path_folders(search_path: Sequence[str]) -> tuple[str, ...]:
     out: dict[str, None] = {}
+    # The entries share most of their folders (`.../lib/python3.X/...`): each is looked at
+    # once for all of them (`real_path` is `os.path.realpath`, for less).
+    known: set[str] = set()
     for entry in search_path:
         if isinstance(entry, str):
             folder = os.path.abspath(entry)
             out.setdefault(escape(folder), None)
-            out.setdefault(escape(os.path.realpath(folder)), None)
+            out.setdefault(escape(real_path(folder, known)), None)
     return tuple(out)
 
 
@@ -260,6 +359,12 @@ def exporter_rules(
     # Computed once for all the rules below (sysconfig's path expansion is most of the cost
     # of building this rule at start-up).
     places = _origin_variables()
+    normalised = _normalised(places)
+
+    def origins(*groups: tuple[str, tuple[str, ...]]) -> tuple[str, ...]:
+        """`{variable}rest` for each (variable, rests) group (see `_under`)."""
+        return _under(places, normalised, *groups)
+
     for endpoint in configured_endpoints(environ) if reach is None else reach:
         host = (endpoint.host,)
         connect = _fields(
@@ -284,7 +389,7 @@ def exporter_rules(
     rules.append(
         _rule(
             "import",
-            _fields(module=otel, origin=_origins(places, "{site_packages}/opentelemetry/**")),
+            _fields(module=otel, origin=origins(("site_packages", ("/opentelemetry/**",)))),
         )
     )
     # Namespace packages have no file (their submodules do, and meet the rule above).
@@ -294,19 +399,16 @@ def exporter_rules(
             "import",
             _fields(
                 module=("sitecustomize",),
-                origin=_origins(
-                    places,
-                    "{site_packages}/opentelemetry/instrumentation/auto_instrumentation/"
-                    "sitecustomize.py",
+                origin=origins(
+                    (
+                        "site_packages",
+                        ("/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py",),
+                    )
                 ),
             ),
         )
     )
-    needed = _origins(
-        places,
-        *(f"{{site_packages}}/{name.replace('.', '/')}/**" for name in _NEEDED),
-        *(f"{{site_packages}}/{name.replace('.', '/')}.py" for name in _NEEDED),
-    )
+    needed = origins(("site_packages", _NEEDED_RESTS))
     rules.append(_rule("import", _fields(module=_NEEDED, origin=needed), scope=otel))
     # The standard library: any module from its folders but the native capabilities, told
     # by their files (whatever name they are loaded under), and site-packages, which an
@@ -314,14 +416,18 @@ def exporter_rules(
     # modules (no file) by name.
     not_stdlib = Condition(
         _fields(
-            origin=_origins(
-                places,
-                "{site_packages}/**",
-                # the base interpreter's, when a venv's is what {site_packages} names
-                "{stdlib}/site-packages/**",
-                "{stdlib}/dist-packages/**",
-                "{stdlib}/ctypes/**",
-                *(f"{{stdlib}}/**/{name}*" for name in (*_NATIVE, "_posixsubprocess")),
+            origin=origins(
+                ("site_packages", ("/**",)),
+                (
+                    "stdlib",
+                    (
+                        # the base interpreter's, when a venv's is what {site_packages} names
+                        "/site-packages/**",
+                        "/dist-packages/**",
+                        "/ctypes/**",
+                        *_NATIVE_RESTS,
+                    ),
+                ),
             )
         )
     )
@@ -330,7 +436,7 @@ def exporter_rules(
             "import",
             # by origin alone (no `module: "*"`, which would file the rule where every
             # import meets it and switch off the engine's screen of unnamed imports)
-            _fields(origin=_origins(places, "{stdlib}/**")),
+            _fields(origin=origins(("stdlib", ("/**",)))),
             unless=not_stdlib,
             scope=otel,
         )
@@ -345,7 +451,7 @@ def exporter_rules(
             "import",
             _fields(
                 module=("_posixsubprocess",),
-                origin=_origins(places, "{stdlib}/**/_posixsubprocess*"),
+                origin=origins(("stdlib", ("/**/_posixsubprocess*",))),
             ),
             scope=otel,
         )
@@ -361,15 +467,13 @@ def exporter_rules(
             "import",
             _fields(
                 module=("ctypes", "_ctypes"),
-                origin=_origins(
-                    places, "{stdlib_modules}/ctypes/**", "{stdlib_modules}/lib-dynload/_ctypes.*"
-                ),
+                origin=origins(("stdlib_modules", ("/ctypes/**", "/lib-dynload/_ctypes.*"))),
             ),
             scope=_FLOAT_BITS,
         )
     )
     rules.append(_rule("import", _fields(module=("_ctypes",)), unless=_ANY_FILE, scope=_FLOAT_BITS))
-    rules.append(_rule("import", _fields(library=_origins(places, "{python}")), scope=_FLOAT_BITS))
+    rules.append(_rule("import", _fields(library=origins(("python", ("",)))), scope=_FLOAT_BITS))
     # The SDK and `opentelemetry-instrument` find their exporters, propagators and
     # instrumentors through entry points: importlib.metadata lists every folder on sys.path
     # (the folder itself, read access, nothing below it).

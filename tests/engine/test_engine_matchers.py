@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from appshield.document import Condition, PolicyDocument, Protections, RuleSpec
 from appshield.engine import compile_policy, escape, glob_problem
 from appshield.engine.globs import (
+    has_magic,
+    literal_prefix_segments,
     module_pattern,
     module_subject,
     path_matcher,
@@ -242,6 +244,28 @@ def test_escape_makes_a_literal_glob(name: str) -> None:
 @pytest.mark.parametrize("text", ["", "/p/plain.yaml", "/p/[x]*?.yaml", "a]b", "*"])
 def test_escape_is_one_class_per_glob_character(text: str) -> None:
     assert escape(text) == "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+_GLOB_TEXT = st.text(alphabet="ab/*?[]!.-\\é", max_size=24)
+
+
+@QUICK
+@given(_GLOB_TEXT)
+def test_escape_is_the_class_of_each_glob_character(text: str) -> None:
+    # (`escape` translates in C at start-up; this is what it was written as before.)
+    assert escape(text) == "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+@QUICK
+@given(st.one_of(_GLOB_TEXT, _GLOB_TEXT.map(lambda t: "/" + t)))
+def test_literal_prefix_segments_stop_at_the_first_glob_segment(pattern: str) -> None:
+    # (a literal pattern is split at once; the segments are what this loop finds)
+    expected = []
+    for segment in pattern.split("/")[1:]:
+        if has_magic(segment):
+            break
+        expected.append(segment)
+    assert literal_prefix_segments(pattern) == expected
 
 
 def test_non_operation_and_missing_defaults_are_refused() -> None:

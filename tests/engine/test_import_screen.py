@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 
 from appshield.document import Condition, PolicyDocument, RuleSpec
 from appshield.engine import compile_policy
+from appshield.engine.categories import ImportIndex
+from appshield.engine.globs import module_pattern
+from appshield.engine.indexes import PathTrie
 from appshield.operations import ImportOp
 from tests.engine import _engine_reference as reference
-from tests.engine._engine_strategies import documents, modules, paths, stacks
+from tests.engine._engine_strategies import documents, module_globs, modules, paths, stacks
 
 QUICK = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -174,3 +177,16 @@ def test_names_nothing_means_quiet_for_every_import(
     ):
         index = compile_policy(document, "enforce").index("import")
         assert not index.objecting().names_nothing()  # type: ignore[attr-defined]
+
+
+@given(st.lists(st.one_of(modules, module_globs, st.sampled_from(["", "a/b", "x..y", ".a"]))))
+@QUICK
+def test_a_plain_module_name_is_filed_where_its_pattern_would_be(names: list[str]) -> None:
+    # `ImportIndex.add` files a name without glob characters by its segments, not by
+    # parsing `module_pattern(name)`: the same trie either way.
+    index = ImportIndex("allow", "enforce")
+    trie = PathTrie()
+    for position, name in enumerate(names):
+        index.add(position, _rule(f"r{position}", "deny", module=(name,)))
+        trie.add(module_pattern(name), position)
+    assert index.modules.export() == trie.export()

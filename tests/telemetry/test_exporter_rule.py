@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appshield.engine import compile_policy
 from appshield.operations import ImportOp, NetworkOp
@@ -524,12 +526,14 @@ def test_a_child_with_another_endpoint_gets_its_parents(tmp_path: Path) -> None:
         ("/usr/lib/python3.11", "/venv/lib/python3.11"),
         ("/opt/a[1]/lib/py*", "/opt/odd?/./lib//x/.."),
         ("/",),
+        ("//usr/lib/", "/../..", "///a/./b/"),
+        ("relative/lib", "", ".", "../up"),  # (never a real value: still `expand`'s globs)
     ],
 )
 def test_the_rules_origin_globs_are_what_expand_gives(folders: tuple[str, ...]) -> None:
     """The rule builds its origin globs without `expand` (start-up): the same globs, in the
     same order, for values with glob characters and unnormalised paths too."""
-    from appshield.policy.exporter import _origins
+    from appshield.policy.exporter import _normalised, _origins, _under
     from appshield.policy.variables import expand, glob_escaped, normalise_path_glob
 
     raw = {"stdlib": folders, "python": folders[:1]}
@@ -539,7 +543,87 @@ def test_the_rules_origin_globs_are_what_expand_gives(folders: tuple[str, ...]) 
         dict.fromkeys(normalise_path_glob(g) for p in patterns for g in expand(p, raw))
     )
     assert _origins(escaped, *patterns) == expected
+    # The same through the grouped form the rule uses, several rests to a variable.
+    grouped = _under(
+        escaped,
+        _normalised(escaped),
+        ("stdlib", ("/**", "/**/ctypes*")),
+        ("python", ("",)),
+        ("stdlib", ("/site-packages/**",)),
+    )
+    assert grouped == expected
+    # Rests that `normpath` would fold (never the rule's own): the long way, same globs.
+    odd = (
+        "{stdlib}/a/../b",
+        "{stdlib}/./x",
+        "{stdlib}//y",
+        "{stdlib}/z/",
+        "{stdlib}..",
+        "{python}/.",
+    )
+    expected = tuple(dict.fromkeys(normalise_path_glob(g) for p in odd for g in expand(p, raw)))
+    assert _origins(escaped, *odd) == expected
     with pytest.raises(ValueError):
         _origins(escaped, "{stdlib}/{python}")
     with pytest.raises(ValueError):
         _origins(escaped, "/usr/{stdlib}")
+
+
+def test_the_written_out_rests_are_the_names_they_stand_for() -> None:
+    from appshield.policy.exporter import _NATIVE, _NATIVE_RESTS, _NEEDED, _NEEDED_RESTS
+
+    paths = [name.replace(".", "/") for name in _NEEDED]
+    assert _NEEDED_RESTS == (*(f"/{p}/**" for p in paths), *(f"/{p}.py" for p in paths))
+    assert _NATIVE_RESTS == tuple(f"/**/{name}*" for name in (*_NATIVE, "_posixsubprocess"))
+
+
+@pytest.mark.parametrize(
+    ("rests", "clean"),
+    [
+        (("/a/**", "/b.py", "/**/c*"), True),
+        (("/a",), True),
+        (("",), False),
+        (("/a", ""), False),
+        (("a/b",), False),
+        (("/a//b",), False),
+        (("/a/",), False),
+        (("/",), False),
+        (("/a/./b",), False),
+        (("/a/.",), False),
+        (("/a/../b",), False),
+        (("/a/..",), False),
+        (("/a\n/b",), False),  # a newline inside a rest
+        (("/a", "/b\n"), False),
+        (("/a\n/b", "c"), False),  # a newline must not pass for a separator
+        (("/.a", "/..b", "/a.", "/a..", "/..."), True),  # dots that are names
+    ],
+)
+def test_clean_rests_are_those_normpath_keeps(rests: tuple[str, ...], clean: bool) -> None:
+    from appshield.policy.exporter import _clean
+    from appshield.policy.variables import normalise_path_glob
+
+    assert _clean(rests) is clean
+    if clean:
+        assert all(normalise_path_glob("/v/w" + rest) == "/v/w" + rest for rest in rests)
+
+
+@given(
+    st.lists(st.text(alphabet="/a.\n*", max_size=8), min_size=1, max_size=4),
+    st.lists(
+        st.one_of(
+            st.sampled_from(["/", "//", "/v/", "/v/./w", "rel", ""]), st.text("/v.", max_size=6)
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+@settings(max_examples=300, deadline=None)
+def test_under_is_normpath_of_each_glob(rests: list[str], values: list[str]) -> None:
+    from appshield.policy.exporter import _normalised, _under
+    from appshield.policy.variables import normalise_path_glob
+
+    escaped = {"v": tuple(values)}
+    expected = tuple(
+        dict.fromkeys(normalise_path_glob(value + rest) for rest in rests for value in values)
+    )
+    assert _under(escaped, _normalised(escaped), ("v", tuple(rests))) == expected
