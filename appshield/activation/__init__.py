@@ -281,7 +281,7 @@ def _import_importlib() -> None:
 def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> str:
     if policy is not None:
         return os.path.abspath(os.fspath(policy))
-    from appshield.discovery import discover_policy
+    from appshield.policy import discover_policy
 
     return os.path.abspath(discover_policy(environ=environ))
 

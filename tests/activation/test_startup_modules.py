@@ -133,3 +133,21 @@ def test_activation_restates_the_ways_in_that_pass_the_shield_on() -> None:
 
     assert activation.ENV_SOURCES == _proc_children.ENV_SOURCES
     assert activation.BOOTSTRAP_DIR == _proc_children.BOOTSTRAP_DIR
+
+
+def test_the_modules_before_appshield_are_taken_before_any_of_its_own(tmp_path: Path) -> None:
+    # `appshield.MODULES_BEFORE_APPSHIELD` (what learning's observer counts as the
+    # interpreter's or the app's) is taken by the package's `__init__` before it imports any
+    # module of its own: it holds what the app loaded first, and none of appshield's modules
+    # but the package itself.
+    code = (
+        "import json, sys, appshield\n"
+        "before = appshield.MODULES_BEFORE_APPSHIELD\n"
+        "print(sorted(m for m in before if m.startswith('appshield')))\n"
+        "print('json' in before, 'appshield.errors' in sys.modules)\n"
+        "print(sorted(m for m in before if m not in sys.modules))\n"
+    )
+    env = clean_env(PYTHONPATH=str(REPO))  # `-S`: this checkout, nothing of site-packages
+    found = run([PY, "-S", "-c", code], env=env, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines() == ["['appshield']", "True True", "[]"]

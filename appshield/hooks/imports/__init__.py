@@ -49,7 +49,6 @@ from types import ModuleType as _ModuleType
 
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _deferred, _gate
-from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import ImportOp, Operation
@@ -275,7 +274,7 @@ def _load_unlocked(
     module = wrapped(*args, **kwargs)
     if _waiting:
         # `type(...) is not ModuleType` first: the usual module costs no call.
-        if type(module) is not _ModuleType and _lazy.is_lazy(module):
+        if type(module) is not _ModuleType and _imp_names.is_lazy(module):
             # Nothing of it has run, so there is nothing to patch yet: its real loader's
             # exec_module (below) applies the points on first use. Only a module that
             # appshield patches is loaded now (reading an attribute runs it), so no patch
@@ -591,9 +590,9 @@ def _on_install(shield: Any) -> None:
             continue
         if before is not None and name not in before:
             continue  # loaded by appshield's own install, not by the app
-        if _lazy.is_lazy(module):
+        if _imp_names.is_lazy(module):
             # Imported lazily, not run yet: its spec, read without running it.
-            spec = (_lazy.namespace(module) or {}).get("__spec__")
+            spec = (_imp_names.namespace(module) or {}).get("__spec__")
         else:
             spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None
