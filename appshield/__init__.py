@@ -15,12 +15,21 @@ for a module whose docstring holds the marker.
 from __future__ import annotations
 
 import os
+import sys
 
-from appshield._baseline import MODULES_BEFORE_APPSHIELD as MODULES_BEFORE_APPSHIELD
-from appshield.errors import PolicyError, PolicyViolation
+# The modules loaded before appshield's own: taken first, before this package imports any of
+# its modules. `appshield learn` must see the app import any module that appshield, not the
+# interpreter or the app, had already loaded: while learning such an import is a
+# `sys.modules` hit that no import hook sees, yet under `appshield run` it may be a first
+# import, judged against the learned policy (`appshield.learn.observer`). Kept here rather
+# than in a module of its own: each module a start loads costs it about 0.3 M instructions
+# of finding and loading alone (docs/performance.md, "Start-up, seventh round").
+MODULES_BEFORE_APPSHIELD = frozenset(sys.modules)
+
+from appshield.errors import PolicyError, PolicyViolation  # noqa: E402
 
 # The environment's settings are read now, when appshield is first imported, and never again.
-from appshield.settings import STARTUP as _STARTUP  # noqa: F401
+from appshield.settings import STARTUP as _STARTUP  # noqa: E402, F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -38,8 +38,8 @@ from appshield.attribution import (
 from appshield.decision import Action, Decision
 from appshield.engine.compiled import StackInput
 from appshield.grants import GrantTable, naming
+from appshield.hooks import STARTED_BY
 from appshield.hooks.imports import scope_code
-from appshield.hooks.threads import STARTED_BY
 from appshield.operations import ImportOp, Operation
 
 __all__ = ["GrantingDecider"]
@@ -144,7 +144,7 @@ class GrantingDecider:
                 owners.append(owner)
             frame = frame.f_back
         # The bottom of this thread's stack, and no first-party frame: the distributions
-        # answerable where the thread was started (hooks/threads.py) answer too.
+        # answerable where the thread was started (`appshield.hooks.STARTED_BY`) answer too.
         thread = _active_threads.get(_get_ident())
         started_by = getattr(thread, STARTED_BY, None) if thread is not None else None
         return responsible(owners, started_by if type(started_by) is tuple else None)

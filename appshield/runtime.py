@@ -750,7 +750,7 @@ def _load(
     if isinstance(policy, Policy):
         return policy
     if policy is None:
-        from appshield.discovery import discover_policy
+        from appshield.policy import discover_policy
 
         return Policy.from_file(discover_policy(environ=settings.environ))
     if isinstance(policy, Mapping):

@@ -109,6 +109,47 @@ def test_the_start_up_settings_are_this_process_environment() -> None:
     assert STARTUP.path == os.environ.get("PATH", os.defpath) or "PATH" not in os.environ
 
 
+def test_os_environ_is_read_as_any_other_mapping_would_be() -> None:
+    """`os.environ` is read from the bytes it keeps (docs/performance.md, "Start-up, seventh
+    round"): a real child's environment, with names that only look like ours, a non-ASCII
+    value and bytes the file-system encoding cannot decode, gives the snapshot that its
+    `items()` gives, in the same order."""
+    child = textwrap.dedent(
+        """
+        import os
+        from appshield.settings import STARTUP, Settings, _ours
+        generic = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("APPSHIELD_", "OTEL_")) or k == "PATH"
+        }
+        fast = _ours(os.environ)
+        assert list(fast.items()) == list(generic.items()), (fast, generic)
+        assert dict(STARTUP.environ) == generic
+        assert Settings.from_environ(dict(os.environ)) == Settings.from_environ(os.environ)
+        print(sorted(fast))
+        """
+    )
+    env = {k: v for k, v in os.environb.items() if not k.startswith((b"APPSHIELD_", b"OTEL_"))}
+    env.update(
+        {
+            b"APPSHIELD_LOG": "/tmp/x\u00e9.log".encode(),
+            b"APPSHIELD_MODE": b"monitor",
+            b"APPSHIELD_RAW": b"\xff\xfe",  # not UTF-8: kept as surrogate escapes
+            b"OTEL_SERVICE_NAME": b"svc",
+            b"OTELX": b"no",
+            b"PATHX": b"no",
+            b"XAPPSHIELD_MODE": b"no",
+        }
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=False
+    )
+    assert found.returncode == 0, found.stderr
+    names = ["APPSHIELD_LOG", "APPSHIELD_MODE", "APPSHIELD_RAW", "OTEL_SERVICE_NAME"]
+    assert found.stdout.strip() == repr(sorted([*names, "PATH"] if b"PATH" in env else names))
+
+
 POLICY = """\
 version: 1
 name: modes

@@ -278,9 +278,9 @@ def _import_importlib() -> None:
     import importlib.machinery  # noqa: F401
 
 
-# `appshield.discovery.ENV_VAR`, restated (tests/activation/test_startup_modules.py checks
+# `appshield.policy._ENV_VAR`, restated (tests/activation/test_startup_modules.py checks
 # they agree): a start that names its policy there, as `appshield run`, the bootstrap and
-# most deployments do, does not import the search for one (about 0.35 M instructions).
+# most deployments do, does not run the search for one.
 POLICY_VARIABLE = "APPSHIELD_POLICY"
 
 
@@ -291,7 +291,7 @@ def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, st
     explicit = environ.get(POLICY_VARIABLE)
     if explicit:
         return os.path.abspath(explicit)
-    from appshield.discovery import discover_policy
+    from appshield.policy import discover_policy
 
     return os.path.abspath(discover_policy(environ=environ))
 

@@ -145,7 +145,7 @@ def _load_pack(pack: str) -> Any:
 
 
 def _discover() -> str:
-    from appshield.discovery import discover_policy
+    from appshield.policy import discover_policy
 
     return discover_policy()
 

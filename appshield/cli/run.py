@@ -131,7 +131,7 @@ def _validated_policy(policy: str | None, mode: str | None, shadow: str | None =
     from appshield.settings import Settings
 
     if policy is None:
-        from appshield.discovery import discover_policy
+        from appshield.policy import discover_policy
 
         policy = discover_policy(environ=os.environ)
     path = os.path.abspath(policy)

@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from appshield.operations import NetworkOp
-else:
-    from _collections_abc import Sequence  # collections.abc's, without `collections`
 
 __all__ = ["CategoryIndex", "Rule", "build_category", "index_state"]
 
@@ -679,9 +677,20 @@ def index_state(category: str, specs: Sequence[RuleSpec], default: Action) -> tu
     return tuple(order), marshal.dumps(index.export(), 2)
 
 
-class _Placed(Sequence[RuleSpec | None]):
+if TYPE_CHECKING:
+    _PlacedBase = Sequence[RuleSpec | None]
+else:
+    # A plain class at run time: the index only takes `len` of it and indexes it, and a
+    # `Sequence` subclass (an ABC) costs every start about 0.1 M instructions more to create
+    # (docs/performance.md, "Start-up, seventh round"). Type checkers see the Sequence.
+    _PlacedBase = object
+
+
+class _Placed(_PlacedBase):
     """The rule spec at each position, looked up when asked: the implicit denies, a gap up
     to the offset, the written rules in `order`, then the implicit allows."""
+
+    __slots__ = ("_allows", "_denies", "_offset", "_order", "_written")
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from appshield._baseline import MODULES_BEFORE_APPSHIELD
+from appshield import MODULES_BEFORE_APPSHIELD
 from appshield._threadstate import thread_state
 from appshield.operations import ImportOp
 from appshield.patching import HookFamily, PatchPoint

@@ -1,8 +1,11 @@
-"""Policies: loading (`loader`), the validated data (`model`) and the public `Policy` type."""
+"""Policies: loading (`loader`), the validated data (`model`), the public `Policy` type and
+finding the policy when none is given (`discover_policy`)."""
 
 from __future__ import annotations
 
 import os
+
+from appshield.errors import PolicyError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,7 +17,7 @@ if TYPE_CHECKING:
     from appshield.engine import CompiledPolicy
     from appshield.operations import Operation
 
-__all__ = ["Policy", "PolicyDocument", "load_policy"]
+__all__ = ["POLICY_NAMES", "Policy", "PolicyDocument", "discover_policy", "load_policy"]
 
 # appshield's own installed files: protected by `protections.policy_files`.
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,3 +240,43 @@ def __getattr__(name: str) -> Any:
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Parse and validate the policy file at `path`; raise `PolicyError` on any problem."""
     return Policy.from_file(path)
+
+
+# -- discovery ------------------------------------------------------------------------------
+# Kept in this package, not a module of its own: every start loads this package anyway, and a
+# module of its own cost each start about 0.3 M instructions of finding and loading
+# (docs/performance.md, "Start-up, seventh round").
+
+POLICY_NAMES = ("appshield.yaml", ".appshield.yaml")
+_ENV_VAR = "APPSHIELD_POLICY"
+
+
+def discover_policy(start_dir: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The path of the policy to use: `APPSHIELD_POLICY`, then `appshield.yaml` and
+    `.appshield.yaml` in the start folder and each parent, stopping after the repository root
+    (the first folder holding `.git`) or the filesystem root. Finding nothing is
+    `PolicyError` "no policy found ...", never a silent allow-all.
+
+    A path from `APPSHIELD_POLICY` is returned as given (the loader reports it when it is
+    missing): a variable that names a file must never fall back to some other policy.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get(_ENV_VAR)
+    if explicit:
+        return explicit
+    folder = os.path.abspath(start_dir if start_dir is not None else os.getcwd())
+    searched = []
+    while True:
+        searched.append(folder)
+        for name in POLICY_NAMES:
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate):
+                return candidate
+        parent = os.path.dirname(folder)
+        if os.path.exists(os.path.join(folder, ".git")) or parent == folder:
+            break
+        folder = parent
+    raise PolicyError(
+        f"no policy found: set {_ENV_VAR} or create appshield.yaml"
+        f" (searched {searched[0]} up to {searched[-1]})"
+    )

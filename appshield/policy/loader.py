@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -30,11 +30,11 @@ from appshield.document import (
 from appshield.errors import PolicyError, PolicyProblem
 from appshield.operations import CATEGORIES
 from appshield.policy import _fields
+from appshield.policy import variables as _variables
 from appshield.policy._check import Checker
 from appshield.policy._nodes import Node, from_python
 from appshield.policy._packages import merge_packages, read_packages
 from appshield.policy._yaml import parse
-from appshield.policy.variables import LazyVariables
 
 __all__ = [
     "PACKS_DIR",
@@ -45,6 +45,38 @@ __all__ = [
     "load_mapping",
     "load_text",
 ]
+
+
+class LazyVariables(Mapping[str, tuple[str, ...]]):
+    """The variables for one policy folder, each computed when a glob first names it.
+
+    `used` records what was looked up: a cached policy is valid only while these still
+    have the same values (a `{cwd}` rule loaded in another folder is another policy).
+    Here rather than in `appshield.policy.variables`, which every start loads for the policy
+    cache's proof: only a load from YAML needs it, and an ABC subclass costs about 0.16 M
+    instructions to create (docs/performance.md, "Start-up, seventh round").
+    """
+
+    def __init__(self, policy_dir: str, used: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        self.policy_dir = policy_dir
+        self.used = used
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        key = (self.policy_dir, name)
+        found = self.used.get(key)
+        if found is None:
+            found = self.used[key] = _variables.value(name, self.policy_dir)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in _variables.NAMES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_variables.NAMES)
+
+    def __len__(self) -> int:
+        return len(_variables.NAMES)
+
 
 PACKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packs")
 PACK_PREFIX = "appshield:"

@@ -34,13 +34,10 @@ from stat import S_ISLNK
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-else:
-    from _collections_abc import Mapping  # collections.abc's, without `collections`
 
 __all__ = [
     "INHERITED",
     "NAMES",
-    "LazyVariables",
     "VariableError",
     "expand",
     "expanded",
@@ -431,34 +428,6 @@ def _compute(name: str) -> tuple[str, ...]:
 def values(policy_dir: str, *, built_with: bool = True) -> dict[str, tuple[str, ...]]:
     """The value(s) of every variable, for a rule written in `policy_dir` (see `value`)."""
     return {name: value(name, policy_dir, built_with=built_with) for name in NAMES}
-
-
-class LazyVariables(Mapping[str, tuple[str, ...]]):
-    """The variables for one policy folder, each computed when a glob first names it.
-
-    `used` records what was looked up: a cached policy is valid only while these still
-    have the same values (a `{cwd}` rule loaded in another folder is another policy).
-    """
-
-    def __init__(self, policy_dir: str, used: dict[tuple[str, str], tuple[str, ...]]) -> None:
-        self.policy_dir = policy_dir
-        self.used = used
-
-    def __getitem__(self, name: str) -> tuple[str, ...]:
-        key = (self.policy_dir, name)
-        found = self.used.get(key)
-        if found is None:
-            found = self.used[key] = value(name, self.policy_dir)
-        return found
-
-    def __contains__(self, name: object) -> bool:
-        return name in NAMES
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(NAMES)
-
-    def __len__(self) -> int:
-        return len(NAMES)
 
 
 def glob_escaped(value: str) -> str:

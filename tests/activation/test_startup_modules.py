@@ -98,12 +98,10 @@ def test_auto_starts_without_the_heavy_standard_library(tmp_path: Path) -> None:
 # record and the children's check (only the ways in that pass the shield on through the
 # environment, and the process part, use them), the ports (type hints only), the report's
 # records (a part, loaded by the first violation) and the stopping of denied exporters (a
-# part, loaded by the first blocked connection), and the search for a policy (APPSHIELD_POLICY
-# names it).
+# part, loaded by the first blocked connection).
 NOT_AT_START = (
     "appshield._inherit",
     "appshield._proc_children",
-    "appshield.discovery",
     "appshield.ports",
     "appshield.report",
     "appshield.telemetry.denied_exporters",
@@ -131,8 +129,27 @@ def test_auto_starts_without_the_modules_only_other_ways_in_or_a_violation_need(
 
 
 def test_activation_restates_the_ways_in_that_pass_the_shield_on() -> None:
-    from appshield import _proc_children, activation, discovery
+    from appshield import _proc_children, activation
+    from appshield import policy as policy_module
 
     assert activation.ENV_SOURCES == _proc_children.ENV_SOURCES
-    assert activation.POLICY_VARIABLE == discovery.ENV_VAR
+    assert activation.POLICY_VARIABLE == policy_module._ENV_VAR
     assert activation.BOOTSTRAP_DIR == _proc_children.BOOTSTRAP_DIR
+
+
+def test_the_modules_before_appshield_are_taken_before_any_of_its_own(tmp_path: Path) -> None:
+    # `appshield.MODULES_BEFORE_APPSHIELD` (what learning's observer counts as the
+    # interpreter's or the app's) is taken by the package's `__init__` before it imports any
+    # module of its own: it holds what the app loaded first, and none of appshield's modules
+    # but the package itself.
+    code = (
+        "import json, sys, appshield\n"
+        "before = appshield.MODULES_BEFORE_APPSHIELD\n"
+        "print(sorted(m for m in before if m.startswith('appshield')))\n"
+        "print('json' in before, 'appshield.errors' in sys.modules)\n"
+        "print(sorted(m for m in before if m not in sys.modules))\n"
+    )
+    env = clean_env(PYTHONPATH=str(REPO))  # `-S`: this checkout, nothing of site-packages
+    found = run([PY, "-S", "-c", code], env=env, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines() == ["['appshield']", "True True", "[]"]

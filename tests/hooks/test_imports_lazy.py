@@ -2,7 +2,8 @@
 
 A module that LazyLoader returns has not run: its class's `__getattribute__` runs it on the
 first attribute read. The import hooks judge the import from its spec, before anything runs,
-and must never read the module's attributes themselves (appshield/hooks/imports/lazy.py).
+and must never read the module's attributes themselves (`is_lazy` in
+appshield/hooks/imports/names.py).
 
 Real processes: a temporary package whose body writes a marker file, imported lazily through
 the import statement (a finder that hands out LazyLoader specs, the route CPython's own

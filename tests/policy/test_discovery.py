@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from appshield.discovery import discover_policy
 from appshield.errors import PolicyError
+from appshield.policy import discover_policy
 
 
 def test_environment_variable_wins(tmp_path: Path) -> None:

@@ -49,7 +49,6 @@ from types import ModuleType as _ModuleType
 
 from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _convert, _deferred, _gate
-from appshield.hooks.imports import lazy as _lazy
 from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.normalize import is_normal_path
@@ -295,7 +294,7 @@ def _load_unlocked(
     module = wrapped(*args, **kwargs)
     if _waiting:
         # `type(...) is not ModuleType` first: the usual module costs no call.
-        if type(module) is not _ModuleType and _lazy.is_lazy(module):
+        if type(module) is not _ModuleType and _imp_names.is_lazy(module):
             # Nothing of it has run, so there is nothing to patch yet: its real loader's
             # exec_module (below) applies the points on first use. Only a module that
             # appshield patches is loaded now (reading an attribute runs it), so no patch
@@ -623,9 +622,9 @@ def _on_install(shield: Any) -> None:
             continue  # loaded by appshield's own install, not by the app
         if silent and type(name) is str and "/" not in name:
             continue
-        if type(module) is not _ModuleType and _lazy.is_lazy(module):
+        if type(module) is not _ModuleType and _imp_names.is_lazy(module):
             # Imported lazily, not run yet: its spec, read without running it.
-            spec = (_lazy.namespace(module) or {}).get("__spec__")
+            spec = (_imp_names.namespace(module) or {}).get("__spec__")
         else:
             spec = getattr(module, "__spec__", None)
         origin = _spec_origin(spec) if spec is not None else None

@@ -13,16 +13,26 @@ but two things about it are not:
 `names_of` gives both to the import hooks (`ImportOp.home` and `ImportOp.init`), only when the
 dotted name does not agree with the file; the usual import (`a/b/c.py` for `a.b.c`) is
 recognised by its path's tail, with no folder scan.
+
+Modules that `importlib.util.LazyLoader` has not run yet (`is_lazy`, `namespace`, at the end)
+are here too, rather than in a module of their own: each module a start loads costs it about
+0.3 M instructions of finding and loading alone (docs/performance.md, "Start-up, seventh
+round").
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from types import ModuleType
 
 from appshield.normalize import realpath as _realpath
 
-__all__ = ["home_name", "names_of", "set_roots"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["home_name", "is_lazy", "names_of", "namespace", "set_roots"]
 
 # The folders of `sys.path` at install (absolute and resolved), the deepest first: a file
 # is named after the deepest of them that holds it (`lib-dynload` before the stdlib folder).
@@ -107,3 +117,44 @@ def names_of(name: str, absolute: str) -> tuple[str | None, str | None]:
         return None, None
     init = name.rpartition(".")[2] if "." in name else None
     return home, (init if init != home else None)
+
+
+# -- modules LazyLoader has not run ------------------------------------------------------------
+# `LazyLoader.exec_module` leaves an empty module whose class is `importlib.util._LazyModule`.
+# That class's `__getattribute__` runs the real loader on the first attribute read of any kind:
+# `__name__`, `__spec__` and `__dict__` included, and so `getattr`, `hasattr`, `vars()` and
+# `isinstance()` (which falls back to `__class__` when the type does not match). The import
+# hooks must never do that: libraries built on LazyLoader (scientific Python's `lazy_loader`)
+# would pay every import at start-up, and CPython's own `test_importlib.test_lazy` fails.
+#
+# What stays safe to do with such a module is what the interpreter does without running Python
+# code: `type(module)`, and reading its namespace through `ModuleType`'s own `__dict__`
+# descriptor. The import itself is judged before anything runs, from its spec; the module's
+# body is judged again (and patched) when its real loader runs on first use.
+
+# `ModuleType`'s own `__dict__` entry is a C member descriptor: it hands back the module's own
+# dict without looking anything up on the module's (possibly lazy) class.
+_namespace_of = vars(ModuleType)["__dict__"].__get__
+
+
+def is_lazy(module: object) -> bool:
+    """True when `module` is a module LazyLoader has not run yet (its class is, or derives
+    from, `_LazyModule`). Touches nothing on the module: only its type."""
+    kind = type(module)
+    if kind is ModuleType:
+        return False  # the usual case
+    # No LazyLoader module can exist before importlib.util is imported: nothing to import here.
+    util = sys.modules.get("importlib.util")
+    if type(util) is not ModuleType:
+        return False
+    lazy = _namespace_of(util).get("_LazyModule")
+    return isinstance(lazy, type) and issubclass(kind, lazy)
+
+
+def namespace(module: object) -> dict[str, Any] | None:
+    """The namespace dict of a module object, read without running any of its class's
+    attribute hooks; None for an object that is not a module."""
+    if not issubclass(type(module), ModuleType):
+        return None
+    found = _namespace_of(module)
+    return found if type(found) is dict else None

@@ -26,8 +26,7 @@ import _thread
 import os
 import sys
 
-from appshield.hooks.imports import lazy as _lazy
-from appshield.hooks.imports.names import home_name
+from appshield.hooks.imports.names import home_name, is_lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -200,7 +199,7 @@ def _record_loaded(name: str, module: Any) -> None:
     """A module loaded before the shield started: its functions and classes, read from its
     namespace now, while only code that ran before the shield has had a chance to change
     them. Only code objects compiled from the module's own file count."""
-    if _lazy.is_lazy(module):
+    if is_lazy(module):
         return  # imported lazily and not run yet: no code of its own (recorded on first use)
     spec = module.__dict__.get("__spec__") if hasattr(module, "__dict__") else None
     origin = getattr(spec, "origin", None)

@@ -80,7 +80,8 @@ from types import ModuleType
 from appshield._threadstate import thread_state
 from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, fspath_once
-from appshield.hooks.process.screen import active, first_violation
+from appshield.hooks._gate import first_violation
+from appshield.hooks._gate import for_wrapper as active
 from appshield.operations import Operation, ProcessOp
 from appshield.patching import FunctionWrapper, HookFamily, PatchPoint
 from appshield.settings import STARTUP
