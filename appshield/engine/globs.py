@@ -726,7 +726,8 @@ def _middle(regex: str, runs: list[str]) -> Middle:
                 if probes is not None:  # what the search went through before its placement
                     probes[0] += ((stop if placed is None else placed.start()) - pos) * cost
                 if placed is not None:
-                    return placed.end()
+                    found: int = placed.end()  # (`re` is the engine's lazy import: typed here)
+                    return found
                 if stop == cut:
                     return -1
         # Placed at `pos` itself is the leftmost placement there can be.
