@@ -29,7 +29,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from stat import S_ISLNK
+
+from appshield.normalize import realpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,62 +101,9 @@ class VariableError(ValueError):
     """A glob names an unknown variable or holds a stray brace."""
 
 
-# How many symlinks `real_path` follows before it hands the path to `os.path.realpath`.
-_MAX_LINKS = 40
-
-
-def real_path(path: str, known: set[str] | None = None) -> str:
-    """`os.path.realpath(path)`, the same string, at a fraction of the cost (posixpath's
-    is about 20,000 instructions a segment; a venv's `python`, three links deep, about
-    200,000). It walks the segments as posixpath does, one `lstat` each, a link's target
-    put in its place; whatever it is not sure of (a relative path, not a `str`, not POSIX,
-    a NUL, a link met twice or more than `_MAX_LINKS`, a link that vanished) is
-    `os.path.realpath`'s to answer. `known`: prefixes already found not to be links, shared
-    by the calls for one set of paths (each is added to it).
-
-    posixpath's own walk (3.10 to 3.13 alike, where no link repeats): a segment that `lstat`
-    fails on counts as no link; `..` drops the last segment of what is resolved so far; a
-    link's target continues from its folder, or from `/` when absolute.
-    (tests/policy/test_real_path.py compares them on trees of links, loops included.)"""
-    if type(path) is not str or path[:1] != "/" or "\0" in path or os.name != "posix":
-        return os.path.realpath(path)
-    rest = path.split("/")
-    rest.reverse()
-    resolved = "/"
-    links: set[str] = set()
-    while rest:
-        name = rest.pop()
-        if not name or name == ".":
-            continue
-        if name == "..":
-            resolved = resolved[: resolved.rindex("/")] or "/"
-            continue
-        candidate = "/" + name if resolved == "/" else resolved + "/" + name
-        if known is not None and candidate in known:
-            resolved = candidate
-            continue
-        try:
-            is_link = S_ISLNK(os.lstat(candidate).st_mode)
-        except OSError:
-            is_link = False
-        if not is_link:
-            if known is not None:
-                known.add(candidate)
-            resolved = candidate
-            continue
-        if candidate in links or len(links) >= _MAX_LINKS:
-            return os.path.realpath(path)
-        links.add(candidate)
-        try:
-            target = os.readlink(candidate)
-        except OSError:
-            return os.path.realpath(path)
-        if target[:1] == "/":
-            resolved = "/"
-        parts = target.split("/")
-        parts.reverse()
-        rest += parts
-    return resolved
+# `os.path.realpath`, the same string, for less: one implementation, in `appshield.normalize`
+# (install's resolution of `sys.path` and the policy files' folders use it too).
+real_path = realpath
 
 
 def _unique(paths: list[str]) -> tuple[str, ...]:
