@@ -31,10 +31,10 @@ import os
 import sys
 
 from appshield import __version__
-from appshield.errors import PolicyError
 
-# `typing` (and `collections.abc`) only for type checkers: this module runs in `appshield
-# run`'s own process, which should do almost nothing before it execs the command.
+# `typing` (and `collections.abc`) only for type checkers, and `PolicyError` imported where it
+# is caught: this module runs in `appshield run`'s own process, which should do almost
+# nothing before it execs the command (and loads `appshield.errors` only to report a problem).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -71,6 +71,8 @@ def _add_check(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from appshield.errors import PolicyError
+
     paths: list[str] = list(args.paths)
     if not paths:
         try:
@@ -241,6 +243,7 @@ def _operation(args: argparse.Namespace) -> Any:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from appshield.errors import PolicyError
     from appshield.policy import Policy
 
     try:
@@ -403,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if simple is not None:
             policy, mode, command = simple
             return run(command, policy=policy, mode=mode)
+    from appshield.errors import PolicyError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
