@@ -26,8 +26,6 @@ import sys
 # of finding and loading alone (docs/performance.md, "Start-up, seventh round").
 MODULES_BEFORE_APPSHIELD = frozenset(sys.modules)
 
-from appshield.errors import PolicyError, PolicyViolation  # noqa: E402
-
 # The environment's settings are read now, when appshield is first imported, and never again.
 from appshield.settings import STARTUP as _STARTUP  # noqa: E402, F401
 
@@ -37,14 +35,20 @@ if TYPE_CHECKING:
     from typing import Any
 
     from appshield.decision import Decision, Mode
+    from appshield.errors import PolicyError, PolicyViolation
     from appshield.operations import FileOp, ImportOp, NetworkOp, ProcessOp
     from appshield.policy import Policy, load_policy
     from appshield.runtime import ShieldHandle
 
 # Imported on first use (PEP 562): `appshield run`'s own process, which only checks the
-# policy and execs the command, never needs them, and every shielded start pays for it.
+# policy and execs the command, never needs them, and every shielded start pays for it. The
+# two exceptions too (that process loads `appshield.errors` only to report a bad policy);
+# a shielded start has loaded them before install (the runtime and the gate import them),
+# so their first use there is a lookup, never an import the policy judges.
 _ON_FIRST_USE = {
     "Decision": "appshield.decision",
+    "PolicyError": "appshield.errors",
+    "PolicyViolation": "appshield.errors",
     "FileOp": "appshield.operations",
     "ImportOp": "appshield.operations",
     "NetworkOp": "appshield.operations",

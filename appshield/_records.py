@@ -28,7 +28,6 @@ Only the class form is supported, without `Generic`: what appshield uses.
 from __future__ import annotations
 
 import sys
-from types import FunctionType
 
 try:
     from _collections import _tuplegetter
@@ -42,7 +41,13 @@ except ImportError:  # another Python than CPython: namedtuple's own fallback
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from types import FunctionType
     from typing import Any
+else:
+    # `types.FunctionType` without importing `types` (about 1.1 M instructions): `appshield
+    # run`'s own process needs nothing else of it (docs/performance.md, "appshield run's own
+    # process, second round"); a shielded start has it from `functools` anyway.
+    FunctionType = type(lambda: None)
 
 __all__ = ["NamedTuple"]
 

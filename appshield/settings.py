@@ -22,15 +22,20 @@ can read the start-up PATH without importing the runtime.
 from __future__ import annotations
 
 import os
-from types import MappingProxyType
-
-from appshield.decision import Mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from types import MappingProxyType
     from typing import NamedTuple
-else:  # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
+
+    from appshield.decision import Mode
+else:
+    # `types.MappingProxyType` without importing `types`, and `Mode` (a string alias) without
+    # importing `decision`: `appshield run`'s own process reads its settings and needs
+    # neither module (docs/performance.md, "appshield run's own process, second round").
+    MappingProxyType = type(type.__dict__)
+    # typing's own costs ~0.7 M instructions per class at start-up (appshield/_records.py)
     from appshield._records import NamedTuple
 
 __all__ = ["LOG_FORMATS", "MODES", "STARTUP", "Settings", "effective_mode", "log_format", "seconds"]

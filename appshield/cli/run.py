@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
+    from appshield.settings import Settings
+
 __all__ = ["bootstrap_path", "child_environment", "register", "run", "simple_run_arguments"]
 
 EXIT_INVALID = 2
@@ -100,12 +102,10 @@ def child_environment(
     absolute, the mode, the recording's absolute path and the shadow candidate (absolute)
     when given."""
     env = dict(environ)
-    bootstrap = os.path.realpath(BOOTSTRAP_DIR)
-    rest = [
-        p
-        for p in env.get("PYTHONPATH", "").split(os.pathsep)
-        if p and os.path.realpath(p) != bootstrap
-    ]
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if rest:  # resolved only when there is something to compare it with (a few lstat each)
+        bootstrap = os.path.realpath(BOOTSTRAP_DIR)
+        rest = [p for p in rest if os.path.realpath(p) != bootstrap]
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *rest])
     if policy_path is not None:
         env["APPSHIELD_POLICY"] = os.path.abspath(policy_path)
@@ -124,11 +124,13 @@ def _fail(message: str) -> int:
     return EXIT_INVALID
 
 
-def _validated_policy(policy: str | None, mode: str | None, shadow: str | None = None) -> str:
+def _validated_policy(
+    policy: str | None, mode: str | None, shadow: str | None, settings: Settings
+) -> str:
     """The absolute policy path, after loading it once: raises on anything that would stop
-    the bootstrap in CMD, so CMD is never started only to fail."""
+    the bootstrap in CMD, so CMD is never started only to fail. `settings`: this process's
+    environment, read once by `run`."""
     from appshield.policy import cache, load_policy
-    from appshield.settings import Settings
 
     if policy is None:
         from appshield.policy import discover_policy
@@ -141,7 +143,6 @@ def _validated_policy(policy: str | None, mode: str | None, shadow: str | None =
         load_policy(path)
     # An invalid APPSHIELD_MODE or APPSHIELD_LOG_FORMAT stops here, too (CMD's settings are
     # this environment's), and so does a shadow candidate that CMD could not load.
-    settings = Settings.from_environ(os.environ)
     settings.check_mode(mode)
     settings.check_log_format()
     candidate = shadow if shadow is not None else settings.shadow_policy_path
@@ -159,24 +160,25 @@ def run(
     shadow: str | None = None,
 ) -> int:
     """Validate, then exec CMD. Returns only on failure (the exit code)."""
-    from appshield.errors import PolicyError, PolicyViolation
-
     if not command:
         return _fail("appshield run: no command given (usage: appshield run [...] -- CMD)")
     from appshield.settings import Settings
 
-    disabled = Settings.from_environ(os.environ).disabled
+    settings = Settings.from_environ(os.environ)
     path: str | None = None
-    if disabled:
+    if settings.disabled:
         # The kill switch must work even when the policy is what broke; CMD's bootstrap
         # prints the one line that says the shield is off.
         path = os.path.abspath(policy) if policy else None
     else:
         try:
-            path = _validated_policy(policy, mode, shadow)
-        except PolicyError as exc:
-            return _fail(str(exc))
+            path = _validated_policy(policy, mode, shadow, settings)
         except (OSError, ValueError, LookupError) as exc:
+            # `appshield.errors` only now: a valid policy never needs it in this process.
+            from appshield.errors import PolicyError
+
+            if isinstance(exc, PolicyError):  # a ValueError: every problem, as it is
+                return _fail(str(exc))
             return _fail(f"appshield run: {_reason(exc)}")
     if record is not None:
         # Checked here, where it can stop the start: inside CMD a recording that cannot be
@@ -195,6 +197,8 @@ def run(
         return 127
     except PermissionError as exc:
         # Under a shield already (a nested `run`), the exec itself may be what is denied.
+        from appshield.errors import PolicyViolation
+
         reason = str(exc) if isinstance(exc, PolicyViolation) else "permission denied"
         sys.stderr.write(f"appshield run: {reason}: {command[0]}\n")
         return 126

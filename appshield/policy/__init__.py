@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from appshield.errors import PolicyError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -276,6 +274,10 @@ def discover_policy(start_dir: str | None = None, environ: Mapping[str, str] | N
         if os.path.exists(os.path.join(folder, ".git")) or parent == folder:
             break
         folder = parent
+    # Here, not at the top: `appshield run`'s own process loads this package for the policy
+    # cache, and `appshield.errors` only when there is a problem to report.
+    from appshield.errors import PolicyError
+
     raise PolicyError(
         f"no policy found: set {_ENV_VAR} or create appshield.yaml"
         f" (searched {searched[0]} up to {searched[-1]})"

@@ -141,12 +141,13 @@ def test_the_modules_before_appshield_are_taken_before_any_of_its_own(tmp_path: 
     # `appshield.MODULES_BEFORE_APPSHIELD` (what learning's observer counts as the
     # interpreter's or the app's) is taken by the package's `__init__` before it imports any
     # module of its own: it holds what the app loaded first, and none of appshield's modules
-    # but the package itself.
+    # but the package itself. (`appshield.settings` is the module it imports itself: the
+    # exceptions are loaded on first use, `appshield run`'s own process never needing them.)
     code = (
         "import json, sys, appshield\n"
         "before = appshield.MODULES_BEFORE_APPSHIELD\n"
         "print(sorted(m for m in before if m.startswith('appshield')))\n"
-        "print('json' in before, 'appshield.errors' in sys.modules)\n"
+        "print('json' in before, 'appshield.settings' in sys.modules)\n"
         "print(sorted(m for m in before if m not in sys.modules))\n"
     )
     env = clean_env(PYTHONPATH=str(REPO))  # `-S`: this checkout, nothing of site-packages

@@ -1,7 +1,8 @@
 """The `appshield` command is the script bin/appshield (pyproject.toml `script-files`), not a
 `[project.scripts]` entry point, whose generated wrapper imports `re` in `appshield run`'s own
 process. These tests check that the installed command is that script and that `appshield run`
-through it reaches the exec without importing `re` (or argparse, PyYAML, typing)."""
+through it reaches the exec without importing `re` (or argparse, PyYAML, typing, or the modules
+of appshield's own that only other commands, a decision or a problem need)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ rules:
 
 # Never in `appshield run`'s own process when the policy cache is valid.
 HEAVY = ("re", "argparse", "yaml", "typing", "enum")
+# appshield's own modules that only a problem to report (`errors`), a decision (`decision`) or
+# another command (`cli.commands`) needs: not loaded before the exec either
+# (docs/performance.md, "appshield run's own process, second round").
+NOT_BEFORE_THE_EXEC = ("appshield.errors", "appshield.decision", "appshield.cli.commands")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -110,6 +115,55 @@ def test_run_through_the_command_imports_no_re(tmp_path: Path) -> None:
     imported = _imported(done.stderr)
     assert "appshield.policy.cache" in imported, imported  # the check did run
     assert not [m for m in HEAVY if m in imported], imported
+    assert not [m for m in NOT_BEFORE_THE_EXEC if m in imported], imported
+    # `types` neither (about 1 M instructions), unless this Python's own start loads it.
+    bare = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", "pass"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "types" not in _imported(bare.stderr):
+        assert "types" not in imported, imported
+
+
+def test_the_names_loaded_on_first_use_are_the_modules_own() -> None:
+    """`appshield.PolicyError`/`PolicyViolation` and `appshield.cli`'s table come from their
+    modules on first use (PEP 562), every way of asking giving the same object."""
+    code = (
+        "import sys, appshield, appshield.cli\n"
+        "print('appshield.errors' in sys.modules, 'appshield.cli.commands' in sys.modules)\n"
+        "from appshield import PolicyError, PolicyViolation\n"
+        "from appshield.errors import PolicyError as E, PolicyViolation as V\n"
+        "from appshield.cli import COMMANDS, EXIT_INVALID, build_parser\n"
+        "from appshield.cli import commands\n"
+        "print(PolicyError is E, PolicyViolation is V, appshield.PolicyError is E)\n"
+        "print(COMMANDS is commands.COMMANDS, build_parser is commands.build_parser,"
+        " EXIT_INVALID)\n"
+        "ns = {}\n"
+        "exec('from appshield import *', ns)\n"
+        "print(ns['PolicyError'] is E)\n"
+        "try:\n"
+        "    appshield.cli.nothing\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env=_env(PYTHONPATH=PACKAGE_PARENT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "False False",
+        "True True True",
+        "True True 2",
+        "True",
+        "module 'appshield.cli' has no attribute 'nothing'",
+    ]
 
 
 def test_an_invalid_policy_through_the_command_still_stops_before_the_command(
