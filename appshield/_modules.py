@@ -64,10 +64,10 @@ def stdlib(name: str) -> ModuleType:
     return _stdlib_loader(name)
 
 
-def set_stdlib_loader(loader: Callable[[str], ModuleType] | None) -> None:
-    """Make `loader` the way `stdlib` imports (None: a plain import again)."""
+def set_stdlib_loader(loader: Callable[[str], ModuleType]) -> None:
+    """Make `loader` the way `stdlib` imports."""
     global _stdlib_loader
-    _stdlib_loader = _plain_import if loader is None else loader
+    _stdlib_loader = loader
 
 
 def in_an_import() -> bool:

@@ -591,9 +591,9 @@ def remembered_start(
     `describe_start`). The audit hook's check before the gate for `subprocess.Popen` calls it
     once per start, so it is `_repeated`'s hit alone, positional and without the checks its
     caller has made: `program` an exact str, `argv` a tuple of exact str (both checked there,
-    item by item, in the same pass that builds the tuple). The re-proof and the two fields
-    asked again are exactly `_repeated`'s; the handed-out `Start` is the remembered object
-    itself, for a decision nothing watches by identity."""
+    item by item, in the same pass that builds the tuple). The re-proof is `_repeated`'s own
+    (`_still_true`); the handed-out `Start` is the remembered object itself, for a decision
+    nothing watches by identity."""
     try:
         here = _getcwd()
     except OSError:
@@ -601,22 +601,30 @@ def remembered_start(
     hit = _described.get((program, argv, here))
     if hit is None or hit[0] is not entries or hit[1] is not startup_path:
         return None
-    found = hit[2]
     start = hit[3]
-    op = start[0]
-    # `unshielded` without its call when no shield came in through the environment.
+    return start if _still_true(hit[2], start[0], here) else None
+
+
+def _still_true(found: _Found, op: Any, here: str) -> bool:
+    """Whether a remembered start is, provably, what describing it again now gives: the PATH
+    search re-proved with its own system calls (`_still_found`), and the two fields of the
+    operation that do not follow from the key and the found file asked again:
+    `trusted_location` (a folder this process cannot write) and `unshielded` (which reads
+    the environment). Positional reads (a named one is a descriptor call, on every
+    repeated start): `found` (.., on_startup_path at 5, folder at 4), `op` (trusted_location
+    at 4, unshielded at 5, argv at 1, executable at 0)."""
+    # `unshielded` without its call when no shield came in through the environment (no
+    # activation: no child can be unshielded).
     activation = _modules.get("appshield.activation")
-    if (
+    return (
         _still_found(found)
-        and (found[5] or not _access(found[4], _W_OK)) == op[4]  # on_startup_path, folder
+        and (found[5] or not _access(found[4], _W_OK)) == op[4]
         and (
             not op[5]
             if activation is None or activation._activation is None
             else unshielded(op[1], None, op[0], here) == op[5]
         )
-    ):
-        return start
-    return None
+    )
 
 
 _getcwd = os.getcwd
@@ -654,25 +662,16 @@ def _repeated(
     key = (program, argv, here)
     hit = _described.get(key)
     # (A folder in a key passed the test below when it was stored: the same text passes it.)
-    if hit is not None and hit[0] is entries and hit[1] is startup_path:
-        found, start = hit[2], hit[3]
-        op = start.op
-        # `unshielded` without its call when no shield came in through the environment
-        # (no activation: no child can be unshielded).
-        activation = _modules.get("appshield.activation")
-        if (
-            _still_found(found)
-            and (found.on_startup_path or not os.access(found.folder, os.W_OK))
-            == op.trusted_location
-            and (
-                not op.unshielded
-                if activation is None or activation._activation is None
-                else unshielded(op.argv, None, op.executable, here) == op.unshielded
-            )
-        ):
-            if reuse:
-                return start
-            return _new(Start, (_new(ProcessOp, op), *start[1:]))
+    if (
+        hit is not None
+        and hit[0] is entries
+        and hit[1] is startup_path
+        and _still_true(hit[2], hit[3][0], here)
+    ):
+        start = hit[3]
+        if reuse:
+            return start
+        return _new(Start, (_new(ProcessOp, start[0]), *start[1:]))
     # Only a working folder `_current_folder` takes as it is (the kernel's normal answer).
     if here[:1] != "/" or "/." in here or "//" in here or here[-1:] == "/" or "\x00" in program:
         return None

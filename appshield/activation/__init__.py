@@ -278,19 +278,14 @@ def _import_importlib() -> None:
     import importlib.machinery  # noqa: F401
 
 
-# `appshield.policy._ENV_VAR`, restated (tests/activation/test_startup_modules.py checks
-# they agree): a start that names its policy there, as `appshield run`, the bootstrap and
-# most deployments do, does not run the search for one.
+# The variable that names the policy (`discover_policy` takes it first, as given).
 POLICY_VARIABLE = "APPSHIELD_POLICY"
 
 
 def _policy_path(policy: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> str:
     if policy is not None:
         return os.path.abspath(os.fspath(policy))
-    # `discover_policy`'s first rule: the variable's path as given, never another policy.
-    explicit = environ.get(POLICY_VARIABLE)
-    if explicit:
-        return os.path.abspath(explicit)
+    # `appshield.policy` is loaded by every start (the cache lives there): no import cost.
     from appshield.policy import discover_policy
 
     return os.path.abspath(discover_policy(environ=environ))

@@ -491,18 +491,6 @@ class ImportIndex(CategoryIndex):
         self._attached = False
         self._objecting: ImportIndex | None = None
 
-    def _filing(self, spec: RuleSpec) -> tuple[int, list[str]]:
-        """Which trie `spec` is filed in (0 modules, 1 origins, 2 libraries, -1 `always`)
-        and under which globs."""
-        fields = _fields(spec)
-        if "module" in fields:
-            return 0, [module_pattern(glob) for glob in fields["module"]]
-        if "origin" in fields:
-            return 1, list(fields["origin"])
-        if "library" in fields:
-            return 2, list(fields["library"])
-        return -1, []
-
     def add(self, position: int, spec: RuleSpec) -> None:
         fields = _fields(spec)
         if "module" in fields:
@@ -513,14 +501,14 @@ class ImportIndex(CategoryIndex):
                     # A plain name's trie path, without making and parsing its pattern
                     # (`/a/b/**` is filed under a, b): the implicit allows name ~50 modules.
                     self.modules.add_under(name.replace(".", "/").split("/"), position)
-            return
-        kind, globs = self._filing(spec)
-        if kind < 0:
+        elif "origin" in fields:
+            for glob in fields["origin"]:
+                self.origins.add(glob, position)
+        elif "library" in fields:
+            for glob in fields["library"]:
+                self.libraries.add(glob, position)
+        else:
             self.always.append(position)
-            return
-        trie = (self.modules, self.origins, self.libraries)[kind]
-        for glob in globs:
-            trie.add(glob, position)
 
     def finish(self) -> None:
         for trie in (self.modules, self.origins, self.libraries):

@@ -294,12 +294,8 @@ STDLIB_PARTS = {
 def _load_stdlib(name: str) -> ModuleType:
     """The engine's way to a stdlib helper once the patching layer is loaded: the part
     machinery's, so the import is appshield's own (not judged by the app's policy) and runs on
-    appshield's own thread. A name without a part is a plain import, judged as the app's."""
-    part = STDLIB_PARTS.get(name)
-    if part is None:
-        __import__(name)
-        return sys.modules[name]
-    return load_part(part)[name]
+    appshield's own thread. Only the names of `STDLIB_PARTS` are asked for (the engine's)."""
+    return load_part(STDLIB_PARTS[name])[name]
 
 
 set_stdlib_loader(_load_stdlib)

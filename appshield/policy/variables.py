@@ -31,6 +31,7 @@ import os
 import sys
 
 from appshield.normalize import realpath
+from appshield.settings import environ_subset
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -278,12 +279,10 @@ _SYSCONFIG_ENVIRON = (
 
 
 def _sysconfig_environ() -> tuple[tuple[str, str], ...]:
-    # The names first, the values of the few that count after: `os.environ.items()` encodes
-    # each name back and decodes each value, in Python, for every variable of the process
-    # (about 0.3 M instructions of every start with a cached policy, more in a CI job).
-    environ = os.environ
-    names = [k for k in environ if k.startswith("_PYTHON") or k in _SYSCONFIG_ENVIRON]
-    return tuple(sorted((k, environ[k]) for k in names))
+    # `environ_subset`: only the variables that count are decoded (`os.environ.items()`
+    # decodes every variable of the process, about 0.3 M instructions of every start with a
+    # cached policy, more in a CI job).
+    return tuple(sorted(environ_subset(os.environ, ("_PYTHON",), _SYSCONFIG_ENVIRON).items()))
 
 
 def _module_file(name: str) -> str | None:

@@ -171,12 +171,7 @@ def _own_origin(origin: object) -> bool:
     """Is `origin` a file of appshield's own or of the standard library, where every module
     appshield imports as its own comes from? A module of the same name planted elsewhere on
     `sys.path` is judged like the app's."""
-    return (
-        type(origin) is str
-        and origin.startswith(_deferred.OWN_HOMES)
-        and "/../" not in origin
-        and "/./" not in origin
-    )
+    return type(origin) is str and origin.startswith(_deferred.OWN_HOMES) and is_normal_path(origin)
 
 
 def _judge(spec: Any, origin: str | None, api: str) -> None:

@@ -514,7 +514,7 @@ def text(value: Any) -> str:
 _environ_path: tuple[object, tuple[str, ...]] = (object(), ())
 
 
-def _inherited_exec_path() -> tuple[str, ...] | None:
+def inherited_exec_path() -> tuple[str, ...] | None:
     """`os.get_exec_path()` for a child that inherits this environment, without its warnings
     filter and exception round trip (a third of a Popen description): os.environ keeps its
     values as bytes in `_data`, and the same PATH gives the same entries. None when
@@ -542,17 +542,12 @@ def _inherited_exec_path() -> tuple[str, ...] | None:
     return entries
 
 
-# For the audit hook's check before the gate (`hooks/process._popen_allowed`), which asks it
-# once per start without `exec_path`'s extra call.
-inherited_exec_path = _inherited_exec_path
-
-
 def exec_path(env: Mapping[Any, Any] | None = None) -> Sequence[str]:
     """PATH as the child will search it (`os.get_exec_path` semantics), for `env` None (this
     environment) or a dict already read as plain data. A PATH that `os.get_exec_path` refuses
     (both `PATH` and `b"PATH"` set) raises as it does: the start would fail the same way."""
     if env is None:
-        entries = _inherited_exec_path()
+        entries = inherited_exec_path()
         if entries is not None:
             return entries
     elif type(env) is not dict:
