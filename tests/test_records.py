@@ -121,3 +121,40 @@ def test_every_field_count_binds_as_namedtuple_does(count: int) -> None:
             assert str(mine.value) == str(theirs.value)
     with pytest.raises(ValueError, match="underscore"):
         _build_text(_records.NamedTuple, "class Bad(Base):\n    _x: int\n")
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 16, 17])
+def test_shared_methods_answer_as_namedtuples_own(count: int) -> None:
+    """`_make`, `_replace`, `__repr__`, `_asdict` and `__getnewargs__` are shared by every
+    record class (no closures per class): results and errors are namedtuple's, for the class
+    and for a subclass with `__slots__ = ()` (as appshield.operations declares them)."""
+    names = [f"f{i}" for i in range(count)]
+    text = "class Bad(Base):\n" + "".join(f"    {name}: int\n" for name in names)
+    ours = _build_text(_records.NamedTuple, text)
+    reference = collections.namedtuple("Bad", names)
+
+    class Sub(ours):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+    class ReferenceSub(reference):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+    values = list(range(count))
+    for mine, theirs in ((ours, reference), (Sub, ReferenceSub)):
+        made = mine._make(values)
+        assert type(made) is mine and made == theirs._make(values)
+        assert repr(made).split("(", 1)[1] == repr(theirs._make(values)).split("(", 1)[1]
+        assert repr(made).startswith(mine.__name__ + "(")
+        assert made._asdict() == theirs._make(values)._asdict()
+        assert made.__getnewargs__() == tuple(values)
+        replaced = made._replace(f0=-1)
+        assert type(replaced) is mine and replaced == theirs._make(values)._replace(f0=-1)
+        for call in (
+            lambda cls: cls._make([*values, 0]),
+            lambda cls: cls._make(values)._replace(nope=1),
+        ):
+            with pytest.raises((TypeError, ValueError)) as got:
+                call(mine)
+            with pytest.raises((TypeError, ValueError)) as want:
+                call(theirs)
+            assert type(got.value) is type(want.value) and str(got.value) == str(want.value)

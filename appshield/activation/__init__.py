@@ -17,6 +17,7 @@ Python child with (`appshield._proc_children`, `implicit:unshielded_children`).
 
 from __future__ import annotations
 
+import gc as _gc
 import os
 import sys
 
@@ -121,6 +122,21 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
     global _activation
     if _activation is not None:
         return _activation.handle
+    # The collector waits while the shield starts: it would walk the same young objects
+    # again and again as appshield's modules and the policy are built (about 1.4 M
+    # instructions of a start). It is switched back on at the end, as the app left it, and
+    # catches up at its next allocation; what it would have found, it finds then.
+    collecting = _gc.isenabled()
+    _gc.disable()
+    try:
+        return _activate(source, policy)
+    finally:
+        if collecting:
+            _gc.enable()
+
+
+def _activate(source: str, policy: str | os.PathLike[str] | None) -> ShieldHandle | None:
+    global _activation
     try:
         _import_importlib()
         from appshield import runtime

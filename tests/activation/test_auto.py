@@ -81,3 +81,25 @@ def test_explicit_install_of_the_same_policy_under_run_is_a_no_op(tmp_path: Path
     result = run([*RUN, "--policy", str(policy), "--", PY, "-c", code])
     assert result.returncode == 0, result.stderr
     assert "SAME True" in result.stdout
+
+
+def test_the_collector_is_left_as_the_app_had_it(tmp_path: Path) -> None:
+    # Activation holds the cyclic collector off while the shield starts (a start-up cost,
+    # docs/performance.md) and puts it back as it found it: on, or off when the app had
+    # switched it off before; the app's cyclic garbage is collected as before. Under
+    # `appshield run` too.
+    policy = allow_all_but(tmp_path)
+    env = clean_env(APPSHIELD_POLICY=str(policy))
+    code = (
+        "import gc\n{before}import appshield.auto\n"
+        "class Cycle:\n    pass\n"
+        "import weakref\nc = Cycle(); c.me = c; gone = weakref.ref(c); del c\n"
+        "print('ENABLED', gc.isenabled()); gc.enable(); gc.collect()\n"
+        "print('COLLECTED', gone() is None)\n"
+    )
+    on = run([PY, "-c", code.format(before="")], env=env)
+    off = run([PY, "-c", code.format(before="gc.disable()\n")], env=env)
+    under_run = run([*RUN, "--policy", str(policy), "--", PY, "-c", code.format(before="")])
+    for result, enabled in ((on, True), (off, False), (under_run, True)):
+        assert result.returncode == 0, result.stderr
+        assert f"ENABLED {enabled}" in result.stdout and "COLLECTED True" in result.stdout

@@ -382,3 +382,22 @@ def test_a_shadow_candidate_sees_every_repeated_start(tmp_path: Path) -> None:
     assert all(x["shadow"] is True for x in starts)
     assert len([x for x in starts if not x.get("summary")]) == 1
     assert sum(x["suppressed_count"] for x in starts if x.get("summary")) == 3
+
+
+def test_a_start_inside_appshields_own_work_is_left_to_the_hooks_busy_rule(world: World) -> None:
+    # The audit hook asks `_popen_allowed` before it reads the thread's `busy` flag. Inside
+    # appshield's own work (`appshield_io`), the check answers False and marks nothing: the
+    # hook then lets the start through by its busy rule, as before, and no mark is left for
+    # a later fork_exec to take as already decided.
+    from appshield._threadstate import appshield_io
+    from appshield.hooks import process as process_hooks
+
+    args = ("prog", ["prog", str(world.canary)], None, None)
+    assert process_hooks._popen_allowed(args)  # outside: a remembered, allowed start
+    process_hooks._started.mark = None
+    with appshield_io():
+        assert not process_hooks._popen_allowed(args)
+        assert process_hooks._started.mark is None
+        assert world.run() == 0
+    assert process_hooks._started.mark is None
+    assert world.run() == 0 and not world.violations

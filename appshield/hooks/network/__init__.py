@@ -29,11 +29,11 @@ Where each action is seen:
 
 from __future__ import annotations
 
+import _socket
 import _thread
 import sys
 import time
 from types import FrameType
-from types import ModuleType as _ModuleType
 
 from appshield._threadstate import thread_state
 from appshield.hooks import _deferred, _gate
@@ -149,7 +149,6 @@ class _AllowCache:
 
 
 _allowed = _AllowCache()
-_namespace = globals()
 _monotonic = time.monotonic
 
 
@@ -215,31 +214,24 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
     repeat of an action the active policy allowed, to an exact `(str, int)` address (which
     hashes and compares without running any code of the caller's). Anything else, and any
     doubt, is False: the gate then decides in full. A connect to the same few addresses all
-    day costs this one call. Until the network part is loaded nothing can be a repeat: False,
-    and the gate's handler loads it."""
+    day costs this one call. Nothing is a repeat before the gate's handler has decided and
+    stored one, which loads the network part first."""
     cache = _allowed
     by_address = _memory._by_address
-    raw_family: Any = None
-    raw_type: Any = None
     getframe = sys._getframe
     code_key = identity
+    # The C getters of the fields the C socket methods use, whatever a subclass says (the
+    # describer's own, `describe.raw_family`, bound here so that no check of whether the
+    # network part is loaded yet runs on every call).
+    raw_family = _socket.socket.family.__get__
+    raw_type = _socket.socket.type.__get__
 
     def repeat_allowed(args: tuple[Any, ...]) -> bool:
-        nonlocal raw_family, raw_type
-        if raw_type is None:
-            # Only from the loaded module: an attribute of the stand-in would load the part
-            # here, before the gate.
-            found = _namespace["describe"]
-            if type(found) is not _ModuleType:
-                return False
-            raw_family, raw_type = found.raw_family, found.raw_type
         address = args[1]
-        if (
-            type(address) is not tuple
-            or len(address) != 2
-            or type(address[0]) is not str
-            or type(address[1]) is not int
-        ):
+        if type(address) is not tuple or len(address) != 2:
+            return False
+        host, port = address  # an exact tuple: unpacking runs nothing of the caller's
+        if type(host) is not str or type(port) is not int:
             return False
         compiled = _gate._shield.compiled
         if cache.owner is not compiled:
@@ -255,8 +247,9 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
             code = caller.f_code
             if granting.proven.get(code_key(code)) is not code and not granting.walk(caller):
                 return False
+        sock = args[0]
         try:
-            key = (operation, raw_family(args[0]), raw_type(args[0]), address)
+            key = (operation, raw_family(sock), raw_type(sock), address)
         except TypeError:  # a socket of another `_socket` module instance: the long way
             return False
         hit = cache.entries.get(key)

@@ -77,7 +77,7 @@ import os
 import sys
 from types import ModuleType
 
-from appshield._threadstate import thread_state
+from appshield._threadstate import still_running, thread_state
 from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, fspath_once
 from appshield.hooks._gate import first_violation
@@ -406,7 +406,14 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
     An exception on the way (the recursion limit, say) is False too: the gate's path retries
     with headroom and fails closed. The description is the describer's (`describe_start`,
     with its memory of repeated starts, re-proved each time); the decision is the shield's,
-    asked every time: nothing here remembers an allowed decision."""
+    asked every time: nothing here remembers an allowed decision.
+
+    The audit hook asks this before it reads the thread's flags, so a start made inside
+    appshield's own work (`busy`) is left alone here, as the hook then leaves it: marking it
+    would hand the fork_exec wrapper a decision it does not make in that work."""
+    busy = _state.busy
+    if busy and still_running(busy):
+        return False
     active = _gate._shield
     if (
         _gettrace() is not None
