@@ -231,3 +231,24 @@ def test_pip_installs_a_working_command(tmp_path: Path, editable: bool) -> None:
     assert "appshield.policy.cache" in imported, imported
     if not editable:
         assert not [m for m in HEAVY if m in imported], imported
+
+
+def test_run_through_the_command_leaves_the_command_its_collector(tmp_path: Path) -> None:
+    """The command's own process holds the cyclic collector off for `run` alone (it only
+    checks and execs); the exec'd command starts with it on, shielded."""
+    policy = _compiled_policy(tmp_path)
+    probe = (
+        "import gc, appshield.runtime as r; print(gc.isenabled(), r.active_shield() is not None)"
+    )
+    child = [sys.executable, "-c", probe]
+    shielded = subprocess.run(
+        [sys.executable, "-S", str(SCRIPT), "run", "--policy", str(policy), "--", *child],
+        env=_env(PYTHONPATH=PACKAGE_PARENT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shielded.returncode == 0, shielded.stderr[-3000:]
+    assert shielded.stdout.split() == ["True", "True"]
+    assert "gc.disable()" in SCRIPT.read_text().split("from appshield.cli import main")[0]
+    assert 'if sys.argv[1:2] == ["run"]:' in SCRIPT.read_text()
