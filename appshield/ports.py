@@ -48,7 +48,8 @@ class Decider(Protocol):
         ...
 
     def stack_matters(self, op: Operation) -> bool:
-        """Could the call stack change the decision for `op` (no caching of it if so)?"""
+        """Could the call stack change whether `op` is allowed, or, when it is not, its
+        decision (no hook remembers an allow of it if so)?"""
         ...
 
     def file_needs_resolved_path(self, access: str) -> bool: ...

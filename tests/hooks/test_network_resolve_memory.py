@@ -181,3 +181,48 @@ def test_the_memory_is_bounded(server: Server, monkeypatch: pytest.MonkeyPatch) 
             assert len(_entries()) <= 4
     finally:
         runtime.uninstall()
+
+
+def _network_rule_ids(op: object) -> list[str]:
+    shield = runtime.active_shield()
+    assert shield is not None
+    index = shield.compiled._categories["network"]
+    return [index.rule_at(position).id for position in index.candidates(op)]
+
+
+def test_a_name_the_exporters_scoped_allow_names_is_remembered_only_where_allowed(
+    server: Server,
+) -> None:
+    # implicit:telemetry_exporter allows the exporter's own lookup of `localhost` (the OTLP
+    # endpoint's default host), scoped to the exporter's code. Where the policy allows the
+    # name anyway, that scoped allow adds nothing, and the app's lookups are remembered like
+    # any allowed name's (each used to be decided in full). Where the policy denies it, only
+    # the exporter's stack would be allowed: the app's lookup is refused every time, never
+    # remembered, and nothing is looked up.
+    from appshield.operations import NetworkOp
+
+    op = NetworkOp("resolve", host="localhost", port=server.port, transport="tcp")
+    _install()
+    try:
+        assert "implicit:telemetry_exporter" in _network_rule_ids(op)
+        first = socket.getaddrinfo("localhost", server.port, 0, socket.SOCK_STREAM)
+        assert ("localhost", server.port) in _entries()
+        assert socket.getaddrinfo("localhost", server.port, 0, socket.SOCK_STREAM) == first
+        socket.create_connection(("localhost", server.port)).close()
+    finally:
+        runtime.uninstall()
+    assert server.settle() == 1
+    runtime.install(
+        Policy.from_yaml(
+            "version: 1\nname: resolve-memory\nmode: enforce\n"
+            "defaults: {process: allow, file: allow, network: deny, import: allow}\n"
+        )
+    )
+    try:
+        assert "implicit:telemetry_exporter" in _network_rule_ids(op)
+        for _ in range(3):
+            with pytest.raises(PolicyViolation):
+                socket.getaddrinfo("localhost", server.port)
+        assert ("localhost", server.port) not in _entries()
+    finally:
+        runtime.uninstall()
