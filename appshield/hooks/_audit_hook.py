@@ -49,6 +49,7 @@ state: Any  # _threadstate.thread_state
 gate: ModuleType  # hooks/_gate (its `_shield` is the active shield, or None)
 file_cache: ModuleType  # hooks/_file_cache (its `_memory` holds the allowed opens)
 stat: Callable[[bytes], Any]  # posix.stat
+getcwd: Callable[[], str]  # posix.getcwd
 getframe: Callable[[int], Any]  # sys._getframe
 code_key: Callable[[object], int]  # _callers.identity
 exact_type: type[type]  # type
@@ -82,8 +83,19 @@ def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
                 if allowed is not None and flags in allowed:
                     return
                 # Symlinks matter to this policy: allowed again only while the path
-                # leads to the same file (one stat; _file_cache.same_file, inlined).
+                # leads to the same file (one stat; _file_cache.same_file, inlined). A
+                # relative path, only for open() and io.FileIO (a str mode): os.open's
+                # event (mode None) may be relative to a dir_fd it does not carry.
                 seen = opened.checked.get(path)
+                if seen is None and args[1] is not None:
+                    seen = opened.relative.get(path)
+                    if seen is not None:
+                        # Decided in this very folder? (_file_cache._in_this_folder)
+                        try:
+                            if getcwd() != seen[4]:
+                                seen = None
+                        except OSError:
+                            seen = None
                 if seen is not None and flags in seen[2]:
                     try:
                         found = stat(seen[3])

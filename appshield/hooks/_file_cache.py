@@ -13,9 +13,18 @@ policy, is allowed again without building an operation or deciding:
   a `stat` costs one.) Races between this check and the open are the stated TOCTOU limit,
   with the same window as without the cache.
 
-Never remembered: denied or alerted opens (each must be reported), relative or unclean
-paths (they depend on the current folder), policies with scoped file rules (the decision
-depends on the caller). The memory is bounded and dropped whenever the policy changes.
+A clean relative path (`data/config.yaml`: no `.`, `..` or empty segment) depends on the
+current folder, so it is remembered in a memory of its own (`relative`) with the folder it
+was decided in and the identity of the file it led to. A hit asks the kernel for the current
+folder (`getcwd`: the same folder, so the same absolute path as decided) and proves the
+identity as `checked` does, by one `os.stat` of the relative path. Another folder, a moved
+symlink, a replaced file: decided afresh. Only the events of `open()` and `io.FileIO` use it
+(the event's mode is a str): an `os.open` event (mode None) may be relative to a `dir_fd` the
+event does not carry, and is never answered from it. Not under per-distribution grants.
+
+Never remembered: denied or alerted opens (each must be reported), unclean paths,
+policies with scoped file rules that could decide otherwise (the decision depends on the
+caller). The memory is bounded and dropped whenever the policy changes.
 
 Remembered allowed changes through a descriptor (`os.utime(fd)`, `os.chmod(fd)`, ...: the
 heartbeat gunicorn's sync worker writes once a request): such a change is judged as a write
@@ -46,6 +55,7 @@ __all__ = ["lookup", "remember", "remember_descriptor", "same_file"]
 
 _LIMIT = 4096
 _stat = os.stat
+_getcwd = os.getcwd
 _getframe = sys._getframe
 
 
@@ -63,6 +73,7 @@ class _Memory:
         "key",
         "owner",
         "plain",
+        "relative",
         "usable",
     )
 
@@ -84,6 +95,11 @@ class _Memory:
         # path for a policy without grants then never finds an entry only the app may reuse.
         self.granted: dict[str, set[int]] = {}
         self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
+        # A clean relative path -> as `checked`, and the folder it was decided in (the
+        # current folder must be that one again). Asked only for the events of open() and
+        # io.FileIO (never os.open's, whose dir_fd the event does not carry), and never
+        # under grants.
+        self.relative: dict[str, tuple[int, int, set[int], bytes, str]] = {}
         # Descriptor number -> (its /proc/self/fd link, the kernel's path it had when a
         # write through it was allowed), both as bytes. The number only picks which path to
         # compare with: a repeat is let through only when the link, read again, says that
@@ -104,27 +120,31 @@ def _for(compiled: Any) -> _Memory:
     return memory
 
 
-def same_file(seen: tuple[int, int, set[int], bytes]) -> bool:
+def same_file(seen: tuple[Any, ...]) -> bool:
     """The path of a `checked` entry (symlinks followed) still leads to the same file. The
     audit hook inlines this for the hot path: keep the two alike."""
     try:
         found = _stat(seen[3])
     except (OSError, ValueError):
         return False
-    return found[1] == seen[0] and found[2] == seen[1]  # st_ino, st_dev
+    return bool(found[1] == seen[0] and found[2] == seen[1])  # st_ino, st_dev
 
 
-def lookup(path: str, flags: int, compiled: Any) -> bool:
+def lookup(path: str, flags: int, compiled: Any, without_dir_fd: bool = False) -> bool:
     """True: this open was allowed before and still leads to the same file. Only an exact
     str path and an exact int flags are looked up: a subclass's `__hash__`/`__eq__` could
-    claim to be a remembered path (`type()`, not `__class__`, which an object can fake)."""
+    claim to be a remembered path (`type()`, not `__class__`, which an object can fake).
+    `without_dir_fd`: the open cannot be relative to a `dir_fd` (an event of open() or
+    io.FileIO), so a remembered relative path may answer."""
     if type(path) is not str or type(flags) is not int:
         return False
     memory = _for(compiled)
     plain, checked = _dicts(memory)
-    identity = None
+    identity: tuple[Any, ...] | None = None  # (inode, device, flags, path[, folder])
     if flags not in plain.get(path, ()):
         identity = checked.get(path)
+        if identity is None and without_dir_fd and memory.granting is None:
+            identity = _in_this_folder(memory.relative.get(path))
         if identity is None or flags not in identity[2]:
             return False
     # Remembered: under grants, reused only when the app's own code asks (asked only now,
@@ -135,12 +155,21 @@ def lookup(path: str, flags: int, compiled: Any) -> bool:
     return identity is None or same_file(identity)
 
 
-def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> None:
-    """Note an allowed open of a clean absolute path (an exact str, with exact int flags)."""
+def remember(
+    path: Any, flags: int, ops: Sequence[FileOp], compiled: Any, without_dir_fd: bool = False
+) -> None:
+    """Note an allowed open of a clean absolute path (an exact str, with exact int flags), or,
+    for an open that cannot be relative to a `dir_fd` (`without_dir_fd`), of a clean
+    relative one."""
     if type(path) is not str or type(flags) is not int:
         return
     memory = _for(compiled)
-    if not memory.usable or not ops or ops[0].path != path:
+    if not memory.usable or not ops:
+        return
+    relative = ops[0].path != path
+    if relative and not (
+        without_dir_fd and memory.granting is None and _clean_relative(path, ops[0].path)
+    ):
         return
     if memory.granting is not None:
         if not memory.granting.may_remember(ops, _getframe(1)):
@@ -149,24 +178,66 @@ def remember(path: Any, flags: int, ops: Sequence[FileOp], compiled: Any) -> Non
         return  # a scoped rule is a candidate: another caller could be decided otherwise
     plain, checked = _dicts(memory)
     resolved = ops[0].resolved
+    if relative:
+        # The file the decided path led to, and the folder it was decided in (the decided
+        # path without the relative one): a hit needs both again.
+        folder = ops[0].path[: -len(path) - 1] or "/"
+        _remember_identity(memory.relative, path, resolved or ops[0].path, flags, folder)
+        return
     if resolved is None:
         if len(plain) >= _LIMIT:
             plain.clear()
         plain.setdefault(path, set()).add(flags)
         return
+    _remember_identity(checked, path, resolved, flags)
+
+
+def _remember_identity(
+    memory: dict[str, Any], path: str, target: str, flags: int, folder: str | None = None
+) -> None:
+    """Remember that `path` led to the file at `target` (its decided, absolute form); for a
+    relative path, from `folder`."""
     try:
-        found = _stat(resolved)
+        found = _stat(target)
     except (OSError, ValueError):
         return  # not there (yet): nothing stable to remember
-    known = checked.get(path)
-    if known is not None and known[0] == found.st_ino and known[1] == found.st_dev:
+    known = memory.get(path)
+    if (
+        known is not None
+        and known[0] == found.st_ino
+        and known[1] == found.st_dev
+        and (folder is None or known[4] == folder)
+    ):
         known[2].add(flags)
         return
-    if len(checked) >= _LIMIT:
-        checked.clear()
-    # Another file than before (a symlink moved): the flags allowed for the old one no longer
-    # say anything about this one.
-    checked[path] = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))
+    if len(memory) >= _LIMIT:
+        memory.clear()
+    # Another file than before (a symlink moved, another folder): the flags allowed for the
+    # old one no longer say anything about this one.
+    entry = (found.st_ino, found.st_dev, {flags}, os.fsencode(path))
+    memory[path] = entry if folder is None else (*entry, folder)
+
+
+def _in_this_folder(
+    seen: tuple[int, int, set[int], bytes, str] | None,
+) -> tuple[int, int, set[int], bytes, str] | None:
+    """A `relative` entry, when the current folder is the one it was decided in."""
+    if seen is None:
+        return None
+    try:
+        here = _getcwd()
+    except OSError:  # the current folder was deleted: decided in full
+        return None
+    return seen if here == seen[4] else None
+
+
+def _clean_relative(path: str, decided: str) -> bool:
+    """`path` is relative and names, segment for segment, the end of the absolute path it
+    was decided as (no `.`, `..` or empty segment, no NUL): from another folder it means
+    the same name there, nothing else."""
+    if not path or path[0] == "/" or "\0" in path or not decided.endswith("/" + path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def _dicts(

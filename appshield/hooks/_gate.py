@@ -442,6 +442,7 @@ def make_audit_hook(
         "gate": sys.modules[__name__],
         "file_cache": _file_cache,
         "stat": __import__("posix").stat,
+        "getcwd": __import__("posix").getcwd,
         "getframe": sys._getframe,
         "code_key": _callers.identity,
         "exact_type": type,

@@ -201,7 +201,11 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
     if _state.importing and _import_file_work(path):  # type: ignore[arg-type]
         return None
     compiled = _gate.shield().compiled
-    if type(path) is str and _cache_lookup(path, flags, compiled):
+    # open() and io.FileIO give their mode; os.open gives None, and may be relative to a
+    # dir_fd its event does not carry: only the others may be answered by a remembered
+    # relative path (hooks/_file_cache.py).
+    without_dir_fd = mode is not None
+    if type(path) is str and _cache_lookup(path, flags, compiled, without_dir_fd):
         return None
     # an os.open: its dir_fd is not in the event
     if mode is None and _relative(path):  # type: ignore[arg-type]
@@ -212,7 +216,7 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
     ops = open_ops(path, flags)
     found = _gate.screen([(op, "open") for op in ops])
     if found is None:
-        _cache_remember(path, flags, ops, compiled)
+        _cache_remember(path, flags, ops, compiled, without_dir_fd)
         return None
     return found[0], found[1]
 
