@@ -119,16 +119,17 @@ def activate(source: str, policy: str | os.PathLike[str] | None = None) -> Shiel
     The first call in a process decides; later calls return the same handle. Under the kill
     switch nothing is loaded or patched and one line says so (once).
     """
-    global _activation
     if _activation is not None:
         return _activation.handle
     # The collector waits while the shield starts: it would walk the same young objects
     # again and again as appshield's modules and the policy are built (about 1.4 M
     # instructions of a start). It is switched back on at the end, as the app left it, and
-    # catches up at its next allocation; what it would have found, it finds then.
+    # catches up at its next allocation; what it would have found, it finds then. (Switched
+    # off inside the `try`: an exception raised before it, by a signal handler, leaves the
+    # collector as it was.)
     collecting = _gc.isenabled()
-    _gc.disable()
     try:
+        _gc.disable()
         return _activate(source, policy)
     finally:
         if collecting:
