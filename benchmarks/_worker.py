@@ -49,6 +49,20 @@ def _open_loop(work: str) -> Loop:
     return loop
 
 
+def _open_relative_loop(work: str) -> Loop:
+    """`open("small.txt")` from the folder that holds it: a relative path, as apps open
+    their configuration and templates."""
+    with open(os.path.join(work, "small.txt"), "w") as f:
+        f.write("x" * 100)
+    os.chdir(work)
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            open("small.txt", "rb").close()
+
+    return loop
+
+
 def _subprocess_loop(work: str) -> Loop:
     def loop(n: int) -> None:
         for _ in range(n):
@@ -207,6 +221,7 @@ def _violation_loop(distinct: bool) -> Callable[[str], Loop]:
 
 OPS: dict[str, Callable[[str], Loop]] = {
     "open": _open_loop,
+    "open_relative": _open_relative_loop,
     "subprocess": _subprocess_loop,
     "connect": _connect_loop,
     "create_connection": _create_connection_loop,

@@ -59,7 +59,7 @@ class Case:
     name: str  # row label
     op: str  # _worker.py operation
     n: int  # operations per repetition
-    policy: str  # "full" | "no_file_deny"
+    policy: str  # a key of write_policies: "full", "no_file_deny", "defaults_only", ...
     target: str  # the issue's target, for the table
     strace: bool = True
     key: str = ""  # what `--only` also accepts for this row (default: just the op)
@@ -109,6 +109,22 @@ CASES = (
         key="connect_grants50",
     ),
     Case("getaddrinfo('localhost')", "getaddrinfo", 3000, "full", "-"),
+    # Round 29: two everyday calls that were decided in full on every repeat.
+    Case(
+        "getaddrinfo('localhost'), the defaults alone",
+        "getaddrinfo",
+        3000,
+        "defaults_only",
+        "-",
+        key="getaddrinfo_defaults",
+    ),
+    Case(
+        "open()+close(), relative path, 1,000 rules with file denies",
+        "open_relative",
+        20000,
+        "full",
+        "-",
+    ),
     Case("import json (cached)", "import_cached", 200000, "full", "<= 1.05x"),
     # Audit events appshield does not handle (issue 17): every Python audit hook is called
     # on them, so the no-op hook (`--with-noop-hook`) is the floor to compare with.
@@ -240,6 +256,14 @@ def write_policies(folder: Path) -> dict[str, str]:
     grants = folder / "grants50.yaml"
     grants.write_text(to_yaml(full) + grants_section(50))
     paths["grants50"] = str(grants)
+    # The defaults alone (and the implicit rules, `implicit:telemetry_exporter` among them):
+    # where a scoped implicit allow once made every lookup of `localhost` a full decision.
+    defaults_only = folder / "defaults_only.yaml"
+    defaults_only.write_text(
+        "version: 1\nname: bench-defaults-only\nmode: enforce\n"
+        "defaults: {process: allow, file: allow, network: allow, import: allow}\n"
+    )
+    paths["defaults_only"] = str(defaults_only)
     return paths
 
 
