@@ -58,7 +58,7 @@ BOUND_NAMES = tuple(__annotations__)  # every name above, in order
 
 # The builtins the code reads: the hook's namespace has a `__builtins__` of its own, with
 # these alone, so that nothing it reads lives in a module's dict at shutdown.
-BUILTINS = ("len", "str", "OSError", "ValueError")
+BUILTINS = ("len", "str", "bytes", "OSError", "ValueError")
 
 
 def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
@@ -70,12 +70,14 @@ def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
     else:
         # The hot path of every open(): an open the active policy allowed before (see
         # hooks/_file_cache) is let through here, before any per-thread bookkeeping. It
-        # builds nothing and runs no code of the caller's: only an exact str path is looked
-        # up (a subclass could lie in __hash__/__eq__; `type()`, because `io.FileIO(obj)`
-        # hands the caller's own object here, and `obj.__class__` can be faked).
+        # builds nothing and runs no code of the caller's: only an exact str or bytes path
+        # is looked up (a subclass could lie in __hash__/__eq__; `type()`, because
+        # `io.FileIO(obj)` hands the caller's own object here, and `obj.__class__` can be
+        # faked).
         path = args[0]
         flags = args[2]  # always an exact int: CPython computes it from the mode
-        if exact_type(path) is str:
+        kind = exact_type(path)
+        if kind is str or kind is bytes:
             active = gate._shield
             opened = file_cache._memory
             if active is not None and opened.owner is active.compiled:

@@ -86,15 +86,15 @@ class _Memory:
         # fails at once, and `granting` holds the check.
         self.granting = granted_callers(key)
         self.owner: Any = key if self.granting is None else None
-        self.plain: dict[str, set[int]] = {}  # path -> open flags allowed before
+        self.plain: dict[str | bytes, set[int]] = {}  # path -> open flags allowed before
         # path -> (inode, device, open flags allowed while the path led to that file, the
         # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
         # before the lookup; the bytes spare `stat` encoding the path on every hit.
-        self.checked: dict[str, tuple[int, int, set[int], bytes]] = {}
+        self.checked: dict[str | bytes, tuple[int, int, set[int], bytes]] = {}
         # With grants, the same two memories under other names (`_dicts`): the audit hook's
         # path for a policy without grants then never finds an entry only the app may reuse.
-        self.granted: dict[str, set[int]] = {}
-        self.granted_checked: dict[str, tuple[int, int, set[int], bytes]] = {}
+        self.granted: dict[str | bytes, set[int]] = {}
+        self.granted_checked: dict[str | bytes, tuple[int, int, set[int], bytes]] = {}
         # A clean relative path -> as `checked`, and the folder it was decided in (the
         # current folder must be that one again). Asked only for the events of open() and
         # io.FileIO (never os.open's, whose dir_fd the event does not carry), and never
@@ -130,21 +130,22 @@ def same_file(seen: tuple[Any, ...]) -> bool:
     return bool(found[1] == seen[0] and found[2] == seen[1])  # st_ino, st_dev
 
 
-def lookup(path: str, flags: int, compiled: Any, without_dir_fd: bool = False) -> bool:
+def lookup(path: str | bytes, flags: int, compiled: Any, without_dir_fd: bool = False) -> bool:
     """True: this open was allowed before and still leads to the same file. Only an exact
-    str path and an exact int flags are looked up: a subclass's `__hash__`/`__eq__` could
+    str or bytes path and an exact int flags are looked up: a subclass's `__hash__`/`__eq__` could
     claim to be a remembered path (`type()`, not `__class__`, which an object can fake).
     `without_dir_fd`: the open cannot be relative to a `dir_fd` (an event of open() or
     io.FileIO), so a remembered relative path may answer."""
-    if type(path) is not str or type(flags) is not int:
+    kind = type(path)
+    if (kind is not str and kind is not bytes) or type(flags) is not int:
         return False
     memory = _for(compiled)
     plain, checked = _dicts(memory)
     identity: tuple[Any, ...] | None = None  # (inode, device, flags, path[, folder])
     if flags not in plain.get(path, ()):
         identity = checked.get(path)
-        if identity is None and without_dir_fd and memory.granting is None:
-            identity = _in_this_folder(memory.relative.get(path))
+        if identity is None and without_dir_fd and kind is str and memory.granting is None:
+            identity = _in_this_folder(memory.relative.get(path))  # type: ignore[arg-type]
         if identity is None or flags not in identity[2]:
             return False
     # Remembered: under grants, reused only when the app's own code asks (asked only now,
@@ -158,17 +159,21 @@ def lookup(path: str, flags: int, compiled: Any, without_dir_fd: bool = False) -
 def remember(
     path: Any, flags: int, ops: Sequence[FileOp], compiled: Any, without_dir_fd: bool = False
 ) -> None:
-    """Note an allowed open of a clean absolute path (an exact str, with exact int flags), or,
-    for an open that cannot be relative to a `dir_fd` (`without_dir_fd`), of a clean
-    relative one."""
-    if type(path) is not str or type(flags) is not int:
+    """Note an allowed open of a clean absolute path (an exact str or bytes, with exact int
+    flags: a bytes path is its own key, the spelling the event carries), or, for an open
+    that cannot be relative to a `dir_fd` (`without_dir_fd`), of a clean relative str."""
+    kind = type(path)
+    if (kind is not str and kind is not bytes) or type(flags) is not int:
         return
     memory = _for(compiled)
     if not memory.usable or not ops:
         return
-    relative = ops[0].path != path
+    relative = ops[0].path != (path if kind is str else os.fsdecode(path))
     if relative and not (
-        without_dir_fd and memory.granting is None and _clean_relative(path, ops[0].path)
+        kind is str
+        and without_dir_fd
+        and memory.granting is None
+        and _clean_relative(path, ops[0].path)
     ):
         return
     if memory.granting is not None:
@@ -193,7 +198,7 @@ def remember(
 
 
 def _remember_identity(
-    memory: dict[str, Any], path: str, target: str, flags: int, folder: str | None = None
+    memory: dict[Any, Any], path: str | bytes, target: str, flags: int, folder: str | None = None
 ) -> None:
     """Remember that `path` led to the file at `target` (its decided, absolute form); for a
     relative path, from `folder`."""
@@ -242,7 +247,7 @@ def _clean_relative(path: str, decided: str) -> bool:
 
 def _dicts(
     memory: _Memory,
-) -> tuple[dict[str, set[int]], dict[str, tuple[int, int, set[int], bytes]]]:
+) -> tuple[dict[str | bytes, set[int]], dict[str | bytes, tuple[int, int, set[int], bytes]]]:
     if memory.granting is None:
         return memory.plain, memory.checked
     return memory.granted, memory.granted_checked

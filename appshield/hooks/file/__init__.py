@@ -205,7 +205,7 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
     # dir_fd its event does not carry: only the others may be answered by a remembered
     # relative path (hooks/_file_cache.py).
     without_dir_fd = mode is not None
-    if type(path) is str and _cache_lookup(path, flags, compiled, without_dir_fd):
+    if _cache_lookup(path, flags, compiled, without_dir_fd):  # type: ignore[arg-type]
         return None
     # an os.open: its dir_fd is not in the event
     if mode is None and _relative(path):  # type: ignore[arg-type]
