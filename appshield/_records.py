@@ -306,8 +306,8 @@ def __repr__(self: Any) -> str:
     "Return a nicely formatted representation string"
     fields = self._fields
     fmt = _REPR_FORMATS.get(fields)
-    if fmt is None:  # a subclass that set `_fields` of its own
-        fmt = "(" + ", ".join(f"{name}=%r" for name in fields) + ")"
+    if fmt is None:  # made on a class's first repr: most records are never printed
+        fmt = _REPR_FORMATS[fields] = "(" + ", ".join(f"{name}=%r" for name in fields) + ")"
     return self.__class__.__name__ + fmt % self  # type: ignore[no-any-return]
 
 
@@ -338,7 +338,6 @@ def _record_type(
     field_names = tuple(map(_intern, fields))
     num_fields = len(field_names)
     arg_list = ", ".join(field_names) + ("," if num_fields == 1 else "")
-    repr_fmt = "(" + ", ".join(f"{name}=%r" for name in field_names) + ")"
     field_defaults = dict(zip(field_names[num_fields - len(defaults) :], defaults, strict=True))
 
     template = _NEW[num_fields].__code__
@@ -348,7 +347,6 @@ def _record_type(
     __new__ = FunctionType(code, namespace, "__new__", defaults or None)
     __new__.__doc__ = f"Create new instance of {typename}({arg_list})"
     __new__.__qualname__ = f"{typename}.__new__"
-    _REPR_FORMATS.setdefault(field_names, repr_fmt)
     class_namespace: dict[str, Any] = {
         "__doc__": f"{typename}({arg_list})",
         "__slots__": (),

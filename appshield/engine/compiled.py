@@ -322,8 +322,7 @@ class CompiledPolicy:
             # Only a rule whose match fields hold can be decided by the stack (`unless`
             # fields are not looked at: that can only say "matters" more often).
             if all(pred(op) for pred in preds):
-                unless = rule.spec.unless
-                if rule.rank == _ALLOW_RANK and (unless is None or unless.scope is None):
+                if rule.rank == _ALLOW_RANK and rule.unless_scope is None:  # set by compile()
                     scoped_allows = True
                     continue
                 return True

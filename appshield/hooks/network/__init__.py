@@ -149,25 +149,28 @@ class _AllowCache:
 
 
 _allowed = _AllowCache()
+
+# The C getters of the fields the C socket methods use, whatever a subclass says. Defined
+# here, loaded at start-up, so the repeat check needs no test of whether the network part
+# is loaded yet; the describer takes them from here.
+raw_family = _socket.socket.family.__get__
+raw_type = _socket.socket.type.__get__
 _monotonic = time.monotonic
 
 
 def _socket_event(operation: str, api: str) -> Callable[[tuple[Any, ...]], Any]:
     """The audit handler for one socket action. The first half is the hot path (a repeat of
     an allowed action to an exact `(str, int)` tuple): no Python calls beyond this
-    function. The describers' functions it calls are its own variables, filled by its first
-    call (which loads the network part, inside the gate)."""
+    function. The describer's `read_address` is its own variable, filled by its first call
+    (which loads the network part, inside the gate)."""
     cache = _allowed
     by_address = _memory._by_address
     read_address: Any = None
-    raw_family: Any = None
-    raw_type: Any = None
 
     def handler(args: tuple[Any, ...]) -> Described | None:
-        nonlocal read_address, raw_family, raw_type
-        if raw_type is None:
-            read_address, raw_family = describe.read_address, describe.raw_family
-            raw_type = describe.raw_type
+        nonlocal read_address
+        if read_address is None:
+            read_address = describe.read_address
         sock = args[0]
         address = args[1]
         try:
@@ -220,11 +223,6 @@ def _repeat_allowed(operation: str) -> Callable[[tuple[Any, ...]], bool]:
     by_address = _memory._by_address
     getframe = sys._getframe
     code_key = identity
-    # The C getters of the fields the C socket methods use, whatever a subclass says (the
-    # describer's own, `describe.raw_family`, bound here so that no check of whether the
-    # network part is loaded yet runs on every call).
-    raw_family = _socket.socket.family.__get__
-    raw_type = _socket.socket.type.__get__
 
     def repeat_allowed(args: tuple[Any, ...]) -> bool:
         address = args[1]

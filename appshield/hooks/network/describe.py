@@ -52,6 +52,7 @@ from types import GetSetDescriptorType, MemberDescriptorType, MethodDescriptorTy
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable, event_index, event_tuple, type_attribute
 from appshield.hooks.file.describe import file_op
+from appshield.hooks.network import raw_family, raw_type  # the C getters, defined once
 from appshield.hooks.network.memory import memory as memory  # also network.py's, through here
 from appshield.normalize import canonical_address, normalize_host, reached_address
 from appshield.operations import FileOp, NetworkOp
@@ -101,8 +102,7 @@ UNSPECIFIED = frozenset(("0.0.0.0", "::"))
 # Read the raw int attributes of the C socket type: `socket.socket.family` is a Python
 # property that builds an IntEnum on every access, several times slower (and a subclass
 # could override it; the C getter reads the field the C methods use).
-raw_family = _raw_family = _socket.socket.family.__get__
-raw_type = _raw_type = _socket.socket.type.__get__
+_raw_family, _raw_type = raw_family, raw_type
 _getsockname = _socket.socket.getsockname
 # The C resolver, captured before any patching: appshield's own lookups go straight to it
 # (through `_gate.own_call`), never through the wrapper that judges the app's lookups.
