@@ -63,6 +63,34 @@ def _open_relative_loop(work: str) -> Loop:
     return loop
 
 
+def _listdir_loop(work: str) -> Loop:
+    """`os.listdir` of the same folder (absolute), as apps scan a folder of plugins or
+    uploads on each request."""
+    for name in ("a.txt", "b.txt", "c.txt"):
+        with open(os.path.join(work, name), "w") as f:
+            f.write("x")
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            os.listdir(work)
+
+    return loop
+
+
+def _scandir_here_loop(work: str) -> Loop:
+    """`os.scandir()` of the current folder, closed at once."""
+    for name in ("a.txt", "b.txt", "c.txt"):
+        with open(os.path.join(work, name), "w") as f:
+            f.write("x")
+    os.chdir(work)
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            os.scandir().close()
+
+    return loop
+
+
 def _subprocess_loop(work: str) -> Loop:
     def loop(n: int) -> None:
         for _ in range(n):
@@ -222,6 +250,8 @@ def _violation_loop(distinct: bool) -> Callable[[str], Loop]:
 OPS: dict[str, Callable[[str], Loop]] = {
     "open": _open_loop,
     "open_relative": _open_relative_loop,
+    "listdir": _listdir_loop,
+    "scandir_here": _scandir_here_loop,
     "subprocess": _subprocess_loop,
     "connect": _connect_loop,
     "create_connection": _create_connection_loop,

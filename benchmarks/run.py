@@ -125,6 +125,9 @@ CASES = (
         "full",
         "-",
     ),
+    # Round 30: folder listings, decided in full on every repeat before.
+    Case("os.listdir(folder), 1,000 rules with file denies", "listdir", 20000, "full", "-"),
+    Case("os.scandir() of the current folder, 1,000 rules", "scandir_here", 20000, "full", "-"),
     Case("import json (cached)", "import_cached", 200000, "full", "<= 1.05x"),
     # Audit events appshield does not handle (issue 17): every Python audit hook is called
     # on them, so the no-op hook (`--with-noop-hook`) is the floor to compare with.

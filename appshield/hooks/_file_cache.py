@@ -22,6 +22,13 @@ symlink, a replaced file: decided afresh. Only the events of `open()` and `io.Fi
 (the event's mode is a str): an `os.open` event (mode None) may be relative to a `dir_fd` the
 event does not carry, and is never answered from it. Not under per-distribution grants.
 
+A folder listing (`os.listdir`, `os.scandir`) is a read of the folder, decided as an open
+for reading is: it is remembered in the same memories under flags of its own, `LISTING`, a
+str that no open's flags (always an exact int) can equal, so a remembered listing never lets
+an open through, nor an open a listing. Neither call takes a `dir_fd`, so a relative folder
+is answered from `relative`; the current folder (`os.listdir()`, `"."`) is remembered there
+too, under `"."`, with the folder itself as the one it was decided in.
+
 Never remembered: denied or alerted opens (each must be reported), unclean paths,
 policies with scoped file rules that could decide otherwise (the decision depends on the
 caller). The memory is bounded and dropped whenever the policy changes.
@@ -51,7 +58,11 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["lookup", "remember", "remember_descriptor", "same_file"]
+__all__ = ["LISTING", "allowed_again", "lookup", "remember", "remember_descriptor", "same_file"]
+
+# The flags a folder listing is remembered under: a str, so that no open (whose flags the
+# event always carries as an exact int) can ever be let through by a remembered listing.
+LISTING = "list"
 
 _LIMIT = 4096
 _stat = os.stat
@@ -86,20 +97,20 @@ class _Memory:
         # fails at once, and `granting` holds the check.
         self.granting = granted_callers(key)
         self.owner: Any = key if self.granting is None else None
-        self.plain: dict[str | bytes, set[int]] = {}  # path -> open flags allowed before
+        self.plain: dict[str | bytes, set[int | str]] = {}  # path -> open flags allowed before
         # path -> (inode, device, open flags allowed while the path led to that file, the
         # path as the kernel gets it). Keyed by the path alone so that a hit builds no tuple
         # before the lookup; the bytes spare `stat` encoding the path on every hit.
-        self.checked: dict[str | bytes, tuple[int, int, set[int], bytes]] = {}
+        self.checked: dict[str | bytes, tuple[int, int, set[int | str], bytes]] = {}
         # With grants, the same two memories under other names (`_dicts`): the audit hook's
         # path for a policy without grants then never finds an entry only the app may reuse.
-        self.granted: dict[str | bytes, set[int]] = {}
-        self.granted_checked: dict[str | bytes, tuple[int, int, set[int], bytes]] = {}
+        self.granted: dict[str | bytes, set[int | str]] = {}
+        self.granted_checked: dict[str | bytes, tuple[int, int, set[int | str], bytes]] = {}
         # A clean relative path -> as `checked`, and the folder it was decided in (the
         # current folder must be that one again). Asked only for the events of open() and
         # io.FileIO (never os.open's, whose dir_fd the event does not carry), and never
         # under grants.
-        self.relative: dict[str, tuple[int, int, set[int], bytes, str]] = {}
+        self.relative: dict[str, tuple[int, int, set[int | str], bytes, str]] = {}
         # Descriptor number -> (its /proc/self/fd link, the kernel's path it had when a
         # write through it was allowed), both as bytes. The number only picks which path to
         # compare with: a repeat is let through only when the link, read again, says that
@@ -130,52 +141,74 @@ def same_file(seen: tuple[Any, ...]) -> bool:
     return bool(found[1] == seen[0] and found[2] == seen[1])  # st_ino, st_dev
 
 
-def lookup(path: str | bytes, flags: int, compiled: Any, without_dir_fd: bool = False) -> bool:
+def lookup(
+    path: str | bytes, flags: int | str, compiled: Any, without_dir_fd: bool = False
+) -> bool:
     """True: this open was allowed before and still leads to the same file. Only an exact
-    str or bytes path and an exact int flags are looked up: a subclass's `__hash__`/`__eq__` could
-    claim to be a remembered path (`type()`, not `__class__`, which an object can fake).
+    str or bytes path and an exact int flags (or `LISTING`, for a folder listing) are
+    looked up: a subclass's `__hash__`/`__eq__` could claim to be a remembered path
+    (`type()`, not `__class__`, which an object can fake).
     `without_dir_fd`: the open cannot be relative to a `dir_fd` (an event of open() or
     io.FileIO), so a remembered relative path may answer."""
     kind = type(path)
-    if (kind is not str and kind is not bytes) or type(flags) is not int:
+    if (kind is not str and kind is not bytes) or (type(flags) is not int and flags is not LISTING):
         return False
     memory = _for(compiled)
-    plain, checked = _dicts(memory)
-    identity: tuple[Any, ...] | None = None  # (inode, device, flags, path[, folder])
-    if flags not in plain.get(path, ()):
-        identity = checked.get(path)
-        if identity is None and without_dir_fd and kind is str and memory.granting is None:
-            identity = _in_this_folder(memory.relative.get(path))  # type: ignore[arg-type]
+    if memory.granting is None:
+        return allowed_again(memory, path, flags, without_dir_fd)
+    # Per-distribution grants: the memories under their other names, never `relative`.
+    identity: tuple[Any, ...] | None = None  # (inode, device, flags, path)
+    if flags not in memory.granted.get(path, ()):
+        identity = memory.granted_checked.get(path)
         if identity is None or flags not in identity[2]:
             return False
-    # Remembered: under grants, reused only when the app's own code asks (asked only now,
-    # so that an open never seen before costs no walk of the stack).
-    granting = memory.granting
-    if granting is not None and not granting.first_party(_getframe(1)):
+    # Remembered: reused only when the app's own code asks (asked only now, so that an open
+    # never seen before costs no walk of the stack).
+    if not memory.granting.first_party(_getframe(1)):
         return False  # a distribution may be asking: decided in full
     return identity is None or same_file(identity)
 
 
+def allowed_again(memory: _Memory, path: str | bytes, flags: int | str, relative_too: bool) -> bool:
+    """`lookup` for a memory without grants and a path already known to be an exact str or
+    bytes: the audit hook's repeat checks call it directly. `relative_too`: the call cannot
+    be relative to a `dir_fd`, so a remembered relative str may answer (from the folder it
+    was decided in)."""
+    allowed = memory.plain.get(path)
+    if allowed is not None and flags in allowed:
+        return True
+    seen: tuple[Any, ...] | None = memory.checked.get(path)
+    if seen is None:
+        if not relative_too or type(path) is not str:
+            return False
+        seen = _in_this_folder(memory.relative.get(path))
+        if seen is None:
+            return False
+    return flags in seen[2] and same_file(seen)
+
+
 def remember(
-    path: Any, flags: int, ops: Sequence[FileOp], compiled: Any, without_dir_fd: bool = False
+    path: Any, flags: int | str, ops: Sequence[FileOp], compiled: Any, without_dir_fd: bool = False
 ) -> None:
     """Note an allowed open of a clean absolute path (an exact str or bytes, with exact int
     flags: a bytes path is its own key, the spelling the event carries), or, for an open
-    that cannot be relative to a `dir_fd` (`without_dir_fd`), of a clean relative str."""
+    that cannot be relative to a `dir_fd` (`without_dir_fd`), of a clean relative str or
+    `"."`. A folder listing is noted the same way, with the flags `LISTING`."""
     kind = type(path)
-    if (kind is not str and kind is not bytes) or type(flags) is not int:
+    if (kind is not str and kind is not bytes) or (type(flags) is not int and flags is not LISTING):
         return
     memory = _for(compiled)
     if not memory.usable or not ops:
         return
+    if flags is LISTING and memory.granting is not None:
+        return  # only the audit hook answers a listing, never under grants: no stack walk
     relative = ops[0].path != (path if kind is str else os.fsdecode(path))
-    if relative and not (
-        kind is str
-        and without_dir_fd
-        and memory.granting is None
-        and _clean_relative(path, ops[0].path)
-    ):
-        return
+    folder = None
+    if relative:
+        if kind is str and without_dir_fd and memory.granting is None:
+            folder = _decided_in(path, ops[0].path)
+        if folder is None:
+            return
     if memory.granting is not None:
         if not memory.granting.may_remember(ops, _getframe(1)):
             return
@@ -183,10 +216,9 @@ def remember(
         return  # a scoped rule is a candidate: another caller could be decided otherwise
     plain, checked = _dicts(memory)
     resolved = ops[0].resolved
-    if relative:
-        # The file the decided path led to, and the folder it was decided in (the decided
-        # path without the relative one): a hit needs both again.
-        folder = ops[0].path[: -len(path) - 1] or "/"
+    if folder is not None:
+        # The file the decided path led to, and the folder it was decided in: a hit needs
+        # both again.
         _remember_identity(memory.relative, path, resolved or ops[0].path, flags, folder)
         return
     if resolved is None:
@@ -198,7 +230,11 @@ def remember(
 
 
 def _remember_identity(
-    memory: dict[Any, Any], path: str | bytes, target: str, flags: int, folder: str | None = None
+    memory: dict[Any, Any],
+    path: str | bytes,
+    target: str,
+    flags: int | str,
+    folder: str | None = None,
 ) -> None:
     """Remember that `path` led to the file at `target` (its decided, absolute form); for a
     relative path, from `folder`."""
@@ -224,8 +260,8 @@ def _remember_identity(
 
 
 def _in_this_folder(
-    seen: tuple[int, int, set[int], bytes, str] | None,
-) -> tuple[int, int, set[int], bytes, str] | None:
+    seen: tuple[int, int, set[int | str], bytes, str] | None,
+) -> tuple[int, int, set[int | str], bytes, str] | None:
     """A `relative` entry, when the current folder is the one it was decided in."""
     if seen is None:
         return None
@@ -236,18 +272,26 @@ def _in_this_folder(
     return seen if here == seen[4] else None
 
 
-def _clean_relative(path: str, decided: str) -> bool:
-    """`path` is relative and names, segment for segment, the end of the absolute path it
-    was decided as (no `.`, `..` or empty segment, no NUL): from another folder it means
-    the same name there, nothing else."""
+def _decided_in(path: str, decided: str) -> str | None:
+    """The folder the relative `path` was decided in, as the absolute `decided`: the
+    current folder itself for `"."`; for a clean relative path (no `.`, `..` or empty
+    segment, no NUL), `decided` without it, when `path` names its end segment for segment
+    (from another folder it means the same name there, nothing else). None for anything
+    else: not remembered."""
+    if path == ".":
+        return decided if decided[:1] == "/" else None
     if not path or path[0] == "/" or "\0" in path or not decided.endswith("/" + path):
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
+        return None
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return None
+    return decided[: -len(path) - 1] or "/"
 
 
 def _dicts(
     memory: _Memory,
-) -> tuple[dict[str | bytes, set[int]], dict[str | bytes, tuple[int, int, set[int], bytes]]]:
+) -> tuple[
+    dict[str | bytes, set[int | str]], dict[str | bytes, tuple[int, int, set[int | str], bytes]]
+]:
     if memory.granting is None:
         return memory.plain, memory.checked
     return memory.granted, memory.granted_checked

@@ -70,6 +70,7 @@ from types import FrameType
 from appshield._threadstate import thread_state
 from appshield.hooks import _deferred, _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
+from appshield.hooks._file_cache import LISTING
 from appshield.hooks._file_cache import lookup as _cache_lookup
 from appshield.hooks._file_cache import remember as _cache_remember
 
@@ -80,6 +81,7 @@ from appshield.hooks.file.describe import (
     descriptor_change,
     descriptor_repeat,
     file_op,
+    listing_repeat,
     open_ops,
 )
 from appshield.normalize import fd_path
@@ -279,10 +281,20 @@ def _unknown_dir_fd(path: str | bytes, flags: int) -> Described | None:
 
 
 def _listing(value: Any, api: str) -> Described | None:
+    # A listing allowed before, of the same folder, never gets here: the audit hook lets it
+    # through first (`listing_repeat`; hooks/_file_cache.py).
     path = "." if value is None else event_path(value)
     if _state.importing and _from_import_machinery():
         return None  # FileFinder filling its cache
-    return file_op(path, "read"), api
+    op = file_op(path, "read")
+    # The policy is read before deciding, as for an open: a reload in between leaves a newer
+    # policy's decision in an older policy's memory (dropped unused), never the reverse.
+    compiled = _gate.shield().compiled
+    found = _gate.screen([(op, api)])
+    if found is None:
+        _cache_remember(path, LISTING, (op,), compiled, True)
+        return None
+    return found[0], found[1]
 
 
 def _on_listdir(args: tuple[Any, ...]) -> Described | None:
@@ -676,7 +688,12 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )
 
-# An allowed change through a descriptor, repeated (hooks/_file_cache.py): before the gate.
-FAST_PATHS = dict.fromkeys(DESCRIPTOR_EVENTS, descriptor_repeat)
+# An allowed change through a descriptor, or an allowed listing, repeated
+# (hooks/_file_cache.py): let through by the audit hook before the gate.
+FAST_PATHS = {
+    **dict.fromkeys(DESCRIPTOR_EVENTS, descriptor_repeat),
+    "os.listdir": listing_repeat,
+    "os.scandir": listing_repeat,
+}
 
 FAMILY = HookFamily("file", PATCHES, AUDIT_HANDLERS, FAST_PATHS)

@@ -27,6 +27,8 @@ import os
 
 from appshield.hooks import _file_cache, _gate
 from appshield.hooks._convert import event_index, event_path
+from appshield.hooks._file_cache import LISTING as _LISTING
+from appshield.hooks._file_cache import allowed_again as _allowed_again
 from appshield.normalize import fd_path, normalize_path, resolve_path
 from appshield.operations import FileAccess, FileOp, Operation
 
@@ -41,6 +43,7 @@ __all__ = [
     "descriptor_repeat",
     "fast_normalize",
     "file_op",
+    "listing_repeat",
     "open_ops",
     "resolver_for",
 ]
@@ -209,3 +212,24 @@ def descriptor_repeat(args: tuple[Any, ...]) -> bool:
     except (OSError, ValueError):
         return False  # closed (or no /proc): decided in full, and the call fails by itself
     return kernel == seen[1]
+
+
+def listing_repeat(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for `os.listdir` and `os.scandir`: True only
+    for a listing of an exact str or bytes folder (None, the current one, is `"."`) that
+    the active policy allowed before and that still leads to the same folder (remembered
+    under `LISTING`: hooks/_file_cache.py). Neither call takes a `dir_fd`, so a relative
+    folder may be answered. Anything else, and any listing under per-distribution grants
+    (whose decision depends on the caller), is decided in full. Runs inside the audit hook,
+    untraced, like the rest of it."""
+    memory = _file_cache._memory
+    active = _gate._shield
+    if active is None or memory.owner is not active.compiled:
+        return False  # no policy, a policy never seen here, or grants (`owner` None)
+    path = args[0] if args else None
+    if path is None:
+        path = "."
+    kind = type(path)
+    if kind is not str and kind is not bytes:
+        return False  # a descriptor, a PathLike, a subclass: decided in full
+    return _allowed_again(memory, path, _LISTING, True)
