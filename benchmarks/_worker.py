@@ -91,6 +91,32 @@ def _scandir_here_loop(work: str) -> Loop:
     return loop
 
 
+def _touch_loop(work: str) -> Loop:
+    """`Path.touch()` of an existing file (`os.utime(path)`), as a heartbeat or a lock file
+    is touched."""
+    path = os.path.join(work, "touched")
+    with open(path, "w"):
+        pass
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            os.utime(path)
+
+    return loop
+
+
+def _makedirs_loop(work: str) -> Loop:
+    """`os.makedirs(folder, exist_ok=True)` of a folder that is there (one `os.mkdir` that
+    fails with EEXIST), as apps make sure of an upload folder on each request."""
+    path = os.path.join(work, "uploads")
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            os.makedirs(path, exist_ok=True)
+
+    return loop
+
+
 def _subprocess_loop(work: str) -> Loop:
     def loop(n: int) -> None:
         for _ in range(n):
@@ -252,6 +278,8 @@ OPS: dict[str, Callable[[str], Loop]] = {
     "open_relative": _open_relative_loop,
     "listdir": _listdir_loop,
     "scandir_here": _scandir_here_loop,
+    "touch": _touch_loop,
+    "makedirs": _makedirs_loop,
     "subprocess": _subprocess_loop,
     "connect": _connect_loop,
     "create_connection": _create_connection_loop,

@@ -29,6 +29,14 @@ an open through, nor an open a listing. Neither call takes a `dir_fd`, so a rela
 is answered from `relative`; the current folder (`os.listdir()`, `"."`) is remembered there
 too, under `"."`, with the folder itself as the one it was decided in.
 
+An allowed change by path (`os.chmod`, `os.chown`, `os.utime`, `os.truncate`, the xattr
+calls, `os.mkdir`: gunicorn's and Path.touch's `os.utime(path)`, `os.makedirs(...,
+exist_ok=True)` on every request) is remembered the same way under the event's name as its
+flags, for a clean absolute path only (the events may carry a `dir_fd` for a relative one).
+Their effect lands on the file the path leads to, which the identity proves (`os.mkdir`
+fails with EEXIST while the remembered folder is there). Deletions never are: they take
+away a name, and the same file can have another name in a protected folder.
+
 Never remembered: denied or alerted opens (each must be reported), unclean paths,
 policies with scoped file rules that could decide otherwise (the decision depends on the
 caller). The memory is bounded and dropped whenever the policy changes.
@@ -62,6 +70,7 @@ __all__ = ["LISTING", "allowed_again", "lookup", "remember", "remember_descripto
 
 # The flags a folder listing is remembered under: a str, so that no open (whose flags the
 # event always carries as an exact int) can ever be let through by a remembered listing.
+# Changes by path are remembered under their event's name, another str ("os.chmod", ...).
 LISTING = "list"
 
 _LIMIT = 4096
@@ -145,13 +154,13 @@ def lookup(
     path: str | bytes, flags: int | str, compiled: Any, without_dir_fd: bool = False
 ) -> bool:
     """True: this open was allowed before and still leads to the same file. Only an exact
-    str or bytes path and an exact int flags (or `LISTING`, for a folder listing) are
+    str or bytes path and an exact int flags (or a str: `LISTING`, an event's name) are
     looked up: a subclass's `__hash__`/`__eq__` could claim to be a remembered path
     (`type()`, not `__class__`, which an object can fake).
     `without_dir_fd`: the open cannot be relative to a `dir_fd` (an event of open() or
     io.FileIO), so a remembered relative path may answer."""
-    kind = type(path)
-    if (kind is not str and kind is not bytes) or (type(flags) is not int and flags is not LISTING):
+    kind, flags_kind = type(path), type(flags)
+    if (kind is not str and kind is not bytes) or (flags_kind is not int and flags_kind is not str):
         return False
     memory = _for(compiled)
     if memory.granting is None:
@@ -193,15 +202,17 @@ def remember(
     """Note an allowed open of a clean absolute path (an exact str or bytes, with exact int
     flags: a bytes path is its own key, the spelling the event carries), or, for an open
     that cannot be relative to a `dir_fd` (`without_dir_fd`), of a clean relative str or
-    `"."`. A folder listing is noted the same way, with the flags `LISTING`."""
-    kind = type(path)
-    if (kind is not str and kind is not bytes) or (type(flags) is not int and flags is not LISTING):
+    `"."`. A folder listing is noted the same way, with the flags `LISTING`; an allowed
+    change by path (`os.chmod`, `os.mkdir`, ...: hooks/file/describe.py
+    `PATH_CHANGE_EVENTS`), of a clean absolute path only, with the event's name."""
+    kind, flags_kind = type(path), type(flags)
+    if (kind is not str and kind is not bytes) or (flags_kind is not int and flags_kind is not str):
         return
     memory = _for(compiled)
     if not memory.usable or not ops:
         return
-    if flags is LISTING and memory.granting is not None:
-        return  # only the audit hook answers a listing, never under grants: no stack walk
+    if flags_kind is str and memory.granting is not None:
+        return  # only the audit hook answers a listing or a change, never under grants
     relative = ops[0].path != (path if kind is str else os.fsdecode(path))
     folder = None
     if relative:

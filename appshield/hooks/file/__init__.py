@@ -77,9 +77,9 @@ from appshield.hooks._file_cache import remember as _cache_remember
 # Loaded at start-up, not a deferred part: loading any part reads its module files, which are
 # file operations once code has undone the import hooks, and describing them needs this.
 from appshield.hooks.file.describe import (
-    DESCRIPTOR_EVENTS,
+    PATH_CHANGE_EVENTS,
+    change_repeat,
     descriptor_change,
-    descriptor_repeat,
     file_op,
     listing_repeat,
     open_ops,
@@ -327,9 +327,25 @@ def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[...,
             return None  # __pycache__ folders and cache files
         if type(path) is int:
             return descriptor_change(path, access, api, follow)  # remembered when allowed
-        return _one_or_first(_accesses(path, dir_fd, (access,), api, follow, (args[0],)))
+        described = _accesses(path, dir_fd, (access,), api, follow, (args[0],))
+        if api in PATH_CHANGE_EVENTS:
+            return _judged_change(path, described[0], api)
+        return _one_or_first(described)
 
     return handler
+
+
+def _judged_change(path: Any, described: Described, event: str) -> Described | None:
+    """A change by path (`event`, one of `PATH_CHANGE_EVENTS`): None when allowed, then
+    remembered for a clean absolute path (the audit hook lets the next one through:
+    `change_repeat`), else the operation for the gate to decide again, report and refuse."""
+    # The policy is read before deciding, as for an open.
+    compiled = _gate.shield().compiled
+    found = _gate.screen((described,))
+    if found is None:
+        _cache_remember(path, event, (described[0],), compiled)  # type: ignore[arg-type]
+        return None
+    return found[0], found[1]
 
 
 def _on_rename(args: tuple[Any, ...]) -> Described | None:
@@ -365,7 +381,7 @@ def _on_truncate(args: tuple[Any, ...]) -> Described | None:
     path = event_path(args[0])
     if type(path) is int:
         return descriptor_change(path, "write", "os.truncate")  # os.ftruncate
-    return file_op(path, "write"), "os.truncate"
+    return _judged_change(path, (file_op(path, "write"), "os.truncate"), "os.truncate")
 
 
 def _sqlite_name(value: Any) -> str:
@@ -688,10 +704,10 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )
 
-# An allowed change through a descriptor, or an allowed listing, repeated
+# An allowed change through a descriptor or by path, or an allowed listing, repeated
 # (hooks/_file_cache.py): let through by the audit hook before the gate.
 FAST_PATHS = {
-    **dict.fromkeys(DESCRIPTOR_EVENTS, descriptor_repeat),
+    **{event: change_repeat(event) for event in PATH_CHANGE_EVENTS},
     "os.listdir": listing_repeat,
     "os.scandir": listing_repeat,
 }

@@ -34,11 +34,14 @@ from appshield.operations import FileAccess, FileOp, Operation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
     "DESCRIPTOR_EVENTS",
+    "PATH_CHANGE_EVENTS",
     "accesses",
+    "change_repeat",
     "descriptor_change",
     "descriptor_repeat",
     "fast_normalize",
@@ -67,6 +70,14 @@ DESCRIPTOR_EVENTS = (
     "os.setxattr",
     "os.removexattr",
 )
+
+# The audit events of a change by path whose allowed repeats are remembered (under the
+# event's name as their flags: hooks/_file_cache.py), when the path is a clean absolute one:
+# the descriptor events, whose effect lands on the file the path leads to, and `os.mkdir`,
+# which fails with EEXIST whenever the remembered folder is still there. Never a deletion
+# (`os.remove`, `os.rmdir`): it takes away a name, not a file, and a file of the same
+# identity can have another name (a hard link) in a folder the policy protects.
+PATH_CHANGE_EVENTS = (*DESCRIPTOR_EVENTS, "os.mkdir")
 
 # (compiled policy, {access: needs resolving}) for the policy last seen.
 _needs: tuple[Any, dict[str, bool]] = (None, {})
@@ -233,3 +244,27 @@ def listing_repeat(args: tuple[Any, ...]) -> bool:
     if kind is not str and kind is not bytes:
         return False  # a descriptor, a PathLike, a subclass: decided in full
     return _allowed_again(memory, path, _LISTING, True)
+
+
+def change_repeat(event: str) -> Callable[[tuple[Any, ...]], bool]:
+    """The audit hook's check before the gate for `event`, one of `PATH_CHANGE_EVENTS`: a
+    change through an exact int descriptor is `descriptor_repeat`'s; one by an exact str or
+    bytes path is let through only when the active policy allowed this event on this very
+    absolute path before (remembered under the event's name) and the path still leads to
+    the same file. A relative path is never remembered for these events (a `dir_fd` may
+    anchor it), so it never answers. Anything else is decided in full."""
+
+    def repeat(args: tuple[Any, ...]) -> bool:
+        target = args[0] if args else None
+        kind = type(target)
+        if kind is int:
+            return descriptor_repeat(args)
+        if kind is not str and kind is not bytes:
+            return False  # a PathLike, a subclass: decided in full
+        memory = _file_cache._memory
+        active = _gate._shield
+        if active is None or memory.owner is not active.compiled:
+            return False  # no policy, a policy never seen here, or grants (`owner` None)
+        return _allowed_again(memory, target, event, False)  # type: ignore[arg-type]
+
+    return repeat
