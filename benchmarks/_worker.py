@@ -117,6 +117,21 @@ def _makedirs_loop(work: str) -> Loop:
     return loop
 
 
+def _sqlite_loop(work: str) -> Loop:
+    """`sqlite3.connect(path).close()` of an existing database, as an app that opens its
+    connection per request does (Django's default with SQLite)."""
+    import sqlite3
+
+    path = os.path.join(work, "app.db")
+    sqlite3.connect(path).close()
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            sqlite3.connect(path).close()
+
+    return loop
+
+
 def _subprocess_loop(work: str) -> Loop:
     def loop(n: int) -> None:
         for _ in range(n):
@@ -280,6 +295,7 @@ OPS: dict[str, Callable[[str], Loop]] = {
     "scandir_here": _scandir_here_loop,
     "touch": _touch_loop,
     "makedirs": _makedirs_loop,
+    "sqlite": _sqlite_loop,
     "subprocess": _subprocess_loop,
     "connect": _connect_loop,
     "create_connection": _create_connection_loop,

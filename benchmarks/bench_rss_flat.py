@@ -8,8 +8,10 @@ and reads the process's resident size along the way.
 A fresh child, bare or under `import appshield.auto` with a policy that allows the workload
 and keeps file and network deny rules (so the symlink-safe open path and the network index
 are in play), performs N rounds of:
-- create, close and delete a file of a name never used before (an `open` for writing and an
-  `os.remove`: two allowed file decisions on a distinct path);
+- create, close, touch and delete a file of a name never used before (an `open` for
+  writing, an `os.utime` and an `os.remove`: three allowed file decisions on a distinct
+  path; the `os.utime` is remembered, so the memory of allowed changes fills and must stay
+  bounded);
 - open for reading a distinct path that does not exist (an allowed decision, then ENOENT);
 - every 16th round, a `connect_ex` to a distinct closed port on 127.0.0.1 (refused at once:
   a network decision on a distinct address).
@@ -68,6 +70,7 @@ step = max(1, total // {checkpoints})
 for i in range(total):
     name = os.path.join(folder, "f%d" % i)
     open(name, "w").close()
+    os.utime(name)  # an allowed change by path, remembered: one entry per distinct path
     os.remove(name)
     try:
         open(os.path.join(folder, "missing-%d" % i), "rb")

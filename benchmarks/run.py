@@ -125,11 +125,12 @@ CASES = (
         "full",
         "-",
     ),
-    # Round 30: folder listings and changes by path, decided in full on every repeat before.
+    # Round 30: listings, changes by path and SQLite connects, decided in full every time before.
     Case("os.listdir(folder), 1,000 rules with file denies", "listdir", 20000, "full", "-"),
     Case("os.scandir() of the current folder, 1,000 rules", "scandir_here", 20000, "full", "-"),
     Case("os.utime(path) (Path.touch), 1,000 rules", "touch", 20000, "full", "-"),
     Case("os.makedirs(folder, exist_ok=True), 1,000 rules", "makedirs", 20000, "full", "-"),
+    Case("sqlite3.connect(path)+close(), 1,000 rules", "sqlite", 2000, "full", "-"),
     Case("import json (cached)", "import_cached", 200000, "full", "<= 1.05x"),
     # Audit events appshield does not handle (issue 17): every Python audit hook is called
     # on them, so the no-op hook (`--with-noop-hook`) is the floor to compare with.

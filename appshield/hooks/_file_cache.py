@@ -37,6 +37,10 @@ Their effect lands on the file the path leads to, which the identity proves (`os
 fails with EEXIST while the remembered folder is there). Deletions never are: they take
 away a name, and the same file can have another name in a protected folder.
 
+An allowed `sqlite3.connect` of a plain file name (never a `file:` URI) is remembered the
+same way under its event's name, absolute or clean relative (it takes no `dir_fd`): the
+database file is opened for reading and writing, decided as such an open is.
+
 Never remembered: denied or alerted opens (each must be reported), unclean paths,
 policies with scoped file rules that could decide otherwise (the decision depends on the
 caller). The memory is bounded and dropped whenever the policy changes.

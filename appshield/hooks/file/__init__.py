@@ -78,11 +78,13 @@ from appshield.hooks._file_cache import remember as _cache_remember
 # file operations once code has undone the import hooks, and describing them needs this.
 from appshield.hooks.file.describe import (
     PATH_CHANGE_EVENTS,
+    SQLITE_CONNECT,
     change_repeat,
     descriptor_change,
     file_op,
     listing_repeat,
     open_ops,
+    sqlite_repeat,
 )
 from appshield.normalize import fd_path
 from appshield.operations import Operation
@@ -406,8 +408,21 @@ def _sqlite_name(value: Any) -> str:
 def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
     # Read as SQLite reads it (hooks/file/sqlite): the last repeated URI option wins. uri=True is
     # not in the event: a `file:` name is judged under both readings.
-    paths = _sqlite.sqlite_paths(_sqlite_name(args[0]))
-    return _gate.first_violation(_sqlite.described_paths(paths, "sqlite3.connect"))
+    name = _sqlite_name(args[0])
+    paths = _sqlite.sqlite_paths(name)
+    described = _sqlite.described_paths(paths, "sqlite3.connect")
+    if len(paths) != 1 or name.startswith("file:"):
+        return _gate.first_violation(described)  # a URI (two readings) or a memory database
+    # A plain file name: an allowed connect is remembered (hooks/_file_cache.py) as an open
+    # is, absolute or clean relative (`sqlite3.connect` takes no dir_fd), and the audit hook
+    # lets the next one through while the name leads to the same file (`sqlite_repeat`).
+    compiled = _gate.shield().compiled
+    found = _gate.screen(described)
+    if found is None:
+        ops = [op for op, _ in described]
+        _cache_remember(args[0], SQLITE_CONNECT, ops, compiled, True)  # type: ignore[arg-type]
+        return None
+    return found[0], found[1]
 
 
 def _on_sqlite_handle(args: tuple[Any, ...]) -> None:
@@ -704,12 +719,14 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )
 
-# An allowed change through a descriptor or by path, or an allowed listing, repeated
+# An allowed change through a descriptor or by path, an allowed listing or SQLite connect,
+# repeated
 # (hooks/_file_cache.py): let through by the audit hook before the gate.
 FAST_PATHS = {
     **{event: change_repeat(event) for event in PATH_CHANGE_EVENTS},
     "os.listdir": listing_repeat,
     "os.scandir": listing_repeat,
+    SQLITE_CONNECT: sqlite_repeat,
 }
 
 FAMILY = HookFamily("file", PATCHES, AUDIT_HANDLERS, FAST_PATHS)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DESCRIPTOR_EVENTS",
     "PATH_CHANGE_EVENTS",
+    "SQLITE_CONNECT",
     "accesses",
     "change_repeat",
     "descriptor_change",
@@ -49,6 +50,7 @@ __all__ = [
     "listing_repeat",
     "open_ops",
     "resolver_for",
+    "sqlite_repeat",
 ]
 
 _WRITE_FLAGS = os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -78,6 +80,10 @@ DESCRIPTOR_EVENTS = (
 # (`os.remove`, `os.rmdir`): it takes away a name, not a file, and a file of the same
 # identity can have another name (a hard link) in a folder the policy protects.
 PATH_CHANGE_EVENTS = (*DESCRIPTOR_EVENTS, "os.mkdir")
+
+# The audit event of `sqlite3.connect`, and the flags its allowed repeats are remembered
+# under (a plain file name only: `sqlite_repeat`).
+SQLITE_CONNECT = "sqlite3.connect"
 
 # (compiled policy, {access: needs resolving}) for the policy last seen.
 _needs: tuple[Any, dict[str, bool]] = (None, {})
@@ -268,3 +274,20 @@ def change_repeat(event: str) -> Callable[[tuple[Any, ...]], bool]:
         return _allowed_again(memory, target, event, False)  # type: ignore[arg-type]
 
     return repeat
+
+
+def sqlite_repeat(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for `sqlite3.connect`: True only for an exact
+    str or bytes database name whose connect the active policy allowed before, as a plain
+    file name (never a `file:` URI, never under grants: hooks/file `_on_sqlite_connect`),
+    that still leads to the same file, from the same current folder for a relative name.
+    Anything else is decided in full."""
+    memory = _file_cache._memory
+    active = _gate._shield
+    if active is None or memory.owner is not active.compiled:
+        return False
+    name = args[0] if args else None
+    kind = type(name)
+    if kind is not str and kind is not bytes:
+        return False
+    return _allowed_again(memory, name, SQLITE_CONNECT, True)  # type: ignore[arg-type]
