@@ -27,7 +27,7 @@ import pytest
 from appshield import runtime
 from appshield.errors import PolicyViolation
 from appshield.hooks import _file_cache
-from appshield.hooks.file.describe import SQLITE_CONNECT, sqlite_repeat
+from appshield.hooks.file.describe import SQLITE_CONNECT, sqlite_handle_ours, sqlite_repeat
 from appshield.policy import Policy
 
 ALLOW_ALL = {"process": "allow", "file": "allow", "network": "allow", "import": "allow"}
@@ -236,5 +236,37 @@ def test_a_denied_connect_is_refused_every_time(root: Path) -> None:
             with pytest.raises(PolicyViolation):
                 sqlite3.connect(vault)
             assert not _remembered(vault)
+    finally:
+        runtime.uninstall()
+
+
+def test_only_the_default_connection_class_skips_the_gate_at_its_handle(root: Path) -> None:
+    # `sqlite3.connect/handle`: the audit hook lets through a handle of exactly the class
+    # sqlite3.connect makes for the default factory; anything else goes to the gate, which
+    # still refuses a connection no authorizer will be set on.
+    _install(root)
+    try:
+        made = sqlite3.connect("app.db")
+        try:
+            assert sqlite_handle_ours((made,))
+            assert made.execute("SELECT v FROM t").fetchone() == ("work",)
+            with pytest.raises(sqlite3.DatabaseError):  # its authorizer is there
+                made.execute(f"ATTACH DATABASE '{root}/vault/app.db' AS v")
+        finally:
+            made.close()
+
+        class Mine(sqlite3.Connection):
+            pass
+
+        mine = sqlite3.connect("app.db", factory=Mine)
+        try:
+            assert not sqlite_handle_ours((mine,))  # another class of appshield's: the gate
+            with pytest.raises(sqlite3.DatabaseError):
+                mine.execute(f"ATTACH DATABASE '{root}/vault/app.db' AS v")
+        finally:
+            mine.close()
+        assert not sqlite_handle_ours(())
+        with pytest.raises(TypeError):
+            sqlite3.Connection(":memory:")  # no authorizer would ever be set: refused
     finally:
         runtime.uninstall()

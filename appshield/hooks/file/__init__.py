@@ -84,6 +84,7 @@ from appshield.hooks.file.describe import (
     file_op,
     listing_repeat,
     open_ops,
+    sqlite_handle_ours,
     sqlite_repeat,
 )
 from appshield.normalize import fd_path
@@ -727,6 +728,7 @@ FAST_PATHS = {
     "os.listdir": listing_repeat,
     "os.scandir": listing_repeat,
     SQLITE_CONNECT: sqlite_repeat,
+    "sqlite3.connect/handle": sqlite_handle_ours,
 }
 
 FAMILY = HookFamily("file", PATCHES, AUDIT_HANDLERS, FAST_PATHS)

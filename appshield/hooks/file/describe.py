@@ -49,7 +49,9 @@ __all__ = [
     "file_op",
     "listing_repeat",
     "open_ops",
+    "plain_connection",
     "resolver_for",
+    "sqlite_handle_ours",
     "sqlite_repeat",
 ]
 
@@ -84,6 +86,11 @@ PATH_CHANGE_EVENTS = (*DESCRIPTOR_EVENTS, "os.mkdir")
 # The audit event of `sqlite3.connect`, and the flags its allowed repeats are remembered
 # under (a plain file name only: `sqlite_repeat`).
 SQLITE_CONNECT = "sqlite3.connect"
+
+# The connection class `sqlite3.connect` makes for the default factory (hooks/file/sqlite
+# `shielded_factory` puts it here when it makes it): a new handle of exactly that class is
+# let through by the audit hook (`sqlite_handle_ours`) without the gate.
+plain_connection: list[type] = []
 
 # (compiled policy, {access: needs resolving}) for the policy last seen.
 _needs: tuple[Any, dict[str, bool]] = (None, {})
@@ -291,3 +298,13 @@ def sqlite_repeat(args: tuple[Any, ...]) -> bool:
     if kind is not str and kind is not bytes:
         return False
     return _allowed_again(memory, name, SQLITE_CONNECT, True)  # type: ignore[arg-type]
+
+
+def sqlite_handle_ours(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for `sqlite3.connect/handle`: True for a
+    connection of exactly the class `sqlite3.connect` makes for the default factory (its
+    `__init__` installs the authorizer), the one answer the handler's check
+    (`check_new_connection`) would give it. Any other class goes to the gate, which accepts
+    appshield's other classes and refuses the rest."""
+    made = plain_connection
+    return bool(made and args) and type(args[0]) is made[0]

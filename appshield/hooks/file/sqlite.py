@@ -86,7 +86,7 @@ from appshield._threadstate import thread_state
 from appshield.decision import Decision
 from appshield.hooks import _gate
 from appshield.hooks._convert import Unreadable
-from appshield.hooks.file.describe import file_op
+from appshield.hooks.file.describe import file_op, plain_connection
 from appshield.operations import FileAccess, ImportOp, Operation
 
 TYPE_CHECKING = False
@@ -514,6 +514,7 @@ def shielded_factory(factory: Any) -> Any:
         _ours.add(found)
     if factory is base:
         _plain_made = (factory, found)
+        plain_connection[:] = [found]  # the audit hook's check of a new handle
     return found
 
 
