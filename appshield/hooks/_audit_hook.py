@@ -58,7 +58,7 @@ BOUND_NAMES = tuple(__annotations__)  # every name above, in order
 
 # The builtins the code reads: the hook's namespace has a `__builtins__` of its own, with
 # these alone, so that nothing it reads lives in a module's dict at shutdown.
-BUILTINS = ("len", "str", "bytes", "OSError", "ValueError")
+BUILTINS = ("len", "str", "bytes", "int", "OSError", "ValueError")
 
 
 def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
@@ -77,6 +77,10 @@ def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         path = args[0]
         flags = args[2]  # always an exact int: CPython computes it from the mode
         kind = exact_type(path)
+        if kind is int:
+            # An already-open descriptor (`open(fd)`, `io.FileIO(fd)`, `os.fdopen`): its own
+            # open was decided, and the handler lets it through too (hooks/file `_on_open`).
+            return
         if kind is str or kind is bytes:
             active = gate._shield
             opened = file_cache._memory

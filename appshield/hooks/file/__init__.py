@@ -144,6 +144,37 @@ def _suffixes() -> tuple[str, ...]:
 _IMPORTLIB_GLOBALS = sys.modules["_frozen_importlib_external"].__dict__
 
 
+def _import_work_open(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for an `open` its own fast path did not let
+    through: True for the import system's own file work (reading a module's source or cached
+    bytecode, writing that cache), which `_on_open` lets through as well, without the gate's
+    bookkeeping (about 10,000 instructions an open, four opens a first import). Only exact
+    str or bytes paths; anything else goes to the handler."""
+    if not _state.importing:
+        return False
+    path = args[0]
+    kind = type(path)
+    if kind is not str and kind is not bytes:
+        return False
+    return _import_file_work(path)
+
+
+def _import_work_rename(args: tuple[Any, ...]) -> bool:
+    """As `_import_work_open`, for `os.rename`: the atomic write of a bytecode cache file
+    (`_on_rename` lets any rename of the import machinery's through). Only the event as
+    CPython raises it: exact str or bytes names, exact int folder descriptors."""
+    if not _state.importing or len(args) != 4:
+        return False
+    src, dst, src_fd, dst_fd = args
+    kinds = (type(src), type(dst))
+    if type(src_fd) is not int or type(dst_fd) is not int:
+        return False
+    for kind in kinds:
+        if kind is not str and kind is not bytes:
+            return False
+    return _from_import_machinery()
+
+
 def _from_import_machinery() -> bool:
     """The Python caller (past appshield's own frames) is importlib's path machinery."""
     frame: FrameType | None = sys._getframe(2)
@@ -727,6 +758,9 @@ FAST_PATHS = {
     **{event: change_repeat(event) for event in PATH_CHANGE_EVENTS},
     "os.listdir": listing_repeat,
     "os.scandir": listing_repeat,
+    # The import system's own file work, which the handlers let through: before the gate.
+    "open": _import_work_open,
+    "os.rename": _import_work_rename,
     SQLITE_CONNECT: sqlite_repeat,
     "sqlite3.connect/handle": sqlite_handle_ours,
 }

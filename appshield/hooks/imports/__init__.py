@@ -369,10 +369,26 @@ def _module_code_io(
     """`get_code` of the source and bytecode loaders (and zipimport): reading the module's
     file, its cached bytecode, and writing that cache. Marked only when the loader's own
     file is a module file, so `SourceFileLoader(x, "/etc/shadow").get_code(x)` stays an
-    ordinary, checked file read."""
+    ordinary, checked file read.
+
+    The mark hands the file to the import category, so the file must be one whose import
+    was judged: the usual case is the import just judged (`_load_unlocked`, then the
+    loader's `exec_module`, then this), found by its origin, one comparison. Anything else
+    (a direct `SourceFileLoader(x, "/vault/s.py").get_code(x)`, which hands back the
+    module's code and its constants without running it) is judged here as an import of
+    that file first: an import rule that denies the file denies reading its code."""
     own = getattr(instance, "path", None) or getattr(instance, "archive", None)
     if not isinstance(own, str) or not own.endswith(_MODULE_SUFFIXES):
         return wrapped(*args, **kwargs)
+    fullname = args[0] if args else kwargs.get("fullname")
+    judged = _judged.last[1]
+    if not (
+        type(own) is str
+        and type(judged) is str
+        # the file itself, or a module inside the zip archive `own`
+        and (judged == own or judged.startswith(own + "/"))
+    ):
+        _judge(_AdHocSpec(fullname), own, "importlib.get_code")
     state = _state  # as `_import_io`, inlined: this runs for every module read from a file
     state.importing += 1
     try:
@@ -382,7 +398,6 @@ def _module_code_io(
     if _scope_code.recording:
         # A module that some `scope` names: its code objects are what makes a frame its own.
         # Most modules are turned away by their top name here, without a call.
-        fullname = args[0] if args else kwargs.get("fullname")
         tops = _scope_code.wanted_tops
         if tops is None or (type(fullname) is str and fullname.partition(".")[0] in tops):
             # A zip archive's loader has no `path`: the code's own file name is the archive's.
