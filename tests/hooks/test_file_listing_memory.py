@@ -30,6 +30,7 @@ from appshield.errors import PolicyViolation
 from appshield.hooks import _file_cache
 from appshield.hooks.file.describe import listing_repeat
 from appshield.policy import Policy
+from tests.hooks._lying import lying_name
 
 ALLOW_ALL = {"process": "allow", "file": "allow", "network": "allow", "import": "allow"}
 SECRET_NAME = "plans-for-2027.txt"
@@ -130,23 +131,8 @@ def _by_symlink(root: Path, name: str | bytes | None) -> list[str]:
     return [os.fsdecode(entry) for entry in os.listdir(name)]
 
 
-class _LyingName(str):
-    """A str subclass that hashes and compares as the remembered name of an allowed folder,
-    while the system call lists what its characters say."""
-
-    allowed = ""
-
-    def __hash__(self) -> int:
-        return hash(self.allowed)
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-
 def _by_lying_name(root: Path, name: str | bytes | None) -> list[str]:
-    lying = _LyingName(str(root / "vault"))
-    lying.allowed = str(name)
-    return os.listdir(lying)
+    return os.listdir(lying_name(str(root / "vault"), str(name)))
 
 
 class Attack(NamedTuple):

@@ -28,6 +28,7 @@ from appshield.errors import PolicyViolation
 from appshield.hooks import _file_cache
 from appshield.hooks.file.describe import PATH_CHANGE_EVENTS, change_repeat
 from appshield.policy import Policy
+from tests.hooks._lying import lying_name
 
 ALLOW_ALL = {"process": "allow", "file": "allow", "network": "allow", "import": "allow"}
 
@@ -136,22 +137,9 @@ def test_a_symlink_swapped_under_a_remembered_path_is_decided(
     assert not change.changed(vault_file)
 
 
-class _LyingName(str):
-    """A str subclass that hashes and compares as a remembered path."""
-
-    allowed = ""
-
-    def __hash__(self) -> int:
-        return hash(self.allowed)
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-
 def test_a_lying_str_subclass_is_decided_in_full(root: Path) -> None:
     work_file, vault_file = str(root / "work" / "data.txt"), root / "vault" / "data.txt"
-    lying = _LyingName(str(vault_file))
-    lying.allowed = work_file
+    lying = lying_name(str(vault_file), work_file)
     os.chmod(lying, 0o600)  # control: the vault's file changes
     assert _mode(vault_file) == 0o600
     os.chmod(vault_file, 0o644)

@@ -29,6 +29,7 @@ from appshield.errors import PolicyViolation
 from appshield.hooks import _file_cache
 from appshield.hooks.file.describe import SQLITE_CONNECT, sqlite_handle_ours, sqlite_repeat
 from appshield.policy import Policy
+from tests.hooks._lying import lying_name
 
 ALLOW_ALL = {"process": "allow", "file": "allow", "network": "allow", "import": "allow"}
 SECRET = "the vault's secret"
@@ -87,22 +88,8 @@ def _swap_link(root: Path) -> None:
     (root / "link").symlink_to(root / "vault")
 
 
-class _LyingName(str):
-    """A str subclass that hashes and compares as the remembered name."""
-
-    allowed = ""
-
-    def __hash__(self) -> int:
-        return hash(self.allowed)
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-
-def _lying(root: Path) -> _LyingName:
-    lying = _LyingName(str(root / "vault" / "app.db"))
-    lying.allowed = str(root / "work" / "app.db")
-    return lying
+def _lying(root: Path) -> str:
+    return lying_name(str(root / "vault" / "app.db"), str(root / "work" / "app.db"))
 
 
 class Attack(NamedTuple):

@@ -166,10 +166,10 @@ def _import_work_rename(args: tuple[Any, ...]) -> bool:
     if not _state.importing or len(args) != 4:
         return False
     src, dst, src_fd, dst_fd = args
-    kinds = (type(src), type(dst))
     if type(src_fd) is not int or type(dst_fd) is not int:
         return False
-    for kind in kinds:
+    for name in (src, dst):
+        kind = type(name)
         if kind is not str and kind is not bytes:
             return False
     return _from_import_machinery()
@@ -249,10 +249,26 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
         if token is None or original is not token:
             return _unknown_dir_fd(path, flags)  # type: ignore[arg-type]
         _wrapped.plain_os_open = None  # consumed: os.open's wrapper, relative to the cwd
-    ops = open_ops(path, flags)
-    found = _gate.screen([(op, "open") for op in ops])
+    return _remembered_when_allowed(
+        [(op, "open") for op in open_ops(path, flags)], path, flags, without_dir_fd
+    )
+
+
+def _remembered_when_allowed(
+    described: list[Described], key: Any, flags: int | str, without_dir_fd: bool = False
+) -> Described | None:
+    """Decide `described` (the operations of one call); when every one is allowed, remember
+    the call under (`key`, `flags`) for the audit hook's check before the gate
+    (hooks/_file_cache.py) and return None, else the violation for the gate to decide
+    again (the engine's cache answers), report and refuse."""
+    # The policy is read before deciding: should a reload land in between, a newer policy's
+    # decision is remembered for the older one (whose memory is then dropped unused), never
+    # an older policy's for the newer one.
+    compiled = _gate.shield().compiled
+    found = _gate.screen(described)
     if found is None:
-        _cache_remember(path, flags, ops, compiled, without_dir_fd)
+        ops: list[Any] = [op for op, _ in described]  # file operations, every one
+        _cache_remember(key, flags, ops, compiled, without_dir_fd)
         return None
     return found[0], found[1]
 
@@ -320,15 +336,8 @@ def _listing(value: Any, api: str) -> Described | None:
     path = "." if value is None else event_path(value)
     if _state.importing and _from_import_machinery():
         return None  # FileFinder filling its cache
-    op = file_op(path, "read")
-    # The policy is read before deciding, as for an open: a reload in between leaves a newer
-    # policy's decision in an older policy's memory (dropped unused), never the reverse.
-    compiled = _gate.shield().compiled
-    found = _gate.screen([(op, api)])
-    if found is None:
-        _cache_remember(path, LISTING, (op,), compiled, True)
-        return None
-    return found[0], found[1]
+    # No listing takes a dir_fd: a relative name is taken from the current folder.
+    return _remembered_when_allowed([(file_op(path, "read"), api)], path, LISTING, True)
 
 
 def _on_listdir(args: tuple[Any, ...]) -> Described | None:
@@ -363,23 +372,12 @@ def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[...,
             return descriptor_change(path, access, api, follow)  # remembered when allowed
         described = _accesses(path, dir_fd, (access,), api, follow, (args[0],))
         if api in PATH_CHANGE_EVENTS:
-            return _judged_change(path, described[0], api)
+            # Remembered under the event's name, for a clean absolute path only (the event
+            # may carry a dir_fd): the audit hook lets a repeat through (`change_repeat`).
+            return _remembered_when_allowed(described, path, api)
         return _one_or_first(described)
 
     return handler
-
-
-def _judged_change(path: Any, described: Described, event: str) -> Described | None:
-    """A change by path (`event`, one of `PATH_CHANGE_EVENTS`): None when allowed, then
-    remembered for a clean absolute path (the audit hook lets the next one through:
-    `change_repeat`), else the operation for the gate to decide again, report and refuse."""
-    # The policy is read before deciding, as for an open.
-    compiled = _gate.shield().compiled
-    found = _gate.screen((described,))
-    if found is None:
-        _cache_remember(path, event, (described[0],), compiled)  # type: ignore[arg-type]
-        return None
-    return found[0], found[1]
 
 
 def _on_rename(args: tuple[Any, ...]) -> Described | None:
@@ -415,7 +413,7 @@ def _on_truncate(args: tuple[Any, ...]) -> Described | None:
     path = event_path(args[0])
     if type(path) is int:
         return descriptor_change(path, "write", "os.truncate")  # os.ftruncate
-    return _judged_change(path, (file_op(path, "write"), "os.truncate"), "os.truncate")
+    return _remembered_when_allowed([(file_op(path, "write"), "os.truncate")], path, "os.truncate")
 
 
 def _sqlite_name(value: Any) -> str:
@@ -448,13 +446,7 @@ def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
     # A plain file name: an allowed connect is remembered (hooks/_file_cache.py) as an open
     # is, absolute or clean relative (`sqlite3.connect` takes no dir_fd), and the audit hook
     # lets the next one through while the name leads to the same file (`sqlite_repeat`).
-    compiled = _gate.shield().compiled
-    found = _gate.screen(described)
-    if found is None:
-        ops = [op for op, _ in described]
-        _cache_remember(args[0], SQLITE_CONNECT, ops, compiled, True)  # type: ignore[arg-type]
-        return None
-    return found[0], found[1]
+    return _remembered_when_allowed(described, args[0], SQLITE_CONNECT, True)
 
 
 def _on_sqlite_handle(args: tuple[Any, ...]) -> None:
