@@ -77,10 +77,6 @@ def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         path = args[0]
         flags = args[2]  # always an exact int: CPython computes it from the mode
         kind = exact_type(path)
-        if kind is int:
-            # An already-open descriptor (`open(fd)`, `io.FileIO(fd)`, `os.fdopen`): its own
-            # open was decided, and the handler lets it through too (hooks/file `_on_open`).
-            return
         if kind is str or kind is bytes:
             active = gate._shield
             opened = file_cache._memory
@@ -135,6 +131,11 @@ def appshield_audit_hook(event: str, args: tuple[Any, ...]) -> None:
                             found = None
                         if found is not None and found[1] == seen[0] and found[2] == seen[1]:
                             return
+        elif kind is int:
+            # An already-open descriptor (`open(fd)`, `io.FileIO(fd)`, `os.fdopen`): its own
+            # open was decided, and the handler lets it through too (hooks/file `_on_open`).
+            # Tested after the paths, so that an open of a path pays nothing for it.
+            return
     handler = get_handler(event)
     if handler is None:
         return
