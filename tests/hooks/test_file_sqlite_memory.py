@@ -76,6 +76,8 @@ def _read(name: Any) -> str:
 
 
 def _remembered(name: str | bytes) -> bool:
+    # Remembered under the name as text, whichever the event carries (bytes on 3.10).
+    name = os.fsdecode(name)
     memory = _file_cache._memory
     for kept in (memory.checked.get(name), memory.relative.get(name)):  # type: ignore[call-overload]
         if kept is not None and SQLITE_CONNECT in kept[2]:

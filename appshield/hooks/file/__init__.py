@@ -446,7 +446,10 @@ def _on_sqlite_connect(args: tuple[Any, ...]) -> Described | None:
     # A plain file name: an allowed connect is remembered (hooks/_file_cache.py) as an open
     # is, absolute or clean relative (`sqlite3.connect` takes no dir_fd), and the audit hook
     # lets the next one through while the name leads to the same file (`sqlite_repeat`).
-    return _remembered_when_allowed(described, args[0], SQLITE_CONNECT, True)
+    # Remembered under the name as text: CPython 3.10's event carries the name as bytes
+    # (converted for the event), 3.11's as the str the wrapper converted; one key for both
+    # (`sqlite_repeat` decodes a bytes name the same way).
+    return _remembered_when_allowed(described, name, SQLITE_CONNECT, True)
 
 
 def _on_sqlite_handle(args: tuple[Any, ...]) -> None:

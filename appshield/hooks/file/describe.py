@@ -61,6 +61,7 @@ _READ: tuple[FileAccess, ...] = ("read",)
 _WRITE: tuple[FileAccess, ...] = ("write",)
 _access_cache: dict[int, tuple[FileAccess, ...]] = {}
 _readlink = os.readlink
+_fsdecode = os.fsdecode
 
 # The audit events of a change through a descriptor that the file hooks judge as one write
 # to the descriptor's kernel path (hooks/file: `_single(...)` and `_on_truncate`, through
@@ -285,7 +286,8 @@ def change_repeat(event: str) -> Callable[[tuple[Any, ...]], bool]:
 
 def sqlite_repeat(args: tuple[Any, ...]) -> bool:
     """The audit hook's check before the gate for `sqlite3.connect`: True only for an exact
-    str or bytes database name whose connect the active policy allowed before, as a plain
+    str or bytes database name (bytes read as the file system encoding reads it: CPython
+    3.10's event carries bytes) whose connect the active policy allowed before, as a plain
     file name (never a `file:` URI, never under grants: hooks/file `_on_sqlite_connect`),
     that still leads to the same file, from the same current folder for a relative name.
     Anything else is decided in full."""
@@ -295,7 +297,9 @@ def sqlite_repeat(args: tuple[Any, ...]) -> bool:
         return False
     name = args[0] if args else None
     kind = type(name)
-    if kind is not str and kind is not bytes:
+    if kind is bytes:
+        name = _fsdecode(name)  # type: ignore[arg-type]  # remembered as text: see hooks/file
+    elif kind is not str:
         return False
     return _allowed_again(memory, name, SQLITE_CONNECT, True)  # type: ignore[arg-type]
 
