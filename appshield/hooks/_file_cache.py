@@ -215,20 +215,21 @@ def remember(
     memory = _for(compiled)
     if not memory.usable or not ops:
         return
-    if flags_kind is str and memory.granting is not None:
-        return  # only the audit hook answers a listing or a change, never under grants
     relative = ops[0].path != (path if kind is str else os.fsdecode(path))
     folder = None
-    if relative:
-        if kind is str and without_dir_fd and memory.granting is None:
-            folder = _decided_in(path, ops[0].path)
-        if folder is None:
+    granting = memory.granting
+    if granting is not None:
+        # Under grants only opens of absolute paths, for the app's own code: a listing, a
+        # change or a relative name is answered by the audit hook alone, never under grants.
+        if flags_kind is str or relative or not granting.may_remember(ops, _getframe(1)):
             return
-    if memory.granting is not None:
-        if not memory.granting.may_remember(ops, _getframe(1)):
-            return
-    elif any(compiled.stack_matters(op) for op in ops):
-        return  # a scoped rule is a candidate: another caller could be decided otherwise
+    else:
+        if relative:
+            folder = _decided_in(path, ops[0].path) if kind is str and without_dir_fd else None
+            if folder is None:
+                return
+        if any(compiled.stack_matters(op) for op in ops):
+            return  # a scoped rule is a candidate: another caller could be decided otherwise
     plain, checked = _dicts(memory)
     resolved = ops[0].resolved
     if folder is not None:

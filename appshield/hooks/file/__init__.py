@@ -363,6 +363,10 @@ def _accesses(
 
 
 def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[..., Any]:
+    # Remembered under the event's name, for a clean absolute path only (the event may carry
+    # a dir_fd): the audit hook lets a repeat through (`change_repeat`). Never a deletion.
+    remembered = api in PATH_CHANGE_EVENTS
+
     def handler(args: tuple[Any, ...]) -> Described | None:
         path = event_path(args[0])
         dir_fd = _dir_fd(args, fd_index)
@@ -371,9 +375,7 @@ def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[...,
         if type(path) is int:
             return descriptor_change(path, access, api, follow)  # remembered when allowed
         described = _accesses(path, dir_fd, (access,), api, follow, (args[0],))
-        if api in PATH_CHANGE_EVENTS:
-            # Remembered under the event's name, for a clean absolute path only (the event
-            # may carry a dir_fd): the audit hook lets a repeat through (`change_repeat`).
+        if remembered:
             return _remembered_when_allowed(described, path, api)
         return _one_or_first(described)
 
@@ -747,8 +749,7 @@ PATCHES: tuple[PatchPoint, ...] = (
 )
 
 # An allowed change through a descriptor or by path, an allowed listing or SQLite connect,
-# repeated
-# (hooks/_file_cache.py): let through by the audit hook before the gate.
+# repeated (hooks/_file_cache.py): let through by the audit hook before the gate.
 FAST_PATHS = {
     **{event: change_repeat(event) for event in PATH_CHANGE_EVENTS},
     "os.listdir": listing_repeat,

@@ -465,9 +465,6 @@ def on_enable_load_extension(args: tuple[Any, ...]) -> None:
 _shielded: WeakKeyDictionary[type, type] | None = None
 _ours: WeakSet[type] = WeakSet()
 _mro_of = type.__dict__["__mro__"].__get__
-# `sqlite3.Connection` and its subclass made here, once made: the class lives as long as the
-# process, so it is held and found by identity, without the weak lookups (issue 17).
-_plain_made: tuple[type, type] | None = None
 
 
 def _own_class(kind: type) -> type[Any]:
@@ -484,10 +481,12 @@ def shielded_factory(factory: Any) -> Any:
     whose `__init__` installs the authorizer and whose `set_authorizer` composes. Only for
     `sqlite3.Connection` and its subclasses made by `type` itself (no metaclass code runs
     here); anything else is returned as it is (and refused at `sqlite3.connect/handle`)."""
-    global _shielded, _plain_made
-    made = _plain_made
-    if made is not None and factory is made[0]:
-        return made[1]  # `sqlite3.Connection` itself, every connect that names no factory
+    global _shielded
+    made = plain_connection  # the subclass of `sqlite3.Connection` itself, once made
+    if made and factory is made[0].__bases__[0]:
+        # Every connect that names no factory: found by identity, without the weak lookups
+        # (the class lives as long as the process).
+        return made[0]
     base = _gate.own_import("sqlite3").Connection
     if type(factory) is not type or not issubclass(factory, base):
         return factory
@@ -513,8 +512,7 @@ def shielded_factory(factory: Any) -> Any:
         shielded[factory] = found
         _ours.add(found)
     if factory is base:
-        _plain_made = (factory, found)
-        plain_connection[:] = [found]  # the audit hook's check of a new handle
+        plain_connection[:] = [found]  # also the audit hook's check of a new handle
     return found
 
 
