@@ -738,6 +738,12 @@ _families: tuple[HookFamily, ...] = ()
 _recording: Any = None  # APPSHIELD_RECORD's recording of the active shield, flushed at uninstall
 _install_lock = _thread.RLock()
 _audit_hook_added = False
+_audit_hook_kind: str | None = None  # "compiled" or "python", once added
+# Set once an install has seen the audit hook answer (`_prove_audit_hook`).
+_audit_hook_proven = False
+# Raised once, at the first install, to prove the audit hook was added: CPython drops an
+# audit hook silently when an earlier hook raises on `sys.addaudithook`.
+PROBE_EVENT = "appshield.audit_hook_probe"
 
 
 def active_shield() -> Shield | None:
@@ -846,10 +852,11 @@ def install(
             shield = Shield(config, reporter, None, decider_for)
         families = (*observers, *hooks.FAMILIES)
         patcher = Patcher(point for family in families for point in family.patches)
-        _add_audit_hook()
+        _add_audit_hook(settings)
         _current = shield
         _gate.bind(shield)
         try:
+            _prove_audit_hook()
             patcher.install()
             for family in families:
                 family.on_install(shield)
@@ -931,19 +938,75 @@ def _null_reporter() -> Reporter:
     return _NullReporter()
 
 
-def _add_audit_hook() -> None:
-    global _audit_hook_added
+def _add_audit_hook(settings: Settings) -> None:
+    """Add appshield's audit hook, once per process: the compiled one
+    (appshield/_c_audit_hook.c), which answers the events appshield does not decide and the
+    repeated opens without a Python call and hands every other event to the Python hook,
+    or, where it was not built or `APPSHIELD_PURE_PYTHON=1`, the Python hook itself. Both
+    decide alike; the compiled one only answers sooner."""
+    global _audit_hook_added, _audit_hook_kind
     if _audit_hook_added:
         return
     from appshield import hooks
-    from appshield.hooks import _gate
+    from appshield.hooks import _file_cache, _gate
 
     _audit_hook_added = True
-    sys.addaudithook(
-        _gate.make_audit_hook(
-            hooks.all_audit_handlers(), hooks.event_categories(), hooks.all_fast_paths()
+    handlers = {**hooks.all_audit_handlers(), PROBE_EVENT: _probe_describes_nothing}
+    fast_paths = {**hooks.all_fast_paths(), PROBE_EVENT: _probe_answered}
+    hook = _gate.make_audit_hook(handlers, hooks.event_categories(), fast_paths)
+    compiled = None if settings.environ.get("APPSHIELD_PURE_PYTHON") == "1" else _compiled_hook()
+    if compiled is None:
+        sys.addaudithook(hook)
+        _audit_hook_kind = "python"
+    else:
+        compiled.install(hook, tuple(handlers), vars(_gate), vars(_file_cache), _file_cache._Memory)
+        _audit_hook_kind = "compiled"
+
+
+def audit_hook_kind() -> str | None:
+    """Which audit hook this process added: "compiled", "python", or None (none yet)."""
+    return _audit_hook_kind
+
+
+def _compiled_hook() -> Any:
+    """appshield._c_audit_hook, or None where it was not built (no compiler at install)."""
+    try:
+        from appshield import _c_audit_hook
+    except ImportError:
+        return None
+    return _c_audit_hook
+
+
+def _probe_describes_nothing(args: tuple[Any, ...]) -> None:
+    return None
+
+
+def _probe_answered(args: tuple[Any, ...]) -> bool:
+    """The probe's check before the gate: note that the hook saw it. Anyone may raise the
+    event; all it can do is append to a list of its own."""
+    if len(args) == 1 and type(args[0]) is list:
+        args[0].append(True)
+    return True
+
+
+def _prove_audit_hook() -> None:
+    """Raise the probe event and see appshield's audit hook answer it; RuntimeError if it
+    does not. CPython adds no hook, and says nothing, when an earlier one raises on
+    `sys.addaudithook`: without this, the shield would start with its patches alone and no
+    backstop, half on."""
+    global _audit_hook_proven
+    if _audit_hook_proven:
+        return
+    answered: list[bool] = []
+    try:
+        sys.audit(PROBE_EVENT, answered)
+    except Exception:
+        pass  # a later hook of the app's may refuse the event: ours has answered by then
+    if not answered:
+        raise RuntimeError(
+            "appshield: the audit hook could not be added (an earlier audit hook refused it)"
         )
-    )
+    _audit_hook_proven = True
 
 
 def _after_fork_in_child() -> None:

@@ -6,6 +6,8 @@ MODE is one of:
 - `noop_hook`: `sys.addaudithook(lambda e, a: None)` and nothing else, the floor of any design
   that decides in a Python audit hook (every audit event calls it);
 - `shield`: `appshield.install(POLICY)` first;
+- `shield_python`: the same, with the Python audit hook where the compiled one was built
+  (run with `APPSHIELD_PURE_PYTHON=1`: `run.py --with-python-hook`);
 - `aikido`: Aikido Zen's documented start-up (`import aikido_zen; aikido_zen.protect()`, the
   first lines of the app, before its other imports); run under an interpreter that has
   `aikido_zen` installed, with its own environment (`run.py --aikido-python`).
@@ -325,7 +327,7 @@ def main() -> None:
 def measure(op: str, mode: str, n: int, reps: int, work: str) -> list[float]:
     loop = OPS[op](work)
     handle = None
-    if mode == "shield":
+    if mode in ("shield", "shield_python"):
         import appshield
 
         handle = appshield.install(sys.argv[5])

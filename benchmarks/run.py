@@ -326,6 +326,8 @@ class Mode:
 BARE = Mode("bare", "bare")
 SHIELD = Mode("shield", "appshield")
 NOOP_HOOK = Mode("noop_hook", "no-op hook")
+# appshield with the Python audit hook alone (appshield/_c_audit_hook.c not used).
+PYTHON_HOOK = Mode("shield_python", "appshield, Python hook", env=(("APPSHIELD_PURE_PYTHON", "1"),))
 
 
 def aikido_mode(python: str) -> Mode:
@@ -654,6 +656,12 @@ def main() -> int:
         help="also run every row with a no-op Python audit hook and nothing else",
     )
     parser.add_argument(
+        "--with-python-hook",
+        action="store_true",
+        help="also run every row under appshield with its Python audit hook instead of the"
+        " compiled one (APPSHIELD_PURE_PYTHON=1)",
+    )
+    parser.add_argument(
         "--aikido-python",
         metavar="PATH",
         help="also run every row under Aikido Zen (blocking mode, no token), with PATH: the"
@@ -668,6 +676,8 @@ def main() -> int:
     more: tuple[Mode, ...] = ()
     if args.with_noop_hook:
         more += (NOOP_HOOK,)
+    if args.with_python_hook:
+        more += (PYTHON_HOOK,)
     if args.aikido_python:
         more += (aikido_mode(args.aikido_python),)
     only = set(args.only.split(",")) if args.only else None

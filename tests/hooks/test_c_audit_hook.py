@@ -1,0 +1,294 @@
+"""The compiled audit hook (appshield/_c_audit_hook.c) and the Python one decide alike.
+
+The compiled hook answers the events appshield does not decide and the repeated opens the
+active policy allowed before, and hands every other event to the Python hook. Every test here
+runs the same child twice, once with each hook (`APPSHIELD_PURE_PYTHON=1` picks the Python
+one), and the outside world says what happened: a canary file's content read or not, an
+exit code. Each attack has a control run without the shield first.
+
+Also here: CPython drops an audit hook without a word when an earlier hook raises on
+`sys.addaudithook`; appshield proves its hook answers before it starts and refuses to run
+otherwise, with either hook.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+HOOK_KINDS = ("compiled", "python")
+
+try:
+    from appshield import _c_audit_hook  # noqa: F401
+except ImportError:  # built without a C compiler: only the Python hook exists
+    COMPILED_BUILT = False
+else:
+    COMPILED_BUILT = True
+
+
+def _kinds() -> list[object]:
+    return [
+        pytest.param(
+            kind,
+            marks=pytest.mark.skipif(
+                kind == "compiled" and not COMPILED_BUILT, reason="the C hook was not built"
+            ),
+        )
+        for kind in HOOK_KINDS
+    ]
+
+
+def _policy(root: Path) -> Path:
+    policy = root / "policy.yaml"
+    policy.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            mode: enforce
+            defaults: {{process: allow, file: allow, network: allow, import: allow}}
+            rules:
+              - id: no-vault
+                category: file
+                action: deny
+                match: {{path: ["{root}/vault", "{root}/vault/**"], access: read}}
+              - id: notes-read-only
+                category: file
+                action: deny
+                match: {{path: "{root}/work/notes.txt", access: write}}
+            """
+        )
+    )
+    return policy
+
+
+def _run(
+    root: Path, code: str, kind: str | None, prelude: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a child: shielded with the hook `kind`, or bare when None."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
+    env["APPSHIELD_POLICY"] = str(_policy(root))
+    if kind == "python":
+        env["APPSHIELD_PURE_PYTHON"] = "1"
+    shield = "import appshield.auto\nfrom appshield import runtime as _r\n"
+    script = prelude + (shield if kind is not None else "") + code
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root / "work",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = Path(os.path.realpath(tmp_path))
+    (root / "work").mkdir()
+    (root / "vault").mkdir()
+    (root / "vault" / "secret.txt").write_text("CANARY-SECRET\n")
+    (root / "work" / "public.txt").write_text("public\n")
+    (root / "work" / "notes.txt").write_text("notes\n")
+    (root / "work" / "current").symlink_to(root / "work" / "public.txt")
+    return root
+
+
+# Opens `current` (a symlink to public.txt) until it is remembered, has another program swap
+# the link to the secret (creating that link here is itself denied), opens it again: prints
+# what the last open read, or BLOCKED.
+SWAP = """
+import subprocess
+from appshield.errors import PolicyViolation
+name = {name!r}
+for _ in range(3):
+    with open(name, "rb") as f:
+        f.read()
+subprocess.run(["ln", "-sfn", {secret!r}, "current"], check=True)
+try:
+    with open(name, "rb") as f:
+        print(f.read().decode().strip())
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("spelling", ["str", "bytes"])
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_symlink_swapped_under_a_remembered_path_is_decided_again(
+    root: Path, kind: str, spelling: str
+) -> None:
+    name: str | bytes = str(root / "work" / "current")
+    if spelling == "bytes":
+        name = os.fsencode(name)
+    code = SWAP.format(name=name, secret=str(root / "vault" / "secret.txt"))
+    control = _run(
+        root,
+        code.replace("from appshield.errors import PolicyViolation", "PolicyViolation = OSError"),
+        None,
+    )
+    assert control.stdout.strip() == "CANARY-SECRET", control.stderr
+    (root / "work" / "current").unlink()
+    (root / "work" / "current").symlink_to(root / "work" / "public.txt")
+    shielded = _run(root, code, kind)
+    assert shielded.returncode == 0, shielded.stderr
+    assert shielded.stdout.strip() == "BLOCKED"
+    assert "CANARY" not in shielded.stdout
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_remembered_read_never_lets_a_denied_write_through(root: Path, kind: str) -> None:
+    code = textwrap.dedent(
+        """
+        for _ in range(3):
+            open("notes.txt").close()
+        try:
+            with open("notes.txt", "w") as f:
+                f.write("overwritten")
+            print("WROTE")
+        except Exception as exc:
+            print(type(exc).__name__)
+        """
+    )
+    notes = root / "work" / "notes.txt"
+    control = _run(root, code, None)
+    assert control.stdout.strip() == "WROTE"
+    notes.write_text("notes\n")
+    shielded = _run(root, code, kind)
+    assert shielded.stdout.strip() == "PolicyViolation", shielded.stderr
+    assert notes.read_text() == "notes\n"
+
+
+# A tracer and a profiler that raise on every event they see, and record the files of the
+# frames they were shown: appshield's hook frames must be none of them, with either hook.
+TRACED = """
+import sys, threading
+seen = []
+def spy(frame, event, arg):
+    name = frame.f_code.co_filename
+    if "appshield" in name:  # a frame of appshield's: its audit hook's, say
+        seen.append(name)
+        raise RuntimeError("tracer")
+    return spy
+def attempt():
+    try:
+        with open({secret!r}) as f:
+            return f.read().strip()
+    except Exception as exc:
+        return type(exc).__name__
+sys.setprofile(spy)
+sys.settrace(spy)
+try:
+    result = attempt()
+except RuntimeError:
+    result = "tracer-raised"
+sys.settrace(None)
+sys.setprofile(None)
+print(result)
+print(any("appshield" in name for name in seen))
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_raising_tracer_never_runs_inside_the_hook(root: Path, kind: str) -> None:
+    code = TRACED.format(secret=str(root / "vault" / "secret.txt"))
+    control = _run(root, code, None)
+    assert control.stdout.split() == ["CANARY-SECRET", "False"], control.stderr
+    shielded = _run(root, code, kind)
+    # Denied by the policy, and no frame of appshield's was shown to the tracer.
+    assert shielded.stdout.split() == ["PolicyViolation", "False"], shielded.stderr
+
+
+REFUSER = """
+import sys
+def refuse(event, args):
+    if event == "sys.addaudithook":
+        raise {error}("no more audit hooks")
+sys.addaudithook(refuse)
+"""
+
+
+@pytest.mark.parametrize("error", ["RuntimeError", "ValueError"])
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_hook_an_earlier_hook_refused_stops_the_start(root: Path, kind: str, error: str) -> None:
+    code = f"print(open({str(root / 'vault' / 'secret.txt')!r}).read().strip())"
+    # Control: the same refusing hook before an unshielded start does not stop the app.
+    control = _run(root, code, None, prelude=REFUSER.format(error=error))
+    assert control.stdout.strip() == "CANARY-SECRET"
+    refused = _run(root, code, kind, prelude=REFUSER.format(error=error))
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert "CANARY" not in refused.stdout
+    assert "refusing to run unshielded" in refused.stderr
+    assert "audit hook" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_the_apps_own_hooks_still_see_every_event(root: Path, kind: str) -> None:
+    # A hook the app adds after the shield sees the events appshield lets through (an
+    # allowed open, a repeat the compiled hook answered alone, an event appshield does not
+    # decide) and can still refuse one.
+    code = textwrap.dedent(
+        """
+        import sys
+        seen = []
+        def app_hook(event, args):
+            if event in ("open", "compile", "myapp.event"):
+                seen.append(event)
+            if event == "myapp.refused":
+                raise PermissionError("the app's own rule")
+        sys.addaudithook(app_hook)
+        for _ in range(3):
+            open("public.txt").close()
+        compile("x = 1", "<x>", "exec")
+        sys.audit("myapp.event")
+        try:
+            sys.audit("myapp.refused")
+        except PermissionError:
+            seen.append("refused")
+        print(seen.count("open") >= 3, "compile" in seen, "myapp.event" in seen, "refused" in seen)
+        """
+    )
+    shielded = _run(root, code, kind)
+    assert shielded.stdout.split() == ["True", "True", "True", "True"], shielded.stderr
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_the_hook_in_use_is_the_one_asked_for(root: Path, kind: str) -> None:
+    shielded = _run(root, "print(_r.audit_hook_kind())", kind)
+    assert shielded.stdout.split()[-1] == kind, shielded.stderr
+
+
+def test_the_compiled_hook_installs_once() -> None:
+    if not COMPILED_BUILT:
+        pytest.skip("the C hook was not built")
+    code = textwrap.dedent(
+        """
+        from appshield import _c_audit_hook as c
+        from appshield.hooks._file_cache import _Memory
+        class NoSlots:
+            owner = plain = checked = None
+        for wrong in (
+            (print, ("x",), {}, {}, _Memory, 1),
+            (print, (1,), {}, {}, _Memory),
+            (print, ("x",), {}, {}, NoSlots),
+        ):
+            try:
+                c.install(*wrong)
+            except TypeError:
+                print("TypeError")
+        c.install(lambda event, args: None, ("x",), {}, {}, _Memory)
+        try:
+            c.install(lambda event, args: None, ("x",), {}, {}, _Memory)
+        except RuntimeError:
+            print("RuntimeError")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["TypeError"] * 3 + ["RuntimeError"], result.stderr
