@@ -33,11 +33,17 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { PLAIN_EVENT, OPEN_EVENT, SOCKET_ACTION_EVENT, LOOKUP_EVENT };
 
 typedef struct {
     uint64_t hash;
-    const char *name; /* UTF-8 of `event`, owned by it */
-    PyObject *event;  /* the event's name, interned: handed to the Python hook */
+    const char *name;    /* UTF-8 of `event`, owned by it */
+    PyObject *event;     /* the event's name, interned: handed to the Python hook */
+    int kind;            /* which check before the Python hook, if any */
+    PyObject *operation; /* SOCKET_ACTION_EVENT: "connect", "bind" or "send" */
 } Slot;
 
 static Slot *table = NULL;
@@ -45,14 +51,25 @@ static size_t table_mask = 0;
 static PyObject *python_hook = NULL;
 static PyObject *gate_globals = NULL;  /* hooks/_gate.py's globals: `_shield` */
 static PyObject *cache_globals = NULL; /* hooks/_file_cache.py's globals: `_memory` */
-static PyObject *open_event = NULL;
 static PyInterpreterState *home = NULL;
 /* hooks/_file_cache._Memory, a class with __slots__: its slots are read at their offsets,
  * about a tenth of what a generic attribute look-up costs on every open. */
 static PyTypeObject *memory_type = NULL;
-static Py_ssize_t owner_offset, plain_offset, checked_offset;
+/* The file system's encoding is UTF-8 with surrogateescape (os.getcwd() is the UTF-8 of
+ * the folder's bytes): only then is a relative path's folder compared here. */
+static int utf8_file_names = 0;
+static Py_ssize_t owner_offset, plain_offset, checked_offset, relative_offset;
 
-static PyObject *name_shield, *name_memory, *name_compiled;
+static PyObject *name_shield, *name_memory, *name_compiled, *name_resolves;
+
+/* The network memories (appshield/hooks/network): NULL until `install` is given them. */
+static PyObject *network_globals = NULL; /* `_resolves`, replaced when the policy changes */
+static PyObject *allowed_actions = NULL; /* `_allowed`, an _AllowCache, never replaced */
+static PyObject *names_by_address = NULL; /* the resolver memory's `_by_address` */
+static PyTypeObject *allow_cache_type, *names_entry_type, *resolves_type, *network_op_type;
+static Py_ssize_t allow_owner_offset, allow_entries_offset, names_offset, soonest_offset,
+    resolves_key_offset, resolves_entries_offset, op_address_index;
+static PyMemberDescrObject *socket_family, *socket_type;
 
 #if PY_VERSION_HEX >= 0x030C0000
 #define OBJECT_SLOT Py_T_OBJECT_EX
@@ -187,9 +204,12 @@ flags_in(PyObject *allowed, PyObject *flags)
 }
 
 /* The remembered path still leads to the file it led to (inode, device): one `stat`, as
- * hooks/_file_cache.same_file. `seen` is (inode, device, flags, path as bytes, ...). */
+ * hooks/_file_cache.same_file. `seen` is (inode, device, flags, path as bytes, ...). For a
+ * relative path, `folder` is the current folder it was decided in (UTF-8, the file system's
+ * encoding here): the current folder must be that one again (hooks/_file_cache
+ * `_in_this_folder`), else 0. */
 static int
-still_same_file(PyObject *seen)
+still_same_file(PyObject *seen, const char *folder, Py_ssize_t folder_size)
 {
     PyObject *path = PyTuple_GET_ITEM(seen, 3);
     if (!PyBytes_CheckExact(path)) {
@@ -200,10 +220,18 @@ still_same_file(PyObject *seen)
         return 0;
     }
     struct stat found;
-    int failed;
-    Py_INCREF(seen); /* the GIL is let go: the tuple and its path stay ours meanwhile */
+    int failed = 0;
+    char here[4096];
+    Py_INCREF(seen); /* the GIL is let go: the tuple, its path and folder stay ours meanwhile */
     Py_BEGIN_ALLOW_THREADS
-    failed = stat(text, &found);
+    if (folder != NULL) {
+        /* Too long a folder for the buffer (ERANGE) is a miss: the Python hook asks again. */
+        failed = getcwd(here, sizeof here) == NULL || strlen(here) != (size_t)folder_size
+                 || memcmp(here, folder, (size_t)folder_size) != 0;
+    }
+    if (!failed) {
+        failed = stat(text, &found);
+    }
     Py_END_ALLOW_THREADS
     int same = !failed && same_number(PyTuple_GET_ITEM(seen, 0), (unsigned long long)found.st_ino)
                && same_number(PyTuple_GET_ITEM(seen, 1), (unsigned long long)found.st_dev);
@@ -232,7 +260,7 @@ open_allowed_again(PyObject *args)
         return 0;
     }
     int allowed = 0;
-    PyObject *owner = NULL, *compiled = NULL, *plain = NULL, *checked = NULL;
+    PyObject *owner = NULL, *compiled = NULL, *plain = NULL, *checked = NULL, *relative = NULL;
     Py_INCREF(active);
     Py_INCREF(opened);
     owner = slot_value(opened, owner_offset);
@@ -257,20 +285,213 @@ open_allowed_again(PyObject *args)
         goto done;
     }
     PyObject *seen = PyDict_GetItemWithError(checked, path);
-    if (seen != NULL && PyTuple_CheckExact(seen) && PyTuple_GET_SIZE(seen) >= 4
+    if (seen != NULL) {
+        if (PyTuple_CheckExact(seen) && PyTuple_GET_SIZE(seen) >= 4
+            && flags_in(PyTuple_GET_ITEM(seen, 2), flags)) {
+            allowed = still_same_file(seen, NULL, 0);
+        }
+        goto done;
+    }
+    /* A clean relative str path, only for open() and io.FileIO (a str mode): os.open's event
+     * (mode None) may be relative to a dir_fd it does not carry. */
+    if (PyErr_Occurred() || !PyUnicode_CheckExact(path) || PyTuple_GET_ITEM(args, 1) == Py_None) {
+        goto done;
+    }
+    relative = slot_value(opened, relative_offset);
+    if (relative == NULL || !PyDict_CheckExact(relative)) {
+        goto done;
+    }
+    seen = PyDict_GetItemWithError(relative, path);
+    if (seen != NULL && PyTuple_CheckExact(seen) && PyTuple_GET_SIZE(seen) >= 5
+        && PyUnicode_CheckExact(PyTuple_GET_ITEM(seen, 4))
         && flags_in(PyTuple_GET_ITEM(seen, 2), flags)) {
-        allowed = still_same_file(seen);
+        Py_ssize_t size;
+        /* NULL for a folder name that is not valid UTF-8 (surrogates): a miss. */
+        const char *folder = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seen, 4), &size);
+        if (folder != NULL && utf8_file_names) {
+            allowed = still_same_file(seen, folder, size);
+        }
     }
 done:
     if (PyErr_Occurred()) {
         PyErr_Clear();
     }
+    Py_XDECREF(relative);
     Py_XDECREF(checked);
     Py_XDECREF(plain);
     Py_XDECREF(compiled);
     Py_XDECREF(owner);
     Py_DECREF(opened);
     Py_DECREF(active);
+    return allowed;
+}
+
+/* The active policy's compiled form (a new reference), or NULL when no shield is active. */
+static PyObject *
+active_policy(void)
+{
+    PyObject *active = PyDict_GetItemWithError(gate_globals, name_shield);
+    if (active == NULL || active == Py_None) {
+        return NULL;
+    }
+    Py_INCREF(active);
+    PyObject *compiled = PyObject_GetAttr(active, name_compiled);
+    Py_DECREF(active);
+    return compiled;
+}
+
+/* The value of a socket's C field, read as its own member descriptor reads it, whatever a
+ * subclass says (as hooks/network `raw_family`); NULL for a socket of another `_socket`
+ * module's class. */
+static PyObject *
+socket_field(PyMemberDescrObject *field, PyObject *sock)
+{
+    if (!PyObject_TypeCheck(sock, PyDescr_TYPE(field))) {
+        return NULL;
+    }
+    return PyMember_GetOne((const char *)sock, field->d_member);
+}
+
+/* time.monotonic(), computed as CPython computes it (the same clock, the same rounding). */
+static double
+monotonic_seconds(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
+        return 0.0; /* never later than any expiry: no repeat is let through */
+    }
+    long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+    return (double)ns / 1e9;
+}
+
+/* 1: a repeat of a socket action the active policy allowed, to an exact (str, int) address
+ * (hooks/network `_repeat_allowed`, for a policy without grants). 0: ask the Python hook. */
+static int
+socket_action_allowed_again(PyObject *operation, PyObject *args)
+{
+    if (allowed_actions == NULL || PyTuple_GET_SIZE(args) < 2) {
+        return 0;
+    }
+    PyObject *sock = PyTuple_GET_ITEM(args, 0);
+    PyObject *address = PyTuple_GET_ITEM(args, 1);
+    if (!PyTuple_CheckExact(address) || PyTuple_GET_SIZE(address) != 2
+        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(address, 0))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(address, 1))) {
+        return 0;
+    }
+    if (Py_TYPE(allowed_actions) != allow_cache_type) {
+        return 0;
+    }
+    int allowed = 0;
+    PyObject *compiled = NULL, *owner = NULL, *entries = NULL, *family = NULL, *type = NULL,
+             *key = NULL, *hit = NULL, *names_entry = NULL;
+    compiled = active_policy();
+    owner = slot_value(allowed_actions, allow_owner_offset);
+    if (compiled == NULL || owner != compiled) {
+        goto done; /* no shield, another policy's entries, or grants (owner None) */
+    }
+    family = socket_field(socket_family, sock);
+    type = family == NULL ? NULL : socket_field(socket_type, sock);
+    if (type == NULL) {
+        goto done;
+    }
+    entries = slot_value(allowed_actions, allow_entries_offset);
+    if (entries == NULL || !PyDict_Check(entries)) {
+        goto done;
+    }
+    key = PyTuple_Pack(4, operation, family, type, address);
+    if (key == NULL) {
+        goto done;
+    }
+    hit = PyDict_GetItemWithError(entries, key);
+    if (hit == NULL || !PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 2) {
+        hit = NULL;
+        goto done;
+    }
+    Py_INCREF(hit);
+    PyObject *base = PyTuple_GET_ITEM(hit, 0);
+    PyObject *names_decided = PyTuple_GET_ITEM(hit, 1);
+    if (Py_TYPE(base) != network_op_type || PyTuple_GET_SIZE(base) <= op_address_index) {
+        goto done;
+    }
+    names_entry = PyDict_GetItemWithError(names_by_address, PyTuple_GET_ITEM(base, op_address_index));
+    if (names_entry == NULL) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        /* No name resolves to the address now: a repeat only if none did then. */
+        allowed = PyTuple_CheckExact(names_decided) && PyTuple_GET_SIZE(names_decided) == 0;
+        goto done;
+    }
+    Py_INCREF(names_entry);
+    if (Py_TYPE(names_entry) != names_entry_type) {
+        goto done;
+    }
+    PyObject *names_now = *(PyObject **)((char *)names_entry + names_offset);
+    PyObject *soonest = *(PyObject **)((char *)names_entry + soonest_offset);
+    allowed = names_now == names_decided && soonest != NULL && PyFloat_CheckExact(soonest)
+              && PyFloat_AS_DOUBLE(soonest) > monotonic_seconds();
+done:
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(names_entry);
+    Py_XDECREF(hit);
+    Py_XDECREF(key);
+    Py_XDECREF(entries);
+    Py_XDECREF(type);
+    Py_XDECREF(family);
+    Py_XDECREF(owner);
+    Py_XDECREF(compiled);
+    return allowed;
+}
+
+/* 1: a lookup the active policy's resolve memory holds, for an exact host and port
+ * (hooks/network `_repeat_resolve`). 0: ask the Python hook. */
+static int
+lookup_allowed_again(PyObject *args)
+{
+    if (network_globals == NULL || PyTuple_GET_SIZE(args) < 2) {
+        return 0;
+    }
+    PyObject *host = PyTuple_GET_ITEM(args, 0);
+    PyObject *port = PyTuple_GET_ITEM(args, 1);
+    if (!(PyUnicode_CheckExact(host) || PyBytes_CheckExact(host))
+        || !(PyLong_CheckExact(port) || PyUnicode_CheckExact(port) || PyBytes_CheckExact(port)
+             || port == Py_None)) {
+        return 0;
+    }
+    PyObject *memory = PyDict_GetItemWithError(network_globals, name_resolves);
+    if (memory == NULL || Py_TYPE(memory) != resolves_type) {
+        PyErr_Clear();
+        return 0;
+    }
+    int allowed = 0;
+    PyObject *compiled = NULL, *owner = NULL, *entries = NULL, *key = NULL;
+    Py_INCREF(memory);
+    compiled = active_policy();
+    owner = slot_value(memory, resolves_key_offset);
+    if (compiled == NULL || owner != compiled) {
+        goto done;
+    }
+    entries = slot_value(memory, resolves_entries_offset);
+    if (entries == NULL || !PyDict_CheckExact(entries)) {
+        goto done;
+    }
+    key = PyTuple_Pack(2, host, port);
+    if (key == NULL) {
+        goto done;
+    }
+    allowed = PyDict_Contains(entries, key) == 1;
+done:
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(entries);
+    Py_XDECREF(owner);
+    Py_XDECREF(compiled);
+    Py_DECREF(memory);
     return allowed;
 }
 
@@ -286,9 +507,22 @@ audit_hook(const char *event, PyObject *args, void *unused)
     if (slot == NULL) {
         return 0; /* an event appshield does not decide */
     }
-    if (slot->event == open_event && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 3
-        && open_allowed_again(args)) {
-        return 0;
+    if (slot->kind != PLAIN_EVENT && PyTuple_CheckExact(args)) {
+        int answered = 0;
+        switch (slot->kind) {
+        case OPEN_EVENT:
+            answered = PyTuple_GET_SIZE(args) == 3 && open_allowed_again(args);
+            break;
+        case SOCKET_ACTION_EVENT:
+            answered = socket_action_allowed_again(slot->operation, args);
+            break;
+        case LOOKUP_EVENT:
+            answered = lookup_allowed_again(args);
+            break;
+        }
+        if (answered) {
+            return 0;
+        }
     }
     PyObject *call[2] = {slot->event, args};
     pause_tracing(ts);
@@ -301,51 +535,42 @@ audit_hook(const char *event, PyObject *args, void *unused)
     return 0;
 }
 
+/* A new reference to parts[name], of `type` when not NULL; NULL and TypeError otherwise. */
 static PyObject *
-install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+part(PyObject *parts, const char *name, PyTypeObject *type)
 {
-    (void)module;
-    if (python_hook != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "the compiled audit hook is already installed");
+    PyObject *value = PyDict_GetItemString(parts, name);
+    if (value == NULL || (type != NULL && !PyObject_TypeCheck(value, type))) {
+        PyErr_Format(PyExc_TypeError, "install: parts[\"%s\"] is missing or of the wrong type",
+                     name);
         return NULL;
     }
-    if (nargs != 5 || !PyCallable_Check(args[0]) || !PyTuple_CheckExact(args[1])
-        || !PyDict_CheckExact(args[2]) || !PyDict_CheckExact(args[3]) || !PyType_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "install(hook, events: tuple[str, ...], gate_globals: dict, "
-                        "file_cache_globals: dict, memory_type: type)");
-        return NULL;
-    }
-    PyTypeObject *memory = (PyTypeObject *)args[4];
-    Py_ssize_t owner_at = slot_offset(memory, "owner");
-    Py_ssize_t plain_at = owner_at < 0 ? -1 : slot_offset(memory, "plain");
-    Py_ssize_t checked_at = plain_at < 0 ? -1 : slot_offset(memory, "checked");
-    if (checked_at < 0) {
-        return NULL;
-    }
-    PyObject *events = args[1];
-    Py_ssize_t count = PyTuple_GET_SIZE(events);
-    size_t size = 16;
-    while (size < (size_t)count * 4) {
-        size *= 2;
-    }
-    Slot *slots = PyMem_RawCalloc(size, sizeof(Slot));
-    if (slots == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
+    Py_INCREF(value);
+    return value;
+}
+
+static PyMemberDescrObject *
+member_part(PyObject *parts, const char *name)
+{
+    PyObject *value = part(parts, name, &PyMemberDescr_Type);
+    return (PyMemberDescrObject *)value;
+}
+
+static int
+fill_table(Slot *slots, size_t size, PyObject *events)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(events); i++) {
         PyObject *event = PyTuple_GET_ITEM(events, i);
         if (!PyUnicode_CheckExact(event)) {
             PyErr_SetString(PyExc_TypeError, "audit event names must be str");
-            goto fail;
+            return -1;
         }
         Py_INCREF(event);
         PyUnicode_InternInPlace(&event);
         const char *name = PyUnicode_AsUTF8(event);
         if (name == NULL) {
             Py_DECREF(event);
-            goto fail;
+            return -1;
         }
         uint64_t hash = fnv1a(name);
         size_t at = (size_t)hash & (size - 1);
@@ -356,17 +581,115 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(event); /* named twice */
             continue;
         }
+        const char *operation = NULL;
+        int kind = PLAIN_EVENT;
+        if (strcmp(name, "open") == 0) {
+            kind = OPEN_EVENT;
+        }
+        else if (strcmp(name, "socket.getaddrinfo") == 0) {
+            kind = LOOKUP_EVENT;
+        }
+        else if (strcmp(name, "socket.connect") == 0) {
+            operation = "connect";
+        }
+        else if (strcmp(name, "socket.bind") == 0) {
+            operation = "bind";
+        }
+        else if (strcmp(name, "socket.sendto") == 0 || strcmp(name, "socket.sendmsg") == 0) {
+            operation = "send";
+        }
+        if (operation != NULL) {
+            kind = SOCKET_ACTION_EVENT;
+            slots[at].operation = PyUnicode_InternFromString(operation);
+            if (slots[at].operation == NULL) {
+                Py_DECREF(event);
+                return -1;
+            }
+        }
         slots[at].hash = hash;
         slots[at].name = name;
         slots[at].event = event;
-        if (strcmp(name, "open") == 0) {
-            open_event = event;
-        }
+        slots[at].kind = kind;
+    }
+    return 0;
+}
+
+static PyObject *
+install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (python_hook != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the compiled audit hook is already installed");
+        return NULL;
+    }
+    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyTuple_CheckExact(args[1])
+        || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "install(hook, events: tuple[str, ...], parts: dict[str, object])");
+        return NULL;
+    }
+    PyObject *events = args[1], *parts = args[2];
+    size_t size = 16;
+    while (size < (size_t)PyTuple_GET_SIZE(events) * 4) {
+        size *= 2;
+    }
+    Slot *slots = PyMem_RawCalloc(size, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (fill_table(slots, size, events) < 0) {
+        goto fail;
     }
     name_shield = PyUnicode_InternFromString("_shield");
     name_memory = PyUnicode_InternFromString("_memory");
     name_compiled = PyUnicode_InternFromString("compiled");
-    if (!name_shield || !name_memory || !name_compiled) {
+    name_resolves = PyUnicode_InternFromString("_resolves");
+    if (!name_shield || !name_memory || !name_compiled || !name_resolves) {
+        goto fail;
+    }
+    gate_globals = part(parts, "gate_globals", &PyDict_Type);
+    cache_globals = gate_globals ? part(parts, "file_cache_globals", &PyDict_Type) : NULL;
+    memory_type = cache_globals ? (PyTypeObject *)part(parts, "memory_type", &PyType_Type) : NULL;
+    network_globals = memory_type ? part(parts, "network_globals", &PyDict_Type) : NULL;
+    allow_cache_type =
+        network_globals ? (PyTypeObject *)part(parts, "allow_cache_type", &PyType_Type) : NULL;
+    allowed_actions = allow_cache_type ? part(parts, "allowed_actions", allow_cache_type) : NULL;
+    names_by_address = allowed_actions ? part(parts, "names_by_address", &PyDict_Type) : NULL;
+    names_entry_type =
+        names_by_address ? (PyTypeObject *)part(parts, "names_entry_type", &PyType_Type) : NULL;
+    resolves_type =
+        names_entry_type ? (PyTypeObject *)part(parts, "resolves_type", &PyType_Type) : NULL;
+    network_op_type =
+        resolves_type ? (PyTypeObject *)part(parts, "network_op_type", &PyType_Type) : NULL;
+    PyObject *utf8 = network_op_type ? part(parts, "utf8_file_names", &PyBool_Type) : NULL;
+    if (utf8 != NULL) {
+        utf8_file_names = utf8 == Py_True;
+        Py_DECREF(utf8);
+    }
+    PyObject *index = utf8 != NULL ? part(parts, "op_address_index", &PyLong_Type) : NULL;
+    socket_family = index ? member_part(parts, "socket_family") : NULL;
+    socket_type = socket_family ? member_part(parts, "socket_type") : NULL;
+    if (socket_type == NULL) {
+        Py_XDECREF(index);
+        goto fail;
+    }
+    op_address_index = PyLong_AsSsize_t(index);
+    Py_DECREF(index);
+    if (op_address_index < 0 || !PyType_IsSubtype(network_op_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "install: a network operation is a tuple");
+        goto fail;
+    }
+    if ((owner_offset = slot_offset(memory_type, "owner")) < 0
+        || (plain_offset = slot_offset(memory_type, "plain")) < 0
+        || (checked_offset = slot_offset(memory_type, "checked")) < 0
+        || (relative_offset = slot_offset(memory_type, "relative")) < 0
+        || (allow_owner_offset = slot_offset(allow_cache_type, "owner")) < 0
+        || (allow_entries_offset = slot_offset(allow_cache_type, "entries")) < 0
+        || (names_offset = slot_offset(names_entry_type, "names")) < 0
+        || (soonest_offset = slot_offset(names_entry_type, "soonest")) < 0
+        || (resolves_key_offset = slot_offset(resolves_type, "key")) < 0
+        || (resolves_entries_offset = slot_offset(resolves_type, "entries")) < 0) {
         goto fail;
     }
     table = slots;
@@ -374,15 +697,6 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     home = PyInterpreterState_Get();
     Py_INCREF(args[0]);
     python_hook = args[0];
-    Py_INCREF(args[2]);
-    gate_globals = args[2];
-    Py_INCREF(args[3]);
-    cache_globals = args[3];
-    Py_INCREF(args[4]);
-    memory_type = memory;
-    owner_offset = owner_at;
-    plain_offset = plain_at;
-    checked_offset = checked_at;
     /* Refused by an earlier hook, this may return 0 without adding the hook: the caller
      * proves it works with an event of its own (appshield/runtime.py). */
     if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
@@ -390,20 +704,24 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_RETURN_NONE;
 fail:
+    /* Nothing was registered: the module is left as if never installed, the parts taken
+     * (a few references) kept, as the hook would have kept them for good. */
     for (size_t i = 0; i < size; i++) {
         Py_XDECREF(slots[i].event);
+        Py_XDECREF(slots[i].operation);
     }
     PyMem_RawFree(slots);
-    open_event = NULL;
+    gate_globals = cache_globals = network_globals = allowed_actions = names_by_address = NULL;
+    memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
+    socket_family = socket_type = NULL;
     return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL,
-     "install(hook, events, gate_globals, file_cache_globals, memory_type): register the "
-     "compiled audit "
-     "hook, once per process. It answers the events not in `events` and the repeated opens "
-     "itself, and calls `hook(event, args)` for the rest."},
+     "install(hook, events, parts): register the compiled audit hook, once per process. It "
+     "answers the events not in `events` and the repeats the memories in `parts` hold "
+     "itself, and calls `hook(event, args)` for the rest (appshield/runtime.py)."},
     {NULL, NULL, 0, NULL},
 };
 

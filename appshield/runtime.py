@@ -948,7 +948,7 @@ def _add_audit_hook(settings: Settings) -> None:
     if _audit_hook_added:
         return
     from appshield import hooks
-    from appshield.hooks import _file_cache, _gate
+    from appshield.hooks import _gate
 
     _audit_hook_added = True
     handlers = {**hooks.all_audit_handlers(), PROBE_EVENT: _probe_describes_nothing}
@@ -959,7 +959,7 @@ def _add_audit_hook(settings: Settings) -> None:
         sys.addaudithook(hook)
         _audit_hook_kind = "python"
     else:
-        compiled.install(hook, tuple(handlers), vars(_gate), vars(_file_cache), _file_cache._Memory)
+        compiled.install(hook, tuple(handlers), _compiled_hook_parts())
         _audit_hook_kind = "compiled"
 
 
@@ -975,6 +975,36 @@ def _compiled_hook() -> Any:
     except ImportError:
         return None
     return _c_audit_hook
+
+
+def _compiled_hook_parts() -> dict[str, Any]:
+    """What the compiled hook reads to answer a repeat itself: the memories the Python
+    hook's checks before the gate read (hooks/_file_cache.py, hooks/network), their
+    classes (it reads their slots at their offsets, and only on objects of exactly these
+    classes) and the socket's own C getters. Each is read on every event, never copied."""
+    import _socket
+
+    from appshield.hooks import _file_cache, _gate, network
+    from appshield.hooks.network import memory
+    from appshield.operations import NetworkOp
+
+    return {
+        "gate_globals": vars(_gate),
+        "file_cache_globals": vars(_file_cache),
+        "memory_type": _file_cache._Memory,
+        "network_globals": vars(network),
+        "allow_cache_type": network._AllowCache,
+        "allowed_actions": network._allowed,
+        "names_by_address": memory.memory._by_address,
+        "names_entry_type": memory._Entry,
+        "resolves_type": network._Resolves,
+        "network_op_type": NetworkOp,
+        "op_address_index": NetworkOp._fields.index("address"),
+        "utf8_file_names": (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+        == ("utf-8", "surrogateescape"),
+        "socket_family": vars(_socket.socket)["family"],
+        "socket_type": vars(_socket.socket)["type"],
+    }
 
 
 def _probe_describes_nothing(args: tuple[Any, ...]) -> None:

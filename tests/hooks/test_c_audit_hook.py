@@ -60,6 +60,10 @@ def _policy(root: Path) -> Path:
                 category: file
                 action: deny
                 match: {{path: "{root}/work/notes.txt", access: write}}
+              - id: no-localhost
+                category: network
+                action: deny
+                match: {{host: localhost, operation: connect}}
             """
         )
     )
@@ -117,7 +121,7 @@ except PolicyViolation:
 """
 
 
-@pytest.mark.parametrize("spelling", ["str", "bytes"])
+@pytest.mark.parametrize("spelling", ["str", "bytes", "relative"])
 @pytest.mark.parametrize("kind", _kinds())
 def test_a_symlink_swapped_under_a_remembered_path_is_decided_again(
     root: Path, kind: str, spelling: str
@@ -125,6 +129,8 @@ def test_a_symlink_swapped_under_a_remembered_path_is_decided_again(
     name: str | bytes = str(root / "work" / "current")
     if spelling == "bytes":
         name = os.fsencode(name)
+    elif spelling == "relative":
+        name = "current"  # the child runs in root/work
     code = SWAP.format(name=name, secret=str(root / "vault" / "secret.txt"))
     control = _run(
         root,
@@ -138,6 +144,38 @@ def test_a_symlink_swapped_under_a_remembered_path_is_decided_again(
     assert shielded.returncode == 0, shielded.stderr
     assert shielded.stdout.strip() == "BLOCKED"
     assert "CANARY" not in shielded.stdout
+
+
+# A relative name remembered in one folder, then opened from another folder where the same
+# name leads to the secret (a link made before the run: making it here is itself denied).
+CHDIR = """
+import os
+try:
+    from appshield.errors import PolicyViolation
+except ImportError:
+    PolicyViolation = OSError
+for _ in range(3):
+    with open("current", "rb") as f:
+        f.read()
+os.chdir("../other")
+try:
+    with open("current", "rb") as f:
+        print(f.read().decode().strip())
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_relative_name_remembered_in_one_folder_is_decided_again_in_another(
+    root: Path, kind: str
+) -> None:
+    (root / "other").mkdir()
+    (root / "other" / "current").symlink_to(root / "vault" / "secret.txt")
+    control = _run(root, CHDIR, None)
+    assert control.stdout.strip() == "CANARY-SECRET", control.stderr
+    shielded = _run(root, CHDIR, kind)
+    assert shielded.stdout.strip() == "BLOCKED", shielded.stderr
 
 
 @pytest.mark.parametrize("kind", _kinds())
@@ -201,6 +239,50 @@ def test_a_raising_tracer_never_runs_inside_the_hook(root: Path, kind: str) -> N
     shielded = _run(root, code, kind)
     # Denied by the policy, and no frame of appshield's was shown to the tracer.
     assert shielded.stdout.split() == ["PolicyViolation", "False"], shielded.stderr
+
+
+# Connects to a listener of its own on 127.0.0.1 until the connect is remembered (no name
+# leads there yet), then resolves "localhost" (which the policy names in a deny), and connects
+# again: that connect must be decided again, as a connect to localhost. Prints the outcome and
+# how many connections the listener got.
+RECONNECT = """
+import socket
+try:
+    from appshield.errors import PolicyViolation
+except ImportError:
+    PolicyViolation = OSError
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+for _ in range(3):
+    with socket.socket() as s:
+        s.connect(("127.0.0.1", port))
+socket.gethostbyname("localhost")
+try:
+    with socket.socket() as s:
+        s.connect(("127.0.0.1", port))
+    print("CONNECTED")
+except PolicyViolation:
+    print("BLOCKED")
+listener.settimeout(0.5)
+accepted = 0
+try:
+    while True:
+        listener.accept()[0].close()
+        accepted += 1
+except OSError:
+    pass
+print(accepted)
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_remembered_connect_is_decided_again_once_a_denied_name_leads_there(
+    root: Path, kind: str
+) -> None:
+    control = _run(root, RECONNECT, None)
+    assert control.stdout.split() == ["CONNECTED", "4"], control.stderr
+    shielded = _run(root, RECONNECT, kind)
+    assert shielded.stdout.split() == ["BLOCKED", "3"], shielded.stderr
 
 
 REFUSER = """
@@ -269,21 +351,24 @@ def test_the_compiled_hook_installs_once() -> None:
     code = textwrap.dedent(
         """
         from appshield import _c_audit_hook as c
-        from appshield.hooks._file_cache import _Memory
+        from appshield import runtime
+        parts = runtime._compiled_hook_parts()
         class NoSlots:
             owner = plain = checked = None
         for wrong in (
-            (print, ("x",), {}, {}, _Memory, 1),
-            (print, (1,), {}, {}, _Memory),
-            (print, ("x",), {}, {}, NoSlots),
+            (print, ("x",), parts, 1),
+            (print, (1,), parts),
+            (print, ("x",), {**parts, "memory_type": NoSlots}),
+            (print, ("x",), {k: v for k, v in parts.items() if k != "socket_type"}),
+            (print, ("x",), {**parts, "socket_type": parts["memory_type"]}),
         ):
             try:
                 c.install(*wrong)
             except TypeError:
                 print("TypeError")
-        c.install(lambda event, args: None, ("x",), {}, {}, _Memory)
+        c.install(lambda event, args: None, ("x",), parts)
         try:
-            c.install(lambda event, args: None, ("x",), {}, {}, _Memory)
+            c.install(lambda event, args: None, ("x",), parts)
         except RuntimeError:
             print("RuntimeError")
         """
@@ -291,4 +376,4 @@ def test_the_compiled_hook_installs_once() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
-    assert result.stdout.split() == ["TypeError"] * 3 + ["RuntimeError"], result.stderr
+    assert result.stdout.split() == ["TypeError"] * 5 + ["RuntimeError"], result.stderr

@@ -109,6 +109,10 @@ class _AllowCache:
     Keys are built from exact `str`/`bytes`/`int` values only (the converted arguments), so
     a lookup never runs a `__hash__` or `__eq__` that an argument object defines."""
 
+    # Slots: the compiled audit hook reads `owner` and `entries` at their offsets
+    # (appshield/_c_audit_hook.c).
+    __slots__ = ("entries", "granting", "key", "owner", "usable")
+
     LIMIT = 4096
 
     def __init__(self) -> None:
