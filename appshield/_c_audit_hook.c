@@ -12,7 +12,11 @@
  * - an `open` the active policy allowed before (appshield/hooks/_file_cache.py): the same
  *   test as the Python hook's first lines (hooks/_audit_hook.py), including the `stat` that
  *   proves a remembered path still leads to the same file where symlinks matter to the
- *   policy, without building a `stat_result`.
+ *   policy (and, for a relative path, the current folder), without building a
+ *   `stat_result`;
+ * - a repeat of a socket action or a lookup the active policy allowed before: the same
+ *   tests as hooks/network's checks before the gate (`_repeat_allowed`, `_repeat_resolve`),
+ *   on the same memories.
  *
  * Everything else goes to the very same Python hook, called as CPython calls its own audit
  * hooks: tracing and profiling paused (a tracer never sees, nor raises inside, appshield's
@@ -36,14 +40,23 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { PLAIN_EVENT, OPEN_EVENT, SOCKET_ACTION_EVENT, LOOKUP_EVENT };
+enum {
+    PLAIN_EVENT,
+    OPEN_EVENT,
+    LISTING_EVENT,     /* os.listdir, os.scandir: hooks/file/describe `listing_repeat` */
+    PATH_CHANGE_EVENT, /* os.utime, os.chmod, ...: `change_repeat`, for a path */
+    SQLITE_EVENT,      /* sqlite3.connect: `sqlite_repeat`, for a str name */
+    SOCKET_ACTION_EVENT,
+    LOOKUP_EVENT,
+};
 
 typedef struct {
     uint64_t hash;
     const char *name;    /* UTF-8 of `event`, owned by it */
     PyObject *event;     /* the event's name, interned: handed to the Python hook */
     int kind;            /* which check before the Python hook, if any */
-    PyObject *operation; /* SOCKET_ACTION_EVENT: "connect", "bind" or "send" */
+    PyObject *operation; /* SOCKET_ACTION_EVENT: "connect", "bind" or "send"; the file
+                            events: the flags their repeats are remembered under */
 } Slot;
 
 static Slot *table = NULL;
@@ -60,7 +73,7 @@ static PyTypeObject *memory_type = NULL;
 static int utf8_file_names = 0;
 static Py_ssize_t owner_offset, plain_offset, checked_offset, relative_offset;
 
-static PyObject *name_shield, *name_memory, *name_compiled, *name_resolves;
+static PyObject *name_shield, *name_memory, *name_compiled, *name_resolves, *current_folder;
 
 /* The network memories (appshield/hooks/network): NULL until `install` is given them. */
 static PyObject *network_globals = NULL; /* `_resolves`, replaced when the policy changes */
@@ -239,16 +252,13 @@ still_same_file(PyObject *seen, const char *folder, Py_ssize_t folder_size)
     return same;
 }
 
-/* 1: an open the active policy allowed before (hooks/_audit_hook.py's first lines, for a
- * policy without per-distribution grants and an absolute path). 0: ask the Python hook. */
+/* 1: an exact str or bytes `path` the active policy allowed before under `flags`, in the
+ * memories of hooks/_file_cache.py (`allowed_again`, and the Python hook's first lines for
+ * an open), for a policy without per-distribution grants; a remembered relative str only
+ * when `relative_too` (the call cannot be relative to a dir_fd). 0: ask the Python hook. */
 static int
-open_allowed_again(PyObject *args)
+allowed_again(PyObject *path, PyObject *flags, int relative_too)
 {
-    PyObject *path = PyTuple_GET_ITEM(args, 0);
-    PyObject *flags = PyTuple_GET_ITEM(args, 2);
-    if (!(PyUnicode_CheckExact(path) || PyBytes_CheckExact(path)) || !PyLong_CheckExact(flags)) {
-        return 0;
-    }
     PyObject *active = PyDict_GetItemWithError(gate_globals, name_shield);
     if (active == NULL || active == Py_None) {
         PyErr_Clear();
@@ -292,9 +302,7 @@ open_allowed_again(PyObject *args)
         }
         goto done;
     }
-    /* A clean relative str path, only for open() and io.FileIO (a str mode): os.open's event
-     * (mode None) may be relative to a dir_fd it does not carry. */
-    if (PyErr_Occurred() || !PyUnicode_CheckExact(path) || PyTuple_GET_ITEM(args, 1) == Py_None) {
+    if (PyErr_Occurred() || !relative_too || !PyUnicode_CheckExact(path)) {
         goto done;
     }
     relative = slot_value(opened, relative_offset);
@@ -324,6 +332,49 @@ done:
     Py_DECREF(opened);
     Py_DECREF(active);
     return allowed;
+}
+
+/* The file events' checks before the Python hook: which path, under which flags. */
+static int
+file_event_allowed_again(Slot *slot, PyObject *args)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(args);
+    PyObject *path = count > 0 ? PyTuple_GET_ITEM(args, 0) : Py_None;
+    switch (slot->kind) {
+    case OPEN_EVENT: {
+        /* open(), io.FileIO (a str mode) or os.open (mode None, maybe relative to a dir_fd
+         * the event does not carry). The flags are an int CPython computed. */
+        if (count != 3 || !PyLong_CheckExact(PyTuple_GET_ITEM(args, 2))) {
+            return 0;
+        }
+        if (!PyUnicode_CheckExact(path) && !PyBytes_CheckExact(path)) {
+            return 0;
+        }
+        return allowed_again(path, PyTuple_GET_ITEM(args, 2), PyTuple_GET_ITEM(args, 1) != Py_None);
+    }
+    case LISTING_EVENT:
+        if (path == Py_None) {
+            path = current_folder; /* os.listdir(): "." */
+        }
+        if (!PyUnicode_CheckExact(path) && !PyBytes_CheckExact(path)) {
+            return 0;
+        }
+        return allowed_again(path, slot->operation, 1);
+    case PATH_CHANGE_EVENT:
+        /* A descriptor (an int) is `descriptor_repeat`'s, in Python; a relative path is never
+         * remembered for these events (a dir_fd may anchor it). */
+        if (!PyUnicode_CheckExact(path) && !PyBytes_CheckExact(path)) {
+            return 0;
+        }
+        return allowed_again(path, slot->operation, 0);
+    case SQLITE_EVENT:
+        /* A bytes name (3.10's event) is decoded by the Python check: not answered here. */
+        if (!PyUnicode_CheckExact(path)) {
+            return 0;
+        }
+        return allowed_again(path, slot->operation, 1);
+    }
+    return 0;
 }
 
 /* The active policy's compiled form (a new reference), or NULL when no shield is active. */
@@ -511,7 +562,10 @@ audit_hook(const char *event, PyObject *args, void *unused)
         int answered = 0;
         switch (slot->kind) {
         case OPEN_EVENT:
-            answered = PyTuple_GET_SIZE(args) == 3 && open_allowed_again(args);
+        case LISTING_EVENT:
+        case PATH_CHANGE_EVENT:
+        case SQLITE_EVENT:
+            answered = file_event_allowed_again(slot, args);
             break;
         case SOCKET_ACTION_EVENT:
             answered = socket_action_allowed_again(slot->operation, args);
@@ -556,8 +610,69 @@ member_part(PyObject *parts, const char *name)
     return (PyMemberDescrObject *)value;
 }
 
+/* The kind of check `name` gets before the Python hook, and the str it needs (a socket
+ * action's operation, a file event's flags: a new reference), from `parts`. */
 static int
-fill_table(Slot *slots, size_t size, PyObject *events)
+event_kind(PyObject *parts, PyObject *event, const char *name, PyObject **needs)
+{
+    *needs = NULL;
+    if (strcmp(name, "open") == 0) {
+        return OPEN_EVENT;
+    }
+    if (strcmp(name, "socket.getaddrinfo") == 0) {
+        return LOOKUP_EVENT;
+    }
+    const char *operation = NULL;
+    if (strcmp(name, "socket.connect") == 0) {
+        operation = "connect";
+    }
+    else if (strcmp(name, "socket.bind") == 0) {
+        operation = "bind";
+    }
+    else if (strcmp(name, "socket.sendto") == 0 || strcmp(name, "socket.sendmsg") == 0) {
+        operation = "send";
+    }
+    if (operation != NULL) {
+        *needs = PyUnicode_InternFromString(operation);
+        return *needs == NULL ? -1 : SOCKET_ACTION_EVENT;
+    }
+    PyObject *listing = PyDict_GetItemString(parts, "listing_events");
+    PyObject *changes = PyDict_GetItemString(parts, "path_change_events");
+    PyObject *sqlite = PyDict_GetItemString(parts, "sqlite_event");
+    if (listing == NULL || !PyTuple_Check(listing) || changes == NULL || !PyTuple_Check(changes)
+        || sqlite == NULL || !PyUnicode_CheckExact(sqlite)) {
+        PyErr_SetString(PyExc_TypeError, "install: parts lack the file events");
+        return -1;
+    }
+    int found = PySequence_Contains(listing, event);
+    if (found != 0) {
+        *needs = found < 0 ? NULL : PyDict_GetItemString(parts, "listing_flags");
+        if (*needs == NULL || !PyUnicode_CheckExact(*needs)) {
+            PyErr_SetString(PyExc_TypeError, "install: parts[\"listing_flags\"] is no str");
+            *needs = NULL;
+            return -1;
+        }
+        Py_INCREF(*needs);
+        return LISTING_EVENT;
+    }
+    if ((found = PySequence_Contains(changes, event)) != 0) {
+        if (found < 0) {
+            return -1;
+        }
+        Py_INCREF(event); /* remembered under the event's own name */
+        *needs = event;
+        return PATH_CHANGE_EVENT;
+    }
+    if ((found = PyUnicode_Compare(sqlite, event)) == 0) {
+        Py_INCREF(event);
+        *needs = event;
+        return SQLITE_EVENT;
+    }
+    return PyErr_Occurred() ? -1 : PLAIN_EVENT;
+}
+
+static int
+fill_table(Slot *slots, size_t size, PyObject *events, PyObject *parts)
 {
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(events); i++) {
         PyObject *event = PyTuple_GET_ITEM(events, i);
@@ -581,35 +696,17 @@ fill_table(Slot *slots, size_t size, PyObject *events)
             Py_DECREF(event); /* named twice */
             continue;
         }
-        const char *operation = NULL;
-        int kind = PLAIN_EVENT;
-        if (strcmp(name, "open") == 0) {
-            kind = OPEN_EVENT;
-        }
-        else if (strcmp(name, "socket.getaddrinfo") == 0) {
-            kind = LOOKUP_EVENT;
-        }
-        else if (strcmp(name, "socket.connect") == 0) {
-            operation = "connect";
-        }
-        else if (strcmp(name, "socket.bind") == 0) {
-            operation = "bind";
-        }
-        else if (strcmp(name, "socket.sendto") == 0 || strcmp(name, "socket.sendmsg") == 0) {
-            operation = "send";
-        }
-        if (operation != NULL) {
-            kind = SOCKET_ACTION_EVENT;
-            slots[at].operation = PyUnicode_InternFromString(operation);
-            if (slots[at].operation == NULL) {
-                Py_DECREF(event);
-                return -1;
-            }
+        PyObject *needs;
+        int kind = event_kind(parts, event, name, &needs);
+        if (kind < 0) {
+            Py_DECREF(event);
+            return -1;
         }
         slots[at].hash = hash;
         slots[at].name = name;
         slots[at].event = event;
         slots[at].kind = kind;
+        slots[at].operation = needs;
     }
     return 0;
 }
@@ -638,14 +735,15 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_NoMemory();
         return NULL;
     }
-    if (fill_table(slots, size, events) < 0) {
+    if (fill_table(slots, size, events, parts) < 0) {
         goto fail;
     }
     name_shield = PyUnicode_InternFromString("_shield");
     name_memory = PyUnicode_InternFromString("_memory");
     name_compiled = PyUnicode_InternFromString("compiled");
     name_resolves = PyUnicode_InternFromString("_resolves");
-    if (!name_shield || !name_memory || !name_compiled || !name_resolves) {
+    current_folder = PyUnicode_InternFromString(".");
+    if (!name_shield || !name_memory || !name_compiled || !name_resolves || !current_folder) {
         goto fail;
     }
     gate_globals = part(parts, "gate_globals", &PyDict_Type);

@@ -985,10 +985,17 @@ def _compiled_hook_parts() -> dict[str, Any]:
     import _socket
 
     from appshield.hooks import _file_cache, _gate, network
+    from appshield.hooks.file import describe
     from appshield.hooks.network import memory
     from appshield.operations import NetworkOp
 
     return {
+        # The file events whose checks before the gate are `listing_repeat`,
+        # `change_repeat` and `sqlite_repeat` (hooks/file FAST_PATHS), with their flags.
+        "listing_events": ("os.listdir", "os.scandir"),
+        "listing_flags": _file_cache.LISTING,
+        "path_change_events": describe.PATH_CHANGE_EVENTS,
+        "sqlite_event": describe.SQLITE_CONNECT,
         "gate_globals": vars(_gate),
         "file_cache_globals": vars(_file_cache),
         "memory_type": _file_cache._Memory,

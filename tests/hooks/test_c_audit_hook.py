@@ -178,6 +178,69 @@ def test_a_relative_name_remembered_in_one_folder_is_decided_again_in_another(
     assert shielded.stdout.strip() == "BLOCKED", shielded.stderr
 
 
+# The current folder listed until remembered, then the same call in the denied folder.
+LISTING = """
+import os
+try:
+    from appshield.errors import PolicyViolation
+except ImportError:
+    PolicyViolation = OSError
+for _ in range(3):
+    os.listdir()
+os.chdir({vault!r})
+try:
+    print(*os.listdir())
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_remembered_listing_of_the_current_folder_is_decided_again_elsewhere(
+    root: Path, kind: str
+) -> None:
+    code = LISTING.format(vault=str(root / "vault"))
+    control = _run(root, code, None)
+    assert control.stdout.split() == ["secret.txt"], control.stderr
+    shielded = _run(root, code, kind)
+    assert shielded.stdout.split() == ["BLOCKED"], shielded.stderr
+
+
+# `os.utime` of a link's name until remembered, then another program points the link at the
+# read-only notes: the same call must be decided again (a write there is denied).
+TOUCH = """
+import os, subprocess
+try:
+    from appshield.errors import PolicyViolation
+except ImportError:
+    PolicyViolation = OSError
+name = {name!r}
+for _ in range(3):
+    os.utime(name, (1, 1))
+subprocess.run(["ln", "-sfn", {notes!r}, "current"], check=True)
+try:
+    os.utime(name, (2, 2))
+    print("TOUCHED")
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_remembered_change_by_path_follows_the_link_again(root: Path, kind: str) -> None:
+    notes = root / "work" / "notes.txt"
+    code = TOUCH.format(name=str(root / "work" / "current"), notes=str(notes))
+    control = _run(root, code, None)
+    assert control.stdout.strip() == "TOUCHED", control.stderr
+    assert notes.stat().st_mtime == 2
+    os.utime(notes, (100, 100))
+    (root / "work" / "current").unlink()
+    (root / "work" / "current").symlink_to(root / "work" / "public.txt")
+    shielded = _run(root, code, kind)
+    assert shielded.stdout.strip() == "BLOCKED", shielded.stderr
+    assert notes.stat().st_mtime == 100
+
+
 @pytest.mark.parametrize("kind", _kinds())
 def test_a_remembered_read_never_lets_a_denied_write_through(root: Path, kind: str) -> None:
     code = textwrap.dedent(
