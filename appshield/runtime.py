@@ -940,10 +940,11 @@ def _null_reporter() -> Reporter:
 
 def _add_audit_hook(settings: Settings) -> None:
     """Add appshield's audit hook, once per process: the compiled one
-    (appshield/_c_audit_hook.c), which answers the events appshield does not decide and the
-    repeated opens without a Python call and hands every other event to the Python hook,
-    or, where it was not built or `APPSHIELD_PURE_PYTHON=1`, the Python hook itself. Both
-    decide alike; the compiled one only answers sooner."""
+    (appshield/_c_audit_hook.c), which answers the events appshield does not decide, and
+    the repeats the Python hook's checks before the gate would let through, without a
+    Python call, and hands every other event to the Python hook; or, where it was not built
+    or `APPSHIELD_PURE_PYTHON=1`, the Python hook itself. Both decide alike; the compiled
+    one only answers sooner."""
     global _audit_hook_added, _audit_hook_kind
     if _audit_hook_added:
         return
@@ -978,39 +979,16 @@ def _compiled_hook() -> Any:
 
 
 def _compiled_hook_parts() -> dict[str, Any]:
-    """What the compiled hook reads to answer a repeat itself: the memories the Python
-    hook's checks before the gate read (hooks/_file_cache.py, hooks/network), their
-    classes (it reads their slots at their offsets, and only on objects of exactly these
-    classes) and the socket's own C getters. Each is read on every event, never copied."""
-    import _socket
-
-    from appshield.hooks import _file_cache, _gate, network
-    from appshield.hooks.file import describe
-    from appshield.hooks.network import memory
-    from appshield.operations import NetworkOp
+    """What the compiled hook reads to answer a repeat itself: the active shield's module
+    (`_gate._shield`) and what the file and network families say of their memories."""
+    from appshield.hooks import _gate, file, network
 
     return {
-        # The file events whose checks before the gate are `listing_repeat`,
-        # `change_repeat` and `sqlite_repeat` (hooks/file FAST_PATHS), with their flags.
-        "listing_events": ("os.listdir", "os.scandir"),
-        "listing_flags": _file_cache.LISTING,
-        "path_change_events": describe.PATH_CHANGE_EVENTS,
-        "sqlite_event": describe.SQLITE_CONNECT,
         "gate_globals": vars(_gate),
-        "file_cache_globals": vars(_file_cache),
-        "memory_type": _file_cache._Memory,
-        "network_globals": vars(network),
-        "allow_cache_type": network._AllowCache,
-        "allowed_actions": network._allowed,
-        "names_by_address": memory.memory._by_address,
-        "names_entry_type": memory._Entry,
-        "resolves_type": network._Resolves,
-        "network_op_type": NetworkOp,
-        "op_address_index": NetworkOp._fields.index("address"),
         "utf8_file_names": (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
         == ("utf-8", "surrogateescape"),
-        "socket_family": vars(_socket.socket)["family"],
-        "socket_type": vars(_socket.socket)["type"],
+        **file.compiled_hook_parts(),
+        **network.compiled_hook_parts(),
     }
 
 

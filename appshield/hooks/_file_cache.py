@@ -70,7 +70,15 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["LISTING", "allowed_again", "lookup", "remember", "remember_descriptor", "same_file"]
+__all__ = [
+    "LISTING",
+    "allowed_again",
+    "compiled_hook_parts",
+    "lookup",
+    "remember",
+    "remember_descriptor",
+    "same_file",
+]
 
 # The flags a folder listing is remembered under: a str, so that no open (whose flags the
 # event always carries as an exact int) can ever be let through by a remembered listing.
@@ -86,7 +94,11 @@ _getframe = sys._getframe
 class _Memory:
     """What one compiled policy allowed. Replaced whole, never emptied in place, when the
     policy changes: an open decided under the old policy on another thread then lands in the
-    old memory, never in the new one."""
+    old memory, never in the new one.
+
+    The compiled audit hook (appshield/_c_audit_hook.c) reads `owner`, `plain`, `checked`
+    and `relative` at their slots' offsets, with the layout of their values below: a change
+    here is a change there (`compiled_hook_parts`)."""
 
     __slots__ = (
         "changed",
@@ -180,6 +192,17 @@ def lookup(
     if not memory.granting.first_party(_getframe(1)):
         return False  # a distribution may be asking: decided in full
     return identity is None or same_file(identity)
+
+
+def compiled_hook_parts() -> dict[str, Any]:
+    """What the compiled audit hook reads of this module (appshield/runtime.py hands it
+    over): the module's globals (`_memory`, replaced when the policy changes, is read on
+    every event), the memory's class, and the flags a listing is remembered under."""
+    return {
+        "file_cache_globals": globals(),
+        "memory_type": _Memory,
+        "listing_flags": LISTING,
+    }
 
 
 def allowed_again(memory: _Memory, path: str | bytes, flags: int | str, relative_too: bool) -> bool:

@@ -70,6 +70,9 @@ def _policy(root: Path) -> Path:
     return policy
 
 
+VIOLATION = "from appshield.errors import PolicyViolation\n"
+
+
 def _run(
     root: Path, code: str, kind: str | None, prelude: str = ""
 ) -> subprocess.CompletedProcess[str]:
@@ -79,7 +82,8 @@ def _run(
     if kind == "python":
         env["APPSHIELD_PURE_PYTHON"] = "1"
     shield = "import appshield.auto\nfrom appshield import runtime as _r\n"
-    script = prelude + (shield if kind is not None else "") + code
+    # Importing the exception shields nothing: the control run names it too.
+    script = prelude + (shield if kind is not None else "") + VIOLATION + code
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=root / "work",
@@ -107,7 +111,6 @@ def root(tmp_path: Path) -> Path:
 # what the last open read, or BLOCKED.
 SWAP = """
 import subprocess
-from appshield.errors import PolicyViolation
 name = {name!r}
 for _ in range(3):
     with open(name, "rb") as f:
@@ -132,11 +135,7 @@ def test_a_symlink_swapped_under_a_remembered_path_is_decided_again(
     elif spelling == "relative":
         name = "current"  # the child runs in root/work
     code = SWAP.format(name=name, secret=str(root / "vault" / "secret.txt"))
-    control = _run(
-        root,
-        code.replace("from appshield.errors import PolicyViolation", "PolicyViolation = OSError"),
-        None,
-    )
+    control = _run(root, code, None)
     assert control.stdout.strip() == "CANARY-SECRET", control.stderr
     (root / "work" / "current").unlink()
     (root / "work" / "current").symlink_to(root / "work" / "public.txt")
@@ -150,10 +149,6 @@ def test_a_symlink_swapped_under_a_remembered_path_is_decided_again(
 # name leads to the secret (a link made before the run: making it here is itself denied).
 CHDIR = """
 import os
-try:
-    from appshield.errors import PolicyViolation
-except ImportError:
-    PolicyViolation = OSError
 for _ in range(3):
     with open("current", "rb") as f:
         f.read()
@@ -181,10 +176,6 @@ def test_a_relative_name_remembered_in_one_folder_is_decided_again_in_another(
 # The current folder listed until remembered, then the same call in the denied folder.
 LISTING = """
 import os
-try:
-    from appshield.errors import PolicyViolation
-except ImportError:
-    PolicyViolation = OSError
 for _ in range(3):
     os.listdir()
 os.chdir({vault!r})
@@ -210,10 +201,6 @@ def test_a_remembered_listing_of_the_current_folder_is_decided_again_elsewhere(
 # read-only notes: the same call must be decided again (a write there is denied).
 TOUCH = """
 import os, subprocess
-try:
-    from appshield.errors import PolicyViolation
-except ImportError:
-    PolicyViolation = OSError
 name = {name!r}
 for _ in range(3):
     os.utime(name, (1, 1))
@@ -310,10 +297,6 @@ def test_a_raising_tracer_never_runs_inside_the_hook(root: Path, kind: str) -> N
 # how many connections the listener got.
 RECONNECT = """
 import socket
-try:
-    from appshield.errors import PolicyViolation
-except ImportError:
-    PolicyViolation = OSError
 listener = socket.create_server(("127.0.0.1", 0))
 port = listener.getsockname()[1]
 for _ in range(3):
@@ -440,3 +423,39 @@ def test_the_compiled_hook_installs_once() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["TypeError"] * 5 + ["RuntimeError"], result.stderr
+
+
+def test_the_compiled_checks_are_the_ones_the_python_hook_makes() -> None:
+    """The C part answers an event with the check the Python hook makes for it before the
+    gate: the events it is told of, and the socket operations its table names, are those
+    of the families' FAST_PATHS."""
+    from appshield import hooks
+    from appshield.hooks import file, network
+    from appshield.hooks.file import describe
+
+    parts = {**file.compiled_hook_parts(), **network.compiled_hook_parts()}
+    fast = hooks.all_fast_paths()
+    for event in parts["listing_events"]:
+        assert fast[event] is describe.listing_repeat
+    for event in parts["path_change_events"]:
+        assert fast[event].__qualname__ == "change_repeat.<locals>.repeat"
+    assert fast[parts["sqlite_event"]] is describe.sqlite_repeat
+    assert fast["socket.getaddrinfo"] is network._repeat_resolve
+    # appshield/_c_audit_hook.c `event_kind`: the operation each socket event is keyed by.
+    in_c = {
+        "socket.connect": "connect",
+        "socket.bind": "bind",
+        "socket.sendto": "send",
+        "socket.sendmsg": "send",
+    }
+    for event, operation in in_c.items():
+        check = fast[event]
+        cells = dict(
+            zip(
+                check.__code__.co_freevars,
+                (c.cell_contents for c in check.__closure__ or ()),
+                strict=True,
+            )
+        )
+        assert check.__qualname__ == "_repeat_allowed.<locals>.repeat_allowed"
+        assert cells["operation"] == operation

@@ -68,7 +68,7 @@ import sys
 from types import FrameType
 
 from appshield._threadstate import thread_state
-from appshield.hooks import _deferred, _gate
+from appshield.hooks import _deferred, _file_cache, _gate
 from appshield.hooks._convert import Unreadable, event_index, event_path, fspath_once, index_once
 from appshield.hooks._file_cache import LISTING
 from appshield.hooks._file_cache import lookup as _cache_lookup
@@ -107,7 +107,7 @@ else:
         "appshield.hooks.file.sqlite",
     )
 
-__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES", "compiled_hook_parts"]
 
 _state = thread_state
 Described = tuple[Operation, str]
@@ -748,8 +748,22 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("shutil", "rmtree", _wrap_rmtree, "file", optional=True),
 )
 
+
 # An allowed change through a descriptor or by path, an allowed listing or SQLite connect,
 # repeated (hooks/_file_cache.py): let through by the audit hook before the gate.
+def compiled_hook_parts() -> dict[str, Any]:
+    """What the compiled audit hook needs to answer the repeats of `FAST_PATHS` below
+    itself: which events are listings, changes by path and SQLite connects (their checks
+    here are `listing_repeat`, `change_repeat` and `sqlite_repeat`), and the memories they
+    read (hooks/_file_cache.py)."""
+    return {
+        **_file_cache.compiled_hook_parts(),
+        "listing_events": ("os.listdir", "os.scandir"),
+        "path_change_events": PATH_CHANGE_EVENTS,
+        "sqlite_event": SQLITE_CONNECT,
+    }
+
+
 FAST_PATHS = {
     **{event: change_repeat(event) for event in PATH_CHANGE_EVENTS},
     "os.listdir": listing_repeat,

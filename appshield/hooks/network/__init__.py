@@ -64,7 +64,7 @@ else:
         "appshield.hooks.network.describe",
     )
 
-__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES", "compiled_hook_parts"]
 
 _state = thread_state
 _str_copy = str.__getitem__
@@ -110,7 +110,7 @@ class _AllowCache:
     a lookup never runs a `__hash__` or `__eq__` that an argument object defines."""
 
     # Slots: the compiled audit hook reads `owner` and `entries` at their offsets
-    # (appshield/_c_audit_hook.c).
+    # (appshield/_c_audit_hook.c, `compiled_hook_parts`).
     __slots__ = ("entries", "granting", "key", "owner", "usable")
 
     LIMIT = 4096
@@ -378,6 +378,28 @@ def _repeat_resolve(args: tuple[Any, ...]) -> bool:
     return False
 
 
+def compiled_hook_parts() -> dict[str, Any]:
+    """What the compiled audit hook reads to answer `_repeat_allowed` and `_repeat_resolve`
+    itself (appshield/_c_audit_hook.c; appshield/runtime.py hands it over): this module's
+    globals (`_resolves` is replaced when the policy changes), the allowed socket actions
+    (`_allowed`, never replaced), the resolver memory's names by address, the classes whose
+    slots it reads, where a `NetworkOp` keeps its address, and the socket's own C fields."""
+    from appshield.hooks.network import memory
+
+    return {
+        "network_globals": globals(),
+        "allow_cache_type": _AllowCache,
+        "allowed_actions": _allowed,
+        "names_by_address": memory.memory._by_address,
+        "names_entry_type": memory._Entry,
+        "resolves_type": _Resolves,
+        "network_op_type": NetworkOp,
+        "op_address_index": NetworkOp._fields.index("address"),
+        "socket_family": vars(_socket.socket)["family"],
+        "socket_type": vars(_socket.socket)["type"],
+    }
+
+
 # Checked by the audit hook before the gate (see `_repeat_allowed`, `_repeat_resolve`).
 FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {
     "socket.getaddrinfo": _repeat_resolve,
@@ -606,6 +628,7 @@ class _Resolves:
     Bounded; replaced whole, never emptied in place, when the policy changes, so that a
     lookup decided under the old policy on another thread lands in the old memory."""
 
+    # The compiled audit hook reads `key` and `entries` at their offsets.
     __slots__ = ("entries", "granting", "key", "usable")
 
     LIMIT = 4096

@@ -35,6 +35,8 @@ class _Entry:
     """The names of one address, each with its expiry, plus the soonest expiry so that a
     lookup can tell in one comparison whether anything needs pruning."""
 
+    # The compiled audit hook reads `names` and `soonest` at their offsets
+    # (hooks/network `compiled_hook_parts`).
     __slots__ = ("expiries", "names", "soonest")
 
     def __init__(self) -> None:
