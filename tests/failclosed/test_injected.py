@@ -67,8 +67,10 @@ def attempt(op, n):
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def listener() -> Iterator[Listener]:
+    # One per test: a connection an earlier test's child made, which the accepting thread
+    # takes only later on a loaded machine, must never count as this test's.
     server = Listener()
     yield server
     server.close()
