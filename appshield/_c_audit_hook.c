@@ -252,6 +252,20 @@ still_same_file(PyObject *seen, const char *folder, Py_ssize_t folder_size)
     return same;
 }
 
+/* The active policy's compiled form (a new reference), or NULL when no shield is active. */
+static PyObject *
+active_policy(void)
+{
+    PyObject *active = PyDict_GetItemWithError(gate_globals, name_shield);
+    if (active == NULL || active == Py_None) {
+        return NULL;
+    }
+    Py_INCREF(active);
+    PyObject *compiled = PyObject_GetAttr(active, name_compiled);
+    Py_DECREF(active);
+    return compiled;
+}
+
 /* 1: an exact str or bytes `path` the active policy allowed before under `flags`, in the
  * memories of hooks/_file_cache.py (`allowed_again`, and the Python hook's first lines for
  * an open), for a policy without per-distribution grants; a remembered relative str only
@@ -259,11 +273,6 @@ still_same_file(PyObject *seen, const char *folder, Py_ssize_t folder_size)
 static int
 allowed_again(PyObject *path, PyObject *flags, int relative_too)
 {
-    PyObject *active = PyDict_GetItemWithError(gate_globals, name_shield);
-    if (active == NULL || active == Py_None) {
-        PyErr_Clear();
-        return 0;
-    }
     PyObject *opened = PyDict_GetItemWithError(cache_globals, name_memory);
     if (opened == NULL || Py_TYPE(opened) != memory_type) {
         PyErr_Clear();
@@ -271,15 +280,11 @@ allowed_again(PyObject *path, PyObject *flags, int relative_too)
     }
     int allowed = 0;
     PyObject *owner = NULL, *compiled = NULL, *plain = NULL, *checked = NULL, *relative = NULL;
-    Py_INCREF(active);
     Py_INCREF(opened);
+    compiled = active_policy();
     owner = slot_value(opened, owner_offset);
-    if (owner == NULL || owner == Py_None) {
-        goto done; /* None: a policy with grants, which the Python hook answers */
-    }
-    compiled = PyObject_GetAttr(active, name_compiled);
-    if (compiled == NULL || compiled != owner) {
-        goto done;
+    if (compiled == NULL || owner != compiled) {
+        goto done; /* no shield, another policy's memory, or grants (`owner` None) */
     }
     plain = slot_value(opened, plain_offset);
     if (plain == NULL || !PyDict_CheckExact(plain)) {
@@ -330,7 +335,6 @@ done:
     Py_XDECREF(compiled);
     Py_XDECREF(owner);
     Py_DECREF(opened);
-    Py_DECREF(active);
     return allowed;
 }
 
@@ -375,20 +379,6 @@ file_event_allowed_again(Slot *slot, PyObject *args)
         return allowed_again(path, slot->operation, 1);
     }
     return 0;
-}
-
-/* The active policy's compiled form (a new reference), or NULL when no shield is active. */
-static PyObject *
-active_policy(void)
-{
-    PyObject *active = PyDict_GetItemWithError(gate_globals, name_shield);
-    if (active == NULL || active == Py_None) {
-        return NULL;
-    }
-    Py_INCREF(active);
-    PyObject *compiled = PyObject_GetAttr(active, name_compiled);
-    Py_DECREF(active);
-    return compiled;
 }
 
 /* The value of a socket's C field, read as its own member descriptor reads it, whatever a
