@@ -25,6 +25,12 @@
  * to the Python hook, which decides as it always did. So this file can only make an answer
  * cheaper, never different.
  *
+ * What it reads on every event is read where Python keeps it, never pushed here: the module
+ * globals naming the active shield and the memories (kept between events only while their
+ * dict's version says nothing changed, `global_value`), the shield's `compiled` and the
+ * memories' fields (slots, at their offsets). The last key found in each network memory is
+ * kept the same way, while that dict's version stands (`Remembered`).
+ *
  * Only the interpreter that installed it is served: a subinterpreter's events are not
  * appshield's (its Python hook, per interpreter, never saw them either). C hooks cannot be
  * removed; uninstalling the shield leaves this one answering through the Python hook, which
@@ -62,8 +68,6 @@ typedef struct {
 static Slot *table = NULL;
 static size_t table_mask = 0;
 static PyObject *python_hook = NULL;
-static PyObject *gate_globals = NULL;  /* hooks/_gate.py's globals: `_shield` */
-static PyObject *cache_globals = NULL; /* hooks/_file_cache.py's globals: `_memory` */
 static PyInterpreterState *home = NULL;
 /* hooks/_file_cache._Memory, a class with __slots__: its slots are read at their offsets,
  * about a tenth of what a generic attribute look-up costs on every open. */
@@ -74,9 +78,29 @@ static int utf8_file_names = 0;
 static Py_ssize_t owner_offset, plain_offset, checked_offset, relative_offset;
 
 static PyObject *name_shield, *name_memory, *name_compiled, *name_resolves, *current_folder;
+/* appshield.runtime.Shield, whose `compiled` is a slot: read at its offset on a shield of
+ * exactly that class (a generic look-up of an attribute costs about 190 instructions). */
+static PyTypeObject *shield_type = NULL;
+static Py_ssize_t compiled_offset;
+
+/* A module global read on every event: `_gate._shield`, `_file_cache._memory`,
+ * `network._resolves`. CPython gives every dict a version that changes with each change of
+ * it (PEP 509's `ma_version_tag`, there from 3.6 to 3.13): while the module's dict keeps the
+ * version it had at the last look-up, that look-up's answer stands, and it costs a compare
+ * instead of a hash-table probe. `install` proves the version moves on a set, a replace and
+ * a delete before it trusts it (`versions_move`); without that proof every read looks up. */
+typedef struct {
+    PyObject *dict;  /* the module's globals: a strong reference, kept for good */
+    PyObject *name;
+    uint64_t version;
+    PyObject *value; /* borrowed from `dict`, which holds it while `version` stands */
+    int known;
+} Global;
+
+static Global global_shield, global_memory, global_resolves;
+static int versions_move = 0;
 
 /* The network memories (appshield/hooks/network): NULL until `install` is given them. */
-static PyObject *network_globals = NULL; /* `_resolves`, replaced when the policy changes */
 static PyObject *allowed_actions = NULL; /* `_allowed`, an _AllowCache, never replaced */
 static PyObject *names_by_address = NULL; /* the resolver memory's `_by_address` */
 static PyTypeObject *allow_cache_type, *names_entry_type, *resolves_type, *network_op_type;
@@ -208,6 +232,32 @@ flags_in(PyObject *allowed, PyObject *flags)
     if (!PySet_CheckExact(allowed)) {
         return 0;
     }
+    PySetObject *set = (PySetObject *)allowed;
+    if (PyLong_CheckExact(flags) && set->mask < 8) {
+        /* An open's flags: an int CPython made for this call, never the object the set
+         * holds, so a set look-up ends in a rich comparison of two ints (about 220
+         * instructions). A set of a few flags is walked instead, comparing the values of
+         * its exact ints: found here, it is in the set; not found (a bool, or an int too
+         * large for a C long, among them), the Python hook asks again. */
+        int overflow = 0;
+        long wanted = PyLong_AsLongAndOverflow(flags, &overflow);
+        if (overflow || (wanted == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+        for (Py_ssize_t i = 0; i <= set->mask; i++) {
+            PyObject *held = set->table[i].key;
+            /* An empty entry is NULL; a deleted one holds a marker that is no int. */
+            if (held != NULL && PyLong_CheckExact(held)) {
+                long value = PyLong_AsLongAndOverflow(held, &overflow);
+                if (!overflow && value == wanted) {
+                    return !(value == -1 && PyErr_Occurred());
+                }
+            }
+        }
+        PyErr_Clear();
+        return 0;
+    }
     int found = PySet_Contains(allowed, flags);
     if (found < 0) {
         PyErr_Clear();
@@ -252,13 +302,85 @@ still_same_file(PyObject *seen, const char *folder, Py_ssize_t folder_size)
     return same;
 }
 
+#if PY_VERSION_HEX < 0x030E0000
+#define HAS_DICT_VERSIONS 1
+/* Deprecated for C code since 3.12 (for dict watchers), still kept up to date by 3.13. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static uint64_t
+dict_version(PyObject *dict)
+{
+    return ((PyDictObject *)dict)->ma_version_tag;
+}
+#pragma GCC diagnostic pop
+#else
+#define HAS_DICT_VERSIONS 0
+#endif
+
+/* `global`'s value now: a borrowed reference, or NULL (unset, or a failed look-up; no
+ * exception is left set). */
+static PyObject *
+global_value(Global *global)
+{
+#if HAS_DICT_VERSIONS
+    /* Read before the look-up: a change made while it runs (a key's `__eq__`) leaves the
+     * version remembered already old, so the next read looks up again. */
+    uint64_t version = dict_version(global->dict);
+    if (global->known && version == global->version) {
+        return global->value;
+    }
+#endif
+    PyObject *value = PyDict_GetItemWithError(global->dict, global->name);
+    if (value == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        global->known = 0;
+        return NULL;
+    }
+#if HAS_DICT_VERSIONS
+    global->value = value;
+    global->version = version;
+    global->known = versions_move;
+#endif
+    return value;
+}
+
+/* 1 when a dict's version moves on each kind of change `global_value` relies on: a key
+ * added, its value replaced by another object, the key deleted. (Storing the very object a
+ * key already holds may leave the version as it was: what a read finds is the same.) */
+static int
+dict_versions_move(void)
+{
+#if HAS_DICT_VERSIONS
+    PyObject *dict = PyDict_New();
+    PyObject *key = PyUnicode_InternFromString("appshield.version_probe");
+    int moves = 0;
+    if (dict != NULL && key != NULL) {
+        uint64_t before = dict_version(dict);
+        moves = PyDict_SetItem(dict, key, Py_None) == 0 && dict_version(dict) != before;
+        before = dict_version(dict);
+        moves = moves && PyDict_SetItem(dict, key, Py_True) == 0 && dict_version(dict) != before;
+        before = dict_version(dict);
+        moves = moves && PyDict_DelItem(dict, key) == 0 && dict_version(dict) != before;
+    }
+    PyErr_Clear();
+    Py_XDECREF(key);
+    Py_XDECREF(dict);
+    return moves;
+#else
+    return 0;
+#endif
+}
+
 /* The active policy's compiled form (a new reference), or NULL when no shield is active. */
 static PyObject *
 active_policy(void)
 {
-    PyObject *active = PyDict_GetItemWithError(gate_globals, name_shield);
+    PyObject *active = global_value(&global_shield);
     if (active == NULL || active == Py_None) {
         return NULL;
+    }
+    if (Py_TYPE(active) == shield_type) {
+        return slot_value(active, compiled_offset);
     }
     Py_INCREF(active);
     PyObject *compiled = PyObject_GetAttr(active, name_compiled);
@@ -273,9 +395,8 @@ active_policy(void)
 static int
 allowed_again(PyObject *path, PyObject *flags, int relative_too)
 {
-    PyObject *opened = PyDict_GetItemWithError(cache_globals, name_memory);
+    PyObject *opened = global_value(&global_memory);
     if (opened == NULL || Py_TYPE(opened) != memory_type) {
-        PyErr_Clear();
         return 0;
     }
     int allowed = 0;
@@ -405,6 +526,137 @@ monotonic_seconds(void)
     return (double)ns / 1e9;
 }
 
+/* The last look-up that found something in one of the network memories' dicts, kept while
+ * the dict keeps its version (`global_value` says why that is enough): a service connects
+ * to the same address over and over, and hashing and comparing the key costs about 700
+ * instructions of a connect's repeat, a tenth of the connect itself. */
+typedef struct {
+    PyObject *dict;  /* a strong reference: its address is never another dict's meanwhile */
+    uint64_t version;
+    PyObject *key;   /* a strong reference */
+    PyObject *value; /* borrowed from `dict`, which holds it while `version` stands */
+} Remembered;
+
+static Remembered last_action, last_names, last_lookup;
+
+/* `dict` still has the version it had when `remembered` was found in it. */
+static int
+still_remembered(Remembered *remembered, PyObject *dict)
+{
+#if HAS_DICT_VERSIONS
+    return versions_move && remembered->dict == dict && remembered->value != NULL
+           && dict_version(dict) == remembered->version;
+#else
+    (void)remembered;
+    (void)dict;
+    return 0;
+#endif
+}
+
+/* Keep `value`, found under `key` in `dict` when it had `version`; takes `key`. */
+static void
+remember(Remembered *remembered, PyObject *dict, uint64_t version, PyObject *key,
+         PyObject *value)
+{
+    PyObject *old_dict = remembered->dict, *old_key = remembered->key;
+    Py_INCREF(dict);
+    remembered->dict = dict;
+    remembered->version = version;
+    remembered->key = key;
+    remembered->value = value;
+    /* Last: freeing the old ones may free a dict of tuples, which runs no Python code. */
+    Py_XDECREF(old_key);
+    Py_XDECREF(old_dict);
+}
+
+/* The version `dict` has now (0 where CPython keeps none: nothing is then remembered). */
+static uint64_t
+version_now(PyObject *dict)
+{
+#if HAS_DICT_VERSIONS
+    return dict_version(dict);
+#else
+    (void)dict;
+    return 0;
+#endif
+}
+
+/* Two exact ints of the same value. */
+static int
+same_int(PyObject *a, PyObject *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    if (!PyLong_CheckExact(a) || !PyLong_CheckExact(b)) {
+        return 0;
+    }
+    int overflow_a = 0, overflow_b = 0;
+    long value_a = PyLong_AsLongAndOverflow(a, &overflow_a);
+    long value_b = PyLong_AsLongAndOverflow(b, &overflow_b);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return !overflow_a && !overflow_b && value_a == value_b;
+}
+
+/* Two exact strs of the same text. */
+static int
+same_str(PyObject *a, PyObject *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    if (!PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b)) {
+        return 0;
+    }
+    int order = PyUnicode_Compare(a, b);
+    if (order == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return order == 0;
+}
+
+/* Two exact strs, bytes or ints of the same value (None is only itself): what the dict's
+ * comparison of a host or a port would say, where it says equal. */
+static int
+same_value(PyObject *a, PyObject *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    if (Py_TYPE(a) != Py_TYPE(b)) {
+        return 0;
+    }
+    if (PyUnicode_CheckExact(a)) {
+        return same_str(a, b);
+    }
+    if (PyLong_CheckExact(a)) {
+        return same_int(a, b);
+    }
+    if (PyBytes_CheckExact(a)) {
+        return PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b)
+               && memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(a))
+                      == 0;
+    }
+    return 0;
+}
+
+/* `key` (operation, family, type, (host, port)), as socket_action_allowed_again builds it,
+ * equals the one these values would build: the dict would find the same entry. */
+static int
+same_action(PyObject *key, PyObject *operation, PyObject *family, PyObject *type,
+            PyObject *address)
+{
+    PyObject *before = PyTuple_GET_ITEM(key, 3);
+    return PyTuple_GET_ITEM(key, 0) == operation && same_int(PyTuple_GET_ITEM(key, 1), family)
+           && same_int(PyTuple_GET_ITEM(key, 2), type)
+           && same_str(PyTuple_GET_ITEM(before, 0), PyTuple_GET_ITEM(address, 0))
+           && same_int(PyTuple_GET_ITEM(before, 1), PyTuple_GET_ITEM(address, 1));
+}
+
 /* 1: a repeat of a socket action the active policy allowed, to an exact (str, int) address
  * (hooks/network `_repeat_allowed`, for a policy without grants). 0: ask the Python hook. */
 static int
@@ -440,11 +692,22 @@ socket_action_allowed_again(PyObject *operation, PyObject *args)
     if (entries == NULL || !PyDict_Check(entries)) {
         goto done;
     }
-    key = PyTuple_Pack(4, operation, family, type, address);
-    if (key == NULL) {
-        goto done;
+    if (still_remembered(&last_action, entries)
+        && same_action(last_action.key, operation, family, type, address)) {
+        hit = last_action.value;
     }
-    hit = PyDict_GetItemWithError(entries, key);
+    else {
+        uint64_t version = version_now(entries); /* before: see `global_value` */
+        key = PyTuple_Pack(4, operation, family, type, address);
+        if (key == NULL) {
+            goto done;
+        }
+        hit = PyDict_GetItemWithError(entries, key);
+        if (hit != NULL) {
+            remember(&last_action, entries, version, key, hit);
+            key = NULL;
+        }
+    }
     if (hit == NULL || !PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 2) {
         hit = NULL;
         goto done;
@@ -455,7 +718,19 @@ socket_action_allowed_again(PyObject *operation, PyObject *args)
     if (Py_TYPE(base) != network_op_type || PyTuple_GET_SIZE(base) <= op_address_index) {
         goto done;
     }
-    names_entry = PyDict_GetItemWithError(names_by_address, PyTuple_GET_ITEM(base, op_address_index));
+    PyObject *resolved = PyTuple_GET_ITEM(base, op_address_index);
+    /* The entry's own address object: the same object, the same answer. */
+    if (still_remembered(&last_names, names_by_address) && last_names.key == resolved) {
+        names_entry = last_names.value;
+    }
+    else {
+        uint64_t version = version_now(names_by_address);
+        names_entry = PyDict_GetItemWithError(names_by_address, resolved);
+        if (names_entry != NULL) {
+            Py_INCREF(resolved);
+            remember(&last_names, names_by_address, version, resolved, names_entry);
+        }
+    }
     if (names_entry == NULL) {
         if (PyErr_Occurred()) {
             goto done;
@@ -492,7 +767,7 @@ done:
 static int
 lookup_allowed_again(PyObject *args)
 {
-    if (network_globals == NULL || PyTuple_GET_SIZE(args) < 2) {
+    if (global_resolves.dict == NULL || PyTuple_GET_SIZE(args) < 2) {
         return 0;
     }
     PyObject *host = PyTuple_GET_ITEM(args, 0);
@@ -502,9 +777,8 @@ lookup_allowed_again(PyObject *args)
              || port == Py_None)) {
         return 0;
     }
-    PyObject *memory = PyDict_GetItemWithError(network_globals, name_resolves);
+    PyObject *memory = global_value(&global_resolves);
     if (memory == NULL || Py_TYPE(memory) != resolves_type) {
-        PyErr_Clear();
         return 0;
     }
     int allowed = 0;
@@ -519,11 +793,23 @@ lookup_allowed_again(PyObject *args)
     if (entries == NULL || !PyDict_CheckExact(entries)) {
         goto done;
     }
+    if (still_remembered(&last_lookup, entries)
+        && same_value(PyTuple_GET_ITEM(last_lookup.key, 0), host)
+        && same_value(PyTuple_GET_ITEM(last_lookup.key, 1), port)) {
+        allowed = 1;
+        goto done;
+    }
+    uint64_t version = version_now(entries);
     key = PyTuple_Pack(2, host, port);
     if (key == NULL) {
         goto done;
     }
-    allowed = PyDict_Contains(entries, key) == 1;
+    PyObject *found = PyDict_GetItemWithError(entries, key);
+    if (found != NULL) {
+        allowed = 1;
+        remember(&last_lookup, entries, version, key, found);
+        key = NULL;
+    }
 done:
     if (PyErr_Occurred()) {
         PyErr_Clear();
@@ -736,12 +1022,23 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!name_shield || !name_memory || !name_compiled || !name_resolves || !current_folder) {
         goto fail;
     }
-    gate_globals = part(parts, "gate_globals", &PyDict_Type);
-    cache_globals = gate_globals ? part(parts, "file_cache_globals", &PyDict_Type) : NULL;
-    memory_type = cache_globals ? (PyTypeObject *)part(parts, "memory_type", &PyType_Type) : NULL;
-    network_globals = memory_type ? part(parts, "network_globals", &PyDict_Type) : NULL;
-    allow_cache_type =
-        network_globals ? (PyTypeObject *)part(parts, "allow_cache_type", &PyType_Type) : NULL;
+    versions_move = dict_versions_move();
+    shield_type = (PyTypeObject *)part(parts, "shield_type", &PyType_Type);
+    /* The globals that name the active shield (hooks/_gate.py), the file memory
+     * (hooks/_file_cache.py) and the resolve memory (hooks/network): replaced whole when
+     * the policy changes, read through `global_value`. */
+    global_shield.dict = shield_type ? part(parts, "gate_globals", &PyDict_Type) : NULL;
+    global_shield.name = name_shield;
+    global_memory.dict =
+        global_shield.dict ? part(parts, "file_cache_globals", &PyDict_Type) : NULL;
+    global_memory.name = name_memory;
+    memory_type =
+        global_memory.dict ? (PyTypeObject *)part(parts, "memory_type", &PyType_Type) : NULL;
+    global_resolves.dict = memory_type ? part(parts, "network_globals", &PyDict_Type) : NULL;
+    global_resolves.name = name_resolves;
+    allow_cache_type = global_resolves.dict
+                           ? (PyTypeObject *)part(parts, "allow_cache_type", &PyType_Type)
+                           : NULL;
     allowed_actions = allow_cache_type ? part(parts, "allowed_actions", allow_cache_type) : NULL;
     names_by_address = allowed_actions ? part(parts, "names_by_address", &PyDict_Type) : NULL;
     names_entry_type =
@@ -768,7 +1065,8 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "install: a network operation is a tuple");
         goto fail;
     }
-    if ((owner_offset = slot_offset(memory_type, "owner")) < 0
+    if ((compiled_offset = slot_offset(shield_type, "compiled")) < 0
+        || (owner_offset = slot_offset(memory_type, "owner")) < 0
         || (plain_offset = slot_offset(memory_type, "plain")) < 0
         || (checked_offset = slot_offset(memory_type, "checked")) < 0
         || (relative_offset = slot_offset(memory_type, "relative")) < 0
@@ -799,8 +1097,9 @@ fail:
         Py_XDECREF(slots[i].operation);
     }
     PyMem_RawFree(slots);
-    gate_globals = cache_globals = network_globals = allowed_actions = names_by_address = NULL;
-    memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
+    global_shield.dict = global_memory.dict = global_resolves.dict = NULL;
+    allowed_actions = names_by_address = NULL;
+    shield_type = memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
     socket_family = socket_type = NULL;
     return NULL;
 }

@@ -312,6 +312,11 @@ def _stop_denied_exporters() -> None:
 class Shield:
     """An installed policy: decides, reports and enforces. Hooks call `enforce`."""
 
+    # `compiled` is a slot: the compiled audit hook reads it at its offset on every repeat
+    # it answers (appshield/_c_audit_hook.c, `active_policy`). The rest stays in the
+    # instance's dict.
+    __slots__ = ("__dict__", "__weakref__", "compiled")
+
     def __init__(
         self,
         config: ShieldConfig,
@@ -984,6 +989,7 @@ def _compiled_hook_parts() -> dict[str, Any]:
     from appshield.hooks import _gate, file, network
 
     return {
+        "shield_type": Shield,
         "gate_globals": vars(_gate),
         "utf8_file_names": (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
         == ("utf-8", "surrogateescape"),

@@ -74,16 +74,27 @@ VIOLATION = "from appshield.errors import PolicyViolation\n"
 
 
 def _run(
-    root: Path, code: str, kind: str | None, prelude: str = ""
+    root: Path,
+    code: str,
+    kind: str | None,
+    prelude: str = "",
+    policy: Path | None = None,
+    auto: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a child: shielded with the hook `kind`, or bare when None."""
+    """Run `code` in a child: shielded with the hook `kind`, or bare when None. With `auto`
+    false, `code` installs the shield itself (`SHIELDED` says whether it should)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
-    env["APPSHIELD_POLICY"] = str(_policy(root))
+    env["APPSHIELD_POLICY"] = str(policy if policy is not None else _policy(root))
     if kind == "python":
         env["APPSHIELD_PURE_PYTHON"] = "1"
-    shield = "import appshield.auto\nfrom appshield import runtime as _r\n"
+    if not auto:
+        shield = f"SHIELDED = {kind is not None}\n"
+    elif kind is not None:
+        shield = "import appshield.auto\nfrom appshield import runtime as _r\n"
+    else:
+        shield = ""
     # Importing the exception shields nothing: the control run names it too.
-    script = prelude + (shield if kind is not None else "") + VIOLATION + code
+    script = prelude + shield + VIOLATION + code
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=root / "work",
@@ -329,6 +340,136 @@ def test_a_remembered_connect_is_decided_again_once_a_denied_name_leads_there(
     assert control.stdout.split() == ["CONNECTED", "4"], control.stderr
     shielded = _run(root, RECONNECT, kind)
     assert shielded.stdout.split() == ["BLOCKED", "3"], shielded.stderr
+
+
+# Installs a lenient policy, opens, connects and resolves until each is remembered, then the
+# policy changes: the same shield is given a stricter policy (`swap`, as a reload does), or
+# the shield is removed and a new one installed with it (`reinstall`). Each attempt after
+# that must be decided by the new policy, never answered from what the old one allowed.
+# Prints the three outcomes and how many connections the listener got.
+CHANGED = """
+import socket
+import appshield
+from appshield import runtime
+from appshield.policy import load_policy
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+def attempts():
+    outcomes = []
+    try:
+        with open("public.txt", "rb") as f:
+            outcomes.append(f.read().decode().strip())
+    except PolicyViolation:
+        outcomes.append("BLOCKED")
+    try:
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", port))
+        outcomes.append("CONNECTED")
+    except PolicyViolation:
+        outcomes.append("BLOCKED")
+    try:
+        socket.getaddrinfo("localhost", port)
+        outcomes.append("RESOLVED")
+    except PolicyViolation:
+        outcomes.append("BLOCKED")
+    return outcomes
+if SHIELDED:
+    appshield.install({lenient!r})
+for _ in range(3):
+    assert attempts() == ["public", "CONNECTED", "RESOLVED"]
+if SHIELDED:
+    if {how!r} == "swap":
+        runtime.active_shield().swap_policy(load_policy({stricter!r}))
+    else:
+        appshield.uninstall()
+        appshield.install({stricter!r})
+print(*attempts())
+listener.settimeout(0.5)
+accepted = 0
+try:
+    while True:
+        listener.accept()[0].close()
+        accepted += 1
+except OSError:
+    pass
+print(accepted)
+"""
+
+
+def _write_policy(path: Path, *rules: str) -> Path:
+    """A policy allowing everything but `rules` (YAML list items, each one line)."""
+    lines = [
+        "version: 1",
+        "mode: enforce",
+        "defaults: {process: allow, file: allow, network: allow, import: allow}",
+        "rules:" if rules else "rules: []",
+        *(f"  - {rule}" for rule in rules),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("how", ["swap", "reinstall"])
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_changed_policy_decides_every_remembered_repeat_again(
+    root: Path, kind: str, how: str
+) -> None:
+    lenient = _write_policy(root / "lenient.yaml")
+    stricter = _write_policy(
+        root / "stricter.yaml",
+        "{id: public-now-closed, category: file, action: deny,"
+        f' match: {{path: "{root}/work/public.txt", access: read}}}}',
+        "{id: loopback-now-closed, category: network, action: deny,"
+        ' match: {host: "127.0.0.1", operation: connect}}',
+        "{id: lookups-now-closed, category: network, action: deny,"
+        " match: {host: localhost, operation: resolve}}",
+    )
+    code = CHANGED.format(how=how, lenient=str(lenient), stricter=str(stricter))
+    control = _run(root, code, None, auto=False)
+    assert control.stdout.split() == ["public", "CONNECTED", "RESOLVED", "4"], control.stderr
+    shielded = _run(root, code, kind, auto=False)
+    assert shielded.stdout.split() == ["BLOCKED", "BLOCKED", "BLOCKED", "3"], shielded.stderr
+
+
+# Connects to an allowed listener until the connect is remembered, then to a listener on
+# another port of the same address, which the policy denies (the test's own listener: the
+# outside world counts).
+OTHER_PORT = """
+import socket
+allowed = socket.create_server(("127.0.0.1", 0))
+for _ in range(3):
+    with socket.socket() as s:
+        s.connect(("127.0.0.1", allowed.getsockname()[1]))
+try:
+    with socket.socket() as s:
+        s.connect(("127.0.0.1", {denied}))
+    print("CONNECTED")
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_remembered_connect_lets_no_other_port_through(root: Path, kind: str) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as denied:
+        port = denied.getsockname()[1]
+        policy = _write_policy(
+            root / "one-port.yaml",
+            "{id: one-port-closed, category: network, action: deny,"
+            f' match: {{host: "127.0.0.1", port: {port}, operation: connect}}}}',
+        )
+        code = OTHER_PORT.format(denied=port)
+        denied.settimeout(5)
+        control = _run(root, code, None, policy=policy)
+        assert control.stdout.split() == ["CONNECTED"], control.stderr
+        denied.accept()[0].close()
+        shielded = _run(root, code, kind, policy=policy)
+        assert shielded.stdout.split() == ["BLOCKED"], shielded.stderr
+        denied.settimeout(0.5)
+        with pytest.raises(OSError):
+            denied.accept()
 
 
 REFUSER = """
