@@ -108,6 +108,112 @@ def test_resolve_path_missing_and_dangling(tmp_path: Path) -> None:
     assert resolve_path(tmp_path / "dangling") == f"{real}/target-to-be"
 
 
+def _tree_of_links(root: Path) -> None:
+    """Folders, links to folders (relative and absolute, chained), a link to a file, dangling
+    links and a loop: what a new name may be created under, or be."""
+    (root / "real" / "deep").mkdir(parents=True)
+    (root / "real" / "file").write_text("x")
+    (root / "to-real").symlink_to("real")
+    (root / "to-deep").symlink_to(root / "real" / "deep")
+    (root / "chain").symlink_to("to-deep")
+    (root / "to-file").symlink_to("real/file")
+    (root / "dangling").symlink_to("real/not-yet")
+    (root / "real" / "dangling-up").symlink_to("../nowhere/x")
+    (root / "loop").symlink_to("loop")
+
+
+NEW_NAMES = [
+    "real/new",
+    "to-real/new",
+    "to-deep/new",
+    "chain/new",
+    "chain/../new",
+    "to-deep/../../new",
+    "to-real/deep/../new",
+    "dangling",
+    "real/dangling-up",
+    "to-file/new",
+    "loop/new",
+    "missing/new",
+    "real/new/",
+    "real/.",
+    "real/..",
+    "real//new",
+    "real/new\udcff",
+    "real/" + "n" * 300,
+]
+
+
+@pytest.mark.parametrize("name", NEW_NAMES)
+def test_resolve_path_of_a_new_name_is_what_realpath_says(tmp_path: Path, name: str) -> None:
+    # A name not there yet (a file about to be created) is put after its folder, which the
+    # kernel resolves; every case that is not that one (a dangling link, a folder that does
+    # not resolve, `.`/`..`, a trailing `/`) is os.path.realpath's, as before.
+    _tree_of_links(tmp_path)
+    text = f"{tmp_path}/{name}"
+    assert resolve_path(text) == normalize_path(os.path.realpath(text))
+
+
+def test_resolve_path_of_a_new_name_at_the_root() -> None:
+    assert resolve_path("/appshield-no-such-name") == "/appshield-no-such-name"
+
+
+def test_resolve_path_of_a_new_name_in_a_deleted_folder(tmp_path: Path) -> None:
+    # The kernel names a deleted folder "<path> (deleted)", and os.path.realpath reads the
+    # same text through /proc/self/cwd: both answers agree.
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    here = os.getcwd()
+    os.chdir(gone)
+    try:
+        gone.rmdir()
+        assert resolve_path("/proc/self/cwd/new") == normalize_path(
+            os.path.realpath("/proc/self/cwd/new")
+        )
+    finally:
+        os.chdir(here)
+
+
+@pytest.fixture(scope="module")
+def link_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tree for every example hypothesis tries (a module's: nothing writes to it)."""
+    root = tmp_path_factory.mktemp("links")
+    _tree_of_links(root)
+    return root
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "real",
+                "deep",
+                "to-real",
+                "to-deep",
+                "chain",
+                "to-file",
+                "dangling",
+                "loop",
+                "..",
+                ".",
+                "",
+                "new",
+                "missing",
+            ]
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_resolve_path_agrees_with_realpath_on_a_tree_of_links(
+    link_tree: Path, parts: list[str]
+) -> None:
+    root = Path(os.path.realpath(link_tree))
+    text = f"{root}/" + "/".join(parts)
+    assert resolve_path(text) == normalize_path(os.path.realpath(text))
+
+
 def test_resolve_path_proc_magic_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.path.realpath(tmp_path)
     (tmp_path / "f").write_text("x")
