@@ -5,6 +5,9 @@ MODE is one of:
 - `bare`: nothing installed;
 - `noop_hook`: `sys.addaudithook(lambda e, a: None)` and nothing else, the floor of any design
   that decides in a Python audit hook (every audit event calls it);
+- `compiled_floor`: appshield's compiled audit hook, told of no event, and nothing else: the
+  floor of its design (CPython's own cost per event once any hook is set, and the hook's
+  first test);
 - `shield`: `appshield.install(POLICY)` first;
 - `shield_python`: the same, with the Python audit hook where the compiled one was built
   (run with `APPSHIELD_PURE_PYTHON=1`: `run.py --with-python-hook`);
@@ -248,24 +251,38 @@ def _frame_code_loop(work: str) -> Loop:  # event `object.__getattr__`
 
 
 def _first_import_loop(work: str) -> Loop:
-    # A fresh set of tiny modules for every repetition: each import is a first import.
+    """`import` of a module this process has not imported, as an app's start-up imports its
+    modules: one of the modules run.py wrote to BENCH_MODULES before any worker started,
+    with their bytecode compiled, as an image or a second start has it. (Until round 32 each
+    repetition wrote its modules itself: every file was then a first open for writing of a
+    new path, decided in full, and that decision, about 185k instructions, was counted as
+    part of the import. `open_new` measures it on its own.)"""
+    folder = os.environ["BENCH_MODULES"]
+    sys.path.insert(0, folder)
     counter = [0]
-    sys.path.insert(0, work)
+
+    def loop(n: int) -> None:
+        base = counter[0]
+        counter[0] += n
+        names = [f"benchmod_{i}" for i in range(base, base + n)]
+        t0 = time.perf_counter_ns()
+        for name in names:
+            __import__(name)
+        loop.elapsed = time.perf_counter_ns() - t0  # type: ignore[attr-defined]
+
+    return loop
+
+
+def _open_new_loop(work: str) -> Loop:
+    """`open(path, "w")` of a path never opened before: an app writing an upload, a report
+    or a temporary file. Each is a first decision (the path resolved, the rules asked)."""
+    counter = [0]
 
     def loop(n: int) -> None:
         base = counter[0]
         counter[0] += n
         for i in range(base, base + n):
-            with open(os.path.join(work, f"benchmod_{i}.py"), "w") as f:
-                f.write("VALUE = 1\n")
-        import importlib
-
-        importlib.invalidate_caches()
-        start_names = [f"benchmod_{i}" for i in range(base, base + n)]
-        t0 = time.perf_counter_ns()
-        for name in start_names:
-            __import__(name)
-        loop.elapsed = time.perf_counter_ns() - t0  # type: ignore[attr-defined]
+            open(os.path.join(work, f"new_{i}.txt"), "w").close()
 
     return loop
 
@@ -310,6 +327,7 @@ OPS: dict[str, Callable[[str], Loop]] = {
     "function_code": _function_code_loop,
     "frame_code": _frame_code_loop,
     "import_first": _first_import_loop,
+    "open_new": _open_new_loop,
     "violation_repeated": _violation_loop(False),
     "violation_distinct": _violation_loop(True),
 }
@@ -331,6 +349,13 @@ def measure(op: str, mode: str, n: int, reps: int, work: str) -> list[float]:
         import appshield
 
         handle = appshield.install(sys.argv[5])
+    elif mode == "compiled_floor":
+        # appshield's compiled hook told of no event: it answers every event at its first
+        # test (a hash and a table miss). What CPython's audit machinery costs once any hook
+        # is set, plus that test: the floor of the compiled hook.
+        from appshield import _c_audit_hook, runtime
+
+        _c_audit_hook.install(lambda event, args: None, (), runtime._compiled_hook_parts())
     elif mode == "noop_hook":
         sys.addaudithook(lambda e, a: None)
     elif mode not in ("bare", "aikido"):

@@ -161,7 +161,8 @@ CASES = (
         HOOK_FLOOR,
         unhandled=True,
     ),
-    Case("first import of a module", "import_first", 300, "full", "<= 1.10x"),
+    Case("first import of a module (its bytecode cached)", "import_first", 300, "full", "<= 1.10x"),
+    Case("open(new path, 'w')+close(), each path new", "open_new", 2000, "full", "-"),
     Case(
         "violation, repeated (aggregated)",
         "violation_repeated",
@@ -326,6 +327,8 @@ class Mode:
 BARE = Mode("bare", "bare")
 SHIELD = Mode("shield", "appshield")
 NOOP_HOOK = Mode("noop_hook", "no-op hook")
+# appshield's compiled hook told of no event: the floor of the compiled hook's design.
+COMPILED_FLOOR = Mode("compiled_floor", "no-op compiled hook")
 # appshield with the Python audit hook alone (appshield/_c_audit_hook.c not used).
 PYTHON_HOOK = Mode("shield_python", "appshield, Python hook", env=(("APPSHIELD_PURE_PYTHON", "1"),))
 
@@ -409,6 +412,17 @@ def instructions(case: Case, mode: Mode, n: int, policy: str, env: dict[str, str
     """User-space instructions of one worker run of `n` operations (one repetition)."""
     command = [mode.python, WORKER, case.op, mode.name, str(n), "1", policy]
     return callgrind_instructions(command, mode.environ(env), f"{case.op} {mode.name}")
+
+
+def write_modules(folder: Path, count: int = 2000) -> str:
+    """The modules the first-import row imports (`benchmod_N`, more than any worker asks
+    for), with their bytecode compiled here: every worker is a new process, so each of its
+    imports is a first one, reading the cached bytecode as a deployed app does."""
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"benchmod_{i}.py").write_text("VALUE = 1\n")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder)], check=True)
+    return str(folder)
 
 
 def per_op_instructions(case: Case, mode: str | Mode, policy: str, env: dict[str, str]) -> float:
@@ -656,6 +670,12 @@ def main() -> int:
         help="also run every row with a no-op Python audit hook and nothing else",
     )
     parser.add_argument(
+        "--with-compiled-floor",
+        action="store_true",
+        help="also run every row with appshield's compiled audit hook told of no event, and"
+        " nothing else (the floor of the compiled hook: CPython's own cost per event)",
+    )
+    parser.add_argument(
         "--with-python-hook",
         action="store_true",
         help="also run every row under appshield with its Python audit hook instead of the"
@@ -676,6 +696,8 @@ def main() -> int:
     more: tuple[Mode, ...] = ()
     if args.with_noop_hook:
         more += (NOOP_HOOK,)
+    if args.with_compiled_floor:
+        more += (COMPILED_FLOOR,)
     if args.with_python_hook:
         more += (PYTHON_HOOK,)
     if args.aikido_python:
@@ -694,7 +716,11 @@ def main() -> int:
         for k, v in os.environ.items()
         if not k.startswith(("APPSHIELD_", "OTEL_", "AIKIDO_")) and k != "PYTHONDONTWRITEBYTECODE"
     }
-    env.update(BENCH_PORT=str(port), APPSHIELD_LOG=str(folder / "violations.jsonl"))
+    env.update(
+        BENCH_PORT=str(port),
+        APPSHIELD_LOG=str(folder / "violations.jsonl"),
+        BENCH_MODULES=write_modules(folder / "modules"),
+    )
     results: dict[str, object] = {}
     rows: list[tuple[Case, dict[str, float | None]]] = []
     try:

@@ -80,9 +80,19 @@ def listener() -> Iterator[int]:
     server.close()
 
 
-def _work(op: str, mode: str, port: int) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The first-import row's modules, as run.py writes them (a few: the workers here ask
+    for nine)."""
+    return str(run.write_modules(tmp_path_factory.mktemp("bench") / "modules", count=20))
+
+
+def _work(
+    op: str, mode: str, port: int, modules: str = "/nonexistent"
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPSHIELD_", "AIKIDO_"))}
     env["BENCH_PORT"] = str(port)
+    env["BENCH_MODULES"] = modules
     return subprocess.run(
         [sys.executable, str(WORKER), op, mode, "4", "2", POLICY],
         env=env,
@@ -94,11 +104,34 @@ def _work(op: str, mode: str, port: int) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("op", sorted(set(worker.OPS) - {"subprocess"}))
 @pytest.mark.parametrize("mode", ["bare", "noop_hook"])
-def test_every_operation_runs(op: str, mode: str, listener: int) -> None:
-    done = _work(op, mode, listener)
+def test_every_operation_runs(op: str, mode: str, listener: int, modules: str) -> None:
+    done = _work(op, mode, listener, modules)
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.splitlines()[-1])
     assert len(figures) == 2 and all(x > 0 for x in figures)
+
+
+@pytest.mark.parametrize("op", ["open", "connect", "import_first", "open_new"])
+def test_the_compiled_floor_runs(op: str, listener: int, modules: str) -> None:
+    try:
+        from appshield import _c_audit_hook  # noqa: F401
+    except ImportError:
+        pytest.skip("the C hook was not built")
+    done = _work(op, "compiled_floor", listener, modules)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_first_import_row_imports_modules_it_did_not_write(
+    listener: int, modules: str
+) -> None:
+    # Its modules come with their bytecode, and the worker writes no file: the row
+    # measures the import alone.
+    folder = Path(modules)
+    assert len(list((folder / "__pycache__").glob("benchmod_*.pyc"))) == 20
+    before = sorted(p.name for p in folder.rglob("*"))
+    done = _work("import_first", "shield", listener, modules)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in folder.rglob("*")) == before
 
 
 @pytest.mark.parametrize(
