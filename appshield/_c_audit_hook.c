@@ -157,6 +157,18 @@ fnv1a(const char *text)
     return hash;
 }
 
+/* strcmp(a, b) == 0, inline: event names are short, and a call of the C library's strcmp
+ * costs more than comparing them. */
+static int
+same_name(const char *a, const char *b)
+{
+    while (*a != '\0' && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
 static Slot *
 find(const char *event)
 {
@@ -166,7 +178,7 @@ find(const char *event)
         if (slot->event == NULL) {
             return NULL;
         }
-        if (slot->hash == hash && strcmp(slot->name, event) == 0) {
+        if (slot->hash == hash && same_name(slot->name, event)) {
             return slot;
         }
     }
@@ -225,6 +237,46 @@ same_number(PyObject *value, unsigned long long expected)
     return number == expected;
 }
 
+/* 1 and the value in `*value` when the exact int `number` fits one digit of CPython's
+ * (what small ints and an open's flags are): read from the object, without a call. 0
+ * otherwise: the caller asks PyLong_AsLongAndOverflow. */
+static int
+one_digit_value(PyObject *number, long *value)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyLongObject *as_long = (PyLongObject *)number;
+    if (!PyUnstable_Long_IsCompact(as_long)) {
+        return 0;
+    }
+    *value = (long)PyUnstable_Long_CompactValue(as_long);
+    return 1;
+#else
+    Py_ssize_t size = Py_SIZE(number);
+    if (size < -1 || size > 1) {
+        return 0;
+    }
+    /* Zero may have no digit allocated (3.10): its value is not read from one. */
+    *value = size == 0 ? 0 : size * (long)((PyLongObject *)number)->ob_digit[0];
+    return 1;
+#endif
+}
+
+/* The value of the exact int `number`; 0 when it does not fit a C long. */
+static int
+int_value(PyObject *number, long *value)
+{
+    if (one_digit_value(number, value)) {
+        return 1;
+    }
+    int overflow = 0;
+    *value = PyLong_AsLongAndOverflow(number, &overflow);
+    if (overflow || (*value == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 /* 1 when `flags` is in `allowed` (a set of ours); 0 for no and for any error. */
 static int
 flags_in(PyObject *allowed, PyObject *flags)
@@ -239,23 +291,28 @@ flags_in(PyObject *allowed, PyObject *flags)
          * instructions). A set of a few flags is walked instead, comparing the values of
          * its exact ints: found here, it is in the set; not found (a bool, or an int too
          * large for a C long, among them), the Python hook asks again. */
-        int overflow = 0;
-        long wanted = PyLong_AsLongAndOverflow(flags, &overflow);
-        if (overflow || (wanted == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
+        long wanted, value;
+        if (!int_value(flags, &wanted)) {
             return 0;
+        }
+        if (wanted >= 0) {
+            /* First the entry where the set put it: a non-negative int below 2**61 - 1 is
+             * its own hash, and its entry's place the hash's low bits, unless a collision
+             * moved it (the walk below then finds it). */
+            PyObject *home_key = set->table[(size_t)wanted & (size_t)set->mask].key;
+            if (home_key != NULL && PyLong_CheckExact(home_key) && int_value(home_key, &value)
+                && value == wanted) {
+                return 1;
+            }
         }
         for (Py_ssize_t i = 0; i <= set->mask; i++) {
             PyObject *held = set->table[i].key;
             /* An empty entry is NULL; a deleted one holds a marker that is no int. */
-            if (held != NULL && PyLong_CheckExact(held)) {
-                long value = PyLong_AsLongAndOverflow(held, &overflow);
-                if (!overflow && value == wanted) {
-                    return !(value == -1 && PyErr_Occurred());
-                }
+            if (held != NULL && PyLong_CheckExact(held) && int_value(held, &value)
+                && value == wanted) {
+                return 1;
             }
         }
-        PyErr_Clear();
         return 0;
     }
     int found = PySet_Contains(allowed, flags);
@@ -388,6 +445,28 @@ active_policy(void)
     return compiled;
 }
 
+/* 1 when `memory`'s owner (the slot at `offset`) is the active policy's compiled form: a
+ * memory that policy filled, for a policy without grants (their memories' owner is None). */
+static int
+memory_of_active_policy(PyObject *memory, Py_ssize_t offset)
+{
+    PyObject *active = global_value(&global_shield);
+    if (active == NULL || active == Py_None) {
+        return 0;
+    }
+    if (Py_TYPE(active) == shield_type) {
+        /* Two slots read and compared, nothing run in between: neither is kept. */
+        PyObject *compiled = *(PyObject **)((char *)active + compiled_offset);
+        return compiled != NULL && compiled == *(PyObject **)((char *)memory + offset);
+    }
+    PyObject *compiled = active_policy(); /* may run code: the owner is read after it */
+    PyObject *owner = slot_value(memory, offset);
+    int same = compiled != NULL && owner == compiled;
+    Py_XDECREF(owner);
+    Py_XDECREF(compiled);
+    return same;
+}
+
 /* 1: an exact str or bytes `path` the active policy allowed before under `flags`, in the
  * memories of hooks/_file_cache.py (`allowed_again`, and the Python hook's first lines for
  * an open), for a policy without per-distribution grants; a remembered relative str only
@@ -400,11 +479,9 @@ allowed_again(PyObject *path, PyObject *flags, int relative_too)
         return 0;
     }
     int allowed = 0;
-    PyObject *owner = NULL, *compiled = NULL, *plain = NULL, *checked = NULL, *relative = NULL;
+    PyObject *plain = NULL, *checked = NULL, *relative = NULL;
     Py_INCREF(opened);
-    compiled = active_policy();
-    owner = slot_value(opened, owner_offset);
-    if (compiled == NULL || owner != compiled) {
+    if (!memory_of_active_policy(opened, owner_offset)) {
         goto done; /* no shield, another policy's memory, or grants (`owner` None) */
     }
     plain = slot_value(opened, plain_offset);
@@ -453,8 +530,6 @@ done:
     Py_XDECREF(relative);
     Py_XDECREF(checked);
     Py_XDECREF(plain);
-    Py_XDECREF(compiled);
-    Py_XDECREF(owner);
     Py_DECREF(opened);
     return allowed;
 }
@@ -591,14 +666,8 @@ same_int(PyObject *a, PyObject *b)
     if (!PyLong_CheckExact(a) || !PyLong_CheckExact(b)) {
         return 0;
     }
-    int overflow_a = 0, overflow_b = 0;
-    long value_a = PyLong_AsLongAndOverflow(a, &overflow_a);
-    long value_b = PyLong_AsLongAndOverflow(b, &overflow_b);
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return !overflow_a && !overflow_b && value_a == value_b;
+    long value_a, value_b;
+    return int_value(a, &value_a) && int_value(b, &value_b) && value_a == value_b;
 }
 
 /* Two exact strs of the same text. */
@@ -676,11 +745,9 @@ socket_action_allowed_again(PyObject *operation, PyObject *args)
         return 0;
     }
     int allowed = 0;
-    PyObject *compiled = NULL, *owner = NULL, *entries = NULL, *family = NULL, *type = NULL,
-             *key = NULL, *hit = NULL, *names_entry = NULL;
-    compiled = active_policy();
-    owner = slot_value(allowed_actions, allow_owner_offset);
-    if (compiled == NULL || owner != compiled) {
+    PyObject *entries = NULL, *family = NULL, *type = NULL, *key = NULL, *hit = NULL,
+             *names_entry = NULL;
+    if (!memory_of_active_policy(allowed_actions, allow_owner_offset)) {
         goto done; /* no shield, another policy's entries, or grants (owner None) */
     }
     family = socket_field(socket_family, sock);
@@ -757,8 +824,6 @@ done:
     Py_XDECREF(entries);
     Py_XDECREF(type);
     Py_XDECREF(family);
-    Py_XDECREF(owner);
-    Py_XDECREF(compiled);
     return allowed;
 }
 
@@ -782,11 +847,9 @@ lookup_allowed_again(PyObject *args)
         return 0;
     }
     int allowed = 0;
-    PyObject *compiled = NULL, *owner = NULL, *entries = NULL, *key = NULL;
+    PyObject *entries = NULL, *key = NULL;
     Py_INCREF(memory);
-    compiled = active_policy();
-    owner = slot_value(memory, resolves_key_offset);
-    if (compiled == NULL || owner != compiled) {
+    if (!memory_of_active_policy(memory, resolves_key_offset)) {
         goto done;
     }
     entries = slot_value(memory, resolves_entries_offset);
@@ -816,8 +879,6 @@ done:
     }
     Py_XDECREF(key);
     Py_XDECREF(entries);
-    Py_XDECREF(owner);
-    Py_XDECREF(compiled);
     Py_DECREF(memory);
     return allowed;
 }
@@ -827,7 +888,8 @@ audit_hook(const char *event, PyObject *args, void *unused)
 {
     (void)unused;
     PyThreadState *ts = current_thread_state();
-    if (ts == NULL || PyThreadState_GetInterpreter(ts) != home) {
+    /* `ts->interp`: the field PyThreadState_GetInterpreter returns, without the call. */
+    if (ts == NULL || ts->interp != home) {
         return 0;
     }
     Slot *slot = find(event);

@@ -302,11 +302,26 @@ def test_a_raising_tracer_never_runs_inside_the_hook(root: Path, kind: str) -> N
     assert shielded.stdout.split() == ["PolicyViolation", "False"], shielded.stderr
 
 
+# The end of the network scripts below: how many connections their listener got.
+COUNT_ACCEPTED = """
+listener.settimeout(0.5)
+accepted = 0
+try:
+    while True:
+        listener.accept()[0].close()
+        accepted += 1
+except OSError:
+    pass
+print(accepted)
+"""
+
+
 # Connects to a listener of its own on 127.0.0.1 until the connect is remembered (no name
 # leads there yet), then resolves "localhost" (which the policy names in a deny), and connects
 # again: that connect must be decided again, as a connect to localhost. Prints the outcome and
 # how many connections the listener got.
-RECONNECT = """
+RECONNECT = (
+    """
 import socket
 listener = socket.create_server(("127.0.0.1", 0))
 port = listener.getsockname()[1]
@@ -320,16 +335,9 @@ try:
     print("CONNECTED")
 except PolicyViolation:
     print("BLOCKED")
-listener.settimeout(0.5)
-accepted = 0
-try:
-    while True:
-        listener.accept()[0].close()
-        accepted += 1
-except OSError:
-    pass
-print(accepted)
 """
+    + COUNT_ACCEPTED
+)
 
 
 @pytest.mark.parametrize("kind", _kinds())
@@ -347,7 +355,8 @@ def test_a_remembered_connect_is_decided_again_once_a_denied_name_leads_there(
 # the shield is removed and a new one installed with it (`reinstall`). Each attempt after
 # that must be decided by the new policy, never answered from what the old one allowed.
 # Prints the three outcomes and how many connections the listener got.
-CHANGED = """
+CHANGED = (
+    """
 import socket
 import appshield
 from appshield import runtime
@@ -384,16 +393,9 @@ if SHIELDED:
         appshield.uninstall()
         appshield.install({stricter!r})
 print(*attempts())
-listener.settimeout(0.5)
-accepted = 0
-try:
-    while True:
-        listener.accept()[0].close()
-        accepted += 1
-except OSError:
-    pass
-print(accepted)
 """
+    + COUNT_ACCEPTED
+)
 
 
 def _write_policy(path: Path, *rules: str) -> Path:
