@@ -121,9 +121,7 @@ def test_the_compiled_floor_runs(op: str, listener: int, modules: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_the_first_import_row_imports_modules_it_did_not_write(
-    listener: int, modules: str
-) -> None:
+def test_the_first_import_row_imports_modules_it_did_not_write(listener: int, modules: str) -> None:
     # Its modules come with their bytecode, and the worker writes no file: the row
     # measures the import alone.
     folder = Path(modules)
