@@ -354,9 +354,11 @@ def test_a_remembered_connect_is_decided_again_once_a_denied_name_leads_there(
 # policy changes: the same shield is given a stricter policy (`swap`, as a reload does), or
 # the shield is removed and a new one installed with it (`reinstall`). Each attempt after
 # that must be decided by the new policy, never answered from what the old one allowed.
-# Prints the three outcomes and how many connections the listener got.
+# Prints the outcomes (an absolute and a relative open, a connect, a lookup) and how many
+# connections the listener got.
 CHANGED = (
     """
+import os
 import socket
 import appshield
 from appshield import runtime
@@ -365,11 +367,12 @@ listener = socket.create_server(("127.0.0.1", 0))
 port = listener.getsockname()[1]
 def attempts():
     outcomes = []
-    try:
-        with open("public.txt", "rb") as f:
-            outcomes.append(f.read().decode().strip())
-    except PolicyViolation:
-        outcomes.append("BLOCKED")
+    for name in (os.path.abspath("public.txt"), "public.txt"):
+        try:
+            with open(name, "rb") as f:
+                outcomes.append(f.read().decode().strip())
+        except PolicyViolation:
+            outcomes.append("BLOCKED")
     try:
         with socket.socket() as s:
             s.connect(("127.0.0.1", port))
@@ -385,7 +388,7 @@ def attempts():
 if SHIELDED:
     appshield.install({lenient!r})
 for _ in range(3):
-    assert attempts() == ["public", "CONNECTED", "RESOLVED"]
+    assert attempts() == ["public", "public", "CONNECTED", "RESOLVED"]
 if SHIELDED:
     if {how!r} == "swap":
         runtime.active_shield().swap_policy(load_policy({stricter!r}))
@@ -428,9 +431,47 @@ def test_a_changed_policy_decides_every_remembered_repeat_again(
     )
     code = CHANGED.format(how=how, lenient=str(lenient), stricter=str(stricter))
     control = _run(root, code, None, auto=False)
-    assert control.stdout.split() == ["public", "CONNECTED", "RESOLVED", "4"], control.stderr
+    assert control.stdout.split() == ["public", "public", "CONNECTED", "RESOLVED", "4"], (
+        control.stderr
+    )
     shielded = _run(root, code, kind, auto=False)
-    assert shielded.stdout.split() == ["BLOCKED", "BLOCKED", "BLOCKED", "3"], shielded.stderr
+    assert shielded.stdout.split() == ["BLOCKED"] * 4 + ["3"], shielded.stderr
+
+
+# The shield installed first thing, an absolute path opened until it is remembered, then the
+# shield removed and one with a stricter policy installed: the open is decided by it. (The
+# compiled hook keeps the module globals it read only while their dict's version stands; a
+# mutant keeping them for good lets this open through.)
+REINSTALLED = """
+import appshield
+if SHIELDED:
+    first = appshield.install({lenient!r})  # the handle keeps the first shield alive
+for _ in range(3):
+    open({public!r}, "rb").close()
+if SHIELDED:
+    first.uninstall()
+    appshield.install({stricter!r})
+try:
+    with open({public!r}, "rb") as f:
+        print(f.read().decode().strip())
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_reinstalled_shield_decides_a_remembered_open_again(root: Path, kind: str) -> None:
+    public = root / "work" / "public.txt"
+    lenient = _write_policy(root / "lenient.yaml")
+    stricter = _write_policy(
+        root / "stricter.yaml",
+        f'{{id: public-now-closed, category: file, action: deny, match: {{path: "{public}"}}}}',
+    )
+    code = REINSTALLED.format(lenient=str(lenient), stricter=str(stricter), public=str(public))
+    control = _run(root, code, None, auto=False)
+    assert control.stdout.split() == ["public"], control.stderr
+    shielded = _run(root, code, kind, auto=False)
+    assert shielded.stdout.split() == ["BLOCKED"], shielded.stderr
 
 
 # Connects to an allowed listener until the connect is remembered, then to a listener on
