@@ -11,6 +11,9 @@
                                           # requests per second under a learned policy
     python benchmarks/run.py --callgrind --with-noop-hook --aikido-python PATH --markdown
                                           # issue 17's side-by-side per-call table
+    python benchmarks/run.py --only calls --callgrind --with-compiled-floor --with-python-hook
+                                          # the compiled hook against its floor and the
+                                          # Python hook
 
 Every operation is measured in fresh interpreters, bare and shielded *interleaved* round by
 round (bare, shield, bare, shield, ...), each worker warming up first and timing several
@@ -21,7 +24,10 @@ _policygen.py) under which the measured operation is allowed. `strace -f` (ptrac
 left on hosts without eBPF) runs the bare loop for comparison.
 
 `--with-noop-hook` adds a worker with a no-op Python audit hook and nothing else (the floor of
-any design that decides in an audit hook), and `--aikido-python PATH` one with Aikido Zen
+any design that decides in a Python audit hook), `--with-compiled-floor` one with appshield's
+compiled hook told of no event (the floor of the compiled design: CPython's own cost per
+event once any hook is set), `--with-python-hook` appshield with its Python hook alone
+(`APPSHIELD_PURE_PYTHON=1`), and `--aikido-python PATH` one with Aikido Zen
 started as its README says, in blocking mode (`AIKIDO_BLOCK=true`), under PATH, an
 interpreter of a separate venv that has `aikido_zen` installed (never appshield's). No
 `AIKIDO_TOKEN` is passed: without one Zen starts no background process and reports nothing.
