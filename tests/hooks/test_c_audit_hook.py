@@ -6,6 +6,11 @@ runs the same child twice, once with each hook (`APPSHIELD_PURE_PYTHON=1` picks 
 one), and the outside world says what happened: a canary file's content read or not, an
 exit code. Each attack has a control run without the shield first.
 
+The compiled hook keeps a module global it read, and the last key it found in a network
+memory, only while the dict holding it keeps its version: the tests that change the policy
+under remembered repeats (a swap, a reinstall while the first shield is still referenced)
+fail against a hook that keeps them longer.
+
 Also here: CPython drops an audit hook without a word when an earlier hook raises on
 `sys.addaudithook`; appshield proves its hook answers before it starts and refuses to run
 otherwise, with either hook.
