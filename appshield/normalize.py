@@ -257,7 +257,8 @@ def _new_name(text: str) -> str:
     if name in ("", ".", ".."):
         return normalize_path(os.path.realpath(text))
     try:
-        fd = _open_own_path(folder or "/.")
+        # "/." for the root, as in resolve_path: "//name" leaves "/" here.
+        fd = _open_own_path(folder if folder not in ("", "/") else "/.")
     except OSError:
         return normalize_path(os.path.realpath(text))
     resolved, missing = "", False

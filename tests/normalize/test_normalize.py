@@ -156,6 +156,7 @@ def test_resolve_path_of_a_new_name_is_what_realpath_says(tmp_path: Path, name: 
 
 def test_resolve_path_of_a_new_name_at_the_root() -> None:
     assert resolve_path("/appshield-no-such-name") == "/appshield-no-such-name"
+    assert resolve_path("//appshield-no-such-name") == "/appshield-no-such-name"
 
 
 def test_resolve_path_of_a_new_name_in_a_deleted_folder(tmp_path: Path) -> None:
