@@ -387,8 +387,8 @@ still_same_file(PyObject *seen, const char *folder, Py_ssize_t folder_size)
     return same;
 }
 
+/* The version `dict` has now. */
 #if PY_VERSION_HEX < 0x030E0000
-#define HAS_DICT_VERSIONS 1
 /* Deprecated for C code since 3.12 (for dict watchers), still kept up to date by 3.13. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -399,7 +399,14 @@ dict_version(PyObject *dict)
 }
 #pragma GCC diagnostic pop
 #else
-#define HAS_DICT_VERSIONS 0
+/* No version kept: always 0, which never moves, so `dict_versions_move` says no and
+ * nothing is reused. */
+static uint64_t
+dict_version(PyObject *dict)
+{
+    (void)dict;
+    return 0;
+}
 #endif
 
 /* `global`'s value now: a borrowed reference, or NULL (unset, or a failed look-up; no
@@ -407,25 +414,21 @@ dict_version(PyObject *dict)
 static PyObject *
 global_value(Global *global)
 {
-#if HAS_DICT_VERSIONS
     /* Read before the look-up: a change made while it runs (a key's `__eq__`) leaves the
      * version remembered already old, so the next read looks up again. */
     uint64_t version = dict_version(global->dict);
     if (global->known && version == global->version) {
         return global->value;
     }
-#endif
     PyObject *value = PyDict_GetItemWithError(global->dict, global->name);
     if (value == NULL && PyErr_Occurred()) {
         PyErr_Clear();
         global->known = 0;
         return NULL;
     }
-#if HAS_DICT_VERSIONS
     global->value = value;
     global->version = version;
     global->known = versions_move;
-#endif
     return value;
 }
 
@@ -435,7 +438,6 @@ global_value(Global *global)
 static int
 dict_versions_move(void)
 {
-#if HAS_DICT_VERSIONS
     PyObject *dict = PyDict_New();
     PyObject *key = PyUnicode_InternFromString("appshield.version_probe");
     int moves = 0;
@@ -451,9 +453,6 @@ dict_versions_move(void)
     Py_XDECREF(key);
     Py_XDECREF(dict);
     return moves;
-#else
-    return 0;
-#endif
 }
 
 /* The active policy's compiled form (a new reference), or NULL when no shield is active. */
@@ -648,14 +647,8 @@ static Remembered last_action, last_names, last_lookup;
 static int
 still_remembered(Remembered *remembered, PyObject *dict)
 {
-#if HAS_DICT_VERSIONS
     return versions_move && remembered->dict == dict && remembered->value != NULL
            && dict_version(dict) == remembered->version;
-#else
-    (void)remembered;
-    (void)dict;
-    return 0;
-#endif
 }
 
 /* Keep `value`, found under `key` in `dict` when it had `version`; takes `key`. */
@@ -674,52 +667,8 @@ remember(Remembered *remembered, PyObject *dict, uint64_t version, PyObject *key
     Py_XDECREF(old_dict);
 }
 
-/* The version `dict` has now (0 where CPython keeps none: nothing is then remembered). */
-static uint64_t
-version_now(PyObject *dict)
-{
-#if HAS_DICT_VERSIONS
-    return dict_version(dict);
-#else
-    (void)dict;
-    return 0;
-#endif
-}
-
-/* Two exact ints of the same value. */
-static int
-same_int(PyObject *a, PyObject *b)
-{
-    if (a == b) {
-        return 1;
-    }
-    if (!PyLong_CheckExact(a) || !PyLong_CheckExact(b)) {
-        return 0;
-    }
-    long value_a, value_b;
-    return int_value(a, &value_a) && int_value(b, &value_b) && value_a == value_b;
-}
-
-/* Two exact strs of the same text. */
-static int
-same_str(PyObject *a, PyObject *b)
-{
-    if (a == b) {
-        return 1;
-    }
-    if (!PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b)) {
-        return 0;
-    }
-    int order = PyUnicode_Compare(a, b);
-    if (order == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return order == 0;
-}
-
 /* Two exact strs, bytes or ints of the same value (None is only itself): what the dict's
- * comparison of a host or a port would say, where it says equal. */
+ * comparison of a key's item would say, where it says equal. */
 static int
 same_value(PyObject *a, PyObject *b)
 {
@@ -729,11 +678,17 @@ same_value(PyObject *a, PyObject *b)
     if (Py_TYPE(a) != Py_TYPE(b)) {
         return 0;
     }
-    if (PyUnicode_CheckExact(a)) {
-        return same_str(a, b);
-    }
     if (PyLong_CheckExact(a)) {
-        return same_int(a, b);
+        long value_a, value_b;
+        return int_value(a, &value_a) && int_value(b, &value_b) && value_a == value_b;
+    }
+    if (PyUnicode_CheckExact(a)) {
+        int order = PyUnicode_Compare(a, b);
+        if (order == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return order == 0;
     }
     if (PyBytes_CheckExact(a)) {
         return PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b)
@@ -750,10 +705,10 @@ same_action(PyObject *key, PyObject *operation, PyObject *family, PyObject *type
             PyObject *address)
 {
     PyObject *before = PyTuple_GET_ITEM(key, 3);
-    return PyTuple_GET_ITEM(key, 0) == operation && same_int(PyTuple_GET_ITEM(key, 1), family)
-           && same_int(PyTuple_GET_ITEM(key, 2), type)
-           && same_str(PyTuple_GET_ITEM(before, 0), PyTuple_GET_ITEM(address, 0))
-           && same_int(PyTuple_GET_ITEM(before, 1), PyTuple_GET_ITEM(address, 1));
+    return PyTuple_GET_ITEM(key, 0) == operation && same_value(PyTuple_GET_ITEM(key, 1), family)
+           && same_value(PyTuple_GET_ITEM(key, 2), type)
+           && same_value(PyTuple_GET_ITEM(before, 0), PyTuple_GET_ITEM(address, 0))
+           && same_value(PyTuple_GET_ITEM(before, 1), PyTuple_GET_ITEM(address, 1));
 }
 
 /* 1: a repeat of a socket action the active policy allowed, to an exact (str, int) address
@@ -794,7 +749,7 @@ socket_action_allowed_again(PyObject *operation, PyObject *args)
         hit = last_action.value;
     }
     else {
-        uint64_t version = version_now(entries); /* before: see `global_value` */
+        uint64_t version = dict_version(entries); /* before: see `global_value` */
         key = PyTuple_Pack(4, operation, family, type, address);
         if (key == NULL) {
             goto done;
@@ -821,7 +776,7 @@ socket_action_allowed_again(PyObject *operation, PyObject *args)
         names_entry = last_names.value;
     }
     else {
-        uint64_t version = version_now(names_by_address);
+        uint64_t version = dict_version(names_by_address);
         names_entry = PyDict_GetItemWithError(names_by_address, resolved);
         if (names_entry != NULL) {
             Py_INCREF(resolved);
@@ -892,7 +847,7 @@ lookup_allowed_again(PyObject *args)
         allowed = 1;
         goto done;
     }
-    uint64_t version = version_now(entries);
+    uint64_t version = dict_version(entries);
     key = PyTuple_Pack(2, host, port);
     if (key == NULL) {
         goto done;

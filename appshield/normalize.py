@@ -198,11 +198,14 @@ def fd_path(fd: int) -> str | None:
 
 
 def _open_own_path(text: str) -> int:
-    """An O_PATH descriptor for `text`, opened as appshield's own call (see
-    `appshield._threadstate.open_own`: no exemption anything else can borrow)."""
+    """An O_PATH descriptor for the absolute `text` ("" for the root), opened as
+    appshield's own call (see `appshield._threadstate.open_own`: no exemption anything else
+    can borrow)."""
     from appshield._threadstate import open_own
 
-    return open_own(text, os.O_PATH | os.O_CLOEXEC)
+    # "/" would be encoded as the one-byte bytes CPython shares process-wide, which cannot
+    # be a token of appshield's own call; "/." names the same folder.
+    return open_own("/." if text in ("", "/") else text, os.O_PATH | os.O_CLOEXEC)
 
 
 def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None = None) -> str:
@@ -223,20 +226,16 @@ def resolve_path(path: PathInput, *, dir_fd: int | None = None, cwd: str | None 
     if not text.startswith("/"):
         text = f"{_folder(dir_fd, cwd)}/{text}"
     try:
-        # "/" would be encoded as the one-byte bytes CPython shares process-wide, which
-        # cannot be a token of appshield's own call; "/." names the same folder.
-        fd = _open_own_path("/." if text == "/" else text)
+        fd = _open_own_path(text)
     except FileNotFoundError:
         return _new_name(text)
     except OSError:
         return normalize_path(os.path.realpath(text))
     try:
-        resolved = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        resolved = ""
+        resolved = fd_path(fd)
     finally:
         os.close(fd)
-    if not resolved.startswith("/"):
+    if resolved is None:
         return normalize_path(os.path.realpath(text))
     return resolved
 
@@ -257,22 +256,20 @@ def _new_name(text: str) -> str:
     if name in ("", ".", ".."):
         return normalize_path(os.path.realpath(text))
     try:
-        # "/." for the root, as in resolve_path: "//name" leaves "/" here.
-        fd = _open_own_path(folder if folder not in ("", "/") else "/.")
+        fd = _open_own_path(folder)
     except OSError:
         return normalize_path(os.path.realpath(text))
-    resolved, missing = "", False
     try:
-        resolved = os.readlink(f"/proc/self/fd/{fd}")
-        os.lstat(name, dir_fd=fd)
-    except FileNotFoundError:
-        missing = True  # `readlink` of our own open descriptor does not fail so
-    except OSError:
-        pass
+        resolved = fd_path(fd)
+        try:
+            os.lstat(name, dir_fd=fd)
+        except FileNotFoundError:
+            if resolved is not None:
+                return f"/{name}" if resolved == "/" else f"{resolved}/{name}"
+        except OSError:
+            pass
     finally:
         os.close(fd)
-    if missing and resolved.startswith("/"):
-        return f"/{name}" if resolved == "/" else f"{resolved}/{name}"
     return normalize_path(os.path.realpath(text))
 
 
