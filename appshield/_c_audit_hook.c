@@ -16,7 +16,11 @@
  *   `stat_result`;
  * - a repeat of a socket action or a lookup the active policy allowed before: the same
  *   tests as hooks/network's checks before the gate (`_repeat_allowed`, `_repeat_resolve`),
- *   on the same memories.
+ *   on the same memories;
+ * - the import system's own work on a first import, in its plainest form: the `import` event
+ *   of the import statement while appshield's patched import layer is intact
+ *   (hooks/imports `_import_statement_fast`), and importlib's own open of a module file
+ *   while a wrapped loader reads its code (hooks/file `_import_work_open`).
  *
  * Everything else goes to the very same Python hook, called as CPython calls its own audit
  * hooks: tracing and profiling paused (a tracer never sees, nor raises inside, appshield's
@@ -54,6 +58,7 @@ enum {
     SQLITE_EVENT,      /* sqlite3.connect: `sqlite_repeat`, for a str name */
     SOCKET_ACTION_EVENT,
     LOOKUP_EVENT,
+    IMPORT_EVENT, /* the import statement's `import`: hooks/imports `_import_statement_fast` */
 };
 
 typedef struct {
@@ -100,6 +105,15 @@ typedef struct {
 
 static Global global_shield, global_memory, global_resolves;
 static int versions_move = 0;
+
+/* The import system's own work (NULL until `install` is given them): importlib's path
+ * machinery, known by its module globals (`_frozen_importlib_external.__dict__`); the
+ * per-thread state whose `importing` depth the loader wrappers raise; the file suffixes
+ * of modules; and hooks/imports' `_intact`, the patched layer's proxies where they were
+ * installed, read through `global_layer`. */
+static PyObject *machinery_globals = NULL, *thread_state = NULL, *module_suffixes = NULL;
+static PyObject *name_importing, *name_pycache, *name_intact;
+static Global global_layer;
 
 /* The network memories (appshield/hooks/network): NULL until `install` is given them. */
 static PyObject *allowed_actions = NULL; /* `_allowed`, an _AllowCache, never replaced */
@@ -563,6 +577,90 @@ done:
     return allowed;
 }
 
+/* 1: an exact str `path` that importlib's own code opens (the Python frame the event comes
+ * from runs in importlib's globals) while this thread is inside a loader's reading of a
+ * module (`importing`, an exact int above 0), naming a module file or a bytecode cache: what
+ * hooks/file `_import_work_open` lets through before the gate. That check walks past
+ * appshield's own frames too; here only the caller itself is looked at, so a miss (a bytes
+ * path, any other frame, any doubt) is the Python hook's to answer. */
+static int
+import_work_open(PyObject *path)
+{
+    if (!PyUnicode_CheckExact(path) || machinery_globals == NULL
+        || PyEval_GetGlobals() != machinery_globals) {
+        return 0;
+    }
+    int module_file = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(module_suffixes) && !module_file; i++) {
+        /* Both exact str: the comparison runs no code of anyone's. */
+        module_file = PyUnicode_Tailmatch(path, PyTuple_GET_ITEM(module_suffixes, i), 0,
+                                          PY_SSIZE_T_MAX, 1)
+                      == 1;
+    }
+    if (!module_file) {
+        module_file = PyUnicode_Contains(path, name_pycache) == 1;
+    }
+    if (!module_file) {
+        PyErr_Clear();
+        return 0;
+    }
+    /* The thread-local read, as the Python check reads it (the same attribute, through the
+     * same `_thread._local`): last, as the most costly test. */
+    PyObject *depth = PyObject_GetAttr(thread_state, name_importing);
+    if (depth == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int importing = PyLong_CheckExact(depth) && PyObject_IsTrue(depth) == 1;
+    Py_DECREF(depth);
+    return importing;
+}
+
+/* 1: the `import` event of the import statement before its find (an exact str name, no file
+ * name) while both proxies of appshield's import layer are where `_remember_layer` found
+ * them: the event `_on_import` lets through (hooks/imports `_import_statement_fast` and
+ * `_layer_intact`). 0: ask the Python hook. */
+static int
+import_statement_allowed(PyObject *args)
+{
+    if (PyTuple_GET_SIZE(args) < 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(args, 0))
+        || PyTuple_GET_ITEM(args, 1) != Py_None || global_layer.dict == NULL) {
+        return 0;
+    }
+    PyObject *intact = global_value(&global_layer);
+    if (intact == NULL || !PyList_CheckExact(intact) || PyList_GET_SIZE(intact) != 2) {
+        return 0;
+    }
+    Py_INCREF(intact);
+    int allowed = 1;
+    for (Py_ssize_t i = 0; i < 2 && allowed; i++) {
+        PyObject *row = PyList_GET_ITEM(intact, i);
+        if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != 3
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(row, 1))) {
+            allowed = 0;
+            break;
+        }
+        Py_INCREF(row);
+        PyObject *owner = PyTuple_GET_ITEM(row, 0);
+        /* A module's dict, or a class's (`vars()` of a class: a mappingproxy over it). Any
+         * other mapping could run code: not read here. */
+        PyObject *now = NULL;
+        if (PyDict_CheckExact(owner)) {
+            now = PyDict_GetItemWithError(owner, PyTuple_GET_ITEM(row, 1));
+            Py_XINCREF(now);
+        }
+        else if (Py_TYPE(owner) == &PyDictProxy_Type) {
+            now = PyObject_GetItem(owner, PyTuple_GET_ITEM(row, 1));
+        }
+        allowed = now != NULL && now == PyTuple_GET_ITEM(row, 2);
+        Py_XDECREF(now);
+        Py_DECREF(row);
+    }
+    PyErr_Clear();
+    Py_DECREF(intact);
+    return allowed;
+}
+
 /* The file events' checks before the Python hook: which path, under which flags. */
 static int
 file_event_allowed_again(Slot *slot, PyObject *args)
@@ -579,7 +677,8 @@ file_event_allowed_again(Slot *slot, PyObject *args)
         if (!PyUnicode_CheckExact(path) && !PyBytes_CheckExact(path)) {
             return 0;
         }
-        return allowed_again(path, PyTuple_GET_ITEM(args, 2), PyTuple_GET_ITEM(args, 1) != Py_None);
+        return allowed_again(path, PyTuple_GET_ITEM(args, 2), PyTuple_GET_ITEM(args, 1) != Py_None)
+               || import_work_open(path);
     }
     case LISTING_EVENT:
         if (path == Py_None) {
@@ -896,6 +995,9 @@ audit_hook(const char *event, PyObject *args, void *unused)
         case LOOKUP_EVENT:
             answered = lookup_allowed_again(args);
             break;
+        case IMPORT_EVENT:
+            answered = import_statement_allowed(args);
+            break;
         }
         if (answered) {
             return 0;
@@ -944,6 +1046,9 @@ event_kind(PyObject *parts, PyObject *event, const char *name, PyObject **needs)
     }
     if (strcmp(name, "socket.getaddrinfo") == 0) {
         return LOOKUP_EVENT;
+    }
+    if (strcmp(name, "import") == 0) {
+        return IMPORT_EVENT;
     }
     const char *operation = NULL;
     if (strcmp(name, "socket.connect") == 0) {
@@ -1110,6 +1215,27 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     op_address_index = PyLong_AsSsize_t(index);
     Py_DECREF(index);
+    /* The import system's own work (hooks/file and hooks/imports). */
+    name_importing = PyUnicode_InternFromString("importing");
+    name_pycache = PyUnicode_InternFromString("__pycache__");
+    name_intact = PyUnicode_InternFromString("_intact");
+    if (!name_importing || !name_pycache || !name_intact) {
+        goto fail;
+    }
+    machinery_globals = part(parts, "import_machinery_globals", &PyDict_Type);
+    thread_state = machinery_globals ? part(parts, "thread_state", NULL) : NULL;
+    module_suffixes = thread_state ? part(parts, "module_suffixes", &PyTuple_Type) : NULL;
+    global_layer.dict = module_suffixes ? part(parts, "imports_globals", &PyDict_Type) : NULL;
+    global_layer.name = name_intact;
+    if (global_layer.dict == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(module_suffixes); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(module_suffixes, i))) {
+            PyErr_SetString(PyExc_TypeError, "install: module suffixes are str");
+            goto fail;
+        }
+    }
     if (op_address_index < 0 || !PyType_IsSubtype(network_op_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "install: a network operation is a tuple");
         goto fail;
@@ -1146,7 +1272,8 @@ fail:
         Py_XDECREF(slots[i].operation);
     }
     PyMem_RawFree(slots);
-    global_shield.dict = global_memory.dict = global_resolves.dict = NULL;
+    global_shield.dict = global_memory.dict = global_resolves.dict = global_layer.dict = NULL;
+    machinery_globals = thread_state = module_suffixes = NULL;
     allowed_actions = names_by_address = NULL;
     shield_type = memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
     socket_family = socket_type = NULL;

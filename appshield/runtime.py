@@ -986,7 +986,7 @@ def _compiled_hook() -> Any:
 def _compiled_hook_parts() -> dict[str, Any]:
     """What the compiled hook reads to answer a repeat itself: the active shield's module
     (`_gate._shield`) and what the file and network families say of their memories."""
-    from appshield.hooks import _gate, file, network
+    from appshield.hooks import _gate, file, imports, network
 
     return {
         "shield_type": Shield,
@@ -994,6 +994,7 @@ def _compiled_hook_parts() -> dict[str, Any]:
         "utf8_file_names": (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
         == ("utf-8", "surrogateescape"),
         **file.compiled_hook_parts(),
+        **imports.compiled_hook_parts(),
         **network.compiled_hook_parts(),
     }
 

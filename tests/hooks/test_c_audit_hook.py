@@ -614,16 +614,125 @@ def test_the_compiled_hook_installs_once() -> None:
     assert result.stdout.split() == ["TypeError"] * 5 + ["RuntimeError"], result.stderr
 
 
+# The import statement's `import` event is answered before the gate only while appshield's
+# import layer is intact (the layer judges the import with its spec in hand). Some modules are
+# imported first, so that any answer the hook could keep is there; then every patched
+# function of the import system is put back to its original, and the next import statement's
+# event is all that is left to judge a module whose import a rule denies: its body writes the
+# canary.
+LAYER_RESTORED = """
+import importlib._bootstrap as b, importlib._bootstrap_external as bx
+import sys
+sys.path.insert(0, {mods!r})
+for i in range(3):
+    __import__(f"plain_{{i}}")
+for owner in (b, bx, *[v for v in vars(bx).values() if isinstance(v, type)]):
+    for key, value in list(vars(owner).items()):
+        if type(value).__name__.endswith("FunctionWrapper"):
+            setattr(owner, key, value.__wrapped__)
+try:
+    import evilmod
+    print("IMPORTED")
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_the_import_statement_is_judged_by_its_event_once_the_layer_is_restored(
+    root: Path, kind: str
+) -> None:
+    mods = root / "mods"
+    mods.mkdir()
+    for i in range(3):
+        (mods / f"plain_{i}.py").write_text("VALUE = 1\n")
+    canary = root / "canary"
+    (mods / "evilmod.py").write_text(f"open({str(canary)!r}, 'w').write('RAN')\n")
+    policy = _write_policy(
+        root / "imports.yaml",
+        '{id: no-evilmod, category: import, action: deny, match: {module: "evilmod"}}',
+    )
+    code = LAYER_RESTORED.format(mods=str(mods))
+    control = _run(root, code, None, policy=policy)
+    assert control.stdout.strip() == "IMPORTED", control.stderr
+    assert canary.read_text() == "RAN"
+    canary.unlink()
+    shielded = _run(root, code, kind, policy=policy)
+    assert shielded.stdout.strip() == "BLOCKED", shielded.stderr
+    assert not canary.exists()
+
+
+# While a loader reads a module's code (`importing` above 0 on the thread), only importlib's
+# own opens of module files are the import system's work. A loader whose `get_data` is the
+# app's own opens a denied module file from its own frame, and has importlib's `get_data`
+# read a denied file that is no module file: both opens are checked. So is importlib's own
+# `get_data` called by the app outside any loader's reading.
+OWN_GET_DATA = """
+import importlib.machinery as m, importlib.util as u
+class Loader(m.SourceFileLoader):
+    def get_data(self, path):
+        for read in (
+            lambda: open({secret!r}, "rb").read(),  # from the app's own frame
+            lambda: m.SourceFileLoader.get_data(self, {text!r}),  # importlib's, no module file
+        ):
+            try:
+                print(read().decode().strip())
+            except PolicyViolation:
+                print("BLOCKED")
+        return b"VALUE = 1\\n"
+path = {plain!r}
+for name in ("first", "second"):  # the first read could leave something remembered
+    spec = u.spec_from_file_location(name, path, loader=Loader(name, path))
+    module = u.module_from_spec(spec)
+    spec.loader.exec_module(module)
+# importlib's own `get_data` (FileLoader's), called by the app when no loader is reading a
+# module: checked.
+try:
+    print(m.SourceFileLoader.get_data(m.SourceFileLoader("x", path), {secret!r}).decode().strip())
+except PolicyViolation:
+    print("BLOCKED")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_loaders_own_read_of_a_denied_module_file_is_checked(root: Path, kind: str) -> None:
+    (root / "vault" / "settings_prod.py").write_text("CANARY-SECRET\n")
+    (root / "work" / "plain.py").write_text("VALUE = 1\n")
+    code = OWN_GET_DATA.format(
+        secret=str(root / "vault" / "settings_prod.py"),
+        text=str(root / "vault" / "secret.txt"),
+        plain=str(root / "work" / "plain.py"),
+    )
+    # get_data is asked for the bytecode cache first, then the source: two calls of two
+    # reads for each of two modules, then the direct call.
+    control = _run(root, code, None)
+    assert control.stdout.split() == ["CANARY-SECRET"] * 9, control.stderr
+    shielded = _run(root, code, kind)
+    assert shielded.stdout.split() == ["BLOCKED"] * 9, shielded.stderr
+
+
 def test_the_compiled_checks_are_the_ones_the_python_hook_makes() -> None:
     """The C part answers an event with the check the Python hook makes for it before the
     gate: the events it is told of, and the socket operations its table names, are those
     of the families' FAST_PATHS."""
-    from appshield import hooks
-    from appshield.hooks import file, network
+    from appshield import _threadstate, hooks
+    from appshield.hooks import file, imports, network
     from appshield.hooks.file import describe
 
-    parts = {**file.compiled_hook_parts(), **network.compiled_hook_parts()}
+    parts = {
+        **file.compiled_hook_parts(),
+        **imports.compiled_hook_parts(),
+        **network.compiled_hook_parts(),
+    }
     fast = hooks.all_fast_paths()
+    # The import system's own work: the checks the C part repeats, on what they read.
+    assert fast["import"] is imports._import_statement_fast
+    assert "_intact" in parts["imports_globals"]
+    assert parts["imports_globals"] is vars(imports)
+    assert fast["open"] is file._import_work_open
+    assert parts["thread_state"] is _threadstate.thread_state
+    assert parts["import_machinery_globals"] is vars(sys.modules["_frozen_importlib_external"])
+    assert parts["module_suffixes"] == file._suffixes()
     for event in parts["listing_events"]:
         assert fast[event] is describe.listing_repeat
     for event in parts["path_change_events"]:

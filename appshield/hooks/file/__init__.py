@@ -761,6 +761,10 @@ def compiled_hook_parts() -> dict[str, Any]:
         "listing_events": ("os.listdir", "os.scandir"),
         "path_change_events": PATH_CHANGE_EVENTS,
         "sqlite_event": SQLITE_CONNECT,
+        # `_import_work_open`'s plainest case (the caller is importlib itself): what it reads.
+        "import_machinery_globals": _IMPORTLIB_GLOBALS,
+        "thread_state": _state,
+        "module_suffixes": _suffixes(),
     }
 
 

@@ -74,7 +74,7 @@ else:
         {"appshield.hooks.imports.library": ("resolve_library",)},
     )
 
-__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES"]
+__all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES", "compiled_hook_parts"]
 
 _state = thread_state
 _MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".zip", ".egg", ".whl", ".pyz")
@@ -562,6 +562,16 @@ def _on_import(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
     return _import_op(name, os.path.abspath(origin)), "import"
 
 
+def _import_statement_fast(args: tuple[Any, ...]) -> bool:
+    """The audit hook's check before the gate for `import`: True for the event of the C import
+    statement (`import x`, `__import__`) before its find, while the patched layer that judges
+    the import with its spec in hand is intact. `_on_import` lets exactly that through too;
+    answered here, the event skips the gate's bookkeeping (about 10,000 instructions a first
+    import). Anything else (a file name, a restored layer, a hand-made event) goes to the
+    handler."""
+    return len(args) > 1 and type(args[0]) is str and args[1] is None and _layer_intact()
+
+
 def _on_dlopen(args: tuple[Any, ...]) -> tuple[ImportOp, str] | None:
     name = args[0]
     library = resolve_library(None if name is None else _convert.event_text(name))
@@ -677,10 +687,21 @@ def configure_scopes(compiled: Any) -> None:
     _scope_code.configure_origins(bool(getattr(compiled, "attributes_packages", False)))
 
 
+def compiled_hook_parts() -> dict[str, Any]:
+    """What the compiled audit hook reads to answer `_import_statement_fast` itself: this
+    module's globals, where `_intact` names the layer's proxies."""
+    return {"imports_globals": globals()}
+
+
+FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {
+    "import": _import_statement_fast,
+}
+
 FAMILY = HookFamily(
     "import",
     PATCHES,
     AUDIT_HANDLERS,
+    FAST_PATHS,
     on_install=_on_install,
     on_uninstall=_on_uninstall,
     after_fork=(_judged.after_fork, _scope_code.after_fork),
