@@ -912,15 +912,15 @@ done:
 }
 
 /* 1: a lookup the active policy's resolve memory holds, for an exact host and port
- * (hooks/network `_repeat_resolve`). 0: ask the Python hook. */
+ * (hooks/network `_repeat_resolve`); with `address_only`, only one held as an address (an
+ * entry of None: nothing about it is decided, nor remembered, by the wrapper either). 0: ask
+ * Python. */
 static int
-lookup_allowed_again(PyObject *args)
+remembered_lookup(PyObject *host, PyObject *port, int address_only)
 {
-    if (global_resolves.dict == NULL || PyTuple_GET_SIZE(args) < 2) {
+    if (global_resolves.dict == NULL) {
         return 0;
     }
-    PyObject *host = PyTuple_GET_ITEM(args, 0);
-    PyObject *port = PyTuple_GET_ITEM(args, 1);
     if (!(PyUnicode_CheckExact(host) || PyBytes_CheckExact(host))
         || !(PyLong_CheckExact(port) || PyUnicode_CheckExact(port) || PyBytes_CheckExact(port)
              || port == Py_None)) {
@@ -943,7 +943,7 @@ lookup_allowed_again(PyObject *args)
     if (still_remembered(&last_lookup, entries)
         && same_value(PyTuple_GET_ITEM(last_lookup.key, 0), host)
         && same_value(PyTuple_GET_ITEM(last_lookup.key, 1), port)) {
-        allowed = 1;
+        allowed = !address_only || last_lookup.value == Py_None;
         goto done;
     }
     uint64_t version = dict_version(entries);
@@ -953,7 +953,7 @@ lookup_allowed_again(PyObject *args)
     }
     PyObject *found = PyDict_GetItemWithError(entries, key);
     if (found != NULL) {
-        allowed = 1;
+        allowed = !address_only || found == Py_None;
         remember(&last_lookup, entries, version, key, found);
         key = NULL;
     }
@@ -965,6 +965,63 @@ done:
     Py_XDECREF(entries);
     Py_DECREF(memory);
     return allowed;
+}
+
+static int
+lookup_allowed_again(PyObject *args)
+{
+    return PyTuple_GET_SIZE(args) >= 2
+           && remembered_lookup(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), 0);
+}
+
+/* The wrapper of `_socket.getaddrinfo` (hooks/network `_getaddrinfo`), its hot path in C:
+ * wrapt calls it as `wrapper(wrapped, instance, args, kwargs)`, and a lookup of an address
+ * this policy's resolve memory holds, with exact positional values and no keywords, while
+ * no event loop has a lookup pending for an executor thread (`_predecided._pending`, an
+ * exact empty dict), is handed to C as the Python wrapper hands it (`wrapped(*args)`): the
+ * same tests, in the same order of reading. Everything else, and everything before
+ * `install` gave this file the memories, is the Python wrapper's (`self`, made by
+ * `resolve_repeat`). */
+static PyObject *predecided = NULL, *name_pending = NULL;
+
+static PyObject *
+resolve_repeat_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 4 && predecided != NULL && PyTuple_CheckExact(args[2])
+        && PyTuple_GET_SIZE(args[2]) >= 2 && PyDict_CheckExact(args[3])
+        && PyDict_GET_SIZE(args[3]) == 0) {
+        PyObject *pending = PyObject_GetAttr(predecided, name_pending);
+        if (pending == NULL) {
+            PyErr_Clear();
+        }
+        else {
+            int none_pending = PyDict_CheckExact(pending) && PyDict_GET_SIZE(pending) == 0;
+            Py_DECREF(pending);
+            if (none_pending
+                && remembered_lookup(PyTuple_GET_ITEM(args[2], 0), PyTuple_GET_ITEM(args[2], 1),
+                                     1)) {
+                return PyObject_Call(args[0], args[2], NULL);
+            }
+        }
+    }
+    return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+}
+
+static PyMethodDef resolve_repeat_def = {
+    "getaddrinfo_wrapper", (PyCFunction)(void (*)(void))resolve_repeat_call, METH_FASTCALL,
+    "appshield's wrapper of _socket.getaddrinfo: a remembered address in C, the rest in "
+    "Python (appshield/_c_audit_hook.c `resolve_repeat_call`).",
+};
+
+/* `resolve_repeat(wrapper)`: the wrapper above, falling back to the Python `wrapper`. */
+static PyObject *
+resolve_repeat(PyObject *module, PyObject *wrapper)
+{
+    if (!PyCallable_Check(wrapper)) {
+        PyErr_SetString(PyExc_TypeError, "resolve_repeat(wrapper): a callable");
+        return NULL;
+    }
+    return PyCFunction_NewEx(&resolve_repeat_def, wrapper, module);
 }
 
 static int
@@ -1215,6 +1272,12 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     op_address_index = PyLong_AsSsize_t(index);
     Py_DECREF(index);
+    /* The getaddrinfo wrapper's lookups waiting for an executor thread (hooks/network). */
+    name_pending = PyUnicode_InternFromString("_pending");
+    PyObject *waiting = name_pending ? part(parts, "predecided", NULL) : NULL;
+    if (waiting == NULL) {
+        goto fail;
+    }
     /* The import system's own work (hooks/file and hooks/imports). */
     name_importing = PyUnicode_InternFromString("importing");
     name_pycache = PyUnicode_InternFromString("__pycache__");
@@ -1253,6 +1316,7 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || (resolves_entries_offset = slot_offset(resolves_type, "entries")) < 0) {
         goto fail;
     }
+    predecided = waiting;
     table = slots;
     table_mask = size - 1;
     home = PyInterpreterState_Get();
@@ -1281,6 +1345,10 @@ fail:
 }
 
 static PyMethodDef methods[] = {
+    {"resolve_repeat", (PyCFunction)resolve_repeat, METH_O,
+     "resolve_repeat(wrapper): the wrapper of _socket.getaddrinfo to patch in, answering a "
+     "remembered address itself once `install` gave it the memories, calling `wrapper` for "
+     "the rest."},
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL,
      "install(hook, events, parts): register the compiled audit hook, once per process. It "
      "answers the events not in `events` and the repeats the memories in `parts` hold "

@@ -711,6 +711,80 @@ def test_a_loaders_own_read_of_a_denied_module_file_is_checked(root: Path, kind:
     assert shielded.stdout.split() == ["BLOCKED"] * 9, shielded.stderr
 
 
+# The getaddrinfo wrapper's hot path (a remembered address, exact positional values, no
+# keywords) runs in C where the compiled hook is built. Each call below first has its address
+# remembered, then is made with the same address and other arguments: every outcome (the
+# answers, or the exception's type) must be the one the bare call gives.
+RESOLVE_ARGUMENTS = """
+import _socket, socket
+port = {port}
+for _ in range(3):
+    _socket.getaddrinfo("127.0.0.1", port)  # remembered from here on
+outcomes = []
+for call in (
+    lambda: _socket.getaddrinfo("127.0.0.1", port),
+    lambda: _socket.getaddrinfo("127.0.0.1", port, socket.AF_INET6),
+    lambda: _socket.getaddrinfo("127.0.0.1", port, family=socket.AF_INET6),
+    lambda: _socket.getaddrinfo("127.0.0.1", port, 0, socket.SOCK_DGRAM),
+    lambda: _socket.getaddrinfo("127.0.0.1", port, type=socket.SOCK_DGRAM),
+    lambda: _socket.getaddrinfo("127.0.0.1", port, 0, 0, 0, 0, 0),
+    lambda: _socket.getaddrinfo("127.0.0.1", port, flags=-1),
+    lambda: socket.getaddrinfo("127.0.0.1", port, proto=socket.IPPROTO_UDP),
+):
+    try:
+        outcomes.append(sorted(call()))
+    except Exception as exc:
+        outcomes.append(type(exc).__name__)
+print(repr(outcomes))
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_remembered_address_lookup_answers_as_the_bare_call(root: Path, kind: str) -> None:
+    code = RESOLVE_ARGUMENTS.format(port=8080)
+    control = _run(root, code, None)
+    assert control.returncode == 0, control.stderr
+    assert "gaierror" in control.stdout and "TypeError" in control.stdout  # the calls differ
+    shielded = _run(root, code, kind)
+    assert shielded.returncode == 0, shielded.stderr
+    assert shielded.stdout == control.stdout
+
+
+def test_a_remembered_name_lookup_still_refreshes_the_resolver_memory(root: Path) -> None:
+    """A name's lookup is never the C front's to answer: its answer is remembered again each
+    time (`remember_results`), so a connect to the address is known by the name for as long
+    as the app keeps resolving it."""
+    if not COMPILED_BUILT:
+        pytest.skip("the C hook was not built")
+    code = textwrap.dedent(
+        """
+        import socket, time
+        import appshield
+        from appshield import runtime
+        from appshield.hooks.network.memory import memory
+        appshield.install(POLICY)
+        assert runtime.audit_hook_kind() == "compiled"
+        memory.ttl = 0.04  # an answer is remembered again once half its life is over
+        socket.getaddrinfo("localhost", 8080)
+        socket.getaddrinfo("localhost", 8080)  # remembered from here on
+        before = memory._by_address["127.0.0.1"].expiries["localhost"]
+        time.sleep(0.05)
+        socket.getaddrinfo("localhost", 8080)
+        middle = memory._by_address["127.0.0.1"].expiries["localhost"]
+        time.sleep(0.05)
+        socket.getaddrinfo("127.0.0.1", 8080)  # another key found last in between
+        socket.getaddrinfo("localhost", 8080)
+        after = memory._by_address["127.0.0.1"].expiries["localhost"]
+        print("REFRESHED" if before < middle < after else "STALE")
+        """
+    ).replace("POLICY", repr(str(_write_policy(root / "allow.yaml"))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.stdout.strip() == "REFRESHED", result.stderr
+
+
 def test_the_compiled_checks_are_the_ones_the_python_hook_makes() -> None:
     """The C part answers an event with the check the Python hook makes for it before the
     gate: the events it is told of, and the socket operations its table names, are those

@@ -298,7 +298,10 @@ def _load_unlocked(
             if type(name) is str and name in _waiting:
                 loaded(getattr(module, "__name__", None), module)
         else:
-            loaded(getattr(module, "__name__", None), module)
+            # `loaded`'s own first tests, inlined: nearly every module has no point waiting.
+            name = getattr(module, "__name__", None)
+            if type(name) is str and name in _waiting:
+                loaded(name, module)
     return module
 
 
@@ -329,7 +332,9 @@ def _loader_exec_module(
         # hand or through the import system; `_load_unlocked` for the other loaders
         # (built-in, frozen) and for a module that replaced itself in sys.modules.
         if _waiting:
-            loaded(getattr(spec, "name", None), module)
+            name = getattr(spec, "name", None)
+            if type(name) is str and name in _waiting:  # as above
+                loaded(name, module)
         return result
     return wrapped(*args, **kwargs)
 
