@@ -832,10 +832,10 @@ def _getaddrinfo_patch() -> Any:
     under `APPSHIELD_PURE_PYTHON=1`): the wrapt layer and a Python call were about 4,900 of
     the 5,000 instructions the shield added to a `create_connection` to an address."""
     try:
-        from appshield._c_audit_hook import resolve_repeat
+        from appshield import _c_audit_hook
     except ImportError:
         return _getaddrinfo
-    return resolve_repeat(_getaddrinfo)
+    return _c_audit_hook.resolve_repeat(_getaddrinfo)
 
 
 PATCHES: tuple[PatchPoint, ...] = (
