@@ -108,11 +108,11 @@ static int versions_move = 0;
 
 /* The import system's own work (NULL until `install` is given them): importlib's path
  * machinery, known by its module globals (`_frozen_importlib_external.__dict__`); the
- * per-thread state whose `importing` depth the loader wrappers raise; the file suffixes
- * of modules; and hooks/imports' `_intact`, the patched layer's proxies where they were
- * installed, read through `global_layer`. */
-static PyObject *machinery_globals = NULL, *thread_state = NULL, *module_suffixes = NULL;
-static PyObject *name_importing, *name_pycache, *name_intact;
+ * per-thread state where the loader wrappers mark the import system's work (`importing`,
+ * naming the files of the module being read); and hooks/imports' `_intact`, the patched layer's
+ * proxies where they were installed, read through `global_layer`. */
+static PyObject *machinery_globals = NULL, *thread_state = NULL;
+static PyObject *name_importing, *name_intact;
 static Global global_layer;
 
 /* The network memories (appshield/hooks/network): NULL until `install` is given them. */
@@ -579,7 +579,7 @@ done:
 
 /* 1: an exact str `path` that importlib's own code opens (the Python frame the event comes
  * from runs in importlib's globals) while this thread is inside a loader's reading of a
- * module (`importing`, an exact int above 0), naming a module file or a bytecode cache: what
+ * module, naming that module's file or a file of its bytecode cache (`importing`): what
  * hooks/file `_import_work_open` lets through before the gate. That check walks past
  * appshield's own frames too; here only the caller itself is looked at, so a miss (a bytes
  * path, any other frame, any doubt) is the Python hook's to answer. */
@@ -590,30 +590,26 @@ import_work_open(PyObject *path)
         || PyEval_GetGlobals() != machinery_globals) {
         return 0;
     }
-    int module_file = 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(module_suffixes) && !module_file; i++) {
-        /* Both exact str: the comparison runs no code of anyone's. */
-        module_file = PyUnicode_Tailmatch(path, PyTuple_GET_ITEM(module_suffixes, i), 0,
-                                          PY_SSIZE_T_MAX, 1)
+    /* The thread-local read, as the Python check reads it (the same attribute, through the
+     * same `_thread._local`): while a loader reads a module, (its file, the start of its
+     * bytecode cache's names) (hooks/imports `_module_files`); only those are its opens. */
+    PyObject *files = PyObject_GetAttr(thread_state, name_importing);
+    if (files == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ours = 0;
+    if (PyTuple_CheckExact(files) && PyTuple_GET_SIZE(files) == 2
+        && PyUnicode_CheckExact(PyTuple_GET_ITEM(files, 0))
+        && PyUnicode_CheckExact(PyTuple_GET_ITEM(files, 1))) {
+        /* Exact str against exact str: no code of anyone's runs. */
+        ours = PyUnicode_Compare(path, PyTuple_GET_ITEM(files, 0)) == 0
+               || PyUnicode_Tailmatch(path, PyTuple_GET_ITEM(files, 1), 0, PY_SSIZE_T_MAX, -1)
                       == 1;
     }
-    if (!module_file) {
-        module_file = PyUnicode_Contains(path, name_pycache) == 1;
-    }
-    if (!module_file) {
-        PyErr_Clear();
-        return 0;
-    }
-    /* The thread-local read, as the Python check reads it (the same attribute, through the
-     * same `_thread._local`): last, as the most costly test. */
-    PyObject *depth = PyObject_GetAttr(thread_state, name_importing);
-    if (depth == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int importing = PyLong_CheckExact(depth) && PyObject_IsTrue(depth) == 1;
-    Py_DECREF(depth);
-    return importing;
+    Py_DECREF(files);
+    PyErr_Clear();
+    return ours;
 }
 
 /* 1: the `import` event of the import statement before its find (an exact str name, no file
@@ -1280,24 +1276,16 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     /* The import system's own work (hooks/file and hooks/imports). */
     name_importing = PyUnicode_InternFromString("importing");
-    name_pycache = PyUnicode_InternFromString("__pycache__");
     name_intact = PyUnicode_InternFromString("_intact");
-    if (!name_importing || !name_pycache || !name_intact) {
+    if (!name_importing || !name_intact) {
         goto fail;
     }
     machinery_globals = part(parts, "import_machinery_globals", &PyDict_Type);
     thread_state = machinery_globals ? part(parts, "thread_state", NULL) : NULL;
-    module_suffixes = thread_state ? part(parts, "module_suffixes", &PyTuple_Type) : NULL;
-    global_layer.dict = module_suffixes ? part(parts, "imports_globals", &PyDict_Type) : NULL;
+    global_layer.dict = thread_state ? part(parts, "imports_globals", &PyDict_Type) : NULL;
     global_layer.name = name_intact;
     if (global_layer.dict == NULL) {
         goto fail;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(module_suffixes); i++) {
-        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(module_suffixes, i))) {
-            PyErr_SetString(PyExc_TypeError, "install: module suffixes are str");
-            goto fail;
-        }
     }
     if (op_address_index < 0 || !PyType_IsSubtype(network_op_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "install: a network operation is a tuple");
@@ -1337,7 +1325,7 @@ fail:
     }
     PyMem_RawFree(slots);
     global_shield.dict = global_memory.dict = global_resolves.dict = global_layer.dict = NULL;
-    machinery_globals = thread_state = module_suffixes = NULL;
+    machinery_globals = thread_state = NULL;
     allowed_actions = names_by_address = NULL;
     shield_type = memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
     socket_family = socket_type = NULL;

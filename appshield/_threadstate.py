@@ -71,9 +71,13 @@ class _ThreadState(_thread._local):
     deferred: list[Any] | None = None
     # Violations this thread made that the reporter has not taken yet (Shield._report).
     pending: Any = None
-    # Depth of imports in progress on this thread: the import system's own reads of module
-    # files belong to the import category, not the file category.
-    importing: int = 0
+    # The import system's own file work in progress on this thread, which belongs to the
+    # import category, not the file category: 0 when there is none; while a loader reads a
+    # module's code (hooks/imports `_module_code_io`), the module file it judged and the
+    # start of that module's bytecode cache file names (only those are that work's opens:
+    # any other file opened meanwhile is checked); True while the finders list folders or
+    # run the path hooks (`_import_io`). Set and put back, so nested work nests.
+    importing: Any = 0
 
 
 thread_state = _ThreadState()

@@ -28,6 +28,31 @@ NO_LISTING = """\
   match: {path: "{cwd}/listed", access: read}
 """
 
+# A secret kept as a module file (`settings_prod.py`), whose reading a file rule denies, and
+# a loader whose `get_data` has importlib's own `get_data` read it while the loader's
+# `get_code` runs (the window in which the import system's own reads are the import
+# category's): only the module being read, and its cache, belong to that window.
+SECRET_MODULE = (
+    "open('settings_prod.py', 'w').write('SECRET-7f3a9')\n"
+    "open('plain_module.py', 'w').write('VALUE = 1')\n"
+)
+NO_SECRET_MODULE = """\
+- id: no-secret-module
+  category: file
+  action: deny
+  match: {path: "{cwd}/settings_prod.py", access: read}
+"""
+LOADER_GET_DATA = """\
+import importlib.machinery as m, importlib.util as u
+class Loader(m.SourceFileLoader):
+    def get_data(self, path):
+        print(m.SourceFileLoader.get_data(self, os.path.join(WORK, 'settings_prod.py')))
+        return b'VALUE = 1'
+p = os.path.join(WORK, 'plain_module.py')
+spec = u.spec_from_file_location('plain_module', p, loader=Loader('plain_module', p))
+spec.loader.exec_module(u.module_from_spec(spec))
+"""
+
 ATTEMPTS: list[Attempt] = [
     # -- every open route
     _w("builtins-open", "open(CANARY, 'w').close()"),
@@ -128,6 +153,12 @@ ATTEMPTS: list[Attempt] = [
         "os.symlink(WORK, 'alias')\nprint(open('alias/secret.txt').read())",
     ),
     _r("read-proc-self-root", "print(open('/proc/self/root' + SECRET_FILE).read())"),
+    _r(
+        "read-module-file-through-a-loaders-get-data",
+        LOADER_GET_DATA,
+        before=SECRET_MODULE,
+        rules=NO_SECRET_MODULE,
+    ),
     _r("read-proc-self-cwd", "print(open('/proc/self/cwd/secret.txt').read())"),
     _r(
         "read-dir-fd",

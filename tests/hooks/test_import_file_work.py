@@ -164,7 +164,8 @@ def test_first_imports_write_their_cache_in_a_write_denied_folder(
             / "__pycache__"
             / f"planted.cpython-{sys.version_info[0]}{sys.version_info[1]}.pyc"
         )
-        thread_state.importing += 1
+        previous = thread_state.importing
+        thread_state.importing = True
         try:
             with pytest.raises(PolicyViolation):
                 open(target, "wb").close()
@@ -175,8 +176,44 @@ def test_first_imports_write_their_cache_in_a_write_denied_folder(
                         target,
                     )
         finally:
-            thread_state.importing -= 1
+            thread_state.importing = previous
         assert not target.exists()
+    finally:
+        runtime.uninstall()
+
+
+def test_first_imports_write_their_cache_under_a_pycache_prefix(
+    root: Path, bytecode_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PYTHONPYCACHEPREFIX: the cache lives in a tree of its own. Its reads and writes are
+    # still the import system's own work for the module being read (asked of importlib's
+    # `cache_from_source`), under a policy that denies writes to both trees.
+    prefix = root / "pycache-tree"
+    monkeypatch.setattr(sys, "pycache_prefix", str(prefix))
+    no_writes = [
+        {
+            "id": f"read-only-{i}",
+            "category": "file",
+            "action": "deny",
+            "match": {"path": f"{folder}/**", "access": "write"},
+        }
+        for i, folder in enumerate((bytecode_on, prefix))
+    ]
+    names = [f"firstimport_prefixed_{i}" for i in range(3)]
+    for i, name in enumerate(names):
+        (bytecode_on / f"{name}.py").write_text(f"VALUE = {i}\n")
+    importlib.invalidate_caches()
+    _install(root, *no_writes)
+    try:
+        assert [importlib.import_module(name).VALUE for name in names] == [0, 1, 2]
+        cached = sorted(p.name.split(".")[0] for p in prefix.rglob("*.pyc"))
+        assert cached == names
+        assert not (bytecode_on / "__pycache__").exists()
+        # The app's own write into that tree is refused.
+        planted = next(prefix.rglob("*.pyc")).with_name("planted.pyc")
+        with pytest.raises(PolicyViolation):
+            open(planted, "wb").close()
+        assert not planted.exists()
     finally:
         runtime.uninstall()
 

@@ -111,7 +111,6 @@ __all__ = ["AUDIT_HANDLERS", "FAMILY", "PATCHES", "compiled_hook_parts"]
 
 _state = thread_state
 Described = tuple[Operation, str]
-_module_suffixes: tuple[str, ...] | None = None
 _str_copy = str.__getitem__
 _dict_get = dict.get
 _dict_items = dict.items
@@ -119,22 +118,6 @@ _ALL = slice(None)
 
 
 # -- the import system's own file work ------------------------------------------------------
-
-
-def _suffixes() -> tuple[str, ...]:
-    global _module_suffixes
-    if _module_suffixes is None:
-        # From the import system's own frozen module, always loaded: importing
-        # importlib.machinery here, in the middle of an import of importlib itself, would
-        # bind a half-made copy of the bootstrap (and breaks `importlib` for the process).
-        external = sys.modules["_frozen_importlib_external"]
-        _module_suffixes = (
-            *external.SOURCE_SUFFIXES,
-            *external.BYTECODE_SUFFIXES,
-            *external.EXTENSION_SUFFIXES,
-            ".pyc",
-        )
-    return _module_suffixes
 
 
 # importlib's path machinery, known by its module globals. Frames are recognised by
@@ -194,9 +177,14 @@ def _from_import_machinery() -> bool:
 
 
 def _import_file_work(path: str | bytes) -> bool:
-    """`path` (already read: exact str or bytes) is the import system's own file work."""
+    """`path` (already read: exact str or bytes) is the import system's own file work: a
+    file of the module a loader is reading (`thread_state.importing` names the module file
+    judged and the start of its bytecode cache's names), opened by importlib's own code."""
+    files = _state.importing
+    if type(files) is not tuple:
+        return False
     text = path if type(path) is str else os.fsdecode(path)
-    if not (text.endswith(_suffixes()) or "__pycache__" in text):
+    if not (text == files[0] or text.startswith(files[1])):
         return False
     return _from_import_machinery()
 
@@ -763,8 +751,7 @@ def compiled_hook_parts() -> dict[str, Any]:
         "sqlite_event": SQLITE_CONNECT,
         # `_import_work_open`'s plainest case (the caller is importlib itself): what it reads.
         "import_machinery_globals": _IMPORTLIB_GLOBALS,
-        "thread_state": _state,
-        "module_suffixes": _suffixes(),
+        "thread_state": _state,  # its `importing`
     }
 
 

@@ -33,10 +33,11 @@ none can and the default allows, the import is allowed as the engine would allow
 operation, decision or stack walk: a first import of a module that no rule names costs the
 three wrapper calls and a few dict lookups (benchmarks/run.py, `import_first`).
 
-`thread_state.importing` counts the import system's own file work in progress on this thread
+`thread_state.importing` marks the import system's own file work in progress on this thread
 (listing `sys.path` folders, reading a module's source or cached bytecode, writing that
-cache). The file hooks let that through: reading modules is this category's business. It is
-0 while a module body runs, so a module's own code is checked like any other code.
+cache); while a loader reads a module it names that module's files, the only ones whose opens
+are that work. The file hooks let that through: reading modules is this category's business.
+It is 0 while a module body runs, so a module's own code is checked like any other code.
 """
 
 from __future__ import annotations
@@ -361,11 +362,12 @@ class _AdHocSpec:
 def _import_io(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The import system's own file work: mark it for the file hooks while it runs."""
     state = _state
-    state.importing += 1
+    previous = state.importing
+    state.importing = True
     try:
         return wrapped(*args, **kwargs)
     finally:
-        state.importing -= 1
+        state.importing = previous
 
 
 def _module_code_io(
@@ -394,12 +396,13 @@ def _module_code_io(
         and (judged == own or judged.startswith(own + "/"))
     ):
         _judge(_AdHocSpec(fullname), own, "importlib.get_code")
-    state = _state  # as `_import_io`, inlined: this runs for every module read from a file
-    state.importing += 1
+    state = _state  # as `_import_io`, naming the module's files: the opens it may make
+    previous = state.importing
+    state.importing = _module_files(own)
     try:
         code = wrapped(*args, **kwargs)
     finally:
-        state.importing -= 1
+        state.importing = previous
     if _scope_code.recording:
         # A module that some `scope` names: its code objects are what makes a frame its own.
         # Most modules are turned away by their top name here, without a call.
@@ -417,6 +420,25 @@ def _module_code_io(
         if type(path) is str:
             _scope_code.record_origin(path, code)
     return code
+
+
+def _module_files(own: str) -> tuple[str, str]:
+    """The files a loader's `get_code` of the module file `own` may open as the import
+    system's own work: `own` itself, and the names in its bytecode cache folder that start
+    with its stem and a dot (`__pycache__/mod.cpython-311.pyc`, its `.opt-N` forms, and the
+    temporary file of an atomic write, `...pyc.<id>`). A loader subclass whose `get_data`
+    has importlib's own `get_data` read another file gets that read checked like any other.
+    Spelled as importlib spells them (`cache_from_source`); a path spelled otherwise is
+    simply checked."""
+    head, _, tail = own.rpartition("/")
+    stem = tail.rpartition(".")[0] or tail
+    if sys.pycache_prefix is None:
+        return own, f"{head}/__pycache__/{stem}."
+    try:  # a cache folder elsewhere (PYTHONPYCACHEPREFIX): asked of importlib itself
+        cache = sys.modules["_frozen_importlib_external"].cache_from_source(own)
+    except Exception:
+        return own, own + "\0"  # no cache for this name: `own` alone (no path holds a NUL)
+    return own, f"{cache.rpartition('/')[0]}/{stem}."
 
 
 def _runpy_details(
