@@ -985,7 +985,8 @@ def _compiled_hook() -> Any:
 
 def _compiled_hook_parts() -> dict[str, Any]:
     """What the compiled hook reads to answer a repeat itself: the active shield's module
-    (`_gate._shield`) and what the file and network families say of their memories."""
+    (`_gate._shield`) and what the file, import and network families say of their memories
+    and marks."""
     from appshield.hooks import _gate, file, imports, network
 
     return {

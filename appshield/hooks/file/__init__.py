@@ -133,13 +133,14 @@ def _import_work_open(args: tuple[Any, ...]) -> bool:
     bytecode, writing that cache), which `_on_open` lets through as well, without the gate's
     bookkeeping (about 10,000 instructions an open, four opens a first import). Only exact
     str or bytes paths; anything else goes to the handler."""
-    if not _state.importing:
-        return False
+    files = _state.importing
+    if type(files) is not tuple:
+        return False  # no loader is reading a module on this thread
     path = args[0]
     kind = type(path)
     if kind is not str and kind is not bytes:
         return False
-    return _import_file_work(path)
+    return _import_file_work(path, files)
 
 
 def _import_work_rename(args: tuple[Any, ...]) -> bool:
@@ -176,13 +177,11 @@ def _from_import_machinery() -> bool:
     return False
 
 
-def _import_file_work(path: str | bytes) -> bool:
+def _import_file_work(path: str | bytes, files: tuple[str, str]) -> bool:
     """`path` (already read: exact str or bytes) is the import system's own file work: a
-    file of the module a loader is reading (`thread_state.importing` names the module file
-    judged and the start of its bytecode cache's names), opened by importlib's own code."""
-    files = _state.importing
-    if type(files) is not tuple:
-        return False
+    file of the module a loader is reading (`files`, the thread's `importing` mark: the
+    module file judged and the start of its bytecode cache's names), opened by importlib's
+    own code."""
     text = path if type(path) is str else os.fsdecode(path)
     if not (text == files[0] or text.startswith(files[1])):
         return False
@@ -222,7 +221,8 @@ def _on_open(args: tuple[Any, ...]) -> Described | None:
         return None  # an already-open descriptor: its open was decided
     # mypy narrows `type(path) is int` in its true branch only: from here on `path` is an
     # exact str or bytes, which the ignores below state.
-    if _state.importing and _import_file_work(path):  # type: ignore[arg-type]
+    files = _state.importing
+    if type(files) is tuple and _import_file_work(path, files):  # type: ignore[arg-type]
         return None
     compiled = _gate.shield().compiled
     # open() and io.FileIO give their mode; os.open gives None, and may be relative to a
