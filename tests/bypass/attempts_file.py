@@ -53,6 +53,21 @@ spec = u.spec_from_file_location('plain_module', p, loader=Loader('plain_module'
 spec.loader.exec_module(u.module_from_spec(spec))
 """
 
+# The same window for writes: importlib's `set_data` makes every missing folder on the way to
+# the file it writes before it opens it. Only the module's own bytecode cache folders belong
+# to the window: the canary, made here as a folder, is a write like any other.
+LOADER_SET_DATA = """\
+import importlib.machinery as m, importlib.util as u
+open(os.path.join(WORK, 'plain_module.py'), 'w').write('VALUE = 1')
+class Loader(m.SourceFileLoader):
+    def get_data(self, path):
+        m.SourceFileLoader.set_data(self, os.path.join(CANARY, 'x.pyc'), b'')
+        return b'VALUE = 1'
+p = os.path.join(WORK, 'plain_module.py')
+spec = u.spec_from_file_location('plain_module', p, loader=Loader('plain_module', p))
+spec.loader.exec_module(u.module_from_spec(spec))
+"""
+
 ATTEMPTS: list[Attempt] = [
     # -- every open route
     _w("builtins-open", "open(CANARY, 'w').close()"),
@@ -62,6 +77,7 @@ ATTEMPTS: list[Attempt] = [
     _w("raw-io-fileio", "import _io\n_io.FileIO(CANARY, 'w').close()"),
     _w("captured-fileio", "fio(CANARY, 'w').close()", before="from io import FileIO as fio\n"),
     _w("append-plus", "open(CANARY, 'a+').close()"),
+    _w("mkdir-through-a-loaders-set-data", LOADER_SET_DATA),
     _w("os-open-creat", "os.close(os.open(CANARY, os.O_CREAT | os.O_WRONLY))"),
     _w("posix-open", "import posix\nos.close(posix.open(CANARY, os.O_CREAT | os.O_WRONLY))"),
     _w("bytes-path", "open(os.fsencode(CANARY), 'wb').close()"),

@@ -144,10 +144,11 @@ def _import_work_open(args: tuple[Any, ...]) -> bool:
 
 
 def _import_work_rename(args: tuple[Any, ...]) -> bool:
-    """As `_import_work_open`, for `os.rename`: the atomic write of a bytecode cache file
-    (`_on_rename` lets any rename of the import machinery's through). Only the event as
+    """As `_import_work_open`, for `os.rename`: the atomic write of the bytecode cache file
+    of the module being read (`_on_rename` lets exactly that through). Only the event as
     CPython raises it: exact str or bytes names, exact int folder descriptors."""
-    if not _state.importing or len(args) != 4:
+    files = _state.importing
+    if type(files) is not tuple or len(args) != 4:
         return False
     src, dst, src_fd, dst_fd = args
     if type(src_fd) is not int or type(dst_fd) is not int:
@@ -156,7 +157,36 @@ def _import_work_rename(args: tuple[Any, ...]) -> bool:
         kind = type(name)
         if kind is not str and kind is not bytes:
             return False
-    return _from_import_machinery()
+    return _import_cache_rename(files, src, dst)
+
+
+def _in_cache(files: tuple[str, str], path: str | bytes) -> bool:
+    """`path` (exact str or bytes) names a file of the bytecode cache of the module being
+    read: its name starts with the start `files` gives (the cache file, or the temporary
+    file of its atomic write)."""
+    text = path if type(path) is str else os.fsdecode(path)
+    return text.startswith(files[1])
+
+
+def _import_cache_rename(files: tuple[str, str], src: str | bytes, dst: str | bytes) -> bool:
+    """The atomic write's rename of the module's bytecode cache, made by importlib."""
+    return _in_cache(files, src) and _in_cache(files, dst) and _from_import_machinery()
+
+
+def _import_cache_change(files: tuple[str, str], path: str | bytes, api: str) -> bool:
+    """A change importlib makes while a loader reads a module, for that module's bytecode
+    cache: a folder on the way to it made (`set_data` makes the missing ones: the
+    `__pycache__` folder, or the tree under `PYTHONPYCACHEPREFIX`), or a file of it removed
+    (the atomic write's clean-up). Any other change, even by importlib's own code (a loader
+    subclass can have `set_data` make folders anywhere), is checked."""
+    text = path if type(path) is str else os.fsdecode(path)
+    if api == "os.mkdir":
+        ours = files[1].startswith(text.rstrip("/") + "/")
+    elif api == "os.remove":
+        ours = text.startswith(files[1])
+    else:
+        return False
+    return ours and _from_import_machinery()
 
 
 def _from_import_machinery() -> bool:
@@ -358,8 +388,14 @@ def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[...,
     def handler(args: tuple[Any, ...]) -> Described | None:
         path = event_path(args[0])
         dir_fd = _dir_fd(args, fd_index)
-        if _state.importing and _from_import_machinery():
-            return None  # __pycache__ folders and cache files
+        files = _state.importing
+        if (
+            type(files) is tuple
+            and type(path) is not int
+            and dir_fd is None
+            and _import_cache_change(files, path, api)  # type: ignore[arg-type]
+        ):
+            return None  # the bytecode cache's folders, its temporary file removed
         if type(path) is int:
             return descriptor_change(path, access, api, follow)  # remembered when allowed
         described = _accesses(path, dir_fd, (access,), api, follow, (args[0],))
@@ -373,8 +409,16 @@ def _single(access: Any, api: str, fd_index: int, follow: bool) -> Callable[...,
 def _on_rename(args: tuple[Any, ...]) -> Described | None:
     src, dst = event_path(args[0]), event_path(args[1])
     src_fd, dst_fd = _dir_fd(args, 2), _dir_fd(args, 3)
-    if _state.importing and _from_import_machinery():
-        return None  # the atomic write of a bytecode cache file
+    files = _state.importing
+    if (
+        type(files) is tuple
+        and type(src) is not int
+        and type(dst) is not int
+        and src_fd is None
+        and dst_fd is None
+        and _import_cache_rename(files, src, dst)  # type: ignore[arg-type]
+    ):
+        return None  # the atomic write of the module's bytecode cache file
     names = (args[0], None, args[1])
     return _gate.first_violation(
         _accesses(src, src_fd, ("delete",), "os.rename", False, names)
