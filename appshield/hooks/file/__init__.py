@@ -179,11 +179,11 @@ def _import_cache_change(files: tuple[str, str], path: str | bytes, api: str) ->
     `__pycache__` folder, or the tree under `PYTHONPYCACHEPREFIX`), or a file of it removed
     (the atomic write's clean-up). Any other change, even by importlib's own code (a loader
     subclass can have `set_data` make folders anywhere), is checked."""
-    text = path if type(path) is str else os.fsdecode(path)
-    if api == "os.mkdir":
-        ours = files[1].startswith(text.rstrip("/") + "/")
-    elif api == "os.remove":
-        ours = text.startswith(files[1])
+    if api == "os.remove":
+        ours = _in_cache(files, path)
+    elif api == "os.mkdir":
+        text = path if type(path) is str else os.fsdecode(path)
+        ours = files[1].startswith(text.rstrip("/") + "/")  # a folder the cache lies under
     else:
         return False
     return ours and _from_import_machinery()
