@@ -20,7 +20,12 @@
  * - the import system's own work on a first import, in its plainest form: the `import` event
  *   of the import statement while appshield's patched import layer is intact
  *   (hooks/imports `_import_statement_fast`), and importlib's own open of a module file
- *   while a wrapped loader reads its code (hooks/file `_import_work_open`).
+ *   while a wrapped loader reads its code (hooks/file `_import_work_open`);
+ * - a program start the describer remembers (hooks/process `_popen_allowed`'s commonest
+ *   case), proved again with the same system calls and decided by the policy every time;
+ *   the fork_exec call subprocess makes next is then handed the judged file alone by this
+ *   file's front of `_posixsubprocess.fork_exec` (`spawn_repeat`, `_judged_fork_exec`'s
+ *   tests).
  *
  * Everything else goes to the very same Python hook, called as CPython calls its own audit
  * hooks: tracing and profiling paused (a tracer never sees, nor raises inside, appshield's
@@ -59,6 +64,7 @@ enum {
     SOCKET_ACTION_EVENT,
     LOOKUP_EVENT,
     IMPORT_EVENT, /* the import statement's `import`: hooks/imports `_import_statement_fast` */
+    POPEN_EVENT,  /* subprocess.Popen: hooks/process `_popen_allowed`, for a remembered start */
 };
 
 typedef struct {
@@ -1020,6 +1026,552 @@ resolve_repeat(PyObject *module, PyObject *wrapper)
     return PyCFunction_NewEx(&resolve_repeat_def, wrapper, module);
 }
 
+/* Program starts (hooks/process): the commonest start there is, `subprocess.run(["prog",
+ * ...])` of a program started before, answered here as `_popen_allowed` answers it, and the
+ * fork_exec call subprocess makes next handed the judged file as `_judged_fork_exec` hands
+ * it. The same memory (the describer's `_described`), the same re-proof of the PATH search
+ * with the same system calls (`_still_found`, `_still_true`), the same decision, asked every
+ * time (`Shield.decide`, a Python call); only the Python around them is saved, about two
+ * thirds of what the shield added to a start. All of it is read where Python keeps it: the
+ * describer's and the argument readers' globals are found through the functions hooks/process
+ * binds once its deferred part is loaded (`remembered_start`, `inherited_exec_path`); while
+ * they are stand-ins, nothing here answers. NULL until `install` is given the parts. */
+static Global global_compiled_of, global_startup_path, global_remembered_start,
+    global_inherited_path, global_environ;
+static PyTypeObject *environ_type = NULL, *decision_type = NULL;
+static PyObject *modules = NULL; /* sys.modules, where the describer looks for the activation */
+static PyObject *name_busy, *name_policy, *name_described, *name_environ_path, *name_data,
+    *name_activation_module, *name_activation, *name_unshielded, *name_decide, *name_allow,
+    *path_key;
+static Py_ssize_t preexec_index = -1;
+
+/* The start this hook answered last, for the fork_exec call that follows it on the same
+ * thread (hooks/process `_Mark` and `_PopenStart`, for this case): the items of the judged
+ * argv, the judged candidate (`index`, `launch`), and what the child is handed instead
+ * (`path`, `folder`). One for the process: a start on another thread meanwhile replaces it,
+ * and that thread's fork_exec then goes the Python way, which judges it again. */
+typedef struct {
+    PyThreadState *thread; /* NULL: no mark */
+    pid_t pid;
+    PyObject *op, *compiled, *items, *launch, *path, *folder; /* strong references */
+    Py_ssize_t index;
+} SpawnMark;
+
+static SpawnMark spawn_mark;
+
+static void
+forget_spawn(void)
+{
+    PyObject *op = spawn_mark.op, *compiled = spawn_mark.compiled, *items = spawn_mark.items,
+             *launch = spawn_mark.launch, *path = spawn_mark.path, *folder = spawn_mark.folder;
+    spawn_mark.thread = NULL;
+    spawn_mark.op = spawn_mark.compiled = spawn_mark.items = spawn_mark.launch =
+        spawn_mark.path = spawn_mark.folder = NULL;
+    /* Last, with the mark already empty: freeing runs no code that could read it. */
+    Py_XDECREF(op);
+    Py_XDECREF(compiled);
+    Py_XDECREF(items);
+    Py_XDECREF(launch);
+    Py_XDECREF(path);
+    Py_XDECREF(folder);
+}
+
+/* A tracer or a profiler could watch or rewrite what is checked: `_popen_allowed` and
+ * `_wrap_fork_exec` then take the gate's way (sys.gettrace() and sys.getprofile() are None
+ * exactly when these are NULL, or a C-level tool set them: more cautious still). */
+static int
+watched(PyThreadState *ts)
+{
+    return ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+}
+
+/* This thread is inside appshield's own work (`thread_state.busy`, False when it is not):
+ * hooks/process leaves such a start to the gate. Any other value, or a failed read, is 1. */
+static int
+busy_now(void)
+{
+    PyObject *busy = PyObject_GetAttr(thread_state, name_busy);
+    if (busy == NULL) {
+        PyErr_Clear();
+        return 1;
+    }
+    Py_DECREF(busy);
+    return busy != Py_False;
+}
+
+/* The operation's `unshielded` (`op[5]`, a bool) is what asking again now says, as
+ * `_still_true` and `_judged_fork_exec` ask it: without a call when no shield came in
+ * through the environment (`appshield.activation` not imported, or its `_activation` None:
+ * then no child is unshielded, and `op[5]` must be False), else through the describer's own
+ * `unshielded(argv, None, executable, cwd)`, which reads the environment the child will
+ * inherit. 1: the same; 0: not, or no answer (an Exception, cleared: the Python way asks);
+ * -1: what is not an Exception (a signal handler's KeyboardInterrupt), left set. */
+static int
+unshielded_as_judged(PyThreadState *ts, PyObject *describer, PyObject *op, PyObject *cwd)
+{
+    PyObject *judged = PyTuple_GET_ITEM(op, 5);
+    if (!PyBool_Check(judged)) {
+        return 0;
+    }
+    PyObject *module = PyDict_GetItemWithError(modules, name_activation_module);
+    if (module == NULL) {
+        int failed = PyErr_Occurred() != NULL;
+        PyErr_Clear();
+        return !failed && judged == Py_False;
+    }
+    if (!PyModule_CheckExact(module)) {
+        return 0;
+    }
+    PyObject *parent = PyDict_GetItemWithError(PyModule_GetDict(module), name_activation);
+    if (parent == NULL) {
+        PyErr_Clear(); /* no `_activation`: the Python way's AttributeError, a "no" */
+        return 0;
+    }
+    if (parent == Py_None) {
+        return judged == Py_False;
+    }
+    PyObject *check = PyDict_GetItemWithError(describer, name_unshielded);
+    if (check == NULL || !PyFunction_Check(check)) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *call[4] = {PyTuple_GET_ITEM(op, 1), Py_None, PyTuple_GET_ITEM(op, 0), cwd};
+    Py_INCREF(check);
+    Py_INCREF(op);
+    Py_INCREF(cwd);
+    pause_tracing(ts);
+    PyObject *answer = PyObject_Vectorcall(check, call, 4, NULL);
+    resume_tracing(ts);
+    Py_DECREF(cwd);
+    Py_DECREF(op);
+    Py_DECREF(check);
+    if (answer == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    int same = answer == judged; /* bools: the same object when equal */
+    Py_DECREF(answer);
+    return same;
+}
+
+/* The globals of the plain function `global` names (borrowed), or NULL: a stand-in of
+ * hooks/_deferred has its own module's globals, where the names asked for are not. */
+static PyObject *
+function_globals(Global *global)
+{
+    PyObject *function = global_value(global);
+    if (function == NULL || !PyFunction_Check(function)) {
+        return NULL;
+    }
+    return PyFunction_GET_GLOBALS(function);
+}
+
+/* `inherited_exec_path()` (hooks/process/convert) when it would hand back the entries it
+ * keeps (`_environ_path`, `seen`): os.environ the standard mapping, and the PATH it holds
+ * the very object split last. Borrowed from `pair`, or NULL: the Python way splits again. */
+static PyObject *
+inherited_entries(PyObject *pair)
+{
+    PyObject *environ = global_value(&global_environ);
+    if (environ == NULL || Py_TYPE(environ) != environ_type || !PyTuple_CheckExact(pair)
+        || PyTuple_GET_SIZE(pair) != 2) {
+        return NULL;
+    }
+    PyObject *attributes = PyObject_GenericGetDict(environ, NULL);
+    if (attributes == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *entries = NULL;
+    PyObject *data = PyDict_CheckExact(attributes)
+                         ? PyDict_GetItemWithError(attributes, name_data)
+                         : NULL;
+    if (data != NULL && PyDict_CheckExact(data)) {
+        PyObject *value = PyDict_GetItemWithError(data, path_key);
+        if (value == NULL && !PyErr_Occurred()) {
+            value = Py_None; /* no PATH: kept as None, split from os.defpath */
+        }
+        if (value != NULL && value == PyTuple_GET_ITEM(pair, 0)) {
+            entries = PyTuple_GET_ITEM(pair, 1);
+        }
+    }
+    PyErr_Clear();
+    Py_DECREF(attributes);
+    return entries;
+}
+
+/* `bytes` as a C path: an exact bytes object without a NUL byte (os.access and os.stat
+ * refuse those with ValueError, which the Python check answers with "no"). NULL otherwise. */
+static const char *
+plain_path(PyObject *bytes)
+{
+    if (!PyBytes_CheckExact(bytes)) {
+        return NULL;
+    }
+    const char *text = PyBytes_AS_STRING(bytes);
+    return (Py_ssize_t)strlen(text) == PyBytes_GET_SIZE(bytes) ? text : NULL;
+}
+
+#define MOST_MISSES 64
+
+/* What `_still_found` and the trusted-location half of `_still_true` ask, with the same
+ * system calls in the same order, run without the GIL: the earlier candidates still not
+ * runnable files, the found one still a runnable regular file (its identity compared by the
+ * caller from `*found`), and whether its folder is one this process cannot write (`folder`
+ * NULL: the folder was on the start-up PATH, trusted without asking). 1 when all of the
+ * search still holds, with `*untrusted_folder` set; 0 when it does not. */
+static int
+search_still_holds(const char **misses, Py_ssize_t count, const char *path, struct stat *found,
+                   const char *folder, int *writable_folder)
+{
+    struct stat info;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (access(misses[i], X_OK) == 0 && stat(misses[i], &info) == 0
+            && S_ISREG(info.st_mode)) {
+            return 0;
+        }
+    }
+    if (stat(path, found) != 0 || !S_ISREG(found->st_mode) || access(path, X_OK) != 0) {
+        return 0;
+    }
+    *writable_folder = folder != NULL && access(folder, W_OK) == 0;
+    return 1;
+}
+
+/* 1: a `subprocess.Popen` event of an exact str program with a list of exact str arguments,
+ * this process's environment and working folder, remembered by the describer and proved
+ * again, that the active policy's own decider allows now; the start is marked for the
+ * fork_exec call that follows (`spawn_mark`). 0: ask the Python hook (which asks
+ * `_popen_allowed` again, and then the gate). -1: the decision raised what is not an
+ * Exception (a signal handler's KeyboardInterrupt): the event's exception, as in Python. */
+static int
+popen_allowed(PyThreadState *ts, PyObject *event, PyObject *args)
+{
+    if (preexec_index < 0 || PyTuple_GET_SIZE(args) != 4 || watched(ts)) {
+        return 0;
+    }
+    PyObject *executable = PyTuple_GET_ITEM(args, 0), *argv = PyTuple_GET_ITEM(args, 1);
+    if (!PyUnicode_CheckExact(executable) || !PyList_CheckExact(argv)
+        || PyTuple_GET_ITEM(args, 2) != Py_None || PyTuple_GET_ITEM(args, 3) != Py_None) {
+        return 0;
+    }
+    PyObject *active = global_value(&global_shield);
+    if (active == NULL || Py_TYPE(active) != shield_type || busy_now()) {
+        return 0;
+    }
+    int allowed = 0;
+    PyObject *compiled = NULL, *policy = NULL, *described = NULL, *entries = NULL,
+             *items = NULL, *here = NULL, *key = NULL, *hit = NULL, *decision = NULL;
+    Py_INCREF(active);
+    compiled = slot_value(active, compiled_offset);
+    policy = compiled == NULL ? NULL : PyObject_GetAttr(active, name_policy);
+    if (policy == NULL) {
+        goto done;
+    }
+    /* The policy's own decider, nothing around it (`_own_compiled`'s remembered pair: a
+     * shadow candidate, a recorder or grants are decided through the gate). */
+    PyObject *known = global_value(&global_compiled_of);
+    if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2
+        || PyTuple_GET_ITEM(known, 0) != policy || PyTuple_GET_ITEM(known, 1) != compiled) {
+        goto done;
+    }
+    PyObject *describer = function_globals(&global_remembered_start);
+    PyObject *converter = function_globals(&global_inherited_path);
+    if (describer == NULL || converter == NULL) {
+        goto done;
+    }
+    described = PyDict_GetItemWithError(describer, name_described);
+    PyObject *pair = PyDict_GetItemWithError(converter, name_environ_path);
+    if (described == NULL || !PyDict_CheckExact(described) || pair == NULL) {
+        described = NULL;
+        goto done;
+    }
+    Py_INCREF(described);
+    /* A program named with a slash is not searched for: remembered with no entries (None,
+     * `describe_start`); a bare name with PATH's as the child inherits them. */
+    Py_ssize_t slash =
+        PyUnicode_FindChar(executable, '/', 0, PyUnicode_GET_LENGTH(executable), 1);
+    if (slash == -2) {
+        goto done;
+    }
+    Py_INCREF(pair);
+    entries = slash >= 0 ? Py_None : inherited_entries(pair);
+    Py_XINCREF(entries);
+    Py_DECREF(pair);
+    if (entries == NULL) {
+        goto done;
+    }
+    items = PyList_AsTuple(argv);
+    if (items == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(items); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(items, i))) {
+            goto done;
+        }
+    }
+    char folder_now[4096];
+    if (getcwd(folder_now, sizeof folder_now) == NULL) {
+        goto done; /* too long for the buffer, or gone: os.getcwd's answer is the Python way's */
+    }
+    here = PyUnicode_DecodeFSDefault(folder_now); /* as os.getcwd() decodes it */
+    key = here == NULL ? NULL : PyTuple_Pack(3, executable, items, here);
+    if (key == NULL) {
+        goto done;
+    }
+    /* Exact str, a tuple of them, exact str: the look-up runs no code of anyone's. */
+    hit = PyDict_GetItemWithError(described, key);
+    Py_XINCREF(hit);
+    if (hit == NULL || !PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 4
+        || PyTuple_GET_ITEM(hit, 0) != entries
+        || PyTuple_GET_ITEM(hit, 1) != global_value(&global_startup_path)) {
+        goto done;
+    }
+    /* _Found (misses, found, identity, resolved, folder, on_startup_path, ...), Start (op,
+     * path, folder, index, launch, encoded, identity), ProcessOp (..., trusted_location at
+     * 4, unshielded at 5): read by position, as the Python check reads them. */
+    PyObject *found = PyTuple_GET_ITEM(hit, 2), *start = PyTuple_GET_ITEM(hit, 3);
+    if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 10 || !PyTuple_Check(start)
+        || PyTuple_GET_SIZE(start) != 7) {
+        goto done;
+    }
+    PyObject *op = PyTuple_GET_ITEM(start, 0), *identity = PyTuple_GET_ITEM(found, 2),
+             *misses = PyTuple_GET_ITEM(found, 0), *folder = PyTuple_GET_ITEM(found, 4),
+             *on_startup_path = PyTuple_GET_ITEM(found, 5);
+    if (!PyTuple_Check(op) || PyTuple_GET_SIZE(op) < 6 || !PyBool_Check(PyTuple_GET_ITEM(op, 4))
+        || !PyTuple_CheckExact(identity) || PyTuple_GET_SIZE(identity) != 3
+        || !PyTuple_CheckExact(misses)
+        || PyTuple_GET_SIZE(misses) > MOST_MISSES || !PyUnicode_CheckExact(folder)
+        || !PyBool_Check(on_startup_path) || PyTuple_GET_ITEM(start, 6) == Py_None
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(start, 3))
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(start, 4))
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(start, 5))) {
+        goto done;
+    }
+    const char *miss_paths[MOST_MISSES];
+    Py_ssize_t miss_count = PyTuple_GET_SIZE(misses);
+    for (Py_ssize_t i = 0; i < miss_count; i++) {
+        if ((miss_paths[i] = plain_path(PyTuple_GET_ITEM(misses, i))) == NULL) {
+            goto done;
+        }
+    }
+    const char *path = plain_path(PyTuple_GET_ITEM(found, 1));
+    const char *folder_path = NULL;
+    if (on_startup_path == Py_False) {
+        Py_ssize_t size;
+        folder_path = utf8_file_names ? PyUnicode_AsUTF8AndSize(folder, &size) : NULL;
+        if (folder_path == NULL || (Py_ssize_t)strlen(folder_path) != size) {
+            goto done; /* not the file system's bytes as written here: the Python way */
+        }
+    }
+    if (path == NULL) {
+        goto done;
+    }
+    struct stat info;
+    int holds, writable_folder = 0;
+    /* `hit` holds the tuples, and they the bytes and the str read above, while the GIL is
+     * let go (another thread may clear the memory meanwhile). */
+    Py_BEGIN_ALLOW_THREADS
+    holds = search_still_holds(miss_paths, miss_count, path, &info, folder_path,
+                               &writable_folder);
+    Py_END_ALLOW_THREADS
+    if (!holds) {
+        goto done;
+    }
+    long long changed_ns = (long long)info.st_ctim.tv_sec * 1000000000LL + info.st_ctim.tv_nsec;
+    if (!same_number(PyTuple_GET_ITEM(identity, 0), (unsigned long long)info.st_dev)
+        || !same_number(PyTuple_GET_ITEM(identity, 1), (unsigned long long)info.st_ino)
+        || !same_number(PyTuple_GET_ITEM(identity, 2), (unsigned long long)changed_ns)
+        || (on_startup_path == Py_True || !writable_folder)
+               != (PyTuple_GET_ITEM(op, 4) == Py_True)) {
+        goto done;
+    }
+    Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(start, 3));
+    if (index < 0) {
+        goto done;
+    }
+    /* `hit` holds `op` while the describer's check runs Python code. */
+    if ((allowed = unshielded_as_judged(ts, describer, op, here)) != 1) {
+        goto done;
+    }
+    allowed = 0;
+    /* The decision, asked every time, as the Python hook asks it (tracing paused around it,
+     * as around the Python hook). */
+    PyObject *call[3] = {active, op, event};
+    pause_tracing(ts);
+    decision = PyObject_VectorcallMethod(name_decide, call, 3, NULL);
+    resume_tracing(ts);
+    if (decision == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            allowed = -1; /* left set: the event raises it */
+        }
+        goto done; /* an Exception: cleared below, and the Python way decides again */
+    }
+    if (Py_TYPE(decision) != decision_type || PyTuple_GET_SIZE(decision) < 1
+        || !PyUnicode_CheckExact(PyTuple_GET_ITEM(decision, 0))
+        || PyUnicode_Compare(PyTuple_GET_ITEM(decision, 0), name_allow) != 0) {
+        goto done;
+    }
+    forget_spawn();
+    spawn_mark.pid = getpid();
+    spawn_mark.index = index;
+    spawn_mark.compiled = compiled;
+    compiled = NULL;
+    spawn_mark.op = op;
+    Py_INCREF(op);
+    spawn_mark.items = items;
+    items = NULL;
+    spawn_mark.launch = PyTuple_GET_ITEM(start, 4);
+    spawn_mark.path = PyTuple_GET_ITEM(start, 5);
+    spawn_mark.folder = PyTuple_GET_ITEM(start, 2);
+    Py_INCREF(spawn_mark.launch);
+    Py_INCREF(spawn_mark.path);
+    Py_INCREF(spawn_mark.folder);
+    spawn_mark.thread = ts;
+    allowed = 1;
+done:
+    if (allowed >= 0 && PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(decision);
+    Py_XDECREF(hit);
+    Py_XDECREF(key);
+    Py_XDECREF(here);
+    Py_XDECREF(items);
+    Py_XDECREF(entries);
+    Py_XDECREF(described);
+    Py_XDECREF(policy);
+    Py_XDECREF(compiled);
+    Py_DECREF(active);
+    return allowed;
+}
+
+/* subprocess's fork_exec call for the start `popen_allowed` just answered on this thread, in
+ * subprocess's own form: `_judged_fork_exec`'s tests (argv the same list of the very item
+ * objects, the judged candidate where the event found it, no cwd, no env list, no
+ * preexec_fn, no keywords, the same policy, the same process, nobody watching, not in
+ * appshield's own work, the child's `unshielded` the same). 1 with the call made and its
+ * result (or NULL and its exception) in `*result`; 0 when any of it does not hold. */
+static int
+judged_spawn_call(PyThreadState *ts, PyObject *const *args, PyObject **result)
+{
+    PyObject *call = args[2], *keywords = args[3];
+    if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) < 6 || !PyDict_CheckExact(keywords)
+        || PyDict_GET_SIZE(keywords) != 0 || watched(ts)
+        || (PyTuple_GET_SIZE(call) > preexec_index
+            && PyTuple_GET_ITEM(call, preexec_index) != Py_None)) {
+        return 0;
+    }
+    /* The environment the child inherits may have changed since the event: `unshielded`
+     * asked again (with the operation's cwd, as `_judged_fork_exec` asks it). It may run
+     * Python code, so it comes first: everything else is read after it. */
+    PyObject *describer = function_globals(&global_remembered_start);
+    PyObject *op = spawn_mark.op;
+    if (describer == NULL || op == NULL) {
+        return 0;
+    }
+    Py_INCREF(op);
+    int same = unshielded_as_judged(ts, describer, op, PyTuple_GET_ITEM(op, 3));
+    int still_marked = spawn_mark.op == op && spawn_mark.thread == ts;
+    Py_DECREF(op);
+    if (same < 0) {
+        *result = NULL; /* the exception is the call's, as in Python */
+        return 1;
+    }
+    if (same == 0 || !still_marked) {
+        return 0;
+    }
+    PyObject *active = global_value(&global_shield);
+    if (active == NULL || Py_TYPE(active) != shield_type
+        || *(PyObject **)((char *)active + compiled_offset) != spawn_mark.compiled
+        || busy_now() || spawn_mark.pid != getpid()) {
+        return 0;
+    }
+    PyObject *argv = PyTuple_GET_ITEM(call, 0), *candidates = PyTuple_GET_ITEM(call, 1);
+    PyObject *items = spawn_mark.items;
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
+    if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) != count
+        || !PyTuple_CheckExact(candidates) || PyTuple_GET_SIZE(candidates) <= spawn_mark.index
+        || PyTuple_GET_ITEM(call, 4) != Py_None || PyTuple_GET_ITEM(call, 5) != Py_None) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyList_GET_ITEM(argv, i) != PyTuple_GET_ITEM(items, i)) {
+            return 0;
+        }
+    }
+    PyObject *candidate = PyTuple_GET_ITEM(candidates, spawn_mark.index);
+    if (!PyBytes_CheckExact(candidate) || !same_value(candidate, spawn_mark.launch)) {
+        return 0;
+    }
+    /* (items, (path,), close_fds, pass_fds, folder, None, the rest as given) */
+    Py_ssize_t size = PyTuple_GET_SIZE(call);
+    PyObject *converted = PyTuple_New(size);
+    PyObject *paths = converted == NULL ? NULL : PyTuple_Pack(1, spawn_mark.path);
+    if (paths == NULL) {
+        Py_XDECREF(converted);
+        PyErr_Clear();
+        return 0;
+    }
+    Py_INCREF(items);
+    PyTuple_SET_ITEM(converted, 0, items);
+    PyTuple_SET_ITEM(converted, 1, paths);
+    Py_INCREF(spawn_mark.folder);
+    PyTuple_SET_ITEM(converted, 4, spawn_mark.folder);
+    Py_INCREF(Py_None);
+    PyTuple_SET_ITEM(converted, 5, Py_None);
+    for (Py_ssize_t i = 2; i < size; i++) {
+        if (i == 4 || i == 5) {
+            continue;
+        }
+        PyObject *item = PyTuple_GET_ITEM(call, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(converted, i, item);
+    }
+    forget_spawn();
+    *result = PyObject_Call(args[0], converted, NULL);
+    Py_DECREF(converted);
+    return 1;
+}
+
+/* The wrapper of `_posixsubprocess.fork_exec` (hooks/process `_wrap_fork_exec`), wrapt's
+ * `wrapper(wrapped, instance, args, kwargs)`: the start this hook judged, in C; everything
+ * else, and everything before `install`, the Python wrapper's (`self`, made by
+ * `spawn_repeat`), which judges it through its own mark or the gate. */
+static PyObject *
+spawn_repeat_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyThreadState *ts = current_thread_state();
+    if (nargs == 4 && spawn_mark.thread != NULL && spawn_mark.thread == ts) {
+        PyObject *result = NULL;
+        if (judged_spawn_call(ts, args, &result)) {
+            return result;
+        }
+        forget_spawn(); /* this thread's start was not this call: judged the Python way */
+    }
+    return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+}
+
+static PyMethodDef spawn_repeat_def = {
+    "fork_exec_wrapper", (PyCFunction)(void (*)(void))spawn_repeat_call, METH_FASTCALL,
+    "appshield's wrapper of _posixsubprocess.fork_exec: the start the compiled audit hook "
+    "judged in C, the rest in Python (appshield/_c_audit_hook.c `spawn_repeat_call`).",
+};
+
+/* `spawn_repeat(wrapper)`: the wrapper above, falling back to the Python `wrapper`. */
+static PyObject *
+spawn_repeat(PyObject *module, PyObject *wrapper)
+{
+    if (!PyCallable_Check(wrapper)) {
+        PyErr_SetString(PyExc_TypeError, "spawn_repeat(wrapper): a callable");
+        return NULL;
+    }
+    return PyCFunction_NewEx(&spawn_repeat_def, wrapper, module);
+}
+
 static int
 audit_hook(const char *event, PyObject *args, void *unused)
 {
@@ -1051,10 +1603,19 @@ audit_hook(const char *event, PyObject *args, void *unused)
         case IMPORT_EVENT:
             answered = import_statement_allowed(args);
             break;
+        case POPEN_EVENT:
+            answered = popen_allowed(ts, slot->event, args);
+            if (answered < 0) {
+                return -1;
+            }
+            break;
         }
         if (answered) {
             return 0;
         }
+    }
+    if (slot->kind == POPEN_EVENT && spawn_mark.thread == ts) {
+        forget_spawn(); /* a start of this thread's judged the Python way: its mark is not ours */
     }
     PyObject *call[2] = {slot->event, args};
     pause_tracing(ts);
@@ -1102,6 +1663,9 @@ event_kind(PyObject *parts, PyObject *event, const char *name, PyObject **needs)
     }
     if (strcmp(name, "import") == 0) {
         return IMPORT_EVENT;
+    }
+    if (strcmp(name, "subprocess.Popen") == 0) {
+        return POPEN_EVENT;
     }
     const char *operation = NULL;
     if (strcmp(name, "socket.connect") == 0) {
@@ -1287,6 +1851,58 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (global_layer.dict == NULL) {
         goto fail;
     }
+    /* Program starts (hooks/process): the process family's globals, os's (`environ`), the
+     * describer's sys.modules, the classes compared, where fork_exec takes `preexec_fn`. */
+    name_busy = PyUnicode_InternFromString("busy");
+    name_policy = PyUnicode_InternFromString("policy");
+    name_described = PyUnicode_InternFromString("_described");
+    name_environ_path = PyUnicode_InternFromString("_environ_path");
+    name_data = PyUnicode_InternFromString("_data");
+    name_activation_module = PyUnicode_InternFromString("appshield.activation");
+    name_activation = PyUnicode_InternFromString("_activation");
+    name_unshielded = PyUnicode_InternFromString("unshielded");
+    name_decide = PyUnicode_InternFromString("decide");
+    name_allow = PyUnicode_InternFromString("allow");
+    path_key = PyBytes_FromString("PATH");
+    if (!name_busy || !name_policy || !name_described || !name_environ_path || !name_data
+        || !name_activation_module || !name_activation || !name_unshielded || !name_decide
+        || !name_allow
+        || !path_key) {
+        goto fail;
+    }
+    PyObject *process_globals = part(parts, "process_globals", &PyDict_Type);
+    PyObject *os_globals = process_globals ? part(parts, "os_globals", &PyDict_Type) : NULL;
+    modules = os_globals ? part(parts, "modules", &PyDict_Type) : NULL;
+    environ_type = modules ? (PyTypeObject *)part(parts, "environ_type", &PyType_Type) : NULL;
+    decision_type =
+        environ_type ? (PyTypeObject *)part(parts, "decision_type", &PyType_Type) : NULL;
+    PyObject *preexec = decision_type ? part(parts, "preexec_index", &PyLong_Type) : NULL;
+    if (preexec == NULL) {
+        goto fail;
+    }
+    Py_ssize_t preexec_at = PyLong_AsSsize_t(preexec);
+    Py_DECREF(preexec);
+    if (preexec_at < 6 || !PyDict_CheckExact(modules)
+        || !PyType_IsSubtype(decision_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "install: the process parts are not as expected");
+        goto fail;
+    }
+    Global *process_reads[] = {&global_compiled_of, &global_startup_path,
+                               &global_remembered_start, &global_inherited_path};
+    const char *process_names[] = {"_compiled_of", "STARTUP_PATH", "remembered_start",
+                                   "inherited_exec_path"};
+    for (int i = 0; i < 4; i++) {
+        process_reads[i]->dict = process_globals;
+        process_reads[i]->name = PyUnicode_InternFromString(process_names[i]);
+        if (process_reads[i]->name == NULL) {
+            goto fail;
+        }
+    }
+    global_environ.dict = os_globals;
+    global_environ.name = PyUnicode_InternFromString("environ");
+    if (global_environ.name == NULL) {
+        goto fail;
+    }
     if (op_address_index < 0 || !PyType_IsSubtype(network_op_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "install: a network operation is a tuple");
         goto fail;
@@ -1305,6 +1921,7 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     }
     predecided = waiting;
+    preexec_index = preexec_at;
     table = slots;
     table_mask = size - 1;
     home = PyInterpreterState_Get();
@@ -1326,6 +1943,10 @@ fail:
     PyMem_RawFree(slots);
     global_shield.dict = global_memory.dict = global_resolves.dict = global_layer.dict = NULL;
     machinery_globals = thread_state = NULL;
+    global_compiled_of.dict = global_startup_path.dict = global_remembered_start.dict =
+        global_inherited_path.dict = global_environ.dict = NULL;
+    modules = NULL;
+    environ_type = decision_type = NULL;
     allowed_actions = names_by_address = NULL;
     shield_type = memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
     socket_family = socket_type = NULL;
@@ -1337,6 +1958,10 @@ static PyMethodDef methods[] = {
      "resolve_repeat(wrapper): the wrapper of _socket.getaddrinfo to patch in, answering a "
      "remembered address itself once `install` gave it the memories, calling `wrapper` for "
      "the rest."},
+    {"spawn_repeat", (PyCFunction)spawn_repeat, METH_O,
+     "spawn_repeat(wrapper): the wrapper of _posixsubprocess.fork_exec to patch in, handing "
+     "the start the compiled audit hook judged the judged file itself once `install` gave it "
+     "the process parts, calling `wrapper` for the rest."},
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL,
      "install(hook, events, parts): register the compiled audit hook, once per process. It "
      "answers the events not in `events` and the repeats the memories in `parts` hold "

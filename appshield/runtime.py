@@ -987,7 +987,7 @@ def _compiled_hook_parts() -> dict[str, Any]:
     """What the compiled hook reads to answer a repeat itself: the active shield's module
     (`_gate._shield`) and what the file, import and network families say of their memories
     and marks."""
-    from appshield.hooks import _gate, file, imports, network
+    from appshield.hooks import _gate, file, imports, network, process
 
     return {
         "shield_type": Shield,
@@ -997,6 +997,7 @@ def _compiled_hook_parts() -> dict[str, Any]:
         **file.compiled_hook_parts(),
         **imports.compiled_hook_parts(),
         **network.compiled_hook_parts(),
+        **process.compiled_hook_parts(),
     }
 
 

@@ -821,6 +821,23 @@ def test_the_compiled_checks_are_the_ones_the_python_hook_makes() -> None:
         assert fast[event].__qualname__ == "change_repeat.<locals>.repeat"
     assert fast[parts["sqlite_event"]] is describe.sqlite_repeat
     assert fast["socket.getaddrinfo"] is network._repeat_resolve
+    # Program starts: `popen_allowed` is `_popen_allowed`'s commonest case, on the names it
+    # reads (the describer's memory and the PATH split last through the deferred part's
+    # functions, whose module globals they are).
+    from appshield import _proc_describe
+    from appshield.hooks import process
+    from appshield.hooks.process import convert
+
+    assert fast["subprocess.Popen"] is process._popen_allowed
+    started = process.compiled_hook_parts()
+    assert started["process_globals"] is vars(process)
+    assert started["modules"] is sys.modules and started["os_globals"] is vars(os)
+    for name in ("_compiled_of", "STARTUP_PATH", "remembered_start", "inherited_exec_path"):
+        assert name in vars(process)
+    assert type(vars(_proc_describe)["_described"]) is dict
+    assert type(vars(convert)["_environ_path"]) is tuple
+    assert _proc_describe.remembered_start.__globals__ is vars(_proc_describe)
+    assert convert.inherited_exec_path.__globals__ is vars(convert)
     # appshield/_c_audit_hook.c `event_kind`: the operation each socket event is keyed by.
     in_c = {
         "socket.connect": "connect",

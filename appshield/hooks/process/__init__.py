@@ -310,7 +310,7 @@ def _fork_exec_in_place() -> bool:
             return False
         found = module.__dict__.get("fork_exec")
     # wrapt has no type information: FunctionWrapper is a plain `type` here.
-    return type(found) is FunctionWrapper and found._self_wrapper is _wrap_fork_exec  # type: ignore[attr-defined]
+    return type(found) is FunctionWrapper and found._self_wrapper is _FORK_EXEC_WRAPPER  # type: ignore[attr-defined]
 
 
 def _all_str(items: list[Any]) -> bool:
@@ -911,9 +911,26 @@ def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
     return wrapper
 
 
+def _fork_exec_patch() -> Any:
+    """The wrapper patched onto fork_exec: `_wrap_fork_exec`, or where the compiled audit
+    hook was built, its C front (`spawn_repeat`), which hands the start that hook judged
+    itself (`popen_allowed` in appshield/_c_audit_hook.c, this module's `_popen_allowed` in
+    C) the judged file, with `_judged_fork_exec`'s tests, and calls `_wrap_fork_exec` for
+    everything else. The front answers nothing until the compiled hook is installed with
+    this module's parts (never under `APPSHIELD_PURE_PYTHON=1`)."""
+    try:
+        from appshield import _c_audit_hook
+    except ImportError:
+        return _wrap_fork_exec
+    return _c_audit_hook.spawn_repeat(_wrap_fork_exec)
+
+
+# The one wrapper object both fork_exec patch points get (`_fork_exec_in_place` asks for it).
+_FORK_EXEC_WRAPPER = _fork_exec_patch()
+
 PATCHES: tuple[PatchPoint, ...] = (
-    PatchPoint("_posixsubprocess", "fork_exec", _wrap_fork_exec, "process"),
-    PatchPoint("subprocess", "_fork_exec", _wrap_fork_exec, "process", optional=True),
+    PatchPoint("_posixsubprocess", "fork_exec", _FORK_EXEC_WRAPPER, "process"),
+    PatchPoint("subprocess", "_fork_exec", _FORK_EXEC_WRAPPER, "process", optional=True),
     PatchPoint("os", "posix_spawn", _posix_spawn_wrapper(False), "process", optional=True),
     PatchPoint("os", "posix_spawnp", _posix_spawn_wrapper(True), "process", optional=True),
     PatchPoint("posix", "posix_spawn", _posix_spawn_wrapper(False), "process", optional=True),
@@ -927,6 +944,27 @@ PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("os", "spawnvp", _spawnv_wrapper(False, True), "process", optional=True),
     PatchPoint("os", "spawnvpe", _spawnv_wrapper(True, True), "process", optional=True),
 )
+
+
+def compiled_hook_parts() -> dict[str, Any]:
+    """What the compiled audit hook reads to answer `_popen_allowed`'s commonest case and
+    `_judged_fork_exec` itself (appshield/_c_audit_hook.c `popen_allowed`; appshield/runtime.py
+    hands it over): this module's globals (`_compiled_of`, `STARTUP_PATH`, and the deferred
+    part's `remembered_start` and `inherited_exec_path`, through whose globals it finds the
+    describer's memory and the PATH split last), os's (`environ`), the `sys.modules` the
+    describer looks for the activation in, the classes it compares, and where fork_exec takes
+    `preexec_fn`."""
+    from appshield.decision import Decision
+
+    return {
+        "process_globals": globals(),
+        "os_globals": vars(os),
+        "modules": _modules,
+        "environ_type": os._Environ,
+        "decision_type": Decision,
+        "preexec_index": PREEXEC_INDEX,
+    }
+
 
 # Checked by the audit hook before the gate (see `_popen_allowed`).
 FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {"subprocess.Popen": _popen_allowed}
