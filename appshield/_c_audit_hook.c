@@ -1572,6 +1572,459 @@ spawn_repeat(PyObject *module, PyObject *wrapper)
     return PyCFunction_NewEx(&spawn_repeat_def, wrapper, module);
 }
 
+/* The import layer's wrappers (hooks/imports), their usual case in C. A first import of a
+ * source module passes three wrapt layers: `_bootstrap._load_unlocked` (which judges the
+ * spec), the loader's `exec_module` (which finds the spec just judged, `_judged.last`) and
+ * `SourceLoader.get_code` (which marks the module's own files as the import system's work,
+ * `thread_state.importing`). Each wrapper's Python frame and calls were about a third of what
+ * the shield added to a first import. Each front below takes its wrapper's usual case, for
+ * the import system's own objects only (an exact ModuleSpec whose `has_location` is
+ * importlib's own, an exact module, a loader of one of importlib's file loader classes,
+ * their attributes read where `getattr` would find them and only when no class attribute
+ * could answer instead), and hands every other call, untouched, to the Python wrapper
+ * (`self`). The judging itself stays the Python `_judge`'s. NULL until `install` is given
+ * the parts. */
+static int import_fronts_ready = 0;
+static Global global_judge, global_judged, global_waiting, global_loaded, global_scope_code,
+    global_patch_loaded;
+static PyTypeObject *module_spec_type = NULL;
+static PyObject *has_location_property = NULL, *loader_types = NULL, *module_suffixes = NULL;
+static PyObject *name_origin, *name_set_fileattr, *name_has_location, *name_path, *name_dunder_spec,
+    *name_dunder_name, *name_name, *name_last, *name_recording, *name_attributing, *api_import,
+    *name_wanted_tops, *pycache_text, *dot_text;
+static Global global_cache_prefix;
+
+/* `object`'s attribute `name` as `getattr` finds it when its type looks attributes up the
+ * generic way (no `__getattr__` or `__getattribute__` of its own) and has no attribute of
+ * that name anywhere on its MRO (so no descriptor: only the instance's own attributes can
+ * answer, and reading them runs no code): a new reference, or NULL (not there, or any
+ * doubt; no exception left set). Read through the generic look-up itself, which reads an
+ * instance's inline values without making its `__dict__`. */
+static PyObject *
+plain_attribute(PyObject *object, PyObject *name)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    if (type->tp_getattro != PyObject_GenericGetAttr || _PyType_Lookup(type, name) != NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_GenericGetAttr(object, name);
+    if (value == NULL) {
+        PyErr_Clear();
+    }
+    return value;
+}
+
+/* hooks/imports `_spec_origin(spec)` for an exact ModuleSpec with importlib's own
+ * `has_location`: 1 and a new reference (the origin, or None) in `*origin`; 0 when the spec
+ * is any other object (the Python wrapper reads it). */
+static int
+spec_origin(PyObject *spec, PyObject **origin)
+{
+    if (Py_TYPE(spec) != module_spec_type
+        || _PyType_Lookup(module_spec_type, name_has_location) != has_location_property) {
+        return 0;
+    }
+    PyObject *raw = plain_attribute(spec, name_origin);
+    PyObject *located = raw == NULL ? NULL : plain_attribute(spec, name_set_fileattr);
+    int known = located != NULL && PyBool_Check(located)
+                && (PyUnicode_CheckExact(raw) || !PyUnicode_Check(raw));
+    if (known) {
+        *origin = PyUnicode_CheckExact(raw) && located == Py_True ? raw : Py_None;
+        Py_INCREF(*origin);
+    }
+    Py_XDECREF(located);
+    Py_XDECREF(raw);
+    return known;
+}
+
+/* The live object a weak reference names (a new reference), or NULL. */
+static PyObject *
+referent(PyObject *ref)
+{
+    if (!PyWeakref_CheckRefExact(ref)) {
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *object = NULL;
+    if (PyWeakref_GetRef(ref, &object) <= 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return object;
+#else
+    PyObject *object = PyWeakref_GET_OBJECT(ref);
+    if (object == Py_None) {
+        return NULL;
+    }
+    Py_INCREF(object);
+    return object;
+#endif
+}
+
+/* `_judged.last` (weak reference, origin) as a new reference, or NULL. */
+static PyObject *
+judged_last(void)
+{
+    PyObject *judged = global_value(&global_judged);
+    if (judged == NULL) {
+        return NULL;
+    }
+    PyObject *last = plain_attribute(judged, name_last);
+    if (last != NULL && (!PyTuple_CheckExact(last) || PyTuple_GET_SIZE(last) != 2)) {
+        Py_CLEAR(last);
+    }
+    return last;
+}
+
+/* The import just judged was `spec` loaded from the exact str `path`: `_judged.last` names
+ * that very spec, and that file by an exact str equal to `path`. */
+static int
+judged_last_is(PyObject *spec, PyObject *path)
+{
+    PyObject *last = judged_last();
+    if (last == NULL) {
+        return 0;
+    }
+    PyObject *judged = referent(PyTuple_GET_ITEM(last, 0));
+    int same = judged == spec && PyUnicode_CheckExact(PyTuple_GET_ITEM(last, 1))
+               && same_value(PyTuple_GET_ITEM(last, 1), path);
+    Py_XDECREF(judged);
+    Py_DECREF(last);
+    return same;
+}
+
+/* The module file a loader of one of importlib's file loader classes reads (its `path`, a
+ * non-empty exact str): a new reference, or NULL. */
+static PyObject *
+loader_file(PyObject *loader)
+{
+    int ours = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(loader_types); i++) {
+        ours = ours || (PyObject *)Py_TYPE(loader) == PyTuple_GET_ITEM(loader_types, i);
+    }
+    PyObject *path = ours ? plain_attribute(loader, name_path) : NULL;
+    if (path != NULL && (!PyUnicode_CheckExact(path) || PyUnicode_GET_LENGTH(path) == 0)) {
+        Py_CLEAR(path);
+    }
+    return path;
+}
+
+/* After a module ran: the patch points waiting for the module `name` are applied (`loaded`),
+ * as the Python wrappers apply them. 0, or -1 with the exception `loaded` raised. */
+static int
+apply_waiting(PyObject *name, PyObject *module)
+{
+    PyObject *waiting = global_value(&global_waiting);
+    if (waiting == NULL || !PyDict_CheckExact(waiting) || name == NULL
+        || !PyUnicode_CheckExact(name)) {
+        return 0;
+    }
+    int found = PyDict_Contains(waiting, name);
+    if (found <= 0) {
+        return found;
+    }
+    PyObject *apply = global_value(&global_loaded);
+    if (apply == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "appshield: hooks/imports lost `loaded`");
+        return -1;
+    }
+    PyObject *call[2] = {name, module};
+    Py_INCREF(apply);
+    PyObject *done = PyObject_Vectorcall(apply, call, 2, NULL);
+    Py_DECREF(apply);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* Patch points wait for some module (`_waiting` not empty): the tail of each wrapper asks. */
+static int
+anything_waiting(void)
+{
+    PyObject *waiting = global_value(&global_waiting);
+    return waiting != NULL && (!PyDict_CheckExact(waiting) || PyDict_GET_SIZE(waiting) != 0);
+}
+
+/* wrapt's call of a wrapper with one positional argument and no keywords: the argument. */
+static PyObject *
+only_argument(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyTuple_CheckExact(args[2]) || PyTuple_GET_SIZE(args[2]) != 1
+        || !PyDict_CheckExact(args[3]) || PyDict_GET_SIZE(args[3]) != 0) {
+        return NULL;
+    }
+    return PyTuple_GET_ITEM(args[2], 0);
+}
+
+/* `_bootstrap._load_unlocked(spec)` (hooks/imports `_load_unlocked`): the spec judged by
+ * `_judge` (in Python), the module loaded, the points waiting for it applied. */
+static PyObject *
+load_front_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *spec = import_fronts_ready ? only_argument(args, nargs) : NULL, *origin = NULL;
+    PyObject *judge = spec == NULL ? NULL : global_value(&global_judge);
+    if (judge == NULL || !spec_origin(spec, &origin)) {
+        return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+    }
+    PyObject *call[3] = {spec, origin, api_import};
+    Py_INCREF(spec);
+    Py_INCREF(judge);
+    PyObject *judged = PyObject_Vectorcall(judge, call, 3, NULL);
+    Py_DECREF(judge);
+    Py_DECREF(origin);
+    PyObject *module = judged == NULL ? NULL : PyObject_Call(args[0], args[2], NULL);
+    Py_XDECREF(judged);
+    if (module != NULL && anything_waiting()) {
+        int failed;
+        if (Py_TYPE(module) == &PyModule_Type) {
+            PyObject *name = PyDict_GetItemWithError(PyModule_GetDict(module), name_dunder_name);
+            Py_XINCREF(name);
+            failed = name == NULL && PyErr_Occurred() ? -1 : apply_waiting(name, module);
+            Py_XDECREF(name);
+        }
+        else {
+            /* Another kind of module (a lazy one, say): the Python tail. */
+            PyObject *tail = global_value(&global_patch_loaded);
+            PyObject *tail_call[2] = {args[2], module};
+            Py_XINCREF(tail);
+            PyObject *done = tail == NULL ? NULL : PyObject_Vectorcall(tail, tail_call, 2, NULL);
+            failed = done == NULL ? -1 : 0;
+            if (tail == NULL && !PyErr_Occurred()) {
+                PyErr_SetString(PyExc_RuntimeError, "appshield: hooks/imports lost a wrapper");
+            }
+            Py_XDECREF(done);
+            Py_XDECREF(tail);
+        }
+        if (failed < 0) {
+            Py_CLEAR(module);
+        }
+    }
+    Py_DECREF(spec);
+    return module;
+}
+
+/* A loader's `exec_module(module)` (hooks/imports `_loader_exec_module`): the usual case is
+ * the spec `_load_unlocked` judged just now, for this very file; it runs the module, then
+ * applies the points waiting for it. Anything else is the Python wrapper's. */
+static PyObject *
+exec_front_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *module = import_fronts_ready ? only_argument(args, nargs) : NULL;
+    PyObject *spec = NULL, *path = NULL;
+    if (module != NULL && Py_TYPE(module) == &PyModule_Type) {
+        spec = PyDict_GetItemWithError(PyModule_GetDict(module), name_dunder_spec);
+        PyErr_Clear();
+        Py_XINCREF(spec);
+        path = spec == NULL || Py_TYPE(spec) != module_spec_type ? NULL : loader_file(args[1]);
+    }
+    if (path == NULL || !judged_last_is(spec, path)) {
+        Py_XDECREF(path);
+        Py_XDECREF(spec);
+        return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+    }
+    Py_DECREF(path);
+    Py_INCREF(module);
+    PyObject *result = PyObject_Call(args[0], args[2], NULL);
+    if (result != NULL && anything_waiting()) {
+        PyObject *name = PyObject_GetAttr(spec, name_name); /* `getattr(spec, "name", None)` */
+        if (name == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+        }
+        if ((name == NULL && PyErr_Occurred()) || apply_waiting(name, module) < 0) {
+            Py_CLEAR(result);
+        }
+        Py_XDECREF(name);
+    }
+    Py_DECREF(module);
+    Py_DECREF(spec);
+    return result;
+}
+
+/* `<head>/__pycache__/` for the folder `own[:end]` (a new reference, or NULL and an
+ * exception): the last one made is kept, as the modules of one folder are often imported
+ * one after another. */
+static PyObject *last_head = NULL, *last_cache_folder = NULL;
+
+static PyObject *
+cache_folder_of(PyObject *own, Py_ssize_t end)
+{
+    if (last_head != NULL && PyUnicode_GET_LENGTH(last_head) == end
+        && PyUnicode_Tailmatch(own, last_head, 0, end, -1) == 1) {
+        Py_INCREF(last_cache_folder);
+        return last_cache_folder;
+    }
+    PyObject *head = PyUnicode_Substring(own, 0, end);
+    PyObject *folder = head == NULL ? NULL : PyUnicode_Concat(head, pycache_text);
+    if (folder == NULL) {
+        Py_XDECREF(head);
+        return NULL;
+    }
+    PyObject *old_head = last_head, *old_folder = last_cache_folder;
+    last_head = head;
+    last_cache_folder = folder;
+    Py_INCREF(folder);
+    Py_XDECREF(old_head); /* str objects: freeing them runs no code */
+    Py_XDECREF(old_folder);
+    return folder;
+}
+
+/* `SourceLoader.get_code(fullname)` (hooks/imports `_module_code_io`) of the module file
+ * just judged: its reading marked as the import system's own work on this thread, naming
+ * the file and the start of its bytecode cache's names (`_module_files`, for caches in
+ * `__pycache__`), put back afterwards. With code objects recorded for scopes or grants, or
+ * anything else, the Python wrapper. */
+static PyObject *
+code_front_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *own = import_fronts_ready && only_argument(args, nargs) != NULL
+                        ? loader_file(args[1])
+                        : NULL;
+    PyObject *files = NULL, *last = NULL;
+    if (own == NULL) {
+        goto python;
+    }
+    int module_file = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(module_suffixes) && !module_file; i++) {
+        module_file = PyUnicode_Tailmatch(own, PyTuple_GET_ITEM(module_suffixes, i), 0,
+                                          PY_SSIZE_T_MAX, 1)
+                      == 1;
+    }
+    last = module_file ? judged_last() : NULL;
+    if (last == NULL || !PyUnicode_CheckExact(PyTuple_GET_ITEM(last, 1))
+        || !same_value(PyTuple_GET_ITEM(last, 1), own)) {
+        goto python; /* (a module inside a zip archive is zipimport's: not this loader) */
+    }
+    PyObject *scope = global_value(&global_scope_code);
+    if (scope == NULL || !PyModule_CheckExact(scope)) {
+        goto python;
+    }
+    /* Code objects recorded for `scope` rules: only for a module whose top-level name is
+     * one a scope can name (`wanted_tops`, a frozenset; None: any), as the Python wrapper
+     * screens them. Such a module, and grants' attribution of every module, are the Python
+     * wrapper's. */
+    PyObject *scope_globals = PyModule_GetDict(scope);
+    PyObject *recording = PyDict_GetItemWithError(scope_globals, name_recording);
+    PyObject *attributing = PyDict_GetItemWithError(scope_globals, name_attributing);
+    PyObject *cache_prefix = global_value(&global_cache_prefix); /* sys.pycache_prefix */
+    if ((recording != Py_False && recording != Py_True) || attributing != Py_False
+        || cache_prefix != Py_None) {
+        goto python;
+    }
+    if (recording == Py_True) {
+        PyObject *tops = PyDict_GetItemWithError(scope_globals, name_wanted_tops);
+        PyObject *fullname = PyTuple_GET_ITEM(args[2], 0);
+        if (tops == NULL || !PyFrozenSet_CheckExact(tops) || !PyUnicode_CheckExact(fullname)) {
+            goto python;
+        }
+        Py_ssize_t length = PyUnicode_GET_LENGTH(fullname);
+        Py_ssize_t end = PyUnicode_FindChar(fullname, '.', 0, length, 1);
+        PyObject *top = end < -1 ? NULL : PyUnicode_Substring(fullname, 0, end < 0 ? length : end);
+        int wanted = top == NULL ? -1 : PySet_Contains(tops, top); /* exact str: no code runs */
+        Py_XDECREF(top);
+        if (wanted != 0) {
+            goto python;
+        }
+    }
+    /* `own.rpartition("/")`, then the stem: the tail before its last dot, or all of it;
+     * the cache names start with `<head>/__pycache__/<stem>.` (`_module_files`). */
+    Py_ssize_t size = PyUnicode_GET_LENGTH(own);
+    Py_ssize_t slash = PyUnicode_FindChar(own, '/', 0, size, -1);
+    Py_ssize_t dot = slash < -1 ? -2 : PyUnicode_FindChar(own, '.', slash + 1, size, -1);
+    PyObject *folder = dot < -1 ? NULL : cache_folder_of(own, slash < 0 ? 0 : slash);
+    PyObject *stem = NULL;
+    if (folder != NULL && dot > slash + 1) {
+        stem = PyUnicode_Substring(own, slash + 1, dot + 1); /* the stem and its dot */
+    }
+    else if (folder != NULL) {
+        PyObject *whole = PyUnicode_Substring(own, slash + 1, size);
+        stem = whole == NULL ? NULL : PyUnicode_Concat(whole, dot_text);
+        Py_XDECREF(whole);
+    }
+    PyObject *cache = stem == NULL ? NULL : PyUnicode_Concat(folder, stem);
+    Py_XDECREF(stem);
+    Py_XDECREF(folder);
+    files = cache == NULL ? NULL : PyTuple_Pack(2, own, cache);
+    Py_XDECREF(cache);
+    PyObject *previous = files == NULL ? NULL : PyObject_GetAttr(thread_state, name_importing);
+    if (previous == NULL || PyObject_SetAttr(thread_state, name_importing, files) < 0) {
+        Py_XDECREF(previous);
+        PyErr_Clear();
+        goto python;
+    }
+    Py_DECREF(last);
+    Py_DECREF(own);
+    Py_DECREF(files);
+    PyObject *code = PyObject_Call(args[0], args[2], NULL);
+    /* Put back whatever happened (the `finally` of the Python wrapper), keeping the call's
+     * exception, if any, as the one raised. */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *raised = PyErr_GetRaisedException();
+    int restored = PyObject_SetAttr(thread_state, name_importing, previous);
+    if (raised != NULL) {
+        if (restored < 0) {
+            PyErr_Clear();
+        }
+        PyErr_SetRaisedException(raised);
+    }
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int restored = PyObject_SetAttr(thread_state, name_importing, previous);
+    if (type != NULL) {
+        if (restored < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+    }
+#endif
+    Py_DECREF(previous);
+    if (restored < 0 && code != NULL) {
+        Py_CLEAR(code);
+    }
+    return code;
+python:
+    PyErr_Clear();
+    Py_XDECREF(files);
+    Py_XDECREF(last);
+    Py_XDECREF(own);
+    return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+}
+
+static PyMethodDef load_front_def = {
+    "load_unlocked_wrapper", (PyCFunction)(void (*)(void))load_front_call, METH_FASTCALL,
+    "appshield's wrapper of importlib's _load_unlocked: its usual case in C "
+    "(appshield/_c_audit_hook.c `load_front_call`), the rest in Python.",
+};
+static PyMethodDef exec_front_def = {
+    "exec_module_wrapper", (PyCFunction)(void (*)(void))exec_front_call, METH_FASTCALL,
+    "appshield's wrapper of a loader's exec_module: its usual case in C "
+    "(appshield/_c_audit_hook.c `exec_front_call`), the rest in Python.",
+};
+static PyMethodDef code_front_def = {
+    "get_code_wrapper", (PyCFunction)(void (*)(void))code_front_call, METH_FASTCALL,
+    "appshield's wrapper of SourceLoader.get_code: its usual case in C "
+    "(appshield/_c_audit_hook.c `code_front_call`), the rest in Python.",
+};
+
+/* `import_front(kind, wrapper)`: the C front of the import layer's wrapper `kind`
+ * ("load", "exec" or "code"), falling back to the Python `wrapper`. */
+static PyObject *
+import_front(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "import_front(kind, wrapper)");
+        return NULL;
+    }
+    PyMethodDef *def = PyUnicode_CompareWithASCIIString(args[0], "load") == 0   ? &load_front_def
+                       : PyUnicode_CompareWithASCIIString(args[0], "exec") == 0 ? &exec_front_def
+                       : PyUnicode_CompareWithASCIIString(args[0], "code") == 0 ? &code_front_def
+                                                                                : NULL;
+    if (def == NULL) {
+        PyErr_SetString(PyExc_ValueError, "import_front: kind is load, exec or code");
+        return NULL;
+    }
+    return PyCFunction_NewEx(def, args[1], module);
+}
+
 static int
 audit_hook(const char *event, PyObject *args, void *unused)
 {
@@ -1903,6 +2356,62 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (global_environ.name == NULL) {
         goto fail;
     }
+    /* The import layer's fronts: hooks/imports' globals (`global_layer.dict`), importlib's
+     * spec and file loader classes, the module file suffixes `_module_code_io` marks. */
+    Global *import_reads[] = {&global_judge, &global_judged, &global_waiting,
+                              &global_loaded, &global_scope_code, &global_patch_loaded};
+    const char *import_names[] = {"_judge", "_judged", "_waiting", "loaded", "_scope_code",
+                                  "_patch_loaded"};
+    for (int i = 0; i < 6; i++) {
+        import_reads[i]->dict = global_layer.dict;
+        import_reads[i]->name = PyUnicode_InternFromString(import_names[i]);
+        if (import_reads[i]->name == NULL) {
+            goto fail;
+        }
+    }
+    name_origin = PyUnicode_InternFromString("origin");
+    name_set_fileattr = PyUnicode_InternFromString("_set_fileattr");
+    name_has_location = PyUnicode_InternFromString("has_location");
+    name_path = PyUnicode_InternFromString("path");
+    name_dunder_spec = PyUnicode_InternFromString("__spec__");
+    name_dunder_name = PyUnicode_InternFromString("__name__");
+    name_name = PyUnicode_InternFromString("name");
+    name_last = PyUnicode_InternFromString("last");
+    name_recording = PyUnicode_InternFromString("recording");
+    name_attributing = PyUnicode_InternFromString("attributing");
+    name_wanted_tops = PyUnicode_InternFromString("wanted_tops");
+    pycache_text = PyUnicode_InternFromString("/__pycache__/");
+    dot_text = PyUnicode_InternFromString(".");
+    global_cache_prefix.name = PyUnicode_InternFromString("pycache_prefix");
+    global_cache_prefix.dict = part(parts, "sys_globals", &PyDict_Type);
+    if (!pycache_text || !dot_text || !global_cache_prefix.name || !global_cache_prefix.dict) {
+        goto fail;
+    }
+    api_import = PyUnicode_InternFromString("import");
+    if (!name_origin || !name_set_fileattr || !name_has_location || !name_path
+        || !name_dunder_spec || !name_dunder_name || !name_name || !name_last
+        || !name_recording || !name_attributing || !name_wanted_tops || !api_import) {
+        goto fail;
+    }
+    module_spec_type = (PyTypeObject *)part(parts, "module_spec_type", &PyType_Type);
+    has_location_property = module_spec_type ? part(parts, "spec_has_location", NULL) : NULL;
+    loader_types = has_location_property ? part(parts, "file_loader_types", &PyTuple_Type) : NULL;
+    module_suffixes = loader_types ? part(parts, "module_suffixes", &PyTuple_Type) : NULL;
+    if (module_suffixes == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(loader_types); i++) {
+        if (!PyType_Check(PyTuple_GET_ITEM(loader_types, i))) {
+            PyErr_SetString(PyExc_TypeError, "install: file_loader_types holds a non-type");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(module_suffixes); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(module_suffixes, i))) {
+            PyErr_SetString(PyExc_TypeError, "install: module_suffixes holds a non-str");
+            goto fail;
+        }
+    }
     if (op_address_index < 0 || !PyType_IsSubtype(network_op_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "install: a network operation is a tuple");
         goto fail;
@@ -1922,6 +2431,7 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     predecided = waiting;
     preexec_index = preexec_at;
+    import_fronts_ready = 1;
     table = slots;
     table_mask = size - 1;
     home = PyInterpreterState_Get();
@@ -1947,6 +2457,10 @@ fail:
         global_inherited_path.dict = global_environ.dict = NULL;
     modules = NULL;
     environ_type = decision_type = NULL;
+    global_judge.dict = global_judged.dict = global_waiting.dict = global_loaded.dict =
+        global_scope_code.dict = global_patch_loaded.dict = global_cache_prefix.dict = NULL;
+    module_spec_type = NULL;
+    has_location_property = loader_types = module_suffixes = NULL;
     allowed_actions = names_by_address = NULL;
     shield_type = memory_type = allow_cache_type = names_entry_type = resolves_type = network_op_type = NULL;
     socket_family = socket_type = NULL;
@@ -1958,6 +2472,11 @@ static PyMethodDef methods[] = {
      "resolve_repeat(wrapper): the wrapper of _socket.getaddrinfo to patch in, answering a "
      "remembered address itself once `install` gave it the memories, calling `wrapper` for "
      "the rest."},
+    {"import_front", (PyCFunction)(void (*)(void))import_front, METH_FASTCALL,
+     "import_front(kind, wrapper): the wrapper of importlib's _load_unlocked (\"load\"), a "
+     "loader's exec_module (\"exec\") or SourceLoader.get_code (\"code\") to patch in, "
+     "taking its usual case itself once `install` gave it the import parts, calling "
+     "`wrapper` for the rest."},
     {"spawn_repeat", (PyCFunction)spawn_repeat, METH_O,
      "spawn_repeat(wrapper): the wrapper of _posixsubprocess.fork_exec to patch in, handing "
      "the start the compiled audit hook judged the judged file itself once `install` gave it "

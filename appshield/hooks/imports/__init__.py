@@ -289,21 +289,28 @@ def _load_unlocked(
         _judge(args[0], _spec_origin(args[0]), "import")
     module = wrapped(*args, **kwargs)
     if _waiting:
-        # `type(...) is not ModuleType` first: the usual module costs no call.
-        if type(module) is not _ModuleType and _imp_names.is_lazy(module):
-            # Nothing of it has run, so there is nothing to patch yet: its real loader's
-            # exec_module (below) applies the points on first use. Only a module that
-            # appshield patches is loaded now (reading an attribute runs it), so no patch
-            # point can be left waiting on a loader that no wrapper sees (built-in, frozen).
-            name = getattr(args[0], "name", None) if args else None
-            if type(name) is str and name in _waiting:
-                loaded(getattr(module, "__name__", None), module)
-        else:
-            # `loaded`'s own first tests, inlined: nearly every module has no point waiting.
-            name = getattr(module, "__name__", None)
-            if type(name) is str and name in _waiting:
-                loaded(name, module)
+        _patch_loaded(args, module)
     return module
+
+
+def _patch_loaded(args: tuple[Any, ...], module: Any) -> None:
+    """The patch points waiting for the module `_load_unlocked(*args)` just loaded, applied.
+    (The C front of `_load_unlocked` applies them itself for a plain module, and asks this
+    for any other.)"""
+    # `type(...) is not ModuleType` first: the usual module costs no call.
+    if type(module) is not _ModuleType and _imp_names.is_lazy(module):
+        # Nothing of it has run, so there is nothing to patch yet: its real loader's
+        # exec_module (below) applies the points on first use. Only a module that
+        # appshield patches is loaded now (reading an attribute runs it), so no patch
+        # point can be left waiting on a loader that no wrapper sees (built-in, frozen).
+        name = getattr(args[0], "name", None) if args else None
+        if type(name) is str and name in _waiting:
+            loaded(getattr(module, "__name__", None), module)
+    else:
+        # `loaded`'s own first tests, inlined: nearly every module has no point waiting.
+        name = getattr(module, "__name__", None)
+        if type(name) is str and name in _waiting:
+            loaded(name, module)
 
 
 def _loader_path(loader: Any, spec: Any) -> str | None:
@@ -512,21 +519,41 @@ def _cffi_load_library(
 _B = "_frozen_importlib"
 _BX = "_frozen_importlib_external"
 
+
+def _import_front(kind: str, wrapper: Callable[..., Any]) -> Any:
+    """The wrapper patched in for one of the three layers every import of a source module
+    passes: `wrapper`, or where the compiled audit hook was built, its C front
+    (`import_front`), which takes the layer's usual case itself (importlib's own spec,
+    module and file loader objects, the spec just judged) and calls `wrapper` for the rest.
+    The front answers nothing until the compiled hook is installed with this module's parts
+    (never under `APPSHIELD_PURE_PYTHON=1`): the three Python frames and their calls were
+    about a third of what the shield added to a first import. The judging stays `_judge`'s."""
+    try:
+        from appshield import _c_audit_hook
+    except ImportError:
+        return wrapper
+    return _c_audit_hook.import_front(kind, wrapper)
+
+
+_LOAD_WRAPPER = _import_front("load", _load_unlocked)
+_EXEC_WRAPPER = _import_front("exec", _loader_exec_module)
+_CODE_WRAPPER = _import_front("code", _module_code_io)
+
 # Each import of a source module passes three of these: `_load_unlocked` (judged),
 # `_LoaderBasics.exec_module` (already judged: one lookup) and `SourceLoader.get_code`
 # (marked). The others sit on routes that skip `_load_unlocked`, or run only when a folder's
 # listing changed or a new `sys.path` entry is first seen.
 PATCHES: tuple[PatchPoint, ...] = (
-    PatchPoint(_B, "_load_unlocked", _load_unlocked, "import"),
+    PatchPoint(_B, "_load_unlocked", _LOAD_WRAPPER, "import"),
     PatchPoint(_B, "_exec", _spec_first("importlib.reload"), "import"),
     PatchPoint(
         "importlib.util", "module_from_spec", _spec_first("importlib.module_from_spec"), "import"
     ),
-    PatchPoint(_BX, "_LoaderBasics.exec_module", _loader_exec_module, "import"),
+    PatchPoint(_BX, "_LoaderBasics.exec_module", _EXEC_WRAPPER, "import"),
     PatchPoint(_BX, "ExtensionFileLoader.create_module", _loader_create_module, "import"),
-    PatchPoint(_BX, "ExtensionFileLoader.exec_module", _loader_exec_module, "import"),
-    PatchPoint(_BX, "SourceLoader.get_code", _module_code_io, "import"),
-    PatchPoint(_BX, "SourcelessFileLoader.get_code", _module_code_io, "import"),
+    PatchPoint(_BX, "ExtensionFileLoader.exec_module", _EXEC_WRAPPER, "import"),
+    PatchPoint(_BX, "SourceLoader.get_code", _CODE_WRAPPER, "import"),
+    PatchPoint(_BX, "SourcelessFileLoader.get_code", _CODE_WRAPPER, "import"),
     PatchPoint(_BX, "FileFinder._fill_cache", _import_io, "import"),
     PatchPoint(_BX, "PathFinder._path_hooks", _import_io, "import"),
     PatchPoint("zipimport", "zipimporter.get_code", _module_code_io, "import", optional=True),
@@ -715,9 +742,26 @@ def configure_scopes(compiled: Any) -> None:
 
 
 def compiled_hook_parts() -> dict[str, Any]:
-    """What the compiled audit hook reads to answer `_import_statement_fast` itself: this
-    module's globals, where `_intact` names the layer's proxies."""
-    return {"imports_globals": globals()}
+    """What the compiled audit hook reads to answer `_import_statement_fast` itself, and what
+    the import layer's C fronts read (`_import_front`): this module's globals (`_intact`
+    names the layer's proxies; `_judge`, `_judged`, `_waiting`, `loaded`, `_scope_code`,
+    `_patch_loaded`), importlib's spec class and its own `has_location`, the file loader
+    classes whose `path` the fronts read, the suffixes of the files `_module_code_io`
+    marks, and sys's globals."""
+    machinery = sys.modules[_BX]
+    spec_type = sys.modules[_B].ModuleSpec
+    return {
+        "imports_globals": globals(),
+        "module_spec_type": spec_type,
+        "spec_has_location": vars(spec_type)["has_location"],
+        "file_loader_types": (
+            machinery.SourceFileLoader,
+            machinery.SourcelessFileLoader,
+            machinery.ExtensionFileLoader,
+        ),
+        "module_suffixes": _MODULE_SUFFIXES,
+        "sys_globals": vars(sys),  # `sys.pycache_prefix`, read where `_module_files` reads it
+    }
 
 
 FAST_PATHS: Mapping[str, Callable[[tuple[Any, ...]], bool]] = {
