@@ -2211,6 +2211,20 @@ fill_table(Slot *slots, size_t size, PyObject *events, PyObject *parts)
     return 0;
 }
 
+/* Point each of the `count` module globals `globals` at `dict`, under `names`. */
+static int
+read_globals(PyObject *dict, Global **globals, const char **names, int count)
+{
+    for (int i = 0; i < count; i++) {
+        globals[i]->dict = dict;
+        globals[i]->name = PyUnicode_InternFromString(names[i]);
+        if (globals[i]->name == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2344,12 +2358,8 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                &global_remembered_start, &global_inherited_path};
     const char *process_names[] = {"_compiled_of", "STARTUP_PATH", "remembered_start",
                                    "inherited_exec_path"};
-    for (int i = 0; i < 4; i++) {
-        process_reads[i]->dict = process_globals;
-        process_reads[i]->name = PyUnicode_InternFromString(process_names[i]);
-        if (process_reads[i]->name == NULL) {
-            goto fail;
-        }
+    if (read_globals(process_globals, process_reads, process_names, 4) < 0) {
+        goto fail;
     }
     global_environ.dict = os_globals;
     global_environ.name = PyUnicode_InternFromString("environ");
@@ -2362,12 +2372,8 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                               &global_loaded, &global_scope_code, &global_patch_loaded};
     const char *import_names[] = {"_judge", "_judged", "_waiting", "loaded", "_scope_code",
                                   "_patch_loaded"};
-    for (int i = 0; i < 6; i++) {
-        import_reads[i]->dict = global_layer.dict;
-        import_reads[i]->name = PyUnicode_InternFromString(import_names[i]);
-        if (import_reads[i]->name == NULL) {
-            goto fail;
-        }
+    if (read_globals(global_layer.dict, import_reads, import_names, 6) < 0) {
+        goto fail;
     }
     name_origin = PyUnicode_InternFromString("origin");
     name_set_fileattr = PyUnicode_InternFromString("_set_fileattr");

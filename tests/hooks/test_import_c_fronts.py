@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import py_compile
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.hooks._children import run_python, shielded_words
 from tests.hooks.test_c_audit_hook import _kinds
 
 POLICY = """\
@@ -46,23 +46,17 @@ CANARY = {canary!r}
 
 
 def _run(root: Path, code: str, kind: str | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
-    if kind == "python":
-        env["APPSHIELD_PURE_PYTHON"] = "1"
     prelude = PRELUDE.format(
         mods=str(root / "mods"),
         shielded=kind is not None,
         policy=str(root / "policy.yaml"),
         canary=str(root / "canary"),
     )
-    return subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_python(prelude + textwrap.dedent(code), kind, root)
+
+
+def _shielded(root: Path, code: str, kind: str, control: list[str]) -> list[str]:
+    return shielded_words(lambda how: _run(root, code, how), kind, control, root / "canary")
 
 
 @pytest.fixture
@@ -142,20 +136,15 @@ print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
 
 @pytest.mark.parametrize("kind", _kinds())
 def test_denied_first_imports_are_refused_with_either_hook(root: Path, kind: str) -> None:
-    control = _run(root, DENIED, None)
-    assert control.stdout.split() == ["IMPORTED", "evilmod", "IMPORTED", "hidden", "CANARY"], (
-        control.stderr
-    )
-    os.remove(root / "canary")
-    shielded = _run(root, DENIED, kind)
-    assert shielded.stdout.split() == [
+    words = _shielded(root, DENIED, kind, ["IMPORTED", "evilmod", "IMPORTED", "hidden", "CANARY"])
+    assert words == [
         "BLOCKED",
         "no-evilmod",
         "BLOCKED",
         "no-vault-code",
         "NO",
         "CANARY",
-    ], shielded.stderr
+    ]
 
 
 # A loader made by hand for a denied file, handed a module whose spec was judged just now
@@ -182,18 +171,14 @@ print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
 @pytest.mark.parametrize("kind", _kinds())
 def test_a_loader_for_another_file_is_judged_again(root: Path, kind: str) -> None:
     code = ANOTHER_FILE.format(hidden=str(root / "vault" / "hidden.py"))
-    control = _run(root, code, None)
-    assert control.stdout.split() == ["RAN", "READ", "CANARY"], control.stderr
-    os.remove(root / "canary")
-    shielded = _run(root, code, kind)
-    assert shielded.stdout.split() == [
+    assert _shielded(root, code, kind, ["RAN", "READ", "CANARY"]) == [
         "BLOCKED",
         "no-vault-code",
         "BLOCKED",
         "no-vault-code",
         "NO",
         "CANARY",
-    ], shielded.stderr
+    ]
 
 
 # The same, with `get_code`'s layer put back to importlib's own first (so the read of the
@@ -219,11 +204,8 @@ print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
 @pytest.mark.parametrize("kind", _kinds())
 def test_exec_modules_layer_alone_judges_a_loader_for_another_file(root: Path, kind: str) -> None:
     code = ONE_LAYER_LEFT.format(hidden=str(root / "vault" / "hidden.py"))
-    control = _run(root, code, None)
-    assert control.stdout.split() == ["RAN", "CANARY"], control.stderr
-    os.remove(root / "canary")
-    shielded = _run(root, code, kind)
-    assert shielded.stdout.split() == ["BLOCKED", "no-vault-code", "NO", "CANARY"], shielded.stderr
+    words = _shielded(root, code, kind, ["RAN", "CANARY"])
+    assert words == ["BLOCKED", "no-vault-code", "NO", "CANARY"]
 
 
 def test_the_fronts_are_the_wrappers_patched_in() -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.hooks._children import run_python, shielded_words
 from tests.hooks.test_c_audit_hook import COMPILED_BUILT, _kinds
 
 TOUCH = os.path.realpath(shutil.which("touch") or "/usr/bin/touch")
@@ -61,21 +61,15 @@ def start():
 def _run(root: Path, code: str, kind: str | None) -> subprocess.CompletedProcess[str]:
     """`code` after PRELUDE in a child, shielded with the hook `kind` (None: bare), `prog` on
     PATH in `late`, the working folder `root`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPSHIELD_")}
-    env["PATH"] = f"{root}/early:{root}/late:{env.get('PATH', os.defpath)}"
-    if kind == "python":
-        env["APPSHIELD_PURE_PYTHON"] = "1"
     prelude = PRELUDE.format(
         shielded=kind is not None, policy=str(root / "policy.yaml"), canary=str(root / "canary")
     )
-    return subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    path = f"{root}/early:{root}/late:{os.environ.get('PATH', os.defpath)}"
+    return run_python(prelude + textwrap.dedent(code), kind, root, PATH=path)
+
+
+def _shielded(root: Path, code: str, kind: str, control: list[str]) -> list[str]:
+    return shielded_words(lambda how: _run(root, code, how), kind, control, root / "canary")
 
 
 @pytest.fixture
@@ -96,8 +90,9 @@ def root(tmp_path: Path) -> Path:
 SEARCH_REWRITTEN = """
 start(); start()  # the second start is remembered (and, compiled, answered in C)
 evil = os.path.join(os.path.dirname(CANARY), "evil")
-os.mkdir(evil)
-os.symlink({touch!r}, os.path.join(evil, "prog"))
+if not os.path.isdir(evil):  # made by the control run already
+    os.mkdir(evil)
+    os.symlink({touch!r}, os.path.join(evil, "prog"))
 real = os.get_exec_path
 os.get_exec_path = lambda env=None: [evil, *real(env)[1:]]
 try:
@@ -113,13 +108,9 @@ def test_a_search_list_rewritten_after_the_event_runs_only_the_judged_file(
     root: Path, kind: str
 ) -> None:
     code = SEARCH_REWRITTEN.format(touch=TOUCH)
-    control = _run(root, code, None)
-    assert control.stdout.split() == ["EXIT", "0", "CANARY"], control.stderr
-    os.remove(root / "canary")
-    shutil.rmtree(root / "evil")
-    shielded = _run(root, code, kind)
+    words = _shielded(root, code, kind, ["EXIT", "0", "CANARY"])
     # The judged file is the child's only candidate: true runs, touch never does.
-    assert shielded.stdout.split() == ["EXIT", "0", "NO", "CANARY"], shielded.stderr
+    assert words == ["EXIT", "0", "NO", "CANARY"]
 
 
 # The policy replaced between the event and fork_exec (from the same `os.get_exec_path` call):
@@ -154,10 +145,7 @@ def test_a_policy_swapped_after_the_event_decides_the_fork_exec_again(
         )
     )
     code = POLICY_SWAPPED.format(stricter=str(stricter))
-    control = _run(root, code, None)
-    assert control.stdout.split() == ["EXIT", "0"], control.stderr
-    shielded = _run(root, code, kind)
-    assert shielded.stdout.split() == ["BLOCKED", "no-prog"], shielded.stderr
+    assert _shielded(root, code, kind, ["EXIT", "0"]) == ["BLOCKED", "no-prog"]
 
 
 # A KeyboardInterrupt (what a signal handler raises) out of the decision of a remembered
@@ -214,8 +202,11 @@ def test_the_compiled_hook_answers_a_remembered_start_itself(root: Path, kind: s
 # A program dropped into the earlier PATH folder after the start was remembered: the C part's
 # re-proof of the search fails, and the start is decided in full (touch: refused).
 DROPPED = """
+early = os.path.join(os.path.dirname(CANARY), "early", "prog")
+if os.path.lexists(early):  # dropped there by the control run
+    os.remove(early)
 start(); start(); start()
-os.symlink({touch!r}, os.path.join(os.path.dirname(CANARY), "early", "prog"))
+os.symlink({touch!r}, early)
 try:
     print("EXIT", start())
 except PolicyViolation as exc:
@@ -229,12 +220,8 @@ def test_a_program_dropped_earlier_on_path_is_judged_with_either_hook(
     root: Path, kind: str
 ) -> None:
     code = DROPPED.format(touch=TOUCH)
-    control = _run(root, code, None)
-    assert control.stdout.split() == ["EXIT", "0", "CANARY"], control.stderr
-    os.remove(root / "canary")
-    os.remove(root / "early" / "prog")
-    shielded = _run(root, code, kind)
-    assert shielded.stdout.split() == ["BLOCKED", "no-touch", "NO", "CANARY"], shielded.stderr
+    words = _shielded(root, code, kind, ["EXIT", "0", "CANARY"])
+    assert words == ["BLOCKED", "no-touch", "NO", "CANARY"]
 
 
 def test_the_fork_exec_front_is_the_wrapper_patched_in() -> None:
