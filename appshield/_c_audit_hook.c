@@ -1053,7 +1053,10 @@ static Py_ssize_t preexec_index = -1;
 typedef struct {
     PyThreadState *thread; /* NULL: no mark */
     pid_t pid;
-    PyObject *op, *compiled, *items, *launch, *path, *folder; /* strong references */
+    /* strong references: the operation, the policy it was decided under, the program object
+     * and argv items of the event, the judged candidate, the judged file and folder, its
+     * identity */
+    PyObject *op, *compiled, *program, *items, *launch, *path, *folder, *identity;
     Py_ssize_t index;
 } SpawnMark;
 
@@ -1063,12 +1066,15 @@ static void
 forget_spawn(void)
 {
     PyObject *op = spawn_mark.op, *compiled = spawn_mark.compiled, *items = spawn_mark.items,
-             *launch = spawn_mark.launch, *path = spawn_mark.path, *folder = spawn_mark.folder;
+             *launch = spawn_mark.launch, *path = spawn_mark.path, *folder = spawn_mark.folder,
+             *program = spawn_mark.program, *identity = spawn_mark.identity;
     spawn_mark.thread = NULL;
     spawn_mark.op = spawn_mark.compiled = spawn_mark.items = spawn_mark.launch =
-        spawn_mark.path = spawn_mark.folder = NULL;
+        spawn_mark.path = spawn_mark.folder = spawn_mark.program = spawn_mark.identity = NULL;
     /* Last, with the mark already empty: freeing runs no code that could read it. */
     Py_XDECREF(op);
+    Py_XDECREF(program);
+    Py_XDECREF(identity);
     Py_XDECREF(compiled);
     Py_XDECREF(items);
     Py_XDECREF(launch);
@@ -1422,6 +1428,10 @@ popen_allowed(PyThreadState *ts, PyObject *event, PyObject *args)
     compiled = NULL;
     spawn_mark.op = op;
     Py_INCREF(op);
+    spawn_mark.program = executable;
+    Py_INCREF(executable);
+    spawn_mark.identity = PyTuple_GET_ITEM(start, 6);
+    Py_INCREF(spawn_mark.identity);
     spawn_mark.items = items;
     items = NULL;
     spawn_mark.launch = PyTuple_GET_ITEM(start, 4);
@@ -1553,6 +1563,27 @@ spawn_repeat_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
         forget_spawn(); /* this thread's start was not this call: judged the Python way */
     }
     return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+}
+
+/* `taken_spawn_mark()`: the start this hook marked on this thread, handed over and forgotten
+ * here, as (op, pid, compiled, program, items, index, launch, path, folder, identity); None
+ * when there is none. subprocess hands some starts to posix_spawn instead of fork_exec (3.13
+ * does, for a program named with a path, where the C library can close descriptors itself):
+ * hooks/process `_judged_posix_spawn` takes it as its own mark. */
+static PyObject *
+taken_spawn_mark(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (spawn_mark.thread == NULL || spawn_mark.thread != current_thread_state()) {
+        Py_RETURN_NONE;
+    }
+    PyObject *taken = Py_BuildValue("(OlOOOnOOOO)", spawn_mark.op, (long)spawn_mark.pid,
+                                    spawn_mark.compiled, spawn_mark.program, spawn_mark.items,
+                                    spawn_mark.index, spawn_mark.launch, spawn_mark.path,
+                                    spawn_mark.folder, spawn_mark.identity);
+    forget_spawn();
+    return taken;
 }
 
 static PyMethodDef spawn_repeat_def = {
@@ -2483,6 +2514,9 @@ static PyMethodDef methods[] = {
      "loader's exec_module (\"exec\") or SourceLoader.get_code (\"code\") to patch in, "
      "taking its usual case itself once `install` gave it the import parts, calling "
      "`wrapper` for the rest."},
+    {"taken_spawn_mark", (PyCFunction)taken_spawn_mark, METH_NOARGS,
+     "taken_spawn_mark(): the start the compiled hook marked on this thread for fork_exec, "
+     "handed over and forgotten, or None (hooks/process `_judged_posix_spawn`)."},
     {"spawn_repeat", (PyCFunction)spawn_repeat, METH_O,
      "spawn_repeat(wrapper): the wrapper of _posixsubprocess.fork_exec to patch in, handing "
      "the start the compiled audit hook judged the judged file itself once `install` gave it "

@@ -253,7 +253,11 @@ for name in ("APPSHIELD_MODE", "APPSHIELD_DISABLE", "APPSHIELD_IDENTITY"):
 os.environ["APPSHIELD_POLICY"] = "/p.yaml"
 os.environ["PYTHONPATH"] = _activate.BOOTSTRAP_DIR
 python = [sys.executable, "-c", "pass"]
-quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+# (A new session: subprocess then calls fork_exec on every version; 3.13 would hand a
+# program named with a path to posix_spawn otherwise.)
+quiet = dict(
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, start_new_session=True
+)
 for _ in range(2):  # allowed (the child then stops itself: /p.yaml does not exist)
     subprocess.run(python, **quiet)
 sys.audit("subprocess.Popen", sys.executable, python, None, None)
@@ -282,3 +286,39 @@ def test_a_child_environment_changed_after_the_event_is_asked_again(root: Path, 
     assert shielded.stdout.split() == [first, "BLOCKED", "implicit:unshielded_children"], (
         shielded.stderr
     )
+
+
+# subprocess hands a program named with a path to posix_spawn when it need not close
+# descriptors (`close_fds=False`; 3.13 does with close_fds too): the compiled hook's mark is
+# then taken over by the posix_spawn wrapper (`_compiled_mark`). The repeated start runs; the
+# same path re-pointed at touch is refused on the next start.
+POSIX_SPAWN = """
+from appshield.hooks import process
+prog = os.path.join(os.path.dirname(CANARY), "late", "prog")
+if os.path.realpath(prog) != {true!r}:  # re-pointed by the control run
+    os.remove(prog)
+    os.symlink({true!r}, prog)
+def spawn():
+    return subprocess.run([prog, CANARY], close_fds=False, check=False).returncode
+print("EXIT", spawn(), spawn(), spawn())
+if SHIELDED:
+    sys.audit("subprocess.Popen", prog, [prog, CANARY], None, None)
+    taken = process._compiled_mark()
+    print("C-MARK" if taken is not None and taken.popen.program == prog else "NO-C-MARK")
+    print("TAKEN" if process._compiled_mark() is None else "LEFT")
+os.remove(prog)
+os.symlink({touch!r}, prog)
+try:
+    print("EXIT", spawn())
+except PolicyViolation as exc:
+    print("BLOCKED", exc.rule_id)
+print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_start_handed_to_posix_spawn_takes_the_compiled_mark(root: Path, kind: str) -> None:
+    code = POSIX_SPAWN.format(true=TRUE, touch=TOUCH)
+    words = _shielded(root, code, kind, ["EXIT", "0", "0", "0", "EXIT", "0", "CANARY"])
+    mark = "C-MARK" if kind == "compiled" else "NO-C-MARK"
+    assert words == ["EXIT", "0", "0", "0", mark, "TAKEN", "BLOCKED", "no-touch", "NO", "CANARY"]

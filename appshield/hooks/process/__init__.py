@@ -749,7 +749,9 @@ def _judged_posix_spawn(
     types (the very program and argv item objects, this environment, its own close/dup2
     actions): (the arguments, the options) to hand the C function; None otherwise. Exact
     types and identity only, so no gate is needed (see `_wrap_fork_exec`)."""
-    mark = _started.mark
+    # The compiled hook's mark first: it holds one only when it answered this thread's last
+    # `subprocess.Popen` event itself (a start the Python hook judged clears it).
+    mark = _compiled_mark() or _started.mark
     if mark is None or len(args) != 3:
         return None
     op, pid, _for_child, marked_under, popen = mark  # one C-level unpacking: the hot path
@@ -911,6 +913,24 @@ def _spawnv_wrapper(with_env: bool, search: bool) -> Callable[..., Any]:
     return wrapper
 
 
+def _compiled_mark() -> _Mark | None:
+    """The start the compiled audit hook judged on this thread and marked for fork_exec's C
+    front (`popen_allowed`), taken over as this module's own mark: subprocess hands some
+    starts to posix_spawn instead (3.13 does for a program named with a path), whose
+    wrapper reads `_Mark`. None without one, or where the compiled hook was not built."""
+    taken = _taken_spawn_mark()
+    if taken is None:
+        return None
+    op, pid, compiled, program, items, index, launch, path, folder, identity = taken
+    popen = _new(_PopenStart, (program, items, None, index, launch, path, folder, identity))
+    mark: _Mark = _new(_Mark, (op, pid, False, compiled, popen))
+    return mark
+
+
+def _no_spawn_mark() -> None:
+    return None
+
+
 def _fork_exec_patch() -> Any:
     """The wrapper patched onto fork_exec: `_wrap_fork_exec`, or where the compiled audit
     hook was built, its C front (`spawn_repeat`), which hands the start that hook judged
@@ -927,6 +947,10 @@ def _fork_exec_patch() -> Any:
 
 # The one wrapper object both fork_exec patch points get (`_fork_exec_in_place` asks for it).
 _FORK_EXEC_WRAPPER = _fork_exec_patch()
+try:
+    from appshield._c_audit_hook import taken_spawn_mark as _taken_spawn_mark
+except ImportError:  # no compiled hook: no start is ever marked in C
+    _taken_spawn_mark = _no_spawn_mark
 
 PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("_posixsubprocess", "fork_exec", _FORK_EXEC_WRAPPER, "process"),
