@@ -1071,7 +1071,8 @@ forget_spawn(void)
     spawn_mark.thread = NULL;
     spawn_mark.op = spawn_mark.compiled = spawn_mark.items = spawn_mark.launch =
         spawn_mark.path = spawn_mark.folder = spawn_mark.program = spawn_mark.identity = NULL;
-    /* Last, with the mark already empty: freeing runs no code that could read it. */
+    /* Last, with the mark already empty: code that freeing may run (a finalizer of an old
+     * policy, say) finds no mark. */
     Py_XDECREF(op);
     Py_XDECREF(program);
     Py_XDECREF(identity);

@@ -410,7 +410,12 @@ def _popen_allowed(args: tuple[Any, ...]) -> bool:
 
     The audit hook asks this before it reads the thread's flags, so a start made inside
     appshield's own work (`busy`) is left alone here, as the hook then leaves it: marking it
-    would hand the fork_exec wrapper a decision it does not make in that work."""
+    would hand the fork_exec wrapper a decision it does not make in that work.
+
+    Where the compiled audit hook is installed, its `popen_allowed` (appshield/_c_audit_hook.c)
+    answers this check's commonest case first, the same way, and marks the start in C for
+    fork_exec's C front (`_fork_exec_patch`) or, through `_compiled_mark`, the posix_spawn
+    wrapper; what it does not answer comes here."""
     busy = _state.busy
     if busy and still_running(busy):
         return False
