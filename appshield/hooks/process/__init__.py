@@ -952,10 +952,21 @@ def _fork_exec_patch() -> Any:
 
 # The one wrapper object both fork_exec patch points get (`_fork_exec_in_place` asks for it).
 _FORK_EXEC_WRAPPER = _fork_exec_patch()
-try:
-    from appshield._c_audit_hook import taken_spawn_mark as _taken_spawn_mark
-except ImportError:  # no compiled hook: no start is ever marked in C
-    _taken_spawn_mark = _no_spawn_mark
+
+
+def _spawn_mark_taker() -> Callable[[], Any]:
+    """`taken_spawn_mark` of the compiled hook, or where it was not built `_no_spawn_mark`
+    (no start is ever marked in C then)."""
+    try:
+        from appshield import _c_audit_hook
+    except ImportError:
+        return _no_spawn_mark
+    taker: Callable[[], Any] = _c_audit_hook.taken_spawn_mark
+    return taker
+
+
+_taken_spawn_mark = _spawn_mark_taker()
+
 
 PATCHES: tuple[PatchPoint, ...] = (
     PatchPoint("_posixsubprocess", "fork_exec", _FORK_EXEC_WRAPPER, "process"),
