@@ -1787,8 +1787,171 @@ only_argument(PyObject *const *args, Py_ssize_t nargs)
     return PyTuple_GET_ITEM(args[2], 0);
 }
 
-/* `_bootstrap._load_unlocked(spec)` (hooks/imports `_load_unlocked`): the spec judged by
- * `_judge` (in Python), the module loaded, the points waiting for it applied. */
+/* hooks/imports `_judge(spec, origin, "import")` for its commonest case, answered without the
+ * Python call: an import no rule could name (the index's screen, `quiet`), of an exact
+ * ModuleSpec with an exact str name, from an exact str origin spelled as `normalize` would
+ * leave it, whose file agrees with the name (`a/b/c.py` or `a/b/c/__init__.py` for
+ * `a.b.c`), while a shield is active, this thread is not in appshield's own work and
+ * appshield imports nothing of its own on it: then the spec is remembered as the last one
+ * judged (`_judged.remember_last`), as `_judge` remembers it. The spec judged last for the
+ * same origin is answered too (`_judged.has`'s first test). 1: answered; 0: anything else
+ * (the Python `_judge` decides it, from the start); -1: `quiet` raised, and the exception
+ * went through `_gate.fail_closed` (reported, and raised again), as in `_judge`. */
+static Global global_screen, global_fail_closed;
+static PyObject *name_quiet, *name_own_imports;
+
+/* `path` ends with `"/" + name.replace(".", "/") + suffix` (`suffix` ASCII). */
+static int
+file_names_module(PyObject *path, PyObject *name, const char *suffix)
+{
+    Py_ssize_t suffix_length = (Py_ssize_t)strlen(suffix);
+    Py_ssize_t name_length = PyUnicode_GET_LENGTH(name);
+    Py_ssize_t path_length = PyUnicode_GET_LENGTH(path);
+    Py_ssize_t start = path_length - suffix_length - name_length - 1;
+    if (start < 0) {
+        return 0;
+    }
+    int path_kind = PyUnicode_KIND(path), name_kind = PyUnicode_KIND(name);
+    const void *path_data = PyUnicode_DATA(path), *name_data = PyUnicode_DATA(name);
+    if (PyUnicode_READ(path_kind, path_data, start) != '/') {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < name_length; i++) {
+        Py_UCS4 wanted = PyUnicode_READ(name_kind, name_data, i);
+        Py_UCS4 found = PyUnicode_READ(path_kind, path_data, start + 1 + i);
+        if (found != (wanted == '.' ? '/' : wanted)) {
+            return 0;
+        }
+    }
+    for (Py_ssize_t i = 0; i < suffix_length; i++) {
+        if (PyUnicode_READ(path_kind, path_data, start + 1 + name_length + i)
+            != (Py_UCS4)(unsigned char)suffix[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* An absolute str path with no `.`, `..` or empty part (`normalize.is_normal_path`, as
+ * `_judge` tests it inline). */
+static int
+plain_absolute(PyObject *path)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(path);
+    if (length == 0 || PyUnicode_READ_CHAR(path, 0) != '/'
+        || PyUnicode_READ_CHAR(path, length - 1) == '/') {
+        return 0;
+    }
+    /* Each part between slashes: not empty, not "." nor "..". */
+    Py_ssize_t part_start = 1;
+    for (Py_ssize_t i = 1; i <= length; i++) {
+        if (i == length || PyUnicode_READ_CHAR(path, i) == '/') {
+            Py_ssize_t size = i - part_start;
+            if (size == 0 || (size == 1 && PyUnicode_READ_CHAR(path, part_start) == '.')
+                || (size == 2 && PyUnicode_READ_CHAR(path, part_start) == '.'
+                    && PyUnicode_READ_CHAR(path, part_start + 1) == '.')) {
+                return 0;
+            }
+            part_start = i + 1;
+        }
+    }
+    return 1;
+}
+
+static int
+quiet_import(PyObject *spec, PyObject *origin)
+{
+    PyObject *active = global_value(&global_shield);
+    if (active == NULL || Py_TYPE(active) != shield_type || busy_now()) {
+        return 0; /* no shield (the Python `_judge` returns at once), or anything else */
+    }
+    if (origin != Py_None && judged_last_is(spec, origin)) {
+        return 1;
+    }
+    if (origin == Py_None || !plain_absolute(origin)) {
+        return 0;
+    }
+    PyObject *own_imports = PyObject_GetAttr(thread_state, name_own_imports);
+    int own = own_imports == NULL || !PyTuple_CheckExact(own_imports)
+              || PyTuple_GET_SIZE(own_imports) != 0;
+    Py_XDECREF(own_imports);
+    PyErr_Clear();
+    PyObject *name = own ? NULL : plain_attribute(spec, name_name);
+    if (name == NULL || !PyUnicode_CheckExact(name)
+        || !(file_names_module(origin, name, ".py")
+             || file_names_module(origin, name, "/__init__.py"))) {
+        Py_XDECREF(name);
+        return 0;
+    }
+    /* The engine's screen for the active decider (`_screen`: (compiled, index)). */
+    PyObject *screen = global_value(&global_screen);
+    PyObject *compiled = *(PyObject **)((char *)active + compiled_offset);
+    if (screen == NULL || !PyTuple_CheckExact(screen) || PyTuple_GET_SIZE(screen) != 2
+        || compiled == NULL || PyTuple_GET_ITEM(screen, 0) != compiled
+        || PyTuple_GET_ITEM(screen, 1) == Py_None) {
+        Py_DECREF(name);
+        return 0;
+    }
+    PyObject *index = PyTuple_GET_ITEM(screen, 1);
+    Py_INCREF(index);
+    Py_INCREF(active);
+    PyObject *call[3] = {index, name, origin};
+    PyObject *quiet = PyObject_VectorcallMethod(name_quiet, call, 3, NULL);
+    Py_DECREF(index);
+    Py_DECREF(name);
+    int answered = 0;
+    if (quiet == NULL) {
+        /* `_judge`'s `except BaseException`: reported as undescribable, raised again. */
+        PyObject *fail = global_value(&global_fail_closed);
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *raised = PyErr_GetRaisedException();
+#else
+        PyObject *type, *raised, *traceback;
+        PyErr_Fetch(&type, &raised, &traceback);
+        PyErr_NormalizeException(&type, &raised, &traceback);
+        if (raised != NULL && traceback != NULL) {
+            PyException_SetTraceback(raised, traceback);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+#endif
+        if (fail != NULL && raised != NULL) {
+            PyObject *fail_call[4] = {active, api_import, api_import, raised}; /* category, api */
+            Py_INCREF(fail);
+            PyObject *done = PyObject_Vectorcall(fail, fail_call, 4, NULL);
+            Py_DECREF(fail);
+            Py_XDECREF(done); /* it raises: `done` is NULL */
+            if (done != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(raised), raised);
+            }
+        }
+        else if (raised != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(raised), raised);
+        }
+        else {
+            PyErr_SetString(PyExc_SystemError, "appshield: the import screen failed");
+        }
+        Py_XDECREF(raised);
+        answered = -1;
+    }
+    else if (quiet == Py_True) {
+        /* `remember_last`: (a weak reference to the spec, the origin) as `_judged.last`. */
+        PyObject *judged = global_value(&global_judged);
+        PyObject *ref = judged == NULL ? NULL : PyWeakref_NewRef(spec, NULL);
+        PyObject *last = ref == NULL ? NULL : PyTuple_Pack(2, ref, origin);
+        answered = last != NULL && PyObject_SetAttr(judged, name_last, last) == 0;
+        Py_XDECREF(last);
+        Py_XDECREF(ref);
+        PyErr_Clear(); /* not remembered: the exec_module layer judges it again */
+    }
+    Py_XDECREF(quiet);
+    Py_DECREF(active);
+    return answered;
+}
+
+/* `_bootstrap._load_unlocked(spec)` (hooks/imports `_load_unlocked`): the spec judged (its
+ * commonest case here, `quiet_import`, else by the Python `_judge`), the module loaded, the
+ * points waiting for it applied. */
 static PyObject *
 load_front_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1797,11 +1960,19 @@ load_front_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
     if (judge == NULL || !spec_origin(spec, &origin)) {
         return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
     }
-    PyObject *call[3] = {spec, origin, api_import};
     Py_INCREF(spec);
-    Py_INCREF(judge);
-    PyObject *judged = PyObject_Vectorcall(judge, call, 3, NULL);
-    Py_DECREF(judge);
+    int quiet = quiet_import(spec, origin);
+    PyObject *judged = NULL;
+    if (quiet == 0) {
+        PyObject *call[3] = {spec, origin, api_import};
+        Py_INCREF(judge);
+        judged = PyObject_Vectorcall(judge, call, 3, NULL);
+        Py_DECREF(judge);
+    }
+    else if (quiet > 0) {
+        judged = Py_None;
+        Py_INCREF(judged);
+    }
     Py_DECREF(origin);
     PyObject *module = judged == NULL ? NULL : PyObject_Call(args[0], args[2], NULL);
     Py_XDECREF(judged);
@@ -2418,6 +2589,15 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     name_recording = PyUnicode_InternFromString("recording");
     name_attributing = PyUnicode_InternFromString("attributing");
     name_wanted_tops = PyUnicode_InternFromString("wanted_tops");
+    name_quiet = PyUnicode_InternFromString("quiet");
+    name_own_imports = PyUnicode_InternFromString("own_imports");
+    global_screen.dict = global_layer.dict;
+    global_screen.name = PyUnicode_InternFromString("_screen");
+    global_fail_closed.dict = global_shield.dict;
+    global_fail_closed.name = PyUnicode_InternFromString("fail_closed");
+    if (!name_quiet || !name_own_imports || !global_screen.name || !global_fail_closed.name) {
+        goto fail;
+    }
     pycache_text = PyUnicode_InternFromString("/__pycache__/");
     dot_text = PyUnicode_InternFromString(".");
     global_cache_prefix.name = PyUnicode_InternFromString("pycache_prefix");
@@ -2496,7 +2676,8 @@ fail:
     modules = NULL;
     environ_type = decision_type = NULL;
     global_judge.dict = global_judged.dict = global_waiting.dict = global_loaded.dict =
-        global_scope_code.dict = global_patch_loaded.dict = global_cache_prefix.dict = NULL;
+        global_scope_code.dict = global_patch_loaded.dict = global_cache_prefix.dict =
+            global_screen.dict = global_fail_closed.dict = NULL;
     module_spec_type = NULL;
     has_location_property = loader_types = module_suffixes = NULL;
     allowed_actions = names_by_address = NULL;

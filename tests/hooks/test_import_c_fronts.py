@@ -225,3 +225,103 @@ def test_the_fronts_are_the_wrappers_patched_in() -> None:
     for attribute, python in pairs.items():
         wrapper = points[attribute]
         assert (wrapper.__self__ if COMPILED_BUILT else wrapper) is python, attribute
+
+
+# The screen (`quiet`) reads an origin's first part: an origin spelled with `..` must be
+# made absolute and normal before it is screened, or `/../<root>/vault/hidden.py` would
+# pass as a file under `..`. Imported through such a `sys.path` entry, the module in the
+# denied folder is refused.
+UNFOLDED = """
+import plain_a
+sys.path.insert(0, "/.." + os.path.join(os.path.dirname(CANARY), "vault"))
+try:
+    import hidden
+    print("IMPORTED")
+except PolicyViolation as exc:
+    print("BLOCKED", exc.rule_id)
+print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_an_origin_spelled_with_dot_dot_is_screened_as_its_normal_path(
+    root: Path, kind: str
+) -> None:
+    words = _shielded(root, UNFOLDED, kind, ["IMPORTED", "CANARY"])
+    assert words == ["BLOCKED", "no-vault-code", "NO", "CANARY"]
+
+
+# The screen raising (here a RuntimeError, then a KeyboardInterrupt, as a signal handler
+# would raise): the import does not happen, the app gets that very exception, and the
+# attempt is reported as undescribable, with either hook.
+SCREEN_RAISES = """
+from appshield.hooks import _gate, imports
+found = []
+_gate._shield.add_listener(found.append)
+import plain_a
+screen = type(imports._screen[1])
+quiet = screen.quiet
+for error in (RuntimeError, KeyboardInterrupt):
+    def broken(self, *args, error=error):
+        raise error("the screen broke")
+    screen.quiet = broken
+    name = "plain_b" if error is RuntimeError else "pkg"
+    try:
+        __import__(name)
+        print("IMPORTED")
+    except BaseException as exc:
+        print(type(exc).__name__, name in sys.modules)
+    screen.quiet = quiet
+print(*[v.decision.rule_id for v in found])
+import plain_b
+print("IMPORTED", plain_b.VALUE)
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_screen_that_raises_refuses_the_import_and_reports_it(root: Path, kind: str) -> None:
+    shielded = _run(root, SCREEN_RAISES, kind)
+    assert shielded.stdout.split() == [
+        "RuntimeError",
+        "False",
+        "KeyboardInterrupt",
+        "False",
+        "implicit:undescribable",
+        "implicit:undescribable",
+        "IMPORTED",
+        "b",
+    ], shielded.stderr
+
+
+# A module imported under a name its file does not have (a finder of the app's hands back
+# `evilmod.py` as `innocent`): the file's own name decides, as for any import, so the rule
+# on `evilmod` refuses it. (The policy names modules only: no file rule makes every import
+# in the folder one the screen must look at.)
+RENAMED = """
+import importlib.util
+evil = os.path.join({mods!r}, "evilmod.py")
+class Renaming:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        return importlib.util.spec_from_file_location(name, evil) if name == "innocent" else None
+sys.meta_path.insert(0, Renaming)
+import plain_a
+try:
+    import innocent
+    print("IMPORTED")
+except PolicyViolation as exc:
+    print("BLOCKED", exc.rule_id)
+print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_module_imported_under_another_name_is_judged_by_its_file(root: Path, kind: str) -> None:
+    (root / "policy.yaml").write_text(
+        "version: 1\nmode: enforce\n"
+        "defaults: {process: allow, file: allow, network: allow, import: allow}\n"
+        "rules:\n  - {id: no-evilmod, category: import, action: deny, match: {module: evilmod}}\n"
+    )
+    code = RENAMED.format(mods=str(root / "mods"))
+    words = _shielded(root, code, kind, ["IMPORTED", "CANARY"])
+    assert words == ["BLOCKED", "no-evilmod", "NO", "CANARY"]

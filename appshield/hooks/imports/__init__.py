@@ -177,7 +177,11 @@ def _own_origin(origin: object) -> bool:
 
 def _judge(spec: Any, origin: str | None, api: str) -> None:
     """Decide the import of `spec` loaded from `origin` (raw, as the loader spells it),
-    unless that very spec was already decided for that very file."""
+    unless that very spec was already decided for that very file.
+
+    Where the compiled hook is installed, `_load_unlocked`'s C front answers the commonest
+    case before this is called (`quiet_import` in appshield/_c_audit_hook.c: the same tests,
+    the same screen, the same `remember_last`); everything else comes here."""
     # `_gate.for_wrapper()`, inlined: this runs for every module a loader executes.
     shield = _gate._shield
     busy = _state.busy
@@ -527,7 +531,10 @@ def _import_front(kind: str, wrapper: Callable[..., Any]) -> Any:
     module and file loader objects, the spec just judged) and calls `wrapper` for the rest.
     The front answers nothing until the compiled hook is installed with this module's parts
     (never under `APPSHIELD_PURE_PYTHON=1`): the three Python frames and their calls were
-    about a third of what the shield added to a first import. The judging stays `_judge`'s."""
+    about a third of what the shield added to a first import. `_load_unlocked`'s front also
+    judges `_judge`'s commonest case itself (a file that agrees with its name, a normal
+    absolute origin, the engine's screen `quiet`, asked in Python; `quiet_import`), and
+    hands every other spec to `_judge`."""
     try:
         from appshield import _c_audit_hook
     except ImportError:
