@@ -322,3 +322,29 @@ def test_a_start_handed_to_posix_spawn_takes_the_compiled_mark(root: Path, kind:
     words = _shielded(root, code, kind, ["EXIT", "0", "0", "0", "EXIT", "0", "CANARY"])
     mark = "C-MARK" if kind == "compiled" else "NO-C-MARK"
     assert words == ["EXIT", "0", "0", "0", mark, "TAKEN", "BLOCKED", "no-touch", "NO", "CANARY"]
+
+
+# `os.environ` replaced by a plain dict whose PATH puts a folder holding a `prog` that is
+# touch first: subprocess searches that PATH for a bare name (`os.get_exec_path()` reads the
+# module's `environ`), so the start is judged by what it finds there, never taken for the
+# remembered one.
+ENVIRON_REPLACED = """
+start(); start()
+evil = os.path.join(os.path.dirname(CANARY), "evil")
+if not os.path.isdir(evil):  # made by the control run already
+    os.mkdir(evil)
+    os.symlink({touch!r}, os.path.join(evil, "prog"))
+os.environ = {{**os.environ, "PATH": evil + ":" + os.environ["PATH"]}}
+try:
+    print("EXIT", start())
+except PolicyViolation as exc:
+    print("BLOCKED", exc.rule_id)
+print("CANARY" if os.path.exists(CANARY) else "NO CANARY")
+"""
+
+
+@pytest.mark.parametrize("kind", _kinds())
+def test_a_replaced_environ_mapping_is_searched_as_the_child_will(root: Path, kind: str) -> None:
+    code = ENVIRON_REPLACED.format(touch=TOUCH)
+    words = _shielded(root, code, kind, ["EXIT", "0", "CANARY"])
+    assert words == ["BLOCKED", "no-touch", "NO", "CANARY"]
