@@ -167,6 +167,62 @@ slot_value(PyObject *object, Py_ssize_t offset)
     return value;
 }
 
+/* `object`'s attribute `name` as `getattr` finds it when its type looks attributes up the
+ * generic way (no `__getattr__` or `__getattribute__` of its own) and has no attribute of
+ * that name anywhere on its MRO (so no descriptor: only the instance's own attributes can
+ * answer, and reading them runs no code): a new reference, or NULL (not there, or any
+ * doubt; no exception left set). Read through the generic look-up itself, which reads an
+ * instance's inline values without making its `__dict__`. */
+static PyObject *
+plain_attribute(PyObject *object, PyObject *name)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    if (type->tp_getattro != PyObject_GenericGetAttr || _PyType_Lookup(type, name) != NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_GenericGetAttr(object, name);
+    if (value == NULL) {
+        PyErr_Clear();
+    }
+    return value;
+}
+
+/* The exception being raised, taken (a new reference, normalised, its traceback attached),
+ * or NULL when none is: 3.12's PyErr_GetRaisedException, on every version. */
+static PyObject *
+take_raised(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* `raised` (from `take_raised`) raised again; the reference is taken. */
+static void
+raise_again(PyObject *raised)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(raised);
+#else
+    PyObject *type = (PyObject *)Py_TYPE(raised);
+    Py_INCREF(type);
+    PyErr_Restore(type, raised, PyException_GetTraceback(raised));
+#endif
+}
+
 /* FNV-1a of the C string `text`, and its length in `*length`. */
 static uint64_t
 fnv1a(const char *text, size_t *length)
@@ -1187,15 +1243,8 @@ inherited_entries(PyObject *pair)
         || PyTuple_GET_SIZE(pair) != 2) {
         return NULL;
     }
-    PyObject *attributes = PyObject_GenericGetDict(environ, NULL);
-    if (attributes == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
     PyObject *entries = NULL;
-    PyObject *data = PyDict_CheckExact(attributes)
-                         ? PyDict_GetItemWithError(attributes, name_data)
-                         : NULL;
+    PyObject *data = plain_attribute(environ, name_data); /* `environ.__dict__.get("_data")` */
     if (data != NULL && PyDict_CheckExact(data)) {
         PyObject *value = PyDict_GetItemWithError(data, path_key);
         if (value == NULL && !PyErr_Occurred()) {
@@ -1206,7 +1255,7 @@ inherited_entries(PyObject *pair)
         }
     }
     PyErr_Clear();
-    Py_DECREF(attributes);
+    Py_XDECREF(data);
     return entries;
 }
 
@@ -1626,26 +1675,6 @@ static PyObject *name_origin, *name_set_fileattr, *name_has_location, *name_path
     *name_wanted_tops, *pycache_text, *dot_text;
 static Global global_cache_prefix;
 
-/* `object`'s attribute `name` as `getattr` finds it when its type looks attributes up the
- * generic way (no `__getattr__` or `__getattribute__` of its own) and has no attribute of
- * that name anywhere on its MRO (so no descriptor: only the instance's own attributes can
- * answer, and reading them runs no code): a new reference, or NULL (not there, or any
- * doubt; no exception left set). Read through the generic look-up itself, which reads an
- * instance's inline values without making its `__dict__`. */
-static PyObject *
-plain_attribute(PyObject *object, PyObject *name)
-{
-    PyTypeObject *type = Py_TYPE(object);
-    if (type->tp_getattro != PyObject_GenericGetAttr || _PyType_Lookup(type, name) != NULL) {
-        return NULL;
-    }
-    PyObject *value = PyObject_GenericGetAttr(object, name);
-    if (value == NULL) {
-        PyErr_Clear();
-    }
-    return value;
-}
-
 /* hooks/imports `_spec_origin(spec)` for an exact ModuleSpec with importlib's own
  * `has_location`: 1 and a new reference (the origin, or None) in `*origin`; 0 when the spec
  * is any other object (the Python wrapper reads it). */
@@ -1903,35 +1932,26 @@ quiet_import(PyObject *spec, PyObject *origin)
     if (quiet == NULL) {
         /* `_judge`'s `except BaseException`: reported as undescribable, raised again. */
         PyObject *fail = global_value(&global_fail_closed);
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *raised = PyErr_GetRaisedException();
-#else
-        PyObject *type, *raised, *traceback;
-        PyErr_Fetch(&type, &raised, &traceback);
-        PyErr_NormalizeException(&type, &raised, &traceback);
-        if (raised != NULL && traceback != NULL) {
-            PyException_SetTraceback(raised, traceback);
+        PyObject *raised = take_raised();
+        if (raised == NULL) {
+            PyErr_SetString(PyExc_SystemError, "appshield: the import screen failed");
         }
-        Py_XDECREF(type);
-        Py_XDECREF(traceback);
-#endif
-        if (fail != NULL && raised != NULL) {
+        else if (fail == NULL) {
+            raise_again(raised);
+        }
+        else {
             PyObject *fail_call[4] = {active, api_import, api_import, raised}; /* category, api */
             Py_INCREF(fail);
             PyObject *done = PyObject_Vectorcall(fail, fail_call, 4, NULL);
             Py_DECREF(fail);
-            Py_XDECREF(done); /* it raises: `done` is NULL */
-            if (done != NULL) {
-                PyErr_SetObject((PyObject *)Py_TYPE(raised), raised);
+            if (done == NULL) {
+                Py_DECREF(raised); /* it raised: the exception it raised is the one set */
+            }
+            else {
+                Py_DECREF(done);
+                raise_again(raised);
             }
         }
-        else if (raised != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(raised), raised);
-        }
-        else {
-            PyErr_SetString(PyExc_SystemError, "appshield: the import screen failed");
-        }
-        Py_XDECREF(raised);
         answered = -1;
     }
     else if (quiet == Py_True) {
@@ -2159,26 +2179,14 @@ code_front_call(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs)
     PyObject *code = PyObject_Call(args[0], args[2], NULL);
     /* Put back whatever happened (the `finally` of the Python wrapper), keeping the call's
      * exception, if any, as the one raised. */
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *raised = PyErr_GetRaisedException();
+    PyObject *raised = take_raised();
     int restored = PyObject_SetAttr(thread_state, name_importing, previous);
     if (raised != NULL) {
         if (restored < 0) {
             PyErr_Clear();
         }
-        PyErr_SetRaisedException(raised);
+        raise_again(raised);
     }
-#else
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    int restored = PyObject_SetAttr(thread_state, name_importing, previous);
-    if (type != NULL) {
-        if (restored < 0) {
-            PyErr_Clear();
-        }
-        PyErr_Restore(type, value, traceback);
-    }
-#endif
     Py_DECREF(previous);
     if (restored < 0 && code != NULL) {
         Py_CLEAR(code);

@@ -42,6 +42,7 @@ __all__ = [
     "PatchPoint",
     "Patcher",
     "WrapperFn",
+    "compiled_hook_module",
     "loaded",
 ]
 
@@ -82,6 +83,17 @@ def _function_wrapper() -> tuple[type, str]:
 
 
 FunctionWrapper, WRAPT_DIR = _function_wrapper()
+
+
+def compiled_hook_module() -> Any:
+    """`appshield._c_audit_hook` (the compiled audit hook and the C fronts of some wrappers),
+    or None where it was not built (no C compiler at install): the one place that asks."""
+    try:
+        from appshield import _c_audit_hook
+    except ImportError:
+        return None
+    return _c_audit_hook
+
 
 # module name -> (patcher, point) for each patch point waiting for that module to be imported
 # (see `loaded`). Read without a lock on every first import: a dict lookup is atomic, and

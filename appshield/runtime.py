@@ -24,7 +24,7 @@ from appshield.hooks import _deferred
 from appshield.hooks import _gate as _gate_limits
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.operations import Operation
-from appshield.patching import WRAPT_DIR, HookFamily
+from appshield.patching import WRAPT_DIR, HookFamily, compiled_hook_module
 from appshield.policy import Policy
 from appshield.settings import STARTUP, Settings
 
@@ -976,11 +976,7 @@ def audit_hook_kind() -> str | None:
 
 def _compiled_hook() -> Any:
     """appshield._c_audit_hook, or None where it was not built (no compiler at install)."""
-    try:
-        from appshield import _c_audit_hook
-    except ImportError:
-        return None
-    return _c_audit_hook
+    return compiled_hook_module()
 
 
 def _compiled_hook_parts() -> dict[str, Any]:

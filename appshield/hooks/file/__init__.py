@@ -160,12 +160,16 @@ def _import_work_rename(args: tuple[Any, ...]) -> bool:
     return _import_cache_rename(files, src, dst)
 
 
+def _as_text(path: str | bytes) -> str:
+    """An exact str or bytes path as text (bytes decoded as the file system encoding does)."""
+    return path if type(path) is str else os.fsdecode(path)
+
+
 def _in_cache(files: tuple[str, str], path: str | bytes) -> bool:
     """`path` (exact str or bytes) names a file of the bytecode cache of the module being
     read: its name starts with the start `files` gives (the cache file, or the temporary
     file of its atomic write)."""
-    text = path if type(path) is str else os.fsdecode(path)
-    return text.startswith(files[1])
+    return _as_text(path).startswith(files[1])
 
 
 def _import_cache_rename(files: tuple[str, str], src: str | bytes, dst: str | bytes) -> bool:
@@ -182,8 +186,8 @@ def _import_cache_change(files: tuple[str, str], path: str | bytes, api: str) ->
     if api == "os.remove":
         ours = _in_cache(files, path)
     elif api == "os.mkdir":
-        text = path if type(path) is str else os.fsdecode(path)
-        ours = files[1].startswith(text.rstrip("/") + "/")  # a folder the cache lies under
+        # a folder the cache lies under
+        ours = files[1].startswith(_as_text(path).rstrip("/") + "/")
     else:
         return False
     return ours and _from_import_machinery()
@@ -212,7 +216,7 @@ def _import_file_work(path: str | bytes, files: tuple[str, str]) -> bool:
     file of the module a loader is reading (`files`, the thread's `importing` mark: the
     module file judged and the start of its bytecode cache's names), opened by importlib's
     own code."""
-    text = path if type(path) is str else os.fsdecode(path)
+    text = path if type(path) is str else os.fsdecode(path)  # `_as_text`, inline: hot
     if not (text == files[0] or text.startswith(files[1])):
         return False
     return _from_import_machinery()

@@ -54,7 +54,7 @@ from appshield.hooks.imports import names as _imp_names
 from appshield.hooks.imports import scope_code as _scope_code
 from appshield.normalize import is_normal_path
 from appshield.operations import ImportOp, Operation
-from appshield.patching import HookFamily, PatchPoint, _waiting, loaded
+from appshield.patching import HookFamily, PatchPoint, _waiting, compiled_hook_module, loaded
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -535,11 +535,8 @@ def _import_front(kind: str, wrapper: Callable[..., Any]) -> Any:
     judges `_judge`'s commonest case itself (a file that agrees with its name, a normal
     absolute origin, the engine's screen `quiet`, asked in Python; `quiet_import`), and
     hands every other spec to `_judge`."""
-    try:
-        from appshield import _c_audit_hook
-    except ImportError:
-        return wrapper
-    return _c_audit_hook.import_front(kind, wrapper)
+    compiled = compiled_hook_module()
+    return wrapper if compiled is None else compiled.import_front(kind, wrapper)
 
 
 _LOAD_WRAPPER = _import_front("load", _load_unlocked)

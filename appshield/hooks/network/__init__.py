@@ -41,7 +41,7 @@ from appshield.hooks._callers import GrantedCallers, granted_callers, identity
 from appshield.hooks._convert import Unreadable, event_bytes_like
 from appshield.hooks.network.memory import memory as _memory
 from appshield.operations import NetworkOp, Operation
-from appshield.patching import HookFamily, PatchPoint
+from appshield.patching import HookFamily, PatchPoint, compiled_hook_module
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -831,11 +831,8 @@ def _getaddrinfo_patch() -> Any:
     answers nothing until the compiled hook is installed with this module's memories (never
     under `APPSHIELD_PURE_PYTHON=1`): the wrapt layer and a Python call were about 4,900 of
     the 5,000 instructions the shield added to a `create_connection` to an address."""
-    try:
-        from appshield import _c_audit_hook
-    except ImportError:
-        return _getaddrinfo
-    return _c_audit_hook.resolve_repeat(_getaddrinfo)
+    compiled = compiled_hook_module()
+    return _getaddrinfo if compiled is None else compiled.resolve_repeat(_getaddrinfo)
 
 
 PATCHES: tuple[PatchPoint, ...] = (

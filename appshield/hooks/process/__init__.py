@@ -83,7 +83,7 @@ from appshield.hooks._convert import Unreadable, fspath_once
 from appshield.hooks._gate import first_violation
 from appshield.hooks._gate import for_wrapper as active
 from appshield.operations import Operation, ProcessOp
-from appshield.patching import FunctionWrapper, HookFamily, PatchPoint
+from appshield.patching import FunctionWrapper, HookFamily, PatchPoint, compiled_hook_module
 from appshield.settings import STARTUP
 
 TYPE_CHECKING = False
@@ -943,29 +943,17 @@ def _fork_exec_patch() -> Any:
     C) the judged file, with `_judged_fork_exec`'s tests, and calls `_wrap_fork_exec` for
     everything else. The front answers nothing until the compiled hook is installed with
     this module's parts (never under `APPSHIELD_PURE_PYTHON=1`)."""
-    try:
-        from appshield import _c_audit_hook
-    except ImportError:
-        return _wrap_fork_exec
-    return _c_audit_hook.spawn_repeat(_wrap_fork_exec)
+    compiled = compiled_hook_module()
+    return _wrap_fork_exec if compiled is None else compiled.spawn_repeat(_wrap_fork_exec)
 
 
 # The one wrapper object both fork_exec patch points get (`_fork_exec_in_place` asks for it).
 _FORK_EXEC_WRAPPER = _fork_exec_patch()
 
-
-def _spawn_mark_taker() -> Callable[[], Any]:
-    """`taken_spawn_mark` of the compiled hook, or where it was not built `_no_spawn_mark`
-    (no start is ever marked in C then)."""
-    try:
-        from appshield import _c_audit_hook
-    except ImportError:
-        return _no_spawn_mark
-    taker: Callable[[], Any] = _c_audit_hook.taken_spawn_mark
-    return taker
-
-
-_taken_spawn_mark = _spawn_mark_taker()
+# The compiled hook's `taken_spawn_mark`; where it was not built, no start is marked in C.
+_taken_spawn_mark: Callable[[], Any] = getattr(
+    compiled_hook_module(), "taken_spawn_mark", _no_spawn_mark
+)
 
 
 PATCHES: tuple[PatchPoint, ...] = (
