@@ -89,7 +89,7 @@ static PyTypeObject *memory_type = NULL;
 static int utf8_file_names = 0;
 static Py_ssize_t owner_offset, plain_offset, checked_offset, relative_offset;
 
-static PyObject *name_shield, *name_memory, *name_compiled, *name_resolves, *current_folder;
+static PyObject *name_shield, *name_memory, *name_compiled, *name_resolves, *dot_text;
 /* appshield.runtime.Shield, whose `compiled` is a slot: read at its offset on a shield of
  * exactly that class (a generic look-up of an attribute costs about 190 instructions). */
 static PyTypeObject *shield_type = NULL;
@@ -740,7 +740,7 @@ file_event_allowed_again(Slot *slot, PyObject *args)
     }
     case LISTING_EVENT:
         if (path == Py_None) {
-            path = current_folder; /* os.listdir(): "." */
+            path = dot_text; /* os.listdir(): "." */
         }
         if (!PyUnicode_CheckExact(path) && !PyBytes_CheckExact(path)) {
             return 0;
@@ -1672,7 +1672,7 @@ static PyTypeObject *module_spec_type = NULL;
 static PyObject *has_location_property = NULL, *loader_types = NULL, *module_suffixes = NULL;
 static PyObject *name_origin, *name_set_fileattr, *name_has_location, *name_path, *name_dunder_spec,
     *name_dunder_name, *name_name, *name_last, *name_recording, *name_attributing, *api_import,
-    *name_wanted_tops, *pycache_text, *dot_text;
+    *name_wanted_tops, *pycache_text;
 static Global global_cache_prefix;
 
 /* hooks/imports `_spec_origin(spec)` for an exact ModuleSpec with importlib's own
@@ -2422,6 +2422,47 @@ fill_table(Slot *slots, size_t size, PyObject *events, PyObject *parts)
     return 0;
 }
 
+/* Every string `install` interns once for the hook's comparisons and look-ups by name:
+ * one table, so that none can be left unchecked. */
+static const struct {
+    PyObject **slot;
+    const char *text;
+} interned_names[] = {
+    {&name_shield, "_shield"}, {&name_memory, "_memory"}, {&name_compiled, "compiled"},
+    {&name_resolves, "_resolves"}, {&dot_text, "."},
+    /* The getaddrinfo wrapper's lookups waiting for an executor thread (hooks/network). */
+    {&name_pending, "_pending"},
+    /* The import system's own work (hooks/file and hooks/imports). */
+    {&name_importing, "importing"}, {&name_intact, "_intact"},
+    /* Program starts (hooks/process). */
+    {&name_busy, "busy"}, {&name_policy, "policy"}, {&name_described, "_described"},
+    {&name_environ_path, "_environ_path"}, {&name_data, "_data"},
+    {&name_activation_module, "appshield.activation"}, {&name_activation, "_activation"},
+    {&name_unshielded, "unshielded"}, {&name_decide, "decide"}, {&name_allow, "allow"},
+    {&global_environ.name, "environ"},
+    /* The import layer's fronts. */
+    {&name_origin, "origin"}, {&name_set_fileattr, "_set_fileattr"},
+    {&name_has_location, "has_location"}, {&name_path, "path"},
+    {&name_dunder_spec, "__spec__"}, {&name_dunder_name, "__name__"}, {&name_name, "name"},
+    {&name_last, "last"}, {&name_recording, "recording"}, {&name_attributing, "attributing"},
+    {&name_wanted_tops, "wanted_tops"}, {&name_quiet, "quiet"},
+    {&name_own_imports, "own_imports"}, {&global_screen.name, "_screen"},
+    {&global_fail_closed.name, "fail_closed"}, {&pycache_text, "/__pycache__/"},
+    {&global_cache_prefix.name, "pycache_prefix"}, {&api_import, "import"},
+};
+
+static int
+intern_names(void)
+{
+    for (size_t i = 0; i < sizeof(interned_names) / sizeof(interned_names[0]); i++) {
+        *interned_names[i].slot = PyUnicode_InternFromString(interned_names[i].text);
+        if (*interned_names[i].slot == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Point each of the `count` module globals `globals` at `dict`, under `names`. */
 static int
 read_globals(PyObject *dict, Global **globals, const char **names, int count)
@@ -2460,15 +2501,7 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_NoMemory();
         return NULL;
     }
-    if (fill_table(slots, size, events, parts) < 0) {
-        goto fail;
-    }
-    name_shield = PyUnicode_InternFromString("_shield");
-    name_memory = PyUnicode_InternFromString("_memory");
-    name_compiled = PyUnicode_InternFromString("compiled");
-    name_resolves = PyUnicode_InternFromString("_resolves");
-    current_folder = PyUnicode_InternFromString(".");
-    if (!name_shield || !name_memory || !name_compiled || !name_resolves || !current_folder) {
+    if (fill_table(slots, size, events, parts) < 0 || intern_names() < 0) {
         goto fail;
     }
     versions_move = dict_versions_move();
@@ -2511,17 +2544,11 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     op_address_index = PyLong_AsSsize_t(index);
     Py_DECREF(index);
     /* The getaddrinfo wrapper's lookups waiting for an executor thread (hooks/network). */
-    name_pending = PyUnicode_InternFromString("_pending");
-    PyObject *waiting = name_pending ? part(parts, "predecided", NULL) : NULL;
+    PyObject *waiting = part(parts, "predecided", NULL);
     if (waiting == NULL) {
         goto fail;
     }
     /* The import system's own work (hooks/file and hooks/imports). */
-    name_importing = PyUnicode_InternFromString("importing");
-    name_intact = PyUnicode_InternFromString("_intact");
-    if (!name_importing || !name_intact) {
-        goto fail;
-    }
     machinery_globals = part(parts, "import_machinery_globals", &PyDict_Type);
     thread_state = machinery_globals ? part(parts, "thread_state", NULL) : NULL;
     global_layer.dict = thread_state ? part(parts, "imports_globals", &PyDict_Type) : NULL;
@@ -2531,21 +2558,8 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     /* Program starts (hooks/process): the process family's globals, os's (`environ`), the
      * describer's sys.modules, the classes compared, where fork_exec takes `preexec_fn`. */
-    name_busy = PyUnicode_InternFromString("busy");
-    name_policy = PyUnicode_InternFromString("policy");
-    name_described = PyUnicode_InternFromString("_described");
-    name_environ_path = PyUnicode_InternFromString("_environ_path");
-    name_data = PyUnicode_InternFromString("_data");
-    name_activation_module = PyUnicode_InternFromString("appshield.activation");
-    name_activation = PyUnicode_InternFromString("_activation");
-    name_unshielded = PyUnicode_InternFromString("unshielded");
-    name_decide = PyUnicode_InternFromString("decide");
-    name_allow = PyUnicode_InternFromString("allow");
     path_key = PyBytes_FromString("PATH");
-    if (!name_busy || !name_policy || !name_described || !name_environ_path || !name_data
-        || !name_activation_module || !name_activation || !name_unshielded || !name_decide
-        || !name_allow
-        || !path_key) {
+    if (path_key == NULL) {
         goto fail;
     }
     PyObject *process_globals = part(parts, "process_globals", &PyDict_Type);
@@ -2573,10 +2587,6 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     }
     global_environ.dict = os_globals;
-    global_environ.name = PyUnicode_InternFromString("environ");
-    if (global_environ.name == NULL) {
-        goto fail;
-    }
     /* The import layer's fronts: hooks/imports' globals (`global_layer.dict`), importlib's
      * spec and file loader classes, the module file suffixes `_module_code_io` marks. */
     Global *import_reads[] = {&global_judge, &global_judged, &global_waiting,
@@ -2586,37 +2596,10 @@ install(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (read_globals(global_layer.dict, import_reads, import_names, 6) < 0) {
         goto fail;
     }
-    name_origin = PyUnicode_InternFromString("origin");
-    name_set_fileattr = PyUnicode_InternFromString("_set_fileattr");
-    name_has_location = PyUnicode_InternFromString("has_location");
-    name_path = PyUnicode_InternFromString("path");
-    name_dunder_spec = PyUnicode_InternFromString("__spec__");
-    name_dunder_name = PyUnicode_InternFromString("__name__");
-    name_name = PyUnicode_InternFromString("name");
-    name_last = PyUnicode_InternFromString("last");
-    name_recording = PyUnicode_InternFromString("recording");
-    name_attributing = PyUnicode_InternFromString("attributing");
-    name_wanted_tops = PyUnicode_InternFromString("wanted_tops");
-    name_quiet = PyUnicode_InternFromString("quiet");
-    name_own_imports = PyUnicode_InternFromString("own_imports");
     global_screen.dict = global_layer.dict;
-    global_screen.name = PyUnicode_InternFromString("_screen");
     global_fail_closed.dict = global_shield.dict;
-    global_fail_closed.name = PyUnicode_InternFromString("fail_closed");
-    if (!name_quiet || !name_own_imports || !global_screen.name || !global_fail_closed.name) {
-        goto fail;
-    }
-    pycache_text = PyUnicode_InternFromString("/__pycache__/");
-    dot_text = PyUnicode_InternFromString(".");
-    global_cache_prefix.name = PyUnicode_InternFromString("pycache_prefix");
     global_cache_prefix.dict = part(parts, "sys_globals", &PyDict_Type);
-    if (!pycache_text || !dot_text || !global_cache_prefix.name || !global_cache_prefix.dict) {
-        goto fail;
-    }
-    api_import = PyUnicode_InternFromString("import");
-    if (!name_origin || !name_set_fileattr || !name_has_location || !name_path
-        || !name_dunder_spec || !name_dunder_name || !name_name || !name_last
-        || !name_recording || !name_attributing || !name_wanted_tops || !api_import) {
+    if (global_cache_prefix.dict == NULL) {
         goto fail;
     }
     module_spec_type = (PyTypeObject *)part(parts, "module_spec_type", &PyType_Type);
