@@ -960,7 +960,8 @@ def _add_audit_hook(settings: Settings) -> None:
     handlers = {**hooks.all_audit_handlers(), PROBE_EVENT: _probe_describes_nothing}
     fast_paths = {**hooks.all_fast_paths(), PROBE_EVENT: _probe_answered}
     hook = _gate.make_audit_hook(handlers, hooks.event_categories(), fast_paths)
-    compiled = None if settings.environ.get("APPSHIELD_PURE_PYTHON") == "1" else _compiled_hook()
+    pure = settings.environ.get("APPSHIELD_PURE_PYTHON") == "1"
+    compiled = None if pure else compiled_hook_module()
     if compiled is None:
         sys.addaudithook(hook)
         _audit_hook_kind = "python"
@@ -972,11 +973,6 @@ def _add_audit_hook(settings: Settings) -> None:
 def audit_hook_kind() -> str | None:
     """Which audit hook this process added: "compiled", "python", or None (none yet)."""
     return _audit_hook_kind
-
-
-def _compiled_hook() -> Any:
-    """appshield._c_audit_hook, or None where it was not built (no compiler at install)."""
-    return compiled_hook_module()
 
 
 def _compiled_hook_parts() -> dict[str, Any]:
